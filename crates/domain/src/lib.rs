@@ -1,0 +1,25 @@
+//! The pure heart of Verdict: what a dispute is and how it may change.
+//!
+//! Everything here is deterministic and free of I/O, async and database types, so the rules that decide
+//! money can be tested exhaustively. The engine loads a [`Dispute`], asks [`decide`] what a [`Command`]
+//! means at a given instant, persists the resulting [`Decision`] in one transaction, and folds the events
+//! back with [`apply`].
+
+pub mod dispute;
+pub mod error;
+pub mod ids;
+pub mod machine;
+pub mod money;
+pub mod personal;
+pub mod reason;
+
+pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
+pub use error::DomainError;
+pub use ids::DisputeId;
+pub use machine::{
+    Action, Actor, ActorKind, Change, Command, Decision, DisputeEvent, EventKind, StepKind, StepRequest,
+    TimerInstruction, TimerKind, apply, decide, open, opened, replay, transition_allowed,
+};
+pub use money::{Currency, Money};
+pub use personal::{Customer, CustomerEmail, CustomerName, Locale};
+pub use reason::{CardNetwork, ReasonCategory, ReasonCode};

@@ -1,0 +1,716 @@
+//! The state machine: which transitions exist, what each command means, and how events rebuild a dispute.
+//!
+//! [`decide`] never performs anything: it returns a [`Decision`] (events, timers, steps) that the engine writes
+//! in one transaction. [`apply`] folds one event into the projection; replaying a dispute's events with it
+//! rebuilds the stored projection exactly.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Dispute, DisputeId, DomainError, NewDispute, Processor, Queue, Stage, Status};
+
+/// Reminders before the processor's deadline, in hours.
+pub const REMINDER_HOURS: [i64; 3] = [72, 24, 4];
+/// Days after submission at which a missing outcome is escalated.
+pub const OUTCOME_CHECK_DAYS: i64 = 75;
+const MAX_REASON_CHARS: usize = 2_000;
+const MAX_NOTE_CHARS: usize = 10_000;
+
+/// Whether `from -> to` is a transition of the dispute lifecycle; `stage_to` is the stage after it.
+///
+/// This is the one table of allowed transitions. It matches exhaustively so that a new status cannot compile
+/// until someone decides how it behaves.
+pub fn transition_allowed(from: Status, to: Status, stage_from: Stage, stage_to: Stage) -> bool {
+    use Status::*;
+    let same_stage = stage_from == stage_to;
+    let second_cycle =
+        stage_to.rank() > stage_from.rank() && matches!(stage_to, Stage::PreArbitration | Stage::Arbitration);
+    match from {
+        Notified => same_stage && matches!(to, Triaged | Accepted | Expired | Withdrawn),
+        Triaged => {
+            same_stage
+                && (matches!(to, EvidenceGathering | Accepted | Expired | Withdrawn)
+                    || (to == Resolved && stage_from.is_pre_chargeback()))
+        }
+        EvidenceGathering => {
+            same_stage
+                && (matches!(to, Submitted | Accepted | Expired | Withdrawn)
+                    || (to == Resolved && stage_from.is_pre_chargeback()))
+        }
+        Submitted => same_stage && matches!(to, Won | Lost | Withdrawn),
+        Won | Lost => second_cycle && to == EvidenceGathering,
+        Accepted | Expired | Withdrawn | Resolved => false,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Analyst,
+    Processor,
+    Timer,
+    Step,
+    System,
+}
+
+/// Who caused an event: an analyst's API key name, a processor, a timer, a step or the system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub name: String,
+}
+
+impl Actor {
+    pub fn analyst(name: impl Into<String>) -> Self {
+        Self {
+            kind: ActorKind::Analyst,
+            name: name.into(),
+        }
+    }
+    pub fn processor(processor: Processor) -> Self {
+        Self {
+            kind: ActorKind::Processor,
+            name: processor.to_string(),
+        }
+    }
+    pub fn system(name: impl Into<String>) -> Self {
+        Self {
+            kind: ActorKind::System,
+            name: name.into(),
+        }
+    }
+    /// `analyst:jane`, `processor:stripe`: how the actor is stored and shown.
+    pub fn label(&self) -> String {
+        let kind = match self.kind {
+            ActorKind::Analyst => "analyst",
+            ActorKind::Processor => "processor",
+            ActorKind::Timer => "timer",
+            ActorKind::Step => "step",
+            ActorKind::System => "system",
+        };
+        format!("{kind}:{}", self.name)
+    }
+}
+
+/// What somebody asks of a dispute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    Open(Box<NewDispute>),
+    /// Triage into a queue; without one, the reason category decides.
+    Triage {
+        queue: Option<Queue>,
+    },
+    StartEvidenceGathering,
+    Submit,
+    RecordOutcome {
+        won: bool,
+    },
+    Accept,
+    Expire,
+    Withdraw,
+    Resolve,
+    /// Second cycle: a won or lost dispute comes back at a later stage.
+    Reopen {
+        stage: Stage,
+        due_by: Option<DateTime<Utc>>,
+    },
+    /// An open dispute moves to a later stage (an inquiry becomes a chargeback).
+    AdvanceStage {
+        stage: Stage,
+        due_by: Option<DateTime<Utc>>,
+    },
+    ChangeDueBy {
+        due_by: Option<DateTime<Utc>>,
+    },
+    Assign {
+        assignee: Option<String>,
+    },
+    AddNote {
+        note: String,
+    },
+    /// An analyst forces any allowed transition; needs a reason and the version the analyst saw.
+    Transition {
+        to: Status,
+        expected_version: i64,
+        stage: Option<Stage>,
+    },
+}
+
+/// A command: an action, who asks for it and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub actor: Actor,
+    pub reason: Option<String>,
+    pub action: Action,
+}
+
+impl Command {
+    pub fn new(actor: Actor, action: Action) -> Self {
+        Self {
+            actor,
+            reason: None,
+            action,
+        }
+    }
+    pub fn because(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// What changed, as stored in the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Change {
+    Opened {
+        dispute: Box<NewDispute>,
+    },
+    Transitioned {
+        from: Status,
+        to: Status,
+        manual: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue: Option<Queue>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage: Option<Stage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due_by: Option<DateTime<Utc>>,
+    },
+    StageAdvanced {
+        from: Stage,
+        to: Stage,
+        due_by: Option<DateTime<Utc>>,
+    },
+    DueByChanged {
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    },
+    Assigned {
+        from: Option<String>,
+        to: Option<String>,
+    },
+    NoteAdded {
+        note: String,
+    },
+}
+
+/// The name of an event in the history, as clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Opened,
+    Triaged,
+    EvidenceGatheringStarted,
+    Submitted,
+    Won,
+    Lost,
+    Accepted,
+    Expired,
+    Withdrawn,
+    Resolved,
+    Reopened,
+    ManuallyTransitioned,
+    StageAdvanced,
+    DueByChanged,
+    Assigned,
+    NoteAdded,
+}
+
+impl EventKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventKind::Opened => "opened",
+            EventKind::Triaged => "triaged",
+            EventKind::EvidenceGatheringStarted => "evidence_gathering_started",
+            EventKind::Submitted => "submitted",
+            EventKind::Won => "won",
+            EventKind::Lost => "lost",
+            EventKind::Accepted => "accepted",
+            EventKind::Expired => "expired",
+            EventKind::Withdrawn => "withdrawn",
+            EventKind::Resolved => "resolved",
+            EventKind::Reopened => "reopened",
+            EventKind::ManuallyTransitioned => "manually_transitioned",
+            EventKind::StageAdvanced => "stage_advanced",
+            EventKind::DueByChanged => "due_by_changed",
+            EventKind::Assigned => "assigned",
+            EventKind::NoteAdded => "note_added",
+        }
+    }
+}
+
+impl Change {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Change::Opened { .. } => EventKind::Opened,
+            Change::Transitioned { manual: true, .. } => EventKind::ManuallyTransitioned,
+            Change::Transitioned { stage: Some(_), .. } => EventKind::Reopened,
+            Change::Transitioned { to, .. } => match to {
+                Status::Notified => EventKind::ManuallyTransitioned,
+                Status::Triaged => EventKind::Triaged,
+                Status::EvidenceGathering => EventKind::EvidenceGatheringStarted,
+                Status::Submitted => EventKind::Submitted,
+                Status::Won => EventKind::Won,
+                Status::Lost => EventKind::Lost,
+                Status::Accepted => EventKind::Accepted,
+                Status::Expired => EventKind::Expired,
+                Status::Withdrawn => EventKind::Withdrawn,
+                Status::Resolved => EventKind::Resolved,
+            },
+            Change::StageAdvanced { .. } => EventKind::StageAdvanced,
+            Change::DueByChanged { .. } => EventKind::DueByChanged,
+            Change::Assigned { .. } => EventKind::Assigned,
+            Change::NoteAdded { .. } => EventKind::NoteAdded,
+        }
+    }
+
+    /// The statuses before and after, for events that move the status (`None` before the dispute existed).
+    pub fn status_change(&self) -> Option<(Option<Status>, Status)> {
+        match self {
+            Change::Opened { .. } => Some((None, Status::Notified)),
+            Change::Transitioned { from, to, .. } => Some((Some(*from), *to)),
+            Change::StageAdvanced { .. }
+            | Change::DueByChanged { .. }
+            | Change::Assigned { .. }
+            | Change::NoteAdded { .. } => None,
+        }
+    }
+}
+
+/// One appended fact about a dispute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeEvent {
+    pub dispute_id: DisputeId,
+    /// The dispute's version after this event: 1 for the opening event, then +1 each.
+    pub version: i64,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub reason: Option<String>,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// A reminder this many hours before the processor's deadline.
+    Reminder { hours_before: i64 },
+    /// The processor's deadline itself.
+    Deadline,
+    /// An outcome is overdue this long after submission.
+    OutcomeCheck,
+}
+
+impl TimerKind {
+    pub fn label(&self) -> String {
+        match self {
+            TimerKind::Reminder { hours_before } => format!("reminder_{hours_before}h"),
+            TimerKind::Deadline => "deadline".to_owned(),
+            TimerKind::OutcomeCheck => "outcome_check".to_owned(),
+        }
+    }
+}
+
+/// Timers the engine must write with the events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimerInstruction {
+    Set {
+        kind: TimerKind,
+        due_at: DateTime<Utc>,
+    },
+    /// Cancel every pending timer of the dispute.
+    CancelAll,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    NotifyAssignee,
+    AcceptAtProcessor,
+    SubmitEvidence,
+    Refund,
+    CustomerMessage,
+    SellerMessage,
+}
+
+impl StepKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StepKind::NotifyAssignee => "notify_assignee",
+            StepKind::AcceptAtProcessor => "accept_at_processor",
+            StepKind::SubmitEvidence => "submit_evidence",
+            StepKind::Refund => "refund",
+            StepKind::CustomerMessage => "customer_message",
+            StepKind::SellerMessage => "seller_message",
+        }
+    }
+}
+
+/// A side effect for a worker to perform later, made effectively-once by its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRequest {
+    pub kind: StepKind,
+    pub idempotency_key: String,
+}
+
+/// Everything a command causes, to be persisted atomically.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Decision {
+    pub events: Vec<DisputeEvent>,
+    pub timers: Vec<TimerInstruction>,
+    pub steps: Vec<StepRequest>,
+}
+
+fn clean_text(field: &str, text: Option<&str>, max: usize) -> Result<Option<String>, DomainError> {
+    match text.map(str::trim) {
+        None => Ok(None),
+        Some("") => Err(DomainError::InvalidInput(format!("{field} must not be empty"))),
+        Some(t) if t.chars().count() > max => Err(DomainError::InvalidInput(format!(
+            "{field} is longer than {max} characters"
+        ))),
+        Some(t) => Ok(Some(t.to_owned())),
+    }
+}
+
+fn deadline_timers(due_by: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Vec<TimerInstruction> {
+    let Some(due_by) = due_by else { return Vec::new() };
+    let mut timers: Vec<TimerInstruction> = REMINDER_HOURS
+        .iter()
+        .map(|hours| {
+            (
+                TimerKind::Reminder { hours_before: *hours },
+                due_by - Duration::hours(*hours),
+            )
+        })
+        .filter(|(_, at)| *at > now)
+        .map(|(kind, due_at)| TimerInstruction::Set { kind, due_at })
+        .collect();
+    timers.push(TimerInstruction::Set {
+        kind: TimerKind::Deadline,
+        due_at: due_by,
+    });
+    timers
+}
+
+/// Opens a new dispute: the first event of its log.
+pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Decision, DomainError> {
+    let Action::Open(new) = &command.action else {
+        return Err(DomainError::InvalidInput(
+            "only an open command can create a dispute".into(),
+        ));
+    };
+    let new = new.as_ref().clone().validated()?;
+    let reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
+    let timers = deadline_timers(new.due_by, now);
+    let event = DisputeEvent {
+        dispute_id: id,
+        version: 1,
+        at: now,
+        actor: command.actor.clone(),
+        reason,
+        change: Change::Opened { dispute: Box::new(new) },
+    };
+    Ok(Decision {
+        events: vec![event],
+        timers,
+        steps: Vec::new(),
+    })
+}
+
+/// What `command` means for `dispute` at `now`. Pure: the dispute is only read.
+pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Result<Decision, DomainError> {
+    let reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
+    let transition = |to: Status| -> Result<Change, DomainError> {
+        if !transition_allowed(dispute.status, to, dispute.stage, dispute.stage) {
+            return Err(DomainError::IllegalTransition {
+                from: dispute.status,
+                to,
+            });
+        }
+        let queue = (to == Status::Triaged).then(|| Queue::for_category(dispute.reason_code.category()));
+        Ok(Change::Transitioned {
+            from: dispute.status,
+            to,
+            manual: false,
+            queue,
+            stage: None,
+            due_by: None,
+        })
+    };
+    let step = |kind: StepKind| StepRequest {
+        kind,
+        idempotency_key: format!("{}:{}:{}", dispute.id, dispute.version + 1, kind.as_str()),
+    };
+    let mut timers = Vec::new();
+    let mut steps = Vec::new();
+    let change = match &command.action {
+        Action::Open(_) => {
+            return Err(DomainError::InvalidInput(format!(
+                "dispute {} already exists",
+                dispute.id
+            )));
+        }
+        Action::Triage { queue } => match transition(Status::Triaged)? {
+            Change::Transitioned {
+                from,
+                to,
+                manual,
+                queue: default,
+                stage,
+                due_by,
+            } => Change::Transitioned {
+                from,
+                to,
+                manual,
+                queue: queue.or(default),
+                stage,
+                due_by,
+            },
+            other => other,
+        },
+        Action::StartEvidenceGathering => transition(Status::EvidenceGathering)?,
+        Action::Submit => {
+            let change = transition(Status::Submitted)?;
+            timers.push(TimerInstruction::CancelAll);
+            timers.push(TimerInstruction::Set {
+                kind: TimerKind::OutcomeCheck,
+                due_at: now + Duration::days(OUTCOME_CHECK_DAYS),
+            });
+            steps.push(step(StepKind::SubmitEvidence));
+            change
+        }
+        Action::RecordOutcome { won } => {
+            let change = transition(if *won { Status::Won } else { Status::Lost })?;
+            timers.push(TimerInstruction::CancelAll);
+            steps.push(step(StepKind::SellerMessage));
+            change
+        }
+        Action::Accept => {
+            let change = transition(Status::Accepted)?;
+            timers.push(TimerInstruction::CancelAll);
+            if dispute.processor != Processor::Manual {
+                steps.push(step(StepKind::AcceptAtProcessor));
+            }
+            change
+        }
+        Action::Expire | Action::Withdraw => {
+            let to = if command.action == Action::Expire {
+                Status::Expired
+            } else {
+                Status::Withdrawn
+            };
+            let change = transition(to)?;
+            timers.push(TimerInstruction::CancelAll);
+            change
+        }
+        Action::Resolve => {
+            let change = transition(Status::Resolved)?;
+            timers.push(TimerInstruction::CancelAll);
+            steps.push(step(StepKind::Refund));
+            steps.push(step(StepKind::CustomerMessage));
+            change
+        }
+        Action::Reopen { stage, due_by } => {
+            let to = Status::EvidenceGathering;
+            if !transition_allowed(dispute.status, to, dispute.stage, *stage) {
+                return Err(DomainError::IllegalTransition {
+                    from: dispute.status,
+                    to,
+                });
+            }
+            timers.push(TimerInstruction::CancelAll);
+            timers.extend(deadline_timers(*due_by, now));
+            Change::Transitioned {
+                from: dispute.status,
+                to,
+                manual: false,
+                queue: None,
+                stage: Some(*stage),
+                due_by: *due_by,
+            }
+        }
+        Action::AdvanceStage { stage, due_by } => {
+            if !dispute.status.is_open() || stage.rank() <= dispute.stage.rank() {
+                return Err(DomainError::InvalidInput(format!(
+                    "a {} dispute at stage {} cannot advance to {stage}",
+                    dispute.status, dispute.stage
+                )));
+            }
+            if due_by.is_some() && *due_by != dispute.due_by {
+                timers.push(TimerInstruction::CancelAll);
+                timers.extend(deadline_timers(*due_by, now));
+            }
+            Change::StageAdvanced {
+                from: dispute.stage,
+                to: *stage,
+                due_by: *due_by,
+            }
+        }
+        Action::ChangeDueBy { due_by } => {
+            if *due_by == dispute.due_by {
+                return Err(DomainError::InvalidInput("due by is unchanged".into()));
+            }
+            if !dispute.status.is_open() {
+                return Err(DomainError::InvalidInput(format!(
+                    "a {} dispute has no deadline",
+                    dispute.status
+                )));
+            }
+            timers.push(TimerInstruction::CancelAll);
+            if dispute.status != Status::Submitted {
+                timers.extend(deadline_timers(*due_by, now));
+            }
+            Change::DueByChanged {
+                from: dispute.due_by,
+                to: *due_by,
+            }
+        }
+        Action::Assign { assignee } => {
+            let assignee = clean_text("assignee", assignee.as_deref(), 200)?;
+            if assignee == dispute.assignee {
+                return Err(DomainError::InvalidInput(
+                    "the dispute already has that assignee".into(),
+                ));
+            }
+            if assignee.is_some() {
+                steps.push(step(StepKind::NotifyAssignee));
+            }
+            Change::Assigned {
+                from: dispute.assignee.clone(),
+                to: assignee,
+            }
+        }
+        Action::AddNote { note } => {
+            let note = clean_text("note", Some(note), MAX_NOTE_CHARS)?.unwrap_or_default();
+            Change::NoteAdded { note }
+        }
+        Action::Transition {
+            to,
+            expected_version,
+            stage,
+        } => {
+            if *expected_version != dispute.version {
+                return Err(DomainError::VersionConflict {
+                    expected: *expected_version,
+                    actual: dispute.version,
+                });
+            }
+            if reason.is_none() {
+                return Err(DomainError::InvalidInput("a manual transition needs a reason".into()));
+            }
+            let stage_to = stage.unwrap_or(dispute.stage);
+            if !transition_allowed(dispute.status, *to, dispute.stage, stage_to) {
+                return Err(DomainError::IllegalTransition {
+                    from: dispute.status,
+                    to: *to,
+                });
+            }
+            if !to.is_open() || *to == Status::Submitted {
+                timers.push(TimerInstruction::CancelAll);
+            }
+            let queue = (*to == Status::Triaged).then(|| Queue::for_category(dispute.reason_code.category()));
+            Change::Transitioned {
+                from: dispute.status,
+                to: *to,
+                manual: true,
+                queue,
+                stage: (stage_to != dispute.stage).then_some(stage_to),
+                due_by: None,
+            }
+        }
+    };
+    let event = DisputeEvent {
+        dispute_id: dispute.id,
+        version: dispute.version + 1,
+        at: now,
+        actor: command.actor.clone(),
+        reason,
+        change,
+    };
+    Ok(Decision {
+        events: vec![event],
+        timers,
+        steps,
+    })
+}
+
+/// Builds a dispute from its opening event; `None` for any other event.
+pub fn opened(event: &DisputeEvent) -> Option<Dispute> {
+    let Change::Opened { dispute: new } = &event.change else {
+        return None;
+    };
+    let new = new.as_ref().clone();
+    Some(Dispute {
+        id: event.dispute_id,
+        processor: new.processor,
+        processor_dispute_id: new.processor_dispute_id,
+        payment_reference: new.payment_reference,
+        order_reference: new.order_reference,
+        seller_id: new.seller_id,
+        customer: new.customer,
+        amount: new.amount,
+        reason_code: new.reason_code,
+        reason_code_raw: new.reason_code_raw,
+        stage: new.stage,
+        status: Status::Notified,
+        due_by: new.due_by,
+        opened_at: new.opened_at,
+        queue: None,
+        assignee: None,
+        version: event.version,
+        created_at: event.at,
+        updated_at: event.at,
+    })
+}
+
+/// Folds one event (after the opening one) into the projection.
+pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
+    match &event.change {
+        Change::Opened { .. } => {
+            if let Some(fresh) = opened(event) {
+                *dispute = fresh;
+            }
+        }
+        Change::Transitioned {
+            to,
+            queue,
+            stage,
+            due_by,
+            ..
+        } => {
+            dispute.status = *to;
+            if let Some(queue) = queue {
+                dispute.queue = Some(*queue);
+            }
+            if let Some(stage) = stage {
+                dispute.stage = *stage;
+            }
+            if due_by.is_some() {
+                dispute.due_by = *due_by;
+            }
+        }
+        Change::StageAdvanced { to, due_by, .. } => {
+            dispute.stage = *to;
+            if due_by.is_some() {
+                dispute.due_by = *due_by;
+            }
+        }
+        Change::DueByChanged { to, .. } => dispute.due_by = *to,
+        Change::Assigned { to, .. } => dispute.assignee.clone_from(to),
+        Change::NoteAdded { .. } => {}
+    }
+    dispute.version = event.version;
+    dispute.updated_at = event.at;
+}
+
+/// Rebuilds a dispute from its whole log; `None` if the log does not start with an opening event.
+pub fn replay<'a>(events: impl IntoIterator<Item = &'a DisputeEvent>) -> Option<Dispute> {
+    let mut events = events.into_iter();
+    let mut dispute = opened(events.next()?)?;
+    for event in events {
+        apply(&mut dispute, event);
+    }
+    Some(dispute)
+}
+
+#[cfg(test)]
+mod tests;

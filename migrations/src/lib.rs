@@ -1,1 +1,39 @@
-//! migrations
+//! The database schema, for SQLite and PostgreSQL, as append-only sea-orm migrations.
+//!
+//! Each migration writes plain SQL per backend: the claim queries of timers and steps depend on partial
+//! indexes and exact column types that a portable builder would blur. An applied migration is never edited;
+//! changes come as new files.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_foundation;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_foundation::Migration)]
+    }
+}
+
+/// Runs each statement of a `;`-separated script on the current backend.
+pub(crate) async fn run_script(manager: &SchemaManager<'_>, script: &str) -> Result<(), DbErr> {
+    let connection = manager.get_connection();
+    for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        connection.execute_unprepared(statement).await?;
+    }
+    Ok(())
+}
+
+/// Column types that differ between the two backends, substituted into the scripts.
+pub(crate) fn dialect(manager: &SchemaManager<'_>, script: &str) -> String {
+    let (uuid, timestamp, json) = match manager.get_database_backend() {
+        sea_orm_migration::sea_orm::DatabaseBackend::Postgres => ("UUID", "TIMESTAMPTZ", "JSONB"),
+        _ => ("BLOB", "TEXT", "TEXT"),
+    };
+    script
+        .replace("{uuid}", uuid)
+        .replace("{timestamp}", timestamp)
+        .replace("{json}", json)
+}

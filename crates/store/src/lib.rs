@@ -1,1 +1,17 @@
-//! verdict-store
+//! Durable storage of disputes on SQLite or PostgreSQL through sea-orm.
+//!
+//! A dispute is an append-only event log plus a projection of its current state. [`Store::commit`] writes a
+//! whole [`Decision`](verdict_domain::Decision) — events, projection, timers and outbox steps — in one
+//! transaction guarded by an optimistic version check, so concurrent writers get a conflict instead of a
+//! lost update.
+
+mod convert;
+pub mod entity;
+mod error;
+mod keys;
+mod repo;
+pub mod testing;
+
+pub use error::StoreError;
+pub use keys::{ApiKeyRecord, hash_token};
+pub use repo::{Backend, DisputeFilter, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord};

@@ -1,0 +1,7 @@
+//! sea-orm entities: one module per table, rows only; conversion to domain types lives in `convert`.
+
+pub mod api_key;
+pub mod dispute;
+pub mod dispute_event;
+pub mod step;
+pub mod timer;

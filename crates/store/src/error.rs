@@ -1,0 +1,25 @@
+//! The store's one error type; database text stays inside it and never reaches a client.
+
+use sea_orm::{DbErr, SqlErr};
+use verdict_domain::DisputeId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("dispute {0} was changed by someone else; reload and try again")]
+    Conflict(DisputeId),
+    #[error("a dispute already exists for {processor} dispute {processor_dispute_id}")]
+    DuplicateDispute {
+        processor: String,
+        processor_dispute_id: String,
+    },
+    #[error("{0} already exists")]
+    Duplicate(String),
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] DbErr),
+}
+
+pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}

@@ -1,0 +1,428 @@
+//! The dispute repository: connect, migrate, load, list, and commit a decision atomically.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
+    DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+use uuid::Uuid;
+use verdict_domain::{Decision, Dispute, DisputeId, Processor, Stage, Status, TimerInstruction};
+use verdict_migrations::{Migrator, MigratorTrait};
+
+use crate::StoreError;
+use crate::convert::{to_domain, to_row};
+use crate::entity::{dispute, dispute_event, step, timer};
+use crate::error::is_unique_violation;
+
+/// Attempts a step gets before it is dead-lettered, unless its handler says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the database; cheap to clone (a connection pool).
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    backend: Backend,
+}
+
+/// Which disputes a queue page shows; every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct DisputeFilter {
+    pub statuses: Vec<Status>,
+    pub stage: Option<Stage>,
+    pub processor: Option<Processor>,
+    pub seller_id: Option<String>,
+    pub due_before: Option<DateTime<Utc>>,
+    pub due_after: Option<DateTime<Utc>>,
+}
+
+/// Position in the queue order (due date, then id): the last row of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCursor {
+    pub sort_due_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub items: Vec<(PageCursor, Dispute)>,
+    pub has_next_page: bool,
+}
+
+/// One event as stored, for history views.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub version: i64,
+    pub kind: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub change: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerRecord {
+    pub id: Uuid,
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub id: Uuid,
+    pub kind: String,
+    pub idempotency_key: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file if the URL says `mode=rwc`). SQLite runs in WAL mode with a busy
+    /// timeout so that readers never block the writer and concurrent writers queue instead of failing.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .sqlx_logging(false)
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options).await?;
+        Ok(Self { db, backend })
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Readiness: the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await?;
+        Ok(())
+    }
+
+    pub async fn load(&self, id: DisputeId) -> Result<Option<Dispute>, StoreError> {
+        dispute::Entity::find_by_id(id.as_uuid())
+            .one(&self.db)
+            .await?
+            .map(to_domain)
+            .transpose()
+    }
+
+    pub async fn find_by_processor_id(
+        &self,
+        processor: Processor,
+        processor_dispute_id: &str,
+    ) -> Result<Option<Dispute>, StoreError> {
+        dispute::Entity::find()
+            .filter(dispute::Column::Processor.eq(processor.as_str()))
+            .filter(dispute::Column::ProcessorDisputeId.eq(processor_dispute_id))
+            .one(&self.db)
+            .await?
+            .map(to_domain)
+            .transpose()
+    }
+
+    /// Writes a decision atomically. `expected_version` is the version the decision was made on (`None` for a
+    /// new dispute); if the stored dispute moved on meanwhile, nothing is written and the result is a conflict.
+    pub async fn commit(
+        &self,
+        expected_version: Option<i64>,
+        after: &Dispute,
+        decision: &Decision,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        let row = to_row(after);
+        match expected_version {
+            None => {
+                dispute::Entity::insert(row.clone().into_active_model())
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(|err| {
+                        if is_unique_violation(&err) {
+                            StoreError::DuplicateDispute {
+                                processor: after.processor.to_string(),
+                                processor_dispute_id: after.processor_dispute_id.clone(),
+                            }
+                        } else {
+                            err.into()
+                        }
+                    })?;
+            }
+            Some(expected) => {
+                // The UPDATE comes first so that SQLite takes the write lock before reading anything.
+                let mut model = row.clone().into_active_model().reset_all();
+                model.id = sea_orm::ActiveValue::NotSet;
+                model.created_at = sea_orm::ActiveValue::NotSet;
+                let updated = dispute::Entity::update_many()
+                    .set(model)
+                    .filter(dispute::Column::Id.eq(row.id))
+                    .filter(dispute::Column::Version.eq(expected))
+                    .exec(&txn)
+                    .await?;
+                if updated.rows_affected != 1 {
+                    return Err(StoreError::Conflict(after.id));
+                }
+            }
+        }
+        let events: Vec<dispute_event::ActiveModel> = decision
+            .events
+            .iter()
+            .map(|event| {
+                let (from, to) = event.change.status_change().unwrap_or((None, after.status));
+                let moved = event.change.status_change().is_some();
+                Ok(dispute_event::ActiveModel {
+                    dispute_id: Set(event.dispute_id.as_uuid()),
+                    version: Set(event.version),
+                    kind: Set(event.change.kind().as_str().to_owned()),
+                    from_status: Set(from.map(|s| s.to_string())),
+                    to_status: Set(moved.then(|| to.to_string())),
+                    actor: Set(event.actor.label()),
+                    reason: Set(event.reason.clone()),
+                    change: Set(serde_json::to_value(&event.change)
+                        .map_err(|e| StoreError::Corrupt(format!("event does not serialise: {e}")))?),
+                    at: Set(event.at),
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        if !events.is_empty() {
+            dispute_event::Entity::insert_many(events)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|err| {
+                    if is_unique_violation(&err) {
+                        StoreError::Conflict(after.id)
+                    } else {
+                        err.into()
+                    }
+                })?;
+        }
+        let now = after.updated_at;
+        let mut new_timers = Vec::new();
+        for instruction in &decision.timers {
+            match instruction {
+                TimerInstruction::CancelAll => {
+                    // Timers set earlier in this same decision come after the cancel, so flush nothing yet.
+                    timer::Entity::update_many()
+                        .col_expr(timer::Column::Status, Expr::value("cancelled"))
+                        .filter(timer::Column::DisputeId.eq(after.id.as_uuid()))
+                        .filter(timer::Column::Status.eq("pending"))
+                        .exec(&txn)
+                        .await?;
+                }
+                TimerInstruction::Set { kind, due_at } => new_timers.push(timer::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    dispute_id: Set(Some(after.id.as_uuid())),
+                    kind: Set(kind.label()),
+                    due_at: Set(*due_at),
+                    status: Set("pending".to_owned()),
+                    attempts: Set(0),
+                    locked_by: Set(None),
+                    locked_until: Set(None),
+                    payload: Set(None),
+                    created_at: Set(now),
+                    fired_at: Set(None),
+                }),
+            }
+        }
+        if !new_timers.is_empty() {
+            timer::Entity::insert_many(new_timers)
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        if !decision.steps.is_empty() {
+            let steps = decision.steps.iter().map(|s| step::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                dispute_id: Set(Some(after.id.as_uuid())),
+                kind: Set(s.kind.as_str().to_owned()),
+                idempotency_key: Set(s.idempotency_key.clone()),
+                status: Set("pending".to_owned()),
+                attempts: Set(0),
+                max_attempts: Set(DEFAULT_MAX_ATTEMPTS),
+                next_attempt_at: Set(now),
+                locked_by: Set(None),
+                locked_until: Set(None),
+                last_error: Set(None),
+                payload: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            });
+            step::Entity::insert_many(steps)
+                .on_conflict(OnConflict::column(step::Column::IdempotencyKey).do_nothing().to_owned())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The dispute's events in order.
+    pub async fn events(&self, id: DisputeId) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = dispute_event::Entity::find()
+            .filter(dispute_event::Column::DisputeId.eq(id.as_uuid()))
+            .order_by_asc(dispute_event::Column::Version)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| EventRecord {
+                version: r.version,
+                kind: r.kind,
+                from_status: r.from_status,
+                to_status: r.to_status,
+                actor: r.actor,
+                reason: r.reason,
+                change: r.change,
+                at: r.at,
+            })
+            .collect())
+    }
+
+    pub async fn timers(&self, id: DisputeId) -> Result<Vec<TimerRecord>, StoreError> {
+        let rows = timer::Entity::find()
+            .filter(timer::Column::DisputeId.eq(id.as_uuid()))
+            .order_by_asc(timer::Column::DueAt)
+            .order_by_asc(timer::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| TimerRecord {
+                id: r.id,
+                kind: r.kind,
+                due_at: r.due_at,
+                status: r.status,
+            })
+            .collect())
+    }
+
+    pub async fn steps(&self, id: DisputeId) -> Result<Vec<StepRecord>, StoreError> {
+        let rows = step::Entity::find()
+            .filter(step::Column::DisputeId.eq(id.as_uuid()))
+            .order_by_asc(step::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StepRecord {
+                id: r.id,
+                kind: r.kind,
+                idempotency_key: r.idempotency_key,
+                status: r.status,
+                attempts: r.attempts,
+                next_attempt_at: r.next_attempt_at,
+                last_error: r.last_error,
+            })
+            .collect())
+    }
+
+    fn filtered(filter: &DisputeFilter) -> sea_orm::Select<dispute::Entity> {
+        let mut query = dispute::Entity::find();
+        if !filter.statuses.is_empty() {
+            query = query.filter(dispute::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
+        }
+        if let Some(stage) = filter.stage {
+            query = query.filter(dispute::Column::Stage.eq(stage.as_str()));
+        }
+        if let Some(processor) = filter.processor {
+            query = query.filter(dispute::Column::Processor.eq(processor.as_str()));
+        }
+        if let Some(seller) = &filter.seller_id {
+            query = query.filter(dispute::Column::SellerId.eq(seller.as_str()));
+        }
+        if let Some(before) = filter.due_before {
+            query = query.filter(dispute::Column::DueBy.lt(before));
+        }
+        if let Some(after) = filter.due_after {
+            query = query.filter(dispute::Column::DueBy.gte(after));
+        }
+        query
+    }
+
+    /// One page of the queue, ordered by due date then id (keyset pagination: constant cost at any depth).
+    pub async fn list(
+        &self,
+        filter: &DisputeFilter,
+        first: u64,
+        after: Option<PageCursor>,
+    ) -> Result<Page, StoreError> {
+        let mut query = Self::filtered(filter);
+        if let Some(cursor) = after {
+            query = query.filter(
+                Expr::tuple([
+                    Expr::col(dispute::Column::SortDueAt).into(),
+                    Expr::col(dispute::Column::Id).into(),
+                ])
+                .gt(Expr::tuple([Expr::value(cursor.sort_due_at), Expr::value(cursor.id)])),
+            );
+        }
+        let mut rows = query
+            .order_by_asc(dispute::Column::SortDueAt)
+            .order_by_asc(dispute::Column::Id)
+            .limit(first + 1)
+            .all(&self.db)
+            .await?;
+        let has_next_page = rows.len() as u64 > first;
+        rows.truncate(first as usize);
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let cursor = PageCursor {
+                    sort_due_at: row.sort_due_at,
+                    id: row.id,
+                };
+                to_domain(row).map(|d| (cursor, d))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, has_next_page })
+    }
+
+    pub async fn count(&self, filter: &DisputeFilter) -> Result<u64, StoreError> {
+        Ok(Self::filtered(filter).count(&self.db).await?)
+    }
+
+    /// Runs a raw statement; for tests and administration only.
+    pub async fn execute_unprepared(&self, sql: &str) -> Result<(), StoreError> {
+        self.db.execute_unprepared(sql).await?;
+        Ok(())
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.db.get_database_backend() == DatabaseBackend::Postgres
+    }
+}

@@ -1,0 +1,232 @@
+//! Store tests against a fresh SQLite database and, when configured, a fresh PostgreSQL database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use verdict_domain::{
+    Action, Actor, CardNetwork, Command, Currency, Customer, CustomerEmail, CustomerName, Dispute, DisputeId, Locale,
+    Money, NewDispute, Processor, ReasonCode, Stage, Status, decide, open, replay,
+};
+use verdict_store::testing::test_databases;
+use verdict_store::{DisputeFilter, Store, StoreError};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap()
+}
+
+fn new_dispute(pid: &str, due_in_days: Option<i64>) -> NewDispute {
+    NewDispute {
+        processor: Processor::Stripe,
+        processor_dispute_id: pid.into(),
+        payment_reference: format!("pi_{pid}"),
+        order_reference: Some("order-9".into()),
+        seller_id: Some("seller-a".into()),
+        customer: Customer {
+            name: Some(CustomerName::parse("Lucia Rossi").unwrap()),
+            email: Some(CustomerEmail::parse("lucia@example.it").unwrap()),
+            locale: Locale::It,
+        },
+        amount: Money::new(45_900, Currency::parse("EUR").unwrap()).unwrap(),
+        reason_code: ReasonCode::parse(CardNetwork::Visa, "13.1").unwrap(),
+        reason_code_raw: "13.1".into(),
+        stage: Stage::Chargeback,
+        due_by: due_in_days.map(|d| t0() + Duration::days(d)),
+        opened_at: t0(),
+    }
+}
+
+async fn open_in(store: &Store, pid: &str, due_in_days: Option<i64>) -> Dispute {
+    let command = Command::new(
+        Actor::analyst("test"),
+        Action::Open(Box::new(new_dispute(pid, due_in_days))),
+    );
+    let decision = open(DisputeId::new_v7(), &command, t0()).unwrap();
+    let dispute = replay(&decision.events).unwrap();
+    store.commit(None, &dispute, &decision).await.unwrap();
+    dispute
+}
+
+async fn act(store: &Store, dispute: &Dispute, action: Action) -> Result<Dispute, StoreError> {
+    let command = Command::new(Actor::analyst("test"), action).because("test");
+    let decision = decide(dispute, &command, t0() + Duration::hours(1)).unwrap();
+    let mut after = dispute.clone();
+    for event in &decision.events {
+        verdict_domain::apply(&mut after, event);
+    }
+    store.commit(Some(dispute.version), &after, &decision).await?;
+    Ok(after)
+}
+
+#[tokio::test]
+async fn a_committed_dispute_loads_back_with_its_history() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let dispute = open_in(&store, "dp_round_trip", Some(10)).await;
+        let triaged = act(&store, &dispute, Action::Triage { queue: None }).await.unwrap();
+        let loaded = store.load(dispute.id).await.unwrap().unwrap();
+        assert_eq!(loaded, triaged, "{}", db.label);
+        assert_eq!(loaded.customer.name.as_ref().map(|n| n.expose()), Some("Lucia Rossi"));
+        let events = store.events(dispute.id).await.unwrap();
+        let kinds: Vec<_> = events
+            .iter()
+            .map(|e| (e.version, e.kind.as_str(), e.to_status.as_deref()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![(1, "opened", Some("notified")), (2, "triaged", Some("triaged"))],
+            "{}",
+            db.label
+        );
+        assert_eq!(events[1].from_status.as_deref(), Some("notified"));
+        assert_eq!(events[1].actor, "analyst:test");
+    }
+}
+
+#[tokio::test]
+async fn of_concurrent_writers_at_one_version_exactly_one_commits() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let dispute = Arc::new(open_in(&store, "dp_race", Some(10)).await);
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (store, dispute) = (store.clone(), dispute.clone());
+            tasks.push(tokio::spawn(async move {
+                act(
+                    &store,
+                    &dispute,
+                    Action::AddNote {
+                        note: format!("writer {i}"),
+                    },
+                )
+                .await
+            }));
+        }
+        let mut committed = 0;
+        let mut conflicts = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => committed += 1,
+                Err(StoreError::Conflict(id)) => {
+                    assert_eq!(id, dispute.id);
+                    conflicts += 1
+                }
+                Err(other) => panic!("{}: unexpected {other:?}", db.label),
+            }
+        }
+        assert_eq!((committed, conflicts), (1, 7), "{}", db.label);
+        assert_eq!(store.load(dispute.id).await.unwrap().unwrap().version, 2);
+        assert_eq!(store.events(dispute.id).await.unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_stale_writer_changes_nothing() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let dispute = open_in(&store, "dp_stale", Some(10)).await;
+        act(&store, &dispute, Action::Triage { queue: None }).await.unwrap();
+        let before = store.load(dispute.id).await.unwrap();
+        let err = act(&store, &dispute, Action::Accept).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{}: {err:?}", db.label);
+        assert_eq!(store.load(dispute.id).await.unwrap(), before);
+        assert_eq!(store.events(dispute.id).await.unwrap().len(), 2);
+        assert!(
+            store.steps(dispute.id).await.unwrap().is_empty(),
+            "the rejected accept left no step"
+        );
+    }
+}
+
+#[tokio::test]
+async fn timers_are_written_with_the_dispute_and_cancelled_when_it_closes() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let dispute = open_in(&store, "dp_timers", Some(10)).await;
+        let timers = store.timers(dispute.id).await.unwrap();
+        let kinds: Vec<_> = timers.iter().map(|t| t.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            vec!["reminder_72h", "reminder_24h", "reminder_4h", "deadline"],
+            "{}",
+            db.label
+        );
+        assert_eq!(timers[3].due_at, t0() + Duration::days(10));
+        let triaged = act(&store, &dispute, Action::Triage { queue: None }).await.unwrap();
+        act(&store, &triaged, Action::Accept).await.unwrap();
+        let timers = store.timers(dispute.id).await.unwrap();
+        assert!(
+            timers.iter().all(|t| t.status == "cancelled"),
+            "{}: {timers:?}",
+            db.label
+        );
+        let steps = store.steps(dispute.id).await.unwrap();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(
+            (steps[0].kind.as_str(), steps[0].status.as_str()),
+            ("accept_at_processor", "pending")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_same_processor_dispute_cannot_be_opened_twice() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        open_in(&store, "dp_twice", None).await;
+        let command = Command::new(
+            Actor::analyst("t"),
+            Action::Open(Box::new(new_dispute("dp_twice", None))),
+        );
+        let decision = open(DisputeId::new_v7(), &command, t0()).unwrap();
+        let err = store
+            .commit(None, &replay(&decision.events).unwrap(), &decision)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::DuplicateDispute { .. }),
+            "{}: {err:?}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn queue_pages_follow_due_date_then_id_and_respect_filters() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let mut ids = Vec::new();
+        for (i, due) in [Some(5), None, Some(1), Some(3), Some(3), Some(20)]
+            .into_iter()
+            .enumerate()
+        {
+            ids.push((due, open_in(&store, &format!("dp_page_{i}"), due).await.id));
+        }
+        let mut expected = ids.clone();
+        expected.sort_by_key(|(due, id)| (due.unwrap_or(i64::MAX), *id));
+        let expected: Vec<_> = expected.into_iter().map(|(_, id)| id).collect();
+        let filter = DisputeFilter::default();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.list(&filter, 2, after).await.unwrap();
+            seen.extend(page.items.iter().map(|(_, d)| d.id));
+            after = page.items.last().map(|(c, _)| *c);
+            if !page.has_next_page {
+                break;
+            }
+        }
+        assert_eq!(seen, expected, "{}", db.label);
+        assert_eq!(store.count(&filter).await.unwrap(), 6);
+        let due_soon = DisputeFilter {
+            due_before: Some(t0() + Duration::days(4)),
+            ..Default::default()
+        };
+        assert_eq!(store.count(&due_soon).await.unwrap(), 3);
+        let triaged = DisputeFilter {
+            statuses: vec![Status::Triaged],
+            ..Default::default()
+        };
+        assert_eq!(store.count(&triaged).await.unwrap(), 0);
+    }
+}

@@ -1,1 +1,125 @@
-fn main() {}
+//! `verdict`: serve the API, migrate, seed demo data, print the schema, manage API keys.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+use verdict::{Config, connect_system, demo, install_crypto_provider, serve, shutdown_signal};
+use verdict_api::auth::{Role, create_api_key};
+
+#[derive(Parser)]
+#[command(name = "verdict", version, about = "Payment disputes as durable state machines")]
+struct Cli {
+    /// Configuration file (default: ./verdict.toml if present). VERDICT_* variables override it.
+    #[arg(long, global = true, env = "VERDICT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<CommandLine>,
+}
+
+#[derive(Subcommand)]
+enum CommandLine {
+    /// Serve GraphQL, health checks and webhooks (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Seed about fifty demo disputes, create an admin key and print its token.
+    Demo {
+        /// Keep serving after seeding.
+        #[arg(long)]
+        serve: bool,
+    },
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Create a key; its token is printed once, as the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer, analyst, lead or admin.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_new(format!("{},sqlx=warn,sea_orm=warn,sea_orm_migration=warn", config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    install_crypto_provider();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(CommandLine::Serve) {
+        CommandLine::Schema => {
+            print!("{}", verdict_api::schema_sdl());
+        }
+        CommandLine::Migrate => {
+            init_tracing(&config);
+            connect_system(&config.database_url).await?;
+            tracing::info!("migrations applied");
+        }
+        CommandLine::Serve => {
+            init_tracing(&config);
+            let engine = connect_system(&config.database_url).await?;
+            let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+            serve(listener, engine, shutdown_signal()).await?;
+        }
+        CommandLine::Demo { serve: keep_serving } => {
+            init_tracing(&config);
+            let engine = connect_system(&config.database_url).await?;
+            let seeded = demo::seed(&engine).await?;
+            let name = format!("demo-admin-{}", engine.clock().now().format("%Y%m%d%H%M%S%3f"));
+            let token = create_api_key(engine.store(), &name, Role::Admin, engine.clock().now())
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the demo admin key: {}", e.message()))?;
+            let listener = if keep_serving {
+                Some(TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?)
+            } else {
+                None
+            };
+            println!("Seeded {} demo disputes ({} already there).", seeded.created, seeded.skipped);
+            if let Some(listener) = &listener {
+                let addr = listener.local_addr()?;
+                println!("GraphiQL: http://{addr}/graphql  (send the header Authorization: Bearer <token>)");
+            }
+            println!("Admin API key {name}; its token (shown once):");
+            println!("{token}");
+            if let Some(listener) = listener {
+                serve(listener, engine, shutdown_signal()).await?;
+            }
+        }
+        CommandLine::Apikey { command: ApikeyCommand::Create { name, role } } => {
+            let role: Role = role.parse().map_err(|e: verdict_api::error::ApiError| anyhow::anyhow!(e.message()))?;
+            let engine = connect_system(&config.database_url).await?;
+            let token = create_api_key(engine.store(), &name, role, engine.clock().now())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            println!("Created API key {name:?} with role {role}. Its token, shown only now:");
+            println!("{token}");
+        }
+    }
+    Ok(())
+}

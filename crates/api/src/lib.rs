@@ -1,1 +1,75 @@
-//! verdict-api
+//! The HTTP edge of Verdict: GraphQL for analysts and frontends, health checks, and (later) webhooks.
+//!
+//! Authentication and the mapping of internal errors to client-facing codes happen here and only here.
+
+pub mod auth;
+pub mod error;
+pub mod graphql;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use verdict_engine::Engine;
+
+pub use graphql::{VerdictSchema, build_schema, schema_sdl};
+
+/// Largest request body accepted anywhere (processors' webhooks included).
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub schema: VerdictSchema,
+}
+
+impl AppState {
+    pub fn new(engine: Engine) -> Self {
+        let schema = build_schema(engine.clone());
+        Self { engine, schema }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn graphiql() -> Html<String> {
+    Html(async_graphql::http::GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+async fn graphql_handler(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: async_graphql_axum::GraphQLRequest,
+) -> Response {
+    let principal = match auth::authenticate(state.engine.store(), &headers).await {
+        Ok(principal) => principal,
+        Err(err) => return err.into_response(),
+    };
+    let request = request.into_inner().data(principal);
+    async_graphql_axum::GraphQLResponse::from(state.schema.execute(request).await).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.engine.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "database not reachable");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "database unreachable"})))
+                .into_response()
+        }
+    }
+}

@@ -1,1 +1,84 @@
-//! verdict-engine
+//! Command handling: load a dispute, ask the domain what a command means, persist the decision atomically.
+//!
+//! The engine is the only writer of disputes. Every caller — analysts through the API, processors through
+//! webhooks, timers and steps through the workers — goes through [`Engine::handle`], so every change is an
+//! appended event with an actor, a reason and a time.
+
+mod clock;
+
+use std::sync::Arc;
+
+use tracing::instrument;
+use verdict_domain::{Action, Command, Dispute, DisputeId, DomainError, apply, decide, open};
+use verdict_store::{Store, StoreError};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("dispute {0} not found")]
+    NotFound(DisputeId),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How often a command is re-decided on fresh state after losing a race; a manual transition carries the
+/// version its analyst saw, so it still fails on a stale version.
+const ATTEMPTS_ON_CONFLICT: usize = 3;
+
+#[derive(Clone)]
+pub struct Engine {
+    store: Store,
+    clock: Arc<dyn Clock>,
+}
+
+impl Engine {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Opens a new dispute from an analyst's input or a processor's notification.
+    #[instrument(skip_all, fields(actor = %command.actor.label()), err)]
+    pub async fn open(&self, command: Command) -> Result<Dispute, EngineError> {
+        let id = DisputeId::new_v7();
+        let decision = open(id, &command, self.clock.now())?;
+        let dispute = verdict_domain::replay(&decision.events)
+            .ok_or_else(|| DomainError::InvalidInput("opening produced no dispute".into()))?;
+        self.store.commit(None, &dispute, &decision).await?;
+        tracing::info!(dispute_id = %id, "dispute opened");
+        Ok(dispute)
+    }
+
+    /// Applies a command to an existing dispute and returns the dispute as it now is.
+    #[instrument(skip_all, fields(dispute_id = %id, actor = %command.actor.label()), err)]
+    pub async fn handle(&self, id: DisputeId, command: Command) -> Result<Dispute, EngineError> {
+        if let Action::Open(_) = command.action {
+            return Err(DomainError::InvalidInput("use open to create a dispute".into()).into());
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let dispute = self.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
+            let decision = decide(&dispute, &command, self.clock.now())?;
+            let mut after = dispute.clone();
+            for event in &decision.events {
+                apply(&mut after, event);
+            }
+            match self.store.commit(Some(dispute.version), &after, &decision).await {
+                Ok(()) => return Ok(after),
+                Err(StoreError::Conflict(_)) if attempt < ATTEMPTS_ON_CONFLICT => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}

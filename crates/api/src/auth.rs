@@ -1,0 +1,132 @@
+//! API keys and roles. A token is shown once at creation; only its hash is stored. Every GraphQL request
+//! carries `Authorization: Bearer TOKEN`, and every event records the key's name as its actor.
+
+use std::fmt;
+use std::str::FromStr;
+
+use axum::http::{HeaderMap, header};
+use rand::RngCore;
+use verdict_domain::Actor;
+use verdict_store::{Store, StoreError, hash_token};
+
+use crate::error::ApiError;
+
+/// What a key may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, async_graphql::Enum)]
+pub enum Role {
+    /// Reads disputes and their history, with personal data masked.
+    Viewer,
+    /// Also opens disputes, transitions them, adds notes and takes unassigned disputes.
+    Analyst,
+    /// Also reassigns disputes and overrides (reopens closed disputes by hand).
+    Lead,
+    /// Also manages API keys.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Analyst => "analyst",
+            Role::Lead => "lead",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = ApiError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "viewer" => Ok(Role::Viewer),
+            "analyst" => Ok(Role::Analyst),
+            "lead" => Ok(Role::Lead),
+            "admin" => Ok(Role::Admin),
+            other => Err(ApiError::InvalidInput(format!("unknown role {other:?} (viewer, analyst, lead, admin)"))),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The caller of a request, from its API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("this needs the {role} role; key {:?} is {}", self.name, self.role)))
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::analyst(self.name.clone())
+    }
+
+    /// Whether this caller may see customers' personal data unmasked.
+    pub fn sees_personal_data(&self) -> bool {
+        self.role >= Role::Analyst
+    }
+}
+
+/// A new random token: `vdk_` and 64 hex digits (256 bits).
+pub fn generate_token() -> String {
+    let mut bytes = [0_u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("vdk_{}", hex_encode(&bytes))
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates a key and returns its token, which is never stored and cannot be shown again.
+pub async fn create_api_key(
+    store: &Store,
+    name: &str,
+    role: Role,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(ApiError::InvalidInput("a key name is 1 to 100 characters without spaces".into()));
+    }
+    let token = generate_token();
+    store.create_api_key(name, role.as_str(), &hash_token(&token), now).await.map_err(|err| match err {
+        StoreError::Duplicate(what) => ApiError::AlreadyExists(what),
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    Ok(token)
+}
+
+/// The principal behind the request's bearer token.
+pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthenticated("missing Authorization: Bearer token".into()))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be 'Bearer TOKEN'".into()))?;
+    let key = store
+        .find_api_key(&hash_token(token))
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))?
+        .ok_or_else(|| ApiError::Unauthenticated("unknown or revoked API key".into()))?;
+    let role = key.role.parse().map_err(|_| ApiError::Internal(format!("key {} has a bad role", key.name)))?;
+    Ok(Principal { name: key.name, role })
+}

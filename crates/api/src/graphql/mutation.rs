@@ -1,0 +1,168 @@
+//! Write side: every mutation becomes one engine command, recorded with the caller's key name as actor.
+
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use verdict_domain::{self as domain, Action, Command};
+use verdict_engine::Engine;
+
+use super::query::{parse_id, principal};
+use super::types::{
+    CardNetwork, CustomerInput, Dispute, DisputeStage, DisputeStatus, MoneyInput, Processor,
+};
+use crate::auth::{Role, create_api_key};
+use crate::error::ApiError;
+
+pub struct MutationRoot;
+
+/// A dispute entered by hand; webhooks feed the same shape.
+#[derive(InputObject)]
+pub struct OpenDisputeInput {
+    pub processor: Processor,
+    pub processor_dispute_id: String,
+    pub payment_reference: String,
+    pub order_reference: Option<String>,
+    pub seller_id: Option<String>,
+    pub customer: Option<CustomerInput>,
+    pub amount: MoneyInput,
+    pub network: CardNetwork,
+    /// As the processor shows it; normalised (trimmed, legacy codes mapped) and checked against the network.
+    pub reason_code: String,
+    /// Defaults to CHARGEBACK.
+    pub stage: Option<DisputeStage>,
+    pub due_by: Option<DateTime<Utc>>,
+    /// Why it is entered by hand.
+    pub reason: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct TransitionDisputeInput {
+    pub id: ID,
+    pub to: DisputeStatus,
+    pub reason: String,
+    /// The version the analyst saw; a stale one is a VERSION_CONFLICT.
+    pub expected_version: i64,
+    /// A later stage, to reopen a won or lost dispute (lead only).
+    pub stage: Option<DisputeStage>,
+}
+
+#[derive(InputObject)]
+pub struct AssignDisputeInput {
+    pub id: ID,
+    /// Null unassigns.
+    pub assignee: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct AddNoteInput {
+    pub id: ID,
+    pub note: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateApiKeyInput {
+    pub name: String,
+    pub role: Role,
+}
+
+/// A new key; the token is shown this once.
+#[derive(SimpleObject)]
+pub struct CreatedApiKey {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+fn customer(input: Option<CustomerInput>) -> Result<domain::Customer, ApiError> {
+    let Some(input) = input else {
+        return Ok(domain::Customer { name: None, email: None, locale: domain::Locale::En });
+    };
+    Ok(domain::Customer {
+        name: input.name.as_deref().filter(|n| !n.trim().is_empty()).map(domain::CustomerName::parse).transpose()?,
+        email: input.email.as_deref().filter(|e| !e.trim().is_empty()).map(domain::CustomerEmail::parse).transpose()?,
+        locale: input.locale.map(Into::into).unwrap_or_default(),
+    })
+}
+
+#[Object]
+impl MutationRoot {
+    async fn open_dispute(&self, ctx: &Context<'_>, input: OpenDisputeInput) -> async_graphql::Result<Dispute> {
+        let caller = principal(ctx, Role::Analyst)?;
+        let engine = ctx.data::<Engine>()?;
+        let network: domain::CardNetwork = input.network.into();
+        let new = domain::NewDispute {
+            processor: input.processor.into(),
+            processor_dispute_id: input.processor_dispute_id,
+            payment_reference: input.payment_reference,
+            order_reference: input.order_reference,
+            seller_id: input.seller_id,
+            customer: customer(input.customer)?,
+            amount: input.amount.to_domain()?,
+            reason_code: domain::ReasonCode::parse(network, &input.reason_code).map_err(ApiError::from)?,
+            reason_code_raw: input.reason_code,
+            stage: input.stage.map(Into::into).unwrap_or(domain::Stage::Chargeback),
+            due_by: input.due_by,
+            opened_at: engine.clock().now(),
+        };
+        let command = Command { actor: caller.actor(), reason: input.reason, action: Action::Open(Box::new(new)) };
+        Ok(Dispute(engine.open(command).await.map_err(ApiError::from)?))
+    }
+
+    /// Forces any allowed transition; needs a reason and the version the analyst saw.
+    async fn transition_dispute(
+        &self,
+        ctx: &Context<'_>,
+        input: TransitionDisputeInput,
+    ) -> async_graphql::Result<Dispute> {
+        let caller = principal(ctx, if input.stage.is_some() { Role::Lead } else { Role::Analyst })?;
+        let id = parse_id(&input.id)?;
+        let command = Command {
+            actor: caller.actor(),
+            reason: Some(input.reason),
+            action: Action::Transition {
+                to: input.to.into(),
+                expected_version: input.expected_version,
+                stage: input.stage.map(Into::into),
+            },
+        };
+        let engine = ctx.data::<Engine>()?;
+        Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
+    }
+
+    /// Analysts take unassigned disputes for themselves; leads assign and reassign anyone.
+    async fn assign_dispute(&self, ctx: &Context<'_>, input: AssignDisputeInput) -> async_graphql::Result<Dispute> {
+        let caller = principal(ctx, Role::Analyst)?;
+        let id = parse_id(&input.id)?;
+        let engine = ctx.data::<Engine>()?;
+        if caller.role < Role::Lead {
+            let current = engine.store().load(id).await.map_err(ApiError::from)?;
+            let current = current.ok_or_else(|| ApiError::NotFound(format!("dispute {id} not found")))?;
+            let taking_for_self = input.assignee.as_deref().map(str::trim) == Some(caller.name.as_str());
+            if current.assignee.is_some() || !taking_for_self {
+                return Err(ApiError::Forbidden(
+                    "analysts may only take unassigned disputes for themselves; reassigning needs the lead role".into(),
+                )
+                .into());
+            }
+        }
+        let command =
+            Command { actor: caller.actor(), reason: input.reason, action: Action::Assign { assignee: input.assignee } };
+        Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
+    }
+
+    async fn add_note(&self, ctx: &Context<'_>, input: AddNoteInput) -> async_graphql::Result<Dispute> {
+        let caller = principal(ctx, Role::Analyst)?;
+        let id = parse_id(&input.id)?;
+        let command = Command::new(caller.actor(), Action::AddNote { note: input.note });
+        let engine = ctx.data::<Engine>()?;
+        Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
+    }
+
+    /// Admins only. The token is returned once and never stored.
+    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> async_graphql::Result<CreatedApiKey> {
+        principal(ctx, Role::Admin)?;
+        let engine = ctx.data::<Engine>()?;
+        let token = create_api_key(engine.store(), &input.name, input.role, engine.clock().now()).await?;
+        Ok(CreatedApiKey { name: input.name.trim().to_owned(), role: input.role, token })
+    }
+}

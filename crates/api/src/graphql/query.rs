@@ -1,0 +1,105 @@
+//! Read side: one dispute with its history, and queue pages.
+
+use async_graphql::{Context, ID, Object, SimpleObject};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::DateTime;
+use verdict_domain::DisputeId;
+use verdict_engine::Engine;
+use verdict_store::PageCursor;
+
+use super::types::{Dispute, DisputeConnection, DisputeEdge, DisputeFilter, PageInfo};
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+
+const MAX_PAGE: i32 = 500;
+
+pub struct QueryRoot;
+
+pub(crate) fn principal<'a>(ctx: &Context<'a>, role: Role) -> async_graphql::Result<&'a Principal> {
+    let principal = ctx
+        .data_opt::<Principal>()
+        .ok_or_else(|| ApiError::Unauthenticated("missing Authorization: Bearer token".into()))?;
+    principal.require(role)?;
+    Ok(principal)
+}
+
+pub(crate) fn parse_id(id: &ID) -> Result<DisputeId, ApiError> {
+    id.as_str().parse().map_err(|_| ApiError::InvalidInput(format!("{:?} is not a dispute id", id.as_str())))
+}
+
+fn encode_cursor(cursor: &PageCursor) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", cursor.sort_due_at.to_rfc3339(), cursor.id))
+}
+
+fn decode_cursor(cursor: &str) -> Result<PageCursor, ApiError> {
+    let bad = || ApiError::InvalidInput(format!("{cursor:?} is not a cursor from this API"));
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (at, id) = text.split_once('|').ok_or_else(bad)?;
+    Ok(PageCursor {
+        sort_due_at: DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.to_utc(),
+        id: id.parse().map_err(|_| bad())?,
+    })
+}
+
+#[derive(SimpleObject)]
+pub struct Me {
+    pub name: String,
+    pub role: Role,
+}
+
+#[Object]
+impl QueryRoot {
+    /// One dispute by Verdict id; null if there is none.
+    async fn dispute(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Dispute>> {
+        principal(ctx, Role::Viewer)?;
+        let id = parse_id(&id)?;
+        let dispute = ctx.data::<Engine>()?.store().load(id).await.map_err(ApiError::from)?;
+        Ok(dispute.map(Dispute))
+    }
+
+    /// A page of disputes ordered by due date (soonest first, undated last), then id.
+    async fn disputes(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<DisputeFilter>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<DisputeConnection> {
+        principal(ctx, Role::Viewer)?;
+        if !(0..=MAX_PAGE).contains(&first) {
+            return Err(ApiError::InvalidInput(format!("first must be between 0 and {MAX_PAGE}")).into());
+        }
+        let after = after.as_deref().map(decode_cursor).transpose()?;
+        let filter: verdict_store::DisputeFilter = filter.unwrap_or_default().into();
+        let page =
+            ctx.data::<Engine>()?.store().list(&filter, first as u64, after).await.map_err(ApiError::from)?;
+        let edges: Vec<DisputeEdge> = page
+            .items
+            .into_iter()
+            .map(|(cursor, dispute)| DisputeEdge { cursor: encode_cursor(&cursor), node: Dispute(dispute) })
+            .collect();
+        let end_cursor = edges.last().map(|e| e.cursor.clone());
+        Ok(DisputeConnection { edges, page_info: PageInfo { has_next_page: page.has_next_page, end_cursor }, filter })
+    }
+
+    /// The caller's key name and role.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+        let principal = principal(ctx, Role::Viewer)?;
+        Ok(Me { name: principal.name.clone(), role: principal.role })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_rejected() {
+        let cursor = PageCursor { sort_due_at: chrono::Utc::now(), id: uuid::Uuid::now_v7() };
+        assert_eq!(decode_cursor(&encode_cursor(&cursor)).ok(), Some(cursor));
+        assert!(decode_cursor("!!!").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("no-separator")).is_err());
+    }
+}

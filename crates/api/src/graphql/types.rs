@@ -1,0 +1,383 @@
+//! GraphQL views of domain values. Enums mirror the domain's (`remote`), so a new status or stage fails to
+//! compile here until it is exposed.
+
+use async_graphql::{
+    ComplexObject, Context, Enum, InputObject, InputValueError, InputValueResult, Object, Scalar, ScalarType,
+    SimpleObject, Value, ID,
+};
+use chrono::{DateTime, Utc};
+use verdict_domain as domain;
+use verdict_store::{EventRecord, StepRecord, TimerRecord};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "verdict_domain::Processor")]
+pub enum Processor {
+    Stripe,
+    Adyen,
+    Paypal,
+    Braintree,
+    Manual,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "verdict_domain::Status")]
+pub enum DisputeStatus {
+    Notified,
+    Triaged,
+    EvidenceGathering,
+    Submitted,
+    Won,
+    Lost,
+    Accepted,
+    Expired,
+    Withdrawn,
+    Resolved,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "verdict_domain::Stage")]
+pub enum DisputeStage {
+    Inquiry,
+    PreDispute,
+    Chargeback,
+    PreArbitration,
+    Arbitration,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "verdict_domain::CardNetwork")]
+pub enum CardNetwork {
+    Visa,
+    Mastercard,
+    Amex,
+    Discover,
+    Other,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "verdict_domain::ReasonCategory")]
+pub enum ReasonCategory {
+    Fraud,
+    Authorization,
+    ProcessingError,
+    ConsumerDispute,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "verdict_domain::Queue")]
+pub enum Queue {
+    Care,
+    Fraud,
+    Seller,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "verdict_domain::Locale")]
+pub enum Locale {
+    En,
+    Fr,
+    Es,
+    It,
+}
+
+/// An amount in minor units (cents). A 64-bit integer: accepts integer literals (and digit strings for
+/// clients whose numbers are doubles), printed as a JSON number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinorUnits(pub i64);
+
+#[Scalar]
+impl ScalarType for MinorUnits {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::Number(n) => n.as_i64().map(MinorUnits).ok_or_else(|| {
+                InputValueError::custom("minorUnits must be a whole number of minor units within 64 bits")
+            }),
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(MinorUnits)
+                .map_err(|_| InputValueError::custom("minorUnits must be a whole number of minor units")),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::Number(self.0.into())
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Money {
+    pub minor_units: MinorUnits,
+    pub currency: String,
+    /// Major units and currency, e.g. `1234.50 EUR`.
+    pub formatted: String,
+}
+
+impl From<domain::Money> for Money {
+    fn from(m: domain::Money) -> Self {
+        Self { minor_units: MinorUnits(m.minor_units()), currency: m.currency().code().to_owned(), formatted: m.to_string() }
+    }
+}
+
+#[derive(InputObject)]
+pub struct MoneyInput {
+    pub minor_units: MinorUnits,
+    pub currency: String,
+}
+
+impl MoneyInput {
+    pub fn to_domain(&self) -> Result<domain::Money, ApiError> {
+        let currency = domain::Currency::parse(&self.currency)?;
+        Ok(domain::Money::new(self.minor_units.0, currency)?)
+    }
+}
+
+/// The cardholder; name and email are masked for viewers.
+#[derive(SimpleObject)]
+pub struct Customer {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub locale: Locale,
+}
+
+#[derive(InputObject)]
+pub struct CustomerInput {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    /// Defaults to EN.
+    pub locale: Option<Locale>,
+}
+
+/// One entry of a dispute's history.
+#[derive(SimpleObject)]
+pub struct DisputeEvent {
+    pub version: i64,
+    /// What happened: opened, triaged, evidence_gathering_started, submitted, won, lost, accepted, expired,
+    /// withdrawn, resolved, reopened, manually_transitioned, stage_advanced, due_by_changed, assigned, note_added.
+    #[graphql(name = "type")]
+    pub kind: String,
+    pub from_status: Option<DisputeStatus>,
+    pub to_status: Option<DisputeStatus>,
+    /// Who caused it, e.g. `analyst:jane` or `processor:stripe`.
+    pub actor: String,
+    pub reason: Option<String>,
+    /// Details of the change (the note text, the new assignee, the new stage or due date).
+    pub details: async_graphql::Json<serde_json::Value>,
+    pub at: DateTime<Utc>,
+}
+
+impl From<EventRecord> for DisputeEvent {
+    fn from(e: EventRecord) -> Self {
+        let status = |s: Option<String>| s.and_then(|s| s.parse::<domain::Status>().ok()).map(DisputeStatus::from);
+        Self {
+            version: e.version,
+            kind: e.kind,
+            from_status: status(e.from_status),
+            to_status: status(e.to_status),
+            actor: e.actor,
+            reason: e.reason,
+            details: async_graphql::Json(e.change),
+            at: e.at,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Timer {
+    pub id: ID,
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    pub status: String,
+}
+
+impl From<TimerRecord> for Timer {
+    fn from(t: TimerRecord) -> Self {
+        Self { id: ID(t.id.to_string()), kind: t.kind, due_at: t.due_at, status: t.status }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Step {
+    pub id: ID,
+    pub kind: String,
+    pub idempotency_key: String,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+impl From<StepRecord> for Step {
+    fn from(s: StepRecord) -> Self {
+        Self {
+            id: ID(s.id.to_string()),
+            kind: s.kind,
+            idempotency_key: s.idempotency_key,
+            status: s.status,
+            attempts: s.attempts,
+            next_attempt_at: s.next_attempt_at,
+            last_error: s.last_error,
+        }
+    }
+}
+
+/// A dispute as analysts see it.
+pub struct Dispute(pub domain::Dispute);
+
+fn engine<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a verdict_engine::Engine> {
+    ctx.data::<verdict_engine::Engine>()
+}
+
+#[Object]
+impl Dispute {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn processor(&self) -> Processor {
+        self.0.processor.into()
+    }
+    async fn processor_dispute_id(&self) -> &str {
+        &self.0.processor_dispute_id
+    }
+    async fn payment_reference(&self) -> &str {
+        &self.0.payment_reference
+    }
+    async fn order_reference(&self) -> Option<&str> {
+        self.0.order_reference.as_deref()
+    }
+    async fn seller_id(&self) -> Option<&str> {
+        self.0.seller_id.as_deref()
+    }
+    async fn customer(&self, ctx: &Context<'_>) -> Customer {
+        let unmasked = ctx.data_opt::<Principal>().is_some_and(Principal::sees_personal_data);
+        let c = &self.0.customer;
+        Customer {
+            name: c.name.as_ref().map(|n| if unmasked { n.expose().to_owned() } else { n.masked() }),
+            email: c.email.as_ref().map(|e| if unmasked { e.expose().to_owned() } else { e.masked() }),
+            locale: c.locale.into(),
+        }
+    }
+    async fn status(&self) -> DisputeStatus {
+        self.0.status.into()
+    }
+    async fn stage(&self) -> DisputeStage {
+        self.0.stage.into()
+    }
+    /// Rises by one with every event; pass it as `expectedVersion` to transition.
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+    async fn amount(&self) -> Money {
+        self.0.amount.into()
+    }
+    async fn network(&self) -> CardNetwork {
+        self.0.reason_code.network().into()
+    }
+    /// The normalised reason code, e.g. `10.4` or `4853`.
+    async fn reason_code(&self) -> &str {
+        self.0.reason_code.code()
+    }
+    /// The reason code exactly as the processor sent it.
+    async fn reason_code_raw(&self) -> &str {
+        &self.0.reason_code_raw
+    }
+    async fn reason_category(&self) -> ReasonCategory {
+        self.0.reason_code.category().into()
+    }
+    /// The network's title for the reason code.
+    async fn reason_title(&self) -> Option<&'static str> {
+        self.0.reason_code.title()
+    }
+    /// When the processor needs the response.
+    async fn due_by(&self) -> Option<DateTime<Utc>> {
+        self.0.due_by
+    }
+    async fn opened_at(&self) -> DateTime<Utc> {
+        self.0.opened_at
+    }
+    async fn queue(&self) -> Option<Queue> {
+        self.0.queue.map(Into::into)
+    }
+    async fn assignee(&self) -> Option<&str> {
+        self.0.assignee.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// Every event, oldest first.
+    async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DisputeEvent>> {
+        let records = engine(ctx)?.store().events(self.0.id).await.map_err(ApiError::from)?;
+        Ok(records.into_iter().map(Into::into).collect())
+    }
+    /// Reminders, the deadline and outcome checks, pending or done.
+    async fn timers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Timer>> {
+        let records = engine(ctx)?.store().timers(self.0.id).await.map_err(ApiError::from)?;
+        Ok(records.into_iter().map(Into::into).collect())
+    }
+    /// Side effects requested by the dispute's events (messages, refunds, submissions).
+    async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {
+        let records = engine(ctx)?.store().steps(self.0.id).await.map_err(ApiError::from)?;
+        Ok(records.into_iter().map(Into::into).collect())
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    pub end_cursor: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct DisputeEdge {
+    pub cursor: String,
+    pub node: Dispute,
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct DisputeConnection {
+    pub edges: Vec<DisputeEdge>,
+    pub page_info: PageInfo,
+    #[graphql(skip)]
+    pub filter: verdict_store::DisputeFilter,
+}
+
+#[ComplexObject]
+impl DisputeConnection {
+    /// Disputes matching the filter in all pages; counted only when asked for.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        Ok(engine(ctx)?.store().count(&self.filter).await.map_err(ApiError::from)?)
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct DisputeFilter {
+    pub status: Option<Vec<DisputeStatus>>,
+    pub stage: Option<DisputeStage>,
+    pub processor: Option<Processor>,
+    pub seller_id: Option<String>,
+    /// Due strictly before this instant.
+    pub due_before: Option<DateTime<Utc>>,
+    /// Due at or after this instant.
+    pub due_after: Option<DateTime<Utc>>,
+}
+
+impl From<DisputeFilter> for verdict_store::DisputeFilter {
+    fn from(f: DisputeFilter) -> Self {
+        Self {
+            statuses: f.status.unwrap_or_default().into_iter().map(Into::into).collect(),
+            stage: f.stage.map(Into::into),
+            processor: f.processor.map(Into::into),
+            seller_id: f.seller_id,
+            due_before: f.due_before,
+            due_after: f.due_after,
+        }
+    }
+}

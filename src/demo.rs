@@ -1,0 +1,169 @@
+//! Demo data: about fifty realistic disputes of a refurbished-electronics marketplace, spread over
+//! processors, currencies, networks, reason codes, sellers and every status, so a new user has a queue to
+//! look at. Deterministic: the same seed data on every run; disputes that already exist are skipped.
+
+use chrono::Duration;
+use verdict_domain::{
+    Action, Actor, CardNetwork, Command, Currency, Customer, CustomerEmail, CustomerName, Locale, Money,
+    NewDispute, Processor, ReasonCode, Stage, Status,
+};
+use verdict_engine::{Engine, EngineError};
+use verdict_store::StoreError;
+
+const ITEMS: &[(&str, i64)] = &[
+    ("Refurbished iPhone 13, 128 GB, grade A", 48_900),
+    ("Refurbished iPhone 14 Pro, 256 GB, grade B", 82_900),
+    ("Refurbished Samsung Galaxy S22, 128 GB", 39_900),
+    ("Refurbished MacBook Air M1, 8 GB / 256 GB", 74_900),
+    ("Refurbished MacBook Pro 14\" M1 Pro", 149_900),
+    ("Refurbished Dell XPS 13, i7, 16 GB", 89_900),
+    ("Refurbished iPad Air (5th gen), 64 GB", 46_900),
+    ("Refurbished iPad Pro 11\", 256 GB", 69_900),
+    ("Refurbished Google Pixel 7, 128 GB", 32_900),
+    ("Refurbished Lenovo ThinkPad T14, Ryzen 5", 54_900),
+    ("Refurbished Samsung Galaxy Tab S8", 44_900),
+    ("Refurbished Apple Watch Series 8", 24_900),
+];
+
+const SELLERS: &[&str] = &["seller-techrenew-fr", "seller-phonecycle-es", "seller-ricondizionati-it", "seller-backtolife-us", "seller-greengadgets-uk"];
+
+const CUSTOMERS: &[(&str, &str, Locale)] = &[
+    ("Jeanne Dupont", "jeanne.dupont@example.fr", Locale::Fr),
+    ("Lucía García", "lucia.garcia@example.es", Locale::Es),
+    ("Marco Bianchi", "marco.bianchi@example.it", Locale::It),
+    ("Emily Carter", "emily.carter@example.com", Locale::En),
+    ("Thomas Martin", "t.martin@example.fr", Locale::Fr),
+    ("Giulia Romano", "giulia.romano@example.it", Locale::It),
+    ("James O'Neill", "james.oneill@example.co.uk", Locale::En),
+];
+
+const REASONS: &[(CardNetwork, &str)] = &[
+    (CardNetwork::Visa, "10.4"),
+    (CardNetwork::Visa, "13.1"),
+    (CardNetwork::Visa, "13.3"),
+    (CardNetwork::Visa, "12.6"),
+    (CardNetwork::Visa, "11.3"),
+    (CardNetwork::Mastercard, "4837"),
+    (CardNetwork::Mastercard, " 4853"),
+    (CardNetwork::Mastercard, "4834"),
+    (CardNetwork::Mastercard, "4808"),
+    (CardNetwork::Visa, "13.6"),
+];
+
+const STATUSES: &[Status] = &[
+    Status::Notified,
+    Status::Triaged,
+    Status::EvidenceGathering,
+    Status::Submitted,
+    Status::Won,
+    Status::Lost,
+    Status::Accepted,
+    Status::Expired,
+    Status::Withdrawn,
+    Status::Resolved,
+    Status::Notified,
+    Status::EvidenceGathering,
+];
+
+/// The actions that bring a fresh dispute to `status`.
+fn path_to(status: Status) -> Vec<Action> {
+    use Action::*;
+    let prepared = vec![Triage { queue: None }, StartEvidenceGathering];
+    match status {
+        Status::Notified => vec![],
+        Status::Triaged => vec![Triage { queue: None }],
+        Status::EvidenceGathering => prepared,
+        Status::Submitted => [prepared, vec![Submit]].concat(),
+        Status::Won => [prepared, vec![Submit, RecordOutcome { won: true }]].concat(),
+        Status::Lost => [prepared, vec![Submit, RecordOutcome { won: false }]].concat(),
+        Status::Accepted => vec![Triage { queue: None }, Accept],
+        Status::Expired => vec![Triage { queue: None }, Expire],
+        Status::Withdrawn => [prepared, vec![Withdraw]].concat(),
+        Status::Resolved => vec![Triage { queue: None }, Resolve],
+    }
+}
+
+pub struct Seeded {
+    pub created: usize,
+    pub skipped: usize,
+}
+
+/// Seeds the demo disputes through the engine, exactly as analysts and processors would create them.
+pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
+    let now = engine.clock().now();
+    let processors = [Processor::Stripe, Processor::Adyen, Processor::Paypal, Processor::Braintree, Processor::Manual];
+    let currencies = ["EUR", "USD", "GBP", "EUR"];
+    let mut seeded = Seeded { created: 0, skipped: 0 };
+    for i in 0..50_usize {
+        let processor = processors[i % processors.len()];
+        let (item, price) = ITEMS[i % ITEMS.len()];
+        let (name, email, locale) = CUSTOMERS[i % CUSTOMERS.len()];
+        let (network, code) = REASONS[(i * 7) % REASONS.len()];
+        let status = STATUSES[i % STATUSES.len()];
+        let stage = match status {
+            Status::Resolved => Stage::PreDispute,
+            _ if i % 11 == 5 => Stage::Inquiry,
+            _ => Stage::Chargeback,
+        };
+        let currency = Currency::parse(currencies[i % currencies.len()]).map_err(EngineError::Domain)?;
+        let due_in = Duration::hours(((i as i64 * 37) % (21 * 24)) - 24);
+        let new = NewDispute {
+            processor,
+            processor_dispute_id: format!("demo-{}-{:04}", processor.as_str(), 1000 + i),
+            payment_reference: format!("pay-demo-{:06}", 204_800 + i * 13),
+            order_reference: Some(format!("ORD-{:06}", 731_000 + i * 7)),
+            seller_id: Some(SELLERS[i % SELLERS.len()].to_owned()),
+            customer: Customer {
+                name: Some(CustomerName::parse(name).map_err(EngineError::Domain)?),
+                email: Some(CustomerEmail::parse(email).map_err(EngineError::Domain)?),
+                locale,
+            },
+            amount: Money::new(price + (i as i64 % 5) * 100, currency).map_err(EngineError::Domain)?,
+            reason_code: ReasonCode::parse(network, code).map_err(EngineError::Domain)?,
+            reason_code_raw: code.to_owned(),
+            stage,
+            due_by: Some(now + due_in),
+            opened_at: now - Duration::days(2 + (i as i64 % 9)),
+        };
+        let actor = if processor == Processor::Manual { Actor::analyst("demo-analyst") } else { Actor::processor(processor) };
+        let open = Command::new(actor, Action::Open(Box::new(new)));
+        let dispute = match engine.open(open).await {
+            Ok(dispute) => dispute,
+            Err(EngineError::Store(StoreError::DuplicateDispute { .. })) => {
+                seeded.skipped += 1;
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        let analyst = Actor::analyst(["demo-analyst", "camille.care", "diego.fraud"][i % 3]);
+        let note = Command::new(analyst.clone(), Action::AddNote { note: format!("Item: {item}") });
+        engine.handle(dispute.id, note).await?;
+        if i % 4 == 1 {
+            let assign = Command::new(analyst.clone(), Action::Assign { assignee: Some(analyst.name.clone()) });
+            engine.handle(dispute.id, assign).await?;
+        }
+        for action in path_to(status) {
+            let command = Command::new(analyst.clone(), action).because("demo walk-through");
+            engine.handle(dispute.id, command).await?;
+        }
+        if status == Status::Won && i % 24 == 4 {
+            let reopen = Action::Reopen { stage: Stage::PreArbitration, due_by: Some(now + Duration::days(20)) };
+            engine.handle(dispute.id, Command::new(Actor::processor(processor), reopen)).await?;
+        }
+        seeded.created += 1;
+    }
+    Ok(seeded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_a_path_and_the_mix_covers_them_all() {
+        for status in Status::ALL {
+            assert!(STATUSES.contains(status), "{status} missing from the demo");
+            let _ = path_to(*status);
+        }
+    }
+}

@@ -4,8 +4,8 @@
 
 use chrono::Duration;
 use verdict_domain::{
-    Action, Actor, CardNetwork, Command, Currency, Customer, CustomerEmail, CustomerName, Locale, Money,
-    NewDispute, Processor, ReasonCode, Stage, Status,
+    Action, Actor, CardNetwork, Command, Currency, Customer, CustomerEmail, CustomerName, Locale, Money, NewDispute,
+    Processor, ReasonCode, Stage, Status,
 };
 use verdict_engine::{Engine, EngineError};
 use verdict_store::StoreError;
@@ -25,7 +25,13 @@ const ITEMS: &[(&str, i64)] = &[
     ("Refurbished Apple Watch Series 8", 24_900),
 ];
 
-const SELLERS: &[&str] = &["seller-techrenew-fr", "seller-phonecycle-es", "seller-ricondizionati-it", "seller-backtolife-us", "seller-greengadgets-uk"];
+const SELLERS: &[&str] = &[
+    "seller-techrenew-fr",
+    "seller-phonecycle-es",
+    "seller-ricondizionati-it",
+    "seller-backtolife-us",
+    "seller-greengadgets-uk",
+];
 
 const CUSTOMERS: &[(&str, &str, Locale)] = &[
     ("Jeanne Dupont", "jeanne.dupont@example.fr", Locale::Fr),
@@ -91,7 +97,13 @@ pub struct Seeded {
 /// Seeds the demo disputes through the engine, exactly as analysts and processors would create them.
 pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
     let now = engine.clock().now();
-    let processors = [Processor::Stripe, Processor::Adyen, Processor::Paypal, Processor::Braintree, Processor::Manual];
+    let processors = [
+        Processor::Stripe,
+        Processor::Adyen,
+        Processor::Paypal,
+        Processor::Braintree,
+        Processor::Manual,
+    ];
     let currencies = ["EUR", "USD", "GBP", "EUR"];
     let mut seeded = Seeded { created: 0, skipped: 0 };
     for i in 0..50_usize {
@@ -125,7 +137,11 @@ pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
             due_by: Some(now + due_in),
             opened_at: now - Duration::days(2 + (i as i64 % 9)),
         };
-        let actor = if processor == Processor::Manual { Actor::analyst("demo-analyst") } else { Actor::processor(processor) };
+        let actor = if processor == Processor::Manual {
+            Actor::analyst("demo-analyst")
+        } else {
+            Actor::processor(processor)
+        };
         let open = Command::new(actor, Action::Open(Box::new(new)));
         let dispute = match engine.open(open).await {
             Ok(dispute) => dispute,
@@ -136,10 +152,20 @@ pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
             Err(err) => return Err(err),
         };
         let analyst = Actor::analyst(["demo-analyst", "camille.care", "diego.fraud"][i % 3]);
-        let note = Command::new(analyst.clone(), Action::AddNote { note: format!("Item: {item}") });
+        let note = Command::new(
+            analyst.clone(),
+            Action::AddNote {
+                note: format!("Item: {item}"),
+            },
+        );
         engine.handle(dispute.id, note).await?;
         if i % 4 == 1 {
-            let assign = Command::new(analyst.clone(), Action::Assign { assignee: Some(analyst.name.clone()) });
+            let assign = Command::new(
+                analyst.clone(),
+                Action::Assign {
+                    assignee: Some(analyst.name.clone()),
+                },
+            );
             engine.handle(dispute.id, assign).await?;
         }
         for action in path_to(status) {
@@ -147,8 +173,13 @@ pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
             engine.handle(dispute.id, command).await?;
         }
         if status == Status::Won && i % 24 == 4 {
-            let reopen = Action::Reopen { stage: Stage::PreArbitration, due_by: Some(now + Duration::days(20)) };
-            engine.handle(dispute.id, Command::new(Actor::processor(processor), reopen)).await?;
+            let reopen = Action::Reopen {
+                stage: Stage::PreArbitration,
+                due_by: Some(now + Duration::days(20)),
+            };
+            engine
+                .handle(dispute.id, Command::new(Actor::processor(processor), reopen))
+                .await?;
         }
         seeded.created += 1;
     }

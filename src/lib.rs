@@ -18,7 +18,9 @@ pub use config::Config;
 
 /// Connects to the database, applies migrations and builds the engine.
 pub async fn connect(database_url: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
-    let store = Store::connect(database_url).await.context("connecting to the database")?;
+    let store = Store::connect(database_url)
+        .await
+        .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
     Ok(Engine::new(store, clock))
 }
@@ -36,7 +38,10 @@ pub async fn serve(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "verdict listening");
     let app = verdict_api::router(AppState::new(engine));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
     tracing::info!("verdict stopped");
     Ok(())
 }

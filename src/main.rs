@@ -54,8 +54,11 @@ enum ApikeyCommand {
 }
 
 fn init_tracing(config: &Config) {
-    let filter = EnvFilter::try_new(format!("{},sqlx=warn,sea_orm=warn,sea_orm_migration=warn", config.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(format!(
+        "{},sqlx=warn,sea_orm=warn,sea_orm_migration=warn",
+        config.log_level
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -84,7 +87,9 @@ async fn main() -> anyhow::Result<()> {
         CommandLine::Serve => {
             init_tracing(&config);
             let engine = connect_system(&config.database_url).await?;
-            let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+            let listener = TcpListener::bind(&config.listen)
+                .await
+                .with_context(|| format!("binding {}", config.listen))?;
             serve(listener, engine, shutdown_signal()).await?;
         }
         CommandLine::Demo { serve: keep_serving } => {
@@ -96,11 +101,18 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("creating the demo admin key: {}", e.message()))?;
             let listener = if keep_serving {
-                Some(TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?)
+                Some(
+                    TcpListener::bind(&config.listen)
+                        .await
+                        .with_context(|| format!("binding {}", config.listen))?,
+                )
             } else {
                 None
             };
-            println!("Seeded {} demo disputes ({} already there).", seeded.created, seeded.skipped);
+            println!(
+                "Seeded {} demo disputes ({} already there).",
+                seeded.created, seeded.skipped
+            );
             if let Some(listener) = &listener {
                 let addr = listener.local_addr()?;
                 println!("GraphiQL: http://{addr}/graphql  (send the header Authorization: Bearer <token>)");
@@ -111,8 +123,12 @@ async fn main() -> anyhow::Result<()> {
                 serve(listener, engine, shutdown_signal()).await?;
             }
         }
-        CommandLine::Apikey { command: ApikeyCommand::Create { name, role } } => {
-            let role: Role = role.parse().map_err(|e: verdict_api::error::ApiError| anyhow::anyhow!(e.message()))?;
+        CommandLine::Apikey {
+            command: ApikeyCommand::Create { name, role },
+        } => {
+            let role: Role = role
+                .parse()
+                .map_err(|e: verdict_api::error::ApiError| anyhow::anyhow!(e.message()))?;
             let engine = connect_system(&config.database_url).await?;
             let token = create_api_key(engine.store(), &name, role, engine.clock().now())
                 .await

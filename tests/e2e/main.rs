@@ -1,1 +1,7 @@
+//! End-to-end tests: the real server on a random port, against a fresh database per test (SQLite always,
+//! PostgreSQL when `VERDICT_TEST_DATABASE_URL` is set), driven over HTTP like a frontend would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod app;
+mod disputes;
+mod schema;

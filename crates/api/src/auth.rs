@@ -43,7 +43,9 @@ impl FromStr for Role {
             "analyst" => Ok(Role::Analyst),
             "lead" => Ok(Role::Lead),
             "admin" => Ok(Role::Admin),
-            other => Err(ApiError::InvalidInput(format!("unknown role {other:?} (viewer, analyst, lead, admin)"))),
+            other => Err(ApiError::InvalidInput(format!(
+                "unknown role {other:?} (viewer, analyst, lead, admin)"
+            ))),
         }
     }
 }
@@ -66,7 +68,10 @@ impl Principal {
         if self.role >= role {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("this needs the {role} role; key {:?} is {}", self.name, self.role)))
+            Err(ApiError::Forbidden(format!(
+                "this needs the {role} role; key {:?} is {}",
+                self.name, self.role
+            )))
         }
     }
 
@@ -100,13 +105,18 @@ pub async fn create_api_key(
 ) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.len() > 100 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(ApiError::InvalidInput("a key name is 1 to 100 characters without spaces".into()));
+        return Err(ApiError::InvalidInput(
+            "a key name is 1 to 100 characters without spaces".into(),
+        ));
     }
     let token = generate_token();
-    store.create_api_key(name, role.as_str(), &hash_token(&token), now).await.map_err(|err| match err {
-        StoreError::Duplicate(what) => ApiError::AlreadyExists(what),
-        other => ApiError::Internal(other.to_string()),
-    })?;
+    store
+        .create_api_key(name, role.as_str(), &hash_token(&token), now)
+        .await
+        .map_err(|err| match err {
+            StoreError::Duplicate(what) => ApiError::AlreadyExists(what),
+            other => ApiError::Internal(other.to_string()),
+        })?;
     Ok(token)
 }
 
@@ -127,6 +137,9 @@ pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principa
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))?
         .ok_or_else(|| ApiError::Unauthenticated("unknown or revoked API key".into()))?;
-    let role = key.role.parse().map_err(|_| ApiError::Internal(format!("key {} has a bad role", key.name)))?;
+    let role = key
+        .role
+        .parse()
+        .map_err(|_| ApiError::Internal(format!("key {} has a bad role", key.name)))?;
     Ok(Principal { name: key.name, role })
 }

@@ -119,4 +119,3 @@ impl IntoResponse for ApiError {
         (self.status(), Json(body)).into_response()
     }
 }
-

@@ -385,8 +385,8 @@ impl Store {
         if let Some(cursor) = after {
             query = query.filter(
                 Expr::tuple([
-                    Expr::col(dispute::Column::SortDueAt).into(),
-                    Expr::col(dispute::Column::Id).into(),
+                    Expr::col(dispute::Column::SortDueAt),
+                    Expr::col(dispute::Column::Id),
                 ])
                 .gt(Expr::tuple([Expr::value(cursor.sort_due_at), Expr::value(cursor.id)])),
             );

@@ -6,9 +6,7 @@ use verdict_domain::{self as domain, Action, Command};
 use verdict_engine::Engine;
 
 use super::query::{parse_id, principal};
-use super::types::{
-    CardNetwork, CustomerInput, Dispute, DisputeStage, DisputeStatus, MoneyInput, Processor,
-};
+use super::types::{CardNetwork, CustomerInput, Dispute, DisputeStage, DisputeStatus, MoneyInput, Processor};
 use crate::auth::{Role, create_api_key};
 use crate::error::ApiError;
 
@@ -75,11 +73,25 @@ pub struct CreatedApiKey {
 
 fn customer(input: Option<CustomerInput>) -> Result<domain::Customer, ApiError> {
     let Some(input) = input else {
-        return Ok(domain::Customer { name: None, email: None, locale: domain::Locale::En });
+        return Ok(domain::Customer {
+            name: None,
+            email: None,
+            locale: domain::Locale::En,
+        });
     };
     Ok(domain::Customer {
-        name: input.name.as_deref().filter(|n| !n.trim().is_empty()).map(domain::CustomerName::parse).transpose()?,
-        email: input.email.as_deref().filter(|e| !e.trim().is_empty()).map(domain::CustomerEmail::parse).transpose()?,
+        name: input
+            .name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+            .map(domain::CustomerName::parse)
+            .transpose()?,
+        email: input
+            .email
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+            .map(domain::CustomerEmail::parse)
+            .transpose()?,
         locale: input.locale.map(Into::into).unwrap_or_default(),
     })
 }
@@ -104,7 +116,11 @@ impl MutationRoot {
             due_by: input.due_by,
             opened_at: engine.clock().now(),
         };
-        let command = Command { actor: caller.actor(), reason: input.reason, action: Action::Open(Box::new(new)) };
+        let command = Command {
+            actor: caller.actor(),
+            reason: input.reason,
+            action: Action::Open(Box::new(new)),
+        };
         Ok(Dispute(engine.open(command).await.map_err(ApiError::from)?))
     }
 
@@ -114,7 +130,14 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: TransitionDisputeInput,
     ) -> async_graphql::Result<Dispute> {
-        let caller = principal(ctx, if input.stage.is_some() { Role::Lead } else { Role::Analyst })?;
+        let caller = principal(
+            ctx,
+            if input.stage.is_some() {
+                Role::Lead
+            } else {
+                Role::Analyst
+            },
+        )?;
         let id = parse_id(&input.id)?;
         let command = Command {
             actor: caller.actor(),
@@ -145,8 +168,13 @@ impl MutationRoot {
                 .into());
             }
         }
-        let command =
-            Command { actor: caller.actor(), reason: input.reason, action: Action::Assign { assignee: input.assignee } };
+        let command = Command {
+            actor: caller.actor(),
+            reason: input.reason,
+            action: Action::Assign {
+                assignee: input.assignee,
+            },
+        };
         Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
     }
 
@@ -159,10 +187,18 @@ impl MutationRoot {
     }
 
     /// Admins only. The token is returned once and never stored.
-    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> async_graphql::Result<CreatedApiKey> {
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> async_graphql::Result<CreatedApiKey> {
         principal(ctx, Role::Admin)?;
         let engine = ctx.data::<Engine>()?;
         let token = create_api_key(engine.store(), &input.name, input.role, engine.clock().now()).await?;
-        Ok(CreatedApiKey { name: input.name.trim().to_owned(), role: input.role, token })
+        Ok(CreatedApiKey {
+            name: input.name.trim().to_owned(),
+            role: input.role,
+            token,
+        })
     }
 }

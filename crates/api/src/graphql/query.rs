@@ -25,7 +25,9 @@ pub(crate) fn principal<'a>(ctx: &Context<'a>, role: Role) -> async_graphql::Res
 }
 
 pub(crate) fn parse_id(id: &ID) -> Result<DisputeId, ApiError> {
-    id.as_str().parse().map_err(|_| ApiError::InvalidInput(format!("{:?} is not a dispute id", id.as_str())))
+    id.as_str()
+        .parse()
+        .map_err(|_| ApiError::InvalidInput(format!("{:?} is not a dispute id", id.as_str())))
 }
 
 fn encode_cursor(cursor: &PageCursor) -> String {
@@ -73,21 +75,38 @@ impl QueryRoot {
         }
         let after = after.as_deref().map(decode_cursor).transpose()?;
         let filter: verdict_store::DisputeFilter = filter.unwrap_or_default().into();
-        let page =
-            ctx.data::<Engine>()?.store().list(&filter, first as u64, after).await.map_err(ApiError::from)?;
+        let page = ctx
+            .data::<Engine>()?
+            .store()
+            .list(&filter, first as u64, after)
+            .await
+            .map_err(ApiError::from)?;
         let edges: Vec<DisputeEdge> = page
             .items
             .into_iter()
-            .map(|(cursor, dispute)| DisputeEdge { cursor: encode_cursor(&cursor), node: Dispute(dispute) })
+            .map(|(cursor, dispute)| DisputeEdge {
+                cursor: encode_cursor(&cursor),
+                node: Dispute(dispute),
+            })
             .collect();
         let end_cursor = edges.last().map(|e| e.cursor.clone());
-        Ok(DisputeConnection { edges, page_info: PageInfo { has_next_page: page.has_next_page, end_cursor }, filter })
+        Ok(DisputeConnection {
+            edges,
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                end_cursor,
+            },
+            filter,
+        })
     }
 
     /// The caller's key name and role.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let principal = principal(ctx, Role::Viewer)?;
-        Ok(Me { name: principal.name.clone(), role: principal.role })
+        Ok(Me {
+            name: principal.name.clone(),
+            role: principal.role,
+        })
     }
 }
 
@@ -97,7 +116,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_rejected() {
-        let cursor = PageCursor { sort_due_at: chrono::Utc::now(), id: uuid::Uuid::now_v7() };
+        let cursor = PageCursor {
+            sort_due_at: chrono::Utc::now(),
+            id: uuid::Uuid::now_v7(),
+        };
         assert_eq!(decode_cursor(&encode_cursor(&cursor)).ok(), Some(cursor));
         assert!(decode_cursor("!!!").is_err());
         assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("no-separator")).is_err());

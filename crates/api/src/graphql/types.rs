@@ -2,8 +2,8 @@
 //! compile here until it is exposed.
 
 use async_graphql::{
-    ComplexObject, Context, Enum, InputObject, InputValueError, InputValueResult, Object, Scalar, ScalarType,
-    SimpleObject, Value, ID,
+    ComplexObject, Context, Enum, ID, InputObject, InputValueError, InputValueResult, Object, Scalar, ScalarType,
+    SimpleObject, Value,
 };
 use chrono::{DateTime, Utc};
 use verdict_domain as domain;
@@ -119,7 +119,11 @@ pub struct Money {
 
 impl From<domain::Money> for Money {
     fn from(m: domain::Money) -> Self {
-        Self { minor_units: MinorUnits(m.minor_units()), currency: m.currency().code().to_owned(), formatted: m.to_string() }
+        Self {
+            minor_units: MinorUnits(m.minor_units()),
+            currency: m.currency().code().to_owned(),
+            formatted: m.to_string(),
+        }
     }
 }
 
@@ -172,7 +176,10 @@ pub struct DisputeEvent {
 
 impl From<EventRecord> for DisputeEvent {
     fn from(e: EventRecord) -> Self {
-        let status = |s: Option<String>| s.and_then(|s| s.parse::<domain::Status>().ok()).map(DisputeStatus::from);
+        let status = |s: Option<String>| {
+            s.and_then(|s| s.parse::<domain::Status>().ok())
+                .map(DisputeStatus::from)
+        };
         Self {
             version: e.version,
             kind: e.kind,
@@ -196,7 +203,12 @@ pub struct Timer {
 
 impl From<TimerRecord> for Timer {
     fn from(t: TimerRecord) -> Self {
-        Self { id: ID(t.id.to_string()), kind: t.kind, due_at: t.due_at, status: t.status }
+        Self {
+            id: ID(t.id.to_string()),
+            kind: t.kind,
+            due_at: t.due_at,
+            status: t.status,
+        }
     }
 }
 
@@ -256,8 +268,14 @@ impl Dispute {
         let unmasked = ctx.data_opt::<Principal>().is_some_and(Principal::sees_personal_data);
         let c = &self.0.customer;
         Customer {
-            name: c.name.as_ref().map(|n| if unmasked { n.expose().to_owned() } else { n.masked() }),
-            email: c.email.as_ref().map(|e| if unmasked { e.expose().to_owned() } else { e.masked() }),
+            name: c
+                .name
+                .as_ref()
+                .map(|n| if unmasked { n.expose().to_owned() } else { n.masked() }),
+            email: c
+                .email
+                .as_ref()
+                .map(|e| if unmasked { e.expose().to_owned() } else { e.masked() }),
             locale: c.locale.into(),
         }
     }

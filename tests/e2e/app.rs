@@ -1,0 +1,176 @@
+//! Starting and stopping the real app for a test.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use verdict_api::auth::{Role, create_api_key};
+use verdict_engine::SystemClock;
+use verdict_store::testing::TestDatabase;
+
+pub use verdict_store::testing::test_databases;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub label: &'static str,
+    pub client: reqwest::Client,
+    pub admin: String,
+    pub lead: String,
+    pub analyst: String,
+    pub viewer: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A GraphQL answer: HTTP status and body.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn data(&self) -> &Value {
+        assert!(self.body.get("errors").is_none(), "unexpected errors: {}", self.body);
+        &self.body["data"]
+    }
+
+    /// The `extensions.code` of the first error.
+    pub fn error_code(&self) -> String {
+        self.body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error in {}", self.body))
+            .to_owned()
+    }
+}
+
+impl TestApp {
+    /// Starts the app on `db`, with one key per role (created on first start only).
+    pub async fn start(db: &TestDatabase) -> TestApp {
+        Self::start_with_keys(db, None).await
+    }
+
+    async fn start_with_keys(db: &TestDatabase, keys: Option<[String; 4]>) -> TestApp {
+        verdict::install_crypto_provider();
+        let engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
+        let keys = match keys {
+            Some(keys) => keys,
+            None => {
+                let now = engine.clock().now();
+                let mut tokens = Vec::new();
+                for (name, role) in [
+                    ("root", Role::Admin),
+                    ("lena", Role::Lead),
+                    ("alice", Role::Analyst),
+                    ("victor", Role::Viewer),
+                ] {
+                    tokens.push(
+                        create_api_key(engine.store(), name, role, now)
+                            .await
+                            .map_err(|e| e.message())
+                            .unwrap(),
+                    );
+                }
+                tokens.try_into().unwrap()
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(verdict::serve(listener, engine, async {
+            let _ = stopped.await;
+        }));
+        let [admin, lead, analyst, viewer] = keys;
+        TestApp {
+            addr,
+            label: db.label,
+            client: reqwest::Client::new(),
+            admin,
+            lead,
+            analyst,
+            viewer,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the server gracefully and starts a new one on the same database, keeping the keys.
+    pub async fn restart(mut self, db: &TestDatabase) -> TestApp {
+        self.stop().await;
+        let keys = [
+            self.admin.clone(),
+            self.lead.clone(),
+            self.analyst.clone(),
+            self.viewer.clone(),
+        ];
+        Self::start_with_keys(db, Some(keys)).await
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Answer {
+        let mut request = self
+            .client
+            .post(self.url("/graphql"))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap();
+        Answer { status, body }
+    }
+
+    pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Answer {
+        self.gql_as(Some(token), query, variables).await
+    }
+}
+
+pub const OPEN: &str = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { \
+    id processor processorDisputeId status stage version network reasonCode reasonCategory queue assignee dueBy \
+    amount { minorUnits currency formatted } customer { name email locale } \
+    events { version type fromStatus toStatus actor reason at } } }";
+
+pub const TRANSITION: &str =
+    "mutation($input: TransitionDisputeInput!) { transitionDispute(input: $input) { id status version stage queue } }";
+
+pub const GET: &str = "query($id: ID!) { dispute(id: $id) { \
+    id processor processorDisputeId status stage version network reasonCode reasonCategory queue assignee dueBy \
+    amount { minorUnits currency formatted } customer { name email locale } \
+    events { version type fromStatus toStatus actor reason at } timers { kind dueAt status } steps { kind status idempotencyKey } } }";
+
+pub fn open_input(processor_dispute_id: &str) -> Value {
+    json!({
+        "processor": "STRIPE",
+        "processorDisputeId": processor_dispute_id,
+        "paymentReference": "pi_3Nx",
+        "orderReference": "ORD-731204",
+        "sellerId": "seller-techrenew-fr",
+        "customer": { "name": "Jeanne Dupont", "email": "jeanne.dupont@example.fr", "locale": "FR" },
+        "amount": { "minorUnits": 48900, "currency": "EUR" },
+        "network": "VISA",
+        "reasonCode": " 10.4 ",
+        "dueBy": "2030-01-15T12:00:00Z"
+    })
+}
+
+/// Opens a dispute as the analyst and returns its id.
+pub async fn open_dispute(app: &TestApp, processor_dispute_id: &str) -> String {
+    let answer = app
+        .gql(&app.analyst, OPEN, json!({ "input": open_input(processor_dispute_id) }))
+        .await;
+    answer.data()["openDispute"]["id"].as_str().unwrap().to_owned()
+}

@@ -22,6 +22,13 @@ use crate::error::is_unique_violation;
 /// Attempts a step gets before it is dead-lettered, unless its handler says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
 
+fn sqlx_error(err: sea_orm::sqlx::Error) -> StoreError {
+    StoreError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(err.into())))
+}
+
+/// Advisory-lock key that replicas take while migrating ("verdict" in ASCII).
+const MIGRATION_LOCK: i64 = 0x76_65_72_64_69_63_74;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -125,8 +132,31 @@ impl Store {
     }
 
     /// Applies every pending migration.
+    ///
+    /// On PostgreSQL an advisory lock serialises replicas that start together: the first migrates, the others
+    /// wait and then find nothing left to do.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.db, None).await?;
+        if self.backend != Backend::Postgres {
+            // SQLite serves one process; this keeps two stores of that process from racing on the schema.
+            static SQLITE_MIGRATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+            let _guard = SQLITE_MIGRATION.lock().await;
+            Migrator::up(&self.db, None).await?;
+            return Ok(());
+        }
+        let pool = self.db.get_postgres_connection_pool();
+        let mut lock_holder = pool.acquire().await.map_err(sqlx_error)?;
+        sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *lock_holder)
+            .await
+            .map_err(sqlx_error)?;
+        let result = Migrator::up(&self.db, None).await;
+        let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *lock_holder)
+            .await;
+        result?;
+        unlocked.map_err(sqlx_error)?;
         Ok(())
     }
 
@@ -384,11 +414,8 @@ impl Store {
         let mut query = Self::filtered(filter);
         if let Some(cursor) = after {
             query = query.filter(
-                Expr::tuple([
-                    Expr::col(dispute::Column::SortDueAt),
-                    Expr::col(dispute::Column::Id),
-                ])
-                .gt(Expr::tuple([Expr::value(cursor.sort_due_at), Expr::value(cursor.id)])),
+                Expr::tuple([Expr::col(dispute::Column::SortDueAt), Expr::col(dispute::Column::Id)])
+                    .gt(Expr::tuple([Expr::value(cursor.sort_due_at), Expr::value(cursor.id)])),
             );
         }
         let mut rows = query

@@ -230,3 +230,18 @@ async fn queue_pages_follow_due_date_then_id_and_respect_filters() {
         assert_eq!(store.count(&triaged).await.unwrap(), 0);
     }
 }
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once_without_failing() {
+    for db in test_databases().await.unwrap() {
+        let (a, b) = (
+            Store::connect(&db.url).await.unwrap(),
+            Store::connect(&db.url).await.unwrap(),
+        );
+        let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+        ra.unwrap();
+        rb.unwrap();
+        open_in(&a, "dp_after_migrate", Some(3)).await;
+        assert_eq!(b.count(&DisputeFilter::default()).await.unwrap(), 1, "{}", db.label);
+    }
+}

@@ -51,6 +51,12 @@ impl TestApp {
         Self::start_with_keys(db, None).await
     }
 
+    /// Starts the app on a database whose keys the test made itself.
+    pub async fn start_without_keys(db: &TestDatabase) -> TestApp {
+        let none = || String::new();
+        Self::start_with_keys(db, Some([none(), none(), none(), none()])).await
+    }
+
     async fn start_with_keys(db: &TestDatabase, keys: Option<[String; 4]>) -> TestApp {
         verdict::install_crypto_provider();
         let engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();

@@ -1,0 +1,207 @@
+//! `verdict bench`: the throughput and latency figures that docs/benchmarks.md records, measured against
+//! the configured database (run it on PostgreSQL for the production figures).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{Duration as Span, Utc};
+use verdict_domain::{
+    Action, Actor, CardNetwork, Command, Currency, Customer, Locale, Money, NewDispute, Processor, ReasonCode, Stage,
+    Status,
+};
+use verdict_engine::Engine;
+use verdict_store::{Backend, DisputeFilter};
+
+pub struct BenchOptions {
+    pub disputes: u64,
+    pub transitions: u64,
+    pub concurrency: usize,
+}
+
+fn new_dispute(tag: &str, i: u64) -> anyhow::Result<NewDispute> {
+    Ok(NewDispute {
+        processor: Processor::Stripe,
+        processor_dispute_id: format!("bench-{tag}-{i}"),
+        payment_reference: format!("pi_bench_{i}"),
+        order_reference: None,
+        seller_id: Some(format!("seller-{}", i % 50)),
+        customer: Customer {
+            name: None,
+            email: None,
+            locale: Locale::En,
+        },
+        amount: Money::new(10_000 + (i as i64 % 5_000), Currency::parse("EUR")?)?,
+        reason_code: ReasonCode::parse(CardNetwork::Visa, "13.1")?,
+        reason_code_raw: "13.1".into(),
+        stage: Stage::Chargeback,
+        due_by: Some(Utc::now() + Span::days(10 + (i as i64 % 20))),
+        opened_at: Utc::now(),
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Opens one dispute per worker, then each worker appends events to its own dispute as fast as it can.
+async fn transitions(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
+    let tag = Utc::now().format("%H%M%S%f").to_string();
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..options.concurrency as u64 {
+        let command = Command::new(Actor::system("bench"), Action::Open(Box::new(new_dispute(&tag, i)?)));
+        ids.push(engine.open(command).await?.id);
+    }
+    let per_worker = options.transitions / options.concurrency as u64;
+    let started_events = Instant::now();
+    let mut tasks = Vec::new();
+    for id in ids {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_worker {
+                let action = if n % 2 == 0 {
+                    Action::AddNote {
+                        note: format!("bench note {n}"),
+                    }
+                } else {
+                    Action::ChangeDueBy {
+                        due_by: Some(Utc::now() + Span::days(5 + (n as i64 % 9))),
+                    }
+                };
+                engine.handle(id, Command::new(Actor::system("bench"), action)).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started_events.elapsed();
+    let total = per_worker * options.concurrency as u64;
+    println!(
+        "transitions: {total} events on {} disputes by {} writers in {:.2} s = {:.0} events/s (each: load, version-checked update, event insert, timers)",
+        options.concurrency,
+        options.concurrency,
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    let _ = started;
+    Ok(())
+}
+
+/// Bulk-loads synthetic disputes straight into the projection (the queue query is what is measured).
+async fn seed_projection(engine: &Engine, count: u64) -> anyhow::Result<()> {
+    let existing = engine.store().count(&DisputeFilter::default()).await?;
+    if existing >= count {
+        println!("queue: {existing} disputes already present");
+        return Ok(());
+    }
+    let missing = count - existing;
+    let started = Instant::now();
+    let statuses = ["notified", "triaged", "evidence_gathering", "submitted", "won", "lost"];
+    let status_case = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("WHEN {i} THEN '{s}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let sql = match engine.store().backend() {
+        Backend::Postgres => format!(
+            "INSERT INTO disputes (id, processor, processor_dispute_id, payment_reference, customer_locale, amount_minor, \
+             currency, network, reason_code, reason_code_raw, reason_category, stage, status, due_by, sort_due_at, opened_at, \
+             seller_id, version, created_at, updated_at) \
+             SELECT gen_random_uuid(), 'stripe', 'bulk-' || g || '-' || md5(random()::text), 'pi_' || g, 'en', 1000 + g % 90000, \
+             'EUR', 'visa', '13.1', '13.1', 'consumer_dispute', 'chargeback', CASE g % 6 {status_case} END, \
+             now() + (g % 43200) * interval '1 minute', now() + (g % 43200) * interval '1 minute', now(), \
+             'seller-' || (g % 500), 1, now(), now() FROM generate_series(1, {missing}) AS g"
+        ),
+        Backend::Sqlite => format!(
+            "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {missing}) \
+             INSERT INTO disputes (id, processor, processor_dispute_id, payment_reference, customer_locale, amount_minor, \
+             currency, network, reason_code, reason_code_raw, reason_category, stage, status, due_by, sort_due_at, opened_at, \
+             seller_id, version, created_at, updated_at) \
+             SELECT randomblob(16), 'stripe', 'bulk-' || x || '-' || hex(randomblob(4)), 'pi_' || x, 'en', 1000 + x % 90000, \
+             'EUR', 'visa', '13.1', '13.1', 'consumer_dispute', 'chargeback', CASE x % 6 {status_case} END, \
+             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '+' || (x % 43200) || ' minutes'), \
+             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '+' || (x % 43200) || ' minutes'), \
+             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), 'seller-' || (x % 500), 1, \
+             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now') FROM g"
+        ),
+    };
+    engine
+        .store()
+        .execute_unprepared(&sql)
+        .await
+        .context("bulk-loading disputes")?;
+    if engine.store().backend() == Backend::Postgres {
+        engine.store().execute_unprepared("ANALYZE disputes").await?;
+    }
+    println!(
+        "queue: loaded {missing} disputes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Queue pages at the head, deep behind a cursor, and filtered by status, over the whole table.
+async fn queue_pages(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
+    seed_projection(engine, options.disputes).await?;
+    let store = engine.store();
+    let total = store.count(&DisputeFilter::default()).await?;
+    let open = DisputeFilter {
+        statuses: vec![Status::Notified, Status::Triaged, Status::EvidenceGathering],
+        ..DisputeFilter::default()
+    };
+    // Cursors spread through the table, collected by walking with big pages.
+    let mut cursors = Vec::new();
+    let mut after = None;
+    for _ in 0..20 {
+        let page = store.list(&DisputeFilter::default(), 500, after).await?;
+        after = page.items.last().map(|(c, _)| *c);
+        cursors.extend(after);
+        if !page.has_next_page {
+            break;
+        }
+    }
+    let mut cases: Vec<(&str, Vec<Duration>)> = Vec::new();
+    for (name, filter, use_cursor) in [
+        ("head page", DisputeFilter::default(), false),
+        ("page after a cursor", DisputeFilter::default(), true),
+        ("open statuses", open, false),
+    ] {
+        let mut samples = Vec::new();
+        for round in 0..200 {
+            let cursor = if use_cursor && !cursors.is_empty() {
+                Some(cursors[round % cursors.len()])
+            } else {
+                None
+            };
+            let started = Instant::now();
+            let page = store.list(&filter, 50, cursor).await?;
+            samples.push(started.elapsed());
+            anyhow::ensure!(!page.items.is_empty(), "{name}: empty page");
+        }
+        samples.sort();
+        cases.push((name, samples));
+    }
+    for (name, samples) in cases {
+        println!(
+            "queue page of 50 over {total} disputes, {name}: p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&samples, 0.5),
+            percentile(&samples, 0.99)
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(engine: Arc<Engine>, options: BenchOptions) -> anyhow::Result<()> {
+    println!("backend: {:?}", engine.store().backend());
+    transitions(&engine, &options).await?;
+    queue_pages(&engine, &options).await?;
+    Ok(())
+}

@@ -175,7 +175,12 @@ pub struct DisputeEvent {
 }
 
 impl From<EventRecord> for DisputeEvent {
-    fn from(e: EventRecord) -> Self {
+    fn from(mut e: EventRecord) -> Self {
+        // The opening event carries the customer; the dispute shows it (masked by role), history never does.
+        if let Some(customer) = e.change.pointer_mut("/dispute/customer").and_then(|c| c.as_object_mut()) {
+            customer.remove("name");
+            customer.remove("email");
+        }
         let status = |s: Option<String>| {
             s.and_then(|s| s.parse::<domain::Status>().ok())
                 .map(DisputeStatus::from)
@@ -343,6 +348,10 @@ impl Dispute {
     async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {
         let records = engine(ctx)?.store().steps(self.0.id).await.map_err(ApiError::from)?;
         Ok(records.into_iter().map(Into::into).collect())
+    }
+    /// Messages sent about this dispute to the customer, the seller and the assignee, oldest first.
+    async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::mailbox::MailboxMessage>> {
+        super::mailbox::of_dispute(ctx, &self.0).await
     }
 }
 

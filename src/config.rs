@@ -16,6 +16,123 @@ pub struct Config {
     pub log_format: String,
     /// A tracing filter, e.g. `info` or `verdict=debug,info`.
     pub log_level: String,
+    /// Processor webhook secrets (`[webhooks]` in the file); a processor without one answers 503.
+    pub webhooks: WebhookConfig,
+    /// Processor APIs (`[processors]`); a processor without credentials is served by the sandbox.
+    pub processors: verdict_engine::effects::ProcessorsConfig,
+    /// Customer mail (`[mail]`); without `smtp_url`, messages stay in the mailbox (GraphQL `mailbox`).
+    pub mail: verdict_engine::effects::MailConfig,
+    /// Seller notices (`[seller_webhook]`); without `url` and `secret`, they stay in the mailbox.
+    pub seller_webhook: verdict_engine::effects::SellerWebhookConfig,
+    /// Seconds the sandbox processor takes to report an outcome after evidence is submitted (default 120).
+    pub sandbox_outcome_delay_secs: u64,
+    /// Timers, deadline policy, workers and cron schedules (`[scheduling]`).
+    pub scheduling: verdict_engine::timers::SchedulingConfig,
+}
+
+/// Webhook secrets. `Debug` says what is set, never the values.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// `VERDICT_STRIPE_WEBHOOK_SECRETS`: comma-separated `whsec_...` (several while rotating).
+    pub stripe_secrets: Vec<String>,
+    /// `VERDICT_ADYEN_HMAC_KEY`: the HMAC key, hex.
+    pub adyen_hmac_key: Option<String>,
+    /// `VERDICT_ADYEN_BASIC_AUTH`: `user:password`, checked in addition to the HMAC when set.
+    pub adyen_basic_auth: Option<String>,
+    /// `VERDICT_BRAINTREE_PUBLIC_KEY`.
+    pub braintree_public_key: Option<String>,
+    /// `VERDICT_BRAINTREE_PRIVATE_KEY`.
+    pub braintree_private_key: Option<String>,
+    /// `VERDICT_PAYPAL_WEBHOOK_ID`.
+    pub paypal_webhook_id: Option<String>,
+    /// `VERDICT_ALERT_WEBHOOK_SECRETS`: comma-separated shared secrets of the alert feed.
+    pub alert_secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "set" } else { "unset" };
+        f.debug_struct("WebhookConfig")
+            .field("stripe_secrets", &self.stripe_secrets.len())
+            .field("adyen_hmac_key", &set(&self.adyen_hmac_key))
+            .field("adyen_basic_auth", &set(&self.adyen_basic_auth))
+            .field("braintree_public_key", &self.braintree_public_key)
+            .field("braintree_private_key", &set(&self.braintree_private_key))
+            .field("paypal_webhook_id", &set(&self.paypal_webhook_id))
+            .field("alert_secrets", &self.alert_secrets.len())
+            .finish()
+    }
+}
+
+fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl WebhookConfig {
+    fn apply_env(&mut self, var: &impl Fn(&str) -> Option<String>) {
+        let var = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if let Some(v) = var("VERDICT_STRIPE_WEBHOOK_SECRETS") {
+            self.stripe_secrets = comma_list(&v);
+        }
+        if let Some(v) = var("VERDICT_ALERT_WEBHOOK_SECRETS") {
+            self.alert_secrets = comma_list(&v);
+        }
+        let optional: [(&str, &mut Option<String>); 5] = [
+            ("VERDICT_ADYEN_HMAC_KEY", &mut self.adyen_hmac_key),
+            ("VERDICT_ADYEN_BASIC_AUTH", &mut self.adyen_basic_auth),
+            ("VERDICT_BRAINTREE_PUBLIC_KEY", &mut self.braintree_public_key),
+            ("VERDICT_BRAINTREE_PRIVATE_KEY", &mut self.braintree_private_key),
+            ("VERDICT_PAYPAL_WEBHOOK_ID", &mut self.paypal_webhook_id),
+        ];
+        for (name, field) in optional {
+            if let Some(value) = var(name) {
+                *field = Some(value);
+            }
+        }
+    }
+
+    /// The secrets the API checks; refuses half-configured pairs rather than silently disabling a processor.
+    pub fn secrets(&self) -> anyhow::Result<verdict_api::webhooks::WebhookSecrets> {
+        let adyen_basic_auth = match &self.adyen_basic_auth {
+            None => None,
+            Some(pair) => {
+                let (user, password) = pair
+                    .split_once(':')
+                    .ok_or_else(|| anyhow::anyhow!("VERDICT_ADYEN_BASIC_AUTH must be user:password"))?;
+                Some((user.to_owned(), password.to_owned()))
+            }
+        };
+        if let Some(key) = &self.adyen_hmac_key {
+            anyhow::ensure!(hex_ok(key), "VERDICT_ADYEN_HMAC_KEY must be hex");
+        }
+        let braintree = match (&self.braintree_public_key, &self.braintree_private_key) {
+            (Some(public_key), Some(private_key)) => vec![verdict_ingest::BraintreeCredentials {
+                public_key: public_key.clone(),
+                private_key: private_key.clone(),
+            }],
+            (None, None) => Vec::new(),
+            _ => anyhow::bail!("set both VERDICT_BRAINTREE_PUBLIC_KEY and VERDICT_BRAINTREE_PRIVATE_KEY, or neither"),
+        };
+        Ok(verdict_api::webhooks::WebhookSecrets {
+            stripe: self.stripe_secrets.clone(),
+            adyen_hmac_key: self.adyen_hmac_key.clone(),
+            adyen_basic_auth,
+            braintree,
+            paypal_webhook_id: self.paypal_webhook_id.clone(),
+            alerts: self.alert_secrets.clone(),
+        })
+    }
+}
+
+fn hex_ok(key: &str) -> bool {
+    let key = key.trim();
+    !key.is_empty() && key.len().is_multiple_of(2) && key.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 impl Default for Config {
@@ -25,6 +142,12 @@ impl Default for Config {
             listen: "127.0.0.1:8080".to_owned(),
             log_format: "text".to_owned(),
             log_level: "info".to_owned(),
+            webhooks: WebhookConfig::default(),
+            processors: Default::default(),
+            mail: Default::default(),
+            seller_webhook: Default::default(),
+            sandbox_outcome_delay_secs: verdict_engine::effects::EffectsConfig::default().sandbox_outcome_delay_secs,
+            scheduling: Default::default(),
         }
     }
 }
@@ -58,6 +181,80 @@ impl Config {
                 *field = value;
             }
         }
+        self.webhooks.apply_env(&var);
+        self.apply_effects_env(&var);
+    }
+}
+
+impl Config {
+    /// What the step handlers need: `Effects::from_config(&config.effects(), store, clock)`.
+    pub fn effects(&self) -> verdict_engine::effects::EffectsConfig {
+        verdict_engine::effects::EffectsConfig {
+            processors: self.processors.clone(),
+            mail: self.mail.clone(),
+            seller_webhook: self.seller_webhook.clone(),
+            sandbox_outcome_delay_secs: self.sandbox_outcome_delay_secs,
+        }
+    }
+
+    /// Secrets of the outside systems may come from the environment rather than the file.
+    fn apply_effects_env(&mut self, var: &impl Fn(&str) -> Option<String>) {
+        let optional: [(&str, &mut Option<String>); 6] = [
+            ("VERDICT_STRIPE_API_KEY", &mut self.processors.stripe_api_key),
+            ("VERDICT_ADYEN_API_KEY", &mut self.processors.adyen_api_key),
+            (
+                "VERDICT_ADYEN_MERCHANT_ACCOUNT",
+                &mut self.processors.adyen_merchant_account,
+            ),
+            ("VERDICT_SMTP_URL", &mut self.mail.smtp_url),
+            ("VERDICT_SELLER_WEBHOOK_URL", &mut self.seller_webhook.url),
+            ("VERDICT_SELLER_WEBHOOK_SECRET", &mut self.seller_webhook.secret),
+        ];
+        for (name, field) in optional {
+            if let Some(value) = var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+                *field = Some(value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod effects_config_tests {
+    use super::*;
+
+    #[test]
+    fn outside_systems_default_to_local_and_read_file_sections_and_environment() {
+        let defaults = Config::default().effects();
+        assert_eq!(defaults, verdict_engine::effects::EffectsConfig::default());
+        assert_eq!(defaults.sandbox_outcome_delay_secs, 120);
+        assert!(defaults.processors.stripe_api_key.is_none() && defaults.mail.smtp_url.is_none());
+
+        let mut config: Config = toml::from_str(
+            "sandbox_outcome_delay_secs = 5\n\
+             [processors]\nstripe_base_url = \"http://127.0.0.1:9\"\nadyen_merchant_account = \"ShopECOM\"\n\
+             [mail]\nfrom = \"Disputes <d@example.com>\"\n\
+             [seller_webhook]\nurl = \"https://seller.example/hooks\"\n",
+        )
+        .unwrap();
+        config.apply_env(|name| match name {
+            "VERDICT_STRIPE_API_KEY" => Some("sk_test_secret".to_owned()),
+            "VERDICT_SELLER_WEBHOOK_SECRET" => Some("whsec_seller".to_owned()),
+            _ => None,
+        });
+        let effects = config.effects();
+        assert_eq!(effects.sandbox_outcome_delay_secs, 5);
+        assert_eq!(effects.processors.stripe_api_key.as_deref(), Some("sk_test_secret"));
+        assert_eq!(effects.processors.stripe_base_url, "http://127.0.0.1:9");
+        assert_eq!(effects.processors.adyen_merchant_account.as_deref(), Some("ShopECOM"));
+        assert_eq!(effects.mail.from, "Disputes <d@example.com>");
+        assert_eq!(effects.seller_webhook.secret.as_deref(), Some("whsec_seller"));
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("sk_test_secret") && !printed.contains("whsec_seller"),
+            "{printed}"
+        );
+        assert!(toml::from_str::<Config>("[processors]\nstripe_key = \"x\"").is_err());
     }
 }
 
@@ -73,6 +270,29 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:1");
         assert_eq!(config.log_format, "json");
         assert_eq!(config.database_url, Config::default().database_url);
+    }
+
+    #[test]
+    fn webhook_secrets_come_from_the_environment() {
+        let mut config = Config::default();
+        config.apply_env(|name| match name {
+            "VERDICT_STRIPE_WEBHOOK_SECRETS" => Some("whsec_a, whsec_b".to_owned()),
+            "VERDICT_ADYEN_HMAC_KEY" => Some("44782DEF".to_owned()),
+            "VERDICT_ADYEN_BASIC_AUTH" => Some("adyen:pa:ss".to_owned()),
+            _ => None,
+        });
+        let secrets = config.webhooks.secrets().unwrap();
+        assert_eq!(secrets.stripe, vec!["whsec_a", "whsec_b"]);
+        assert_eq!(secrets.adyen_basic_auth, Some(("adyen".to_owned(), "pa:ss".to_owned())));
+        assert!(secrets.braintree.is_empty() && secrets.alerts.is_empty());
+        assert!(!format!("{config:?}").contains("whsec_a"));
+    }
+
+    #[test]
+    fn a_half_configured_braintree_is_an_error() {
+        let mut config = Config::default();
+        config.apply_env(|name| (name == "VERDICT_BRAINTREE_PUBLIC_KEY").then(|| "pk".to_owned()));
+        assert!(config.webhooks.secrets().is_err());
     }
 
     #[test]

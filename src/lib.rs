@@ -1,8 +1,11 @@
 //! The Verdict service as a library: configuration, wiring and the server loop, so that `main` stays thin
 //! and end-to-end tests start the very same app on a random port.
 
+pub mod bench;
 pub mod config;
 pub mod demo;
+pub mod import;
+pub mod workers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,21 +32,96 @@ pub async fn connect_system(database_url: &str) -> anyhow::Result<Engine> {
     connect(database_url, Arc::new(SystemClock)).await
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains in-flight requests.
+/// Serves the API on `listener` until `shutdown` completes, then drains in-flight requests. Webhooks are not
+/// configured this way (they answer 503); see [`serve_app`].
 pub async fn serve(
     listener: TcpListener,
     engine: Engine,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_app(listener, AppState::new(engine), shutdown).await
+}
+
+/// How often the inbox is swept for notifications that were stored but not applied (crash, outage).
+pub const INBOX_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `state` on `listener` until `shutdown` completes, with the inbox sweeper running alongside: it
+/// applies pending notifications once at start-up and then every [`INBOX_SWEEP_INTERVAL`]. The worker pool
+/// runs with default settings and local outside systems; see [`serve_with_workers`].
+pub async fn serve_app(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let worker = workers::local_pool(&state.engine).await?;
+    serve_with_workers(listener, state, Some(worker), shutdown).await
+}
+
+/// How long a graceful shutdown waits for running steps to finish.
+pub const WORKER_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// [`serve_app`] with a given worker pool (`None`: no workers in this process). On shutdown the pool stops
+/// claiming, releases what it has not started and finishes what runs, within [`WORKER_SHUTDOWN_GRACE`].
+pub async fn serve_with_workers(
+    listener: TcpListener,
+    state: AppState,
+    worker: Option<verdict_engine::worker::Worker>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_workers, workers_stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_workers.send(true);
+    };
+    let pool = worker.map(|worker| {
+        let mut stopping = workers_stopping.clone();
+        tokio::spawn(worker.run(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }))
+    });
+    let served = serve_http(listener, state, shutdown).await;
+    if let Some(pool) = pool
+        && tokio::time::timeout(WORKER_SHUTDOWN_GRACE, pool).await.is_err()
+    {
+        tracing::warn!("workers did not finish in time; their leases will expire");
+    }
+    served
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "verdict listening");
-    let app = verdict_api::router(AppState::new(engine));
-    axum::serve(listener, app)
+    let sweeper = tokio::spawn(sweep_inbox(state.engine.clone()));
+    let app = verdict_api::router(state);
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")?;
+        .context("serving HTTP");
+    sweeper.abort();
+    served?;
     tracing::info!("verdict stopped");
     Ok(())
+}
+
+async fn sweep_inbox(engine: Engine) {
+    loop {
+        // Drain in batches so a backlog after an outage is worked off promptly, not 100 rows per interval.
+        loop {
+            match engine.apply_pending(100).await {
+                Ok(0) => break,
+                Ok(n) => tracing::info!(notifications = n, "applied pending notifications"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "sweeping the notification inbox failed");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(INBOX_SWEEP_INTERVAL).await;
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -34,6 +34,32 @@ enum CommandLine {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Measure event throughput and queue-page latency on the configured database.
+    Bench {
+        /// Disputes in the table for the queue-page measurement (bulk-loaded if missing).
+        #[arg(long, default_value_t = 1_000_000)]
+        disputes: u64,
+        /// Events appended in the throughput measurement.
+        #[arg(long, default_value_t = 20_000)]
+        transitions: u64,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Re-ingest exported processor notifications through the webhook path (inbox, then apply).
+    ///
+    /// Signatures are NOT verified on import: exports carry none that can be checked, so the operator
+    /// vouches for the files. Stripe, Adyen, PayPal and alert files hold one JSON event per line (an Adyen
+    /// line may be a whole notification body or one item). Braintree files hold one XML document per file, or
+    /// one base64 bt_payload per line. Events already received are skipped (deduplicated by event id).
+    Import {
+        /// stripe, adyen, paypal, braintree or alerts.
+        #[arg(long)]
+        processor: String,
+        /// Files to import, in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Manage API keys.
     Apikey {
         #[command(subcommand)]
@@ -79,6 +105,20 @@ async fn main() -> anyhow::Result<()> {
         CommandLine::Schema => {
             print!("{}", verdict_api::schema_sdl());
         }
+        CommandLine::Bench {
+            disputes,
+            transitions,
+            concurrency,
+        } => {
+            init_tracing(&config);
+            let engine = connect_system(&config.database_url).await?;
+            let options = verdict::bench::BenchOptions {
+                disputes,
+                transitions,
+                concurrency: concurrency.max(1),
+            };
+            verdict::bench::run(std::sync::Arc::new(engine), options).await?;
+        }
         CommandLine::Migrate => {
             init_tracing(&config);
             connect_system(&config.database_url).await?;
@@ -86,11 +126,36 @@ async fn main() -> anyhow::Result<()> {
         }
         CommandLine::Serve => {
             init_tracing(&config);
-            let engine = connect_system(&config.database_url).await?;
+            let webhooks = verdict_api::webhooks::Webhooks {
+                secrets: std::sync::Arc::new(config.webhooks.secrets()?),
+                ..Default::default()
+            };
+            tracing::info!(secrets = ?webhooks.secrets, "webhooks configured");
+            let engine = verdict::workers::with_timing(connect_system(&config.database_url).await?, &config.scheduling);
             let listener = TcpListener::bind(&config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
-            serve(listener, engine, shutdown_signal()).await?;
+            let state = verdict_api::AppState::new(engine).with_webhooks(webhooks);
+            let worker =
+                verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
+            verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await?;
+        }
+        CommandLine::Import { processor, files } => {
+            init_tracing(&config);
+            let source: verdict_engine::Source = processor.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let engine = connect_system(&config.database_url).await?;
+            let report = verdict::import::import(&engine, source, &files, std::io::stderr().is_terminal()).await?;
+            for problem in &report.malformed {
+                eprintln!("skipped {problem}");
+            }
+            println!(
+                "{} records: {} stored, {} already received, {} ignored types, {} malformed",
+                report.records,
+                report.stored,
+                report.duplicates,
+                report.ignored,
+                report.malformed.len()
+            );
         }
         CommandLine::Demo { serve: keep_serving } => {
             init_tracing(&config);

@@ -7,13 +7,21 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_foundation;
+mod m20261125_000002_inbox;
+mod m20261125_000003_scheduling;
+mod m20261125_000004_mailbox;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_foundation::Migration)]
+        vec![
+            Box::new(m20261125_000001_foundation::Migration),
+            Box::new(m20261125_000002_inbox::Migration),
+            Box::new(m20261125_000003_scheduling::Migration),
+            Box::new(m20261125_000004_mailbox::Migration),
+        ]
     }
 }
 

@@ -113,8 +113,20 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
             app.label
         );
         assert_eq!(events[1]["reason"], "fraud pattern, card absent");
-        let history = serde_json::to_string(&app.gql(&app.viewer, "query($id: ID!) { dispute(id: $id) { events { details } } }", json!({"id": id})).await.body).unwrap();
-        assert!(!history.contains("Jeanne") && !history.contains("jeanne.dupont"), "history leaks personal data: {history}");
+        let history = serde_json::to_string(
+            &app.gql(
+                &app.viewer,
+                "query($id: ID!) { dispute(id: $id) { events { details } } }",
+                json!({"id": id}),
+            )
+            .await
+            .body,
+        )
+        .unwrap();
+        assert!(
+            !history.contains("Jeanne") && !history.contains("jeanne.dupont"),
+            "history leaks personal data: {history}"
+        );
         let timers: Vec<_> = dispute["timers"]
             .as_array()
             .unwrap()

@@ -5,6 +5,8 @@
 pub mod auth;
 pub mod error;
 pub mod graphql;
+pub mod metrics;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -26,25 +28,42 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub engine: Engine,
     pub schema: VerdictSchema,
+    /// Webhook secrets and PayPal certificates; by default nothing is configured and webhooks answer 503.
+    pub webhooks: webhooks::Webhooks,
 }
 
 impl AppState {
     pub fn new(engine: Engine) -> Self {
         let schema = build_schema(engine.clone());
-        Self { engine, schema }
+        Self {
+            engine,
+            schema,
+            webhooks: webhooks::Webhooks::default(),
+        }
+    }
+
+    /// The same state with webhooks configured.
+    pub fn with_webhooks(mut self, webhooks: webhooks::Webhooks) -> Self {
+        self.webhooks = webhooks;
+        self
     }
 }
 
 pub fn router(state: AppState) -> Router {
+    // Installs the metrics recorder before any worker or request records into it.
+    let _ = metrics::handle();
     Router::new()
         .route("/graphql", get(graphiql).post(graphql_handler))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .merge(webhooks::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -128,6 +128,12 @@ pub enum Action {
     AddNote {
         note: String,
     },
+    /// A deadline reminder fell due (a timer): recorded, and the assignee is notified.
+    RecordReminder {
+        hours_before: i64,
+    },
+    /// No outcome arrived long after submission (a timer): recorded, and a lead is notified.
+    EscalateOverdueOutcome,
     /// An analyst forces any allowed transition; needs a reason and the version the analyst saw.
     Transition {
         to: Status,
@@ -192,6 +198,10 @@ pub enum Change {
     NoteAdded {
         note: String,
     },
+    ReminderRecorded {
+        hours_before: i64,
+    },
+    OutcomeEscalated,
 }
 
 /// The name of an event in the history, as clients see it.
@@ -214,6 +224,8 @@ pub enum EventKind {
     DueByChanged,
     Assigned,
     NoteAdded,
+    ReminderRecorded,
+    OutcomeEscalated,
 }
 
 impl EventKind {
@@ -235,6 +247,8 @@ impl EventKind {
             EventKind::DueByChanged => "due_by_changed",
             EventKind::Assigned => "assigned",
             EventKind::NoteAdded => "note_added",
+            EventKind::ReminderRecorded => "reminder_recorded",
+            EventKind::OutcomeEscalated => "outcome_escalated",
         }
     }
 }
@@ -261,6 +275,8 @@ impl Change {
             Change::DueByChanged { .. } => EventKind::DueByChanged,
             Change::Assigned { .. } => EventKind::Assigned,
             Change::NoteAdded { .. } => EventKind::NoteAdded,
+            Change::ReminderRecorded { .. } => EventKind::ReminderRecorded,
+            Change::OutcomeEscalated => EventKind::OutcomeEscalated,
         }
     }
 
@@ -272,7 +288,9 @@ impl Change {
             Change::StageAdvanced { .. }
             | Change::DueByChanged { .. }
             | Change::Assigned { .. }
-            | Change::NoteAdded { .. } => None,
+            | Change::NoteAdded { .. }
+            | Change::ReminderRecorded { .. }
+            | Change::OutcomeEscalated => None,
         }
     }
 }
@@ -583,6 +601,28 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             let note = clean_text("note", Some(note), MAX_NOTE_CHARS)?.unwrap_or_default();
             Change::NoteAdded { note }
         }
+        Action::RecordReminder { hours_before } => {
+            if !dispute.status.is_open() || dispute.status == Status::Submitted || dispute.due_by.is_none() {
+                return Err(DomainError::InvalidInput(format!(
+                    "a {} dispute awaits no deadline to be reminded of",
+                    dispute.status
+                )));
+            }
+            steps.push(step(StepKind::NotifyAssignee));
+            Change::ReminderRecorded {
+                hours_before: *hours_before,
+            }
+        }
+        Action::EscalateOverdueOutcome => {
+            if dispute.status != Status::Submitted {
+                return Err(DomainError::InvalidInput(format!(
+                    "a {} dispute awaits no outcome",
+                    dispute.status
+                )));
+            }
+            steps.push(step(StepKind::NotifyAssignee));
+            Change::OutcomeEscalated
+        }
         Action::Transition {
             to,
             expected_version,
@@ -696,7 +736,7 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         }
         Change::DueByChanged { to, .. } => dispute.due_by = *to,
         Change::Assigned { to, .. } => dispute.assignee.clone_from(to),
-        Change::NoteAdded { .. } => {}
+        Change::NoteAdded { .. } | Change::ReminderRecorded { .. } | Change::OutcomeEscalated => {}
     }
     dispute.version = event.version;
     dispute.updated_at = event.at;

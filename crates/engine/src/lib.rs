@@ -5,6 +5,11 @@
 //! appended event with an actor, a reason and a time.
 
 mod clock;
+pub mod effects;
+pub mod ingest;
+pub mod schedules;
+pub mod timers;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -13,6 +18,7 @@ use verdict_domain::{Action, Command, Dispute, DisputeId, DomainError, apply, de
 use verdict_store::{Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use ingest::{ApplyOutcome, IngestStats, Received, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -32,11 +38,29 @@ const ATTEMPTS_ON_CONFLICT: usize = 3;
 pub struct Engine {
     store: Store,
     clock: Arc<dyn Clock>,
+    ingest: Arc<ingest::IngestCounters>,
+    /// When timers fire and what the deadline does (see timers.rs).
+    timing: Arc<timers::TimingPolicy>,
 }
 
 impl Engine {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self {
+            store,
+            clock,
+            ingest: Arc::default(),
+            timing: Arc::default(),
+        }
+    }
+
+    /// The same engine with another timing policy (reminder offsets, submit margin, deadline policy).
+    pub fn with_timing(mut self, timing: timers::TimingPolicy) -> Self {
+        self.timing = Arc::new(timing);
+        self
+    }
+
+    pub fn timing(&self) -> &timers::TimingPolicy {
+        &self.timing
     }
 
     pub fn store(&self) -> &Store {
@@ -51,7 +75,8 @@ impl Engine {
     #[instrument(skip_all, fields(actor = %command.actor.label()), err)]
     pub async fn open(&self, command: Command) -> Result<Dispute, EngineError> {
         let id = DisputeId::new_v7();
-        let decision = open(id, &command, self.clock.now())?;
+        let now = self.clock.now();
+        let decision = self.timing.adjust(open(id, &command, now)?, now);
         let dispute = verdict_domain::replay(&decision.events)
             .ok_or_else(|| DomainError::InvalidInput("opening produced no dispute".into()))?;
         self.store.commit(None, &dispute, &decision).await?;
@@ -69,7 +94,8 @@ impl Engine {
         loop {
             attempt += 1;
             let dispute = self.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
-            let decision = decide(&dispute, &command, self.clock.now())?;
+            let now = self.clock.now();
+            let decision = self.timing.adjust(decide(&dispute, &command, now)?, now);
             let mut after = dispute.clone();
             for event in &decision.events {
                 apply(&mut after, event);

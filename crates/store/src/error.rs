@@ -14,6 +14,8 @@ pub enum StoreError {
     },
     #[error("{0} already exists")]
     Duplicate(String),
+    #[error("the lease on this timer or step was lost to another worker; nothing was written")]
+    LeaseLost,
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

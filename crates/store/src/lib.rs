@@ -8,10 +8,20 @@
 mod convert;
 pub mod entity;
 mod error;
+mod inbox;
 mod keys;
+mod mailbox;
+mod queue;
 mod repo;
+mod schedules;
 pub mod testing;
 
 pub use error::StoreError;
+pub use inbox::{InboxInsert, InboxStatus, NewNotification, NotificationRecord};
 pub use keys::{ApiKeyRecord, hash_token};
+pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessage};
+pub use queue::{
+    Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, NewTimer, StepFailure, StepRow, WORK_CHANNEL,
+};
 pub use repo::{Backend, DisputeFilter, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord};
+pub use schedules::{DueSoon, ScheduleClaim, ScheduleRow};

@@ -40,6 +40,8 @@ pub enum Backend {
 pub struct Store {
     db: DatabaseConnection,
     backend: Backend,
+    /// Wakes this process's workers after a commit that added timers or steps (see queue.rs).
+    wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Which disputes a queue page shows; every field narrows the result.
@@ -120,7 +122,11 @@ impl Store {
                     .foreign_keys(true)
             });
         let db = Database::connect(options).await?;
-        Ok(Self { db, backend })
+        Ok(Self {
+            db,
+            backend,
+            wake: std::sync::Arc::default(),
+        })
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -129,6 +135,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Signalled after every commit that adds timers or steps; workers of this process wait on it.
+    pub fn work_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// Applies every pending migration.
@@ -195,6 +206,18 @@ impl Store {
         expected_version: Option<i64>,
         after: &Dispute,
         decision: &Decision,
+    ) -> Result<(), StoreError> {
+        self.commit_fenced(expected_version, after, decision, None).await
+    }
+
+    /// [`Store::commit`] that also completes a claimed timer or step in the same transaction, and writes
+    /// nothing (`StoreError::LeaseLost`) if that lease was lost meanwhile.
+    pub async fn commit_fenced(
+        &self,
+        expected_version: Option<i64>,
+        after: &Dispute,
+        decision: &Decision,
+        fence: Option<crate::queue::Fence>,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
         let row = to_row(after);
@@ -263,6 +286,15 @@ impl Store {
                 })?;
         }
         let now = after.updated_at;
+        // Before the timer instructions: a firing timer is completed first, so that its own command's
+        // CancelAll does not cancel it.
+        if let Some(fence) = fence {
+            let completed = txn.execute_raw(self.fence_statement(fence, now)).await?;
+            if completed.rows_affected() != 1 {
+                txn.rollback().await?;
+                return Err(StoreError::LeaseLost);
+            }
+        }
         let mut new_timers = Vec::new();
         for instruction in &decision.timers {
             match instruction {
@@ -317,7 +349,19 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
+        let adds_work = !decision.steps.is_empty()
+            || decision
+                .timers
+                .iter()
+                .any(|t| matches!(t, TimerInstruction::Set { .. }));
+        if adds_work && self.backend == Backend::Postgres {
+            // Delivered to every replica's listener when (and only if) the transaction commits.
+            txn.execute_unprepared("NOTIFY verdict_work").await?;
+        }
         txn.commit().await?;
+        if adds_work {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 

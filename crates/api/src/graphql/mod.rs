@@ -1,6 +1,9 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
+mod mailbox;
 mod mutation;
+mod notifications;
+mod operations_admin;
 mod query;
 mod types;
 

@@ -186,6 +186,24 @@ impl MutationRoot {
         Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
     }
 
+    /// Puts a dead-lettered step back in the queue with fresh attempts (lead only).
+    async fn retry_step(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<super::operations_admin::StepDetail> {
+        super::operations_admin::retry(ctx, id).await
+    }
+
+    /// Gives up on a pending or dead-lettered step (lead only).
+    async fn cancel_step(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<super::operations_admin::StepDetail> {
+        super::operations_admin::cancel(ctx, id).await
+    }
+
     /// Admins only. The token is returned once and never stored.
     async fn create_api_key(
         &self,

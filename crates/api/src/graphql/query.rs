@@ -100,6 +100,24 @@ impl QueryRoot {
         })
     }
 
+    /// Messages Verdict sent to customers, sellers and assignees, newest first (customers masked for viewers).
+    async fn mailbox(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> async_graphql::Result<Vec<super::mailbox::MailboxMessage>> {
+        super::mailbox::recent(ctx, first).await
+    }
+
+    /// Steps that ran out of attempts or failed permanently, most recently failed first.
+    async fn dead_lettered_steps(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> async_graphql::Result<Vec<super::operations_admin::StepDetail>> {
+        super::operations_admin::dead_lettered(ctx, first).await
+    }
+
     /// The caller's key name and role.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let principal = principal(ctx, Role::Viewer)?;

@@ -177,7 +177,11 @@ pub struct DisputeEvent {
 impl From<EventRecord> for DisputeEvent {
     fn from(mut e: EventRecord) -> Self {
         // The opening event carries the customer; the dispute shows it (masked by role), history never does.
-        if let Some(customer) = e.change.pointer_mut("/dispute/customer").and_then(|c| c.as_object_mut()) {
+        if let Some(customer) = e
+            .change
+            .pointer_mut("/dispute/customer")
+            .and_then(|c| c.as_object_mut())
+        {
             customer.remove("name");
             customer.remove("email");
         }
@@ -352,6 +356,20 @@ impl Dispute {
     /// Messages sent about this dispute to the customer, the seller and the assignee, oldest first.
     async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::mailbox::MailboxMessage>> {
         super::mailbox::of_dispute(ctx, &self.0).await
+    }
+    /// Processor notifications that contradicted the state machine: kept and shown, never applied.
+    async fn flagged_notifications(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::notifications::ProcessorNotification>> {
+        super::notifications::flagged(ctx, &self.0).await
+    }
+    /// Every processor notification of this dispute, with its raw payload (leads and admins only).
+    async fn raw_notifications(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::notifications::ProcessorNotification>> {
+        super::notifications::raw(ctx, &self.0).await
     }
 }
 

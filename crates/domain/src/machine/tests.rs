@@ -252,6 +252,8 @@ fn any_action() -> impl Strategy<Value = Action> {
             assignee: a.map(str::to_owned)
         }),
         prop::sample::select(vec!["", "called the bank", " "]).prop_map(|n| Action::AddNote { note: n.to_owned() }),
+        prop::sample::select(vec![72_i64, 24, 4]).prop_map(|hours_before| Action::RecordReminder { hours_before }),
+        Just(Action::EscalateOverdueOutcome),
         (status, 0_i64..12, prop::option::of(stage)).prop_map(|(to, expected_version, stage)| Action::Transition {
             to,
             expected_version,

@@ -3,5 +3,6 @@
 pub mod api_key;
 pub mod dispute;
 pub mod dispute_event;
+pub mod notification;
 pub mod step;
 pub mod timer;

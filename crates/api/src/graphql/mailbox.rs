@@ -1,0 +1,173 @@
+//! The mailbox in GraphQL: messages Verdict sent (or, with no mail server configured, kept) to customers,
+//! sellers and assignees. Viewers see customers' addresses and names masked.
+
+use async_graphql::{Context, Enum, ID, SimpleObject};
+use chrono::{DateTime, Utc};
+use verdict_domain as domain;
+use verdict_engine::Engine;
+use verdict_store::MailboxMessage as Stored;
+
+use crate::auth::{Principal, Role};
+use crate::error::ApiError;
+use crate::graphql::query::principal;
+
+const MAX_MESSAGES: i32 = 200;
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "verdict_store::MailboxChannel")]
+pub enum MailboxChannel {
+    Customer,
+    Seller,
+    Assignee,
+}
+
+/// One message from Verdict to a customer, a seller or an assignee.
+#[derive(SimpleObject)]
+pub struct MailboxMessage {
+    pub id: ID,
+    pub dispute_id: Option<ID>,
+    pub channel: MailboxChannel,
+    /// How it went out: `mailbox` (kept here only), `smtp` or `webhook`.
+    pub transport: String,
+    /// The customer's email address (masked for viewers), the seller id or the assignee's name.
+    pub recipient: String,
+    /// `en`, `fr`, `es` or `it`.
+    pub locale: String,
+    pub subject: String,
+    pub body: String,
+    /// The idempotency key of the step that sent it; a retried step never sends a second message.
+    pub message_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+fn masked_text(text: &str, customer: &domain::Customer) -> String {
+    let mut text = text.to_owned();
+    if let Some(email) = &customer.email {
+        text = text.replace(email.expose(), &email.masked());
+    }
+    if let Some(name) = &customer.name {
+        text = text.replace(name.expose(), &name.masked());
+    }
+    text
+}
+
+/// A stored message as the caller may see it; `customer` is the dispute's, for masking.
+fn view(message: Stored, unmasked: bool, customer: Option<&domain::Customer>) -> MailboxMessage {
+    let (recipient, subject, body) = if unmasked || message.channel != verdict_store::MailboxChannel::Customer {
+        (message.recipient, message.subject, message.body)
+    } else {
+        let recipient = domain::CustomerEmail::parse(&message.recipient)
+            .map(|e| e.masked())
+            .unwrap_or_else(|_| "***".to_owned());
+        match customer {
+            Some(customer) => (
+                recipient,
+                masked_text(&message.subject, customer),
+                masked_text(&message.body, customer),
+            ),
+            // The dispute is gone: nothing to mask the text by, so the text is withheld.
+            None => (recipient, "***".to_owned(), "***".to_owned()),
+        }
+    };
+    MailboxMessage {
+        id: ID(message.id.to_string()),
+        dispute_id: message.dispute_id.map(|d| ID(d.to_string())),
+        channel: message.channel.into(),
+        transport: message.transport,
+        recipient,
+        locale: message.locale,
+        subject,
+        body,
+        message_id: message.message_id,
+        created_at: message.created_at,
+    }
+}
+
+fn unmasked(ctx: &Context<'_>) -> bool {
+    ctx.data_opt::<Principal>().is_some_and(Principal::sees_personal_data)
+}
+
+/// `Query.mailbox`: the most recent messages, newest first.
+pub(crate) async fn recent(ctx: &Context<'_>, first: i32) -> async_graphql::Result<Vec<MailboxMessage>> {
+    principal(ctx, Role::Viewer)?;
+    if !(0..=MAX_MESSAGES).contains(&first) {
+        return Err(ApiError::InvalidInput(format!("first must be between 0 and {MAX_MESSAGES}")).into());
+    }
+    let store = ctx.data::<Engine>()?.store();
+    let messages = store.mailbox(first as u64).await.map_err(ApiError::from)?;
+    let unmasked = unmasked(ctx);
+    let mut out = Vec::with_capacity(messages.len());
+    for message in messages {
+        let customer = match (unmasked, message.dispute_id) {
+            (false, Some(id)) if message.channel == verdict_store::MailboxChannel::Customer => {
+                store.load(id).await.map_err(ApiError::from)?.map(|d| d.customer)
+            }
+            _ => None,
+        };
+        out.push(view(message, unmasked, customer.as_ref()));
+    }
+    Ok(out)
+}
+
+/// `Dispute.messages`: the dispute's messages, oldest first.
+pub(crate) async fn of_dispute(
+    ctx: &Context<'_>,
+    dispute: &domain::Dispute,
+) -> async_graphql::Result<Vec<MailboxMessage>> {
+    let store = ctx.data::<Engine>()?.store();
+    let messages = store.mailbox_of(dispute.id).await.map_err(ApiError::from)?;
+    let unmasked = unmasked(ctx);
+    Ok(messages
+        .into_iter()
+        .map(|m| view(m, unmasked, Some(&dispute.customer)))
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn stored(channel: verdict_store::MailboxChannel, recipient: &str) -> Stored {
+        Stored {
+            id: uuid::Uuid::now_v7(),
+            dispute_id: Some(domain::DisputeId::new_v7()),
+            channel,
+            transport: "mailbox".into(),
+            recipient: recipient.into(),
+            locale: "fr".into(),
+            subject: "Votre remboursement pour la commande ORD-1".into(),
+            body: "Bonjour Jeanne Dupont,\n\nNous avons remboursé 12,00 EUR.\n".into(),
+            message_id: "k".into(),
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn customer() -> domain::Customer {
+        domain::Customer {
+            name: Some(domain::CustomerName::parse("Jeanne Dupont").unwrap()),
+            email: Some(domain::CustomerEmail::parse("jeanne@example.fr").unwrap()),
+            locale: domain::Locale::Fr,
+        }
+    }
+
+    #[test]
+    fn viewers_see_customer_messages_masked_and_analysts_in_full() {
+        let message = stored(verdict_store::MailboxChannel::Customer, "jeanne@example.fr");
+        let masked = view(message.clone(), false, Some(&customer()));
+        assert_eq!(masked.recipient, "j***@example.fr");
+        assert!(masked.body.starts_with("Bonjour J***,"), "{}", masked.body);
+        assert!(!masked.body.contains("Jeanne"));
+        let full = view(message.clone(), true, Some(&customer()));
+        assert_eq!(full.recipient, "jeanne@example.fr");
+        assert!(full.body.contains("Jeanne Dupont"));
+        let orphan = view(message, false, None);
+        assert_eq!((orphan.subject.as_str(), orphan.body.as_str()), ("***", "***"));
+    }
+
+    #[test]
+    fn seller_and_assignee_messages_are_not_masked() {
+        let message = stored(verdict_store::MailboxChannel::Seller, "seller-techrenew-fr");
+        assert_eq!(view(message, false, None).recipient, "seller-techrenew-fr");
+    }
+}

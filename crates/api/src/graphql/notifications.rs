@@ -1,0 +1,72 @@
+//! The processor notifications behind a dispute: flagged ones for everybody who works disputes, raw payloads
+//! (which can carry personal data) for leads and admins only.
+
+use async_graphql::{Context, ID, SimpleObject};
+use chrono::{DateTime, Utc};
+use verdict_domain::Dispute;
+use verdict_engine::Engine;
+use verdict_store::NotificationRecord;
+
+use super::query::principal;
+use crate::auth::Role;
+use crate::error::ApiError;
+
+/// One notification as received from a processor, and what Verdict did with it.
+#[derive(SimpleObject)]
+pub struct ProcessorNotification {
+    pub id: ID,
+    pub processor: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// The normalised kind (chargeback_opened, won, pre_arbitration_opened, ...), when it concerns a dispute.
+    pub kind: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    /// pending, applied, ignored, flagged or failed.
+    pub status: String,
+    /// Why it was flagged, ignored or failed, or what applying it did.
+    pub note: Option<String>,
+    pub attempts: i32,
+    /// The body exactly as received; only on `rawNotifications`.
+    pub payload: Option<String>,
+}
+
+fn view(record: NotificationRecord, with_payload: bool) -> ProcessorNotification {
+    ProcessorNotification {
+        id: ID(record.id.to_string()),
+        processor: record.processor,
+        event_id: record.event_id,
+        event_type: record.event_type,
+        kind: record.kind,
+        received_at: record.received_at,
+        occurred_at: record.occurred_at,
+        status: record.status.as_str().to_owned(),
+        note: record.note,
+        attempts: record.attempts,
+        payload: with_payload.then_some(record.payload),
+    }
+}
+
+/// Notifications that contradicted the state machine: kept, never applied, shown to analysts.
+pub(crate) async fn flagged(ctx: &Context<'_>, dispute: &Dispute) -> async_graphql::Result<Vec<ProcessorNotification>> {
+    principal(ctx, Role::Viewer)?;
+    let records = ctx
+        .data::<Engine>()?
+        .store()
+        .flagged_notifications_of_dispute(dispute.id)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(records.into_iter().map(|r| view(r, false)).collect())
+}
+
+/// Every notification of the dispute with its raw payload: leads and admins only.
+pub(crate) async fn raw(ctx: &Context<'_>, dispute: &Dispute) -> async_graphql::Result<Vec<ProcessorNotification>> {
+    principal(ctx, Role::Lead)?;
+    let records = ctx
+        .data::<Engine>()?
+        .store()
+        .notifications_of_dispute(dispute.id)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(records.into_iter().map(|r| view(r, true)).collect())
+}

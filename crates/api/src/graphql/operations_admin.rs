@@ -1,0 +1,107 @@
+//! Operations in GraphQL: dead-lettered steps, and the lead's retry and cancel of a step.
+
+use async_graphql::{Context, ID, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use verdict_engine::Engine;
+use verdict_store::StepRow;
+
+use crate::auth::Role;
+use crate::error::ApiError;
+use crate::graphql::query::principal;
+
+const MAX_STEPS: i32 = 500;
+
+/// A side effect a worker performs (a processor call, a message, a notice), with its queue details.
+#[derive(SimpleObject)]
+pub struct StepDetail {
+    pub id: ID,
+    pub dispute_id: Option<ID>,
+    /// `submit_evidence`, `accept_at_processor`, `refund`, `customer_message`, `seller_message`,
+    /// `notify_assignee`.
+    pub kind: String,
+    /// What the outside system sees; a retry never performs the step a second time.
+    pub idempotency_key: String,
+    /// `pending`, `succeeded`, `dead` or `cancelled`.
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    /// Why the last try failed (statuses and codes only, never personal data).
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<StepRow> for StepDetail {
+    fn from(row: StepRow) -> Self {
+        Self {
+            id: ID(row.id.to_string()),
+            dispute_id: row.dispute_id.map(|d| ID(d.to_string())),
+            kind: row.kind,
+            idempotency_key: row.idempotency_key,
+            status: row.status,
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            next_attempt_at: row.next_attempt_at,
+            last_error: row.last_error,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+fn step_id(id: &ID) -> Result<Uuid, ApiError> {
+    id.as_str()
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::InvalidInput(format!("{:?} is not a step id", id.as_str())))
+}
+
+/// Dead-lettered steps, most recently failed first (analysts and up).
+pub async fn dead_lettered(ctx: &Context<'_>, first: i32) -> async_graphql::Result<Vec<StepDetail>> {
+    principal(ctx, Role::Analyst)?;
+    if !(1..=MAX_STEPS).contains(&first) {
+        return Err(ApiError::InvalidInput(format!("first must be between 1 and {MAX_STEPS}")).into());
+    }
+    let engine = ctx.data::<Engine>()?;
+    let rows = engine.store().dead_steps(first as u64).await.map_err(ApiError::from)?;
+    Ok(rows.into_iter().map(StepDetail::from).collect())
+}
+
+/// Puts a dead step back in the queue with fresh attempts (lead only).
+pub async fn retry(ctx: &Context<'_>, id: ID) -> async_graphql::Result<StepDetail> {
+    change(ctx, id, true).await
+}
+
+/// Gives up on a pending or dead step (lead only).
+pub async fn cancel(ctx: &Context<'_>, id: ID) -> async_graphql::Result<StepDetail> {
+    change(ctx, id, false).await
+}
+
+async fn change(ctx: &Context<'_>, id: ID, retry: bool) -> async_graphql::Result<StepDetail> {
+    let caller = principal(ctx, Role::Lead)?;
+    let id = step_id(&id)?;
+    let engine = ctx.data::<Engine>()?;
+    let store = engine.store();
+    let now = engine.clock().now();
+    let changed = if retry {
+        store.retry_step(id, now).await
+    } else {
+        store.cancel_step(id, now).await
+    }
+    .map_err(ApiError::from)?;
+    let row = store
+        .step_row(id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::NotFound(format!("step {id} not found")))?;
+    if !changed {
+        let verb = if retry {
+            "retried (only dead steps are)"
+        } else {
+            "cancelled"
+        };
+        return Err(ApiError::IllegalTransition(format!("a {} step cannot be {verb}", row.status)).into());
+    }
+    tracing::info!(step_id = %id, by = %caller.name, retry, "step changed by hand");
+    Ok(StepDetail::from(row))
+}

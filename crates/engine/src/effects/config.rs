@@ -1,0 +1,128 @@
+//! Which outside systems the step handlers talk to. Everything is optional: what is not configured uses its
+//! local default (the sandbox processor, the mailbox).
+//!
+//! `Debug` never prints a key or a secret.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+pub const DEFAULT_SANDBOX_OUTCOME_DELAY_SECS: u64 = 120;
+pub const DEFAULT_STRIPE_BASE_URL: &str = "https://api.stripe.com";
+/// Adyen's test Disputes API; live accounts use their own prefix (see Adyen's "live endpoints" page).
+pub const DEFAULT_ADYEN_DISPUTES_BASE_URL: &str = "https://ca-test.adyen.com/ca/services/DisputeService/v30";
+/// Adyen's test Checkout API, where refunds are made.
+pub const DEFAULT_ADYEN_CHECKOUT_BASE_URL: &str = "https://checkout-test.adyen.com/v71";
+
+/// Everything [`Effects::from_config`](super::Effects::from_config) needs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EffectsConfig {
+    pub processors: ProcessorsConfig,
+    pub mail: MailConfig,
+    pub seller_webhook: SellerWebhookConfig,
+    /// How long after evidence is submitted the sandbox processor reports its outcome.
+    pub sandbox_outcome_delay_secs: u64,
+}
+
+impl Default for EffectsConfig {
+    fn default() -> Self {
+        Self {
+            processors: ProcessorsConfig::default(),
+            mail: MailConfig::default(),
+            seller_webhook: SellerWebhookConfig::default(),
+            sandbox_outcome_delay_secs: DEFAULT_SANDBOX_OUTCOME_DELAY_SECS,
+        }
+    }
+}
+
+/// `[processors]`: processor API credentials; a processor without them is served by the sandbox.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorsConfig {
+    /// Stripe secret key (`sk_...`); the Stripe adapter is used when set.
+    pub stripe_api_key: Option<String>,
+    pub stripe_base_url: String,
+    /// Adyen API key (`X-API-Key`); the Adyen adapter is used when this and the merchant account are set.
+    pub adyen_api_key: Option<String>,
+    pub adyen_merchant_account: Option<String>,
+    /// Disputes API base, up to and including the version (`.../DisputeService/v30`).
+    pub adyen_disputes_base_url: String,
+    /// Checkout API base, up to and including the version (`.../v71`); refunds go there.
+    pub adyen_checkout_base_url: String,
+}
+
+impl Default for ProcessorsConfig {
+    fn default() -> Self {
+        Self {
+            stripe_api_key: None,
+            stripe_base_url: DEFAULT_STRIPE_BASE_URL.to_owned(),
+            adyen_api_key: None,
+            adyen_merchant_account: None,
+            adyen_disputes_base_url: DEFAULT_ADYEN_DISPUTES_BASE_URL.to_owned(),
+            adyen_checkout_base_url: DEFAULT_ADYEN_CHECKOUT_BASE_URL.to_owned(),
+        }
+    }
+}
+
+fn redacted(secret: &Option<String>) -> &'static str {
+    if secret.is_some() { "Some(***)" } else { "None" }
+}
+
+impl fmt::Debug for ProcessorsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessorsConfig")
+            .field("stripe_api_key", &redacted(&self.stripe_api_key))
+            .field("stripe_base_url", &self.stripe_base_url)
+            .field("adyen_api_key", &redacted(&self.adyen_api_key))
+            .field("adyen_merchant_account", &self.adyen_merchant_account)
+            .field("adyen_disputes_base_url", &self.adyen_disputes_base_url)
+            .field("adyen_checkout_base_url", &self.adyen_checkout_base_url)
+            .finish()
+    }
+}
+
+/// `[mail]`: customer mail goes through SMTP when `smtp_url` is set, into the mailbox otherwise.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// `smtps://user:password@host:465` or `smtp://user:password@host:587?tls=required` (lettre's URL form).
+    pub smtp_url: Option<String>,
+    /// The sender, e.g. `Disputes <disputes@example.com>`.
+    pub from: String,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_url: None,
+            from: "Verdict <disputes@verdict.localhost>".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for MailConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MailConfig")
+            .field("smtp_url", &redacted(&self.smtp_url))
+            .field("from", &self.from)
+            .finish()
+    }
+}
+
+/// `[seller_webhook]`: seller messages are POSTed here, signed with `secret`, when both are set.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SellerWebhookConfig {
+    pub url: Option<String>,
+    pub secret: Option<String>,
+}
+
+impl fmt::Debug for SellerWebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SellerWebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
+}

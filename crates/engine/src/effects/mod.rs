@@ -1,0 +1,336 @@
+//! Step handlers: the side effects that decisions ask for, performed by workers against outside systems.
+//!
+//! Each outside system is a trait with a real adapter and a local default, so Verdict runs end to end with
+//! nothing installed:
+//!
+//! | system | trait | real adapter | local default |
+//! |---|---|---|---|
+//! | processor API (evidence, accept, refund) | [`ProcessorApi`] | [`StripeApi`], [`AdyenApi`] | [`SandboxProcessor`] |
+//! | mail to customers | [`Mailer`] | [`SmtpMailer`] | [`Mailbox`] (a table shown in GraphQL) |
+//! | seller channel | [`SellerChannel`] | [`SellerWebhook`] (HMAC-signed) | [`Mailbox`] |
+//! | assignee notices | — | — | [`Mailbox`] |
+//!
+//! Every call carries the step's idempotency key where the outside system sees it (the processor's
+//! `Idempotency-Key` header, the mailbox's unique message id, the webhook's header and body), so a step that
+//! is retried after a crash is performed effectively once.
+
+mod adyen;
+mod config;
+mod http;
+mod mailer;
+mod processor;
+mod sandbox;
+mod seller;
+mod stripe;
+mod templates;
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use tracing::instrument;
+use verdict_domain::{Action, Dispute, Processor, StepKind};
+use verdict_store::Store;
+
+use crate::Clock;
+
+pub use adyen::AdyenApi;
+pub use config::{EffectsConfig, MailConfig, ProcessorsConfig, SellerWebhookConfig};
+pub use mailer::{Delivery, Mailbox, Mailer, OutgoingMail, SmtpMailer};
+pub use processor::{DefenseDocument, Evidence, ProcessorApi, ProcessorReply};
+pub use sandbox::{SandboxProcessor, sandbox_outcome};
+pub use seller::{SellerChannel, SellerNotice, SellerWebhook, sign_webhook, verify_webhook_signature};
+pub use stripe::StripeApi;
+pub use templates::{MessageKind, RenderedMessage, Templates, format_amount};
+
+/// What a worker hands to a step handler: the step and the dispute as it is now.
+#[derive(Debug, Clone)]
+pub struct StepContext {
+    pub step_id: uuid::Uuid,
+    pub kind: StepKind,
+    /// Stable across retries; the outside system sees it, which makes the step effectively once.
+    pub idempotency_key: String,
+    /// 1 for the first try.
+    pub attempt: i32,
+    pub dispute: Dispute,
+    pub payload: Option<serde_json::Value>,
+}
+
+/// A performed step, and optionally a command to feed back into the engine later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    Done {
+        follow_up: Option<Action>,
+        follow_up_after: Option<Duration>,
+    },
+}
+
+impl StepOutcome {
+    /// Done, nothing further to do.
+    pub fn done() -> Self {
+        StepOutcome::Done {
+            follow_up: None,
+            follow_up_after: None,
+        }
+    }
+}
+
+/// Why a step failed: a transient failure is retried with backoff, a permanent one is dead-lettered at once.
+///
+/// The text is stored as the step's `last_error` and shown in GraphQL, so it never carries personal data or
+/// response bodies: only statuses, error codes and what Verdict was doing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("transient: {0}")]
+    Transient(String),
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl StepError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StepError::Transient(_))
+    }
+}
+
+/// Performs one step; the worker pool calls it and turns the result into retries or follow-up commands.
+#[async_trait::async_trait]
+pub trait StepPerformer: Send + Sync + 'static {
+    async fn perform(&self, ctx: &StepContext) -> Result<StepOutcome, StepError>;
+}
+
+/// A configuration that cannot work (a malformed URL, an unusable TLS setup).
+#[derive(Debug, thiserror::Error)]
+pub enum EffectsError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// The step handlers, dispatching by [`StepKind`] to the configured outside systems.
+#[derive(Clone)]
+pub struct Effects {
+    stripe: Option<Arc<dyn ProcessorApi>>,
+    adyen: Option<Arc<dyn ProcessorApi>>,
+    sandbox: Arc<dyn ProcessorApi>,
+    mailer: Arc<dyn Mailer>,
+    seller: Arc<dyn SellerChannel>,
+    mailbox: Mailbox,
+    templates: Arc<Templates>,
+    sandbox_outcome_delay: Duration,
+}
+
+impl Effects {
+    /// Real adapters where the configuration names them, local defaults everywhere else.
+    pub fn from_config(config: &EffectsConfig, store: Store, clock: Arc<dyn Clock>) -> Result<Self, EffectsError> {
+        let mut effects = Self::local(store.clone(), clock.clone());
+        effects.sandbox_outcome_delay =
+            Duration::seconds(config.sandbox_outcome_delay_secs.min(i64::MAX as u64) as i64);
+        let processors = &config.processors;
+        if let Some(key) = processors.stripe_api_key.as_deref().filter(|k| !k.trim().is_empty()) {
+            effects.stripe = Some(Arc::new(StripeApi::new(&processors.stripe_base_url, key)?));
+        }
+        if let (Some(key), Some(merchant)) = (
+            processors.adyen_api_key.as_deref().filter(|k| !k.trim().is_empty()),
+            processors
+                .adyen_merchant_account
+                .as_deref()
+                .filter(|m| !m.trim().is_empty()),
+        ) {
+            effects.adyen = Some(Arc::new(AdyenApi::new(
+                &processors.adyen_disputes_base_url,
+                &processors.adyen_checkout_base_url,
+                key,
+                merchant,
+            )?));
+        }
+        if let Some(url) = config.mail.smtp_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            effects.mailer = Arc::new(SmtpMailer::new(url, &config.mail.from, Some(effects.mailbox.clone()))?);
+        }
+        if let (Some(url), Some(secret)) = (
+            config.seller_webhook.url.as_deref().filter(|u| !u.trim().is_empty()),
+            config.seller_webhook.secret.as_deref().filter(|s| !s.is_empty()),
+        ) {
+            effects.seller = Arc::new(SellerWebhook::new(url, secret, clock)?.with_log(effects.mailbox.clone()));
+        }
+        tracing::info!(
+            stripe = effects.stripe.is_some(),
+            adyen = effects.adyen.is_some(),
+            smtp = config.mail.smtp_url.is_some(),
+            seller_webhook = config.seller_webhook.url.is_some(),
+            "step handlers configured (the rest use local defaults)"
+        );
+        Ok(effects)
+    }
+
+    /// Every outside system replaced by its local default: the sandbox processor and the mailbox.
+    pub fn local(store: Store, clock: Arc<dyn Clock>) -> Self {
+        let mailbox = Mailbox::new(store, clock);
+        Self {
+            stripe: None,
+            adyen: None,
+            sandbox: Arc::new(SandboxProcessor),
+            mailer: Arc::new(mailbox.clone()),
+            seller: Arc::new(mailbox.clone()),
+            mailbox,
+            templates: Arc::new(Templates::new()),
+            sandbox_outcome_delay: Duration::seconds(config::DEFAULT_SANDBOX_OUTCOME_DELAY_SECS as i64),
+        }
+    }
+
+    /// Replaces the adapter used for one processor's disputes (Stripe or Adyen; others use the sandbox).
+    pub fn with_processor(mut self, processor: Processor, api: Arc<dyn ProcessorApi>) -> Self {
+        match processor {
+            Processor::Stripe => self.stripe = Some(api),
+            Processor::Adyen => self.adyen = Some(api),
+            Processor::Paypal | Processor::Braintree | Processor::Manual => self.sandbox = api,
+        }
+        self
+    }
+
+    pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
+    pub fn with_seller_channel(mut self, seller: Arc<dyn SellerChannel>) -> Self {
+        self.seller = seller;
+        self
+    }
+
+    pub fn with_sandbox_outcome_delay(mut self, delay: Duration) -> Self {
+        self.sandbox_outcome_delay = delay;
+        self
+    }
+
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    /// The processor adapter for a dispute: the real one when configured, otherwise the sandbox.
+    ///
+    /// PayPal, Braintree and manual disputes always use the sandbox: there is no adapter for them yet.
+    fn processor_for(&self, dispute: &Dispute) -> &Arc<dyn ProcessorApi> {
+        let configured = match dispute.processor {
+            Processor::Stripe => self.stripe.as_ref(),
+            Processor::Adyen => self.adyen.as_ref(),
+            Processor::Paypal | Processor::Braintree | Processor::Manual => None,
+        };
+        configured.unwrap_or(&self.sandbox)
+    }
+
+    async fn submit_evidence(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let evidence = Evidence::from_payload(ctx.payload.as_ref())?;
+        let api = self.processor_for(&ctx.dispute);
+        let reply = api
+            .submit_evidence(&ctx.dispute, &evidence, &ctx.idempotency_key)
+            .await?;
+        tracing::info!(processor = api.name(), reference = ?reply.reference, "evidence submitted");
+        Ok(match reply.decided_outcome {
+            // The sandbox decides at once; the outcome is recorded later, as a processor's would be.
+            Some(won) => StepOutcome::Done {
+                follow_up: Some(Action::RecordOutcome { won }),
+                follow_up_after: Some(self.sandbox_outcome_delay),
+            },
+            // A real processor reports the outcome through its webhook.
+            None => StepOutcome::done(),
+        })
+    }
+
+    async fn accept(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let api = self.processor_for(&ctx.dispute);
+        let reply = api.accept_dispute(&ctx.dispute, &ctx.idempotency_key).await?;
+        tracing::info!(processor = api.name(), reference = ?reply.reference, "dispute accepted at the processor");
+        Ok(StepOutcome::done())
+    }
+
+    async fn refund(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        // A chargeback has already taken the money back from the merchant: refunding as well would pay the
+        // customer twice. Refunds settle inquiries and pre-dispute alerts only.
+        if !ctx.dispute.stage.is_pre_chargeback() {
+            return Err(StepError::Permanent(format!(
+                "refusing to refund a dispute at stage {}: the chargeback already returned the funds",
+                ctx.dispute.stage
+            )));
+        }
+        let api = self.processor_for(&ctx.dispute);
+        let reply = api
+            .refund(&ctx.dispute, ctx.dispute.amount, &ctx.idempotency_key)
+            .await?;
+        tracing::info!(processor = api.name(), reference = ?reply.reference, "refund issued");
+        Ok(StepOutcome::done())
+    }
+
+    async fn customer_message(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let dispute = &ctx.dispute;
+        let Some(email) = dispute.customer.email.as_ref() else {
+            tracing::info!("the customer has no email address; nothing to send");
+            return Ok(StepOutcome::done());
+        };
+        let kind = MessageKind::for_customer(dispute, ctx.payload.as_ref());
+        let rendered = self.templates.render(kind, dispute.customer.locale, dispute)?;
+        let mail = OutgoingMail {
+            dispute_id: dispute.id,
+            channel: verdict_store::MailboxChannel::Customer,
+            recipient: email.expose().to_owned(),
+            locale: dispute.customer.locale,
+            subject: rendered.subject,
+            body: rendered.body,
+            message_id: ctx.idempotency_key.clone(),
+        };
+        let delivery = self.mailer.send(&mail).await?;
+        tracing::info!(
+            kind = kind.name(),
+            locale = dispute.customer.locale.as_str(),
+            ?delivery,
+            "customer message"
+        );
+        Ok(StepOutcome::done())
+    }
+
+    async fn seller_message(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let notice = SellerNotice::for_dispute(&ctx.dispute, &ctx.idempotency_key, &self.templates)?;
+        let delivery = self.seller.notify(&notice).await?;
+        tracing::info!(event = %notice.event, ?delivery, "seller message");
+        Ok(StepOutcome::done())
+    }
+
+    async fn notify_assignee(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let dispute = &ctx.dispute;
+        let Some(assignee) = dispute.assignee.as_deref() else {
+            tracing::info!("the dispute has no assignee any more; nothing to send");
+            return Ok(StepOutcome::done());
+        };
+        let locale = verdict_domain::Locale::En;
+        let rendered = self.templates.render(MessageKind::AssigneeAssigned, locale, dispute)?;
+        let mail = OutgoingMail {
+            dispute_id: dispute.id,
+            channel: verdict_store::MailboxChannel::Assignee,
+            recipient: assignee.to_owned(),
+            locale,
+            subject: rendered.subject,
+            body: rendered.body,
+            message_id: ctx.idempotency_key.clone(),
+        };
+        let delivery = self.mailbox.send(&mail).await?;
+        tracing::info!(?delivery, "assignee notified");
+        Ok(StepOutcome::done())
+    }
+}
+
+#[async_trait::async_trait]
+impl StepPerformer for Effects {
+    #[instrument(
+        skip_all,
+        fields(dispute_id = %ctx.dispute.id, step = ctx.kind.as_str(), attempt = ctx.attempt),
+        err
+    )]
+    async fn perform(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        match ctx.kind {
+            StepKind::NotifyAssignee => self.notify_assignee(ctx).await,
+            StepKind::AcceptAtProcessor => self.accept(ctx).await,
+            StepKind::SubmitEvidence => self.submit_evidence(ctx).await,
+            StepKind::Refund => self.refund(ctx).await,
+            StepKind::CustomerMessage => self.customer_message(ctx).await,
+            StepKind::SellerMessage => self.seller_message(ctx).await,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The processor API as Verdict needs it: submit evidence, accept a dispute, refund a payment.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use verdict_domain::{Dispute, Money};
+
+use super::StepError;
+
+/// What a processor answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessorReply {
+    /// The processor's reference for what it did (a refund id, a PSP reference), when it gives one.
+    pub reference: Option<String>,
+    /// `Some(won)` when the processor decides the outcome on the spot (only the sandbox does); real
+    /// processors report outcomes later, through their webhooks.
+    pub decided_outcome: Option<bool>,
+}
+
+/// An outside processor. Every call carries the step's idempotency key, which the processor must see (its
+/// `Idempotency-Key` header), so that a retried step does not act twice.
+#[async_trait::async_trait]
+pub trait ProcessorApi: Send + Sync + 'static {
+    /// For logs: `stripe`, `adyen`, `sandbox`.
+    fn name(&self) -> &'static str;
+
+    /// Sends the evidence and asks the processor to defend the dispute with it.
+    async fn submit_evidence(
+        &self,
+        dispute: &Dispute,
+        evidence: &Evidence,
+        idempotency_key: &str,
+    ) -> Result<ProcessorReply, StepError>;
+
+    /// Accepts liability: the dispute is closed in the cardholder's favour.
+    async fn accept_dispute(&self, dispute: &Dispute, idempotency_key: &str) -> Result<ProcessorReply, StepError>;
+
+    /// Refunds `amount` of the dispute's payment.
+    async fn refund(
+        &self,
+        dispute: &Dispute,
+        amount: Money,
+        idempotency_key: &str,
+    ) -> Result<ProcessorReply, StepError>;
+}
+
+/// A document for the defense, already encoded.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+pub struct DefenseDocument {
+    /// Adyen's `defenseDocumentTypeCode`, e.g. `DefenseMaterial`, `GoodsOrServicesProvided`.
+    pub type_code: String,
+    /// MIME type, e.g. `application/pdf`.
+    pub content_type: String,
+    /// The file, base64.
+    pub content_base64: String,
+}
+
+impl fmt::Debug for DefenseDocument {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DefenseDocument")
+            .field("type_code", &self.type_code)
+            .field("content_type", &self.content_type)
+            .field("bytes_base64", &self.content_base64.len())
+            .finish()
+    }
+}
+
+/// The evidence a submission carries, from the step's payload:
+///
+/// ```json
+/// { "evidence": { "product_description": "...", "shipping_tracking_number": "..." },
+///   "documents": [ { "type_code": "DefenseMaterial", "content_type": "application/pdf", "content_base64": "..." } ],
+///   "defense_reason_code": "GoodsOrServicesProvided" }
+/// ```
+///
+/// `evidence` keys are Stripe's evidence field names (the sandbox reads them too); `documents` and
+/// `defense_reason_code` are for Adyen. Everything is optional. `Debug` prints field names only.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Evidence {
+    pub evidence: BTreeMap<String, String>,
+    pub documents: Vec<DefenseDocument>,
+    pub defense_reason_code: Option<String>,
+}
+
+impl fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Evidence")
+            .field("fields", &self.evidence.keys().collect::<Vec<_>>())
+            .field("documents", &self.documents)
+            .field("defense_reason_code", &self.defense_reason_code)
+            .finish()
+    }
+}
+
+impl Evidence {
+    /// Reads the step's payload; no payload is no evidence beyond what the dispute itself holds.
+    pub fn from_payload(payload: Option<&serde_json::Value>) -> Result<Self, StepError> {
+        match payload {
+            None | Some(serde_json::Value::Null) => Ok(Self::default()),
+            Some(value) => serde_json::from_value(value.clone())
+                .map_err(|e| StepError::Permanent(format!("the step's evidence payload is malformed: {e}"))),
+        }
+    }
+
+    /// Whether any of `keys` is present with a non-empty value.
+    pub fn has_any(&self, keys: &[&str]) -> bool {
+        keys.iter()
+            .any(|k| self.evidence.get(*k).is_some_and(|v| !v.trim().is_empty()))
+    }
+}

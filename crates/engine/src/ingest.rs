@@ -1,0 +1,701 @@
+//! Processor notifications in, dispute commands out: the inbox-then-apply path behind every webhook.
+//!
+//! [`Engine::receive`] first stores every notification in the inbox (so the HTTP 2xx is only sent for what
+//! is durable), then applies each one to its dispute in the same request. Applying is goal-directed: a
+//! notification says where the dispute should end up ("won", "at pre-arbitration"), and the engine walks the
+//! state machine there one allowed transition at a time, as the processor. That makes applying idempotent,
+//! so a row left `pending` by a crash can simply be applied again by [`Engine::apply_pending`].
+//!
+//! What the state machine refuses is never dropped: the row is marked `flagged` with the domain's reason,
+//! tied to the dispute, and counted.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+use tracing::instrument;
+use uuid::Uuid;
+use verdict_domain::{
+    Action, Actor, ActorKind, CardNetwork, Command, Currency, Customer, Dispute, DisputeId, DomainError, Locale, Money,
+    NewDispute, ReasonCode, Stage, Status,
+};
+use verdict_ingest::{Notification, NotificationKind, Parsed};
+use verdict_store::{InboxInsert, InboxStatus, NewNotification, StoreError};
+
+use crate::{Engine, EngineError};
+
+/// How long the request that stored a notification owns it before the background sweep may take it over.
+pub const INBOX_LEASE: Duration = Duration::seconds(120);
+/// Attempts (transient failures: database down, repeated conflicts) before a row is marked `failed`.
+pub const MAX_APPLY_ATTEMPTS: i32 = 10;
+/// How long a row whose apply failed waits before the sweep tries it again.
+pub const RETRY_BACKOFF: Duration = Duration::seconds(60);
+/// More transitions than any walk needs (notified -> ... -> won is four); a guard against a logic loop.
+const MAX_STEPS: usize = 8;
+
+/// The endpoint a notification came through; the inbox key is (source, event id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    Stripe,
+    Adyen,
+    Paypal,
+    Braintree,
+    /// Verdict's own pre-dispute alert feed (`ALERTS.md`); the processor is named inside each alert.
+    Alerts,
+}
+
+impl Source {
+    pub const ALL: [Source; 5] = [
+        Source::Stripe,
+        Source::Adyen,
+        Source::Paypal,
+        Source::Braintree,
+        Source::Alerts,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Stripe => "stripe",
+            Source::Adyen => "adyen",
+            Source::Paypal => "paypal",
+            Source::Braintree => "braintree",
+            Source::Alerts => "alerts",
+        }
+    }
+}
+
+impl FromStr for Source {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Source::ALL
+            .into_iter()
+            .find(|source| source.as_str() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| {
+                DomainError::InvalidInput(format!(
+                    "unknown source {s:?} (stripe, adyen, paypal, braintree, alerts)"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What applying one notification did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The dispute now reflects the notification; `note` lists what was done ("no change" included).
+    Applied { dispute_id: DisputeId, note: String },
+    /// The state machine refused it; kept and shown on the dispute (if there is one).
+    Flagged {
+        dispute_id: Option<DisputeId>,
+        reason: String,
+    },
+    /// Older than what the dispute already reflects, or not a type we act on.
+    Ignored {
+        dispute_id: Option<DisputeId>,
+        reason: String,
+    },
+    /// A transient failure; the row stays pending (or `failed` after [`MAX_APPLY_ATTEMPTS`]).
+    Retry { error: String, status: InboxStatus },
+}
+
+/// What one delivery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Newly stored rows (dispute notifications and ignored types alike).
+    pub stored: usize,
+    /// Event ids already in the inbox: acknowledged, nothing changed.
+    pub duplicates: usize,
+    /// Stored as `ignored` (not dispute events).
+    pub ignored: usize,
+    pub outcomes: Vec<(Uuid, ApplyOutcome)>,
+}
+
+/// Counters since start-up, for `/metrics` and logs.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    stored: AtomicU64,
+    duplicates: AtomicU64,
+    ignored: AtomicU64,
+    applied: AtomicU64,
+    flagged: AtomicU64,
+    retried: AtomicU64,
+}
+
+/// A copy of the counters at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    pub stored: u64,
+    pub duplicates: u64,
+    pub ignored: u64,
+    pub applied: u64,
+    /// Notifications that contradicted a dispute's state machine.
+    pub flagged: u64,
+    /// Transient apply failures (each left a row pending).
+    pub retried: u64,
+}
+
+impl IngestCounters {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> IngestStats {
+        IngestStats {
+            stored: self.stored.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            ignored: self.ignored.load(Ordering::Relaxed),
+            applied: self.applied.load(Ordering::Relaxed),
+            flagged: self.flagged.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Where a notification wants its dispute to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    /// Open (or still open) at least at `stage`, with the processor's deadline. A closed won/lost dispute
+    /// reopens when the stage is a second cycle; anything else closed is a contradiction.
+    AtStage {
+        stage: Stage,
+        due_by: Option<DateTime<Utc>>,
+    },
+    /// Decided for or against us, at `stage` or later when the processor names a later stage.
+    Outcome {
+        won: bool,
+        stage: Option<Stage>,
+    },
+    Closed(Status),
+    /// Worth keeping in the history, no change of status.
+    Record,
+}
+
+fn goal(n: &Notification) -> Goal {
+    use NotificationKind::*;
+    let at = |default: Stage| Goal::AtStage {
+        stage: n.stage.unwrap_or(default),
+        due_by: n.due_by,
+    };
+    match n.kind {
+        Inquiry => at(Stage::Inquiry),
+        EarlyFraudWarning | PreDisputeAlert => at(Stage::PreDispute),
+        ChargebackOpened => at(Stage::Chargeback),
+        // Evidence is due at whatever stage the processor says; a stage is never moved backwards.
+        EvidenceRequired => at(Stage::Chargeback),
+        PreArbitrationOpened => at(Stage::PreArbitration),
+        Won | Reversed => Goal::Outcome {
+            won: true,
+            stage: n.stage,
+        },
+        Lost => Goal::Outcome {
+            won: false,
+            stage: n.stage,
+        },
+        PreArbitrationWon => Goal::Outcome {
+            won: true,
+            stage: Some(n.stage.unwrap_or(Stage::PreArbitration)),
+        },
+        PreArbitrationLost => Goal::Outcome {
+            won: false,
+            stage: Some(n.stage.unwrap_or(Stage::PreArbitration)),
+        },
+        Accepted => Goal::Closed(Status::Accepted),
+        Expired => Goal::Closed(Status::Expired),
+        Withdrawn => Goal::Closed(Status::Withdrawn),
+        UnderReview | FundsWithdrawn | FundsReinstated | InformationOnly => Goal::Record,
+    }
+}
+
+/// The stage a dispute first seen through `n` is opened at.
+fn opening_stage(n: &Notification) -> Stage {
+    match goal(n) {
+        Goal::AtStage { stage, .. } => stage,
+        Goal::Outcome { stage, .. } => stage.unwrap_or(Stage::Chargeback),
+        Goal::Closed(_) | Goal::Record => n.stage.unwrap_or(Stage::Chargeback),
+    }
+}
+
+/// The next command that moves `d` towards `goal`, or `None` when it is there.
+///
+/// Where the dispute cannot get there (a lost dispute reported won, an accepted one reported lost), the
+/// command is still returned: the domain refuses it with `IllegalTransition`, and that refusal, in the
+/// domain's words, is what the notification is flagged with.
+fn next_action(d: &Dispute, goal: Goal, recorded: bool, note: &str) -> Option<Action> {
+    // A processor-driven status change that must not enqueue our own outbound work: the processor already
+    // did it (evidence submission, accepting liability). `expected_version` is the version just loaded.
+    let processor_transition = |to: Status| Action::Transition {
+        to,
+        expected_version: d.version,
+        stage: None,
+    };
+    match goal {
+        Goal::AtStage { stage, due_by } => {
+            if !d.status.is_open() {
+                // Second cycle (won/lost -> pre-arbitration), or a contradiction that the domain names.
+                return Some(Action::Reopen { stage, due_by });
+            }
+            if stage.rank() > d.stage.rank() {
+                Some(Action::AdvanceStage { stage, due_by })
+            } else if due_by.is_some() && due_by != d.due_by {
+                Some(Action::ChangeDueBy { due_by })
+            } else {
+                None
+            }
+        }
+        Goal::Outcome { won, stage } => {
+            let target = if won { Status::Won } else { Status::Lost };
+            let later_stage = stage.filter(|s| s.rank() > d.stage.rank());
+            if d.status == target && later_stage.is_none() {
+                return None;
+            }
+            if let Some(stage) = later_stage {
+                if d.status.is_open() {
+                    return Some(Action::AdvanceStage { stage, due_by: None });
+                }
+                if matches!(d.status, Status::Won | Status::Lost) {
+                    return Some(Action::Reopen { stage, due_by: None });
+                }
+            }
+            Some(match d.status {
+                Status::Notified => Action::Triage { queue: None },
+                Status::Triaged => Action::StartEvidenceGathering,
+                Status::EvidenceGathering => processor_transition(Status::Submitted),
+                Status::Submitted
+                | Status::Won
+                | Status::Lost
+                | Status::Accepted
+                | Status::Expired
+                | Status::Withdrawn
+                | Status::Resolved => Action::RecordOutcome { won },
+            })
+        }
+        Goal::Closed(to) => {
+            if d.status == to {
+                return None;
+            }
+            Some(match to {
+                Status::Expired => Action::Expire,
+                Status::Withdrawn => Action::Withdraw,
+                other => processor_transition(other),
+            })
+        }
+        Goal::Record => (!recorded).then(|| Action::AddNote { note: note.to_owned() }),
+    }
+}
+
+fn action_label(action: &Action) -> String {
+    match action {
+        Action::Open(_) => "open".into(),
+        Action::Triage { .. } => "triage".into(),
+        Action::StartEvidenceGathering => "start evidence gathering".into(),
+        Action::Submit => "submit".into(),
+        Action::RecordOutcome { won: true } => "won".into(),
+        Action::RecordOutcome { won: false } => "lost".into(),
+        Action::Accept => "accept".into(),
+        Action::Expire => "expire".into(),
+        Action::Withdraw => "withdraw".into(),
+        Action::Resolve => "resolve".into(),
+        Action::Reopen { stage, .. } => format!("reopen at {stage}"),
+        Action::AdvanceStage { stage, .. } => format!("advance to {stage}"),
+        Action::ChangeDueBy { .. } => "change due by".into(),
+        Action::Assign { .. } => "assign".into(),
+        Action::AddNote { .. } => "note".into(),
+        Action::RecordReminder { hours_before } => format!("reminder {hours_before}h before the deadline"),
+        Action::EscalateOverdueOutcome => "escalate overdue outcome".into(),
+        Action::Transition { to, .. } => format!("move to {to}"),
+    }
+}
+
+/// Fallbacks for what a notification may lack when it creates a dispute:
+/// - no amount: 1 unit of `XXX` (ISO 4217 "no currency"), visibly a placeholder, never a real-looking sum;
+/// - no reason code the catalogue knows: the processor's generic reason (`fraudulent`...) on network `other`,
+///   else `other`/`general` (consumer dispute);
+/// - no payment reference: the processor's dispute id.
+///
+/// Each fallback used is named in the opening event's reason.
+fn new_dispute(n: &Notification) -> Result<(NewDispute, Vec<&'static str>), DomainError> {
+    let mut fallbacks = Vec::new();
+    let amount = match n.amount {
+        Some(amount) => amount,
+        None => {
+            fallbacks.push("amount unknown (placeholder 1 XXX)");
+            Money::new(1, Currency::parse("XXX")?)?
+        }
+    };
+    let reason_code = match n.reason_code.clone() {
+        Some(code) => code,
+        None => {
+            fallbacks.push("reason code unknown (generic reason used)");
+            n.processor_reason
+                .as_deref()
+                .and_then(|r| ReasonCode::parse(CardNetwork::Other, r).ok())
+                .map_or_else(|| ReasonCode::parse(CardNetwork::Other, "general"), Ok)?
+        }
+    };
+    let payment_reference = match n.payment_reference.clone() {
+        Some(reference) => reference,
+        None => {
+            fallbacks.push("payment reference unknown (dispute id used)");
+            n.processor_dispute_id.clone()
+        }
+    };
+    let reason_code_raw = n
+        .reason_code_raw
+        .clone()
+        .or_else(|| n.processor_reason.clone())
+        .unwrap_or_default();
+    let new = NewDispute {
+        processor: n.processor,
+        processor_dispute_id: n.processor_dispute_id.clone(),
+        payment_reference,
+        order_reference: n.order_reference.clone(),
+        seller_id: None,
+        customer: Customer {
+            name: None,
+            email: None,
+            locale: Locale::En,
+        },
+        amount,
+        reason_code,
+        reason_code_raw,
+        stage: opening_stage(n),
+        due_by: n.due_by,
+        opened_at: n.occurred_at,
+    };
+    Ok((new, fallbacks))
+}
+
+fn actor(source: Source, n: &Notification) -> Actor {
+    match source {
+        // Alerts come from an alert network, not from the processor that settled the payment.
+        Source::Alerts => Actor {
+            kind: ActorKind::Processor,
+            name: format!("alerts:{}", n.processor_reason.as_deref().unwrap_or("unknown")),
+        },
+        Source::Stripe | Source::Adyen | Source::Paypal | Source::Braintree => Actor::processor(n.processor),
+    }
+}
+
+fn describe(n: &Notification) -> String {
+    format!("{} {} ({})", n.event_type, n.event_id, n.kind)
+}
+
+/// Keeps notes and reasons within the domain's limits whatever a processor sends.
+fn clip(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        text
+    } else {
+        text.chars().take(max).collect()
+    }
+}
+
+impl Engine {
+    pub fn ingest_stats(&self) -> IngestStats {
+        self.ingest.snapshot()
+    }
+
+    /// Stores a delivery in the inbox without applying it; what [`Engine::receive`] does first. Dispute
+    /// notifications are stored `pending` and locked for [`INBOX_LEASE`] (the caller applies them); other
+    /// types are stored `ignored`. Returns the ids of the new pending rows, in delivery order.
+    #[instrument(skip_all, fields(source = %source), err)]
+    pub async fn record(
+        &self,
+        source: Source,
+        parsed: &[Parsed],
+        raw_body: &str,
+    ) -> Result<(Received, Vec<(Uuid, Notification)>), EngineError> {
+        let now = self.clock.now();
+        let mut received = Received::default();
+        let mut pending = Vec::new();
+        for item in parsed {
+            let new = match item {
+                Parsed::Dispute(n) => NewNotification {
+                    processor: source.as_str().to_owned(),
+                    event_id: n.event_id.clone(),
+                    event_type: n.event_type.clone(),
+                    kind: Some(n.kind.as_str().to_owned()),
+                    processor_dispute_id: Some(n.processor_dispute_id.clone()),
+                    received_at: now,
+                    occurred_at: Some(n.occurred_at),
+                    payload: raw_body.to_owned(),
+                    notification: Some(
+                        serde_json::to_value(n)
+                            .map_err(|e| StoreError::Corrupt(format!("notification does not serialise: {e}")))?,
+                    ),
+                    status: InboxStatus::Pending,
+                    note: None,
+                    locked_until: Some(now + INBOX_LEASE),
+                },
+                Parsed::Ignored { event_id, event_type } => NewNotification {
+                    processor: source.as_str().to_owned(),
+                    event_id: event_id.clone(),
+                    event_type: event_type.clone(),
+                    kind: None,
+                    processor_dispute_id: None,
+                    received_at: now,
+                    occurred_at: None,
+                    payload: raw_body.to_owned(),
+                    notification: None,
+                    status: InboxStatus::Ignored,
+                    note: Some("not a dispute event Verdict acts on".to_owned()),
+                    locked_until: None,
+                },
+            };
+            match self.store.insert_notification(&new).await? {
+                InboxInsert::Duplicate => {
+                    received.duplicates += 1;
+                    tracing::info!(event_id = %new.event_id, "duplicate notification acknowledged");
+                }
+                InboxInsert::Inserted(id) => {
+                    received.stored += 1;
+                    match item {
+                        Parsed::Dispute(n) => pending.push((id, n.clone())),
+                        Parsed::Ignored { .. } => received.ignored += 1,
+                    }
+                }
+            }
+        }
+        IngestCounters::add(&self.ingest.stored, received.stored);
+        IngestCounters::add(&self.ingest.duplicates, received.duplicates);
+        IngestCounters::add(&self.ingest.ignored, received.ignored);
+        Ok((received, pending))
+    }
+
+    /// Stores every notification of a delivery, then applies each new one to its dispute.
+    ///
+    /// An `Err` means something was not stored: answer 5xx so the processor redelivers (what was stored is
+    /// then absorbed as duplicates). Once this returns `Ok`, everything is durable; failures while applying
+    /// leave rows `pending` for [`Engine::apply_pending`] and are reported in the outcomes, not as an error.
+    pub async fn receive(&self, source: Source, parsed: Vec<Parsed>, raw_body: &str) -> Result<Received, EngineError> {
+        let (mut received, mut pending) = self.record(source, &parsed, raw_body).await?;
+        // A batch (Adyen) may hold several events of one dispute; apply them in the order they happened.
+        pending.sort_by_key(|(_, n)| n.occurred_at);
+        for (id, notification) in pending {
+            let outcome = self.apply_and_finish(id, source, &notification).await;
+            received.outcomes.push((id, outcome));
+        }
+        Ok(received)
+    }
+
+    /// Applies up to `limit` pending notifications whose lease has lapsed (left by a crash, a failed apply,
+    /// or another replica), oldest `occurred_at` first. Returns how many were processed.
+    pub async fn apply_pending(&self, limit: u64) -> Result<usize, EngineError> {
+        let claimed = self
+            .store
+            .claim_pending_notifications(self.clock.now(), INBOX_LEASE, limit)
+            .await?;
+        let count = claimed.len();
+        for row in claimed {
+            let parsed = row
+                .notification
+                .clone()
+                .ok_or_else(|| "no normalised notification stored".to_owned())
+                .and_then(|json| serde_json::from_value::<Notification>(json).map_err(|e| e.to_string()))
+                .and_then(|n| {
+                    row.processor
+                        .parse::<Source>()
+                        .map(|source| (source, n))
+                        .map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok((source, notification)) => {
+                    self.apply_and_finish(row.id, source, &notification).await;
+                }
+                Err(error) => {
+                    tracing::error!(notification_id = %row.id, %error, "stored notification cannot be read");
+                    self.store
+                        .finish_notification(
+                            row.id,
+                            InboxStatus::Failed,
+                            None,
+                            Some(&format!("cannot be read back: {error}")),
+                            self.clock.now(),
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Applies one stored notification and records the outcome on its row. Never fails: a failure is an
+    /// outcome (the row stays pending).
+    #[instrument(skip_all, fields(notification_id = %id, event_id = %n.event_id))]
+    async fn apply_and_finish(&self, id: Uuid, source: Source, n: &Notification) -> ApplyOutcome {
+        let outcome = match self.apply_notification(source, n).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                let error = err.to_string();
+                tracing::warn!(%error, "applying a notification failed; it stays pending");
+                IngestCounters::add(&self.ingest.retried, 1);
+                // Back-off keeps a sweep from spinning on a row while the cause (an outage) lasts.
+                let retry_at = self.clock.now() + RETRY_BACKOFF;
+                return match self
+                    .store
+                    .retry_notification_later(id, &error, MAX_APPLY_ATTEMPTS, retry_at)
+                    .await
+                {
+                    Ok(status) => ApplyOutcome::Retry { error, status },
+                    Err(store_err) => {
+                        tracing::error!(error = %store_err, "cannot record the failed attempt");
+                        ApplyOutcome::Retry {
+                            error,
+                            status: InboxStatus::Pending,
+                        }
+                    }
+                };
+            }
+        };
+        let (status, dispute_id, note) = match &outcome {
+            ApplyOutcome::Applied { dispute_id, note } => {
+                IngestCounters::add(&self.ingest.applied, 1);
+                (InboxStatus::Applied, Some(*dispute_id), note.clone())
+            }
+            ApplyOutcome::Flagged { dispute_id, reason } => {
+                IngestCounters::add(&self.ingest.flagged, 1);
+                tracing::warn!(dispute_id = ?dispute_id, %reason, "notification contradicts the dispute; flagged");
+                (InboxStatus::Flagged, *dispute_id, reason.clone())
+            }
+            ApplyOutcome::Ignored { dispute_id, reason } => (InboxStatus::Ignored, *dispute_id, reason.clone()),
+            ApplyOutcome::Retry { .. } => return outcome,
+        };
+        if let Err(err) = self
+            .store
+            .finish_notification(id, status, dispute_id, Some(&note), self.clock.now())
+            .await
+        {
+            // The dispute changed but the row still says pending: the sweep re-applies it, which is
+            // harmless because applying is goal-directed (at worst a duplicate note).
+            tracing::error!(error = %err, "cannot mark the notification; it will be re-applied");
+        }
+        outcome
+    }
+
+    /// Finds or creates the dispute and walks it to where the notification says it should be.
+    async fn apply_notification(&self, source: Source, n: &Notification) -> Result<ApplyOutcome, EngineError> {
+        let actor = actor(source, n);
+        let because = clip(format!("{} notification {}", source, describe(n)), 1_000);
+        let mut done = Vec::new();
+        let dispute = match self
+            .store
+            .find_by_processor_id(n.processor, &n.processor_dispute_id)
+            .await?
+        {
+            Some(dispute) => {
+                let stale = self
+                    .store
+                    .last_applied_notification_at(dispute.id)
+                    .await?
+                    .filter(|last| *last > n.occurred_at);
+                if let Some(last) = stale
+                    && goal(n) != Goal::Record
+                {
+                    return Ok(ApplyOutcome::Ignored {
+                        dispute_id: Some(dispute.id),
+                        reason: format!(
+                            "older ({}) than the last notification applied to the dispute ({last}); it cannot move \
+                             the dispute backwards",
+                            n.occurred_at
+                        ),
+                    });
+                }
+                dispute
+            }
+            None => {
+                let (new, fallbacks) = match new_dispute(n) {
+                    Ok(created) => created,
+                    Err(err) => {
+                        return Ok(ApplyOutcome::Flagged {
+                            dispute_id: None,
+                            reason: format!("cannot open a dispute from it: {err}"),
+                        });
+                    }
+                };
+                let mut reason = format!("opened from {because}");
+                if !fallbacks.is_empty() {
+                    reason = format!("{reason}; {}", fallbacks.join("; "));
+                }
+                let command = Command::new(actor.clone(), Action::Open(Box::new(new))).because(clip(reason, 2_000));
+                match self.open(command).await {
+                    Ok(dispute) => {
+                        done.push("open".to_owned());
+                        dispute
+                    }
+                    // Another delivery created it a moment ago: carry on with theirs.
+                    Err(EngineError::Store(StoreError::DuplicateDispute { .. })) => self
+                        .store
+                        .find_by_processor_id(n.processor, &n.processor_dispute_id)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt("dispute vanished after a duplicate insert".into()))?,
+                    Err(EngineError::Domain(err)) => {
+                        return Ok(ApplyOutcome::Flagged {
+                            dispute_id: None,
+                            reason: format!("cannot open a dispute from it: {err}"),
+                        });
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        };
+        let id = dispute.id;
+        let goal = goal(n);
+        let note = clip(
+            format!(
+                "{} notification {}{}",
+                source,
+                describe(n),
+                n.raw_status
+                    .as_deref()
+                    .map(|s| format!(", processor status {s}"))
+                    .unwrap_or_default()
+            ),
+            5_000,
+        );
+        let mut recorded = false;
+        let mut current = dispute;
+        for _ in 0..MAX_STEPS {
+            let Some(action) = next_action(&current, goal, recorded, &note) else {
+                let note = if done.is_empty() {
+                    "no change".to_owned()
+                } else {
+                    done.join(", ")
+                };
+                return Ok(ApplyOutcome::Applied { dispute_id: id, note });
+            };
+            let label = action_label(&action);
+            recorded |= matches!(action, Action::AddNote { .. });
+            let command = Command::new(actor.clone(), action).because(because.clone());
+            match self.handle(id, command).await {
+                Ok(after) => {
+                    done.push(label);
+                    current = after;
+                }
+                // The dispute moved between load and commit (an analyst, another delivery): reload, re-plan.
+                Err(EngineError::Domain(DomainError::VersionConflict { .. })) => {
+                    current = self.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
+                }
+                Err(EngineError::Domain(err)) => {
+                    let mut reason = format!(
+                        "{err} (asked to {label}, dispute is {} at {})",
+                        current.status, current.stage
+                    );
+                    if !done.is_empty() {
+                        reason = format!("{reason}; done before the refusal: {}", done.join(", "));
+                    }
+                    return Ok(ApplyOutcome::Flagged {
+                        dispute_id: Some(id),
+                        reason,
+                    });
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(DomainError::InvalidInput(format!("no stable state after {MAX_STEPS} steps ({})", done.join(", "))).into())
+    }
+}

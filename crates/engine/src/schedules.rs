@@ -1,0 +1,393 @@
+//! Cron schedules: the daily digest, the hourly timer sweep and processor reconciliation.
+//!
+//! Expressions use the `cron` crate's syntax, which starts with a seconds field (`0 0 7 * * *` is 07:00:00
+//! daily), evaluated in the schedule's IANA time zone. Each replica runs [`Scheduler::run_due`] in its worker
+//! rounds; a tick is claimed through the schedule's row (compare-and-set on `next_fire_at`, plus a lease), so
+//! it fires once across replicas, and after downtime a schedule fires once to catch up.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use verdict_domain::Status;
+use verdict_store::{DueSoon, NewTimer, ScheduleRow};
+
+use crate::{Engine, EngineError};
+
+/// What a schedule runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Job {
+    /// Per queue, the open disputes due within `digest_window_hours`.
+    Digest,
+    /// Recreates missing timers of open disputes.
+    Sweep,
+    /// Asks each processor adapter for disputes changed since the last run.
+    Reconcile,
+}
+
+/// `[[scheduling.schedules]]` in verdict.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Unique; the row in `schedules` that replicas share.
+    pub name: String,
+    /// Six or seven fields, seconds first: `0 0 7 * * *`.
+    pub cron: String,
+    /// IANA name, e.g. `Europe/Berlin`; defaults to UTC.
+    #[serde(default = "utc")]
+    pub time_zone: String,
+    pub job: Job,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+impl ScheduleConfig {
+    pub fn defaults() -> Vec<Self> {
+        vec![
+            Self {
+                name: "daily_digest".into(),
+                cron: "0 0 7 * * *".into(),
+                time_zone: utc(),
+                job: Job::Digest,
+            },
+            Self {
+                name: "timer_sweep".into(),
+                cron: "0 17 * * * *".into(),
+                time_zone: utc(),
+                job: Job::Sweep,
+            },
+            Self {
+                name: "reconcile".into(),
+                cron: "0 */15 * * * *".into(),
+                time_zone: utc(),
+                job: Job::Reconcile,
+            },
+        ]
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("schedule {name}: invalid cron expression {cron:?}: {reason}")]
+    Cron { name: String, cron: String, reason: String },
+    #[error("schedule {name}: unknown time zone {time_zone:?}")]
+    TimeZone { name: String, time_zone: String },
+    #[error("schedule {0} is configured twice")]
+    Duplicate(String),
+}
+
+/// The disputes due soon in one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub queue: String,
+    pub generated_at: DateTime<Utc>,
+    pub window: Duration,
+    pub disputes: Vec<DueSoon>,
+}
+
+/// Where digests go; the default logs them.
+#[async_trait::async_trait]
+pub trait DigestSink: Send + Sync + 'static {
+    async fn deliver(&self, digest: &Digest) -> Result<(), String>;
+}
+
+pub struct LogDigests;
+
+#[async_trait::async_trait]
+impl DigestSink for LogDigests {
+    async fn deliver(&self, digest: &Digest) -> Result<(), String> {
+        tracing::info!(
+            queue = %digest.queue,
+            due_soon = digest.disputes.len(),
+            window_hours = digest.window.num_hours(),
+            "daily digest"
+        );
+        Ok(())
+    }
+}
+
+/// A processor adapter that can list disputes changed since a time, to catch notifications that never came.
+/// The default does nothing; a processor's adapter overrides [`Reconciler::reconcile`].
+#[async_trait::async_trait]
+pub trait Reconciler: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    /// Applies what changed at the processor since `since` (`None`: the first run) and says how many disputes
+    /// it touched.
+    async fn reconcile(
+        &self,
+        _engine: &Engine,
+        _since: Option<DateTime<Utc>>,
+        _now: DateTime<Utc>,
+    ) -> Result<usize, String> {
+        Ok(0)
+    }
+}
+
+pub struct NoopReconciler;
+
+impl Reconciler for NoopReconciler {
+    fn name(&self) -> &str {
+        "noop"
+    }
+}
+
+#[derive(Clone)]
+struct Entry {
+    config: ScheduleConfig,
+    schedule: cron::Schedule,
+    zone: Tz,
+}
+
+/// The configured schedules of one replica; cheap to clone.
+#[derive(Clone)]
+pub struct Scheduler {
+    engine: Engine,
+    entries: Arc<Vec<Entry>>,
+    digest_window: Duration,
+    digests: Arc<dyn DigestSink>,
+    reconcilers: Arc<Vec<Arc<dyn Reconciler>>>,
+    lease: Duration,
+}
+
+/// The first tick of `schedule` strictly after `after`, in UTC.
+pub fn next_tick(schedule: &cron::Schedule, zone: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    schedule
+        .after(&after.with_timezone(&zone))
+        .next()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+impl Scheduler {
+    pub fn new(engine: Engine, configs: &[ScheduleConfig], digest_window: Duration) -> Result<Self, ScheduleError> {
+        let mut entries: Vec<Entry> = Vec::new();
+        for config in configs {
+            if entries.iter().any(|e| e.config.name == config.name) {
+                return Err(ScheduleError::Duplicate(config.name.clone()));
+            }
+            let schedule = cron::Schedule::from_str(config.cron.trim()).map_err(|err| ScheduleError::Cron {
+                name: config.name.clone(),
+                cron: config.cron.clone(),
+                reason: err.to_string(),
+            })?;
+            let zone: Tz = config.time_zone.trim().parse().map_err(|_| ScheduleError::TimeZone {
+                name: config.name.clone(),
+                time_zone: config.time_zone.clone(),
+            })?;
+            entries.push(Entry {
+                config: config.clone(),
+                schedule,
+                zone,
+            });
+        }
+        Ok(Self {
+            engine,
+            entries: Arc::new(entries),
+            digest_window,
+            digests: Arc::new(LogDigests),
+            reconcilers: Arc::new(vec![Arc::new(NoopReconciler) as Arc<dyn Reconciler>]),
+            lease: Duration::minutes(10),
+        })
+    }
+
+    pub fn with_digest_sink(mut self, sink: Arc<dyn DigestSink>) -> Self {
+        self.digests = sink;
+        self
+    }
+
+    pub fn with_reconcilers(mut self, reconcilers: Vec<Arc<dyn Reconciler>>) -> Self {
+        self.reconcilers = Arc::new(reconcilers);
+        self
+    }
+
+    /// Creates or updates each schedule's row; a changed expression or zone restarts it from now.
+    pub async fn ensure(&self) -> Result<(), EngineError> {
+        let now = self.engine.clock().now();
+        for entry in self.entries.iter() {
+            if let Some(next) = next_tick(&entry.schedule, entry.zone, now) {
+                self.engine
+                    .store()
+                    .ensure_schedule(
+                        &entry.config.name,
+                        &entry.config.cron,
+                        &entry.config.time_zone,
+                        next,
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest next tick among this replica's schedules.
+    pub async fn next_tick(&self) -> Result<Option<DateTime<Utc>>, EngineError> {
+        let rows = self.engine.store().schedules().await?;
+        Ok(rows
+            .iter()
+            .filter(|row| self.entries.iter().any(|e| e.config.name == row.name))
+            .map(|row| row.next_fire_at)
+            .min())
+    }
+
+    /// Claims and runs every due tick; returns the names of the schedules this replica fired.
+    pub async fn run_due(&self, worker: &str) -> Result<Vec<String>, EngineError> {
+        let now = self.engine.clock().now();
+        let rows = self.engine.store().schedules().await?;
+        let mut fired = Vec::new();
+        for entry in self.entries.iter() {
+            let Some(row) = rows.iter().find(|r| r.name == entry.config.name) else {
+                self.ensure().await?;
+                continue;
+            };
+            if row.next_fire_at > now {
+                continue;
+            }
+            if row.cron != entry.config.cron || row.time_zone != entry.config.time_zone {
+                // Another replica runs a different configuration; the row follows whoever wrote it last.
+                tracing::debug!(schedule = %row.name, "schedule row differs from this replica's configuration");
+            }
+            let Some(next) = next_tick(&entry.schedule, entry.zone, now) else {
+                continue;
+            };
+            let Some(claim) = self
+                .engine
+                .store()
+                .claim_schedule_tick(row, next, worker, now, self.lease)
+                .await?
+            else {
+                continue;
+            };
+            let missed = row.next_fire_at < now - Duration::minutes(1);
+            tracing::info!(schedule = %row.name, tick = %claim.tick, catch_up = missed, "schedule fired");
+            metrics::counter!("verdict_schedule_ticks_total", "schedule" => row.name.clone()).increment(1);
+            if let Err(err) = self.run_job(entry.config.job, row, now).await {
+                tracing::warn!(schedule = %row.name, %err, "scheduled job failed; it runs again at the next tick");
+            }
+            self.engine.store().finish_schedule_tick(&claim).await?;
+            fired.push(row.name.clone());
+        }
+        Ok(fired)
+    }
+
+    async fn run_job(&self, job: Job, row: &ScheduleRow, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        match job {
+            Job::Digest => self.digest(now).await,
+            Job::Sweep => self.sweep(now).await,
+            Job::Reconcile => {
+                let mut touched = 0;
+                for reconciler in self.reconcilers.iter() {
+                    match reconciler.reconcile(&self.engine, row.last_fired_at, now).await {
+                        Ok(n) => touched += n,
+                        Err(err) => tracing::warn!(reconciler = reconciler.name(), %err, "reconciliation failed"),
+                    }
+                }
+                Ok(touched)
+            }
+        }
+    }
+
+    /// Delivers one digest per queue (disputes not triaged yet go to `untriaged`); returns how many.
+    pub async fn digest(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        let due = self.engine.store().due_between(now, now + self.digest_window).await?;
+        let mut by_queue: BTreeMap<String, Vec<DueSoon>> = BTreeMap::new();
+        for dispute in due {
+            let queue = dispute.queue.clone().unwrap_or_else(|| "untriaged".to_owned());
+            by_queue.entry(queue).or_default().push(dispute);
+        }
+        let count = by_queue.len();
+        for (queue, disputes) in by_queue {
+            let digest = Digest {
+                queue,
+                generated_at: now,
+                window: self.digest_window,
+                disputes,
+            };
+            if let Err(err) = self.digests.deliver(&digest).await {
+                tracing::warn!(queue = %digest.queue, %err, "digest not delivered");
+            }
+        }
+        Ok(count)
+    }
+
+    /// Recreates the timers of open disputes that have none (a bug, a manual database fix, a lost write).
+    pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        sweep_missing_timers(&self.engine, now).await
+    }
+}
+
+/// The sweep itself, usable without a scheduler: returns how many disputes got their timers back.
+pub async fn sweep_missing_timers(engine: &Engine, now: DateTime<Utc>) -> Result<usize, EngineError> {
+    let store = engine.store();
+    let disputes = store.disputes_missing_timers(500).await?;
+    let mut timers = Vec::new();
+    for dispute in &disputes {
+        let dispute_id = Some(dispute.id.as_uuid());
+        if dispute.status == Status::Submitted {
+            let submitted = store
+                .entered_status_at(dispute.id.as_uuid(), Status::Submitted)
+                .await?
+                .unwrap_or(dispute.updated_at);
+            timers.push(NewTimer {
+                dispute_id,
+                kind: verdict_domain::TimerKind::OutcomeCheck.label(),
+                due_at: submitted + engine.timing().outcome_check,
+                payload: None,
+            });
+        } else if let Some(due_by) = dispute.due_by {
+            timers.extend(
+                engine
+                    .timing()
+                    .deadline_timers(due_by, now)
+                    .into_iter()
+                    .map(|(kind, due_at)| NewTimer {
+                        dispute_id,
+                        kind: kind.label(),
+                        due_at,
+                        payload: None,
+                    }),
+            );
+        }
+    }
+    if !timers.is_empty() {
+        tracing::warn!(
+            disputes = disputes.len(),
+            timers = timers.len(),
+            "sweep recreated missing timers"
+        );
+        store.insert_timers(&timers, now).await?;
+    }
+    Ok(disputes.len())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn a_daily_tick_follows_the_time_zone() {
+        let schedule = cron::Schedule::from_str("0 0 7 * * *").unwrap();
+        let zone: Tz = "Europe/Berlin".parse().unwrap();
+        let after = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap();
+        // 07:00 in Berlin in November (CET, UTC+1) is 06:00 UTC.
+        assert_eq!(
+            next_tick(&schedule, zone, after),
+            Some(Utc.with_ymd_and_hms(2026, 11, 2, 6, 0, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn the_default_schedules_parse() {
+        for config in ScheduleConfig::defaults() {
+            cron::Schedule::from_str(&config.cron).unwrap();
+        }
+    }
+}

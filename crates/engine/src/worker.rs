@@ -1,0 +1,583 @@
+//! The worker pool that runs in every replica: fires due timers, performs pending steps, runs cron ticks.
+//!
+//! Work is claimed in batches with a lease (see `verdict_store::queue`). A timer's command is committed with
+//! the timer's completion in one transaction, under its lease token, so it takes effect once even if two
+//! replicas race for it after a lease expired. A step's lease is renewed while it runs; its result (success,
+//! retry, dead letter) is written only while the lease still holds, and the idempotency key the outside
+//! system sees makes a repeated performance harmless.
+//!
+//! [`Worker::run_once`] does one round and says whether there was anything to do, so tests drain the queues
+//! by moving a manual clock instead of sleeping. [`Worker::run`] loops: it sleeps until the next due time
+//! (never longer than `max_idle`, never polling more than about once a second) and is woken early by the
+//! store's in-process signal and, on PostgreSQL, by `NOTIFY` from any replica.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use verdict_domain::{Actor, ActorKind, Command, DisputeId, DomainError, StepKind};
+use verdict_store::{Backoff, ClaimedStep, ClaimedTimer, Fence, Leased, NewTimer, StepFailure, StoreError};
+
+use crate::effects::{StepContext, StepError, StepOutcome, StepPerformer};
+use crate::schedules::Scheduler;
+use crate::timers::{FOLLOW_UP_TIMER, Fired, SchedulingConfig};
+use crate::{Engine, EngineError};
+
+/// What one round found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// This many timers, steps and schedule ticks were handled.
+    Worked(usize),
+    Idle,
+}
+
+/// A handler for timers that belong to no dispute (custom kinds); the timer is completed when it returns Ok.
+#[async_trait::async_trait]
+pub trait TimerHandler: Send + Sync + 'static {
+    async fn fire(&self, timer: &ClaimedTimer) -> Result<(), String>;
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Recorded as `locked_by`; unique per replica.
+    pub worker_id: String,
+    pub concurrency: usize,
+    pub batch_size: u64,
+    pub lease: Duration,
+    /// How often a running step's lease is renewed (real time).
+    pub renew_every: StdDuration,
+    pub backoff: Backoff,
+    /// The shortest sleep after an idle round: the polling floor.
+    pub min_idle: StdDuration,
+    /// The longest sleep when nothing is due.
+    pub max_idle: StdDuration,
+}
+
+impl WorkerOptions {
+    pub fn from_config(config: &SchedulingConfig, worker_id: impl Into<String>) -> Self {
+        let lease = Duration::seconds(config.lease_seconds.max(5));
+        Self {
+            worker_id: worker_id.into(),
+            concurrency: config.worker_concurrency.max(1),
+            batch_size: config.worker_batch_size.max(1),
+            lease,
+            renew_every: (lease / 3).to_std().unwrap_or(StdDuration::from_secs(20)),
+            backoff: Backoff {
+                base: Duration::seconds(config.retry_base_seconds.max(1)),
+                max: Duration::seconds(config.retry_max_seconds.max(1)),
+                jitter: f64::from(config.retry_jitter_percent.min(100)) / 100.0,
+            },
+            min_idle: StdDuration::from_secs(1),
+            max_idle: StdDuration::from_secs(config.max_idle_seconds.max(1)),
+        }
+    }
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self::from_config(&SchedulingConfig::default(), format!("worker-{}", uuid::Uuid::now_v7()))
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    performer: Arc<dyn StepPerformer>,
+    options: WorkerOptions,
+    handlers: HashMap<String, Arc<dyn TimerHandler>>,
+    scheduler: Option<Scheduler>,
+    limit: Arc<Semaphore>,
+    stopping: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+}
+
+/// One replica's worker pool; cheap to clone.
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+enum Done {
+    /// Completed (committed with its effect, or to be completed in the batch).
+    Fired,
+    NeedsCompletion(Leased),
+    Retried,
+    Stale,
+    Released,
+}
+
+impl Worker {
+    pub fn new(engine: Engine, performer: Arc<dyn StepPerformer>, options: WorkerOptions) -> Self {
+        Self::build(engine, performer, options, HashMap::new(), None)
+    }
+
+    fn build(
+        engine: Engine,
+        performer: Arc<dyn StepPerformer>,
+        options: WorkerOptions,
+        handlers: HashMap<String, Arc<dyn TimerHandler>>,
+        scheduler: Option<Scheduler>,
+    ) -> Self {
+        let (stop, stopping) = watch::channel(false);
+        let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                engine,
+                performer,
+                options,
+                handlers,
+                scheduler,
+                limit,
+                stopping,
+                stop,
+            }),
+        }
+    }
+
+    fn rebuild(self, f: impl FnOnce(&mut HashMap<String, Arc<dyn TimerHandler>>, &mut Option<Scheduler>)) -> Self {
+        let inner = &self.inner;
+        let mut handlers = inner.handlers.clone();
+        let mut scheduler = inner.scheduler.clone();
+        f(&mut handlers, &mut scheduler);
+        Self::build(
+            inner.engine.clone(),
+            inner.performer.clone(),
+            inner.options.clone(),
+            handlers,
+            scheduler,
+        )
+    }
+
+    /// Routes timers of `kind` that belong to no dispute to `handler`.
+    pub fn with_timer_handler(self, kind: impl Into<String>, handler: Arc<dyn TimerHandler>) -> Self {
+        let kind = kind.into();
+        self.rebuild(|handlers, _| {
+            handlers.insert(kind, handler);
+        })
+    }
+
+    /// Runs due cron ticks as part of every round.
+    pub fn with_scheduler(self, scheduler: Scheduler) -> Self {
+        self.rebuild(|_, slot| *slot = Some(scheduler))
+    }
+
+    pub fn options(&self) -> &WorkerOptions {
+        &self.inner.options
+    }
+
+    fn stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+
+    /// One round: due cron ticks, a batch of due timers, then as many due steps as the pool runs at once.
+    pub async fn run_once(&self) -> Result<Outcome, EngineError> {
+        let mut worked = 0;
+        if let Some(scheduler) = &self.inner.scheduler {
+            worked += scheduler.run_due(&self.inner.options.worker_id).await?.len();
+        }
+        worked += self.fire_timers().await?;
+        worked += self.run_steps().await?;
+        Ok(if worked == 0 {
+            Outcome::Idle
+        } else {
+            Outcome::Worked(worked)
+        })
+    }
+
+    /// Rounds until nothing is due now.
+    pub async fn drain(&self) -> Result<usize, EngineError> {
+        let mut total = 0;
+        while let Outcome::Worked(n) = self.run_once().await? {
+            total += n;
+        }
+        Ok(total)
+    }
+
+    async fn fire_timers(&self) -> Result<usize, EngineError> {
+        let engine = &self.inner.engine;
+        let options = &self.inner.options;
+        let now = engine.clock().now();
+        let timers = engine
+            .store()
+            .claim_due_timers(&options.worker_id, now, options.batch_size, options.lease)
+            .await?;
+        if timers.is_empty() {
+            return Ok(0);
+        }
+        let count = timers.len();
+        let mut tasks = JoinSet::new();
+        for timer in timers {
+            let worker = self.clone();
+            tasks.spawn(async move { worker.fire_one(timer).await });
+        }
+        let mut to_complete = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Done::NeedsCompletion(leased)) => to_complete.push(leased),
+                Ok(Done::Stale) => metrics::counter!("verdict_leases_lost_total", "queue" => "timers").increment(1),
+                Ok(Done::Fired | Done::Retried | Done::Released) => {}
+                Err(err) => tracing::error!(%err, "a timer task panicked; its lease will expire"),
+            }
+        }
+        if !to_complete.is_empty() {
+            let report = engine
+                .store()
+                .complete_timers(&to_complete, engine.clock().now())
+                .await?;
+            if !report.stale.is_empty() {
+                tracing::warn!(
+                    stale = report.stale.len(),
+                    "timers taken over before they were completed"
+                );
+                metrics::counter!("verdict_leases_lost_total", "queue" => "timers")
+                    .increment(report.stale.len() as u64);
+            }
+        }
+        Ok(count)
+    }
+
+    async fn fire_one(&self, timer: ClaimedTimer) -> Done {
+        let leased = Leased {
+            id: timer.id,
+            lease_token: timer.lease_token,
+        };
+        let _permit = match self.inner.limit.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return self.release(Fence::Timer(leased)).await,
+        };
+        if self.stopping() {
+            return self.release(Fence::Timer(leased)).await;
+        }
+        let engine = &self.inner.engine;
+        let lag = (engine.clock().now() - timer.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!("verdict_timer_firing_lag_seconds").record(lag);
+        let kind_label = timer.kind.split('_').next().unwrap_or("other").to_owned();
+        metrics::counter!("verdict_timers_fired_total", "kind" => kind_label).increment(1);
+        if timer.dispute_id.is_none()
+            && let Some(handler) = self.inner.handlers.get(&timer.kind)
+        {
+            return match handler.fire(&timer).await {
+                Ok(()) => Done::NeedsCompletion(leased),
+                Err(err) => {
+                    tracing::warn!(timer_id = %timer.id, kind = %timer.kind, %err, "timer handler failed; retrying");
+                    self.retry_timer(&timer, leased).await
+                }
+            };
+        }
+        match engine.fire_timer(&timer).await {
+            Ok(Fired::Committed) => Done::Fired,
+            Ok(Fired::NoEffect(why)) => {
+                tracing::info!(timer_id = %timer.id, kind = %timer.kind, %why, "timer no longer applies");
+                Done::NeedsCompletion(leased)
+            }
+            Ok(Fired::LeaseLost) => {
+                tracing::warn!(timer_id = %timer.id, "timer taken over by another worker; its result was discarded");
+                Done::Stale
+            }
+            Err(err) => {
+                tracing::warn!(timer_id = %timer.id, kind = %timer.kind, %err, "firing a timer failed; retrying");
+                self.retry_timer(&timer, leased).await
+            }
+        }
+    }
+
+    async fn retry_timer(&self, timer: &ClaimedTimer, leased: Leased) -> Done {
+        let engine = &self.inner.engine;
+        let delay = self.inner.options.backoff.delay(timer.attempts, rand::random::<f64>());
+        match engine.store().retry_timer(leased, delay, engine.clock().now()).await {
+            Ok(true) => Done::Retried,
+            Ok(false) => Done::Stale,
+            Err(err) => {
+                tracing::warn!(%err, "cannot reschedule a timer; its lease will expire");
+                Done::Retried
+            }
+        }
+    }
+
+    async fn release(&self, fence: Fence) -> Done {
+        if let Err(err) = self.inner.engine.store().release(fence).await {
+            tracing::warn!(%err, "cannot release a claim; its lease will expire");
+        }
+        Done::Released
+    }
+
+    async fn run_steps(&self) -> Result<usize, EngineError> {
+        let engine = &self.inner.engine;
+        let options = &self.inner.options;
+        let free = self.inner.limit.available_permits().max(1) as u64;
+        let steps = engine
+            .store()
+            .claim_steps(&options.worker_id, engine.clock().now(), free, options.lease)
+            .await?;
+        let count = steps.len();
+        let mut tasks = JoinSet::new();
+        for step in steps {
+            let worker = self.clone();
+            tasks.spawn(async move { worker.run_step(step).await });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Done::Stale) => metrics::counter!("verdict_leases_lost_total", "queue" => "steps").increment(1),
+                Ok(_) => {}
+                Err(err) => tracing::error!(%err, "a step task panicked; its lease will expire"),
+            }
+        }
+        Ok(count)
+    }
+
+    async fn run_step(&self, step: ClaimedStep) -> Done {
+        let leased = Leased {
+            id: step.id,
+            lease_token: step.lease_token,
+        };
+        let fence = Fence::Step(leased);
+        let _permit = match self.inner.limit.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return self.release(fence).await,
+        };
+        if self.stopping() {
+            return self.release(fence).await;
+        }
+        let kind_label = step.kind.clone();
+        let result = match self.context(&step).await {
+            Ok(ctx) => self.perform_with_lease(&ctx, fence).await.map(|outcome| (ctx, outcome)),
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok((
+                ctx,
+                StepOutcome::Done {
+                    follow_up,
+                    follow_up_after,
+                },
+            )) => self.succeed(&step, &ctx, leased, follow_up, follow_up_after).await,
+            Err(err) => {
+                let permanent = !err.is_transient();
+                let engine = &self.inner.engine;
+                let delay = self.inner.options.backoff.delay(step.attempts, rand::random::<f64>());
+                let message = match &err {
+                    StepError::Transient(m) | StepError::Permanent(m) => m.clone(),
+                };
+                match engine
+                    .store()
+                    .fail_step(leased, &message, permanent, delay, engine.clock().now())
+                    .await
+                {
+                    Ok(StepFailure::Retrying(at)) => {
+                        tracing::info!(step_id = %step.id, kind = %step.kind, attempt = step.attempts, %at, %message, "step failed; will retry");
+                        metrics::counter!("verdict_step_retries_total", "kind" => kind_label).increment(1);
+                        Done::Retried
+                    }
+                    Ok(StepFailure::Dead) => {
+                        tracing::warn!(step_id = %step.id, kind = %step.kind, attempt = step.attempts, %message, "step dead-lettered");
+                        metrics::counter!("verdict_steps_dead_lettered_total", "kind" => kind_label).increment(1);
+                        Done::Retried
+                    }
+                    Ok(StepFailure::Stale) => Done::Stale,
+                    Err(err) => {
+                        tracing::warn!(%err, "cannot record a step failure; its lease will expire");
+                        Done::Retried
+                    }
+                }
+            }
+        }
+    }
+
+    async fn context(&self, step: &ClaimedStep) -> Result<StepContext, StepError> {
+        let kind: StepKind = serde_json::from_value(serde_json::Value::String(step.kind.clone()))
+            .map_err(|_| StepError::Permanent(format!("unknown step kind {:?}", step.kind)))?;
+        let dispute_id = step
+            .dispute_id
+            .ok_or_else(|| StepError::Permanent("the step belongs to no dispute".into()))?;
+        let dispute = self
+            .inner
+            .engine
+            .store()
+            .load(DisputeId::from_uuid(dispute_id))
+            .await
+            .map_err(|err| StepError::Transient(format!("loading the dispute: {err}")))?
+            .ok_or_else(|| StepError::Permanent(format!("dispute {dispute_id} is gone")))?;
+        Ok(StepContext {
+            step_id: step.id,
+            kind,
+            idempotency_key: step.idempotency_key.clone(),
+            attempt: step.attempts,
+            dispute,
+            payload: step.payload.clone(),
+        })
+    }
+
+    /// Performs the step while renewing its lease; a lost lease is logged (the result will be fenced off).
+    async fn perform_with_lease(&self, ctx: &StepContext, fence: Fence) -> Result<StepOutcome, StepError> {
+        let engine = &self.inner.engine;
+        let options = &self.inner.options;
+        let perform = self.inner.performer.perform(ctx);
+        tokio::pin!(perform);
+        let mut renew = tokio::time::interval(options.renew_every);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut perform => return result,
+                _ = renew.tick() => {
+                    let until = engine.clock().now() + options.lease;
+                    match engine.store().renew_lease(fence, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(step_id = %ctx.step_id, "step lease lost while running"),
+                        Err(err) => tracing::warn!(%err, "cannot renew a step lease"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn succeed(
+        &self,
+        step: &ClaimedStep,
+        ctx: &StepContext,
+        leased: Leased,
+        follow_up: Option<verdict_domain::Action>,
+        follow_up_after: Option<Duration>,
+    ) -> Done {
+        let engine = &self.inner.engine;
+        let now = engine.clock().now();
+        let kind_label = step.kind.clone();
+        let result: Result<bool, EngineError> = match (follow_up, follow_up_after) {
+            (None, _) => engine
+                .store()
+                .complete_steps(&[leased], now)
+                .await
+                .map(|r| r.stale.is_empty())
+                .map_err(Into::into),
+            (Some(action), Some(after)) if after > Duration::zero() => match serde_json::to_value(&action) {
+                Ok(payload) => engine
+                    .store()
+                    .complete_step_with_timer(
+                        leased,
+                        &NewTimer {
+                            dispute_id: Some(ctx.dispute.id.as_uuid()),
+                            kind: FOLLOW_UP_TIMER.to_owned(),
+                            due_at: now + after,
+                            payload: Some(payload),
+                        },
+                        now,
+                    )
+                    .await
+                    .map_err(Into::into),
+                Err(err) => Err(EngineError::Store(StoreError::Corrupt(format!(
+                    "follow-up does not serialise: {err}"
+                )))),
+            },
+            (Some(action), _) => {
+                let command = Command::new(
+                    Actor {
+                        kind: ActorKind::Step,
+                        name: step.kind.clone(),
+                    },
+                    action,
+                );
+                match engine.handle_fenced(ctx.dispute.id, command, Fence::Step(leased)).await {
+                    Ok(_) => Ok(true),
+                    Err(EngineError::Store(StoreError::LeaseLost)) => Ok(false),
+                    Err(EngineError::Domain(
+                        err @ (DomainError::IllegalTransition { .. } | DomainError::InvalidInput(_)),
+                    )) => {
+                        tracing::info!(step_id = %step.id, %err, "the step's follow-up no longer applies");
+                        engine
+                            .store()
+                            .complete_steps(&[leased], now)
+                            .await
+                            .map(|r| r.stale.is_empty())
+                            .map_err(Into::into)
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        match result {
+            Ok(true) => {
+                metrics::counter!("verdict_steps_succeeded_total", "kind" => kind_label).increment(1);
+                Done::Fired
+            }
+            Ok(false) => {
+                tracing::warn!(step_id = %step.id, "step taken over by another worker; its result was discarded");
+                Done::Stale
+            }
+            Err(err) => {
+                // Performed, but its result could not be recorded: retry; the idempotency key protects the
+                // outside system from a second effect.
+                tracing::warn!(step_id = %step.id, %err, "recording a step result failed; retrying");
+                let delay = self.inner.options.backoff.delay(step.attempts, rand::random::<f64>());
+                let _ = engine
+                    .store()
+                    .fail_step(leased, &format!("recording the result: {err}"), false, delay, now)
+                    .await;
+                Done::Retried
+            }
+        }
+    }
+
+    /// Asks the pool to stop: claimed work not yet started is released, running work finishes.
+    pub fn stop(&self) {
+        let _ = self.inner.stop.send(true);
+    }
+
+    /// Loops until `shutdown` completes, then finishes the round in progress (releasing what it has not
+    /// started) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let store = self.inner.engine.store().clone();
+        let listener = match store.listen_for_work().await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for work notifications; polling only");
+                None
+            }
+        };
+        let wake = store.work_signal();
+        let stopper = self.clone();
+        let shutdown_task = tokio::spawn(async move {
+            shutdown.await;
+            stopper.stop();
+        });
+        let mut stopping = self.inner.stopping.clone();
+        tracing::info!(worker = %self.inner.options.worker_id, "worker pool started");
+        while !self.stopping() {
+            let sleep = match self.run_once().await {
+                Ok(Outcome::Worked(_)) => continue,
+                Ok(Outcome::Idle) => self.idle_sleep().await,
+                Err(err) => {
+                    tracing::warn!(%err, "worker round failed");
+                    self.inner.options.max_idle.min(StdDuration::from_secs(5))
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = wake.notified() => {}
+                _ = stopping.changed() => {}
+            }
+        }
+        shutdown_task.abort();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+        tracing::info!(worker = %self.inner.options.worker_id, "worker pool stopped");
+    }
+
+    /// How long to sleep after an idle round: until the next due time, within [min_idle, max_idle].
+    async fn idle_sleep(&self) -> StdDuration {
+        let options = &self.inner.options;
+        let engine = &self.inner.engine;
+        let mut next = engine.store().next_due_at().await.ok().flatten();
+        if let Some(scheduler) = &self.inner.scheduler
+            && let Ok(Some(tick)) = scheduler.next_tick().await
+        {
+            next = Some(next.map_or(tick, |n| n.min(tick)));
+        }
+        let until = next
+            .map(|at| (at - engine.clock().now()).to_std().unwrap_or(StdDuration::ZERO))
+            .unwrap_or(options.max_idle);
+        until.clamp(options.min_idle, options.max_idle)
+    }
+}

@@ -1,0 +1,158 @@
+//! The sandbox processor: a fixed rule, the same answer every time.
+
+use serde_json::json;
+use verdict_domain::{Action, CardNetwork, Processor, Stage, Status, StepKind};
+use verdict_engine::effects::{Effects, Evidence, StepError, StepOutcome, StepPerformer, sandbox_outcome};
+
+use super::{ctx, dispute, harnesses};
+
+fn evidence(fields: serde_json::Value) -> Evidence {
+    Evidence::from_payload(Some(&json!({ "evidence": fields }))).unwrap()
+}
+
+#[test]
+fn the_sandbox_rule_decides_by_reason_category_and_evidence() {
+    let none = Evidence::default();
+    let tracked = evidence(json!({"shipping_tracking_number": "1Z999"}));
+    let authorised = evidence(json!({"authorization_code": "A1B2C3"}));
+    let cases = [
+        // consumer disputes and processing errors are won
+        (CardNetwork::Visa, "13.1", &none, true),
+        (CardNetwork::Mastercard, "4853", &none, true),
+        (CardNetwork::Visa, "12.6", &none, true),
+        // fraud is won only with proof of the cardholder
+        (CardNetwork::Visa, "10.4", &none, false),
+        (CardNetwork::Visa, "10.4", &tracked, true),
+        (CardNetwork::Mastercard, "4837", &authorised, false),
+        // authorization disputes need an authorization code
+        (CardNetwork::Visa, "11.3", &none, false),
+        (CardNetwork::Visa, "11.3", &authorised, true),
+    ];
+    for (network, code, evidence, won) in cases {
+        let d = dispute(Processor::Manual, network, code, Stage::Chargeback, Status::Submitted);
+        for _ in 0..3 {
+            assert_eq!(sandbox_outcome(&d, evidence), won, "{network} {code} {evidence:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sandbox_evidence_schedules_the_outcome_after_the_configured_delay() {
+    for h in harnesses().await {
+        let effects = Effects::local(h.engine.store().clone(), h.clock.clone());
+        let won = dispute(
+            Processor::Paypal,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Submitted,
+        );
+        let lost = dispute(
+            Processor::Stripe,
+            CardNetwork::Visa,
+            "10.4",
+            Stage::Chargeback,
+            Status::Submitted,
+        );
+        for (d, expected) in [(won.clone(), true), (lost, false)] {
+            let outcome = effects.perform(&ctx(StepKind::SubmitEvidence, d, None)).await.unwrap();
+            assert_eq!(
+                outcome,
+                StepOutcome::Done {
+                    follow_up: Some(Action::RecordOutcome { won: expected }),
+                    follow_up_after: Some(chrono::Duration::minutes(2)),
+                },
+                "{}",
+                h.label
+            );
+        }
+        let quick = effects.with_sandbox_outcome_delay(chrono::Duration::seconds(5));
+        let StepOutcome::Done { follow_up_after, .. } =
+            quick.perform(&ctx(StepKind::SubmitEvidence, won, None)).await.unwrap();
+        assert_eq!(follow_up_after, Some(chrono::Duration::seconds(5)));
+    }
+}
+
+#[tokio::test]
+async fn a_refund_settles_a_pre_dispute_alert_but_never_a_chargeback() {
+    for h in harnesses().await {
+        let effects = Effects::local(h.engine.store().clone(), h.clock.clone());
+        let alert = dispute(
+            Processor::Stripe,
+            CardNetwork::Visa,
+            "10.4",
+            Stage::PreDispute,
+            Status::Resolved,
+        );
+        let outcome = effects.perform(&ctx(StepKind::Refund, alert, None)).await.unwrap();
+        assert_eq!(outcome, StepOutcome::done(), "{}", h.label);
+
+        let accepted_inquiry = dispute(
+            Processor::Adyen,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Inquiry,
+            Status::Accepted,
+        );
+        let outcome = effects
+            .perform(&ctx(StepKind::Refund, accepted_inquiry, None))
+            .await
+            .unwrap();
+        assert_eq!(outcome, StepOutcome::done(), "{}", h.label);
+
+        let chargeback = dispute(
+            Processor::Stripe,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Accepted,
+        );
+        let err = effects
+            .perform(&ctx(StepKind::Refund, chargeback, None))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StepError::Permanent(_)), "{}: {err}", h.label);
+    }
+}
+
+#[tokio::test]
+async fn accepting_at_the_sandbox_is_done_without_a_follow_up() {
+    for h in harnesses().await {
+        let effects = Effects::local(h.engine.store().clone(), h.clock.clone());
+        let d = dispute(
+            Processor::Braintree,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Accepted,
+        );
+        let outcome = effects
+            .perform(&ctx(StepKind::AcceptAtProcessor, d, None))
+            .await
+            .unwrap();
+        assert_eq!(outcome, StepOutcome::done(), "{}", h.label);
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_evidence_payload_is_permanent() {
+    for h in harnesses().await {
+        let effects = Effects::local(h.engine.store().clone(), h.clock.clone());
+        let d = dispute(
+            Processor::Manual,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Submitted,
+        );
+        let err = effects
+            .perform(&ctx(
+                StepKind::SubmitEvidence,
+                d,
+                Some(json!({"evidence": "not a map"})),
+            ))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StepError::Permanent(_)), "{}: {err}", h.label);
+    }
+}

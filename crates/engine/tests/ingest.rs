@@ -1,0 +1,555 @@
+//! Notifications from the inbox to the dispute: creation on first sight, outcomes, ordering, duplicates,
+//! contradictions and recovery of rows left pending by a crash.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use verdict_domain::{Action, Actor, Dispute, Processor, Stage, Status};
+use verdict_engine::ingest::INBOX_LEASE;
+use verdict_engine::{ApplyOutcome, Engine, ManualClock, Source};
+use verdict_ingest::{Notification, NotificationKind, Parsed};
+use verdict_store::testing::test_databases;
+use verdict_store::{InboxStatus, Store};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/processors/");
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}{path}")).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap()
+}
+
+fn at(secs_after: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap() + Duration::seconds(secs_after)
+}
+
+struct Harness {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    label: &'static str,
+    _db: verdict_store::testing::TestDatabase,
+}
+
+async fn harnesses() -> Vec<Harness> {
+    let mut out = Vec::new();
+    for db in test_databases().await.unwrap() {
+        let store: Store = db.store().await.unwrap();
+        let clock = Arc::new(ManualClock::new(now()));
+        out.push(Harness {
+            engine: Engine::new(store, clock.clone()),
+            clock,
+            label: db.label,
+            _db: db,
+        });
+    }
+    out
+}
+
+/// A Stripe-like notification built from the ingest parser's output shape.
+fn stripe(event_id: &str, dispute: &str, kind: NotificationKind, stage: Stage, occurred: i64) -> Notification {
+    let mut n = match verdict_ingest::parse_stripe(&fixture(
+        "stripe/unofficial-stripe-ruby-mock/event-charge.dispute.created.json",
+    ))
+    .unwrap()
+    .remove(0)
+    {
+        Parsed::Dispute(n) => n,
+        other => panic!("{other:?}"),
+    };
+    n.event_id = event_id.into();
+    n.processor_dispute_id = dispute.into();
+    n.kind = kind;
+    n.stage = Some(stage);
+    n.occurred_at = at(occurred);
+    n.due_by = Some(now() + Duration::days(10));
+    n
+}
+
+async fn receive(h: &Harness, n: Notification) -> verdict_engine::Received {
+    h.engine
+        .receive(Source::Stripe, vec![Parsed::Dispute(n)], "{}")
+        .await
+        .unwrap()
+}
+
+async fn dispute(h: &Harness, id: &str) -> Dispute {
+    h.engine
+        .store()
+        .find_by_processor_id(Processor::Stripe, id)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{}: no dispute {id}", h.label))
+}
+
+#[tokio::test]
+async fn a_chargeback_creates_the_dispute_from_what_the_notification_carries() {
+    for h in harnesses().await {
+        let body = fixture("adyen/openapi-webhooks-v1-chargeback.json");
+        let parsed = verdict_ingest::parse_adyen(&body).unwrap();
+        let received = h
+            .engine
+            .receive(Source::Adyen, parsed, &String::from_utf8_lossy(&body))
+            .await
+            .unwrap();
+        assert_eq!((received.stored, received.duplicates), (1, 0), "{}", h.label);
+        assert!(
+            matches!(received.outcomes[0].1, ApplyOutcome::Applied { .. }),
+            "{}",
+            h.label
+        );
+        let d = h
+            .engine
+            .store()
+            .find_by_processor_id(Processor::Adyen, "QFQTPCQ8HXSKGK82")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (d.status, d.stage),
+            (Status::Notified, Stage::Chargeback),
+            "{}",
+            h.label
+        );
+        assert_eq!(d.amount.to_string(), "10.00 EUR");
+        assert_eq!(d.reason_code.to_string(), "mastercard 4853");
+        assert_eq!(d.reason_code_raw, " 4853");
+        assert_eq!(d.payment_reference, "9913140798220028");
+        let rows = h.engine.store().notifications_of_dispute(d.id).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, InboxStatus::Applied);
+        assert_eq!(
+            rows[0].payload.as_bytes(),
+            &body[..],
+            "the raw body is kept as received"
+        );
+        let events = h.engine.store().events(d.id).await.unwrap();
+        assert_eq!(events[0].actor, "processor:adyen");
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_notification_changes_nothing() {
+    for h in harnesses().await {
+        let n = stripe(
+            "evt_1",
+            "dp_dup",
+            NotificationKind::ChargebackOpened,
+            Stage::Chargeback,
+            0,
+        );
+        receive(&h, n.clone()).await;
+        let before = dispute(&h, "dp_dup").await;
+        let again = receive(&h, n).await;
+        assert_eq!((again.stored, again.duplicates), (0, 1), "{}", h.label);
+        assert_eq!(dispute(&h, "dp_dup").await, before, "{}", h.label);
+        assert_eq!(
+            h.engine
+                .store()
+                .find_notifications("stripe", Some("evt_1"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(h.engine.ingest_stats().duplicates, 1);
+    }
+}
+
+#[tokio::test]
+async fn a_closing_event_first_creates_the_dispute_and_an_older_event_then_changes_nothing() {
+    for h in harnesses().await {
+        let won = stripe("evt_closed", "dp_ooo", NotificationKind::Won, Stage::Chargeback, 100);
+        receive(&h, won).await;
+        let d = dispute(&h, "dp_ooo").await;
+        assert_eq!((d.status, d.stage), (Status::Won, Stage::Chargeback), "{}", h.label);
+        let kinds: Vec<_> = h
+            .engine
+            .store()
+            .events(d.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "opened",
+                "triaged",
+                "evidence_gathering_started",
+                "manually_transitioned",
+                "won"
+            ],
+            "{}",
+            h.label
+        );
+        // Processor-driven submission must not enqueue our own evidence submission.
+        let steps: Vec<_> = h
+            .engine
+            .store()
+            .steps(d.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.kind)
+            .collect();
+        assert!(!steps.iter().any(|k| k == "submit_evidence"), "{steps:?}");
+
+        let created = stripe(
+            "evt_created",
+            "dp_ooo",
+            NotificationKind::ChargebackOpened,
+            Stage::Chargeback,
+            10,
+        );
+        let received = receive(&h, created).await;
+        assert!(
+            matches!(received.outcomes[0].1, ApplyOutcome::Ignored { .. }),
+            "{:?}",
+            received.outcomes
+        );
+        assert_eq!(dispute(&h, "dp_ooo").await, d, "{}", h.label);
+        let row = &h
+            .engine
+            .store()
+            .find_notifications("stripe", Some("evt_created"))
+            .await
+            .unwrap()[0];
+        assert_eq!(row.status, InboxStatus::Ignored);
+        assert!(
+            row.note.as_deref().unwrap_or_default().contains("older"),
+            "{:?}",
+            row.note
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_won_dispute_reopens_at_pre_arbitration() {
+    for h in harnesses().await {
+        receive(
+            &h,
+            stripe("evt_a", "dp_pa", NotificationKind::Won, Stage::Chargeback, 0),
+        )
+        .await;
+        let mut pre_arb = stripe(
+            "evt_b",
+            "dp_pa",
+            NotificationKind::PreArbitrationOpened,
+            Stage::PreArbitration,
+            50,
+        );
+        pre_arb.due_by = Some(now() + Duration::days(20));
+        receive(&h, pre_arb).await;
+        let d = dispute(&h, "dp_pa").await;
+        assert_eq!(
+            (d.status, d.stage),
+            (Status::EvidenceGathering, Stage::PreArbitration),
+            "{}",
+            h.label
+        );
+        assert_eq!(d.due_by, Some(now() + Duration::days(20)));
+        receive(
+            &h,
+            stripe(
+                "evt_c",
+                "dp_pa",
+                NotificationKind::PreArbitrationLost,
+                Stage::PreArbitration,
+                90,
+            ),
+        )
+        .await;
+        let d = dispute(&h, "dp_pa").await;
+        assert_eq!(
+            (d.status, d.stage),
+            (Status::Lost, Stage::PreArbitration),
+            "{}",
+            h.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_inquiry_becomes_a_chargeback_and_moves_its_deadline() {
+    for h in harnesses().await {
+        receive(
+            &h,
+            stripe("evt_i", "dp_inq", NotificationKind::Inquiry, Stage::Inquiry, 0),
+        )
+        .await;
+        let mut cb = stripe(
+            "evt_cb",
+            "dp_inq",
+            NotificationKind::EvidenceRequired,
+            Stage::Chargeback,
+            10,
+        );
+        cb.due_by = Some(now() + Duration::days(30));
+        receive(&h, cb).await;
+        let d = dispute(&h, "dp_inq").await;
+        assert_eq!(
+            (d.status, d.stage),
+            (Status::Notified, Stage::Chargeback),
+            "{}",
+            h.label
+        );
+        assert_eq!(d.due_by, Some(now() + Duration::days(30)));
+    }
+}
+
+#[tokio::test]
+async fn a_contradicting_notification_is_flagged_and_kept() {
+    for h in harnesses().await {
+        receive(
+            &h,
+            stripe("evt_acc", "dp_flag", NotificationKind::Accepted, Stage::Chargeback, 0),
+        )
+        .await;
+        let accepted = dispute(&h, "dp_flag").await;
+        assert_eq!(accepted.status, Status::Accepted, "{}", h.label);
+        // Accepting at the processor's word must not ask the processor to accept again.
+        let steps = h.engine.store().steps(accepted.id).await.unwrap();
+        assert!(steps.iter().all(|s| s.kind != "accept_at_processor"), "{steps:?}");
+
+        let received = receive(
+            &h,
+            stripe("evt_won", "dp_flag", NotificationKind::Won, Stage::Chargeback, 10),
+        )
+        .await;
+        assert!(
+            matches!(received.outcomes[0].1, ApplyOutcome::Flagged { .. }),
+            "{:?}",
+            received.outcomes
+        );
+        assert_eq!(dispute(&h, "dp_flag").await, accepted, "{}", h.label);
+        let flagged = h
+            .engine
+            .store()
+            .flagged_notifications_of_dispute(accepted.id)
+            .await
+            .unwrap();
+        assert_eq!(flagged.len(), 1, "{}", h.label);
+        assert_eq!(flagged[0].event_id, "evt_won");
+        assert!(
+            flagged[0]
+                .note
+                .as_deref()
+                .unwrap_or_default()
+                .contains("illegal transition"),
+            "{:?}",
+            flagged[0].note
+        );
+        assert_eq!(h.engine.ingest_stats().flagged, 1);
+        assert_eq!(
+            h.engine
+                .store()
+                .notifications_of_dispute(accepted.id)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+}
+
+#[tokio::test]
+async fn informational_notifications_are_recorded_as_notes() {
+    for h in harnesses().await {
+        receive(
+            &h,
+            stripe(
+                "evt_o",
+                "dp_note",
+                NotificationKind::ChargebackOpened,
+                Stage::Chargeback,
+                0,
+            ),
+        )
+        .await;
+        receive(
+            &h,
+            stripe(
+                "evt_f",
+                "dp_note",
+                NotificationKind::FundsWithdrawn,
+                Stage::Chargeback,
+                5,
+            ),
+        )
+        .await;
+        let d = dispute(&h, "dp_note").await;
+        assert_eq!(d.status, Status::Notified);
+        let events = h.engine.store().events(d.id).await.unwrap();
+        assert_eq!(
+            events.last().map(|e| e.kind.as_str()),
+            Some("note_added"),
+            "{}",
+            h.label
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_notification_without_amount_or_reason_opens_with_documented_fallbacks() {
+    for h in harnesses().await {
+        let mut n = stripe("evt_bare", "dp_bare", NotificationKind::Lost, Stage::Chargeback, 0);
+        n.amount = None;
+        n.reason_code = None;
+        n.reason_code_raw = None;
+        n.processor_reason = None;
+        n.payment_reference = None;
+        receive(&h, n).await;
+        let d = dispute(&h, "dp_bare").await;
+        assert_eq!(d.status, Status::Lost, "{}", h.label);
+        assert_eq!(d.amount.to_string(), "1 XXX");
+        assert_eq!(d.reason_code.to_string(), "other general");
+        assert_eq!(d.payment_reference, "dp_bare");
+        let opened = &h.engine.store().events(d.id).await.unwrap()[0];
+        assert!(
+            opened.reason.as_deref().unwrap_or_default().contains("amount unknown"),
+            "{:?}",
+            opened.reason
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_notification_left_pending_by_a_crash_is_applied_by_the_sweep() {
+    for h in harnesses().await {
+        let n = stripe("evt_crash", "dp_crash", NotificationKind::Lost, Stage::Chargeback, 0);
+        // Stored, then "crash" before applying.
+        let (received, pending) = h
+            .engine
+            .record(Source::Stripe, &[Parsed::Dispute(n)], "{}")
+            .await
+            .unwrap();
+        assert_eq!((received.stored, pending.len()), (1, 1));
+        assert!(
+            h.engine
+                .store()
+                .find_by_processor_id(Processor::Stripe, "dp_crash")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // The storing request still owns the row: the sweep leaves it alone until the lease lapses.
+        assert_eq!(h.engine.apply_pending(10).await.unwrap(), 0, "{}", h.label);
+        h.clock.advance(INBOX_LEASE + Duration::seconds(1));
+        assert_eq!(h.engine.apply_pending(10).await.unwrap(), 1, "{}", h.label);
+        assert_eq!(dispute(&h, "dp_crash").await.status, Status::Lost, "{}", h.label);
+        let row = &h
+            .engine
+            .store()
+            .find_notifications("stripe", Some("evt_crash"))
+            .await
+            .unwrap()[0];
+        assert_eq!(row.status, InboxStatus::Applied);
+        assert_eq!(h.engine.apply_pending(10).await.unwrap(), 0, "nothing left");
+        assert_eq!(
+            h.engine
+                .store()
+                .count_notifications(Some(InboxStatus::Pending))
+                .await
+                .unwrap(),
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn pending_rows_are_applied_in_the_order_they_happened() {
+    for h in harnesses().await {
+        // Recorded newest first; the sweep must apply the opening before the outcome.
+        let won = stripe("evt_2", "dp_order", NotificationKind::Won, Stage::Chargeback, 20);
+        let opened = stripe(
+            "evt_1",
+            "dp_order",
+            NotificationKind::ChargebackOpened,
+            Stage::Chargeback,
+            10,
+        );
+        h.engine
+            .record(Source::Stripe, &[Parsed::Dispute(won)], "{}")
+            .await
+            .unwrap();
+        h.engine
+            .record(Source::Stripe, &[Parsed::Dispute(opened)], "{}")
+            .await
+            .unwrap();
+        h.clock.advance(INBOX_LEASE + Duration::seconds(1));
+        assert_eq!(h.engine.apply_pending(10).await.unwrap(), 2);
+        assert_eq!(dispute(&h, "dp_order").await.status, Status::Won, "{}", h.label);
+        for event in ["evt_1", "evt_2"] {
+            let row = &h
+                .engine
+                .store()
+                .find_notifications("stripe", Some(event))
+                .await
+                .unwrap()[0];
+            assert_eq!(row.status, InboxStatus::Applied, "{event} {}", h.label);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_analyst_change_between_notifications_is_respected() {
+    for h in harnesses().await {
+        receive(
+            &h,
+            stripe(
+                "evt_x",
+                "dp_an",
+                NotificationKind::ChargebackOpened,
+                Stage::Chargeback,
+                0,
+            ),
+        )
+        .await;
+        let d = dispute(&h, "dp_an").await;
+        h.engine
+            .handle(
+                d.id,
+                verdict_domain::Command::new(Actor::analyst("ana"), Action::Triage { queue: None }),
+            )
+            .await
+            .unwrap();
+        h.engine
+            .handle(
+                d.id,
+                verdict_domain::Command::new(Actor::analyst("ana"), Action::StartEvidenceGathering),
+            )
+            .await
+            .unwrap();
+        receive(
+            &h,
+            stripe("evt_y", "dp_an", NotificationKind::Won, Stage::Chargeback, 30),
+        )
+        .await;
+        assert_eq!(dispute(&h, "dp_an").await.status, Status::Won, "{}", h.label);
+    }
+}
+
+#[tokio::test]
+async fn ignored_event_types_are_stored_but_apply_nothing() {
+    for h in harnesses().await {
+        let body = fixture("stripe/dotnet-sdk-event_test_signature.raw.json");
+        let parsed = verdict_ingest::parse_stripe(&body).unwrap();
+        let received = h.engine.receive(Source::Stripe, parsed, "x").await.unwrap();
+        assert_eq!(
+            (received.stored, received.ignored, received.outcomes.len()),
+            (1, 1, 0),
+            "{}",
+            h.label
+        );
+        let rows = h
+            .engine
+            .store()
+            .find_notifications("stripe", Some("evt_123"))
+            .await
+            .unwrap();
+        assert_eq!(rows[0].status, InboxStatus::Ignored);
+    }
+}

@@ -1,0 +1,603 @@
+//! The work queues: claiming due timers and pending steps with a lease, completing them under a fencing
+//! token, retries with exponential backoff, dead letters, and the wake-up signal for idle workers.
+//!
+//! Claims are batched. On PostgreSQL the candidate rows are picked with `FOR UPDATE SKIP LOCKED`, so replicas
+//! claiming at the same moment take disjoint rows without waiting on each other; on SQLite (one process) the
+//! single `UPDATE ... WHERE id IN (SELECT ...)` is atomic by itself. Every claim writes a fresh `lease_token`;
+//! completing, failing, renewing or releasing requires it, so a worker whose lease expired and whose row was
+//! taken over changes nothing and is told so.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement, Value};
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// The PostgreSQL channel that wakes workers in every replica when work was added.
+pub const WORK_CHANNEL: &str = "verdict_work";
+
+/// A timer claimed by one worker until `locked_until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTimer {
+    pub id: Uuid,
+    pub dispute_id: Option<Uuid>,
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    /// Tries so far, this one included.
+    pub attempts: i32,
+    pub payload: Option<serde_json::Value>,
+    pub lease_token: Uuid,
+}
+
+/// A step claimed by one worker until `locked_until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedStep {
+    pub id: Uuid,
+    pub dispute_id: Option<Uuid>,
+    pub kind: String,
+    pub idempotency_key: String,
+    /// Tries so far, this one included (1 on the first try).
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub payload: Option<serde_json::Value>,
+    pub lease_token: Uuid,
+}
+
+/// A row and the lease token its holder got when claiming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leased {
+    pub id: Uuid,
+    pub lease_token: Uuid,
+}
+
+/// What a batched completion did: rows completed, and rows whose lease had been lost (fenced off).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Completion {
+    pub completed: Vec<Uuid>,
+    pub stale: Vec<Uuid>,
+}
+
+/// What became of a failed step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepFailure {
+    /// Back in the queue, due again at this time.
+    Retrying(DateTime<Utc>),
+    /// Out of attempts or failed permanently: dead-lettered until someone retries it.
+    Dead,
+    /// The lease was lost meanwhile; nothing changed.
+    Stale,
+}
+
+/// A step as the operations views show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRow {
+    pub id: Uuid,
+    pub dispute_id: Option<Uuid>,
+    pub kind: String,
+    pub idempotency_key: String,
+    pub status: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A timer to insert outside a decision: a delayed follow-up or one recreated by the sweep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTimer {
+    pub dispute_id: Option<Uuid>,
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    pub payload: Option<serde_json::Value>,
+}
+
+/// Completes a claimed row inside a [`Store::commit_fenced`] transaction: the decision is written only if the
+/// lease is still held, so a timer's or step's effect on a dispute happens once even if it runs twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    Timer(Leased),
+    Step(Leased),
+}
+
+/// How retries back off: `base * 2^(attempt-1)`, capped at `max`, minus up to `jitter` of it at random.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+    /// Between 0 and 1: the share of the delay that is randomised away.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::seconds(10),
+            max: Duration::hours(1),
+            jitter: 0.25,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before the next try after `attempt` failed tries (1 for the first); `unit_random` in [0, 1).
+    /// Pure, so that tests pin the randomness.
+    pub fn delay(&self, attempt: i32, unit_random: f64) -> Duration {
+        let exponent = attempt.saturating_sub(1).clamp(0, 30) as u32;
+        let base_ms = self.base.num_milliseconds().max(0);
+        let max_ms = self.max.num_milliseconds().max(0);
+        let full = base_ms.saturating_mul(1_i64 << exponent).min(max_ms);
+        let jitter = self.jitter.clamp(0.0, 1.0) * unit_random.clamp(0.0, 1.0);
+        let jittered = (full as f64 * (1.0 - jitter)).round() as i64;
+        Duration::milliseconds(jittered.max(0))
+    }
+}
+
+impl Store {
+    /// A statement written with `$1`-style placeholders, rewritten to `?1` for SQLite.
+    pub(crate) fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        let backend = self.db().get_database_backend();
+        match backend {
+            DatabaseBackend::Postgres => Statement::from_sql_and_values(backend, sql, values),
+            _ => Statement::from_sql_and_values(backend, sql.replace('$', "?"), values),
+        }
+    }
+
+    fn skip_locked(&self) -> &'static str {
+        if self.is_postgres() {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        }
+    }
+
+    /// Wakes this process's workers at once and, on PostgreSQL, every replica's (after the transaction commits).
+    pub async fn signal_work(&self) {
+        self.work_signal().notify_one();
+        if self.is_postgres() {
+            let statement = self.stmt("SELECT pg_notify($1, '')", vec![WORK_CHANNEL.into()]);
+            if let Err(err) = self.db().execute_raw(statement).await {
+                tracing::warn!(%err, "cannot notify other replicas of new work");
+            }
+        }
+    }
+
+    /// On PostgreSQL, listens on [`WORK_CHANNEL`] and turns every notification (from any replica) into a
+    /// wake-up of this process's workers; the listener reconnects by itself. `None` on SQLite (one process).
+    pub async fn listen_for_work(&self) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
+        if !self.is_postgres() {
+            return Ok(None);
+        }
+        let pool = self.db().get_postgres_connection_pool().clone();
+        let lost = |err: sea_orm::sqlx::Error| {
+            StoreError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(err.into())))
+        };
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(&pool)
+            .await
+            .map_err(lost)?;
+        listener.listen(WORK_CHANNEL).await.map_err(lost)?;
+        let wake = self.work_signal();
+        Ok(Some(tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => wake.notify_one(),
+                    Err(err) => {
+                        tracing::warn!(%err, "work listener interrupted; polling until it reconnects");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })))
+    }
+
+    /// Claims up to `limit` timers due at `now`, for `lease`.
+    pub async fn claim_due_timers(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        limit: u64,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedTimer>, StoreError> {
+        let token = Uuid::now_v7();
+        let sql = format!(
+            "UPDATE timers SET locked_by = $1, locked_until = $2, lease_token = $3, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM timers WHERE status = 'pending' AND due_at <= $4 \
+             AND (locked_until IS NULL OR locked_until < $4) ORDER BY due_at LIMIT $5 {}) \
+             RETURNING id, dispute_id, kind, due_at, attempts, payload",
+            self.skip_locked()
+        );
+        let values = vec![
+            worker.into(),
+            (now + lease).into(),
+            token.into(),
+            now.into(),
+            (limit as i64).into(),
+        ];
+        let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+        let mut timers = rows
+            .iter()
+            .map(|row| {
+                Ok(ClaimedTimer {
+                    id: row.try_get("", "id")?,
+                    dispute_id: row.try_get("", "dispute_id")?,
+                    kind: row.try_get("", "kind")?,
+                    due_at: row.try_get("", "due_at")?,
+                    attempts: row.try_get("", "attempts")?,
+                    payload: row.try_get("", "payload")?,
+                    lease_token: token,
+                })
+            })
+            .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+        timers.sort_by_key(|t| (t.due_at, t.id));
+        Ok(timers)
+    }
+
+    /// Marks timers fired, each only if its lease token still holds.
+    pub async fn complete_timers(&self, timers: &[Leased], now: DateTime<Utc>) -> Result<Completion, StoreError> {
+        self.complete_batch("timers", "status = 'fired', fired_at = $1", timers, now)
+            .await
+    }
+
+    /// Marks steps succeeded, each only if its lease token still holds.
+    pub async fn complete_steps(&self, steps: &[Leased], now: DateTime<Utc>) -> Result<Completion, StoreError> {
+        self.complete_batch("steps", "status = 'succeeded', updated_at = $1", steps, now)
+            .await
+    }
+
+    async fn complete_batch(
+        &self,
+        table: &str,
+        set: &str,
+        rows: &[Leased],
+        now: DateTime<Utc>,
+    ) -> Result<Completion, StoreError> {
+        let mut report = Completion::default();
+        for chunk in rows.chunks(200) {
+            let mut values: Vec<Value> = vec![now.into()];
+            let mut pairs = Vec::with_capacity(chunk.len());
+            for leased in chunk {
+                let n = values.len();
+                pairs.push(format!("(${}, ${})", n + 1, n + 2));
+                values.push(leased.id.into());
+                values.push(leased.lease_token.into());
+            }
+            let sql = format!(
+                "UPDATE {table} SET {set}, locked_by = NULL, locked_until = NULL, lease_token = NULL \
+                 WHERE status = 'pending' AND (id, lease_token) IN (VALUES {}) RETURNING id",
+                pairs.join(", ")
+            );
+            let done = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+            let done: Vec<Uuid> = done.iter().map(|row| row.try_get("", "id")).collect::<Result<_, _>>()?;
+            for leased in chunk {
+                if done.contains(&leased.id) {
+                    report.completed.push(leased.id);
+                } else {
+                    report.stale.push(leased.id);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// A timer whose firing failed is released and tried again after `delay`.
+    pub async fn retry_timer(&self, timer: Leased, delay: Duration, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let statement = self.stmt(
+            "UPDATE timers SET locked_by = NULL, locked_until = $1, lease_token = NULL \
+             WHERE id = $2 AND lease_token = $3 AND status = 'pending'",
+            vec![(now + delay).into(), timer.id.into(), timer.lease_token.into()],
+        );
+        Ok(self.db().execute_raw(statement).await?.rows_affected() == 1)
+    }
+
+    /// Claims up to `limit` steps due at `now`, for `lease`; each claim counts as an attempt.
+    pub async fn claim_steps(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        limit: u64,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedStep>, StoreError> {
+        let token = Uuid::now_v7();
+        let sql = format!(
+            "UPDATE steps SET locked_by = $1, locked_until = $2, lease_token = $3, attempts = attempts + 1, \
+             updated_at = $4 \
+             WHERE id IN (SELECT id FROM steps WHERE status = 'pending' AND next_attempt_at <= $4 \
+             AND (locked_until IS NULL OR locked_until < $4) ORDER BY next_attempt_at LIMIT $5 {}) \
+             RETURNING id, dispute_id, kind, idempotency_key, attempts, max_attempts, payload, next_attempt_at",
+            self.skip_locked()
+        );
+        let values = vec![
+            worker.into(),
+            (now + lease).into(),
+            token.into(),
+            now.into(),
+            (limit as i64).into(),
+        ];
+        let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+        let mut steps = rows
+            .iter()
+            .map(|row| {
+                let next: DateTime<Utc> = row.try_get("", "next_attempt_at")?;
+                Ok((
+                    next,
+                    ClaimedStep {
+                        id: row.try_get("", "id")?,
+                        dispute_id: row.try_get("", "dispute_id")?,
+                        kind: row.try_get("", "kind")?,
+                        idempotency_key: row.try_get("", "idempotency_key")?,
+                        attempts: row.try_get("", "attempts")?,
+                        max_attempts: row.try_get("", "max_attempts")?,
+                        payload: row.try_get("", "payload")?,
+                        lease_token: token,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+        steps.sort_by_key(|(next, s)| (*next, s.id));
+        Ok(steps.into_iter().map(|(_, s)| s).collect())
+    }
+
+    /// Extends the lease of a timer or step still held; `false` if it was lost.
+    pub async fn renew_lease(&self, fence: Fence, until: DateTime<Utc>) -> Result<bool, StoreError> {
+        let (table, leased) = match fence {
+            Fence::Timer(leased) => ("timers", leased),
+            Fence::Step(leased) => ("steps", leased),
+        };
+        let statement = self.stmt(
+            &format!("UPDATE {table} SET locked_until = $1 WHERE id = $2 AND lease_token = $3 AND status = 'pending'"),
+            vec![until.into(), leased.id.into(), leased.lease_token.into()],
+        );
+        Ok(self.db().execute_raw(statement).await?.rows_affected() == 1)
+    }
+
+    /// Gives back a claimed row that was not worked on (graceful shutdown); its attempt is not counted.
+    pub async fn release(&self, fence: Fence) -> Result<bool, StoreError> {
+        let (table, leased) = match fence {
+            Fence::Timer(leased) => ("timers", leased),
+            Fence::Step(leased) => ("steps", leased),
+        };
+        let statement = self.stmt(
+            &format!(
+                "UPDATE {table} SET locked_by = NULL, locked_until = NULL, lease_token = NULL, \
+                 attempts = attempts - 1 WHERE id = $1 AND lease_token = $2 AND status = 'pending'"
+            ),
+            vec![leased.id.into(), leased.lease_token.into()],
+        );
+        Ok(self.db().execute_raw(statement).await?.rows_affected() == 1)
+    }
+
+    /// Records a failed try: back to pending after `delay`, or dead when `permanent` or out of attempts.
+    pub async fn fail_step(
+        &self,
+        step: Leased,
+        error: &str,
+        permanent: bool,
+        delay: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<StepFailure, StoreError> {
+        let error: String = error.chars().take(2_000).collect();
+        let retry_at = now + delay;
+        let statement = self.stmt(
+            "UPDATE steps SET \
+             status = CASE WHEN $1 OR attempts >= max_attempts THEN 'dead' ELSE 'pending' END, \
+             next_attempt_at = $2, last_error = $3, updated_at = $4, \
+             locked_by = NULL, locked_until = NULL, lease_token = NULL \
+             WHERE id = $5 AND lease_token = $6 AND status = 'pending' RETURNING status",
+            vec![
+                permanent.into(),
+                retry_at.into(),
+                error.into(),
+                now.into(),
+                step.id.into(),
+                step.lease_token.into(),
+            ],
+        );
+        let Some(row) = self.db().query_one_raw(statement).await? else {
+            return Ok(StepFailure::Stale);
+        };
+        let status: String = row.try_get("", "status")?;
+        Ok(if status == "dead" {
+            StepFailure::Dead
+        } else {
+            StepFailure::Retrying(retry_at)
+        })
+    }
+
+    /// Marks a step succeeded and schedules its delayed follow-up, in one transaction, if the lease holds.
+    pub async fn complete_step_with_timer(
+        &self,
+        step: Leased,
+        timer: &NewTimer,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        use sea_orm::TransactionTrait;
+        let txn = self.db().begin().await?;
+        let done = txn.execute_raw(self.fence_statement(Fence::Step(step), now)).await?;
+        if done.rows_affected() != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        txn.execute_raw(self.insert_timer_statement(timer, now)).await?;
+        txn.commit().await?;
+        self.signal_work().await;
+        Ok(true)
+    }
+
+    /// The statement that completes a fenced row; it changes one row exactly when the lease still holds.
+    pub(crate) fn fence_statement(&self, fence: Fence, now: DateTime<Utc>) -> Statement {
+        let (table, set, leased) = match fence {
+            Fence::Timer(leased) => ("timers", "status = 'fired', fired_at = $1", leased),
+            Fence::Step(leased) => ("steps", "status = 'succeeded', updated_at = $1", leased),
+        };
+        self.stmt(
+            &format!(
+                "UPDATE {table} SET {set}, locked_by = NULL, locked_until = NULL, lease_token = NULL \
+                 WHERE id = $2 AND lease_token = $3 AND status = 'pending'"
+            ),
+            vec![now.into(), leased.id.into(), leased.lease_token.into()],
+        )
+    }
+
+    fn insert_timer_statement(&self, timer: &NewTimer, now: DateTime<Utc>) -> Statement {
+        self.stmt(
+            "INSERT INTO timers (id, dispute_id, kind, due_at, status, attempts, payload, created_at) \
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6)",
+            vec![
+                Uuid::now_v7().into(),
+                timer.dispute_id.into(),
+                timer.kind.clone().into(),
+                timer.due_at.into(),
+                timer.payload.clone().into(),
+                now.into(),
+            ],
+        )
+    }
+
+    /// Inserts timers outside a decision (the sweep's recreated timers, tests' probes).
+    pub async fn insert_timers(&self, timers: &[NewTimer], now: DateTime<Utc>) -> Result<(), StoreError> {
+        use sea_orm::TransactionTrait;
+        let txn = self.db().begin().await?;
+        for timer in timers {
+            txn.execute_raw(self.insert_timer_statement(timer, now)).await?;
+        }
+        txn.commit().await?;
+        self.signal_work().await;
+        Ok(())
+    }
+
+    /// When the next timer or step falls due (or a lease ends), for an idle worker's sleep.
+    pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut next: Option<DateTime<Utc>> = None;
+        for sql in [
+            "SELECT due_at AS at, locked_until FROM timers WHERE status = 'pending' ORDER BY due_at LIMIT 1",
+            "SELECT next_attempt_at AS at, locked_until FROM steps WHERE status = 'pending' \
+             ORDER BY next_attempt_at LIMIT 1",
+        ] {
+            if let Some(row) = self.db().query_one_raw(self.stmt(sql, vec![])).await? {
+                let at: DateTime<Utc> = row.try_get("", "at")?;
+                let locked: Option<DateTime<Utc>> = row.try_get("", "locked_until")?;
+                let at = locked.map_or(at, |l| l.max(at));
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        Ok(next)
+    }
+
+    /// Dead-lettered steps, most recently failed first.
+    pub async fn dead_steps(&self, limit: u64) -> Result<Vec<StepRow>, StoreError> {
+        self.step_rows(
+            "WHERE status = 'dead' ORDER BY updated_at DESC, id LIMIT $1",
+            vec![(limit as i64).into()],
+        )
+        .await
+    }
+
+    pub async fn step_row(&self, id: Uuid) -> Result<Option<StepRow>, StoreError> {
+        Ok(self.step_rows("WHERE id = $1", vec![id.into()]).await?.pop())
+    }
+
+    async fn step_rows(&self, clause: &str, values: Vec<Value>) -> Result<Vec<StepRow>, StoreError> {
+        let sql = format!(
+            "SELECT id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, next_attempt_at, \
+             last_error, updated_at FROM steps {clause}"
+        );
+        let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+        Ok(rows.iter().map(step_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Puts a dead step back in the queue with fresh attempts; `false` if it is not dead.
+    pub async fn retry_step(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let statement = self.stmt(
+            "UPDATE steps SET status = 'pending', attempts = 0, next_attempt_at = $1, updated_at = $1, \
+             locked_by = NULL, locked_until = NULL, lease_token = NULL WHERE id = $2 AND status = 'dead'",
+            vec![now.into(), id.into()],
+        );
+        let retried = self.db().execute_raw(statement).await?.rows_affected() == 1;
+        if retried {
+            self.signal_work().await;
+        }
+        Ok(retried)
+    }
+
+    /// Gives up on a pending or dead step; `false` if it already succeeded or was cancelled.
+    pub async fn cancel_step(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let statement = self.stmt(
+            "UPDATE steps SET status = 'cancelled', updated_at = $1, locked_by = NULL, locked_until = NULL, \
+             lease_token = NULL WHERE id = $2 AND status IN ('pending', 'dead')",
+            vec![now.into(), id.into()],
+        );
+        Ok(self.db().execute_raw(statement).await?.rows_affected() == 1)
+    }
+
+    /// Counts of timers and steps by status, for metrics.
+    pub async fn queue_counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let sql = "SELECT 'timers' AS tbl, status, COUNT(*) AS n FROM timers GROUP BY status \
+                   UNION ALL SELECT 'steps' AS tbl, status, COUNT(*) AS n FROM steps GROUP BY status";
+        let rows = self.db().query_all_raw(self.stmt(sql, vec![])).await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("", "tbl")?,
+                    row.try_get("", "status")?,
+                    row.try_get("", "n")?,
+                ))
+            })
+            .collect::<Result<_, sea_orm::DbErr>>()?)
+    }
+}
+
+fn step_row(row: &QueryResult) -> Result<StepRow, sea_orm::DbErr> {
+    Ok(StepRow {
+        id: row.try_get("", "id")?,
+        dispute_id: row.try_get("", "dispute_id")?,
+        kind: row.try_get("", "kind")?,
+        idempotency_key: row.try_get("", "idempotency_key")?,
+        status: row.try_get("", "status")?,
+        attempts: row.try_get("", "attempts")?,
+        max_attempts: row.try_get("", "max_attempts")?,
+        next_attempt_at: row.try_get("", "next_attempt_at")?,
+        last_error: row.try_get("", "last_error")?,
+        updated_at: row.try_get("", "updated_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_per_attempt_up_to_the_cap() {
+        let backoff = Backoff {
+            base: Duration::seconds(10),
+            max: Duration::minutes(5),
+            jitter: 0.5,
+        };
+        assert_eq!(backoff.delay(1, 0.0), Duration::seconds(10));
+        assert_eq!(backoff.delay(2, 0.0), Duration::seconds(20));
+        assert_eq!(backoff.delay(4, 0.0), Duration::seconds(80));
+        assert_eq!(backoff.delay(6, 0.0), Duration::minutes(5));
+        assert_eq!(backoff.delay(60, 0.0), Duration::minutes(5));
+    }
+
+    #[test]
+    fn jitter_only_ever_shortens_the_delay_by_at_most_its_share() {
+        let backoff = Backoff {
+            base: Duration::seconds(10),
+            max: Duration::hours(1),
+            jitter: 0.5,
+        };
+        assert_eq!(backoff.delay(2, 0.999_999), Duration::milliseconds(10_000));
+        for r in [0.0, 0.1, 0.5, 0.9] {
+            let d = backoff.delay(3, r);
+            assert!(d <= Duration::seconds(40) && d >= Duration::seconds(20), "{d}");
+        }
+    }
+
+    #[test]
+    fn nonsense_inputs_give_a_sane_delay() {
+        let backoff = Backoff::default();
+        assert_eq!(backoff.delay(0, 0.0), Duration::seconds(10));
+        assert_eq!(backoff.delay(-5, 2.0), Duration::milliseconds(7_500));
+    }
+}

@@ -1,0 +1,59 @@
+//! The worker pool of this replica, built from configuration: step handlers, timing, cron schedules.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use chrono::Duration;
+use verdict_engine::Engine;
+use verdict_engine::effects::{Effects, EffectsConfig, StepPerformer};
+use verdict_engine::schedules::Scheduler;
+use verdict_engine::timers::{SchedulingConfig, TimingPolicy};
+use verdict_engine::worker::{Worker, WorkerOptions};
+
+/// A worker id unique to this process: host name (when known), process id and a random suffix.
+pub fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "verdict".to_owned());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    )
+}
+
+/// The engine with the configured timing policy (reminder offsets, submit margin, deadline policy).
+pub fn with_timing(engine: Engine, scheduling: &SchedulingConfig) -> Engine {
+    engine.with_timing(TimingPolicy::from_config(scheduling))
+}
+
+/// A worker pool that performs steps with `performer` and runs the configured schedules.
+pub async fn pool(
+    engine: &Engine,
+    scheduling: &SchedulingConfig,
+    performer: Arc<dyn StepPerformer>,
+) -> anyhow::Result<Worker> {
+    let scheduler = Scheduler::new(
+        engine.clone(),
+        &scheduling.schedules,
+        Duration::hours(scheduling.digest_window_hours.max(1)),
+    )
+    .context("configuring schedules")?;
+    scheduler.ensure().await.context("registering schedules")?;
+    let options = WorkerOptions::from_config(scheduling, worker_id());
+    Ok(Worker::new(engine.clone(), performer, options).with_scheduler(scheduler))
+}
+
+/// The pool with the configured outside systems (local defaults for whatever is not configured).
+pub async fn configured_pool(
+    engine: &Engine,
+    scheduling: &SchedulingConfig,
+    effects: &EffectsConfig,
+) -> anyhow::Result<Worker> {
+    let performer = Effects::from_config(effects, engine.store().clone(), engine.clock().clone())
+        .context("configuring step handlers")?;
+    pool(engine, scheduling, Arc::new(performer)).await
+}
+
+/// The pool with default settings and local outside systems (sandbox processor, mailbox).
+pub async fn local_pool(engine: &Engine) -> anyhow::Result<Worker> {
+    configured_pool(engine, &SchedulingConfig::default(), &EffectsConfig::default()).await
+}

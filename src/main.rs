@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use verdict::{Config, connect_system, demo, install_crypto_provider, serve, shutdown_signal};
+use verdict::{Config, connect_system, demo, install_crypto_provider, shutdown_signal};
 use verdict_api::auth::{Role, create_api_key};
 
 #[derive(Parser)]
@@ -96,6 +96,23 @@ fn init_tracing(config: &Config) {
     }
 }
 
+/// Serves the API with the configured webhook secrets, timing policy, workers and outside systems.
+async fn serve_configured(
+    config: &Config,
+    engine: verdict_engine::Engine,
+    listener: TcpListener,
+) -> anyhow::Result<()> {
+    let webhooks = verdict_api::webhooks::Webhooks {
+        secrets: std::sync::Arc::new(config.webhooks.secrets()?),
+        ..Default::default()
+    };
+    tracing::info!(secrets = ?webhooks.secrets, "webhooks configured");
+    let engine = verdict::workers::with_timing(engine, &config.scheduling);
+    let state = verdict_api::AppState::new(engine).with_webhooks(webhooks);
+    let worker = verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
+    verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     install_crypto_provider();
@@ -126,19 +143,11 @@ async fn main() -> anyhow::Result<()> {
         }
         CommandLine::Serve => {
             init_tracing(&config);
-            let webhooks = verdict_api::webhooks::Webhooks {
-                secrets: std::sync::Arc::new(config.webhooks.secrets()?),
-                ..Default::default()
-            };
-            tracing::info!(secrets = ?webhooks.secrets, "webhooks configured");
-            let engine = verdict::workers::with_timing(connect_system(&config.database_url).await?, &config.scheduling);
+            let engine = connect_system(&config.database_url).await?;
             let listener = TcpListener::bind(&config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
-            let state = verdict_api::AppState::new(engine).with_webhooks(webhooks);
-            let worker =
-                verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
-            verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await?;
+            serve_configured(&config, engine, listener).await?;
         }
         CommandLine::Import { processor, files } => {
             init_tracing(&config);
@@ -185,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
             println!("Admin API key {name}; its token (shown once):");
             println!("{token}");
             if let Some(listener) = listener {
-                serve(listener, engine, shutdown_signal()).await?;
+                serve_configured(&config, engine, listener).await?;
             }
         }
         CommandLine::Apikey {

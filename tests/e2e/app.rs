@@ -58,6 +58,19 @@ impl TestApp {
     }
 
     async fn start_with_keys(db: &TestDatabase, keys: Option<[String; 4]>) -> TestApp {
+        Self::start_configured(db, keys, verdict_api::webhooks::WebhookSecrets::default()).await
+    }
+
+    /// Starts the app with webhook secrets (and fresh keys).
+    pub async fn start_with_webhooks(db: &TestDatabase, secrets: verdict_api::webhooks::WebhookSecrets) -> TestApp {
+        Self::start_configured(db, None, secrets).await
+    }
+
+    async fn start_configured(
+        db: &TestDatabase,
+        keys: Option<[String; 4]>,
+        secrets: verdict_api::webhooks::WebhookSecrets,
+    ) -> TestApp {
         verdict::install_crypto_provider();
         let engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
         let keys = match keys {
@@ -84,7 +97,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(verdict::serve(listener, engine, async {
+        let webhooks = verdict_api::webhooks::Webhooks {
+            secrets: Arc::new(secrets),
+            ..Default::default()
+        };
+        let state = verdict_api::AppState::new(engine).with_webhooks(webhooks);
+        let server = tokio::spawn(verdict::serve_app(listener, state, async {
             let _ = stopped.await;
         }));
         let [admin, lead, analyst, viewer] = keys;

@@ -5,4 +5,5 @@
 mod app;
 mod cli;
 mod disputes;
+mod observability;
 mod schema;

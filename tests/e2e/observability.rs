@@ -1,0 +1,170 @@
+//! What analysts and operators see of the machinery: notifications behind a dispute (by role), dead-lettered
+//! steps, and Prometheus metrics, all through the running server.
+
+use serde_json::{Value, json};
+use verdict_api::webhooks::WebhookSecrets;
+use verdict_store::testing::test_databases;
+
+use crate::app::TestApp;
+
+const SECRET: &str = "whsec_e2e_observability";
+
+fn stripe_event(event_id: &str, kind: &str, status: &str, created: i64) -> String {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "created": created,
+        "data": { "object": {
+            "id": "dp_e2e_flag",
+            "object": "dispute",
+            "amount": 12900,
+            "currency": "eur",
+            "charge": "ch_e2e_flag",
+            "payment_intent": "pi_e2e_flag",
+            "reason": "product_not_received",
+            "status": status,
+            "created": created,
+            "evidence_details": { "due_by": created + 14 * 86_400 },
+            "payment_method_details": { "card": { "brand": "visa", "network_reason_code": "13.1" } }
+        } }
+    })
+    .to_string()
+}
+
+async fn post_stripe(app: &TestApp, body: &str) -> u16 {
+    let now = chrono::Utc::now().timestamp();
+    let signature = verdict_ingest::sign_stripe(body.as_bytes(), SECRET, now).unwrap();
+    app.client
+        .post(app.url("/webhooks/stripe"))
+        .header("Stripe-Signature", signature)
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn flagged_notifications_show_on_the_dispute_and_raw_payloads_only_to_leads() {
+    for db in test_databases().await.unwrap() {
+        let secrets = WebhookSecrets {
+            stripe: vec![SECRET.to_owned()],
+            ..Default::default()
+        };
+        let mut app = TestApp::start_with_webhooks(&db, secrets).await;
+        let created = chrono::Utc::now().timestamp() - 3_600;
+        let closed_lost = stripe_event("evt_e2e_lost", "charge.dispute.closed", "lost", created);
+        assert_eq!(post_stripe(&app, &closed_lost).await, 200, "{}", app.label);
+        let won_later = stripe_event("evt_e2e_won", "charge.dispute.closed", "won", created + 60);
+        assert_eq!(post_stripe(&app, &won_later).await, 200);
+        assert_eq!(post_stripe(&app, &won_later).await, 200, "a redelivery is acknowledged");
+
+        let query = "{ disputes(filter: {processor: STRIPE}) { edges { node { id status version \
+            flaggedNotifications { eventId status note payload } } } } }";
+        let answer = app.gql(&app.analyst, query, json!({})).await;
+        let node = &answer.data()["disputes"]["edges"][0]["node"];
+        assert_eq!(node["status"], "LOST", "{}", app.label);
+        let flagged = node["flaggedNotifications"].as_array().unwrap();
+        assert_eq!(flagged.len(), 1, "{}: {flagged:?}", app.label);
+        assert_eq!(flagged[0]["eventId"], "evt_e2e_won");
+        assert_eq!(flagged[0]["status"], "flagged");
+        assert_eq!(flagged[0]["payload"], Value::Null, "flagged views carry no raw payload");
+
+        let raw = "query($id: ID!) { dispute(id: $id) { rawNotifications { eventId payload } } }";
+        let id = node["id"].clone();
+        let denied = app.gql(&app.analyst, raw, json!({ "id": id })).await;
+        assert_eq!(denied.error_code(), "FORBIDDEN");
+        let allowed = app.gql(&app.lead, raw, json!({ "id": id })).await;
+        let notifications = allowed.data()["dispute"]["rawNotifications"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(notifications.len(), 2, "the duplicate was stored once");
+        assert_eq!(
+            notifications[0]["payload"],
+            json!(closed_lost),
+            "kept exactly as received"
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_served_as_prometheus_text() {
+    let db = verdict_store::testing::TestDatabase::sqlite().await.unwrap();
+    let mut app = TestApp::start(&db).await;
+    crate::app::open_dispute(&app, "dp_metrics").await;
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().await.unwrap();
+    for metric in [
+        "verdict_timers{status=\"pending\"}",
+        "verdict_steps{status=\"dead\"}",
+        "verdict_http_request_duration_seconds",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from:\n{text}");
+    }
+    let pending: f64 = text
+        .lines()
+        .find(|l| l.starts_with("verdict_timers{status=\"pending\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert_eq!(pending, 4.0, "three reminders and the deadline of the one dispute");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn dead_lettered_steps_are_listed_and_only_leads_retry_or_cancel_them() {
+    for db in test_databases().await.unwrap() {
+        let mut app = TestApp::start(&db).await;
+        let id = crate::app::open_dispute(&app, "dp_dead_letter").await;
+        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { version } }";
+        app.gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "bob"}}))
+            .await
+            .data();
+        // Let the worker finish the notify step first, then put it in the state a step that failed for good
+        // is left in, so nothing races the test.
+        let steps_query = "query($id: ID!) { dispute(id: $id) { steps { status } } }";
+        for attempt in 0.. {
+            let answer = app.gql(&app.viewer, steps_query, json!({ "id": id })).await;
+            let steps = answer.data()["dispute"]["steps"].as_array().unwrap().clone();
+            if !steps.is_empty() && steps.iter().all(|s| s["status"] == "succeeded") {
+                break;
+            }
+            assert!(attempt < 200, "{}: the notify step never ran: {steps:?}", app.label);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let store = db.store().await.unwrap();
+        store
+            .execute_unprepared(
+                "UPDATE steps SET status = 'dead', attempts = max_attempts, last_error = 'mailbox unreachable'",
+            )
+            .await
+            .unwrap();
+        let list = "{ deadLetteredSteps { id kind attempts lastError } }";
+        let dead = app.gql(&app.analyst, list, json!({})).await;
+        let steps = dead.data()["deadLetteredSteps"].as_array().unwrap().clone();
+        assert_eq!(steps.len(), 1, "{}: {steps:?}", app.label);
+        assert_eq!(steps[0]["kind"], "notify_assignee");
+        assert_eq!(steps[0]["lastError"], "mailbox unreachable");
+        let retry = "mutation($id: ID!) { retryStep(id: $id) { status } }";
+        let step_id = steps[0]["id"].clone();
+        assert_eq!(
+            app.gql(&app.analyst, retry, json!({ "id": step_id }))
+                .await
+                .error_code(),
+            "FORBIDDEN"
+        );
+        let retried = app.gql(&app.lead, retry, json!({ "id": step_id })).await;
+        assert_eq!(retried.data()["retryStep"]["status"], "pending", "{}", app.label);
+        let unknown = app
+            .gql(&app.lead, retry, json!({ "id": uuid::Uuid::now_v7().to_string() }))
+            .await;
+        assert_eq!(unknown.error_code(), "NOT_FOUND");
+        app.stop().await;
+    }
+}

@@ -17,6 +17,8 @@ pub struct BenchOptions {
     pub disputes: u64,
     pub transitions: u64,
     pub concurrency: usize,
+    /// Timers due within the measurement window, fired live by a worker pool.
+    pub timer_probes: u64,
 }
 
 fn new_dispute(tag: &str, i: u64) -> anyhow::Result<NewDispute> {
@@ -199,9 +201,110 @@ async fn queue_pages(engine: &Engine, options: &BenchOptions) -> anyhow::Result<
     Ok(())
 }
 
+/// Fills the timer table with one far-future pending timer per bulk-loaded dispute, then adds `probes` timers
+/// due over the next seconds and lets a worker pool fire them live: the lag of each probe (fired minus due,
+/// including the command it runs) is what the figure reports.
+async fn timers(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    use verdict_store::entity::timer;
+    let store = engine.store();
+    let pending_before = timer::Entity::find()
+        .filter(timer::Column::Status.eq("pending"))
+        .count(store.db())
+        .await?;
+    if pending_before < options.disputes {
+        let started = Instant::now();
+        let sql = match store.backend() {
+            Backend::Postgres => format!(
+                "INSERT INTO timers (id, dispute_id, kind, due_at, status, attempts, created_at)                  SELECT gen_random_uuid(), id, 'reminder_72h', now() + interval '400 days' + random() * interval '300 days',                  'pending', 0, now() FROM disputes WHERE processor_dispute_id LIKE 'bulk-%' LIMIT {}",
+                options.disputes - pending_before
+            ),
+            Backend::Sqlite => format!(
+                "INSERT INTO timers (id, dispute_id, kind, due_at, status, attempts, created_at)                  SELECT randomblob(16), id, 'reminder_72h', strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '+' || (400 + abs(random()) % 300) || ' days'),                  'pending', 0, strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now') FROM disputes WHERE processor_dispute_id LIKE 'bulk-%' LIMIT {}",
+                options.disputes - pending_before
+            ),
+        };
+        store.execute_unprepared(&sql).await.context("bulk-loading timers")?;
+        if store.backend() == Backend::Postgres {
+            store.execute_unprepared("ANALYZE timers").await?;
+        }
+        println!(
+            "timers: loaded {} far-future timers in {:.1} s",
+            options.disputes - pending_before,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let pending = timer::Entity::find()
+        .filter(timer::Column::Status.eq("pending"))
+        .count(store.db())
+        .await?;
+    // Probe timers on fresh disputes, spread evenly over the window, each firing a real reminder command.
+    let tag = Utc::now().format("%H%M%S%f").to_string();
+    let probes = options.timer_probes;
+    let window = Span::seconds(10);
+    let mut ids = Vec::new();
+    for i in 0..probes {
+        let command = Command::new(
+            Actor::system("bench"),
+            Action::Open(Box::new(new_dispute(&format!("t{tag}"), i)?)),
+        );
+        ids.push(engine.open(command).await?.id);
+    }
+    let worker = crate::workers::local_pool(engine).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    let start = engine.clock().now() + Span::milliseconds(500);
+    let new_timers: Vec<verdict_store::NewTimer> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| verdict_store::NewTimer {
+            dispute_id: Some(id.as_uuid()),
+            kind: "reminder_4h".to_owned(),
+            due_at: start + window * (i as i32) / (probes.max(1) as i32),
+            payload: None,
+        })
+        .collect();
+    store.insert_timers(&new_timers, engine.clock().now()).await?;
+    let end = start + window;
+    let probe_ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let fired = loop {
+        let rows = timer::Entity::find()
+            .filter(timer::Column::DisputeId.is_in(probe_ids.clone()))
+            .filter(timer::Column::Kind.eq("reminder_4h"))
+            .filter(timer::Column::Status.eq("fired"))
+            .all(store.db())
+            .await?;
+        if rows.len() as u64 >= probes || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = stop.send(());
+    let _ = running.await;
+    let mut lags: Vec<Duration> = fired
+        .iter()
+        .filter_map(|t| t.fired_at.map(|f| (f - t.due_at).to_std().unwrap_or_default()))
+        .collect();
+    lags.sort();
+    println!(
+        "timers: {} of {probes} probe reminders due over {} s fired, with {pending} timers pending; lag (fired - due, including the reminder command): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        fired.len(),
+        window.num_seconds(),
+        percentile(&lags, 0.5),
+        percentile(&lags, 0.99),
+        lags.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or_default()
+    );
+    let _ = end;
+    Ok(())
+}
+
 pub async fn run(engine: Arc<Engine>, options: BenchOptions) -> anyhow::Result<()> {
     println!("backend: {:?}", engine.store().backend());
     transitions(&engine, &options).await?;
     queue_pages(&engine, &options).await?;
+    timers(&engine, &options).await?;
     Ok(())
 }

@@ -45,6 +45,9 @@ enum CommandLine {
         /// Concurrent writers.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Timers due over a 10 s window, fired live while the table holds `disputes` pending timers.
+        #[arg(long, default_value_t = 2_000)]
+        timer_probes: u64,
     },
     /// Re-ingest exported processor notifications through the webhook path (inbox, then apply).
     ///
@@ -126,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             disputes,
             transitions,
             concurrency,
+            timer_probes,
         } => {
             init_tracing(&config);
             let engine = connect_system(&config.database_url).await?;
@@ -133,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
                 disputes,
                 transitions,
                 concurrency: concurrency.max(1),
+                timer_probes,
             };
             verdict::bench::run(std::sync::Arc::new(engine), options).await?;
         }

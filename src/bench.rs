@@ -19,6 +19,8 @@ pub struct BenchOptions {
     pub concurrency: usize,
     /// Timers due within the measurement window, fired live by a worker pool.
     pub timer_probes: u64,
+    /// No-op steps drained to measure the queue.
+    pub steps: u64,
 }
 
 fn new_dispute(tag: &str, i: u64) -> anyhow::Result<NewDispute> {
@@ -301,10 +303,65 @@ async fn timers(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A step handler that does nothing: what is left is the queue itself (claim, load, complete).
+struct NoopPerformer;
+
+#[async_trait::async_trait]
+impl verdict_engine::effects::StepPerformer for NoopPerformer {
+    async fn perform(
+        &self,
+        _ctx: &verdict_engine::effects::StepContext,
+    ) -> Result<verdict_engine::effects::StepOutcome, verdict_engine::effects::StepError> {
+        Ok(verdict_engine::effects::StepOutcome::Done {
+            follow_up: None,
+            follow_up_after: None,
+        })
+    }
+}
+
+/// Drains `steps` pending no-op steps with one worker pool and reports steps per second.
+async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
+    let store = engine.store();
+    let tag = Utc::now().format("%H%M%S%f").to_string();
+    let n = options.steps;
+    let sql = match store.backend() {
+        Backend::Postgres => format!(
+            "INSERT INTO steps (id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, next_attempt_at, \
+             created_at, updated_at) SELECT gen_random_uuid(), id, 'notify_assignee', 'bench-{tag}-' || id, 'pending', 0, 8, \
+             now(), now(), now() FROM disputes WHERE processor_dispute_id LIKE 'bulk-%' LIMIT {n}"
+        ),
+        Backend::Sqlite => format!(
+            "INSERT INTO steps (id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, next_attempt_at, \
+             created_at, updated_at) SELECT randomblob(16), id, 'notify_assignee', 'bench-{tag}-' || hex(id), 'pending', 0, 8, \
+             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-1 second'), strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), \
+             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now') FROM disputes WHERE processor_dispute_id LIKE 'bulk-%' LIMIT {n}"
+        ),
+    };
+    store.execute_unprepared(&sql).await.context("loading no-op steps")?;
+    let mut worker_options = verdict_engine::worker::WorkerOptions::from_config(
+        &verdict_engine::timers::SchedulingConfig::default(),
+        "bench",
+    );
+    worker_options.concurrency = options.concurrency;
+    let worker = verdict_engine::worker::Worker::new(engine.clone(), Arc::new(NoopPerformer), worker_options);
+    let started = Instant::now();
+    let done = worker.drain().await?;
+    let elapsed = started.elapsed();
+    println!(
+        "steps: {done} no-op steps drained by one pool of {} in {:.2} s = {:.0} steps/s (claim in batches, load the \
+         dispute, complete one by one)",
+        options.concurrency,
+        elapsed.as_secs_f64(),
+        done as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
 pub async fn run(engine: Arc<Engine>, options: BenchOptions) -> anyhow::Result<()> {
     println!("backend: {:?}", engine.store().backend());
     transitions(&engine, &options).await?;
     queue_pages(&engine, &options).await?;
+    noop_steps(&engine, &options).await?;
     timers(&engine, &options).await?;
     Ok(())
 }

@@ -48,6 +48,9 @@ enum CommandLine {
         /// Timers due over a 10 s window, fired live while the table holds `disputes` pending timers.
         #[arg(long, default_value_t = 2_000)]
         timer_probes: u64,
+        /// No-op steps drained by one worker pool.
+        #[arg(long, default_value_t = 20_000)]
+        steps: u64,
     },
     /// Re-ingest exported processor notifications through the webhook path (inbox, then apply).
     ///
@@ -130,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             transitions,
             concurrency,
             timer_probes,
+            steps,
         } => {
             init_tracing(&config);
             let engine = connect_system(&config.database_url).await?;
@@ -138,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
                 transitions,
                 concurrency: concurrency.max(1),
                 timer_probes,
+                steps,
             };
             verdict::bench::run(std::sync::Arc::new(engine), options).await?;
         }

@@ -21,6 +21,8 @@ pub struct BenchOptions {
     pub timer_probes: u64,
     /// No-op steps drained to measure the queue.
     pub steps: u64,
+    /// Webhook notifications received.
+    pub notifications: u64,
 }
 
 fn new_dispute(tag: &str, i: u64) -> anyhow::Result<NewDispute> {
@@ -303,6 +305,52 @@ async fn timers(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stripe `charge.dispute.created` notifications for distinct disputes, each parsed, stored in the inbox and
+/// applied (opening its dispute) as the webhook endpoint does after the signature check.
+async fn notifications(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
+    let tag = Utc::now().format("%H%M%S%f").to_string();
+    let per_worker = options.notifications / options.concurrency as u64;
+    let now = Utc::now().timestamp();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..options.concurrency as u64 {
+        let engine = engine.clone();
+        let tag = tag.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_worker {
+                let body = serde_json::json!({
+                    "id": format!("evt_{tag}_{worker}_{n}"), "object": "event", "type": "charge.dispute.created",
+                    "created": now,
+                    "data": { "object": {
+                        "id": format!("dp_{tag}_{worker}_{n}"), "object": "dispute", "amount": 4_999 + n as i64,
+                        "currency": "usd", "charge": format!("ch_{worker}_{n}"), "reason": "fraudulent",
+                        "status": "needs_response", "created": now,
+                        "evidence_details": { "due_by": now + 14 * 86_400 },
+                        "payment_method_details": { "card": { "brand": "visa", "network_reason_code": "10.4" } }
+                    } }
+                })
+                .to_string();
+                let parsed = verdict_ingest::parse_stripe(body.as_bytes())?;
+                engine.receive(verdict_engine::Source::Stripe, parsed, &body).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed();
+    let total = per_worker * options.concurrency as u64;
+    println!(
+        "notifications: {total} Stripe disputes received (parsed, stored in the inbox, applied) by {} concurrent \
+         requests in {:.2} s = {:.0} notifications/s",
+        options.concurrency,
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
 /// A step handler that does nothing: what is left is the queue itself (claim, load, complete).
 struct NoopPerformer;
 
@@ -360,6 +408,7 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
 pub async fn run(engine: Arc<Engine>, options: BenchOptions) -> anyhow::Result<()> {
     println!("backend: {:?}", engine.store().backend());
     transitions(&engine, &options).await?;
+    notifications(&engine, &options).await?;
     queue_pages(&engine, &options).await?;
     noop_steps(&engine, &options).await?;
     timers(&engine, &options).await?;

@@ -51,6 +51,9 @@ enum CommandLine {
         /// No-op steps drained by one worker pool.
         #[arg(long, default_value_t = 20_000)]
         steps: u64,
+        /// Stripe notifications received (each opens a dispute).
+        #[arg(long, default_value_t = 10_000)]
+        notifications: u64,
     },
     /// Re-ingest exported processor notifications through the webhook path (inbox, then apply).
     ///
@@ -134,6 +137,7 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
             timer_probes,
             steps,
+            notifications,
         } => {
             init_tracing(&config);
             let engine = connect_system(&config.database_url).await?;
@@ -143,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
                 concurrency: concurrency.max(1),
                 timer_probes,
                 steps,
+                notifications,
             };
             verdict::bench::run(std::sync::Arc::new(engine), options).await?;
         }

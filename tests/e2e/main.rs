@@ -4,6 +4,7 @@
 
 mod app;
 mod cli;
+mod crash;
 mod disputes;
 mod observability;
 mod schema;

@@ -71,7 +71,9 @@ impl WorkerOptions {
                 max: Duration::seconds(config.retry_max_seconds.max(1)),
                 jitter: f64::from(config.retry_jitter_percent.min(100)) / 100.0,
             },
-            min_idle: StdDuration::from_secs(1),
+            // Sleeping until the next due time is not polling: an idle replica still sleeps up to max_idle.
+            // The floor only keeps a row that stays due (claimed elsewhere, failing) from spinning the loop.
+            min_idle: StdDuration::from_millis(5),
             max_idle: StdDuration::from_secs(config.max_idle_seconds.max(1)),
         }
     }

@@ -112,7 +112,7 @@ impl Store {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 32 })
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
             .map_sqlx_sqlite_opts(|opts| {

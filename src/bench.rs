@@ -396,8 +396,8 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
     let done = worker.drain().await?;
     let elapsed = started.elapsed();
     println!(
-        "steps: {done} no-op steps drained by one pool of {} in {:.2} s = {:.0} steps/s (claim in batches, load the \
-         dispute, complete one by one)",
+        "steps: {done} no-op steps drained by one pool of {} in {:.2} s = {:.0} steps/s (claim, load the batch's disputes and complete \
+         in batches)",
         options.concurrency,
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64()

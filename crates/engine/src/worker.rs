@@ -315,22 +315,59 @@ impl Worker {
             .claim_steps(&options.worker_id, engine.clock().now(), free, options.lease)
             .await?;
         let count = steps.len();
+        // One query for the batch's disputes; a step whose dispute is missing here loads it itself.
+        let ids: Vec<DisputeId> = steps
+            .iter()
+            .filter_map(|s| s.dispute_id)
+            .map(DisputeId::from_uuid)
+            .collect();
+        let mut disputes: HashMap<DisputeId, verdict_domain::Dispute> = match engine.store().load_many(&ids).await {
+            Ok(found) => found.into_iter().map(|d| (d.id, d)).collect(),
+            Err(err) => {
+                tracing::warn!(%err, "cannot load the batch's disputes; each step loads its own");
+                HashMap::new()
+            }
+        };
         let mut tasks = JoinSet::new();
         for step in steps {
             let worker = self.clone();
-            tasks.spawn(async move { worker.run_step(step).await });
+            let preloaded = step
+                .dispute_id
+                .and_then(|id| disputes.remove(&DisputeId::from_uuid(id)));
+            tasks.spawn(async move { worker.run_step(step, preloaded).await });
         }
+        let mut to_complete = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
+                Ok(Done::NeedsCompletion(leased)) => to_complete.push(leased),
                 Ok(Done::Stale) => metrics::counter!("verdict_leases_lost_total", "queue" => "steps").increment(1),
-                Ok(_) => {}
+                Ok(Done::Fired | Done::Retried | Done::Released) => {}
                 Err(err) => tracing::error!(%err, "a step task panicked; its lease will expire"),
+            }
+        }
+        if !to_complete.is_empty() {
+            match engine.store().complete_steps(&to_complete, engine.clock().now()).await {
+                Ok(report) => {
+                    let succeeded = to_complete.len() - report.stale.len();
+                    metrics::counter!("verdict_steps_succeeded_total").increment(succeeded as u64);
+                    if !report.stale.is_empty() {
+                        tracing::warn!(
+                            stale = report.stale.len(),
+                            "steps taken over before they were completed"
+                        );
+                        metrics::counter!("verdict_leases_lost_total", "queue" => "steps")
+                            .increment(report.stale.len() as u64);
+                    }
+                }
+                // Performed but not recorded: the leases expire and the steps run again; their idempotency
+                // keys keep the outside systems from a second effect.
+                Err(err) => tracing::warn!(%err, steps = to_complete.len(), "recording step results failed"),
             }
         }
         Ok(count)
     }
 
-    async fn run_step(&self, step: ClaimedStep) -> Done {
+    async fn run_step(&self, step: ClaimedStep, preloaded: Option<verdict_domain::Dispute>) -> Done {
         let leased = Leased {
             id: step.id,
             lease_token: step.lease_token,
@@ -344,7 +381,7 @@ impl Worker {
             return self.release(fence).await;
         }
         let kind_label = step.kind.clone();
-        let result = match self.context(&step).await {
+        let result = match self.context(&step, preloaded).await {
             Ok(ctx) => self.perform_with_lease(&ctx, fence).await.map(|outcome| (ctx, outcome)),
             Err(err) => Err(err),
         };
@@ -388,20 +425,27 @@ impl Worker {
         }
     }
 
-    async fn context(&self, step: &ClaimedStep) -> Result<StepContext, StepError> {
+    async fn context(
+        &self,
+        step: &ClaimedStep,
+        preloaded: Option<verdict_domain::Dispute>,
+    ) -> Result<StepContext, StepError> {
         let kind: StepKind = serde_json::from_value(serde_json::Value::String(step.kind.clone()))
             .map_err(|_| StepError::Permanent(format!("unknown step kind {:?}", step.kind)))?;
         let dispute_id = step
             .dispute_id
             .ok_or_else(|| StepError::Permanent("the step belongs to no dispute".into()))?;
-        let dispute = self
-            .inner
-            .engine
-            .store()
-            .load(DisputeId::from_uuid(dispute_id))
-            .await
-            .map_err(|err| StepError::Transient(format!("loading the dispute: {err}")))?
-            .ok_or_else(|| StepError::Permanent(format!("dispute {dispute_id} is gone")))?;
+        let dispute = match preloaded {
+            Some(dispute) => dispute,
+            None => self
+                .inner
+                .engine
+                .store()
+                .load(DisputeId::from_uuid(dispute_id))
+                .await
+                .map_err(|err| StepError::Transient(format!("loading the dispute: {err}")))?
+                .ok_or_else(|| StepError::Permanent(format!("dispute {dispute_id} is gone")))?,
+        };
         Ok(StepContext {
             step_id: step.id,
             kind,
@@ -447,12 +491,8 @@ impl Worker {
         let now = engine.clock().now();
         let kind_label = step.kind.clone();
         let result: Result<bool, EngineError> = match (follow_up, follow_up_after) {
-            (None, _) => engine
-                .store()
-                .complete_steps(&[leased], now)
-                .await
-                .map(|r| r.stale.is_empty())
-                .map_err(Into::into),
+            // Nothing to feed back: completed with the rest of the batch, in one statement.
+            (None, _) => return Done::NeedsCompletion(leased),
             (Some(action), Some(after)) if after > Duration::zero() => match serde_json::to_value(&action) {
                 Ok(payload) => engine
                     .store()

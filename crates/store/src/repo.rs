@@ -185,6 +185,20 @@ impl Store {
             .transpose()
     }
 
+    /// Several disputes in one query (workers load a claimed batch at once).
+    pub async fn load_many(&self, ids: &[DisputeId]) -> Result<Vec<Dispute>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispute::Entity::find()
+            .filter(dispute::Column::Id.is_in(ids.iter().map(|id| id.as_uuid())))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(to_domain)
+            .collect()
+    }
+
     pub async fn find_by_processor_id(
         &self,
         processor: Processor,

@@ -88,6 +88,19 @@ async fn flagged_notifications_show_on_the_dispute_and_raw_payloads_only_to_lead
             json!(closed_lost),
             "kept exactly as received"
         );
+        let metrics = app
+            .client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for outcome in ["applied", "flagged", "duplicate"] {
+            let series = format!("verdict_notifications_total{{processor=\"stripe\",outcome=\"{outcome}\"}}");
+            assert!(metrics.contains(&series), "{series} missing from /metrics");
+        }
         app.stop().await;
     }
 }

@@ -140,6 +140,13 @@ pub struct IngestStats {
     pub retried: u64,
 }
 
+/// `verdict_notifications_total{processor, outcome}` for /metrics: stored, duplicate, ignored, applied,
+/// flagged, retried.
+fn count_notifications(source: Source, outcome: &'static str, n: usize) {
+    metrics::counter!("verdict_notifications_total", "processor" => source.as_str(), "outcome" => outcome)
+        .increment(n as u64);
+}
+
 impl IngestCounters {
     fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
@@ -464,6 +471,15 @@ impl Engine {
         IngestCounters::add(&self.ingest.stored, received.stored);
         IngestCounters::add(&self.ingest.duplicates, received.duplicates);
         IngestCounters::add(&self.ingest.ignored, received.ignored);
+        for (outcome, n) in [
+            ("stored", received.stored),
+            ("duplicate", received.duplicates),
+            ("ignored", received.ignored),
+        ] {
+            if n > 0 {
+                count_notifications(source, outcome, n);
+            }
+        }
         Ok((received, pending))
     }
 
@@ -534,6 +550,7 @@ impl Engine {
                 let error = err.to_string();
                 tracing::warn!(%error, "applying a notification failed; it stays pending");
                 IngestCounters::add(&self.ingest.retried, 1);
+                count_notifications(source, "retried", 1);
                 // Back-off keeps a sweep from spinning on a row while the cause (an outage) lasts.
                 let retry_at = self.clock.now() + RETRY_BACKOFF;
                 return match self
@@ -555,10 +572,12 @@ impl Engine {
         let (status, dispute_id, note) = match &outcome {
             ApplyOutcome::Applied { dispute_id, note } => {
                 IngestCounters::add(&self.ingest.applied, 1);
+                count_notifications(source, "applied", 1);
                 (InboxStatus::Applied, Some(*dispute_id), note.clone())
             }
             ApplyOutcome::Flagged { dispute_id, reason } => {
                 IngestCounters::add(&self.ingest.flagged, 1);
+                count_notifications(source, "flagged", 1);
                 tracing::warn!(dispute_id = ?dispute_id, %reason, "notification contradicts the dispute; flagged");
                 (InboxStatus::Flagged, *dispute_id, reason.clone())
             }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::Duration;
 use verdict_engine::Engine;
-use verdict_engine::effects::{Effects, EffectsConfig, StepPerformer};
-use verdict_engine::schedules::Scheduler;
+use verdict_engine::effects::{Effects, EffectsConfig, StepPerformer, StripeReconciler};
+use verdict_engine::schedules::{MailboxDigests, NoopReconciler, Reconciler, Scheduler};
 use verdict_engine::timers::{SchedulingConfig, TimingPolicy};
 use verdict_engine::worker::{Worker, WorkerOptions};
 
@@ -25,18 +25,30 @@ pub fn with_timing(engine: Engine, scheduling: &SchedulingConfig) -> Engine {
     engine.with_timing(TimingPolicy::from_config(scheduling))
 }
 
-/// A worker pool that performs steps with `performer` and runs the configured schedules.
+/// A worker pool that performs steps with `performer` and runs the configured schedules (no reconciler).
 pub async fn pool(
     engine: &Engine,
     scheduling: &SchedulingConfig,
     performer: Arc<dyn StepPerformer>,
+) -> anyhow::Result<Worker> {
+    pool_with_reconcilers(engine, scheduling, performer, vec![Arc::new(NoopReconciler)]).await
+}
+
+/// A worker pool whose Reconcile schedule asks `reconcilers`; digests go to the mailbox (and the log).
+pub async fn pool_with_reconcilers(
+    engine: &Engine,
+    scheduling: &SchedulingConfig,
+    performer: Arc<dyn StepPerformer>,
+    reconcilers: Vec<Arc<dyn Reconciler>>,
 ) -> anyhow::Result<Worker> {
     let scheduler = Scheduler::new(
         engine.clone(),
         &scheduling.schedules,
         Duration::hours(scheduling.digest_window_hours.max(1)),
     )
-    .context("configuring schedules")?;
+    .context("configuring schedules")?
+    .with_digest_sink(Arc::new(MailboxDigests::new(engine.store().clone())))
+    .with_reconcilers(reconcilers);
     scheduler.ensure().await.context("registering schedules")?;
     let options = WorkerOptions::from_config(scheduling, worker_id());
     Ok(Worker::new(engine.clone(), performer, options).with_scheduler(scheduler))
@@ -50,7 +62,12 @@ pub async fn configured_pool(
 ) -> anyhow::Result<Worker> {
     let performer = Effects::from_config(effects, engine.store().clone(), engine.clock().clone())
         .context("configuring step handlers")?;
-    pool(engine, scheduling, Arc::new(performer)).await
+    let reconciler: Arc<dyn Reconciler> =
+        match StripeReconciler::from_config(&effects.processors).context("configuring Stripe reconciliation")? {
+            Some(stripe) => Arc::new(stripe),
+            None => Arc::new(NoopReconciler),
+        };
+    pool_with_reconcilers(engine, scheduling, Arc::new(performer), vec![reconciler]).await
 }
 
 /// The pool with default settings and local outside systems (sandbox processor, mailbox).

@@ -112,6 +112,70 @@ impl DigestSink for LogDigests {
     }
 }
 
+/// Stores each queue's digest in the mailbox (channel `assignee`, recipient `queue:<name>`), and logs it.
+///
+/// The message id is `digest:<queue>:<UTC date>`, so a tick fired again the same day stores nothing new.
+/// The `assignee` channel is used because the mailbox table's CHECK constraint admits only customer, seller
+/// and assignee; the digest is for the analysts working the queue.
+pub struct MailboxDigests {
+    store: verdict_store::Store,
+}
+
+impl MailboxDigests {
+    pub fn new(store: verdict_store::Store) -> Self {
+        Self { store }
+    }
+
+    /// The message id a queue's digest of `generated_at`'s day is stored under.
+    pub fn message_id(queue: &str, generated_at: DateTime<Utc>) -> String {
+        format!("digest:{queue}:{}", generated_at.format("%Y-%m-%d"))
+    }
+}
+
+#[async_trait::async_trait]
+impl DigestSink for MailboxDigests {
+    async fn deliver(&self, digest: &Digest) -> Result<(), String> {
+        LogDigests.deliver(digest).await?;
+        let mut body = format!(
+            "{} open dispute(s) in queue {} are due within {} hours:\n",
+            digest.disputes.len(),
+            digest.queue,
+            digest.window.num_hours()
+        );
+        for d in &digest.disputes {
+            body.push_str(&format!(
+                "- {} ({}) due {}{}\n",
+                d.id,
+                d.status,
+                d.due_by.to_rfc3339(),
+                d.assignee
+                    .as_deref()
+                    .map(|a| format!(", assigned to {a}"))
+                    .unwrap_or_default()
+            ));
+        }
+        let message = verdict_store::NewMailboxMessage {
+            dispute_id: None,
+            channel: verdict_store::MailboxChannel::Assignee,
+            transport: "mailbox".to_owned(),
+            recipient: format!("queue:{}", digest.queue),
+            locale: "en".to_owned(),
+            subject: format!("Digest for queue {}: {} due soon", digest.queue, digest.disputes.len()),
+            body,
+            message_id: Self::message_id(&digest.queue, digest.generated_at),
+            created_at: digest.generated_at,
+        };
+        match self.store.store_mail(&message).await {
+            Ok(verdict_store::MailboxInsert::Stored(_)) => Ok(()),
+            Ok(verdict_store::MailboxInsert::AlreadyStored) => {
+                tracing::debug!(queue = %digest.queue, "digest already stored today");
+                Ok(())
+            }
+            Err(err) => Err(format!("storing the digest: {err}")),
+        }
+    }
+}
+
 /// A processor adapter that can list disputes changed since a time, to catch notifications that never came.
 /// The default does nothing; a processor's adapter overrides [`Reconciler::reconcile`].
 #[async_trait::async_trait]

@@ -4,4 +4,5 @@
 
 mod effects;
 mod ingest;
+mod reconcile;
 mod scheduling;

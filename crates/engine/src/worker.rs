@@ -210,17 +210,42 @@ impl Worker {
             return Ok(0);
         }
         let count = timers.len();
-        let mut tasks = JoinSet::new();
+        // Timers of one dispute fire one after the other, in due order: run concurrently they would only race
+        // for the dispute's version (a reminder and the deadline often fall due together after downtime).
+        let mut groups: HashMap<Option<uuid::Uuid>, Vec<ClaimedTimer>> = HashMap::new();
+        let mut unbound = Vec::new();
         for timer in timers {
+            match timer.dispute_id {
+                Some(id) => groups.entry(Some(id)).or_default().push(timer),
+                None => unbound.push(vec![timer]),
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for mut group in groups.into_values().chain(unbound) {
+            group.sort_by_key(|t| t.due_at);
             let worker = self.clone();
-            tasks.spawn(async move { worker.fire_one(timer).await });
+            tasks.spawn(async move {
+                let mut done = Vec::with_capacity(group.len());
+                for timer in group {
+                    done.push(worker.fire_one(timer).await);
+                }
+                done
+            });
         }
         let mut to_complete = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok(Done::NeedsCompletion(leased)) => to_complete.push(leased),
-                Ok(Done::Stale) => metrics::counter!("verdict_leases_lost_total", "queue" => "timers").increment(1),
-                Ok(Done::Fired | Done::Retried | Done::Released) => {}
+                Ok(results) => {
+                    for result in results {
+                        match result {
+                            Done::NeedsCompletion(leased) => to_complete.push(leased),
+                            Done::Stale => {
+                                metrics::counter!("verdict_leases_lost_total", "queue" => "timers").increment(1)
+                            }
+                            Done::Fired | Done::Retried | Done::Released => {}
+                        }
+                    }
+                }
                 Err(err) => tracing::error!(%err, "a timer task panicked; its lease will expire"),
             }
         }

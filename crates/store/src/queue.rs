@@ -468,15 +468,24 @@ impl Store {
     /// When the next timer or step falls due (or a lease ends), for an idle worker's sleep.
     pub async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut next: Option<DateTime<Utc>> = None;
+        // A row still leased by a crashed replica is actionable only when its lease ends, and it must not hide
+        // sooner work behind it. The first LOOKAHEAD rows count at max(due, lease end); every row after them
+        // is due no sooner than the next row, which bounds them: the answer is never later than the truth.
+        const LOOKAHEAD: usize = 50;
         for sql in [
-            "SELECT due_at AS at, locked_until FROM timers WHERE status = 'pending' ORDER BY due_at LIMIT 1",
+            "SELECT due_at AS at, locked_until FROM timers WHERE status = 'pending' ORDER BY due_at LIMIT 51",
             "SELECT next_attempt_at AS at, locked_until FROM steps WHERE status = 'pending' \
-             ORDER BY next_attempt_at LIMIT 1",
+             ORDER BY next_attempt_at LIMIT 51",
         ] {
-            if let Some(row) = self.db().query_one_raw(self.stmt(sql, vec![])).await? {
+            let rows = self.db().query_all_raw(self.stmt(sql, vec![])).await?;
+            for (index, row) in rows.iter().enumerate() {
                 let at: DateTime<Utc> = row.try_get("", "at")?;
-                let locked: Option<DateTime<Utc>> = row.try_get("", "locked_until")?;
-                let at = locked.map_or(at, |l| l.max(at));
+                let at = if index < LOOKAHEAD {
+                    let locked: Option<DateTime<Utc>> = row.try_get("", "locked_until")?;
+                    locked.map_or(at, |l| l.max(at))
+                } else {
+                    at
+                };
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }

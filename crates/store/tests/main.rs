@@ -245,3 +245,38 @@ async fn replicas_starting_together_migrate_once_without_failing() {
         assert_eq!(b.count(&DisputeFilter::default()).await.unwrap(), 1, "{}", db.label);
     }
 }
+
+#[tokio::test]
+async fn a_timer_leased_by_a_dead_replica_does_not_hide_sooner_work() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let dispute = open_in(&store, "dp_next_due", Some(10)).await;
+        let timers = store.timers(dispute.id).await.unwrap();
+        assert_eq!(
+            store.next_due_at().await.unwrap(),
+            Some(timers[0].due_at),
+            "{}",
+            db.label
+        );
+        // The earliest timer is held by a replica that died, its lease ending long after the next timer.
+        let lease_end = "'2099-01-01T00:00:00+00:00'";
+        let id = timers[0].id;
+        let id_literal = if store.is_postgres() {
+            format!("'{id}'")
+        } else {
+            format!("X'{}'", id.simple())
+        };
+        store
+            .execute_unprepared(&format!(
+                "UPDATE timers SET locked_until = {lease_end} WHERE id = {id_literal}"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.next_due_at().await.unwrap(),
+            Some(timers[1].due_at),
+            "{}",
+            db.label
+        );
+    }
+}

@@ -10,10 +10,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use hmac::{Hmac, KeyInit, Mac};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::json;
-use sha2::Sha256;
 use verdict_domain::{Dispute, DisputeId, Locale, Status};
 use verdict_store::MailboxChannel;
 
@@ -86,23 +84,10 @@ impl SellerChannel for Mailbox {
     }
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn mac(secret: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length, so this cannot fail; an empty key is refused at configuration.
-    match <HmacSha256 as KeyInit>::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC accepts keys of every length"),
-    }
-}
-
-/// The `Verdict-Signature` header value for `body` sent at `timestamp` (unix seconds).
-pub fn sign_webhook(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = mac(secret.as_bytes());
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+/// The `Verdict-Signature` header value for `body` sent at `timestamp` (unix seconds). The scheme is the one
+/// Verdict's own alert feed uses, so it is implemented once, in the ingest crate.
+pub fn sign_webhook(secret: &str, timestamp: i64, body: &[u8]) -> Result<String, verdict_ingest::SignatureError> {
+    verdict_ingest::sign_alert(body, secret, timestamp)
 }
 
 /// What a receiver does: checks `header` against `body` in constant time, and that the timestamp is within
@@ -114,26 +99,7 @@ pub fn verify_webhook_signature(
     now: DateTime<Utc>,
     tolerance: Duration,
 ) -> bool {
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
-            Some(("v1", v)) => signatures.extend(hex::decode(v).ok()),
-            _ => {}
-        }
-    }
-    let Some(timestamp) = timestamp else { return false };
-    if (now.timestamp() - timestamp).abs() > tolerance.num_seconds() {
-        return false;
-    }
-    signatures.iter().any(|signature| {
-        let mut mac = mac(secret.as_bytes());
-        mac.update(timestamp.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        mac.verify_slice(signature).is_ok()
-    })
+    verdict_ingest::verify_alert(header, body, &[secret.to_owned()], now, tolerance).is_ok()
 }
 
 /// POSTs signed notices to one webhook URL. With a mailbox as its log, each delivered notice is recorded
@@ -197,7 +163,8 @@ impl SellerChannel for SellerWebhook {
             "message": { "subject": notice.subject, "body": notice.body },
         });
         let body = serde_json::to_vec(&body).map_err(|e| StepError::Permanent(format!("encoding the notice: {e}")))?;
-        let signature = sign_webhook(&self.secret, now.timestamp(), &body);
+        let signature = sign_webhook(&self.secret, now.timestamp(), &body)
+            .map_err(|e| StepError::Permanent(format!("signing the notice: {e}")))?;
         let what = "seller webhook";
         let response = self
             .http

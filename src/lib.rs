@@ -32,16 +32,6 @@ pub async fn connect_system(database_url: &str) -> anyhow::Result<Engine> {
     connect(database_url, Arc::new(SystemClock)).await
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains in-flight requests. Webhooks are not
-/// configured this way (they answer 503); see [`serve_app`].
-pub async fn serve(
-    listener: TcpListener,
-    engine: Engine,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    serve_app(listener, AppState::new(engine), shutdown).await
-}
-
 /// How often the inbox is swept for notifications that were stored but not applied (crash, outage).
 pub const INBOX_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -90,6 +90,17 @@ impl Engine {
         if let Action::Open(_) = command.action {
             return Err(DomainError::InvalidInput("use open to create a dispute".into()).into());
         }
+        self.decide_and_commit(id, command, None).await
+    }
+
+    /// Load, decide, commit; re-decided on fresh state after losing a race. With a fence, the claimed timer or
+    /// step completes in the same transaction, or nothing is written.
+    pub(crate) async fn decide_and_commit(
+        &self,
+        id: DisputeId,
+        command: Command,
+        fence: Option<verdict_store::Fence>,
+    ) -> Result<Dispute, EngineError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -100,7 +111,11 @@ impl Engine {
             for event in &decision.events {
                 apply(&mut after, event);
             }
-            match self.store.commit(Some(dispute.version), &after, &decision).await {
+            match self
+                .store
+                .commit_fenced(Some(dispute.version), &after, &decision, fence)
+                .await
+            {
                 Ok(()) => return Ok(after),
                 Err(StoreError::Conflict(_)) if attempt < ATTEMPTS_ON_CONFLICT => continue,
                 Err(err) => return Err(err.into()),

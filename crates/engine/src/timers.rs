@@ -11,7 +11,6 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use verdict_domain::{
     Action, Actor, ActorKind, Command, Decision, Dispute, DisputeId, DomainError, Status, TimerInstruction, TimerKind,
-    apply, decide,
 };
 use verdict_store::{ClaimedTimer, Fence, StoreError};
 
@@ -322,26 +321,7 @@ impl Engine {
     /// [`Engine::handle`] whose commit also completes a claimed timer or step, and writes nothing if that
     /// lease was lost.
     pub async fn handle_fenced(&self, id: DisputeId, command: Command, fence: Fence) -> Result<Dispute, EngineError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let dispute = self.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
-            let now = self.clock.now();
-            let decision = self.timing.adjust(decide(&dispute, &command, now)?, now);
-            let mut after = dispute.clone();
-            for event in &decision.events {
-                apply(&mut after, event);
-            }
-            match self
-                .store
-                .commit_fenced(Some(dispute.version), &after, &decision, Some(fence))
-                .await
-            {
-                Ok(()) => return Ok(after),
-                Err(StoreError::Conflict(_)) if attempt < 3 => continue,
-                Err(err) => return Err(err.into()),
-            }
-        }
+        self.decide_and_commit(id, command, Some(fence)).await
     }
 
     /// Fires one claimed timer that belongs to a dispute.

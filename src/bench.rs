@@ -23,6 +23,16 @@ pub struct BenchOptions {
     pub steps: u64,
     /// Webhook notifications received.
     pub notifications: u64,
+    /// Steps one worker pool performs at once (and claims per query) in the no-op drain.
+    pub step_concurrency: usize,
+    /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers); empty for all.
+    pub only: Vec<String>,
+}
+
+impl BenchOptions {
+    fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
 }
 
 fn new_dispute(tag: &str, i: u64) -> anyhow::Result<NewDispute> {
@@ -367,12 +377,8 @@ impl verdict_engine::effects::StepPerformer for NoopPerformer {
     }
 }
 
-/// Drains `steps` pending no-op steps with one worker pool and reports steps per second.
-async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
-    let store = engine.store();
-    let tag = Utc::now().format("%H%M%S%f").to_string();
-    let n = options.steps;
-    let sql = match store.backend() {
+fn insert_steps_sql(backend: Backend, tag: &str, n: u64) -> String {
+    match backend {
         Backend::Postgres => format!(
             "INSERT INTO steps (id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, next_attempt_at, \
              created_at, updated_at) SELECT gen_random_uuid(), id, 'notify_assignee', 'bench-{tag}-' || id, 'pending', 0, 8, \
@@ -384,33 +390,143 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
              strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-1 second'), strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), \
              strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now') FROM disputes WHERE processor_dispute_id LIKE 'bulk-%' LIMIT {n}"
         ),
-    };
-    store.execute_unprepared(&sql).await.context("loading no-op steps")?;
+    }
+}
+
+fn step_pool(
+    engine: &Engine,
+    performer: Arc<dyn verdict_engine::effects::StepPerformer>,
+    step_concurrency: usize,
+) -> verdict_engine::worker::Worker {
     let mut worker_options = verdict_engine::worker::WorkerOptions::from_config(
         &verdict_engine::timers::SchedulingConfig::default(),
-        "bench",
+        format!("bench-{}", uuid::Uuid::now_v7()),
     );
-    worker_options.concurrency = options.concurrency;
-    let worker = verdict_engine::worker::Worker::new(engine.clone(), Arc::new(NoopPerformer), worker_options);
+    worker_options.step_concurrency = step_concurrency.max(1);
+    verdict_engine::worker::Worker::new(engine.clone(), performer, worker_options)
+}
+
+/// Drains `steps` pending no-op steps with one worker pool running as in production (`Worker::run`: claims
+/// as slots come free, completions recorded in batches) and reports steps per second.
+async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
+    let store = engine.store();
+    seed_projection(engine, options.steps).await?;
+    let tag = Utc::now().format("%H%M%S%f").to_string();
+    let n = options.steps;
+    store
+        .execute_unprepared(&insert_steps_sql(store.backend(), &tag, n))
+        .await
+        .context("loading no-op steps")?;
+    let worker = step_pool(engine, Arc::new(NoopPerformer), options.step_concurrency);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let done = worker.drain().await?;
+    let running = tokio::spawn(worker.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    let deadline = started + Duration::from_secs(300);
+    while worker.steps_finished() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let elapsed = started.elapsed();
+    let done = worker.steps_finished();
+    let _ = stop.send(());
+    let _ = running.await;
     println!(
-        "steps: {done} no-op steps drained by one pool of {} in {:.2} s = {:.0} steps/s (claim, load the batch's disputes and complete \
-         in batches)",
-        options.concurrency,
+        "steps: {done} of {n} no-op steps drained by one pool of {} slots in {:.2} s = {:.0} steps/s (claims as slots \
+         come free, the batch's disputes in one query, completions in batches)",
+        options.step_concurrency,
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64()
     );
     Ok(())
 }
 
+/// Records when each step started, by idempotency key.
+struct StartRecorder(tokio::sync::mpsc::UnboundedSender<(String, Instant)>);
+
+#[async_trait::async_trait]
+impl verdict_engine::effects::StepPerformer for StartRecorder {
+    async fn perform(
+        &self,
+        ctx: &verdict_engine::effects::StepContext,
+    ) -> Result<verdict_engine::effects::StepOutcome, verdict_engine::effects::StepError> {
+        let _ = self.0.send((ctx.idempotency_key.clone(), Instant::now()));
+        Ok(verdict_engine::effects::StepOutcome::Done {
+            follow_up: None,
+            follow_up_after: None,
+        })
+    }
+}
+
+/// How long after it is added a step starts on an idle pool: one step at a time, inserted and announced the way
+/// another replica would (`NOTIFY` on PostgreSQL), 20 ms apart.
+async fn step_latency(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
+    let store = engine.store();
+    seed_projection(engine, 1_000).await?;
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = step_pool(engine, Arc::new(StartRecorder(started_tx)), options.step_concurrency);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let probes = 500;
+    let mut latencies = Vec::with_capacity(probes);
+    let tag = Utc::now().format("%H%M%S%f").to_string();
+    for i in 0..probes {
+        let key_tag = format!("{tag}-{i}");
+        store
+            .execute_unprepared(&insert_steps_sql(store.backend(), &key_tag, 1))
+            .await?;
+        let added = Instant::now();
+        store.signal_work().await;
+        let prefix = format!("bench-{key_tag}-");
+        let started = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some((key, at)) = started_rx.recv().await {
+                if key.starts_with(&prefix) {
+                    return Some(at);
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
+        .context("a probe step did not start within 5 s")?;
+        latencies.push(started.saturating_duration_since(added));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    let _ = running.await;
+    latencies.sort();
+    println!(
+        "step start latency ({probes} single steps added to an idle pool and announced): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or_default()
+    );
+    Ok(())
+}
+
 pub async fn run(engine: Arc<Engine>, options: BenchOptions) -> anyhow::Result<()> {
     println!("backend: {:?}", engine.store().backend());
-    transitions(&engine, &options).await?;
-    notifications(&engine, &options).await?;
-    queue_pages(&engine, &options).await?;
-    noop_steps(&engine, &options).await?;
-    timers(&engine, &options).await?;
+    if options.runs("transitions") {
+        transitions(&engine, &options).await?;
+    }
+    if options.runs("notifications") {
+        notifications(&engine, &options).await?;
+    }
+    if options.runs("queue") {
+        queue_pages(&engine, &options).await?;
+    }
+    if options.runs("steps") {
+        noop_steps(&engine, &options).await?;
+    }
+    if options.runs("step-latency") {
+        step_latency(&engine, &options).await?;
+    }
+    if options.runs("timers") {
+        timers(&engine, &options).await?;
+    }
     Ok(())
 }

@@ -54,6 +54,12 @@ enum CommandLine {
         /// Stripe notifications received (each opens a dispute).
         #[arg(long, default_value_t = 10_000)]
         notifications: u64,
+        /// Step slots of the pool in the no-op drain (steps performed at once, and claimed per query).
+        #[arg(long, default_value_t = 512)]
+        step_concurrency: usize,
+        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Re-ingest exported processor notifications through the webhook path (inbox, then apply).
     ///
@@ -138,6 +144,8 @@ async fn main() -> anyhow::Result<()> {
             timer_probes,
             steps,
             notifications,
+            step_concurrency,
+            only,
         } => {
             init_tracing(&config);
             let engine = connect_system(&config.database_url).await?;
@@ -148,6 +156,8 @@ async fn main() -> anyhow::Result<()> {
                 timer_probes,
                 steps,
                 notifications,
+                step_concurrency,
+                only,
             };
             verdict::bench::run(std::sync::Arc::new(engine), options).await?;
         }

@@ -89,8 +89,10 @@ pub struct SchedulingConfig {
     pub deadline_default: DeadlineAction,
     /// Rules by reason category and amount, first match wins.
     pub deadline_rules: Vec<DeadlineRule>,
-    /// Timers and steps worked on at once by each replica.
+    /// Timers fired at once by each replica.
     pub worker_concurrency: usize,
+    /// Steps performed at once by each replica; also the most steps one claim takes.
+    pub step_concurrency: usize,
     /// Timers claimed per query.
     pub worker_batch_size: u64,
     /// How long a claim holds before another replica may take the work over.
@@ -119,6 +121,7 @@ impl Default for SchedulingConfig {
             deadline_default: DeadlineAction::Expire,
             deadline_rules: Vec::new(),
             worker_concurrency: 8,
+            step_concurrency: 32,
             worker_batch_size: 100,
             lease_seconds: 60,
             retry_base_seconds: 10,

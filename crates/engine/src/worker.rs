@@ -6,20 +6,23 @@
 //! retry, dead letter) is written only while the lease still holds, and the idempotency key the outside
 //! system sees makes a repeated performance harmless.
 //!
-//! [`Worker::run_once`] does one round and says whether there was anything to do, so tests drain the queues
-//! by moving a manual clock instead of sleeping. [`Worker::run`] loops: it sleeps until the next due time
-//! (never longer than `max_idle`, never polling more than about once a second) and is woken early by the
-//! store's in-process signal and, on PostgreSQL, by `NOTIFY` from any replica.
+//! [`Worker::run_once`] does one round and waits for everything it started, so tests drain the queues by
+//! moving a manual clock instead of sleeping. [`Worker::run`] is a pipeline: each round claims as many steps
+//! as there are free step slots and starts them without waiting for the slowest; successes are recorded by a
+//! completer task that writes whatever has finished in one statement. It sleeps until the next due time
+//! (never longer than `max_idle`) and is woken early by the store's in-process signal, by a step slot coming
+//! free while steps wait, and, on PostgreSQL, by `NOTIFY` from any replica.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use verdict_domain::{Actor, ActorKind, Command, DisputeId, DomainError, StepKind};
+use verdict_domain::{Actor, ActorKind, Command, Dispute, DisputeId, DomainError, StepKind};
 use verdict_store::{Backoff, ClaimedStep, ClaimedTimer, Fence, Leased, NewTimer, StepFailure, StoreError};
 
 use crate::effects::{StepContext, StepError, StepOutcome, StepPerformer};
@@ -45,7 +48,10 @@ pub trait TimerHandler: Send + Sync + 'static {
 pub struct WorkerOptions {
     /// Recorded as `locked_by`; unique per replica.
     pub worker_id: String,
+    /// Timers fired at once.
     pub concurrency: usize,
+    /// Steps performed at once; a claim takes at most the free slots.
+    pub step_concurrency: usize,
     pub batch_size: u64,
     pub lease: Duration,
     /// How often a running step's lease is renewed (real time).
@@ -63,6 +69,7 @@ impl WorkerOptions {
         Self {
             worker_id: worker_id.into(),
             concurrency: config.worker_concurrency.max(1),
+            step_concurrency: config.step_concurrency.max(1),
             batch_size: config.worker_batch_size.max(1),
             lease,
             renew_every: (lease / 3).to_std().unwrap_or(StdDuration::from_secs(20)),
@@ -92,6 +99,9 @@ struct Inner {
     handlers: HashMap<String, Arc<dyn TimerHandler>>,
     scheduler: Option<Scheduler>,
     limit: Arc<Semaphore>,
+    step_slots: Arc<Semaphore>,
+    /// Steps this pool brought to an end (succeeded, retried, dead-lettered), for benchmarks and tests.
+    steps_finished: AtomicU64,
     stopping: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
 }
@@ -125,6 +135,7 @@ impl Worker {
     ) -> Self {
         let (stop, stopping) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let step_slots = Arc::new(Semaphore::new(options.step_concurrency.max(1)));
         Self {
             inner: Arc::new(Inner {
                 engine,
@@ -133,6 +144,8 @@ impl Worker {
                 handlers,
                 scheduler,
                 limit,
+                step_slots,
+                steps_finished: AtomicU64::new(0),
                 stopping,
                 stop,
             }),
@@ -172,6 +185,11 @@ impl Worker {
 
     fn stopping(&self) -> bool {
         *self.inner.stopping.borrow()
+    }
+
+    /// Steps this pool has brought to an end since it started.
+    pub fn steps_finished(&self) -> u64 {
+        self.inner.steps_finished.load(Ordering::Relaxed)
     }
 
     /// One round: due cron ticks, a batch of due timers, then as many due steps as the pool runs at once.
@@ -331,77 +349,163 @@ impl Worker {
         Done::Released
     }
 
-    async fn run_steps(&self) -> Result<usize, EngineError> {
-        let engine = &self.inner.engine;
-        let options = &self.inner.options;
-        let free = self.inner.limit.available_permits().max(1) as u64;
-        let steps = engine
-            .store()
-            .claim_steps(&options.worker_id, engine.clock().now(), free, options.lease)
-            .await?;
-        let count = steps.len();
-        // One query for the batch's disputes; a step whose dispute is missing here loads it itself.
+    /// The disputes of a claimed batch, in one query; a step whose dispute is missing loads it itself.
+    async fn preload(&self, steps: &[ClaimedStep]) -> HashMap<DisputeId, Dispute> {
         let ids: Vec<DisputeId> = steps
             .iter()
             .filter_map(|s| s.dispute_id)
             .map(DisputeId::from_uuid)
             .collect();
-        let mut disputes: HashMap<DisputeId, verdict_domain::Dispute> = match engine.store().load_many(&ids).await {
+        match self.inner.engine.store().load_many(&ids).await {
             Ok(found) => found.into_iter().map(|d| (d.id, d)).collect(),
             Err(err) => {
                 tracing::warn!(%err, "cannot load the batch's disputes; each step loads its own");
                 HashMap::new()
             }
-        };
+        }
+    }
+
+    /// One round of steps for [`Worker::run_once`]: claim as many as there are slots, perform them, record
+    /// the successes in one statement, and return when all are done.
+    async fn run_steps(&self) -> Result<usize, EngineError> {
+        let engine = &self.inner.engine;
+        let options = &self.inner.options;
+        let free = self.inner.step_slots.available_permits().max(1);
+        let steps = engine
+            .store()
+            .claim_steps(&options.worker_id, engine.clock().now(), free as u64, options.lease)
+            .await?;
+        let count = steps.len();
+        let mut disputes = self.preload(&steps).await;
         let mut tasks = JoinSet::new();
         for step in steps {
-            let worker = self.clone();
             let preloaded = step
                 .dispute_id
                 .and_then(|id| disputes.remove(&DisputeId::from_uuid(id)));
-            tasks.spawn(async move { worker.run_step(step, preloaded).await });
+            let worker = self.clone();
+            tasks.spawn(async move {
+                let _slot = match worker.inner.step_slots.clone().acquire_owned().await {
+                    Ok(slot) => slot,
+                    Err(_) => return worker.release(Fence::Step(leased(&step))).await,
+                };
+                worker.run_step(step, preloaded).await
+            });
         }
         let mut to_complete = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(Done::NeedsCompletion(leased)) => to_complete.push(leased),
-                Ok(Done::Stale) => metrics::counter!("verdict_leases_lost_total", "queue" => "steps").increment(1),
-                Ok(Done::Fired | Done::Retried | Done::Released) => {}
+                Ok(done) => self.count_step(&done),
                 Err(err) => tracing::error!(%err, "a step task panicked; its lease will expire"),
             }
         }
-        if !to_complete.is_empty() {
-            match engine.store().complete_steps(&to_complete, engine.clock().now()).await {
-                Ok(report) => {
-                    let succeeded = to_complete.len() - report.stale.len();
-                    metrics::counter!("verdict_steps_succeeded_total").increment(succeeded as u64);
-                    if !report.stale.is_empty() {
-                        tracing::warn!(
-                            stale = report.stale.len(),
-                            "steps taken over before they were completed"
-                        );
-                        metrics::counter!("verdict_leases_lost_total", "queue" => "steps")
-                            .increment(report.stale.len() as u64);
-                    }
-                }
-                // Performed but not recorded: the leases expire and the steps run again; their idempotency
-                // keys keep the outside systems from a second effect.
-                Err(err) => tracing::warn!(%err, steps = to_complete.len(), "recording step results failed"),
-            }
-        }
+        self.record_successes(&to_complete).await;
         Ok(count)
     }
 
-    async fn run_step(&self, step: ClaimedStep, preloaded: Option<verdict_domain::Dispute>) -> Done {
-        let leased = Leased {
-            id: step.id,
-            lease_token: step.lease_token,
+    fn count_step(&self, done: &Done) {
+        match done {
+            Done::Stale => metrics::counter!("verdict_leases_lost_total", "queue" => "steps").increment(1),
+            Done::Fired | Done::Retried => {
+                self.inner.steps_finished.fetch_add(1, Ordering::Relaxed);
+            }
+            Done::NeedsCompletion(_) | Done::Released => {}
+        }
+    }
+
+    /// Marks performed steps succeeded in as few statements as possible.
+    async fn record_successes(&self, to_complete: &[Leased]) {
+        if to_complete.is_empty() {
+            return;
+        }
+        let engine = &self.inner.engine;
+        match engine.store().complete_steps(to_complete, engine.clock().now()).await {
+            Ok(report) => {
+                let succeeded = to_complete.len() - report.stale.len();
+                self.inner.steps_finished.fetch_add(succeeded as u64, Ordering::Relaxed);
+                metrics::counter!("verdict_steps_succeeded_total").increment(succeeded as u64);
+                if !report.stale.is_empty() {
+                    tracing::warn!(
+                        stale = report.stale.len(),
+                        "steps taken over before they were completed"
+                    );
+                    metrics::counter!("verdict_leases_lost_total", "queue" => "steps")
+                        .increment(report.stale.len() as u64);
+                }
+            }
+            // Performed but not recorded: the leases expire and the steps run again; their idempotency
+            // keys keep the outside systems from a second effect.
+            Err(err) => tracing::warn!(%err, steps = to_complete.len(), "recording step results failed"),
+        }
+    }
+
+    /// The pipelined counterpart of [`Worker::run_steps`]: takes every free step slot, claims that many steps,
+    /// and starts them in the background, each holding its slot until performed; successes go to
+    /// `completions`. Returns how many were claimed.
+    async fn start_steps(&self, completions: &mpsc::UnboundedSender<Leased>) -> Result<usize, EngineError> {
+        let free = self.inner.step_slots.available_permits();
+        if free == 0 {
+            return Ok(0);
+        }
+        // Only this loop takes slots in `run`, so what was free is still free.
+        let Ok(mut slots) = self.inner.step_slots.clone().try_acquire_many_owned(free as u32) else {
+            return Ok(0);
         };
+        let engine = &self.inner.engine;
+        let options = &self.inner.options;
+        let steps = engine
+            .store()
+            .claim_steps(&options.worker_id, engine.clock().now(), free as u64, options.lease)
+            .await?;
+        let count = steps.len();
+        if count == 0 {
+            return Ok(0);
+        }
+        let Some(held) = slots.split(count) else {
+            return Ok(0);
+        };
+        drop(slots);
+        let worker = self.clone();
+        let completions = completions.clone();
+        // Loading the batch's disputes happens beside the loop, so the next claim need not wait for it.
+        tokio::spawn(async move { worker.perform_batch(steps, held, completions).await });
+        Ok(count)
+    }
+
+    async fn perform_batch(
+        self,
+        steps: Vec<ClaimedStep>,
+        mut slots: OwnedSemaphorePermit,
+        completions: mpsc::UnboundedSender<Leased>,
+    ) {
+        let mut disputes = self.preload(&steps).await;
+        for step in steps {
+            let preloaded = step
+                .dispute_id
+                .and_then(|id| disputes.remove(&DisputeId::from_uuid(id)));
+            let slot = slots.split(1);
+            let worker = self.clone();
+            let completions = completions.clone();
+            tokio::spawn(async move {
+                let done = worker.run_step(step, preloaded).await;
+                match done {
+                    Done::NeedsCompletion(leased) => {
+                        if let Err(mpsc::error::SendError(leased)) = completions.send(leased) {
+                            worker.record_successes(&[leased]).await;
+                        }
+                    }
+                    done => worker.count_step(&done),
+                }
+                drop(slot);
+            });
+        }
+    }
+
+    /// Performs one claimed step (the caller holds its slot) and records a failure or a follow-up; a plain
+    /// success is returned as `NeedsCompletion` to be recorded with others.
+    async fn run_step(&self, step: ClaimedStep, preloaded: Option<Dispute>) -> Done {
+        let leased = leased(&step);
         let fence = Fence::Step(leased);
-        let _permit = match self.inner.limit.clone().acquire_owned().await {
-            Ok(permit) => permit,
-            Err(_) => return self.release(fence).await,
-        };
         if self.stopping() {
             return self.release(fence).await;
         }
@@ -450,11 +554,7 @@ impl Worker {
         }
     }
 
-    async fn context(
-        &self,
-        step: &ClaimedStep,
-        preloaded: Option<verdict_domain::Dispute>,
-    ) -> Result<StepContext, StepError> {
+    async fn context(&self, step: &ClaimedStep, preloaded: Option<Dispute>) -> Result<StepContext, StepError> {
         let kind: StepKind = serde_json::from_value(serde_json::Value::String(step.kind.clone()))
             .map_err(|_| StepError::Permanent(format!("unknown step kind {:?}", step.kind)))?;
         let dispute_id = step
@@ -591,8 +691,8 @@ impl Worker {
         let _ = self.inner.stop.send(true);
     }
 
-    /// Loops until `shutdown` completes, then finishes the round in progress (releasing what it has not
-    /// started) and returns.
+    /// Loops until `shutdown` completes, then waits for the steps it started (releasing what it has not
+    /// started), records their results and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let store = self.inner.engine.store().clone();
         let listener = match store.listen_for_work().await {
@@ -608,28 +708,79 @@ impl Worker {
             shutdown.await;
             stopper.stop();
         });
+        let (completions, mut finished) = mpsc::unbounded_channel::<Leased>();
+        let completer = {
+            let worker = self.clone();
+            // Whatever finished while the previous statement ran is recorded by the next one.
+            tokio::spawn(async move {
+                let mut batch = Vec::with_capacity(1_024);
+                while finished.recv_many(&mut batch, 4_096).await > 0 {
+                    worker.record_successes(&batch).await;
+                    batch.clear();
+                }
+            })
+        };
         let mut stopping = self.inner.stopping.clone();
+        let slots = self.inner.step_slots.clone();
+        // Under load the cron schedules are read once a second, not every round.
+        let mut schedules_read: Option<Instant> = None;
         tracing::info!(worker = %self.inner.options.worker_id, "worker pool started");
         while !self.stopping() {
-            let sleep = match self.run_once().await {
-                Ok(Outcome::Worked(_)) => continue,
-                Ok(Outcome::Idle) => self.idle_sleep().await,
+            let schedules_due = schedules_read.is_none_or(|at| at.elapsed() >= StdDuration::from_secs(1));
+            let sleep = match self.pipelined_round(schedules_due, &completions).await {
+                Ok(worked) => {
+                    if schedules_due {
+                        schedules_read = Some(Instant::now());
+                    }
+                    if worked > 0 {
+                        continue;
+                    }
+                    // The next round after an idle sleep reads the schedules: a tick may be what woke it.
+                    schedules_read = None;
+                    self.idle_sleep().await
+                }
                 Err(err) => {
                     tracing::warn!(%err, "worker round failed");
                     self.inner.options.max_idle.min(StdDuration::from_secs(5))
                 }
             };
+            let busy = slots.available_permits() == 0;
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = wake.notified() => {}
                 _ = stopping.changed() => {}
+                // Every slot taken: a step finishing is worth a new claim.
+                _ = slots.acquire(), if busy => {}
             }
+        }
+        // Wait for the steps in flight (they see `stopping` and release what they have not started).
+        let all = u32::try_from(self.inner.options.step_concurrency.max(1)).unwrap_or(u32::MAX);
+        let _ = slots.acquire_many(all).await;
+        drop(completions);
+        if let Err(err) = completer.await {
+            tracing::error!(%err, "the step completer panicked");
         }
         shutdown_task.abort();
         if let Some(listener) = listener {
             listener.abort();
         }
         tracing::info!(worker = %self.inner.options.worker_id, "worker pool stopped");
+    }
+
+    /// One round of [`Worker::run`]: cron ticks when asked, a batch of timers, and as many new steps as there
+    /// are free slots, started without waiting for them.
+    async fn pipelined_round(
+        &self,
+        schedules_due: bool,
+        completions: &mpsc::UnboundedSender<Leased>,
+    ) -> Result<usize, EngineError> {
+        let mut worked = 0;
+        if schedules_due && let Some(scheduler) = &self.inner.scheduler {
+            worked += scheduler.run_due(&self.inner.options.worker_id).await?.len();
+        }
+        worked += self.fire_timers().await?;
+        worked += self.start_steps(completions).await?;
+        Ok(worked)
     }
 
     /// How long to sleep after an idle round: until the next due time, within [min_idle, max_idle].
@@ -646,5 +797,12 @@ impl Worker {
             .map(|at| (at - engine.clock().now()).to_std().unwrap_or(StdDuration::ZERO))
             .unwrap_or(options.max_idle);
         until.clamp(options.min_idle, options.max_idle)
+    }
+}
+
+fn leased(step: &ClaimedStep) -> Leased {
+    Leased {
+        id: step.id,
+        lease_token: step.lease_token,
     }
 }

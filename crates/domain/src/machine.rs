@@ -378,6 +378,16 @@ pub struct Decision {
     pub steps: Vec<StepRequest>,
 }
 
+impl Decision {
+    /// Appends the decision made on the dispute as this one left it, so that both are persisted as one: the
+    /// timer instructions keep their order, so a later `CancelAll` also cancels what an earlier one set.
+    pub fn then(&mut self, next: Decision) {
+        self.events.extend(next.events);
+        self.timers.extend(next.timers);
+        self.steps.extend(next.steps);
+    }
+}
+
 fn clean_text(field: &str, text: Option<&str>, max: usize) -> Result<Option<String>, DomainError> {
     match text.map(str::trim) {
         None => Ok(None),

@@ -17,11 +17,11 @@ use chrono::{DateTime, Duration, Utc};
 use tracing::instrument;
 use uuid::Uuid;
 use verdict_domain::{
-    Action, Actor, ActorKind, CardNetwork, Command, Currency, Customer, Dispute, DisputeId, DomainError, Locale, Money,
-    NewDispute, ReasonCode, Stage, Status,
+    Action, Actor, ActorKind, CardNetwork, Command, Currency, Customer, Decision, Dispute, DisputeId, DomainError,
+    Locale, Money, NewDispute, ReasonCode, Stage, Status, apply, decide, open, replay,
 };
 use verdict_ingest::{Notification, NotificationKind, Parsed};
-use verdict_store::{InboxInsert, InboxStatus, NewNotification, StoreError};
+use verdict_store::{InboxFinish, InboxInsert, InboxStatus, NewNotification, StoreError};
 
 use crate::{Engine, EngineError};
 
@@ -33,6 +33,8 @@ pub const MAX_APPLY_ATTEMPTS: i32 = 10;
 pub const RETRY_BACKOFF: Duration = Duration::seconds(60);
 /// More transitions than any walk needs (notified -> ... -> won is four); a guard against a logic loop.
 const MAX_STEPS: usize = 8;
+/// Plans re-made from fresh state after losing a race for the dispute (analysts, other deliveries).
+const MAX_PLAN_ATTEMPTS: usize = 5;
 
 /// The endpoint a notification came through; the inbox key is (source, event id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -544,8 +546,8 @@ impl Engine {
     /// outcome (the row stays pending).
     #[instrument(skip_all, fields(notification_id = %id, event_id = %n.event_id))]
     async fn apply_and_finish(&self, id: Uuid, source: Source, n: &Notification) -> ApplyOutcome {
-        let outcome = match self.apply_notification(source, n).await {
-            Ok(outcome) => outcome,
+        let (outcome, recorded) = match self.apply_notification(id, source, n).await {
+            Ok(applied) => applied,
             Err(err) => {
                 let error = err.to_string();
                 tracing::warn!(%error, "applying a notification failed; it stays pending");
@@ -569,100 +571,47 @@ impl Engine {
                 };
             }
         };
-        let (status, dispute_id, note) = match &outcome {
-            ApplyOutcome::Applied { dispute_id, note } => {
+        match &outcome {
+            ApplyOutcome::Applied { .. } => {
                 IngestCounters::add(&self.ingest.applied, 1);
                 count_notifications(source, "applied", 1);
-                (InboxStatus::Applied, Some(*dispute_id), note.clone())
             }
             ApplyOutcome::Flagged { dispute_id, reason } => {
                 IngestCounters::add(&self.ingest.flagged, 1);
                 count_notifications(source, "flagged", 1);
                 tracing::warn!(dispute_id = ?dispute_id, %reason, "notification contradicts the dispute; flagged");
-                (InboxStatus::Flagged, *dispute_id, reason.clone())
             }
-            ApplyOutcome::Ignored { dispute_id, reason } => (InboxStatus::Ignored, *dispute_id, reason.clone()),
-            ApplyOutcome::Retry { .. } => return outcome,
+            ApplyOutcome::Ignored { .. } | ApplyOutcome::Retry { .. } => {}
+        }
+        if recorded {
+            return outcome;
+        }
+        let Some(finish) = finish(id, &outcome, self.clock.now()) else {
+            return outcome;
         };
         if let Err(err) = self
             .store
-            .finish_notification(id, status, dispute_id, Some(&note), self.clock.now())
+            .finish_notification(id, finish.status, finish.dispute_id, finish.note.as_deref(), finish.at)
             .await
         {
-            // The dispute changed but the row still says pending: the sweep re-applies it, which is
-            // harmless because applying is goal-directed (at worst a duplicate note).
+            // The row still says pending: the sweep re-applies it, which is harmless because applying is
+            // goal-directed.
             tracing::error!(error = %err, "cannot mark the notification; it will be re-applied");
         }
         outcome
     }
 
-    /// Finds or creates the dispute and walks it to where the notification says it should be.
-    async fn apply_notification(&self, source: Source, n: &Notification) -> Result<ApplyOutcome, EngineError> {
+    /// Finds or creates the dispute, plans in memory the walk to where the notification says it should be,
+    /// and commits the whole walk with the inbox row's outcome in one transaction. Returns the outcome and
+    /// whether the row was recorded with it (when nothing changed, the caller records it).
+    async fn apply_notification(
+        &self,
+        inbox_id: Uuid,
+        source: Source,
+        n: &Notification,
+    ) -> Result<(ApplyOutcome, bool), EngineError> {
         let actor = actor(source, n);
         let because = clip(format!("{} notification {}", source, describe(n)), 1_000);
-        let mut done = Vec::new();
-        let dispute = match self
-            .store
-            .find_by_processor_id(n.processor, &n.processor_dispute_id)
-            .await?
-        {
-            Some(dispute) => {
-                let stale = self
-                    .store
-                    .last_applied_notification_at(dispute.id)
-                    .await?
-                    .filter(|last| *last > n.occurred_at);
-                if let Some(last) = stale
-                    && goal(n) != Goal::Record
-                {
-                    return Ok(ApplyOutcome::Ignored {
-                        dispute_id: Some(dispute.id),
-                        reason: format!(
-                            "older ({}) than the last notification applied to the dispute ({last}); it cannot move \
-                             the dispute backwards",
-                            n.occurred_at
-                        ),
-                    });
-                }
-                dispute
-            }
-            None => {
-                let (new, fallbacks) = match new_dispute(n) {
-                    Ok(created) => created,
-                    Err(err) => {
-                        return Ok(ApplyOutcome::Flagged {
-                            dispute_id: None,
-                            reason: format!("cannot open a dispute from it: {err}"),
-                        });
-                    }
-                };
-                let mut reason = format!("opened from {because}");
-                if !fallbacks.is_empty() {
-                    reason = format!("{reason}; {}", fallbacks.join("; "));
-                }
-                let command = Command::new(actor.clone(), Action::Open(Box::new(new))).because(clip(reason, 2_000));
-                match self.open(command).await {
-                    Ok(dispute) => {
-                        done.push("open".to_owned());
-                        dispute
-                    }
-                    // Another delivery created it a moment ago: carry on with theirs.
-                    Err(EngineError::Store(StoreError::DuplicateDispute { .. })) => self
-                        .store
-                        .find_by_processor_id(n.processor, &n.processor_dispute_id)
-                        .await?
-                        .ok_or_else(|| StoreError::Corrupt("dispute vanished after a duplicate insert".into()))?,
-                    Err(EngineError::Domain(err)) => {
-                        return Ok(ApplyOutcome::Flagged {
-                            dispute_id: None,
-                            reason: format!("cannot open a dispute from it: {err}"),
-                        });
-                    }
-                    Err(err) => return Err(err),
-                }
-            }
-        };
-        let id = dispute.id;
         let goal = goal(n);
         let note = clip(
             format!(
@@ -676,45 +625,162 @@ impl Engine {
             ),
             5_000,
         );
-        let mut recorded = false;
-        let mut current = dispute;
-        for _ in 0..MAX_STEPS {
-            let Some(action) = next_action(&current, goal, recorded, &note) else {
-                let note = if done.is_empty() {
-                    "no change".to_owned()
-                } else {
-                    done.join(", ")
-                };
-                return Ok(ApplyOutcome::Applied { dispute_id: id, note });
-            };
-            let label = action_label(&action);
-            recorded |= matches!(action, Action::AddNote { .. });
-            let command = Command::new(actor.clone(), action).because(because.clone());
-            match self.handle(id, command).await {
-                Ok(after) => {
-                    done.push(label);
-                    current = after;
-                }
-                // The dispute moved between load and commit (an analyst, another delivery): reload, re-plan.
-                Err(EngineError::Domain(DomainError::VersionConflict { .. })) => {
-                    current = self.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
-                }
-                Err(EngineError::Domain(err)) => {
-                    let mut reason = format!(
-                        "{err} (asked to {label}, dispute is {} at {})",
-                        current.status, current.stage
-                    );
-                    if !done.is_empty() {
-                        reason = format!("{reason}; done before the refusal: {}", done.join(", "));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let now = self.clock.now();
+            let mut done = Vec::new();
+            let mut plan = Decision::default();
+            let (expected_version, mut current) = match self
+                .store
+                .find_by_processor_id(n.processor, &n.processor_dispute_id)
+                .await?
+            {
+                Some(dispute) => {
+                    let stale = self
+                        .store
+                        .last_applied_notification_at(dispute.id)
+                        .await?
+                        .filter(|last| *last > n.occurred_at);
+                    if let Some(last) = stale
+                        && goal != Goal::Record
+                    {
+                        let outcome = ApplyOutcome::Ignored {
+                            dispute_id: Some(dispute.id),
+                            reason: format!(
+                                "older ({}) than the last notification applied to the dispute ({last}); it cannot \
+                                 move the dispute backwards",
+                                n.occurred_at
+                            ),
+                        };
+                        return Ok((outcome, false));
                     }
-                    return Ok(ApplyOutcome::Flagged {
-                        dispute_id: Some(id),
-                        reason,
-                    });
+                    (Some(dispute.version), dispute)
                 }
-                Err(err) => return Err(err),
+                None => {
+                    let opened = new_dispute(n).and_then(|(new, fallbacks)| {
+                        let mut reason = format!("opened from {because}");
+                        if !fallbacks.is_empty() {
+                            reason = format!("{reason}; {}", fallbacks.join("; "));
+                        }
+                        let command =
+                            Command::new(actor.clone(), Action::Open(Box::new(new))).because(clip(reason, 2_000));
+                        let decision = self.timing.adjust(open(DisputeId::new_v7(), &command, now)?, now);
+                        let dispute = replay(&decision.events)
+                            .ok_or_else(|| DomainError::InvalidInput("opening produced no dispute".into()))?;
+                        Ok((decision, dispute))
+                    });
+                    match opened {
+                        Ok((decision, dispute)) => {
+                            plan = decision;
+                            done.push("open".to_owned());
+                            (None, dispute)
+                        }
+                        Err(err) => {
+                            let outcome = ApplyOutcome::Flagged {
+                                dispute_id: None,
+                                reason: format!("cannot open a dispute from it: {err}"),
+                            };
+                            return Ok((outcome, false));
+                        }
+                    }
+                }
+            };
+            let id = current.id;
+            let mut recorded = false;
+            let mut refusal = None;
+            let mut settled = false;
+            for _ in 0..MAX_STEPS {
+                let Some(action) = next_action(&current, goal, recorded, &note) else {
+                    settled = true;
+                    break;
+                };
+                let label = action_label(&action);
+                recorded |= matches!(action, Action::AddNote { .. });
+                let command = Command::new(actor.clone(), action).because(because.clone());
+                match decide(&current, &command, now) {
+                    Ok(decision) => {
+                        let decision = self.timing.adjust(decision, now);
+                        for event in &decision.events {
+                            apply(&mut current, event);
+                        }
+                        plan.then(decision);
+                        done.push(label);
+                    }
+                    Err(err) => {
+                        let mut reason = format!(
+                            "{err} (asked to {label}, dispute is {} at {})",
+                            current.status, current.stage
+                        );
+                        if !done.is_empty() {
+                            reason = format!("{reason}; done before the refusal: {}", done.join(", "));
+                        }
+                        refusal = Some(reason);
+                        break;
+                    }
+                }
+            }
+            if !settled && refusal.is_none() {
+                return Err(DomainError::InvalidInput(format!(
+                    "no stable state after {MAX_STEPS} steps ({})",
+                    done.join(", ")
+                ))
+                .into());
+            }
+            let outcome = match refusal {
+                Some(reason) => ApplyOutcome::Flagged {
+                    dispute_id: Some(id),
+                    reason,
+                },
+                None => ApplyOutcome::Applied {
+                    dispute_id: id,
+                    note: if done.is_empty() {
+                        "no change".to_owned()
+                    } else {
+                        done.join(", ")
+                    },
+                },
+            };
+            if plan.events.is_empty() {
+                return Ok((outcome, false));
+            }
+            let Some(finish) = finish(inbox_id, &outcome, now) else {
+                return Ok((outcome, false));
+            };
+            match self
+                .store
+                .commit_applying(expected_version, &current, &plan, &finish)
+                .await
+            {
+                Ok(()) => {
+                    if expected_version.is_none() {
+                        tracing::info!(dispute_id = %id, "dispute opened");
+                    }
+                    return Ok((outcome, true));
+                }
+                // The dispute moved (or was created by another delivery) since it was read: plan again.
+                Err(StoreError::Conflict(_) | StoreError::DuplicateDispute { .. }) if attempt < MAX_PLAN_ATTEMPTS => {
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
             }
         }
-        Err(DomainError::InvalidInput(format!("no stable state after {MAX_STEPS} steps ({})", done.join(", "))).into())
     }
+}
+
+/// What an outcome writes on its inbox row; `None` for a retry (the row stays pending).
+fn finish(id: Uuid, outcome: &ApplyOutcome, at: DateTime<Utc>) -> Option<InboxFinish> {
+    let (status, dispute_id, note) = match outcome {
+        ApplyOutcome::Applied { dispute_id, note } => (InboxStatus::Applied, Some(*dispute_id), note.clone()),
+        ApplyOutcome::Flagged { dispute_id, reason } => (InboxStatus::Flagged, *dispute_id, reason.clone()),
+        ApplyOutcome::Ignored { dispute_id, reason } => (InboxStatus::Ignored, *dispute_id, reason.clone()),
+        ApplyOutcome::Retry { .. } => return None,
+    };
+    Some(InboxFinish {
+        id,
+        status,
+        dispute_id,
+        note: Some(note),
+        at,
+    })
 }

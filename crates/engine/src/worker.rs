@@ -81,7 +81,12 @@ impl WorkerOptions {
             // Sleeping until the next due time is not polling: an idle replica still sleeps up to max_idle.
             // The floor only keeps a row that stays due (claimed elsewhere, failing) from spinning the loop.
             min_idle: StdDuration::from_millis(5),
-            max_idle: StdDuration::from_secs(config.max_idle_seconds.max(1)),
+            // Never past the store's wake horizon: later work is announced to no one.
+            max_idle: StdDuration::from_secs(
+                config
+                    .max_idle_seconds
+                    .clamp(1, verdict_store::WAKE_HORIZON_SECONDS.unsigned_abs()),
+            ),
         }
     }
 }

@@ -18,6 +18,37 @@ use crate::entity::notification;
 use crate::error::is_unique_violation;
 use crate::{Store, StoreError};
 
+/// The outcome written on an inbox row once it has been applied; it can ride in the same transaction as the
+/// dispute's events ([`Store::commit_applying`]), so a row never says pending for a change already made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxFinish {
+    pub id: Uuid,
+    pub status: InboxStatus,
+    pub dispute_id: Option<DisputeId>,
+    pub note: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl InboxFinish {
+    pub(crate) fn update(&self) -> sea_orm::UpdateMany<notification::Entity> {
+        let mut update = notification::Entity::update_many()
+            .col_expr(notification::Column::Status, Expr::value(self.status.as_str()))
+            .col_expr(notification::Column::Note, Expr::value(self.note.clone()))
+            .col_expr(
+                notification::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(
+                notification::Column::AppliedAt,
+                Expr::value((self.status == InboxStatus::Applied).then_some(self.at)),
+            );
+        if let Some(dispute_id) = self.dispute_id {
+            update = update.col_expr(notification::Column::DisputeId, Expr::value(dispute_id.as_uuid()));
+        }
+        update.filter(notification::Column::Id.eq(self.id))
+    }
+}
+
 /// Where a notification stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InboxStatus {
@@ -190,21 +221,14 @@ impl Store {
         note: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut update = notification::Entity::update_many()
-            .col_expr(notification::Column::Status, Expr::value(status.as_str()))
-            .col_expr(notification::Column::Note, Expr::value(note.map(str::to_owned)))
-            .col_expr(
-                notification::Column::LockedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(
-                notification::Column::AppliedAt,
-                Expr::value((status == InboxStatus::Applied).then_some(at)),
-            );
-        if let Some(dispute_id) = dispute_id {
-            update = update.col_expr(notification::Column::DisputeId, Expr::value(dispute_id.as_uuid()));
-        }
-        update.filter(notification::Column::Id.eq(id)).exec(self.db()).await?;
+        let finish = InboxFinish {
+            id,
+            status,
+            dispute_id,
+            note: note.map(str::to_owned),
+            at,
+        };
+        finish.update().exec(self.db()).await?;
         Ok(())
     }
 

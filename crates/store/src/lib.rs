@@ -17,11 +17,13 @@ mod schedules;
 pub mod testing;
 
 pub use error::StoreError;
-pub use inbox::{InboxInsert, InboxStatus, NewNotification, NotificationRecord};
+pub use inbox::{InboxFinish, InboxInsert, InboxStatus, NewNotification, NotificationRecord};
 pub use keys::{ApiKeyRecord, hash_token};
 pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessage};
 pub use queue::{
     Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, NewTimer, StepFailure, StepRow, WORK_CHANNEL,
 };
-pub use repo::{Backend, DisputeFilter, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord};
+pub use repo::{
+    Backend, DisputeFilter, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS,
+};
 pub use schedules::{DueSoon, ScheduleClaim, ScheduleRow};

@@ -22,6 +22,10 @@ use crate::error::is_unique_violation;
 /// Attempts a step gets before it is dead-lettered, unless its handler says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
 
+/// Other replicas are told about new work (`NOTIFY`) only when it is due within this many seconds; workers
+/// never sleep longer than this, so later work is found by their own next look.
+pub const WAKE_HORIZON_SECONDS: i64 = 60;
+
 fn sqlx_error(err: sea_orm::sqlx::Error) -> StoreError {
     StoreError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(err.into())))
 }
@@ -233,6 +237,30 @@ impl Store {
         decision: &Decision,
         fence: Option<crate::queue::Fence>,
     ) -> Result<(), StoreError> {
+        self.commit_all(expected_version, after, decision, fence, None).await
+    }
+
+    /// [`Store::commit`] that also records the outcome on the inbox row the decision came from, in the same
+    /// transaction: one commit per applied notification.
+    pub async fn commit_applying(
+        &self,
+        expected_version: Option<i64>,
+        after: &Dispute,
+        decision: &Decision,
+        finish: &crate::inbox::InboxFinish,
+    ) -> Result<(), StoreError> {
+        self.commit_all(expected_version, after, decision, None, Some(finish))
+            .await
+    }
+
+    async fn commit_all(
+        &self,
+        expected_version: Option<i64>,
+        after: &Dispute,
+        decision: &Decision,
+        fence: Option<crate::queue::Fence>,
+        finish: Option<&crate::inbox::InboxFinish>,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
         let row = to_row(after);
         match expected_version {
@@ -313,7 +341,9 @@ impl Store {
         for instruction in &decision.timers {
             match instruction {
                 TimerInstruction::CancelAll => {
-                    // Timers set earlier in this same decision come after the cancel, so flush nothing yet.
+                    // Several decisions may be committed together: what an earlier one set is cancelled too,
+                    // so it is simply never written.
+                    new_timers.clear();
                     timer::Entity::update_many()
                         .col_expr(timer::Column::Status, Expr::value("cancelled"))
                         .filter(timer::Column::DisputeId.eq(after.id.as_uuid()))
@@ -336,6 +366,11 @@ impl Store {
                 }),
             }
         }
+        let due_soon = after.updated_at + chrono::Duration::seconds(WAKE_HORIZON_SECONDS);
+        let wakes_replicas = !decision.steps.is_empty()
+            || new_timers
+                .iter()
+                .any(|t| matches!(t.due_at, Set(due_at) if due_at <= due_soon));
         if !new_timers.is_empty() {
             timer::Entity::insert_many(new_timers)
                 .exec_without_returning(&txn)
@@ -363,13 +398,18 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
+        if let Some(finish) = finish {
+            finish.update().exec(&txn).await?;
+        }
         let adds_work = !decision.steps.is_empty()
             || decision
                 .timers
                 .iter()
                 .any(|t| matches!(t, TimerInstruction::Set { .. }));
-        if adds_work && self.backend == Backend::Postgres {
-            // Delivered to every replica's listener when (and only if) the transaction commits.
+        if wakes_replicas && self.backend == Backend::Postgres {
+            // Delivered to every replica's listener when (and only if) the transaction commits. Only for work
+            // due soon: NOTIFY serialises committing transactions on a database-wide lock, and a replica
+            // never sleeps past WAKE_HORIZON_SECONDS anyway.
             txn.execute_unprepared("NOTIFY verdict_work").await?;
         }
         txn.commit().await?;

@@ -280,3 +280,76 @@ async fn a_timer_leased_by_a_dead_replica_does_not_hide_sooner_work() {
         );
     }
 }
+
+/// The webhook path plans several commands in memory and commits them as one decision with the inbox row's
+/// outcome: the timers the opening set are cancelled by the later accept, and a refused commit (stale version)
+/// leaves the inbox row pending.
+#[tokio::test]
+async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
+    use verdict_store::{InboxFinish, InboxInsert, InboxStatus, NewNotification};
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let row = |event_id: &str| NewNotification {
+            processor: "stripe".into(),
+            event_id: event_id.into(),
+            event_type: "charge.dispute.closed".into(),
+            kind: Some("accepted".into()),
+            processor_dispute_id: Some("dp_chain".into()),
+            received_at: t0(),
+            occurred_at: Some(t0()),
+            payload: "{}".into(),
+            notification: None,
+            status: InboxStatus::Pending,
+            note: None,
+            locked_until: None,
+        };
+        let InboxInsert::Inserted(inbox_id) = store.insert_notification(&row("evt_chain")).await.unwrap() else {
+            panic!("{}: not inserted", db.label);
+        };
+        let command = Command::new(
+            Actor::analyst("test"),
+            Action::Open(Box::new(new_dispute("dp_chain", Some(10)))),
+        );
+        let mut plan = open(DisputeId::new_v7(), &command, t0()).unwrap();
+        let mut current = replay(&plan.events).unwrap();
+        for action in [Action::Triage { queue: None }, Action::Accept] {
+            let decision = decide(&current, &Command::new(Actor::analyst("test"), action), t0()).unwrap();
+            for event in &decision.events {
+                verdict_domain::apply(&mut current, event);
+            }
+            plan.then(decision);
+        }
+        let finish = InboxFinish {
+            id: inbox_id,
+            status: InboxStatus::Applied,
+            dispute_id: Some(current.id),
+            note: Some("open, triage, accept".into()),
+            at: t0(),
+        };
+
+        // Refused as a whole when the version it was planned on is stale: no dispute, the row still pending.
+        let stale = store.commit_applying(Some(7), &current, &plan, &finish).await;
+        assert!(matches!(stale, Err(StoreError::Conflict(_))), "{}: {stale:?}", db.label);
+        assert!(store.load(current.id).await.unwrap().is_none(), "{}", db.label);
+        let rows = store.find_notifications("stripe", Some("evt_chain")).await.unwrap();
+        assert_eq!(rows[0].status, InboxStatus::Pending, "{}", db.label);
+
+        store.commit_applying(None, &current, &plan, &finish).await.unwrap();
+        let loaded = store.load(current.id).await.unwrap().unwrap();
+        assert_eq!((loaded.status, loaded.version), (Status::Accepted, 3), "{}", db.label);
+        assert_eq!(store.events(current.id).await.unwrap().len(), 3, "{}", db.label);
+        let timers = store.timers(current.id).await.unwrap();
+        assert!(
+            timers.is_empty(),
+            "{}: the accept cancels what the opening set: {timers:?}",
+            db.label
+        );
+        let rows = store.find_notifications("stripe", Some("evt_chain")).await.unwrap();
+        assert_eq!(
+            (rows[0].status, rows[0].dispute_id),
+            (InboxStatus::Applied, Some(current.id)),
+            "{}",
+            db.label
+        );
+    }
+}

@@ -297,4 +297,32 @@ proptest! {
         prop_assert_eq!(replay(&log), Some(dispute.clone()));
         prop_assert_eq!(dispute.version, log.len() as i64);
     }
+
+    /// Decisions are chained with `Decision::then` and committed together, where a `CancelAll` also cancels the
+    /// timers set before it; that is only what committing them one by one does if no single decision sets a
+    /// timer before cancelling.
+    #[test]
+    fn no_decision_sets_a_timer_before_cancelling_all(
+        start in prop::sample::select(Stage::ALL.to_vec()),
+        actions in prop::collection::vec(any_action(), 0..30),
+    ) {
+        let open_command = Command::new(analyst(), Action::Open(Box::new(new_dispute(start, CardNetwork::Visa, "10.4"))));
+        let mut chained = open(DisputeId::new_v7(), &open_command, at(0)).unwrap_or_else(|e| panic!("{e}"));
+        let mut dispute = replay(&chained.events).unwrap_or_else(|| panic!("no dispute"));
+        for (step, action) in actions.into_iter().enumerate() {
+            let command = Command::new(analyst(), action).because("test");
+            if let Ok(decision) = decide(&dispute, &command, at(step as i64 + 1)) {
+                let first_cancel = decision.timers.iter().position(|t| matches!(t, TimerInstruction::CancelAll));
+                let first_set = decision.timers.iter().position(|t| matches!(t, TimerInstruction::Set { .. }));
+                if let (Some(cancel), Some(set)) = (first_cancel, first_set) {
+                    prop_assert!(cancel < set, "{:?}", decision.timers);
+                }
+                for event in &decision.events {
+                    apply(&mut dispute, event);
+                }
+                chained.then(decision);
+            }
+        }
+        prop_assert_eq!(replay(&chained.events), Some(dispute));
+    }
 }

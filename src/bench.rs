@@ -25,6 +25,8 @@ pub struct BenchOptions {
     pub notifications: u64,
     /// Steps one worker pool performs at once (and claims per query) in the no-op drain.
     pub step_concurrency: usize,
+    /// Disputes each writer of the transitions measurement takes turns on (1: every event on one hot row).
+    pub disputes_per_writer: usize,
     /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers); empty for all.
     pub only: Vec<String>,
 }
@@ -64,22 +66,32 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// Opens one dispute per worker, then each worker appends events to its own dispute as fast as it can.
+/// Opens `disputes_per_writer` disputes per writer, then each writer appends events to its own disputes, in
+/// turn, as fast as it can (1 dispute per writer is the worst case: every event updates the same hot rows).
 async fn transitions(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
     let tag = Utc::now().format("%H%M%S%f").to_string();
     let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..options.concurrency as u64 {
-        let command = Command::new(Actor::system("bench"), Action::Open(Box::new(new_dispute(&tag, i)?)));
-        ids.push(engine.open(command).await?.id);
+    let per_writer = options.disputes_per_writer.max(1) as u64;
+    let mut writers = Vec::new();
+    for w in 0..options.concurrency as u64 {
+        let mut ids = Vec::new();
+        for i in 0..per_writer {
+            let command = Command::new(
+                Actor::system("bench"),
+                Action::Open(Box::new(new_dispute(&tag, w * per_writer + i)?)),
+            );
+            ids.push(engine.open(command).await?.id);
+        }
+        writers.push(ids);
     }
     let per_worker = options.transitions / options.concurrency as u64;
     let started_events = Instant::now();
     let mut tasks = Vec::new();
-    for id in ids {
+    for ids in writers {
         let engine = engine.clone();
         tasks.push(tokio::spawn(async move {
             for n in 0..per_worker {
+                let id = ids[(n % ids.len() as u64) as usize];
                 let action = if n % 2 == 0 {
                     Action::AddNote {
                         note: format!("bench note {n}"),
@@ -101,7 +113,7 @@ async fn transitions(engine: &Engine, options: &BenchOptions) -> anyhow::Result<
     let total = per_worker * options.concurrency as u64;
     println!(
         "transitions: {total} events on {} disputes by {} writers in {:.2} s = {:.0} events/s (each: load, version-checked update, event insert, timers)",
-        options.concurrency,
+        options.concurrency as u64 * per_writer,
         options.concurrency,
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
@@ -269,7 +281,7 @@ async fn timers(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
     let running = tokio::spawn(worker.run(async move {
         let _ = stopped.await;
     }));
-    let start = engine.clock().now() + Span::milliseconds(500);
+    let start = engine.clock().now() + Span::milliseconds(3_000);
     let new_timers: Vec<verdict_store::NewTimer> = ids
         .iter()
         .enumerate()
@@ -412,11 +424,21 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
     let store = engine.store();
     seed_projection(engine, options.steps).await?;
     let tag = Utc::now().format("%H%M%S%f").to_string();
-    let n = options.steps;
     store
-        .execute_unprepared(&insert_steps_sql(store.backend(), &tag, n))
+        .execute_unprepared(&insert_steps_sql(store.backend(), &tag, options.steps))
         .await
         .context("loading no-op steps")?;
+    if store.backend() == Backend::Postgres {
+        store.execute_unprepared("ANALYZE steps").await?;
+    }
+    let n = {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        use verdict_store::entity::step;
+        step::Entity::find()
+            .filter(step::Column::IdempotencyKey.starts_with(format!("bench-{tag}-")))
+            .count(store.db())
+            .await?
+    };
     let worker = step_pool(engine, Arc::new(NoopPerformer), options.step_concurrency);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();

@@ -57,6 +57,9 @@ enum CommandLine {
         /// Step slots of the pool in the no-op drain (steps performed at once, and claimed per query).
         #[arg(long, default_value_t = 512)]
         step_concurrency: usize,
+        /// Disputes each writer of the transitions measurement takes turns on (1: one hot row per writer).
+        #[arg(long, default_value_t = 64)]
+        disputes_per_writer: usize,
         /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -145,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
             steps,
             notifications,
             step_concurrency,
+            disputes_per_writer,
             only,
         } => {
             init_tracing(&config);
@@ -157,6 +161,7 @@ async fn main() -> anyhow::Result<()> {
                 steps,
                 notifications,
                 step_concurrency,
+                disputes_per_writer,
                 only,
             };
             verdict::bench::run(std::sync::Arc::new(engine), options).await?;

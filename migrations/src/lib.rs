@@ -10,6 +10,7 @@ mod m20261125_000001_foundation;
 mod m20261125_000002_inbox;
 mod m20261125_000003_scheduling;
 mod m20261125_000004_mailbox;
+mod m20261125_000005_queue_fillfactor;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_inbox::Migration),
             Box::new(m20261125_000003_scheduling::Migration),
             Box::new(m20261125_000004_mailbox::Migration),
+            Box::new(m20261125_000005_queue_fillfactor::Migration),
         ]
     }
 }

@@ -299,8 +299,8 @@ impl Store {
     ) -> Result<Vec<ClaimedStep>, StoreError> {
         let token = Uuid::now_v7();
         let sql = format!(
-            "UPDATE steps SET locked_by = $1, locked_until = $2, lease_token = $3, attempts = attempts + 1, \
-             updated_at = $4 \
+            // No indexed column changes here (updated_at is, in steps_dead), so PostgreSQL can update in place (HOT).
+            "UPDATE steps SET locked_by = $1, locked_until = $2, lease_token = $3, attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM steps WHERE status = 'pending' AND next_attempt_at <= $4 \
              AND (locked_until IS NULL OR locked_until < $4) ORDER BY next_attempt_at LIMIT $5 {}) \
              RETURNING id, dispute_id, kind, idempotency_key, attempts, max_attempts, payload, next_attempt_at",

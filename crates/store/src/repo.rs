@@ -117,7 +117,9 @@ impl Store {
         options
             .sqlx_logging(false)
             .max_connections(if backend == Backend::Sqlite { 4 } else { 32 })
-            .min_connections(1)
+            // Opening a PostgreSQL backend costs milliseconds: a burst after a quiet spell (timers falling due
+            // together) should not wait for a dozen of them.
+            .min_connections(if backend == Backend::Sqlite { 1 } else { 12 })
             .acquire_timeout(Duration::from_secs(10))
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(SqliteJournalMode::Wal)

@@ -11,6 +11,7 @@ mod m20261125_000002_inbox;
 mod m20261125_000003_scheduling;
 mod m20261125_000004_mailbox;
 mod m20261125_000005_queue_fillfactor;
+mod m20261125_000006_payload_retention;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_scheduling::Migration),
             Box::new(m20261125_000004_mailbox::Migration),
             Box::new(m20261125_000005_queue_fillfactor::Migration),
+            Box::new(m20261125_000006_payload_retention::Migration),
         ]
     }
 }

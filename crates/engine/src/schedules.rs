@@ -27,7 +27,13 @@ pub enum Job {
     Sweep,
     /// Asks each processor adapter for disputes changed since the last run.
     Reconcile,
+    /// Blanks raw notification bodies older than the retention period (they carry customer data).
+    PurgePayloads,
 }
+
+/// Raw bodies purged per statement, and statements per run: a run is bounded, the next tick carries on.
+const PURGE_BATCH: u64 = 1_000;
+const PURGE_BATCHES_PER_RUN: usize = 200;
 
 /// `[[scheduling.schedules]]` in verdict.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +73,12 @@ impl ScheduleConfig {
                 cron: "0 */15 * * * *".into(),
                 time_zone: utc(),
                 job: Job::Reconcile,
+            },
+            Self {
+                name: "payload_retention".into(),
+                cron: "0 30 3 * * *".into(),
+                time_zone: utc(),
+                job: Job::PurgePayloads,
             },
         ]
     }
@@ -217,6 +229,7 @@ pub struct Scheduler {
     digests: Arc<dyn DigestSink>,
     reconcilers: Arc<Vec<Arc<dyn Reconciler>>>,
     lease: Duration,
+    payload_retention: Duration,
 }
 
 /// The first tick of `schedule` strictly after `after`, in UTC.
@@ -256,7 +269,37 @@ impl Scheduler {
             digests: Arc::new(LogDigests),
             reconcilers: Arc::new(vec![Arc::new(NoopReconciler) as Arc<dyn Reconciler>]),
             lease: Duration::minutes(10),
+            payload_retention: Duration::days(crate::timers::DEFAULT_PAYLOAD_RETENTION_DAYS),
         })
+    }
+
+    /// How long raw notification bodies are kept.
+    pub fn with_payload_retention(mut self, retention: Duration) -> Self {
+        self.payload_retention = retention;
+        self
+    }
+
+    /// Blanks the raw bodies of finished notifications received more than the retention period ago; returns
+    /// how many. Bounded per run; what is left goes at the next tick.
+    pub async fn purge_payloads(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        let before = now - self.payload_retention;
+        let mut purged = 0;
+        for _ in 0..PURGE_BATCHES_PER_RUN {
+            let n = self
+                .engine
+                .store()
+                .purge_notification_payloads(before, now, PURGE_BATCH)
+                .await?;
+            purged += n as usize;
+            if n < PURGE_BATCH {
+                break;
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, %before, "raw notification bodies past retention purged");
+            metrics::counter!("verdict_notification_payloads_purged_total").increment(purged as u64);
+        }
+        Ok(purged)
     }
 
     pub fn with_digest_sink(mut self, sink: Arc<dyn DigestSink>) -> Self {
@@ -343,6 +386,7 @@ impl Scheduler {
         match job {
             Job::Digest => self.digest(now).await,
             Job::Sweep => self.sweep(now).await,
+            Job::PurgePayloads => self.purge_payloads(now).await,
             Job::Reconcile => {
                 let mut touched = 0;
                 for reconciler in self.reconcilers.iter() {

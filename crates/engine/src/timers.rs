@@ -75,6 +75,9 @@ impl DeadlineRule {
     }
 }
 
+/// Days raw notification bodies are kept unless configured otherwise.
+pub const DEFAULT_PAYLOAD_RETENTION_DAYS: i64 = 180;
+
 /// `[scheduling]` in verdict.toml: timer offsets, deadline policy, workers and cron schedules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -107,6 +110,8 @@ pub struct SchedulingConfig {
     pub max_idle_seconds: u64,
     /// Disputes the daily digest covers: those due within this many hours.
     pub digest_window_hours: i64,
+    /// Raw notification bodies (customer data) are blanked this many days after they arrived, once applied.
+    pub payload_retention_days: i64,
     /// Cron schedules; by default a daily digest at 07:00 UTC, an hourly timer sweep and a 15-minute
     /// reconciliation.
     pub schedules: Vec<crate::schedules::ScheduleConfig>,
@@ -129,6 +134,7 @@ impl Default for SchedulingConfig {
             retry_jitter_percent: 25,
             max_idle_seconds: 30,
             digest_window_hours: 72,
+            payload_retention_days: DEFAULT_PAYLOAD_RETENTION_DAYS,
             schedules: crate::schedules::ScheduleConfig::defaults(),
         }
     }

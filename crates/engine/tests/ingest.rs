@@ -553,3 +553,97 @@ async fn ignored_event_types_are_stored_but_apply_nothing() {
         assert_eq!(rows[0].status, InboxStatus::Ignored);
     }
 }
+
+/// Raw bodies carry customer data: past the retention period the daily job blanks those of finished rows
+/// (applied, ignored, flagged) and records when; pending rows and younger ones keep theirs.
+#[tokio::test]
+async fn raw_bodies_past_retention_are_purged_but_pending_ones_are_kept() {
+    use verdict_engine::schedules::Scheduler;
+    for h in harnesses().await {
+        let label = h.label;
+        let engine = &h.engine;
+        let old = stripe(
+            "evt_ret_old",
+            "dp_ret_1",
+            NotificationKind::ChargebackOpened,
+            Stage::Chargeback,
+            0,
+        );
+        engine
+            .receive(
+                Source::Stripe,
+                vec![
+                    Parsed::Dispute(old),
+                    Parsed::Ignored {
+                        event_id: "evt_ret_ignored".into(),
+                        event_type: "charge.succeeded".into(),
+                    },
+                ],
+                r#"{"billing_details":{"email":"lucia@example.it"}}"#,
+            )
+            .await
+            .unwrap();
+        let pending = stripe(
+            "evt_ret_pending",
+            "dp_ret_2",
+            NotificationKind::ChargebackOpened,
+            Stage::Chargeback,
+            1,
+        );
+        engine
+            .record(Source::Stripe, &[Parsed::Dispute(pending)], r#"{"pending":"body"}"#)
+            .await
+            .unwrap();
+        h.clock.advance(Duration::days(181));
+        let young = stripe(
+            "evt_ret_young",
+            "dp_ret_3",
+            NotificationKind::ChargebackOpened,
+            Stage::Chargeback,
+            2,
+        );
+        engine
+            .receive(Source::Stripe, vec![Parsed::Dispute(young)], r#"{"young":"body"}"#)
+            .await
+            .unwrap();
+
+        let scheduler = Scheduler::new(engine.clone(), &[], Duration::days(3))
+            .unwrap()
+            .with_payload_retention(Duration::days(180));
+        let now = engine.clock().now();
+        assert_eq!(scheduler.purge_payloads(now).await.unwrap(), 2, "{label}");
+        assert_eq!(
+            scheduler.purge_payloads(now).await.unwrap(),
+            0,
+            "{label}: nothing twice"
+        );
+
+        let row = |event_id: &'static str| async move {
+            let rows = engine
+                .store()
+                .find_notifications("stripe", Some(event_id))
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1, "{label}: {event_id}");
+            rows.into_iter().next().unwrap()
+        };
+        for purged in ["evt_ret_old", "evt_ret_ignored"] {
+            let record = row(purged).await;
+            assert_eq!(record.payload, "", "{label}: {purged}");
+            assert_eq!(record.payload_purged_at, Some(now), "{label}: {purged}");
+            assert_ne!(record.status, InboxStatus::Pending, "{label}: {purged}");
+        }
+        let kept = row("evt_ret_pending").await;
+        assert_eq!(
+            (kept.status, kept.payload.as_str(), kept.payload_purged_at),
+            (InboxStatus::Pending, r#"{"pending":"body"}"#, None),
+            "{label}"
+        );
+        let young = row("evt_ret_young").await;
+        assert_eq!(
+            (young.payload.as_str(), young.payload_purged_at),
+            (r#"{"young":"body"}"#, None),
+            "{label}"
+        );
+    }
+}

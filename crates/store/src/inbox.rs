@@ -10,7 +10,9 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use uuid::Uuid;
 use verdict_domain::DisputeId;
 
@@ -146,6 +148,8 @@ pub struct NotificationRecord {
     pub note: Option<String>,
     pub attempts: i32,
     pub applied_at: Option<DateTime<Utc>>,
+    /// When the retention job blanked `payload`.
+    pub payload_purged_at: Option<DateTime<Utc>>,
 }
 
 fn record(row: notification::Model) -> Result<NotificationRecord, StoreError> {
@@ -165,6 +169,7 @@ fn record(row: notification::Model) -> Result<NotificationRecord, StoreError> {
         note: row.note,
         attempts: row.attempts,
         applied_at: row.applied_at,
+        payload_purged_at: row.payload_purged_at,
     })
 }
 
@@ -173,6 +178,24 @@ fn records(rows: Vec<notification::Model>) -> Result<Vec<NotificationRecord>, St
 }
 
 impl Store {
+    /// Blanks the raw body of up to `limit` notifications received before `received_before` that are done with
+    /// (applied, ignored, flagged); pending and failed rows keep theirs until they are dealt with. Returns how
+    /// many were purged.
+    pub async fn purge_notification_payloads(
+        &self,
+        received_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        let statement = self.stmt(
+            "UPDATE notifications SET payload = '', payload_purged_at = $1 WHERE id IN (SELECT id FROM notifications \
+             WHERE payload_purged_at IS NULL AND received_at < $2 AND status IN ('applied', 'ignored', 'flagged') \
+             ORDER BY received_at LIMIT $3)",
+            vec![now.into(), received_before.into(), (limit as i64).into()],
+        );
+        Ok(self.db().execute_raw(statement).await?.rows_affected())
+    }
+
     /// Stores a notification; a second one with the same (processor, event_id) is [`InboxInsert::Duplicate`].
     pub async fn insert_notification(&self, new: &NewNotification) -> Result<InboxInsert, StoreError> {
         let id = Uuid::now_v7();
@@ -193,6 +216,7 @@ impl Store {
             attempts: Set(0),
             locked_until: Set(new.locked_until),
             applied_at: Set(None),
+            payload_purged_at: Set(None),
         };
         match notification::Entity::insert(model)
             .exec_without_returning(self.db())

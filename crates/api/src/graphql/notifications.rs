@@ -27,8 +27,10 @@ pub struct ProcessorNotification {
     /// Why it was flagged, ignored or failed, or what applying it did.
     pub note: Option<String>,
     pub attempts: i32,
-    /// The body exactly as received; only on `rawNotifications`.
+    /// The body exactly as received; only on `rawNotifications`, and empty once purged.
     pub payload: Option<String>,
+    /// When the body was blanked because it outlived the retention period (`payload_retention_days`).
+    pub payload_purged_at: Option<DateTime<Utc>>,
 }
 
 fn view(record: NotificationRecord, with_payload: bool) -> ProcessorNotification {
@@ -44,6 +46,7 @@ fn view(record: NotificationRecord, with_payload: bool) -> ProcessorNotification
         note: record.note,
         attempts: record.attempts,
         payload: with_payload.then_some(record.payload),
+        payload_purged_at: record.payload_purged_at,
     }
 }
 

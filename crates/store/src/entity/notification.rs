@@ -20,6 +20,7 @@ pub struct Model {
     pub attempts: i32,
     pub locked_until: Option<DateTimeUtc>,
     pub applied_at: Option<DateTimeUtc>,
+    pub payload_purged_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

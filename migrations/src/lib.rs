@@ -6,6 +6,23 @@
 
 pub use sea_orm_migration::prelude::*;
 
+/// The `MigrationTrait` of a migration that runs the script `$up` (with the dialect's column types) and undoes
+/// it with `$down`.
+macro_rules! script_migration {
+    ($up:expr, $down:expr) => {
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::run_script(manager, &crate::dialect(manager, $up)).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::run_script(manager, $down).await
+            }
+        }
+    };
+}
+
 mod m20261125_000001_foundation;
 mod m20261125_000002_inbox;
 mod m20261125_000003_scheduling;

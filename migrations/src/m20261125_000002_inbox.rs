@@ -8,8 +8,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::{dialect, run_script};
-
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -41,13 +39,4 @@ const DOWN: &str = r#"
 DROP TABLE notifications
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run_script(manager, &dialect(manager, UP)).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run_script(manager, DOWN).await
-    }
-}
+script_migration!(UP, DOWN);

@@ -7,8 +7,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::{dialect, run_script};
-
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -34,13 +32,4 @@ ALTER TABLE steps DROP COLUMN lease_token;
 ALTER TABLE timers DROP COLUMN lease_token
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run_script(manager, &dialect(manager, UP)).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run_script(manager, DOWN).await
-    }
-}
+script_migration!(UP, DOWN);

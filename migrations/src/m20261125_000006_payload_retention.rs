@@ -4,8 +4,6 @@
 
 use sea_orm_migration::prelude::*;
 
-use crate::{dialect, run_script};
-
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -19,13 +17,4 @@ DROP INDEX notifications_unpurged;
 ALTER TABLE notifications DROP COLUMN payload_purged_at
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run_script(manager, &dialect(manager, UP)).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run_script(manager, &dialect(manager, DOWN)).await
-    }
-}
+script_migration!(UP, DOWN);

@@ -29,6 +29,7 @@ mod m20261125_000003_scheduling;
 mod m20261125_000004_mailbox;
 mod m20261125_000005_queue_fillfactor;
 mod m20261125_000006_payload_retention;
+mod m20261125_000007_mailbox_channels;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_mailbox::Migration),
             Box::new(m20261125_000005_queue_fillfactor::Migration),
             Box::new(m20261125_000006_payload_retention::Migration),
+            Box::new(m20261125_000007_mailbox_channels::Migration),
         ]
     }
 }

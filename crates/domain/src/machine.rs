@@ -342,7 +342,10 @@ pub enum TimerInstruction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
+    /// The assignee, or the queue while nobody is assigned.
     NotifyAssignee,
+    /// The leads of the dispute's queue.
+    EscalateToLead,
     AcceptAtProcessor,
     SubmitEvidence,
     Refund,
@@ -354,6 +357,7 @@ impl StepKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             StepKind::NotifyAssignee => "notify_assignee",
+            StepKind::EscalateToLead => "escalate_to_lead",
             StepKind::AcceptAtProcessor => "accept_at_processor",
             StepKind::SubmitEvidence => "submit_evidence",
             StepKind::Refund => "refund",
@@ -630,7 +634,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                     dispute.status
                 )));
             }
-            steps.push(step(StepKind::NotifyAssignee));
+            steps.push(step(StepKind::EscalateToLead));
             Change::OutcomeEscalated
         }
         Action::Transition {

@@ -124,11 +124,9 @@ impl DigestSink for LogDigests {
     }
 }
 
-/// Stores each queue's digest in the mailbox (channel `assignee`, recipient `queue:<name>`), and logs it.
+/// Stores each queue's digest in the mailbox (channel `queue`, recipient the queue's name), and logs it.
 ///
 /// The message id is `digest:<queue>:<UTC date>`, so a tick fired again the same day stores nothing new.
-/// The `assignee` channel is used because the mailbox table's CHECK constraint admits only customer, seller
-/// and assignee; the digest is for the analysts working the queue.
 pub struct MailboxDigests {
     store: verdict_store::Store,
 }
@@ -168,9 +166,9 @@ impl DigestSink for MailboxDigests {
         }
         let message = verdict_store::NewMailboxMessage {
             dispute_id: None,
-            channel: verdict_store::MailboxChannel::Assignee,
+            channel: verdict_store::MailboxChannel::Queue,
             transport: "mailbox".to_owned(),
-            recipient: format!("queue:{}", digest.queue),
+            recipient: digest.queue.clone(),
             locale: "en".to_owned(),
             subject: format!("Digest for queue {}: {} due soon", digest.queue, digest.disputes.len()),
             body,

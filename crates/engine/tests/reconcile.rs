@@ -280,10 +280,10 @@ async fn mailbox_digests_store_one_message_per_queue_and_day() {
         assert_eq!(digests.len(), 2, "{label}: {digests:?}");
         let mut recipients: Vec<_> = digests.iter().map(|m| m.recipient.clone()).collect();
         recipients.sort();
-        let mut expected = vec![format!("queue:{queue}"), "queue:untriaged".to_owned()];
+        let mut expected = vec![queue.clone(), "untriaged".to_owned()];
         expected.sort();
         assert_eq!(recipients, expected, "{label}");
-        assert!(digests.iter().all(|m| m.channel == MailboxChannel::Assignee), "{label}");
+        assert!(digests.iter().all(|m| m.channel == MailboxChannel::Queue), "{label}");
         let seller = h
             .engine
             .store()

@@ -269,6 +269,7 @@ async fn submit_policy_submits_gathered_evidence_and_the_overdue_outcome_is_esca
         assert_eq!(r.performer.calls_for("submit_evidence"), 1, "{label}");
 
         let notices_before = r.performer.calls_for("notify_assignee");
+        let escalations_before = r.performer.calls_for("escalate_to_lead");
         setup.clock.advance(Duration::days(75) - Duration::minutes(1));
         r.worker.drain().await.unwrap();
         assert!(
@@ -282,7 +283,16 @@ async fn submit_policy_submits_gathered_evidence_and_the_overdue_outcome_is_esca
             vec!["outcome_escalated"],
             "{label}"
         );
-        assert_eq!(r.performer.calls_for("notify_assignee"), notices_before + 1, "{label}");
+        assert_eq!(
+            r.performer.calls_for("escalate_to_lead"),
+            escalations_before + 1,
+            "{label}: to the leads"
+        );
+        assert_eq!(
+            r.performer.calls_for("notify_assignee"),
+            notices_before,
+            "{label}: not the assignee"
+        );
     }
 }
 

@@ -51,6 +51,10 @@ pub enum MailboxChannel {
     Seller,
     /// The analyst the dispute is assigned to; the recipient is their name.
     Assignee,
+    /// A queue's shared inbox (digests, reminders of unassigned disputes); the recipient is the queue's name.
+    Queue,
+    /// A queue's leads (escalations); the recipient is the queue's name.
+    Lead,
 }
 
 impl MailboxChannel {
@@ -59,6 +63,8 @@ impl MailboxChannel {
             MailboxChannel::Customer => "customer",
             MailboxChannel::Seller => "seller",
             MailboxChannel::Assignee => "assignee",
+            MailboxChannel::Queue => "queue",
+            MailboxChannel::Lead => "lead",
         }
     }
 }
@@ -70,6 +76,8 @@ impl FromStr for MailboxChannel {
             "customer" => MailboxChannel::Customer,
             "seller" => MailboxChannel::Seller,
             "assignee" => MailboxChannel::Assignee,
+            "queue" => MailboxChannel::Queue,
+            "lead" => MailboxChannel::Lead,
             other => return Err(StoreError::Corrupt(format!("unknown mailbox channel {other:?}"))),
         })
     }

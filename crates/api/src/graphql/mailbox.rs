@@ -19,9 +19,13 @@ pub enum MailboxChannel {
     Customer,
     Seller,
     Assignee,
+    /// A queue's shared inbox: digests and reminders of unassigned disputes.
+    Queue,
+    /// A queue's leads: escalations.
+    Lead,
 }
 
-/// One message from Verdict to a customer, a seller or an assignee.
+/// One message from Verdict to a customer, a seller, an assignee, a queue or its leads.
 #[derive(SimpleObject)]
 pub struct MailboxMessage {
     pub id: ID,

@@ -295,25 +295,57 @@ impl Effects {
         Ok(StepOutcome::done())
     }
 
+    /// The assignee, or the dispute's queue while nobody is assigned (staff messages are in English).
     async fn notify_assignee(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let dispute = &ctx.dispute;
-        let Some(assignee) = dispute.assignee.as_deref() else {
-            tracing::info!("the dispute has no assignee any more; nothing to send");
-            return Ok(StepOutcome::done());
+        let (kind, channel, recipient) = match dispute.assignee.as_deref() {
+            Some(assignee) => (
+                MessageKind::AssigneeAssigned,
+                verdict_store::MailboxChannel::Assignee,
+                assignee.to_owned(),
+            ),
+            None => (
+                MessageKind::QueueAttention,
+                verdict_store::MailboxChannel::Queue,
+                templates::queue_name(dispute),
+            ),
         };
+        self.staff_message(ctx, kind, channel, recipient).await
+    }
+
+    /// An overdue outcome goes to the leads of the dispute's queue.
+    async fn escalate_to_lead(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let queue = templates::queue_name(&ctx.dispute);
+        self.staff_message(
+            ctx,
+            MessageKind::LeadEscalation,
+            verdict_store::MailboxChannel::Lead,
+            queue,
+        )
+        .await
+    }
+
+    async fn staff_message(
+        &self,
+        ctx: &StepContext,
+        kind: MessageKind,
+        channel: verdict_store::MailboxChannel,
+        recipient: String,
+    ) -> Result<StepOutcome, StepError> {
+        let dispute = &ctx.dispute;
         let locale = verdict_domain::Locale::En;
-        let rendered = self.templates.render(MessageKind::AssigneeAssigned, locale, dispute)?;
+        let rendered = self.templates.render(kind, locale, dispute)?;
         let mail = OutgoingMail {
             dispute_id: dispute.id,
-            channel: verdict_store::MailboxChannel::Assignee,
-            recipient: assignee.to_owned(),
+            channel,
+            recipient,
             locale,
             subject: rendered.subject,
             body: rendered.body,
             message_id: ctx.idempotency_key.clone(),
         };
         let delivery = self.mailbox.send(&mail).await?;
-        tracing::info!(?delivery, "assignee notified");
+        tracing::info!(?delivery, channel = channel.as_str(), "staff notified");
         Ok(StepOutcome::done())
     }
 }
@@ -328,6 +360,7 @@ impl StepPerformer for Effects {
     async fn perform(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         match ctx.kind {
             StepKind::NotifyAssignee => self.notify_assignee(ctx).await,
+            StepKind::EscalateToLead => self.escalate_to_lead(ctx).await,
             StepKind::AcceptAtProcessor => self.accept(ctx).await,
             StepKind::SubmitEvidence => self.submit_evidence(ctx).await,
             StepKind::Refund => self.refund(ctx).await,

@@ -20,14 +20,20 @@ pub enum MessageKind {
     SellerOutcome,
     /// To an analyst: a dispute was assigned to them.
     AssigneeAssigned,
+    /// To a queue: one of its disputes has no assignee and its deadline is near.
+    QueueAttention,
+    /// To a queue's leads: a submitted dispute has waited too long for the processor's outcome.
+    LeadEscalation,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 4] = [
+    pub const ALL: [MessageKind; 6] = [
         MessageKind::CustomerRefundIssued,
         MessageKind::CustomerCaseUpdate,
         MessageKind::SellerOutcome,
         MessageKind::AssigneeAssigned,
+        MessageKind::QueueAttention,
+        MessageKind::LeadEscalation,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -36,6 +42,8 @@ impl MessageKind {
             MessageKind::CustomerCaseUpdate => "customer_case_update",
             MessageKind::SellerOutcome => "seller_outcome",
             MessageKind::AssigneeAssigned => "assignee_assigned",
+            MessageKind::QueueAttention => "queue_attention",
+            MessageKind::LeadEscalation => "lead_escalation",
         }
     }
 
@@ -72,6 +80,8 @@ macro_rules! sources {
             (concat!($locale, "/customer_case_update.txt"), include_str!(concat!("templates/", $locale, "/customer_case_update.txt"))),
             (concat!($locale, "/seller_outcome.txt"), include_str!(concat!("templates/", $locale, "/seller_outcome.txt"))),
             (concat!($locale, "/assignee_assigned.txt"), include_str!(concat!("templates/", $locale, "/assignee_assigned.txt"))),
+            (concat!($locale, "/queue_attention.txt"), include_str!(concat!("templates/", $locale, "/queue_attention.txt"))),
+            (concat!($locale, "/lead_escalation.txt"), include_str!(concat!("templates/", $locale, "/lead_escalation.txt"))),
         )+]
     };
 }
@@ -167,9 +177,17 @@ fn variables(dispute: &Dispute, locale: Locale) -> Value {
         outcome => outcome,
         seller_id => optional(dispute.seller_id.clone()),
         assignee => dispute.assignee.clone().unwrap_or_default(),
+        queue => queue_name(dispute),
         reason => reason,
         due_by => optional(dispute.due_by.map(|d| format_date(d, locale))),
     }
+}
+
+/// The queue a dispute waits in; `untriaged` before triage.
+pub fn queue_name(dispute: &Dispute) -> String {
+    dispute
+        .queue
+        .map_or_else(|| "untriaged".to_owned(), |q| q.as_str().to_owned())
 }
 
 /// What the customer and the seller know the payment by: the order reference, else the payment reference.

@@ -239,6 +239,43 @@ async fn assignee_and_seller_messages_go_to_the_mailbox_by_default() {
     }
 }
 
+/// Staff messages: a reminder for a dispute nobody is assigned to goes to its queue, an overdue outcome to the
+/// queue's leads.
+#[tokio::test]
+async fn unassigned_reminders_go_to_the_queue_and_escalations_to_its_leads() {
+    for h in harnesses().await {
+        let effects = Effects::local(h.engine.store().clone(), h.clock.clone());
+        let d = h
+            .dispute(
+                "dp_staff",
+                Locale::Fr,
+                Stage::Chargeback,
+                vec![Action::Triage {
+                    queue: Some(verdict_domain::Queue::Fraud),
+                }],
+            )
+            .await;
+        let mut reminder = ctx(StepKind::NotifyAssignee, d.clone(), None);
+        reminder.idempotency_key = "staff-reminder".into();
+        effects.perform(&reminder).await.unwrap();
+        let mut escalation = ctx(StepKind::EscalateToLead, d.clone(), None);
+        escalation.idempotency_key = "staff-escalation".into();
+        effects.perform(&escalation).await.unwrap();
+        effects.perform(&escalation).await.unwrap();
+
+        let messages = h.engine.store().mailbox_of(d.id).await.unwrap();
+        let channels: Vec<_> = messages.iter().map(|m| (m.channel, m.recipient.as_str())).collect();
+        assert_eq!(
+            channels,
+            vec![(MailboxChannel::Queue, "fraud"), (MailboxChannel::Lead, "fraud")],
+            "{}: one message per key",
+            h.label
+        );
+        assert!(messages[0].body.contains("has no assignee"), "{}", messages[0].body);
+        assert!(messages[1].subject.starts_with("Escalation"), "{}", messages[1].subject);
+    }
+}
+
 #[tokio::test]
 async fn the_seller_webhook_is_signed_verifiably_and_carries_the_idempotency_key() {
     install_crypto();

@@ -10,6 +10,9 @@ use serde::Deserialize;
 pub struct Config {
     /// `sqlite://verdict.db?mode=rwc` (default) or `postgres://user@host/db`.
     pub database_url: String,
+    /// PostgreSQL connections kept open even when idle (1 to 32; default 32), so a burst of due timers waits
+    /// for no new backend. `VERDICT_DATABASE_MIN_CONNECTIONS`.
+    pub database_min_connections: u32,
     /// Address to listen on.
     pub listen: String,
     /// `text` or `json`.
@@ -139,6 +142,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             database_url: "sqlite://verdict.db?mode=rwc".to_owned(),
+            database_min_connections: 32,
             listen: "127.0.0.1:8080".to_owned(),
             log_format: "text".to_owned(),
             log_level: "info".to_owned(),
@@ -180,6 +184,9 @@ impl Config {
             if let Some(value) = var(name).filter(|v| !v.trim().is_empty()) {
                 *field = value;
             }
+        }
+        if let Some(min) = var("VERDICT_DATABASE_MIN_CONNECTIONS").and_then(|v| v.trim().parse().ok()) {
+            self.database_min_connections = min;
         }
         self.webhooks.apply_env(&var);
         self.apply_effects_env(&var);

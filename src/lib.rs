@@ -32,6 +32,15 @@ pub async fn connect_system(database_url: &str) -> anyhow::Result<Engine> {
     connect(database_url, Arc::new(SystemClock)).await
 }
 
+/// The engine of a running replica: the configured database, its pool kept warm, migrated.
+pub async fn connect_configured(config: &Config) -> anyhow::Result<Engine> {
+    let store = Store::connect_with(&config.database_url, config.database_min_connections)
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(Engine::new(store, Arc::new(SystemClock)))
+}
+
 /// How often the inbox is swept for notifications that were stored but not applied (crash, outage).
 pub const INBOX_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use verdict::{Config, connect_system, demo, install_crypto_provider, shutdown_signal};
+use verdict::{Config, connect_configured, demo, install_crypto_provider, shutdown_signal};
 use verdict_api::auth::{Role, create_api_key};
 
 #[derive(Parser)]
@@ -152,7 +152,7 @@ async fn main() -> anyhow::Result<()> {
             only,
         } => {
             init_tracing(&config);
-            let engine = connect_system(&config.database_url).await?;
+            let engine = connect_configured(&config).await?;
             let options = verdict::bench::BenchOptions {
                 disputes,
                 transitions,
@@ -168,12 +168,12 @@ async fn main() -> anyhow::Result<()> {
         }
         CommandLine::Migrate => {
             init_tracing(&config);
-            connect_system(&config.database_url).await?;
+            connect_configured(&config).await?;
             tracing::info!("migrations applied");
         }
         CommandLine::Serve => {
             init_tracing(&config);
-            let engine = connect_system(&config.database_url).await?;
+            let engine = connect_configured(&config).await?;
             let listener = TcpListener::bind(&config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
@@ -182,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         CommandLine::Import { processor, files } => {
             init_tracing(&config);
             let source: verdict_engine::Source = processor.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let engine = connect_system(&config.database_url).await?;
+            let engine = connect_configured(&config).await?;
             let report = verdict::import::import(&engine, source, &files, std::io::stderr().is_terminal()).await?;
             for problem in &report.malformed {
                 eprintln!("skipped {problem}");
@@ -198,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
         }
         CommandLine::Demo { serve: keep_serving } => {
             init_tracing(&config);
-            let engine = connect_system(&config.database_url).await?;
+            let engine = connect_configured(&config).await?;
             let seeded = demo::seed(&engine).await?;
             let name = format!("demo-admin-{}", engine.clock().now().format("%Y%m%d%H%M%S%3f"));
             let token = create_api_key(engine.store(), &name, Role::Admin, engine.clock().now())
@@ -233,7 +233,7 @@ async fn main() -> anyhow::Result<()> {
             let role: Role = role
                 .parse()
                 .map_err(|e: verdict_api::error::ApiError| anyhow::anyhow!(e.message()))?;
-            let engine = connect_system(&config.database_url).await?;
+            let engine = connect_configured(&config).await?;
             let token = create_api_key(engine.store(), &name, role, engine.clock().now())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message()))?;

@@ -22,6 +22,9 @@ use crate::error::is_unique_violation;
 /// Attempts a step gets before it is dead-lettered, unless its handler says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
 
+/// Connections of one replica's PostgreSQL pool.
+const MAX_CONNECTIONS: u32 = 32;
+
 /// Other replicas are told about new work (`NOTIFY`) only when it is due within this many seconds; workers
 /// never sleep longer than this, so later work is found by their own next look.
 pub const WAKE_HORIZON_SECONDS: i64 = 60;
@@ -108,6 +111,12 @@ impl Store {
     /// Connects (creating a SQLite file if the URL says `mode=rwc`). SQLite runs in WAL mode with a busy
     /// timeout so that readers never block the writer and concurrent writers queue instead of failing.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, 1).await
+    }
+
+    /// [`Store::connect`] keeping at least `min_connections` open (PostgreSQL; at most 32): a burst after a
+    /// quiet spell (timers falling due together) then waits for no new backend.
+    pub async fn connect_with(url: &str, min_connections: u32) -> Result<Self, StoreError> {
         let backend = if url.starts_with("postgres") {
             Backend::Postgres
         } else {
@@ -116,10 +125,12 @@ impl Store {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 32 })
-            // Opening a PostgreSQL backend costs milliseconds: a burst after a quiet spell (timers falling due
-            // together) should not wait for a dozen of them.
-            .min_connections(if backend == Backend::Sqlite { 1 } else { 12 })
+            .max_connections(if backend == Backend::Sqlite { 4 } else { MAX_CONNECTIONS })
+            .min_connections(if backend == Backend::Sqlite {
+                1
+            } else {
+                min_connections.clamp(1, MAX_CONNECTIONS)
+            })
             .acquire_timeout(Duration::from_secs(10))
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(SqliteJournalMode::Wal)

@@ -115,6 +115,8 @@ async fn metrics_are_served_as_prometheus_text() {
     let text = response.text().await.unwrap();
     for metric in [
         "verdict_timers{status=\"pending\"}",
+        "verdict_timers_due 0",
+        "verdict_steps{status=\"pending\"}",
         "verdict_steps{status=\"dead\"}",
         "verdict_http_request_duration_seconds",
     ] {

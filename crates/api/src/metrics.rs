@@ -65,22 +65,13 @@ pub async fn render(State(state): State<AppState>) -> Response {
     let Some(handle) = handle() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "metrics are not available").into_response();
     };
-    match state.engine.store().queue_counts().await {
+    let now = state.engine.clock().now();
+    match state.engine.store().live_queue_counts(now).await {
         Ok(counts) => {
-            for status in ["pending", "fired", "cancelled"] {
-                let n = counts
-                    .iter()
-                    .find(|(t, s, _)| t == "timers" && s == status)
-                    .map_or(0, |(_, _, n)| *n);
-                metrics::gauge!("verdict_timers", "status" => status).set(n as f64);
-            }
-            for status in ["pending", "succeeded", "dead", "cancelled"] {
-                let n = counts
-                    .iter()
-                    .find(|(t, s, _)| t == "steps" && s == status)
-                    .map_or(0, |(_, _, n)| *n);
-                metrics::gauge!("verdict_steps", "status" => status).set(n as f64);
-            }
+            metrics::gauge!("verdict_timers", "status" => "pending").set(counts.timers_pending as f64);
+            metrics::gauge!("verdict_timers_due").set(counts.timers_due as f64);
+            metrics::gauge!("verdict_steps", "status" => "pending").set(counts.steps_pending as f64);
+            metrics::gauge!("verdict_steps", "status" => "dead").set(counts.steps_dead as f64);
         }
         Err(err) => tracing::warn!(%err, "cannot count timers and steps for /metrics"),
     }

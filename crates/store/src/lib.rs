@@ -21,7 +21,8 @@ pub use inbox::{InboxFinish, InboxInsert, InboxStatus, NewNotification, Notifica
 pub use keys::{ApiKeyRecord, hash_token};
 pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessage};
 pub use queue::{
-    Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, NewTimer, StepFailure, StepRow, WORK_CHANNEL,
+    Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewTimer, StepFailure, StepRow,
+    WORK_CHANNEL,
 };
 pub use repo::{
     Backend, DisputeFilter, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS,

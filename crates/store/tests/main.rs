@@ -152,6 +152,10 @@ async fn timers_are_written_with_the_dispute_and_cancelled_when_it_closes() {
             db.label
         );
         assert_eq!(timers[3].due_at, t0() + Duration::days(10));
+        let live = store.live_queue_counts(t0()).await.unwrap();
+        assert_eq!((live.timers_pending, live.timers_due), (4, 0), "{}", db.label);
+        let live = store.live_queue_counts(t0() + Duration::days(11)).await.unwrap();
+        assert_eq!((live.timers_pending, live.timers_due), (4, 4), "{}", db.label);
         let triaged = act(&store, &dispute, Action::Triage { queue: None }).await.unwrap();
         act(&store, &triaged, Action::Accept).await.unwrap();
         let timers = store.timers(dispute.id).await.unwrap();
@@ -165,6 +169,13 @@ async fn timers_are_written_with_the_dispute_and_cancelled_when_it_closes() {
         assert_eq!(
             (steps[0].kind.as_str(), steps[0].status.as_str()),
             ("accept_at_processor", "pending")
+        );
+        let live = store.live_queue_counts(t0()).await.unwrap();
+        assert_eq!(
+            (live.timers_pending, live.steps_pending, live.steps_dead),
+            (0, 1, 0),
+            "{}",
+            db.label
         );
     }
 }

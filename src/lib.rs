@@ -21,7 +21,11 @@ pub use config::Config;
 
 /// Connects to the database, applies migrations and builds the engine.
 pub async fn connect(database_url: &str, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
-    let store = Store::connect(database_url)
+    connect_pool(database_url, 1, clock).await
+}
+
+async fn connect_pool(database_url: &str, min_connections: u32, clock: Arc<dyn Clock>) -> anyhow::Result<Engine> {
+    let store = Store::connect_with(database_url, min_connections)
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
@@ -34,11 +38,12 @@ pub async fn connect_system(database_url: &str) -> anyhow::Result<Engine> {
 
 /// The engine of a running replica: the configured database, its pool kept warm, migrated.
 pub async fn connect_configured(config: &Config) -> anyhow::Result<Engine> {
-    let store = Store::connect_with(&config.database_url, config.database_min_connections)
-        .await
-        .context("connecting to the database")?;
-    store.migrate().await.context("applying migrations")?;
-    Ok(Engine::new(store, Arc::new(SystemClock)))
+    connect_pool(
+        &config.database_url,
+        config.database_min_connections,
+        Arc::new(SystemClock),
+    )
+    .await
 }
 
 /// How often the inbox is swept for notifications that were stored but not applied (crash, outage).

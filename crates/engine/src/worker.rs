@@ -354,39 +354,49 @@ impl Worker {
         Done::Released
     }
 
-    /// The disputes of a claimed batch, in one query; a step whose dispute is missing loads it itself.
-    async fn preload(&self, steps: &[ClaimedStep]) -> HashMap<DisputeId, Dispute> {
+    /// Claims up to `limit` due steps for this pool.
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedStep>, EngineError> {
+        let engine = &self.inner.engine;
+        let options = &self.inner.options;
+        Ok(engine
+            .store()
+            .claim_steps(&options.worker_id, engine.clock().now(), limit as u64, options.lease)
+            .await?)
+    }
+
+    /// Pairs each claimed step with its dispute, loaded for the whole batch in one query; a step whose dispute
+    /// is missing here loads it itself.
+    async fn with_disputes(&self, steps: Vec<ClaimedStep>) -> Vec<(ClaimedStep, Option<Dispute>)> {
         let ids: Vec<DisputeId> = steps
             .iter()
             .filter_map(|s| s.dispute_id)
             .map(DisputeId::from_uuid)
             .collect();
-        match self.inner.engine.store().load_many(&ids).await {
+        let mut disputes: HashMap<DisputeId, Dispute> = match self.inner.engine.store().load_many(&ids).await {
             Ok(found) => found.into_iter().map(|d| (d.id, d)).collect(),
             Err(err) => {
                 tracing::warn!(%err, "cannot load the batch's disputes; each step loads its own");
                 HashMap::new()
             }
-        }
+        };
+        steps
+            .into_iter()
+            .map(|step| {
+                let dispute = step
+                    .dispute_id
+                    .and_then(|id| disputes.remove(&DisputeId::from_uuid(id)));
+                (step, dispute)
+            })
+            .collect()
     }
 
     /// One round of steps for [`Worker::run_once`]: claim as many as there are slots, perform them, record
     /// the successes in one statement, and return when all are done.
     async fn run_steps(&self) -> Result<usize, EngineError> {
-        let engine = &self.inner.engine;
-        let options = &self.inner.options;
-        let free = self.inner.step_slots.available_permits().max(1);
-        let steps = engine
-            .store()
-            .claim_steps(&options.worker_id, engine.clock().now(), free as u64, options.lease)
-            .await?;
+        let steps = self.claim(self.inner.step_slots.available_permits().max(1)).await?;
         let count = steps.len();
-        let mut disputes = self.preload(&steps).await;
         let mut tasks = JoinSet::new();
-        for step in steps {
-            let preloaded = step
-                .dispute_id
-                .and_then(|id| disputes.remove(&DisputeId::from_uuid(id)));
+        for (step, preloaded) in self.with_disputes(steps).await {
             let worker = self.clone();
             tasks.spawn(async move {
                 let _slot = match worker.inner.step_slots.clone().acquire_owned().await {
@@ -456,24 +466,17 @@ impl Worker {
         let Ok(mut slots) = self.inner.step_slots.clone().try_acquire_many_owned(free as u32) else {
             return Ok(0);
         };
-        let engine = &self.inner.engine;
-        let options = &self.inner.options;
-        let steps = engine
-            .store()
-            .claim_steps(&options.worker_id, engine.clock().now(), free as u64, options.lease)
-            .await?;
+        let steps = self.claim(free).await?;
         let count = steps.len();
         if count == 0 {
             return Ok(0);
         }
-        let Some(held) = slots.split(count) else {
-            return Ok(0);
-        };
-        drop(slots);
+        // The slots no step was found for go back at once.
+        drop(slots.split(free - count));
         let worker = self.clone();
         let completions = completions.clone();
         // Loading the batch's disputes happens beside the loop, so the next claim need not wait for it.
-        tokio::spawn(async move { worker.perform_batch(steps, held, completions).await });
+        tokio::spawn(async move { worker.perform_batch(steps, slots, completions).await });
         Ok(count)
     }
 
@@ -483,11 +486,7 @@ impl Worker {
         mut slots: OwnedSemaphorePermit,
         completions: mpsc::UnboundedSender<Leased>,
     ) {
-        let mut disputes = self.preload(&steps).await;
-        for step in steps {
-            let preloaded = step
-                .dispute_id
-                .and_then(|id| disputes.remove(&DisputeId::from_uuid(id)));
+        for (step, preloaded) in self.with_disputes(steps).await {
             let slot = slots.split(1);
             let worker = self.clone();
             let completions = completions.clone();

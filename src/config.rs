@@ -21,12 +21,15 @@ pub struct Config {
     pub log_level: String,
     /// Processor webhook secrets (`[webhooks]` in the file); a processor without one answers 503.
     pub webhooks: WebhookConfig,
-    /// Processor APIs (`[processors]`); a processor without credentials is served by the sandbox.
+    /// Processor APIs (`[processors]`); a processor without credentials has no adapter: its steps wait.
     pub processors: verdict_engine::effects::ProcessorsConfig,
     /// Customer mail (`[mail]`); without `smtp_url`, messages stay in the mailbox (GraphQL `mailbox`).
     pub mail: verdict_engine::effects::MailConfig,
     /// Seller notices (`[seller_webhook]`); without `url` and `secret`, they stay in the mailbox.
     pub seller_webhook: verdict_engine::effects::SellerWebhookConfig,
+    /// The sandbox processor for processors without an adapter: it invents refunds, acceptances and outcomes.
+    /// Off by default; `verdict demo` turns it on and `verdict serve` refuses it.
+    pub sandbox: bool,
     /// Seconds the sandbox processor takes to report an outcome after evidence is submitted (default 120).
     pub sandbox_outcome_delay_secs: u64,
     /// Timers, deadline policy, workers and cron schedules (`[scheduling]`).
@@ -150,6 +153,7 @@ impl Default for Config {
             processors: Default::default(),
             mail: Default::default(),
             seller_webhook: Default::default(),
+            sandbox: false,
             sandbox_outcome_delay_secs: verdict_engine::effects::EffectsConfig::default().sandbox_outcome_delay_secs,
             scheduling: Default::default(),
         }
@@ -200,6 +204,7 @@ impl Config {
             processors: self.processors.clone(),
             mail: self.mail.clone(),
             seller_webhook: self.seller_webhook.clone(),
+            sandbox: self.sandbox,
             sandbox_outcome_delay_secs: self.sandbox_outcome_delay_secs,
         }
     }
@@ -235,6 +240,7 @@ mod effects_config_tests {
         let defaults = Config::default().effects();
         assert_eq!(defaults, verdict_engine::effects::EffectsConfig::default());
         assert_eq!(defaults.sandbox_outcome_delay_secs, 120);
+        assert!(!defaults.sandbox, "the sandbox invents outcomes: never on by default");
         assert!(defaults.processors.stripe_api_key.is_none() && defaults.mail.smtp_url.is_none());
 
         let mut config: Config = toml::from_str(

@@ -173,6 +173,13 @@ async fn main() -> anyhow::Result<()> {
         }
         CommandLine::Serve => {
             init_tracing(&config);
+            if config.sandbox {
+                anyhow::bail!(
+                    "sandbox = true is for `verdict demo` and tests: the sandbox processor invents refunds, \
+                     acceptances and outcomes. Remove it to serve; steps of processors without an adapter then wait \
+                     for one (dead-lettered as waiting_for_adapter)"
+                );
+            }
             let engine = connect_configured(&config).await?;
             let listener = TcpListener::bind(&config.listen)
                 .await
@@ -198,6 +205,11 @@ async fn main() -> anyhow::Result<()> {
         }
         CommandLine::Demo { serve: keep_serving } => {
             init_tracing(&config);
+            // The demo runs to its end with nothing installed: the sandbox stands in for the processors.
+            let config = Config {
+                sandbox: true,
+                ..config
+            };
             let engine = connect_configured(&config).await?;
             let seeded = demo::seed(&engine).await?;
             let name = format!("demo-admin-{}", engine.clock().now().format("%Y%m%d%H%M%S%3f"));

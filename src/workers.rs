@@ -71,7 +71,12 @@ pub async fn configured_pool(
     pool_with_reconcilers(engine, scheduling, Arc::new(performer), vec![reconciler]).await
 }
 
-/// The pool with default settings and local outside systems (sandbox processor, mailbox).
+/// The pool with default settings and local stand-ins for the outside systems (the sandbox processor, which
+/// invents outcomes, and the mailbox): for tests, benchmarks and the demo, never for `serve`.
 pub async fn local_pool(engine: &Engine) -> anyhow::Result<Worker> {
-    configured_pool(engine, &SchedulingConfig::default(), &EffectsConfig::default()).await
+    let effects = EffectsConfig {
+        sandbox: true,
+        ..EffectsConfig::default()
+    };
+    configured_pool(engine, &SchedulingConfig::default(), &effects).await
 }

@@ -537,8 +537,9 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
         Action::Resolve => {
             let change = transition(Status::Resolved)?;
             timers.push(TimerInstruction::CancelAll);
+            // The customer's message is enqueued by the refund's success (engine effects), never beside it:
+            // "we have refunded you" must not be sent before the refund is known to have happened.
             steps.push(step(StepKind::Refund));
-            steps.push(step(StepKind::CustomerMessage));
             change
         }
         Action::Reopen { stage, due_by } => {

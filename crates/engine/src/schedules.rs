@@ -1,8 +1,9 @@
 //! Cron schedules: the daily digest, the hourly timer sweep and processor reconciliation.
 //!
 //! Expressions use the `cron` crate's syntax, which starts with a seconds field (`0 0 7 * * *` is 07:00:00
-//! daily), evaluated in the schedule's IANA time zone. Each replica runs [`Scheduler::run_due`] in its worker
-//! rounds; a tick is claimed through the schedule's row (compare-and-set on `next_fire_at`, plus a lease), so
+//! daily), evaluated in the schedule's IANA time zone. Each replica runs [`Scheduler::run_due`] in a task of
+//! its own beside the worker loop (one job at a time, each bounded by the tick's lease), so a long
+//! reconciliation never holds up that replica's timers and steps; a tick is claimed through the schedule's row (compare-and-set on `next_fire_at`, plus a lease), so
 //! it fires once across replicas, and after downtime a schedule fires once to catch up.
 
 use std::collections::BTreeMap;
@@ -371,8 +372,19 @@ impl Scheduler {
             let missed = row.next_fire_at < now - Duration::minutes(1);
             tracing::info!(schedule = %row.name, tick = %claim.tick, catch_up = missed, "schedule fired");
             metrics::counter!("verdict_schedule_ticks_total", "schedule" => row.name.clone()).increment(1);
-            if let Err(err) = self.run_job(entry.config.job, row, now).await {
-                tracing::warn!(schedule = %row.name, %err, "scheduled job failed; it runs again at the next tick");
+            // Bounded by the tick's lease: a job that hangs (a processor that never answers) is given up, and the
+            // replica's other schedules carry on.
+            let bound = self.lease.to_std().unwrap_or(std::time::Duration::from_secs(600));
+            match tokio::time::timeout(bound, self.run_job(entry.config.job, row, now)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(schedule = %row.name, %err, "scheduled job failed; it runs again at the next tick")
+                }
+                Err(_) => {
+                    tracing::warn!(schedule = %row.name, seconds = bound.as_secs(), "scheduled job took longer than its lease; given up until the next tick");
+                    metrics::counter!("verdict_schedule_jobs_timed_out_total", "schedule" => row.name.clone())
+                        .increment(1);
+                }
             }
             self.engine.store().finish_schedule_tick(&claim).await?;
             fired.push(row.name.clone());

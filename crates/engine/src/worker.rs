@@ -17,15 +17,15 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use verdict_domain::{Actor, ActorKind, Command, Dispute, DisputeId, DomainError, StepKind};
-use verdict_store::{Backoff, ClaimedStep, ClaimedTimer, Fence, Leased, NewTimer, StepFailure, StoreError};
+use verdict_store::{Backoff, ClaimedStep, ClaimedTimer, Fence, Leased, NewStep, NewTimer, StepFailure, StoreError};
 
-use crate::effects::{StepContext, StepError, StepOutcome, StepPerformer};
+use crate::effects::{NextStep, StepContext, StepError, StepOutcome, StepPerformer};
 use crate::schedules::Scheduler;
 use crate::timers::{FOLLOW_UP_TIMER, Fired, SchedulingConfig};
 use crate::{Engine, EngineError};
@@ -526,6 +526,7 @@ impl Worker {
                     follow_up_after,
                 },
             )) => self.succeed(&step, &ctx, leased, follow_up, follow_up_after).await,
+            Ok((ctx, StepOutcome::DoneThen { next })) => self.succeed_then(&step, &ctx, leased, next).await,
             Err(err) => {
                 let permanent = !err.is_transient();
                 let engine = &self.inner.engine;
@@ -550,7 +551,8 @@ impl Worker {
                     }
                     Ok(StepFailure::Stale) => Done::Stale,
                     Err(err) => {
-                        tracing::warn!(%err, "cannot record a step failure; its lease will expire");
+                        tracing::error!(step_id = %step.id, kind = %step.kind, %err, "cannot record a step failure; the step runs again when its lease ends");
+                        metrics::counter!("verdict_step_failures_unrecorded_total", "kind" => kind_label).increment(1);
                         Done::Retried
                     }
                 }
@@ -676,15 +678,70 @@ impl Worker {
                 tracing::warn!(step_id = %step.id, "step taken over by another worker; its result was discarded");
                 Done::Stale
             }
-            Err(err) => {
-                // Performed, but its result could not be recorded: retry; the idempotency key protects the
-                // outside system from a second effect.
-                tracing::warn!(step_id = %step.id, %err, "recording a step result failed; retrying");
-                let delay = self.inner.options.backoff.delay(step.attempts, rand::random::<f64>());
-                let _ = engine
-                    .store()
-                    .fail_step(leased, &format!("recording the result: {err}"), false, delay, now)
-                    .await;
+            Err(err) => self.result_not_recorded(step, leased, &err.to_string()).await,
+        }
+    }
+
+    /// Records a step done and enqueues what follows from it in one transaction (see
+    /// [`StepOutcome::DoneThen`]).
+    async fn succeed_then(&self, step: &ClaimedStep, ctx: &StepContext, leased: Leased, next: Vec<NextStep>) -> Done {
+        let engine = &self.inner.engine;
+        let next: Vec<NewStep> = next
+            .into_iter()
+            .map(|n| NewStep {
+                dispute_id: Some(ctx.dispute.id.as_uuid()),
+                kind: n.kind.as_str().to_owned(),
+                idempotency_key: n.idempotency_key,
+                payload: n.payload,
+            })
+            .collect();
+        match engine
+            .store()
+            .complete_step_with_steps(leased, &next, engine.clock().now())
+            .await
+        {
+            Ok(true) => {
+                metrics::counter!("verdict_steps_succeeded_total", "kind" => step.kind.clone()).increment(1);
+                Done::Fired
+            }
+            Ok(false) => {
+                tracing::warn!(step_id = %step.id, "step taken over by another worker; its result was discarded");
+                Done::Stale
+            }
+            Err(err) => self.result_not_recorded(step, leased, &err.to_string()).await,
+        }
+    }
+
+    /// Performed, but its result could not be recorded: the step is retried (the idempotency key, and for
+    /// refunds and acceptances the check at the processor, keep a second try from acting twice). If even the
+    /// retry cannot be written, the lease expires and the step is claimed again; either way it is logged and
+    /// counted, never dropped silently.
+    async fn result_not_recorded(&self, step: &ClaimedStep, leased: Leased, err: &str) -> Done {
+        let engine = &self.inner.engine;
+        tracing::warn!(step_id = %step.id, kind = %step.kind, %err, "recording a step result failed; retrying");
+        metrics::counter!("verdict_step_results_unrecorded_total", "kind" => step.kind.clone()).increment(1);
+        let delay = self.inner.options.backoff.delay(step.attempts, rand::random::<f64>());
+        match engine
+            .store()
+            .fail_step(
+                leased,
+                &format!("recording the result: {err}"),
+                false,
+                delay,
+                engine.clock().now(),
+            )
+            .await
+        {
+            Ok(StepFailure::Retrying(_) | StepFailure::Dead) => Done::Retried,
+            Ok(StepFailure::Stale) => Done::Stale,
+            Err(fail_err) => {
+                tracing::error!(
+                    step_id = %step.id,
+                    kind = %step.kind,
+                    err = %fail_err,
+                    "cannot record a step failure either; the step runs again when its lease ends"
+                );
+                metrics::counter!("verdict_step_failures_unrecorded_total", "kind" => step.kind.clone()).increment(1);
                 Done::Retried
             }
         }
@@ -726,25 +783,24 @@ impl Worker {
         };
         let mut stopping = self.inner.stopping.clone();
         let slots = self.inner.step_slots.clone();
-        // The cron schedules are read at their next tick and otherwise once a second (another replica may have
-        // changed them), not every round: a step added to an idle pool starts after two queries, not four.
-        let mut schedules_read: Option<Instant> = None;
-        let mut next_tick = None;
+        // The cron jobs run beside this loop, in their own task: a long reconciliation must not hold up this
+        // replica's timers and steps.
+        let schedules = self.inner.scheduler.clone().map(|scheduler| {
+            tokio::spawn(run_schedules(
+                scheduler,
+                self.inner.options.worker_id.clone(),
+                self.inner.engine.clock().clone(),
+                self.inner.stopping.clone(),
+            ))
+        });
         tracing::info!(worker = %self.inner.options.worker_id, "worker pool started");
         while !self.stopping() {
-            let schedules_due = schedules_read.is_none_or(|at| at.elapsed() >= StdDuration::from_secs(1))
-                || next_tick.is_some_and(|tick| self.inner.engine.clock().now() >= tick);
-            let sleep = match self.pipelined_round(schedules_due, &completions).await {
+            let sleep = match self.pipelined_round(&completions).await {
                 Ok(worked) => {
-                    if schedules_due {
-                        schedules_read = Some(Instant::now());
-                    }
                     if worked > 0 {
                         continue;
                     }
-                    let (sleep, tick) = self.idle_sleep().await;
-                    next_tick = tick;
-                    sleep
+                    self.idle_sleep().await
                 }
                 Err(err) => {
                     tracing::warn!(%err, "worker round failed");
@@ -768,46 +824,63 @@ impl Worker {
             tracing::error!(%err, "the step completer panicked");
         }
         shutdown_task.abort();
+        if let Some(schedules) = schedules {
+            // A job cut short leaves its tick claimed until its lease ends; the next tick runs as usual, and
+            // every job is safe to run again (digests and reconciliation are idempotent, purges are batched).
+            schedules.abort();
+        }
         if let Some(listener) = listener {
             listener.abort();
         }
         tracing::info!(worker = %self.inner.options.worker_id, "worker pool stopped");
     }
 
-    /// One round of [`Worker::run`]: cron ticks when asked, a batch of timers, and as many new steps as there
-    /// are free slots, started without waiting for them.
-    async fn pipelined_round(
-        &self,
-        schedules_due: bool,
-        completions: &mpsc::UnboundedSender<Leased>,
-    ) -> Result<usize, EngineError> {
-        let mut worked = 0;
-        if schedules_due && let Some(scheduler) = &self.inner.scheduler {
-            worked += scheduler.run_due(&self.inner.options.worker_id).await?.len();
-        }
+    /// One round of [`Worker::run`]: a batch of timers, and as many new steps as there are free slots, started
+    /// without waiting for them. (Cron ticks run in their own task, see [`run_schedules`].)
+    async fn pipelined_round(&self, completions: &mpsc::UnboundedSender<Leased>) -> Result<usize, EngineError> {
         // Side by side, on two connections: neither kind of work waits for the other's claim.
         let (timers, steps) = tokio::join!(self.fire_timers(), self.start_steps(completions));
-        worked += timers? + steps?;
-        Ok(worked)
+        Ok(timers? + steps?)
     }
 
-    /// How long to sleep after an idle round: until the next due time, within [min_idle, max_idle]; also the
-    /// next cron tick, if there is a scheduler.
-    async fn idle_sleep(&self) -> (StdDuration, Option<chrono::DateTime<chrono::Utc>>) {
+    /// How long to sleep after an idle round: until the next due time, within [min_idle, max_idle].
+    async fn idle_sleep(&self) -> StdDuration {
         let options = &self.inner.options;
         let engine = &self.inner.engine;
-        let mut next = engine.store().next_due_at().await.ok().flatten();
-        let mut next_tick = None;
-        if let Some(scheduler) = &self.inner.scheduler
-            && let Ok(Some(tick)) = scheduler.next_tick().await
-        {
-            next_tick = Some(tick);
-            next = Some(next.map_or(tick, |n| n.min(tick)));
-        }
+        let next = engine.store().next_due_at().await.ok().flatten();
         let until = next
             .map(|at| (at - engine.clock().now()).to_std().unwrap_or(StdDuration::ZERO))
             .unwrap_or(options.max_idle);
-        (until.clamp(options.min_idle, options.max_idle), next_tick)
+        until.clamp(options.min_idle, options.max_idle)
+    }
+}
+
+/// How often the schedule task reads the schedules at the most: another replica may have changed them.
+const SCHEDULES_READ_EVERY: StdDuration = StdDuration::from_secs(1);
+
+/// The cron schedules of one replica, beside its worker loop: due ticks are claimed and their jobs run one at
+/// a time (each bounded by the tick's lease, see [`Scheduler::run_due`]), then the task sleeps until the next
+/// tick, reading the schedules again at least every [`SCHEDULES_READ_EVERY`]. A slow job delays only the
+/// next cron tick of this replica, never its timers and steps.
+async fn run_schedules(
+    scheduler: Scheduler,
+    worker_id: String,
+    clock: Arc<dyn crate::Clock>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    while !*stopping.borrow() {
+        if let Err(err) = scheduler.run_due(&worker_id).await {
+            tracing::warn!(%err, "running the cron schedules failed; trying again shortly");
+        }
+        let sleep = match scheduler.next_tick().await {
+            Ok(Some(tick)) => (tick - clock.now()).to_std().unwrap_or(StdDuration::ZERO),
+            _ => SCHEDULES_READ_EVERY,
+        }
+        .clamp(StdDuration::from_millis(5), SCHEDULES_READ_EVERY);
+        tokio::select! {
+            () = tokio::time::sleep(sleep) => {}
+            _ = stopping.changed() => {}
+        }
     }
 }
 

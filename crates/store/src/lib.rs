@@ -21,7 +21,7 @@ pub use inbox::{InboxFinish, InboxInsert, InboxStatus, NewNotification, Notifica
 pub use keys::{ApiKeyRecord, hash_token};
 pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessage};
 pub use queue::{
-    Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewTimer, StepFailure, StepRow,
+    Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewStep, NewTimer, StepFailure, StepRow,
     WORK_CHANNEL,
 };
 pub use repo::{

@@ -81,6 +81,25 @@ pub struct StepRow {
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// While a worker holds the step (a pending step being performed): the end of its lease.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl StepRow {
+    /// Whether a worker is performing the step at `now` (it holds an unexpired lease).
+    pub fn is_running(&self, now: DateTime<Utc>) -> bool {
+        self.status == "pending" && self.locked_until.is_some_and(|until| until > now)
+    }
+}
+
+/// A step enqueued by another step's success (the customer's message after the refund), not by a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewStep {
+    pub dispute_id: Option<Uuid>,
+    pub kind: String,
+    /// Unique: a step already enqueued under this key is left as it is.
+    pub idempotency_key: String,
+    pub payload: Option<serde_json::Value>,
 }
 
 /// A timer to insert outside a decision: a delayed follow-up or one recreated by the sweep.
@@ -438,6 +457,46 @@ impl Store {
         )
     }
 
+    /// Marks a step succeeded and enqueues the steps that follow from it, in one transaction, if the lease
+    /// holds: the follow-up exists exactly when the step is recorded as done. A follow-up whose idempotency key
+    /// is already taken is left as it is.
+    pub async fn complete_step_with_steps(
+        &self,
+        step: Leased,
+        next: &[NewStep],
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        use sea_orm::TransactionTrait;
+        let txn = self.db().begin().await?;
+        let done = txn.execute_raw(self.fence_statement(Fence::Step(step), now)).await?;
+        if done.rows_affected() != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        for new in next {
+            let statement = self.stmt(
+                "INSERT INTO steps (id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, \
+                 next_attempt_at, payload, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $6, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+                vec![
+                    Uuid::now_v7().into(),
+                    new.dispute_id.into(),
+                    new.kind.clone().into(),
+                    new.idempotency_key.clone().into(),
+                    crate::repo::DEFAULT_MAX_ATTEMPTS.into(),
+                    now.into(),
+                    new.payload.clone().into(),
+                ],
+            );
+            txn.execute_raw(statement).await?;
+        }
+        txn.commit().await?;
+        if !next.is_empty() {
+            self.signal_work().await;
+        }
+        Ok(true)
+    }
+
     fn insert_timer_statement(&self, timer: &NewTimer, now: DateTime<Utc>) -> Statement {
         self.stmt(
             "INSERT INTO timers (id, dispute_id, kind, due_at, status, attempts, payload, created_at) \
@@ -508,7 +567,7 @@ impl Store {
     async fn step_rows(&self, clause: &str, values: Vec<Value>) -> Result<Vec<StepRow>, StoreError> {
         let sql = format!(
             "SELECT id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, next_attempt_at, \
-             last_error, updated_at FROM steps {clause}"
+             last_error, updated_at, locked_until FROM steps {clause}"
         );
         let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
         Ok(rows.iter().map(step_row).collect::<Result<_, _>>()?)
@@ -528,11 +587,15 @@ impl Store {
         Ok(retried)
     }
 
-    /// Gives up on a pending or dead step; `false` if it already succeeded or was cancelled.
+    /// Gives up on a dead step, or a pending one that no worker is performing; `false` if it already succeeded
+    /// or was cancelled, or if it is running ([`StepRow::is_running`]): a running step may be completing at the
+    /// processor right now, so calling it cancelled would be a lie. Its holder records what really happened,
+    /// and the step can be cancelled once that attempt has ended (if it is to be retried).
     pub async fn cancel_step(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let statement = self.stmt(
             "UPDATE steps SET status = 'cancelled', updated_at = $1, locked_by = NULL, locked_until = NULL, \
-             lease_token = NULL WHERE id = $2 AND status IN ('pending', 'dead')",
+             lease_token = NULL WHERE id = $2 AND (status = 'dead' \
+             OR (status = 'pending' AND (locked_until IS NULL OR locked_until < $1)))",
             vec![now.into(), id.into()],
         );
         Ok(self.db().execute_raw(statement).await?.rows_affected() == 1)
@@ -600,6 +663,7 @@ fn step_row(row: &QueryResult) -> Result<StepRow, sea_orm::DbErr> {
         next_attempt_at: row.try_get("", "next_attempt_at")?,
         last_error: row.try_get("", "last_error")?,
         updated_at: row.try_get("", "updated_at")?,
+        locked_until: row.try_get("", "locked_until")?,
     })
 }
 

@@ -94,6 +94,14 @@ async fn change(ctx: &Context<'_>, id: ID, retry: bool) -> async_graphql::Result
         .await
         .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::NotFound(format!("step {id} not found")))?;
+    if !changed && !retry && row.is_running(now) {
+        return Err(ApiError::IllegalTransition(
+            "the step is running: it cannot be cancelled while it may be completing; cancel it once this attempt \
+             has ended"
+                .to_owned(),
+        )
+        .into());
+    }
     if !changed {
         let verb = if retry {
             "retried (only dead steps are)"

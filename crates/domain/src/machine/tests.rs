@@ -148,6 +148,8 @@ fn resolving_by_refund_is_only_for_inquiries_and_alerts() {
     run(&mut alert, Action::Triage { queue: None }).unwrap_or_else(|e| panic!("{e}"));
     let resolved = run(&mut alert, Action::Resolve).unwrap_or_else(|e| panic!("{e}"));
     assert!(resolved.steps.iter().any(|s| s.kind == StepKind::Refund));
+    // The customer's message follows the refund's success (enqueued by the refund step), never beside it.
+    assert!(!resolved.steps.iter().any(|s| s.kind == StepKind::CustomerMessage));
     let mut chargeback = opened_dispute(Stage::Chargeback);
     run(&mut chargeback, Action::Triage { queue: None }).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(

@@ -7,6 +7,14 @@
 //! - refund: Checkout API `POST {checkout}/payments/{paymentPspReference}/refunds` with `amount` and
 //!   `merchantAccount`
 //!
+//! ## What Adyen cannot be asked
+//! Unlike Stripe, Adyen offers no call that lists a payment's refunds or reads a dispute's status, so a refund
+//! or acceptance cannot be checked before it is sent again. What protects a retry is the idempotency key, which
+//! Adyen keeps for at least 31 days (its API idempotency documentation): a lead's retry within that time is
+//! harmless, a retry after it could refund twice. A refund is also asynchronous at Adyen (`status: received`;
+//! the result comes in a `REFUND` webhook, which Verdict does not process yet), so a received refund is
+//! recorded as done and the customer is told then. Both limits are stated in the README.
+//!
 //! The Disputes API answers some refusals with HTTP 200 and `disputeServiceResult.success = false`; those are
 //! permanent failures.
 

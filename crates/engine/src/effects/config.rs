@@ -1,5 +1,6 @@
-//! Which outside systems the step handlers talk to. Everything is optional: what is not configured uses its
-//! local default (the sandbox processor, the mailbox).
+//! Which outside systems the step handlers talk to. Everything is optional: messages without a configured
+//! transport go to the mailbox; processor steps without an adapter wait for one, unless `sandbox` is set
+//! (demo and tests only), in which case the sandbox processor stands in and invents outcomes.
 //!
 //! `Debug` never prints a key or a secret.
 
@@ -21,6 +22,9 @@ pub struct EffectsConfig {
     pub processors: ProcessorsConfig,
     pub mail: MailConfig,
     pub seller_webhook: SellerWebhookConfig,
+    /// Use the sandbox processor for processors without an adapter. It reports every refund and acceptance as
+    /// done and invents won or lost by a fixed rule: `verdict demo` sets it, `verdict serve` refuses it.
+    pub sandbox: bool,
     /// How long after evidence is submitted the sandbox processor reports its outcome.
     pub sandbox_outcome_delay_secs: u64,
 }
@@ -31,12 +35,13 @@ impl Default for EffectsConfig {
             processors: ProcessorsConfig::default(),
             mail: MailConfig::default(),
             seller_webhook: SellerWebhookConfig::default(),
+            sandbox: false,
             sandbox_outcome_delay_secs: DEFAULT_SANDBOX_OUTCOME_DELAY_SECS,
         }
     }
 }
 
-/// `[processors]`: processor API credentials; a processor without them is served by the sandbox.
+/// `[processors]`: processor API credentials; a processor without them has no adapter (its steps wait).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorsConfig {

@@ -5,10 +5,20 @@
 //!
 //! | system | trait | real adapter | local default |
 //! |---|---|---|---|
-//! | processor API (evidence, accept, refund) | [`ProcessorApi`] | [`StripeApi`], [`AdyenApi`] | [`SandboxProcessor`] |
+//! | processor API (evidence, accept, refund) | [`ProcessorApi`] | [`StripeApi`], [`AdyenApi`] | none: the step waits for an adapter ([`WAITING_FOR_ADAPTER`]); [`SandboxProcessor`] only with `sandbox` (demo, tests) |
 //! | mail to customers | [`Mailer`] | [`SmtpMailer`] | [`Mailbox`] (a table shown in GraphQL) |
 //! | seller channel | [`SellerChannel`] | [`SellerWebhook`] (HMAC-signed) | [`Mailbox`] |
 //! | assignee notices | — | — | [`Mailbox`] |
+//!
+//! The sandbox processor invents outcomes (every refund and acceptance done, won or lost by a fixed rule), so
+//! it is used only when the configuration says `sandbox = true`, which `verdict demo` does and `verdict serve`
+//! refuses. Without it, a processor step for a processor that has no adapter (PayPal, Braintree, manual
+//! disputes, Stripe or Adyen without credentials) is dead-lettered at once with a `waiting_for_adapter: ...`
+//! reason, visible in GraphQL (`deadLetteredSteps`, `Dispute.steps`): nothing is sent, nothing succeeds, no
+//! outcome is invented, and a lead retries it once the adapter is configured.
+//!
+//! A refund's success enqueues the customer's "we have refunded you" message in the same transaction that
+//! records the refund ([`StepOutcome::DoneThen`]), so the message exists only once the refund is known done.
 //!
 //! Every call carries the step's idempotency key where the outside system sees it (the processor's
 //! `Idempotency-Key` header, the mailbox's unique message id, the webhook's header and body), so a step that
@@ -64,6 +74,31 @@ pub enum StepOutcome {
         follow_up: Option<Action>,
         follow_up_after: Option<Duration>,
     },
+    /// Done, and these steps of the same dispute are enqueued in the transaction that records it: they exist
+    /// exactly when this step is known to have succeeded (the customer's refund message after the refund).
+    DoneThen { next: Vec<NextStep> },
+}
+
+/// A step enqueued by another step's success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextStep {
+    pub kind: StepKind,
+    pub idempotency_key: String,
+    pub payload: Option<serde_json::Value>,
+}
+
+/// The reason a processor step is dead-lettered when its processor has no adapter (and no sandbox is
+/// configured); `last_error` starts with it.
+pub const WAITING_FOR_ADAPTER: &str = "waiting_for_adapter";
+
+/// The idempotency key of the customer message that follows a refund: the refund's key with its step kind
+/// replaced, as the decision would have named it (`<dispute>:<version>:customer_message`).
+pub fn refund_message_key(refund_key: &str) -> String {
+    let stem = refund_key
+        .strip_suffix(StepKind::Refund.as_str())
+        .and_then(|k| k.strip_suffix(':'))
+        .unwrap_or(refund_key);
+    format!("{stem}:{}", StepKind::CustomerMessage.as_str())
 }
 
 impl StepOutcome {
@@ -112,7 +147,9 @@ pub enum EffectsError {
 pub struct Effects {
     stripe: Option<Arc<dyn ProcessorApi>>,
     adyen: Option<Arc<dyn ProcessorApi>>,
-    sandbox: Arc<dyn ProcessorApi>,
+    /// The adapter for the other processors: PayPal, Braintree and manual disputes, and Stripe or Adyen
+    /// without credentials. `None` (serve): their steps wait for an adapter.
+    sandbox: Option<Arc<dyn ProcessorApi>>,
     mailer: Arc<dyn Mailer>,
     seller: Arc<dyn SellerChannel>,
     mailbox: Mailbox,
@@ -121,9 +158,13 @@ pub struct Effects {
 }
 
 impl Effects {
-    /// Real adapters where the configuration names them, local defaults everywhere else.
+    /// Real adapters where the configuration names them, the mailbox for messages that have no transport
+    /// configured, and the sandbox processor only when `config.sandbox` is set (demo and tests).
     pub fn from_config(config: &EffectsConfig, store: Store, clock: Arc<dyn Clock>) -> Result<Self, EffectsError> {
         let mut effects = Self::local(store.clone(), clock.clone());
+        if !config.sandbox {
+            effects.sandbox = None;
+        }
         effects.sandbox_outcome_delay =
             Duration::seconds(config.sandbox_outcome_delay_secs.min(i64::MAX as u64) as i64);
         let processors = &config.processors;
@@ -156,20 +197,28 @@ impl Effects {
         tracing::info!(
             stripe = effects.stripe.is_some(),
             adyen = effects.adyen.is_some(),
+            sandbox = config.sandbox,
             smtp = config.mail.smtp_url.is_some(),
             seller_webhook = config.seller_webhook.url.is_some(),
-            "step handlers configured (the rest use local defaults)"
+            "step handlers configured (messages without a transport go to the mailbox)"
         );
+        if config.sandbox {
+            tracing::warn!(
+                "SANDBOX PROCESSOR ON: processors without an adapter report every refund and acceptance as done \
+                 and outcomes are invented by a fixed rule; for demos and tests only"
+            );
+        }
         Ok(effects)
     }
 
-    /// Every outside system replaced by its local default: the sandbox processor and the mailbox.
+    /// Every outside system replaced by its local stand-in: the sandbox processor and the mailbox. For tests and
+    /// the demo only: the sandbox invents outcomes.
     pub fn local(store: Store, clock: Arc<dyn Clock>) -> Self {
         let mailbox = Mailbox::new(store, clock);
         Self {
             stripe: None,
             adyen: None,
-            sandbox: Arc::new(SandboxProcessor),
+            sandbox: Some(Arc::new(SandboxProcessor)),
             mailer: Arc::new(mailbox.clone()),
             seller: Arc::new(mailbox.clone()),
             mailbox,
@@ -183,8 +232,14 @@ impl Effects {
         match processor {
             Processor::Stripe => self.stripe = Some(api),
             Processor::Adyen => self.adyen = Some(api),
-            Processor::Paypal | Processor::Braintree | Processor::Manual => self.sandbox = api,
+            Processor::Paypal | Processor::Braintree | Processor::Manual => self.sandbox = Some(api),
         }
+        self
+    }
+
+    /// Without the sandbox: processor steps of processors that have no adapter wait for one (as `serve` runs).
+    pub fn without_sandbox(mut self) -> Self {
+        self.sandbox = None;
         self
     }
 
@@ -207,21 +262,31 @@ impl Effects {
         &self.templates
     }
 
-    /// The processor adapter for a dispute: the real one when configured, otherwise the sandbox.
-    ///
-    /// PayPal, Braintree and manual disputes always use the sandbox: there is no adapter for them yet.
-    fn processor_for(&self, dispute: &Dispute) -> &Arc<dyn ProcessorApi> {
-        let configured = match dispute.processor {
-            Processor::Stripe => self.stripe.as_ref(),
-            Processor::Adyen => self.adyen.as_ref(),
-            Processor::Paypal | Processor::Braintree | Processor::Manual => None,
+    /// The processor adapter for a dispute: the real one when configured, otherwise the sandbox if there is
+    /// one, otherwise a permanent [`WAITING_FOR_ADAPTER`] failure: the step is dead-lettered with that reason
+    /// and nothing is sent. PayPal, Braintree and manual disputes have no real adapter yet.
+    fn processor_for(&self, dispute: &Dispute) -> Result<&Arc<dyn ProcessorApi>, StepError> {
+        let (configured, how) = match dispute.processor {
+            Processor::Stripe => (self.stripe.as_ref(), "set [processors] stripe_api_key"),
+            Processor::Adyen => (
+                self.adyen.as_ref(),
+                "set [processors] adyen_api_key and adyen_merchant_account",
+            ),
+            Processor::Paypal | Processor::Braintree => (None, "Verdict has no adapter for it yet"),
+            Processor::Manual => (None, "a manual dispute is acted on outside Verdict"),
         };
-        configured.unwrap_or(&self.sandbox)
+        configured.or(self.sandbox.as_ref()).ok_or_else(|| {
+            StepError::Permanent(format!(
+                "{WAITING_FOR_ADAPTER}: no {} adapter is configured ({how}); nothing was sent to the processor; \
+                 retry the step once an adapter is configured, or cancel it",
+                dispute.processor
+            ))
+        })
     }
 
     async fn submit_evidence(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let evidence = Evidence::from_payload(ctx.payload.as_ref())?;
-        let api = self.processor_for(&ctx.dispute);
+        let api = self.processor_for(&ctx.dispute)?;
         let reply = api
             .submit_evidence(&ctx.dispute, &evidence, &ctx.idempotency_key)
             .await?;
@@ -238,7 +303,7 @@ impl Effects {
     }
 
     async fn accept(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
-        let api = self.processor_for(&ctx.dispute);
+        let api = self.processor_for(&ctx.dispute)?;
         let reply = api.accept_dispute(&ctx.dispute, &ctx.idempotency_key).await?;
         tracing::info!(processor = api.name(), reference = ?reply.reference, "dispute accepted at the processor");
         Ok(StepOutcome::done())
@@ -253,12 +318,23 @@ impl Effects {
                 ctx.dispute.stage
             )));
         }
-        let api = self.processor_for(&ctx.dispute);
+        let api = self.processor_for(&ctx.dispute)?;
         let reply = api
             .refund(&ctx.dispute, ctx.dispute.amount, &ctx.idempotency_key)
             .await?;
         tracing::info!(processor = api.name(), reference = ?reply.reference, "refund issued");
-        Ok(StepOutcome::done())
+        // The adapter answers Ok only once the refund has succeeded at the processor (a pending one is a
+        // transient failure, checked again later): only now may the customer be told.
+        Ok(StepOutcome::DoneThen {
+            next: vec![NextStep {
+                kind: StepKind::CustomerMessage,
+                idempotency_key: refund_message_key(&ctx.idempotency_key),
+                payload: Some(serde_json::json!({
+                    "template": templates::MessageKind::CustomerRefundIssued.name(),
+                    "refund_reference": reply.reference,
+                })),
+            }],
+        })
     }
 
     async fn customer_message(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {

@@ -1,5 +1,7 @@
 //! The sandbox processor: Verdict's stand-in for a processor, so the demo runs to its end with nothing
-//! installed. It accepts every request and decides the outcome of submitted evidence by a fixed rule.
+//! installed. It accepts every request and decides the outcome of submitted evidence by a fixed rule: it
+//! invents outcomes, so it runs only when configured (`sandbox = true`, set by `verdict demo` and tests);
+//! `verdict serve` refuses it.
 //!
 //! ## The rule ([`sandbox_outcome`])
 //! | reason category | won when |

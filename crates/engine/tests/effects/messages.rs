@@ -126,10 +126,12 @@ async fn a_retried_customer_message_is_stored_once_in_the_customers_language() {
                 vec![Action::Triage { queue: None }, Action::Resolve],
             )
             .await;
+        // The message follows the refund: its key is the one the refund's success enqueues it under.
         let steps = h.engine.store().steps(d.id).await.unwrap();
-        let step = steps.iter().find(|s| s.kind == "customer_message").unwrap();
+        let refund = steps.iter().find(|s| s.kind == "refund").unwrap();
+        let message_key = verdict_engine::effects::refund_message_key(&refund.idempotency_key);
         let mut context = ctx(StepKind::CustomerMessage, d.clone(), None);
-        context.idempotency_key = step.idempotency_key.clone();
+        context.idempotency_key = message_key.clone();
         for attempt in 1..=3 {
             context.attempt = attempt;
             let outcome = effects.perform(&context).await.unwrap();
@@ -143,7 +145,7 @@ async fn a_retried_customer_message_is_stored_once_in_the_customers_language() {
         assert_eq!(message.transport, "mailbox");
         assert_eq!(message.recipient, "marco.bianchi@example.it");
         assert_eq!(message.locale, "it");
-        assert_eq!(message.message_id, step.idempotency_key);
+        assert_eq!(message.message_id, message_key);
         assert_eq!(message.created_at, t0(), "{}: the first delivery is kept", h.label);
         assert!(message.subject.contains("ORD-mb_retry"), "{}", message.subject);
         assert!(message.body.contains("489,00 EUR"), "{}", message.body);

@@ -3,6 +3,7 @@
 
 mod messages;
 mod processors;
+mod refunds;
 mod sandbox;
 
 use std::sync::Arc;

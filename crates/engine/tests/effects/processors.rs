@@ -91,6 +91,15 @@ async fn stripe_evidence_is_a_form_post_with_submit_and_the_idempotency_key() {
 async fn stripe_accept_closes_the_dispute() {
     install_crypto();
     let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/disputes/dp_1Q2w3E4r"))
+        .and(header("Authorization", "Bearer sk_test_123"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "dp_1Q2w3E4r", "status": "needs_response"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .and(path("/v1/disputes/dp_1Q2w3E4r/close"))
         .and(header("Idempotency-Key", "key-accept"))
@@ -107,6 +116,14 @@ async fn stripe_accept_closes_the_dispute() {
 async fn stripe_refunds_a_payment_intent_or_a_charge_for_the_amount() {
     install_crypto();
     let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/refunds"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": [], "has_more": false})),
+        )
+        .expect(2)
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .and(path("/v1/refunds"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "re_123", "status": "succeeded"})))
@@ -120,10 +137,16 @@ async fn stripe_refunds_a_payment_intent_or_a_charge_for_the_amount() {
     d.payment_reference = "ch_3Pq9Zx".into();
     api.refund(&d, d.amount, "key-refund-ch").await.unwrap();
 
-    let requests = server.received_requests().await.unwrap();
+    let all = server.received_requests().await.unwrap();
+    // Each refund is preceded by a look at the payment's refunds.
+    let lists: Vec<&Request> = all.iter().filter(|r| r.method.as_str() == "GET").collect();
+    assert_eq!(lists[0].url.query(), Some("payment_intent=pi_3Pq9Zx&limit=100"));
+    assert_eq!(lists[1].url.query(), Some("charge=ch_3Pq9Zx&limit=100"));
+    let requests: Vec<Request> = all.into_iter().filter(|r| r.method.as_str() == "POST").collect();
     let first = form(&requests[0]);
     assert_eq!(first.get("payment_intent").map(String::as_str), Some("pi_3Pq9Zx"));
     assert_eq!(first.get("amount").map(String::as_str), Some("123450"));
+    assert!(first.contains_key("metadata[verdict_dispute_id]"));
     assert!(!first.contains_key("charge"));
     assert_eq!(
         requests[0].headers.get("Idempotency-Key").and_then(|v| v.to_str().ok()),
@@ -250,7 +273,7 @@ async fn server_errors_and_rate_limits_are_transient_client_errors_permanent() {
         (404, false),
     ] {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
+        Mock::given(wiremock::matchers::any())
             .respond_with(ResponseTemplate::new(status).set_body_json(json!({
                 "error": {"type": "invalid_request_error", "code": "resource_missing",
                           "message": "No such customer jeanne.dupont@example.fr"},
@@ -329,7 +352,10 @@ async fn from_config_sends_stripe_disputes_to_stripe_and_the_rest_to_the_sandbox
             .expect(1)
             .mount(&server)
             .await;
-        let mut config = EffectsConfig::default();
+        let mut config = EffectsConfig {
+            sandbox: true,
+            ..EffectsConfig::default()
+        };
         config.processors.stripe_api_key = Some("sk_test_cfg".into());
         config.processors.stripe_base_url = server.uri();
         let effects = Effects::from_config(&config, h.engine.store().clone(), h.clock.clone()).unwrap();
@@ -350,7 +376,10 @@ async fn from_config_sends_stripe_disputes_to_stripe_and_the_rest_to_the_sandbox
         let StepOutcome::Done {
             follow_up,
             follow_up_after,
-        } = outcome;
+        } = outcome
+        else {
+            panic!("{}: {outcome:?}", h.label)
+        };
         assert!(
             matches!(follow_up, Some(verdict_domain::Action::RecordOutcome { .. })),
             "{}",

@@ -1,13 +1,16 @@
 //! Stripe reconciliation against a local fake API (paging, bearer key, duplicates, failures), and daily
 //! digests stored in the mailbox once per queue and day; on SQLite and (when configured) PostgreSQL.
 
+use std::sync::Arc;
+
 use chrono::Duration;
 use serde_json::{Value, json};
-use verdict_domain::{Processor, Status};
+use verdict_domain::{Locale, Processor, Stage, Status};
+use verdict_engine::Clock;
 use verdict_engine::effects::StripeReconciler;
 use verdict_engine::schedules::{Job, MailboxDigests, Reconciler, ScheduleConfig, Scheduler};
-
-use verdict_store::MailboxChannel;
+use verdict_engine::worker::{TimerHandler, Worker, WorkerOptions};
+use verdict_store::{MailboxChannel, NewTimer};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -319,4 +322,119 @@ fn a_synthetic_event_is_closed_for_final_statuses() {
         verdict_engine::effects::synthetic_event(&stripe_dispute("dp_s", "needs_response", 10, "fraudulent", 1), now)
             .unwrap();
     assert_eq!(open["type"], "charge.dispute.updated");
+}
+
+/// A reconciliation that blocks until released, and says when it started.
+struct Blocking {
+    started: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl Reconciler for Blocking {
+    fn name(&self) -> &str {
+        "blocking"
+    }
+
+    async fn reconcile(
+        &self,
+        _engine: &verdict_engine::Engine,
+        _since: Option<chrono::DateTime<chrono::Utc>>,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, String> {
+        self.started.notify_one();
+        self.release.notified().await;
+        Ok(0)
+    }
+}
+
+/// Counts the probe timers it fires.
+#[derive(Default)]
+struct Probe(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl TimerHandler for Probe {
+    async fn fire(&self, _timer: &verdict_store::ClaimedTimer) -> Result<(), String> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_blocked_reconciliation_does_not_hold_up_the_replicas_timers_and_steps() {
+    for h in harnesses().await {
+        let label = h.label;
+        let started = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Notify::new());
+        let configs = vec![ScheduleConfig {
+            name: "reconcile_every_second".into(),
+            cron: "* * * * * *".into(),
+            time_zone: "UTC".into(),
+            job: Job::Reconcile,
+        }];
+        let scheduler = Scheduler::new(h.engine.clone(), &configs, Duration::hours(72))
+            .unwrap()
+            .with_reconcilers(vec![Arc::new(Blocking {
+                started: started.clone(),
+                release: release.clone(),
+            })]);
+        scheduler.ensure().await.unwrap();
+        h.clock.advance(Duration::seconds(2));
+        let probe = Arc::new(Probe::default());
+        let effects = verdict_engine::effects::Effects::local(h.engine.store().clone(), h.clock.clone());
+        let worker = Worker::new(h.engine.clone(), Arc::new(effects), WorkerOptions::default())
+            .with_scheduler(scheduler)
+            .with_timer_handler("probe", probe.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let pool = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+        tokio::time::timeout(std::time::Duration::from_secs(10), started.notified())
+            .await
+            .unwrap_or_else(|_| panic!("{label}: the reconciliation tick never started"));
+
+        // The reconciliation now hangs (a slow Stripe). Work for the same replica arrives meanwhile.
+        let now = h.clock.now();
+        h.engine
+            .store()
+            .insert_timers(
+                &[NewTimer {
+                    dispute_id: None,
+                    kind: "probe".into(),
+                    due_at: now,
+                    payload: None,
+                }],
+                now,
+            )
+            .await
+            .unwrap();
+        let assigned = h
+            .dispute(
+                "blk_assign",
+                Locale::En,
+                Stage::Chargeback,
+                vec![verdict_domain::Action::Assign {
+                    assignee: Some("jane".into()),
+                }],
+            )
+            .await;
+        let mut done = false;
+        for _ in 0..100 {
+            let steps = h.engine.store().steps(assigned.id).await.unwrap();
+            let fired = probe.0.load(std::sync::atomic::Ordering::SeqCst);
+            if fired == 1 && !steps.is_empty() && steps.iter().all(|s| s.status == "succeeded") {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(done, "{label}: timers and steps waited for the blocked reconciliation");
+
+        release.notify_one();
+        stop.send(()).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), pool)
+            .await
+            .unwrap_or_else(|_| panic!("{label}: the pool stops"))
+            .unwrap();
+    }
 }

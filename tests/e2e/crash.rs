@@ -2,13 +2,16 @@
 //! the same database, and check that every due timer fired once in effect, that no refund reached the
 //! processor twice (counted by idempotency key) and that no event was lost.
 //!
-//! The processor is a fake Stripe on a random port that records every request (path, `Idempotency-Key`,
+//! The processor is a fake Stripe on a random port that records every POST (path, `Idempotency-Key`,
 //! payment) and, like Stripe, creates one refund per idempotency key: a request retried after a crash with the
-//! same key is harmless, a second key for the same payment would be a second refund. It answers slowly, so
-//! that requests are in flight when the kill lands.
+//! same key is harmless, a second key for the same payment would be a second refund. It also answers the
+//! look-ups Verdict makes before a refund or an acceptance (`GET /v1/refunds?payment_intent=...` with the
+//! refunds made so far and their `metadata`, `GET /v1/disputes/{id}` with `lost` once closed). It answers
+//! slowly, so that requests are in flight when the kill lands.
 //!
 //! Two groups of Stripe disputes are seeded through the engine with a clock five days back:
-//! - refunds: inquiries, triaged and resolved, so each has a pending `refund` and `customer_message` step;
+//! - refunds: inquiries, triaged and resolved, so each has a pending `refund` step, whose success enqueues the
+//!   `customer_message` step;
 //! - timers: chargebacks whose `due_by` passed a day ago, so each has two reminders and a deadline due; the
 //!   server's deadline policy is `accept`, so each deadline enqueues an `accept_at_processor` step (a
 //!   `POST /v1/disputes/{id}/close` at the fake).
@@ -62,8 +65,10 @@ struct Call {
 #[derive(Default)]
 struct FakeStripe {
     calls: Mutex<Vec<Call>>,
-    /// Refunds effected: one per idempotency key, as Stripe does.
-    refunds: Mutex<HashMap<String, String>>,
+    /// Refunds effected: one per idempotency key, as Stripe does (key -> refund object).
+    refunds: Mutex<HashMap<String, Value>>,
+    /// Disputes closed (accepted).
+    closed: Mutex<BTreeSet<String>>,
     /// Requests received and not answered yet: [other, refunds].
     in_flight: [AtomicUsize; 2],
 }
@@ -114,10 +119,14 @@ impl FakeStripe {
 
 async fn stripe_endpoint(
     State(fake): State<Arc<FakeStripe>>,
+    method: axum::http::Method,
     uri: Uri,
     headers: HeaderMap,
     body: String,
 ) -> (StatusCode, Json<Value>) {
+    if method == axum::http::Method::GET {
+        return stripe_lookup(&fake, &uri, &headers).await;
+    }
     let header = |name: &str| {
         headers
             .get(name)
@@ -133,10 +142,21 @@ async fn stripe_endpoint(
         .map(str::to_owned);
     let authorized = header("authorization") == format!("Bearer {API_KEY}");
     let _in_flight = InFlight::new(&fake.in_flight[usize::from(path == "/v1/refunds")]);
-    let refund_id = (path == "/v1/refunds").then(|| {
+    let refund = (path == "/v1/refunds").then(|| {
+        // Ids and UUIDs only: no percent-decoding needed beyond the brackets of the key.
+        let dispute_id = body
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("metadata%5Bverdict_dispute_id%5D="))
+            .map(str::to_owned);
         let mut refunds = fake.refunds.lock().unwrap();
         let next = format!("re_crash{}", refunds.len() + 1);
-        refunds.entry(idempotency_key.clone()).or_insert(next).clone()
+        refunds
+            .entry(idempotency_key.clone())
+            .or_insert_with(|| {
+                json!({"id": next, "object": "refund", "status": "succeeded", "payment_intent": payment,
+                       "metadata": {"verdict_dispute_id": dispute_id}})
+            })
+            .clone()
     });
     fake.calls.lock().unwrap().push(Call {
         path: path.clone(),
@@ -149,19 +169,68 @@ async fn stripe_endpoint(
         let error = json!({"error": {"type": "invalid_request_error", "code": "api_key_invalid"}});
         return (StatusCode::UNAUTHORIZED, Json(error));
     }
-    if let Some(id) = refund_id {
-        let refund = json!({"id": id, "object": "refund", "status": "succeeded", "payment_intent": payment});
+    if let Some(refund) = refund {
         return (StatusCode::OK, Json(refund));
     }
     match path
         .strip_prefix("/v1/disputes/")
         .and_then(|rest| rest.strip_suffix("/close"))
     {
-        Some(id) => (
-            StatusCode::OK,
-            Json(json!({"id": id, "object": "dispute", "status": "lost"})),
-        ),
+        Some(id) => {
+            fake.closed.lock().unwrap().insert(id.to_owned());
+            (
+                StatusCode::OK,
+                Json(json!({"id": id, "object": "dispute", "status": "lost"})),
+            )
+        }
         None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}})),
+        ),
+    }
+}
+
+/// The GETs Verdict makes before a refund or an acceptance: the payment's refunds, the dispute's status.
+async fn stripe_lookup(fake: &FakeStripe, uri: &Uri, headers: &HeaderMap) -> (StatusCode, Json<Value>) {
+    tokio::time::sleep(STRIPE_DELAY).await;
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {API_KEY}"));
+    if !authorized {
+        let error = json!({"error": {"type": "invalid_request_error", "code": "api_key_invalid"}});
+        return (StatusCode::UNAUTHORIZED, Json(error));
+    }
+    if uri.path() == "/v1/refunds" {
+        let payment = uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("payment_intent="))
+            .map(str::to_owned);
+        let data: Vec<Value> = fake
+            .refunds
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| r["payment_intent"].as_str() == payment.as_deref())
+            .cloned()
+            .collect();
+        return (
+            StatusCode::OK,
+            Json(json!({"object": "list", "url": "/v1/refunds", "has_more": false, "data": data})),
+        );
+    }
+    match uri.path().strip_prefix("/v1/disputes/") {
+        Some(id) if !id.contains('/') => {
+            let status = if fake.closed.lock().unwrap().contains(id) {
+                "lost"
+            } else {
+                "needs_response"
+            };
+            (
+                StatusCode::OK,
+                Json(json!({"id": id, "object": "dispute", "status": status})),
+            )
+        }
+        _ => (
             StatusCode::NOT_FOUND,
             Json(json!({"error": {"type": "invalid_request_error", "code": "resource_missing"}})),
         ),

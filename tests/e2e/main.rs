@@ -7,4 +7,5 @@ mod cli;
 mod crash;
 mod disputes;
 mod observability;
+mod sandbox;
 mod schema;

@@ -6,5 +6,6 @@ mod app;
 mod cli;
 mod crash;
 mod disputes;
+mod limits;
 mod observability;
 mod schema;

@@ -103,10 +103,24 @@ async fn graphiql() -> Html<String> {
 /// caller gets 401 and its body is never read), reads at most `body_limit_bytes` (413 past it), executes
 /// within `timeout_secs` and answers at most `max_response_bytes`.
 async fn graphql_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let timeout = Duration::from_secs(state.graphql_limits.timeout_secs);
+    // The deadline covers the wait for the read gate too: under a burst, a request that cannot get a
+    // connection share in time is told so instead of queueing until the client gives up.
+    match tokio::time::timeout(timeout, graphql_answer(&state, &headers, body)).await {
+        Ok(response) => response,
+        Err(_) => graphql_error(ApiError::Timeout(format!(
+            "the request took longer than {} s and was abandoned; ask for fewer disputes or fields, or retry \
+             when the server is less busy",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+async fn graphql_answer(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     let limits = &state.graphql_limits;
     let principal = match state
         .graphql_reads
-        .run(auth::authenticate(state.engine.store(), &headers))
+        .run(auth::authenticate(state.engine.store(), headers))
         .await
     {
         Ok(principal) => principal,
@@ -139,16 +153,7 @@ async fn graphql_handler(State(state): State<AppState>, headers: HeaderMap, body
             .into_response();
         }
     };
-    let execution = state.schema.execute(request.data(principal));
-    let mut response = match tokio::time::timeout(Duration::from_secs(limits.timeout_secs), execution).await {
-        Ok(response) => response,
-        Err(_) => {
-            return graphql_error(ApiError::Timeout(format!(
-                "the request took longer than {} s and was abandoned; ask for fewer disputes or fields",
-                limits.timeout_secs
-            )));
-        }
-    };
+    let mut response = state.schema.execute(request.data(principal)).await;
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_some() {

@@ -14,12 +14,13 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ErrorExtensions as _, ServerResult, Value, Variables};
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
@@ -94,6 +95,8 @@ impl GraphqlLimits {
 pub struct ReadGate {
     permits: Arc<Semaphore>,
     limit: usize,
+    /// Reads run since start: a page of disputes with nested lists costs one per list, not one per dispute.
+    reads: Arc<AtomicU64>,
 }
 
 impl ReadGate {
@@ -102,7 +105,23 @@ impl ReadGate {
         Self {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
+            reads: Arc::default(),
         }
+    }
+
+    /// Reads run through this gate so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// Takes every permit, so GraphQL reads wait until the result is dropped (tests, maintenance).
+    pub async fn hold_all(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        let limit = u32::try_from(self.limit).unwrap_or(u32::MAX);
+        self.permits
+            .clone()
+            .acquire_many_owned(limit)
+            .await
+            .map_err(|_| ApiError::Internal("the GraphQL read gate is closed".into()))
     }
 
     /// How many reads may run at once.
@@ -123,6 +142,7 @@ impl ReadGate {
             .acquire()
             .await
             .map_err(|_| ApiError::Internal("the GraphQL read gate is closed".into()))?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
         read.await.map_err(Into::into)
     }
 }

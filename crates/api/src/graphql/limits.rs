@@ -60,7 +60,8 @@ pub struct GraphqlLimits {
     pub max_complexity: usize,
     /// Deepest selection nesting (default 12).
     pub max_depth: usize,
-    /// Seconds a request may execute before it is abandoned with `TIMEOUT` (default 15).
+    /// Seconds a request may take, its wait for read permits included, before it is abandoned with `TIMEOUT`
+    /// (default 15). The router answers any request 408 after 30 s, so larger values change nothing.
     pub timeout_secs: u64,
     /// Largest JSON answer; past it the answer is replaced by a `RESPONSE_TOO_LARGE` error (default 8 MiB).
     pub max_response_bytes: usize,

@@ -34,6 +34,9 @@ pub struct Config {
     pub sandbox_outcome_delay_secs: u64,
     /// Timers, deadline policy, workers and cron schedules (`[scheduling]`).
     pub scheduling: verdict_engine::timers::SchedulingConfig,
+    /// Limits of `/graphql` (`[graphql]`): body size, query cost and depth, time, answer size, and the share
+    /// of the pool its reads may hold. `VERDICT_GRAPHQL_*`.
+    pub graphql: verdict_api::GraphqlLimits,
 }
 
 /// Webhook secrets. `Debug` says what is set, never the values.
@@ -156,6 +159,7 @@ impl Default for Config {
             sandbox: false,
             sandbox_outcome_delay_secs: verdict_engine::effects::EffectsConfig::default().sandbox_outcome_delay_secs,
             scheduling: Default::default(),
+            graphql: Default::default(),
         }
     }
 }
@@ -194,6 +198,31 @@ impl Config {
         }
         self.webhooks.apply_env(&var);
         self.apply_effects_env(&var);
+        self.apply_graphql_env(&var);
+    }
+
+    /// `VERDICT_GRAPHQL_BODY_LIMIT_BYTES`, `_MAX_COMPLEXITY`, `_MAX_DEPTH`, `_TIMEOUT_SECS`,
+    /// `_MAX_RESPONSE_BYTES` and `_READ_CONNECTIONS`; a value that is not a number is ignored.
+    fn apply_graphql_env(&mut self, var: &impl Fn(&str) -> Option<String>) {
+        let number = |name: &str| var(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let limits = &mut self.graphql;
+        let sizes: [(&str, &mut usize); 4] = [
+            ("VERDICT_GRAPHQL_BODY_LIMIT_BYTES", &mut limits.body_limit_bytes),
+            ("VERDICT_GRAPHQL_MAX_COMPLEXITY", &mut limits.max_complexity),
+            ("VERDICT_GRAPHQL_MAX_DEPTH", &mut limits.max_depth),
+            ("VERDICT_GRAPHQL_MAX_RESPONSE_BYTES", &mut limits.max_response_bytes),
+        ];
+        for (name, field) in sizes {
+            if let Some(n) = number(name).and_then(|n| usize::try_from(n).ok()) {
+                *field = n;
+            }
+        }
+        if let Some(n) = number("VERDICT_GRAPHQL_TIMEOUT_SECS") {
+            limits.timeout_secs = n;
+        }
+        if let Some(n) = number("VERDICT_GRAPHQL_READ_CONNECTIONS").and_then(|n| u32::try_from(n).ok()) {
+            limits.read_connections = Some(n);
+        }
     }
 }
 
@@ -306,6 +335,26 @@ mod tests {
         let mut config = Config::default();
         config.apply_env(|name| (name == "VERDICT_BRAINTREE_PUBLIC_KEY").then(|| "pk".to_owned()));
         assert!(config.webhooks.secrets().is_err());
+    }
+
+    #[test]
+    fn graphql_limits_come_from_the_file_and_the_environment() {
+        let mut config: Config = toml::from_str("[graphql]\nmax_complexity = 900\ntimeout_secs = 3").unwrap();
+        assert_eq!(config.graphql.max_complexity, 900);
+        assert_eq!(
+            config.graphql.body_limit_bytes,
+            verdict_api::GraphqlLimits::default().body_limit_bytes
+        );
+        config.apply_env(|name| match name {
+            "VERDICT_GRAPHQL_READ_CONNECTIONS" => Some("3".to_owned()),
+            "VERDICT_GRAPHQL_TIMEOUT_SECS" => Some("7".to_owned()),
+            _ => None,
+        });
+        assert_eq!(
+            (config.graphql.read_connections, config.graphql.timeout_secs),
+            (Some(3), 7)
+        );
+        assert!(toml::from_str::<Config>("[graphql]\nmax_complexty = 1").is_err());
     }
 
     #[test]

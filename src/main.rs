@@ -126,7 +126,9 @@ async fn serve_configured(
     };
     tracing::info!(secrets = ?webhooks.secrets, "webhooks configured");
     let engine = verdict::workers::with_timing(engine, &config.scheduling);
-    let state = verdict_api::AppState::new(engine).with_webhooks(webhooks);
+    let state = verdict_api::AppState::new(engine)
+        .with_webhooks(webhooks)
+        .with_graphql_limits(config.graphql.clone());
     let worker = verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
     verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await
 }

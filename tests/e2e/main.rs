@@ -6,6 +6,7 @@ mod app;
 mod cli;
 mod crash;
 mod disputes;
+mod limits;
 mod observability;
 mod sandbox;
 mod schema;

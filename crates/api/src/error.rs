@@ -1,6 +1,10 @@
 //! The one place where internal errors become what a client sees: a GraphQL `extensions.code` or an HTTP
 //! status. Causes are logged here; database text never reaches a client.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
 use async_graphql::ErrorExtensions as _;
 use axum::Json;
 use axum::http::StatusCode;
@@ -11,7 +15,7 @@ use verdict_store::StoreError;
 
 /// Deliberately not `Display`: that keeps async-graphql's blanket conversion away, so every error reaches
 /// clients through the `From` below, with its code.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiError {
     Unauthenticated(String),
     Forbidden(String),
@@ -20,6 +24,16 @@ pub enum ApiError {
     VersionConflict(String),
     InvalidInput(String),
     AlreadyExists(String),
+    /// The request body is larger than the configured limit (HTTP 413).
+    PayloadTooLarge(String),
+    /// The query costs more than the configured limit, counting list sizes.
+    QueryTooComplex(String),
+    /// The query nests selections deeper than the configured limit.
+    QueryTooDeep(String),
+    /// The answer would be larger than the configured limit.
+    ResponseTooLarge(String),
+    /// The request ran longer than the configured limit and was abandoned.
+    Timeout(String),
     /// The cause is logged, never shown.
     Internal(String),
 }
@@ -34,7 +48,12 @@ impl ApiError {
             | ApiError::IllegalTransition(m)
             | ApiError::VersionConflict(m)
             | ApiError::InvalidInput(m)
-            | ApiError::AlreadyExists(m) => m.clone(),
+            | ApiError::AlreadyExists(m)
+            | ApiError::PayloadTooLarge(m)
+            | ApiError::QueryTooComplex(m)
+            | ApiError::QueryTooDeep(m)
+            | ApiError::ResponseTooLarge(m)
+            | ApiError::Timeout(m) => m.clone(),
             ApiError::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -48,6 +67,11 @@ impl ApiError {
             ApiError::VersionConflict(_) => "VERSION_CONFLICT",
             ApiError::InvalidInput(_) => "INVALID_INPUT",
             ApiError::AlreadyExists(_) => "ALREADY_EXISTS",
+            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
+            ApiError::QueryTooDeep(_) => "QUERY_TOO_DEEP",
+            ApiError::ResponseTooLarge(_) => "RESPONSE_TOO_LARGE",
+            ApiError::Timeout(_) => "TIMEOUT",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -60,7 +84,12 @@ impl ApiError {
             ApiError::IllegalTransition(_) | ApiError::VersionConflict(_) | ApiError::AlreadyExists(_) => {
                 StatusCode::CONFLICT
             }
-            ApiError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidInput(_)
+            | ApiError::QueryTooComplex(_)
+            | ApiError::QueryTooDeep(_)
+            | ApiError::ResponseTooLarge(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,7 +132,9 @@ impl From<EngineError> for ApiError {
 impl From<ApiError> for async_graphql::Error {
     fn from(err: ApiError) -> Self {
         if let ApiError::Internal(cause) = &err {
-            tracing::error!(%cause, "internal error answering a GraphQL request");
+            log_limited(cause, |suppressed| {
+                tracing::error!(%cause, suppressed, "internal error answering a GraphQL request");
+            });
         }
         let code = err.code();
         async_graphql::Error::new(err.message()).extend_with(|_, ext| ext.set("code", code))
@@ -113,11 +144,76 @@ impl From<ApiError> for async_graphql::Error {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(cause) = &self {
-            tracing::error!(%cause, "internal error");
+            log_limited(
+                cause,
+                |suppressed| tracing::error!(%cause, suppressed, "internal error"),
+            );
         }
         let body = serde_json::json!({
             "errors": [{ "message": self.message(), "extensions": { "code": self.code() } }]
         });
         (self.status(), Json(body)).into_response()
+    }
+}
+
+/// How often the same error line is written at most.
+pub const LOG_REPEAT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keys remembered by [`log_limited`]; past this many the memory is cleared (and lines may repeat early).
+const LOG_KEYS: usize = 1024;
+
+struct Seen {
+    at: Instant,
+    suppressed: u64,
+}
+
+fn seen() -> &'static Mutex<HashMap<String, Seen>> {
+    static SEEN: OnceLock<Mutex<HashMap<String, Seen>>> = OnceLock::new();
+    SEEN.get_or_init(Default::default)
+}
+
+/// Writes a line (`log(suppressed)`) for `key` at most once per [`LOG_REPEAT_INTERVAL`]; repeats in between
+/// are counted and the count is passed to the next line that is written. When the pool runs dry every
+/// request fails with the same cause: one line per interval says so, with how many were left out, instead
+/// of one line per request.
+pub fn log_limited(key: &str, log: impl FnOnce(u64)) {
+    if let Some(suppressed) = admit(key, Instant::now()) {
+        log(suppressed);
+    }
+}
+
+/// `Some(lines suppressed since the last one)` if a line for `key` may be written at `now`.
+fn admit(key: &str, now: Instant) -> Option<u64> {
+    let mut seen = seen().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(entry) = seen.get_mut(key) {
+        if now.saturating_duration_since(entry.at) < LOG_REPEAT_INTERVAL {
+            entry.suppressed += 1;
+            return None;
+        }
+        let suppressed = entry.suppressed;
+        *entry = Seen { at: now, suppressed: 0 };
+        return Some(suppressed);
+    }
+    if seen.len() >= LOG_KEYS {
+        seen.clear();
+    }
+    seen.insert(key.to_owned(), Seen { at: now, suppressed: 0 });
+    Some(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_line_is_written_once_per_interval_with_the_count_left_out() {
+        let key = "pool timed out (log_limited test)";
+        let start = Instant::now();
+        assert_eq!(admit(key, start), Some(0));
+        assert_eq!(admit(key, start + Duration::from_secs(1)), None);
+        assert_eq!(admit(key, start + Duration::from_secs(2)), None);
+        assert_eq!(admit("another cause (log_limited test)", start), Some(0));
+        assert_eq!(admit(key, start + LOG_REPEAT_INTERVAL), Some(2));
+        assert_eq!(admit(key, start + LOG_REPEAT_INTERVAL + Duration::from_secs(1)), None);
     }
 }

@@ -10,8 +10,9 @@ pub mod webhooks;
 
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,7 +20,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use verdict_engine::Engine;
 
-pub use graphql::{VerdictSchema, build_schema, schema_sdl};
+use crate::error::ApiError;
+
+pub use graphql::{GraphqlLimits, ReadGate, VerdictSchema, build_schema, build_schema_with, schema_sdl};
 
 /// Largest request body accepted anywhere (processors' webhooks included).
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -30,15 +33,35 @@ pub struct AppState {
     pub schema: VerdictSchema,
     /// Webhook secrets and PayPal certificates; by default nothing is configured and webhooks answer 503.
     pub webhooks: webhooks::Webhooks,
+    /// Body, cost, time and size limits of `/graphql`.
+    pub graphql_limits: GraphqlLimits,
+    /// The share of the pool GraphQL reads may hold (see graphql/limits.rs).
+    pub graphql_reads: ReadGate,
 }
 
 impl AppState {
     pub fn new(engine: Engine) -> Self {
-        let schema = build_schema(engine.clone());
+        Self::with_limits(engine, GraphqlLimits::default())
+    }
+
+    fn with_limits(engine: Engine, graphql_limits: GraphqlLimits) -> Self {
+        let graphql_reads = ReadGate::new(graphql_limits.read_connections_of(engine.store().max_connections()));
+        let schema = build_schema_with(engine.clone(), &graphql_limits, graphql_reads.clone());
         Self {
             engine,
             schema,
             webhooks: webhooks::Webhooks::default(),
+            graphql_limits,
+            graphql_reads,
+        }
+    }
+
+    /// The same state with other GraphQL limits (`[graphql]` in the configuration).
+    pub fn with_graphql_limits(self, limits: GraphqlLimits) -> Self {
+        let webhooks = self.webhooks;
+        Self {
+            webhooks,
+            ..Self::with_limits(self.engine, limits)
         }
     }
 
@@ -76,26 +99,119 @@ async fn graphiql() -> Html<String> {
     )
 }
 
-async fn graphql_handler(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    request: async_graphql_axum::GraphQLRequest,
-) -> Response {
-    let principal = match auth::authenticate(state.engine.store(), &headers).await {
+/// `POST /graphql`: authenticates from the `Authorization` header before the body is read (an unknown
+/// caller gets 401 and its body is never read), reads at most `body_limit_bytes` (413 past it), executes
+/// within `timeout_secs` and answers at most `max_response_bytes`.
+async fn graphql_handler(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let timeout = Duration::from_secs(state.graphql_limits.timeout_secs);
+    // The deadline covers the wait for the read gate too: under a burst, a request that cannot get a
+    // connection share in time is told so instead of queueing until the client gives up.
+    match tokio::time::timeout(timeout, graphql_answer(&state, &headers, body)).await {
+        Ok(response) => response,
+        Err(_) => graphql_error(ApiError::Timeout(format!(
+            "the request took longer than {} s and was abandoned; ask for fewer disputes or fields, or retry \
+             when the server is less busy",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+async fn graphql_answer(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
+    let limits = &state.graphql_limits;
+    let principal = match state
+        .graphql_reads
+        .run(auth::authenticate(state.engine.store(), headers))
+        .await
+    {
         Ok(principal) => principal,
         Err(err) => return err.into_response(),
     };
-    let request = request.into_inner().data(principal);
-    let mut response = state.schema.execute(request).await;
-    // Resolver errors carry their code already; what is left are async-graphql's own parse and
-    // validation errors, which are always the client's input.
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "a GraphQL request body is at most {} bytes",
+            limits.body_limit_bytes
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.body_limit_bytes as u64) {
+        return too_large().into_response();
+    }
+    let bytes = match axum::body::to_bytes(body, limits.body_limit_bytes).await {
+        Ok(bytes) => bytes,
+        Err(err) if is_length_limit(&err) => return too_large().into_response(),
+        Err(err) => return ApiError::InvalidInput(format!("reading the request body failed: {err}")).into_response(),
+    };
+    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
+        Ok(request) => request,
+        Err(err) => {
+            return ApiError::InvalidInput(format!(
+                "the body must be a JSON GraphQL request ({{\"query\": ..., \"variables\": ...}}): {err}"
+            ))
+            .into_response();
+        }
+    };
+    let mut response = state.schema.execute(request.data(principal)).await;
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "INVALID_INPUT");
+        if extensions.get("code").is_some() {
+            continue;
+        }
+        // Resolver errors carry their code already; what is left are async-graphql's own parse and
+        // validation errors, which are always the client's input. The cost and depth refusals get their own
+        // codes and say what the limit is.
+        let refused = match error.message.as_str() {
+            "Query is too complex." => Some(ApiError::QueryTooComplex(format!(
+                "the query costs more than {} (a list counts its page size, `first`, times its fields; a \
+                 dispute's nested lists count {} entries each): ask for fewer disputes, aliases or fields",
+                limits.max_complexity,
+                graphql::limits::NESTED_LIST_ESTIMATE
+            ))),
+            "Query is nested too deep." => Some(ApiError::QueryTooDeep(format!(
+                "the query nests more than {} levels",
+                limits.max_depth
+            ))),
+            _ => None,
+        };
+        match refused {
+            Some(refused) => {
+                error.message = refused.message();
+                extensions.set("code", refused.code());
+            }
+            None => extensions.set("code", "INVALID_INPUT"),
         }
     }
-    async_graphql_axum::GraphQLResponse::from(response).into_response()
+    let mut buffer = graphql::limits::BoundedBuffer::new(limits.max_response_bytes);
+    if serde_json::to_writer(&mut buffer, &response).is_err() {
+        return graphql_error(ApiError::ResponseTooLarge(format!(
+            "the answer would be larger than {} bytes; ask for fewer disputes (first) or fields",
+            limits.max_response_bytes
+        )));
+    }
+    ([(header::CONTENT_TYPE, "application/json")], buffer.bytes).into_response()
+}
+
+/// An execution-level refusal in GraphQL's shape (`errors[0].extensions.code`), answered 200 as GraphQL
+/// errors are.
+fn graphql_error(err: ApiError) -> Response {
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{ "message": err.message(), "extensions": { "code": err.code() } }]
+    });
+    Json(body).into_response()
+}
+
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -152,7 +152,7 @@ pub struct NotificationRecord {
     pub payload_purged_at: Option<DateTime<Utc>>,
 }
 
-fn record(row: notification::Model) -> Result<NotificationRecord, StoreError> {
+pub(crate) fn record(row: notification::Model) -> Result<NotificationRecord, StoreError> {
     Ok(NotificationRecord {
         id: row.id,
         status: row.status.parse()?,

@@ -5,6 +5,7 @@
 //! transaction guarded by an optimistic version check, so concurrent writers get a conflict instead of a
 //! lost update.
 
+mod batch;
 mod convert;
 pub mod entity;
 mod error;

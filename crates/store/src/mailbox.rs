@@ -157,7 +157,7 @@ impl fmt::Debug for MailboxMessage {
     }
 }
 
-fn message(row: row::Model) -> Result<MailboxMessage, StoreError> {
+pub(crate) fn message(row: row::Model) -> Result<MailboxMessage, StoreError> {
     Ok(MailboxMessage {
         id: row.id,
         dispute_id: row.dispute_id.map(DisputeId::from_uuid),

@@ -98,19 +98,31 @@ pub(crate) async fn recent(ctx: &Context<'_>, first: i32) -> async_graphql::Resu
         return Err(ApiError::InvalidInput(format!("first must be between 0 and {MAX_MESSAGES}")).into());
     }
     let store = ctx.data::<Engine>()?.store();
-    let messages = store.mailbox(first as u64).await.map_err(ApiError::from)?;
+    let messages = super::read(ctx, store.mailbox(first as u64)).await?;
     let unmasked = unmasked(ctx);
-    let mut out = Vec::with_capacity(messages.len());
-    for message in messages {
-        let customer = match (unmasked, message.dispute_id) {
-            (false, Some(id)) if message.channel == verdict_store::MailboxChannel::Customer => {
-                store.load(id).await.map_err(ApiError::from)?.map(|d| d.customer)
-            }
-            _ => None,
-        };
-        out.push(view(message, unmasked, customer.as_ref()));
-    }
-    Ok(out)
+    // Viewers see customers' messages masked by the dispute's customer: those disputes are read at once.
+    let to_mask: Vec<domain::DisputeId> = if unmasked {
+        Vec::new()
+    } else {
+        messages
+            .iter()
+            .filter(|m| m.channel == verdict_store::MailboxChannel::Customer)
+            .filter_map(|m| m.dispute_id)
+            .collect()
+    };
+    let customers: std::collections::HashMap<domain::DisputeId, domain::Customer> =
+        super::read(ctx, store.load_many(&to_mask))
+            .await?
+            .into_iter()
+            .map(|d| (d.id, d.customer))
+            .collect();
+    Ok(messages
+        .into_iter()
+        .map(|message| {
+            let customer = message.dispute_id.and_then(|id| customers.get(&id));
+            view(message, unmasked, customer)
+        })
+        .collect())
 }
 
 /// `Dispute.messages`: the dispute's messages, oldest first.
@@ -118,8 +130,10 @@ pub(crate) async fn of_dispute(
     ctx: &Context<'_>,
     dispute: &domain::Dispute,
 ) -> async_graphql::Result<Vec<MailboxMessage>> {
-    let store = ctx.data::<Engine>()?.store();
-    let messages = store.mailbox_of(dispute.id).await.map_err(ApiError::from)?;
+    let messages = super::types::lists(ctx)?
+        .load_one(super::loaders::MessagesOf(dispute.id))
+        .await?
+        .unwrap_or_default();
     let unmasked = unmasked(ctx);
     Ok(messages
         .into_iter()

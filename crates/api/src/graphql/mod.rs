@@ -1,5 +1,7 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
+pub mod limits;
+mod loaders;
 mod mailbox;
 mod mutation;
 mod notifications;
@@ -7,23 +9,44 @@ mod operations_admin;
 mod query;
 mod types;
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::{Context, EmptySubscription, Schema};
 use verdict_engine::Engine;
 
+pub use limits::{GraphqlLimits, ReadGate};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 
 pub type VerdictSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
+/// The schema with the default [`GraphqlLimits`] and a read gate sized to a share of the engine's pool.
 pub fn build_schema(engine: Engine) -> VerdictSchema {
+    let limits = GraphqlLimits::default();
+    let gate = ReadGate::new(limits.read_connections_of(engine.store().max_connections()));
+    build_schema_with(engine, &limits, gate)
+}
+
+/// The schema with the given limits; every read of a dispute's data passes `gate`.
+pub fn build_schema_with(engine: Engine, limits: &GraphqlLimits, gate: ReadGate) -> VerdictSchema {
+    let lists = loaders::loader(engine.store().clone(), gate.clone());
     Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(engine)
-        .limit_depth(12)
-        .limit_complexity(5_000)
+        .data(gate)
+        .data(lists)
+        .extension(limits::RejectNul)
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
         .finish()
 }
 
 /// The SDL that `verdict schema` prints and graphql/schema.graphql holds.
 pub fn schema_sdl() -> String {
     Schema::build(QueryRoot, MutationRoot, EmptySubscription).finish().sdl()
+}
+
+/// Runs a database read of this request through the [`ReadGate`].
+pub(crate) async fn read<T, E: Into<crate::error::ApiError>>(
+    ctx: &Context<'_>,
+    read: impl std::future::Future<Output = Result<T, E>>,
+) -> async_graphql::Result<T> {
+    Ok(ctx.data::<ReadGate>()?.run(read).await?)
 }

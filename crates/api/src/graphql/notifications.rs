@@ -4,12 +4,12 @@
 use async_graphql::{Context, ID, SimpleObject};
 use chrono::{DateTime, Utc};
 use verdict_domain::Dispute;
-use verdict_engine::Engine;
 use verdict_store::NotificationRecord;
 
+use super::loaders::{FlaggedNotificationsOf, NotificationsOf};
 use super::query::principal;
+use super::types::lists;
 use crate::auth::Role;
-use crate::error::ApiError;
 
 /// One notification as received from a processor, and what Verdict did with it.
 #[derive(SimpleObject)]
@@ -53,23 +53,19 @@ fn view(record: NotificationRecord, with_payload: bool) -> ProcessorNotification
 /// Notifications that contradicted the state machine: kept, never applied, shown to analysts.
 pub(crate) async fn flagged(ctx: &Context<'_>, dispute: &Dispute) -> async_graphql::Result<Vec<ProcessorNotification>> {
     principal(ctx, Role::Viewer)?;
-    let records = ctx
-        .data::<Engine>()?
-        .store()
-        .flagged_notifications_of_dispute(dispute.id)
-        .await
-        .map_err(ApiError::from)?;
+    let records = lists(ctx)?
+        .load_one(FlaggedNotificationsOf(dispute.id))
+        .await?
+        .unwrap_or_default();
     Ok(records.into_iter().map(|r| view(r, false)).collect())
 }
 
 /// Every notification of the dispute with its raw payload: leads and admins only.
 pub(crate) async fn raw(ctx: &Context<'_>, dispute: &Dispute) -> async_graphql::Result<Vec<ProcessorNotification>> {
     principal(ctx, Role::Lead)?;
-    let records = ctx
-        .data::<Engine>()?
-        .store()
-        .notifications_of_dispute(dispute.id)
-        .await
-        .map_err(ApiError::from)?;
+    let records = lists(ctx)?
+        .load_one(NotificationsOf(dispute.id))
+        .await?
+        .unwrap_or_default();
     Ok(records.into_iter().map(|r| view(r, true)).collect())
 }

@@ -8,6 +8,7 @@ use verdict_domain::DisputeId;
 use verdict_engine::Engine;
 use verdict_store::PageCursor;
 
+use super::limits::list_cost;
 use super::types::{Dispute, DisputeConnection, DisputeEdge, DisputeFilter, PageInfo};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
@@ -57,11 +58,13 @@ impl QueryRoot {
     async fn dispute(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Dispute>> {
         principal(ctx, Role::Viewer)?;
         let id = parse_id(&id)?;
-        let dispute = ctx.data::<Engine>()?.store().load(id).await.map_err(ApiError::from)?;
+        let dispute = super::read(ctx, ctx.data::<Engine>()?.store().load(id)).await?;
         Ok(dispute.map(Dispute))
     }
 
-    /// A page of disputes ordered by due date (soonest first, undated last), then id.
+    /// A page of disputes ordered by due date (soonest first, undated last), then id. A query's cost counts
+    /// `first` times the fields asked of each dispute.
+    #[graphql(complexity = "list_cost(first, child_complexity)")]
     async fn disputes(
         &self,
         ctx: &Context<'_>,
@@ -75,12 +78,7 @@ impl QueryRoot {
         }
         let after = after.as_deref().map(decode_cursor).transpose()?;
         let filter: verdict_store::DisputeFilter = filter.unwrap_or_default().into();
-        let page = ctx
-            .data::<Engine>()?
-            .store()
-            .list(&filter, first as u64, after)
-            .await
-            .map_err(ApiError::from)?;
+        let page = super::read(ctx, ctx.data::<Engine>()?.store().list(&filter, first as u64, after)).await?;
         let edges: Vec<DisputeEdge> = page
             .items
             .into_iter()
@@ -101,6 +99,7 @@ impl QueryRoot {
     }
 
     /// Messages Verdict sent to customers, sellers and assignees, newest first (customers masked for viewers).
+    #[graphql(complexity = "list_cost(first, child_complexity)")]
     async fn mailbox(
         &self,
         ctx: &Context<'_>,
@@ -110,6 +109,7 @@ impl QueryRoot {
     }
 
     /// Steps that ran out of attempts or failed permanently, most recently failed first.
+    #[graphql(complexity = "list_cost(first, child_complexity)")]
     async fn dead_lettered_steps(
         &self,
         ctx: &Context<'_>,

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use verdict_domain as domain;
 use verdict_store::{EventRecord, StepRecord, TimerRecord};
 
+use super::limits::nested_list_cost;
+use super::loaders::{EventsOf, ListLoader, StepsOf, TimersOf};
 use crate::auth::Principal;
 use crate::error::ApiError;
 
@@ -253,6 +255,10 @@ fn engine<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a verdict_engine::En
     ctx.data::<verdict_engine::Engine>()
 }
 
+pub(crate) fn lists<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a ListLoader> {
+    ctx.data::<ListLoader>()
+}
+
 #[Object]
 impl Dispute {
     async fn id(&self) -> ID {
@@ -338,26 +344,32 @@ impl Dispute {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
-    /// Every event, oldest first.
+    /// Every event, oldest first. Read for a whole page of disputes at once; counts as ten entries in a
+    /// query's cost.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
     async fn events(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<DisputeEvent>> {
-        let records = engine(ctx)?.store().events(self.0.id).await.map_err(ApiError::from)?;
+        let records = lists(ctx)?.load_one(EventsOf(self.0.id)).await?.unwrap_or_default();
         Ok(records.into_iter().map(Into::into).collect())
     }
     /// Reminders, the deadline and outcome checks, pending or done.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
     async fn timers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Timer>> {
-        let records = engine(ctx)?.store().timers(self.0.id).await.map_err(ApiError::from)?;
+        let records = lists(ctx)?.load_one(TimersOf(self.0.id)).await?.unwrap_or_default();
         Ok(records.into_iter().map(Into::into).collect())
     }
     /// Side effects requested by the dispute's events (messages, refunds, submissions).
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
     async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Step>> {
-        let records = engine(ctx)?.store().steps(self.0.id).await.map_err(ApiError::from)?;
+        let records = lists(ctx)?.load_one(StepsOf(self.0.id)).await?.unwrap_or_default();
         Ok(records.into_iter().map(Into::into).collect())
     }
     /// Messages sent about this dispute to the customer, the seller and the assignee, oldest first.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
     async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::mailbox::MailboxMessage>> {
         super::mailbox::of_dispute(ctx, &self.0).await
     }
     /// Processor notifications that contradicted the state machine: kept and shown, never applied.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
     async fn flagged_notifications(
         &self,
         ctx: &Context<'_>,
@@ -365,6 +377,7 @@ impl Dispute {
         super::notifications::flagged(ctx, &self.0).await
     }
     /// Every processor notification of this dispute, with its raw payload (leads and admins only).
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
     async fn raw_notifications(
         &self,
         ctx: &Context<'_>,
@@ -396,9 +409,11 @@ pub struct DisputeConnection {
 
 #[ComplexObject]
 impl DisputeConnection {
-    /// Disputes matching the filter in all pages; counted only when asked for.
+    /// Disputes matching the filter in all pages; counted only when asked for (it counts as 50 in a query's
+    /// cost: it reads every matching row).
+    #[graphql(complexity = 50)]
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        Ok(engine(ctx)?.store().count(&self.filter).await.map_err(ApiError::from)?)
+        super::read(ctx, engine(ctx)?.store().count(&self.filter)).await
     }
 }
 

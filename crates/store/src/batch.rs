@@ -1,0 +1,185 @@
+//! Reads of many disputes' lists at once, for the GraphQL DataLoaders: a page of 500 disputes asking for
+//! their events costs one query (`dispute_id IN (...)`), not 500. Every function answers a map from each
+//! requested dispute to its rows in the same order as the per-dispute reads of repo.rs, inbox.rs and
+//! mailbox.rs; a dispute without rows maps to an empty list.
+
+use std::collections::HashMap;
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use verdict_domain::DisputeId;
+
+use crate::entity::{dispute_event, notification, step, timer};
+use crate::inbox::{InboxStatus, NotificationRecord, record};
+use crate::mailbox::{MailboxMessage, message, row as mail};
+use crate::repo::{Backend, EventRecord, StepRecord, TimerRecord};
+use crate::{Store, StoreError};
+
+/// Groups rows by dispute, keeping their order, with an entry for every requested dispute.
+fn grouped<T>(ids: &[DisputeId], rows: impl IntoIterator<Item = (DisputeId, T)>) -> HashMap<DisputeId, Vec<T>> {
+    let mut out: HashMap<DisputeId, Vec<T>> = ids.iter().map(|id| (*id, Vec::new())).collect();
+    for (id, row) in rows {
+        out.entry(id).or_default().push(row);
+    }
+    out
+}
+
+fn uuids(ids: &[DisputeId]) -> Vec<uuid::Uuid> {
+    ids.iter().map(DisputeId::as_uuid).collect()
+}
+
+impl Store {
+    /// The most connections this store's pool opens; the API keeps GraphQL reads to a share of it.
+    pub fn max_connections(&self) -> u32 {
+        match self.backend() {
+            Backend::Postgres => self.db().get_postgres_connection_pool().options().get_max_connections(),
+            Backend::Sqlite => self.db().get_sqlite_connection_pool().options().get_max_connections(),
+        }
+    }
+
+    /// [`Store::events`] of several disputes in one query.
+    pub async fn events_of_disputes(
+        &self,
+        ids: &[DisputeId],
+    ) -> Result<HashMap<DisputeId, Vec<EventRecord>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = dispute_event::Entity::find()
+            .filter(dispute_event::Column::DisputeId.is_in(uuids(ids)))
+            .order_by_asc(dispute_event::Column::DisputeId)
+            .order_by_asc(dispute_event::Column::Version)
+            .all(self.db())
+            .await?;
+        Ok(grouped(
+            ids,
+            rows.into_iter().map(|r| {
+                (
+                    DisputeId::from_uuid(r.dispute_id),
+                    EventRecord {
+                        version: r.version,
+                        kind: r.kind,
+                        from_status: r.from_status,
+                        to_status: r.to_status,
+                        actor: r.actor,
+                        reason: r.reason,
+                        change: r.change,
+                        at: r.at,
+                    },
+                )
+            }),
+        ))
+    }
+
+    /// [`Store::timers`] of several disputes in one query.
+    pub async fn timers_of_disputes(
+        &self,
+        ids: &[DisputeId],
+    ) -> Result<HashMap<DisputeId, Vec<TimerRecord>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = timer::Entity::find()
+            .filter(timer::Column::DisputeId.is_in(uuids(ids)))
+            .order_by_asc(timer::Column::DueAt)
+            .order_by_asc(timer::Column::Id)
+            .all(self.db())
+            .await?;
+        Ok(grouped(
+            ids,
+            rows.into_iter().filter_map(|r| {
+                Some((
+                    DisputeId::from_uuid(r.dispute_id?),
+                    TimerRecord {
+                        id: r.id,
+                        kind: r.kind,
+                        due_at: r.due_at,
+                        status: r.status,
+                    },
+                ))
+            }),
+        ))
+    }
+
+    /// [`Store::steps`] of several disputes in one query.
+    pub async fn steps_of_disputes(
+        &self,
+        ids: &[DisputeId],
+    ) -> Result<HashMap<DisputeId, Vec<StepRecord>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = step::Entity::find()
+            .filter(step::Column::DisputeId.is_in(uuids(ids)))
+            .order_by_asc(step::Column::Id)
+            .all(self.db())
+            .await?;
+        Ok(grouped(
+            ids,
+            rows.into_iter().filter_map(|r| {
+                Some((
+                    DisputeId::from_uuid(r.dispute_id?),
+                    StepRecord {
+                        id: r.id,
+                        kind: r.kind,
+                        idempotency_key: r.idempotency_key,
+                        status: r.status,
+                        attempts: r.attempts,
+                        next_attempt_at: r.next_attempt_at,
+                        last_error: r.last_error,
+                    },
+                ))
+            }),
+        ))
+    }
+
+    /// [`Store::mailbox_of`] of several disputes in one query.
+    pub async fn mailbox_of_disputes(
+        &self,
+        ids: &[DisputeId],
+    ) -> Result<HashMap<DisputeId, Vec<MailboxMessage>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = mail::Entity::find()
+            .filter(mail::Column::DisputeId.is_in(uuids(ids)))
+            .order_by_asc(mail::Column::CreatedAt)
+            .order_by_asc(mail::Column::Id)
+            .all(self.db())
+            .await?;
+        let messages = rows
+            .into_iter()
+            .map(message)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|m| m.dispute_id.map(|id| (id, m)));
+        Ok(grouped(ids, messages))
+    }
+
+    /// [`Store::notifications_of_dispute`] (or, with `flagged_only`,
+    /// [`Store::flagged_notifications_of_dispute`]) of several disputes in one query.
+    pub async fn notifications_of_disputes(
+        &self,
+        ids: &[DisputeId],
+        flagged_only: bool,
+    ) -> Result<HashMap<DisputeId, Vec<NotificationRecord>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut query = notification::Entity::find().filter(notification::Column::DisputeId.is_in(uuids(ids)));
+        if flagged_only {
+            query = query.filter(notification::Column::Status.eq(InboxStatus::Flagged.as_str()));
+        }
+        let rows = query
+            .order_by_asc(notification::Column::OccurredAt)
+            .order_by_asc(notification::Column::Id)
+            .all(self.db())
+            .await?;
+        let records = rows
+            .into_iter()
+            .map(record)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|r| r.dispute_id.map(|id| (id, r)));
+        Ok(grouped(ids, records))
+    }
+}

@@ -15,6 +15,9 @@ pub struct Config {
     pub database_min_connections: u32,
     /// Address to listen on.
     pub listen: String,
+    /// Browser origins allowed to call `/graphql` from other sites (CORS), e.g. `https://disputes.example.com`;
+    /// none by default. `VERDICT_ALLOWED_ORIGINS` (comma-separated).
+    pub allowed_origins: Vec<String>,
     /// `text` or `json`.
     pub log_format: String,
     /// A tracing filter, e.g. `info` or `verdict=debug,info`.
@@ -182,6 +185,33 @@ impl WebhookConfig {
     }
 }
 
+impl Config {
+    /// The CORS origins as the API needs them; each is `scheme://host[:port]`, exactly as browsers send it.
+    pub fn cors_origins(&self) -> anyhow::Result<Vec<axum::http::HeaderValue>> {
+        self.allowed_origins
+            .iter()
+            .map(|origin| {
+                let origin = origin.trim().trim_end_matches('/');
+                let refuse = || {
+                    anyhow::anyhow!(
+                        "allowed_origins / VERDICT_ALLOWED_ORIGINS: {origin:?} is not an origin; write \
+                         scheme://host[:port], e.g. https://disputes.example.com (no path, no wildcard)"
+                    )
+                };
+                let (scheme, rest) = origin.split_once("://").ok_or_else(refuse)?;
+                let host_ok = !rest.is_empty()
+                    && rest
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+                if !matches!(scheme, "http" | "https") || !host_ok {
+                    return Err(refuse());
+                }
+                axum::http::HeaderValue::from_str(origin).map_err(|_| refuse())
+            })
+            .collect()
+    }
+}
+
 /// The levels a tracing filter knows.
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 
@@ -244,6 +274,7 @@ impl Default for Config {
             database_url: "sqlite://verdict.db?mode=rwc".to_owned(),
             database_min_connections: 32,
             listen: "127.0.0.1:8080".to_owned(),
+            allowed_origins: Vec::new(),
             log_format: "text".to_owned(),
             log_level: "info".to_owned(),
             webhooks: WebhookConfig::default(),
@@ -282,6 +313,7 @@ impl Config {
         self.log_level = self.log_level.trim().to_owned();
         check_log_level(&self.log_level)?;
         self.database_url = database_url(&self.database_url)?;
+        self.cors_origins()?;
         anyhow::ensure!(
             (1..=32).contains(&self.database_min_connections),
             "database_min_connections / VERDICT_DATABASE_MIN_CONNECTIONS must be 1 to 32, not {}",
@@ -310,6 +342,9 @@ impl Config {
         if let Some(min) = var("VERDICT_DATABASE_MIN_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
             // Not a number is refused by `check` (0 is out of range) rather than silently ignored.
             self.database_min_connections = min.trim().parse().unwrap_or(0);
+        }
+        if let Some(origins) = var("VERDICT_ALLOWED_ORIGINS") {
+            self.allowed_origins = comma_list(&origins);
         }
         self.webhooks.apply_env(&var);
         self.apply_effects_env(&var);
@@ -467,6 +502,20 @@ mod tests {
             "webhooks accepted from stripe (2 secrets), adyen (HMAC); not configured (answer 503): braintree, \
              paypal, alerts"
         );
+    }
+
+    #[test]
+    fn cors_origins_are_plain_origins() {
+        let mut config = Config::default();
+        config.apply_env(|name| {
+            (name == "VERDICT_ALLOWED_ORIGINS").then(|| "https://a.example.com, http://localhost:3000/".to_owned())
+        });
+        let origins = config.cors_origins().unwrap();
+        assert_eq!(origins, ["https://a.example.com", "http://localhost:3000"]);
+        for bad in ["*", "https://a.example.com/app", "a.example.com", "ftp://a.example.com"] {
+            config.allowed_origins = vec![bad.to_owned()];
+            assert!(config.check().is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -148,7 +148,9 @@ async fn serve_configured(
     };
     tracing::info!("{}", config.webhooks.summary());
     let engine = verdict::workers::with_timing(engine, &config.scheduling);
-    let state = verdict_api::AppState::new(engine).with_webhooks(webhooks);
+    let state = verdict_api::AppState::new(engine)
+        .with_webhooks(webhooks)
+        .with_allowed_origins(config.cors_origins()?);
     let worker = verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
     verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await
 }

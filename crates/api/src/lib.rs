@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
 pub mod webhooks;
@@ -11,10 +12,11 @@ pub mod webhooks;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use verdict_engine::Engine;
@@ -30,6 +32,8 @@ pub struct AppState {
     pub schema: VerdictSchema,
     /// Webhook secrets and PayPal certificates; by default nothing is configured and webhooks answer 503.
     pub webhooks: webhooks::Webhooks,
+    /// Browser origins allowed to call `/graphql` from another site (CORS); none by default.
+    pub allowed_origins: Vec<HeaderValue>,
 }
 
 impl AppState {
@@ -39,7 +43,14 @@ impl AppState {
             engine,
             schema,
             webhooks: webhooks::Webhooks::default(),
+            allowed_origins: Vec::new(),
         }
+    }
+
+    /// The same state with these CORS origins (`https://app.example.com`) allowed on `/graphql`.
+    pub fn with_allowed_origins(mut self, origins: Vec<HeaderValue>) -> Self {
+        self.allowed_origins = origins;
+        self
     }
 
     /// The same state with webhooks configured.
@@ -52,8 +63,10 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // Installs the metrics recorder before any worker or request records into it.
     let _ = metrics::handle();
+    let cors = cors(&state.allowed_origins);
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql_handler))
+        .route("/graphql", get(graphiql::page).post(graphql_handler).layer(cors))
+        .route(&format!("{}/{{name}}", graphiql::ASSETS_PATH), get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
@@ -68,12 +81,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn graphiql() -> Html<String> {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .finish(),
-    )
+/// Cross-origin calls to `/graphql` from the configured origins only. A preflight from any other origin is
+/// answered without `Access-Control-Allow-Origin`, so the browser refuses the call; requests without an
+/// `Origin` (curl, servers) are unaffected. Tokens travel in `Authorization`, never in cookies, so no
+/// credentials mode is needed.
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
 }
 
 async fn graphql_handler(

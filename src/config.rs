@@ -15,6 +15,9 @@ pub struct Config {
     pub database_min_connections: u32,
     /// Address to listen on.
     pub listen: String,
+    /// Browser origins allowed to call `/graphql` from other sites (CORS), e.g. `https://disputes.example.com`;
+    /// none by default. `VERDICT_ALLOWED_ORIGINS` (comma-separated).
+    pub allowed_origins: Vec<String>,
     /// `text` or `json`.
     pub log_format: String,
     /// A tracing filter, e.g. `info` or `verdict=debug,info`.
@@ -106,6 +109,55 @@ impl WebhookConfig {
         }
     }
 
+    /// One readable line of which processors can post webhooks, for the start-up log (never a secret).
+    pub fn summary(&self) -> String {
+        let count = |n: usize| {
+            if n == 1 {
+                "1 secret".to_owned()
+            } else {
+                format!("{n} secrets")
+            }
+        };
+        let mut parts = Vec::new();
+        let mut unset = Vec::new();
+        match self.stripe_secrets.len() {
+            0 => unset.push("stripe"),
+            n => parts.push(format!("stripe ({})", count(n))),
+        }
+        match (&self.adyen_hmac_key, &self.adyen_basic_auth) {
+            (None, _) => unset.push("adyen"),
+            (Some(_), None) => parts.push("adyen (HMAC)".to_owned()),
+            (Some(_), Some(_)) => parts.push("adyen (HMAC and basic auth)".to_owned()),
+        }
+        match &self.braintree_public_key {
+            Some(public_key) if self.braintree_private_key.is_some() => {
+                parts.push(format!("braintree (public key {public_key})"));
+            }
+            _ => unset.push("braintree"),
+        }
+        match &self.paypal_webhook_id {
+            Some(_) => parts.push("paypal".to_owned()),
+            None => unset.push("paypal"),
+        }
+        match self.alert_secrets.len() {
+            0 => unset.push("alerts"),
+            n => parts.push(format!("alerts ({})", count(n))),
+        }
+        let accepted = if parts.is_empty() {
+            "none".to_owned()
+        } else {
+            parts.join(", ")
+        };
+        if unset.is_empty() {
+            format!("webhooks accepted from {accepted}")
+        } else {
+            format!(
+                "webhooks accepted from {accepted}; not configured (answer 503): {}",
+                unset.join(", ")
+            )
+        }
+    }
+
     /// The secrets the API checks; refuses half-configured pairs rather than silently disabling a processor.
     pub fn secrets(&self) -> anyhow::Result<verdict_api::webhooks::WebhookSecrets> {
         let adyen_basic_auth = match &self.adyen_basic_auth {
@@ -139,6 +191,84 @@ impl WebhookConfig {
     }
 }
 
+impl Config {
+    /// The CORS origins as the API needs them; each is `scheme://host[:port]`, exactly as browsers send it.
+    pub fn cors_origins(&self) -> anyhow::Result<Vec<axum::http::HeaderValue>> {
+        self.allowed_origins
+            .iter()
+            .map(|origin| {
+                let origin = origin.trim().trim_end_matches('/');
+                let refuse = || {
+                    anyhow::anyhow!(
+                        "allowed_origins / VERDICT_ALLOWED_ORIGINS: {origin:?} is not an origin; write \
+                         scheme://host[:port], e.g. https://disputes.example.com (no path, no wildcard)"
+                    )
+                };
+                let (scheme, rest) = origin.split_once("://").ok_or_else(refuse)?;
+                let host_ok = !rest.is_empty()
+                    && rest
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+                if !matches!(scheme, "http" | "https") || !host_ok {
+                    return Err(refuse());
+                }
+                axum::http::HeaderValue::from_str(origin).map_err(|_| refuse())
+            })
+            .collect()
+    }
+}
+
+/// The levels a tracing filter knows.
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+/// A tracing filter whose every directive names a level: `info`, or `verdict=debug,info`. A bare word that is
+/// no level (a typo such as `inf` or `verbose`) would be read as a target name and silently log nothing
+/// useful, so it is refused.
+fn check_log_level(filter: &str) -> anyhow::Result<()> {
+    let refuse = |what: &str| {
+        anyhow::anyhow!(
+            "unknown log level {what:?} in {filter:?} (log_level / VERDICT_LOG_LEVEL): use one of {} or \
+             target=level directives such as verdict=debug,info",
+            LOG_LEVELS.join(", ")
+        )
+    };
+    anyhow::ensure!(
+        !filter.is_empty(),
+        "log_level / VERDICT_LOG_LEVEL is empty: use info, for example"
+    );
+    for directive in filter.split(',').map(str::trim) {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level,
+            None => directive,
+        };
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(refuse(directive));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter).map_err(|err| anyhow::anyhow!("{}: {err}", refuse(filter)))?;
+    Ok(())
+}
+
+/// The database URL as it will be opened: a SQLite URL gets `mode=rwc` (create the file if missing) unless it
+/// names a mode or an in-memory database.
+fn database_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(url.to_owned());
+    }
+    anyhow::ensure!(
+        url.starts_with("sqlite:"),
+        "database_url / VERDICT_DATABASE_URL must start with sqlite:// or postgres://, not {:?}",
+        url.split(':').next().unwrap_or_default()
+    );
+    let (_, query) = url.split_once('?').unwrap_or((url, ""));
+    if url.contains(":memory:") || query.split('&').any(|p| p.starts_with("mode=")) {
+        return Ok(url.to_owned());
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{separator}mode=rwc"))
+}
+
 fn hex_ok(key: &str) -> bool {
     let key = key.trim();
     !key.is_empty() && key.len().is_multiple_of(2) && key.bytes().all(|b| b.is_ascii_hexdigit())
@@ -150,6 +280,7 @@ impl Default for Config {
             database_url: "sqlite://verdict.db?mode=rwc".to_owned(),
             database_min_connections: 32,
             listen: "127.0.0.1:8080".to_owned(),
+            allowed_origins: Vec::new(),
             log_format: "text".to_owned(),
             log_level: "info".to_owned(),
             webhooks: WebhookConfig::default(),
@@ -173,7 +304,30 @@ impl Config {
             None => Self::default(),
         };
         config.apply_env(|name| std::env::var(name).ok());
+        config.check()?;
         Ok(config)
+    }
+
+    /// Refuses what would otherwise be ignored or fail later with a worse message, and completes the SQLite
+    /// URL so that a missing file is created (`mode=rwc`) rather than failing as "unable to open database
+    /// file".
+    pub fn check(&mut self) -> anyhow::Result<()> {
+        self.log_format = self.log_format.trim().to_ascii_lowercase();
+        anyhow::ensure!(
+            matches!(self.log_format.as_str(), "text" | "json"),
+            "unknown log format {:?} (log_format / VERDICT_LOG_FORMAT): use text or json",
+            self.log_format
+        );
+        self.log_level = self.log_level.trim().to_owned();
+        check_log_level(&self.log_level)?;
+        self.database_url = database_url(&self.database_url)?;
+        self.cors_origins()?;
+        anyhow::ensure!(
+            (1..=32).contains(&self.database_min_connections),
+            "database_min_connections / VERDICT_DATABASE_MIN_CONNECTIONS must be 1 to 32, not {}",
+            self.database_min_connections
+        );
+        Ok(())
     }
 
     fn from_file(path: &Path) -> anyhow::Result<Self> {
@@ -193,8 +347,12 @@ impl Config {
                 *field = value;
             }
         }
-        if let Some(min) = var("VERDICT_DATABASE_MIN_CONNECTIONS").and_then(|v| v.trim().parse().ok()) {
-            self.database_min_connections = min;
+        if let Some(min) = var("VERDICT_DATABASE_MIN_CONNECTIONS").filter(|v| !v.trim().is_empty()) {
+            // Not a number is refused by `check` (0 is out of range) rather than silently ignored.
+            self.database_min_connections = min.trim().parse().unwrap_or(0);
+        }
+        if let Some(origins) = var("VERDICT_ALLOWED_ORIGINS") {
+            self.allowed_origins = comma_list(&origins);
         }
         self.webhooks.apply_env(&var);
         self.apply_effects_env(&var);
@@ -355,6 +513,64 @@ mod tests {
             (Some(3), 7)
         );
         assert!(toml::from_str::<Config>("[graphql]\nmax_complexty = 1").is_err());
+    }
+
+    #[test]
+    fn log_settings_are_checked_and_sqlite_urls_completed() {
+        let checked = |f: &dyn Fn(&mut Config)| {
+            let mut config = Config::default();
+            f(&mut config);
+            config.check().map(|()| config)
+        };
+        assert!(
+            checked(&|c| c.log_level = "inf".into()).is_err(),
+            "a typo is no target name"
+        );
+        assert!(checked(&|c| c.log_level = "verdict=debug,info".into()).is_ok());
+        assert!(checked(&|c| c.log_format = "yaml".into()).is_err());
+        assert_eq!(checked(&|c| c.log_format = " JSON ".into()).unwrap().log_format, "json");
+        let url = |u: &str| checked(&|c| c.database_url = u.into()).map(|c| c.database_url);
+        assert_eq!(url("sqlite://a.db").unwrap(), "sqlite://a.db?mode=rwc");
+        assert_eq!(
+            url("sqlite://a.db?cache=shared").unwrap(),
+            "sqlite://a.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(url("sqlite://a.db?mode=ro").unwrap(), "sqlite://a.db?mode=ro");
+        assert_eq!(url("sqlite::memory:").unwrap(), "sqlite::memory:");
+        assert_eq!(url("postgres://u@h/db").unwrap(), "postgres://u@h/db");
+        assert!(url("mysql://u:p@h/db").unwrap_err().to_string().contains("\"mysql\""));
+        let mut config = Config::default();
+        config.apply_env(|name| (name == "VERDICT_DATABASE_MIN_CONNECTIONS").then(|| "lots".to_owned()));
+        assert!(config.check().is_err(), "not a number is refused, not ignored");
+    }
+
+    #[test]
+    fn the_webhook_summary_is_one_readable_line_without_secrets() {
+        let mut config = Config::default();
+        config.apply_env(|name| match name {
+            "VERDICT_STRIPE_WEBHOOK_SECRETS" => Some("whsec_a,whsec_b".to_owned()),
+            "VERDICT_ADYEN_HMAC_KEY" => Some("44782DEF".to_owned()),
+            _ => None,
+        });
+        assert_eq!(
+            config.webhooks.summary(),
+            "webhooks accepted from stripe (2 secrets), adyen (HMAC); not configured (answer 503): braintree, \
+             paypal, alerts"
+        );
+    }
+
+    #[test]
+    fn cors_origins_are_plain_origins() {
+        let mut config = Config::default();
+        config.apply_env(|name| {
+            (name == "VERDICT_ALLOWED_ORIGINS").then(|| "https://a.example.com, http://localhost:3000/".to_owned())
+        });
+        let origins = config.cors_origins().unwrap();
+        assert_eq!(origins, ["https://a.example.com", "http://localhost:3000"]);
+        for bad in ["*", "https://a.example.com/app", "a.example.com", "ftp://a.example.com"] {
+            config.allowed_origins = vec![bad.to_owned()];
+            assert!(config.check().is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -89,6 +89,36 @@ fn path_to(status: Status) -> Vec<Action> {
     }
 }
 
+/// The name of the demo's admin key: one key, whose token each run of `demo` replaces.
+pub const DEMO_ADMIN_KEY: &str = "demo-admin";
+
+/// The demo admin key's new token, and whether an earlier token was replaced.
+pub struct DemoKey {
+    pub token: String,
+    pub rotated: bool,
+}
+
+/// Gives the demo admin key a new token: the first run creates the key, later runs rotate it (the previous
+/// token stops working) rather than piling up one admin key per run. A token cannot be shown again, so
+/// reusing the old one is not possible.
+pub async fn admin_key(engine: &Engine) -> anyhow::Result<DemoKey> {
+    let token = verdict_api::auth::generate_token();
+    let hash = verdict_store::hash_token(&token);
+    if engine.store().rotate_api_key(DEMO_ADMIN_KEY, &hash).await?.is_some() {
+        return Ok(DemoKey { token, rotated: true });
+    }
+    engine
+        .store()
+        .create_api_key(
+            DEMO_ADMIN_KEY,
+            verdict_api::auth::Role::Admin.as_str(),
+            &hash,
+            engine.clock().now(),
+        )
+        .await?;
+    Ok(DemoKey { token, rotated: false })
+}
+
 pub struct Seeded {
     pub created: usize,
     pub skipped: usize,

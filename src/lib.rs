@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod database;
 pub mod demo;
 pub mod import;
 pub mod workers;
@@ -38,12 +39,13 @@ pub async fn connect_system(database_url: &str) -> anyhow::Result<Engine> {
 
 /// The engine of a running replica: the configured database, its pool kept warm, migrated.
 pub async fn connect_configured(config: &Config) -> anyhow::Result<Engine> {
-    connect_pool(
-        &config.database_url,
-        config.database_min_connections,
-        Arc::new(SystemClock),
-    )
-    .await
+    database::connect(config, database::PoolSize::Replica).await
+}
+
+/// The engine of a one-off command (`apikey`, `migrate`, `import`, `demo`): the configured database with a
+/// small pool.
+pub async fn connect_one_off(config: &Config) -> anyhow::Result<Engine> {
+    database::connect(config, database::PoolSize::OneOff).await
 }
 
 /// How often the inbox is swept for notifications that were stored but not applied (crash, outage).

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use verdict::{Config, connect_configured, demo, install_crypto_provider, shutdown_signal};
+use verdict::{Config, connect_configured, connect_one_off, demo, install_crypto_provider, shutdown_signal};
 use verdict_api::auth::{Role, create_api_key};
 
 #[derive(Parser)]
@@ -34,8 +34,17 @@ enum CommandLine {
     },
     /// Print the GraphQL schema (SDL).
     Schema,
-    /// Measure event throughput and queue-page latency on the configured database.
+    /// Measure event throughput and queue-page latency; bulk-loads up to `--disputes` rows.
+    ///
+    /// Refuses to run unless the database is named explicitly (`--database-url` or VERDICT_DATABASE_URL) or
+    /// `--yes` confirms the configured one: it writes a million synthetic disputes by default.
     Bench {
+        /// The database to fill and measure (overrides the configuration).
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Run on the configured database although it was not named explicitly.
+        #[arg(long)]
+        yes: bool,
         /// Disputes in the table for the queue-page measurement (bulk-loaded if missing).
         #[arg(long, default_value_t = 1_000_000)]
         disputes: u64,
@@ -95,14 +104,26 @@ enum ApikeyCommand {
         #[arg(long)]
         role: String,
     },
+    /// List every key: name, role, created, revoked (never a token).
+    List,
+    /// Revoke a key: its token is refused from the next request on.
+    Revoke {
+        /// The key's name.
+        #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+        name: Option<String>,
+        /// The key's id (as `apikey list` shows it).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
-fn init_tracing(config: &Config) {
+/// Logs to stderr at the configured level (checked by `Config::load`, so a typo is refused, not ignored).
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(format!(
         "{},sqlx=warn,sea_orm=warn,sea_orm_migration=warn",
         config.log_level
     ))
-    .unwrap_or_else(|_| EnvFilter::new("info"));
+    .with_context(|| format!("log level {:?}", config.log_level))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -112,6 +133,7 @@ fn init_tracing(config: &Config) {
     } else {
         builder.init();
     }
+    Ok(())
 }
 
 /// Serves the API with the configured webhook secrets, timing policy, workers and outside systems.
@@ -124,11 +146,12 @@ async fn serve_configured(
         secrets: std::sync::Arc::new(config.webhooks.secrets()?),
         ..Default::default()
     };
-    tracing::info!(secrets = ?webhooks.secrets, "webhooks configured");
+    tracing::info!("{}", config.webhooks.summary());
     let engine = verdict::workers::with_timing(engine, &config.scheduling);
     let state = verdict_api::AppState::new(engine)
         .with_webhooks(webhooks)
-        .with_graphql_limits(config.graphql.clone());
+        .with_graphql_limits(config.graphql.clone())
+        .with_allowed_origins(config.cors_origins()?);
     let worker = verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
     verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await
 }
@@ -143,6 +166,8 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", verdict_api::schema_sdl());
         }
         CommandLine::Bench {
+            database_url,
+            yes,
             disputes,
             transitions,
             concurrency,
@@ -153,7 +178,21 @@ async fn main() -> anyhow::Result<()> {
             disputes_per_writer,
             only,
         } => {
-            init_tracing(&config);
+            let mut config = config;
+            let explicit =
+                database_url.is_some() || std::env::var("VERDICT_DATABASE_URL").is_ok_and(|url| !url.trim().is_empty());
+            if let Some(url) = database_url {
+                config.database_url = url;
+                config.check()?;
+            }
+            anyhow::ensure!(
+                explicit || yes,
+                "bench writes up to {disputes} synthetic disputes into the database it measures, here the \
+                 configured {}. Name a scratch database with --database-url (or VERDICT_DATABASE_URL), or pass \
+                 --yes to use the configured one",
+                verdict::database::describe(&config.database_url)
+            );
+            init_tracing(&config)?;
             let engine = connect_configured(&config).await?;
             let options = verdict::bench::BenchOptions {
                 disputes,
@@ -169,12 +208,12 @@ async fn main() -> anyhow::Result<()> {
             verdict::bench::run(std::sync::Arc::new(engine), options).await?;
         }
         CommandLine::Migrate => {
-            init_tracing(&config);
-            connect_configured(&config).await?;
+            init_tracing(&config)?;
+            connect_one_off(&config).await?;
             tracing::info!("migrations applied");
         }
         CommandLine::Serve => {
-            init_tracing(&config);
+            init_tracing(&config)?;
             if config.sandbox {
                 anyhow::bail!(
                     "sandbox = true is for `verdict demo` and tests: the sandbox processor invents refunds, \
@@ -189,9 +228,9 @@ async fn main() -> anyhow::Result<()> {
             serve_configured(&config, engine, listener).await?;
         }
         CommandLine::Import { processor, files } => {
-            init_tracing(&config);
+            init_tracing(&config)?;
             let source: verdict_engine::Source = processor.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-            let engine = connect_configured(&config).await?;
+            let engine = connect_one_off(&config).await?;
             let report = verdict::import::import(&engine, source, &files, std::io::stderr().is_terminal()).await?;
             for problem in &report.malformed {
                 eprintln!("skipped {problem}");
@@ -206,18 +245,19 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         CommandLine::Demo { serve: keep_serving } => {
-            init_tracing(&config);
+            init_tracing(&config)?;
             // The demo runs to its end with nothing installed: the sandbox stands in for the processors.
             let config = Config {
                 sandbox: true,
                 ..config
             };
-            let engine = connect_configured(&config).await?;
+            let engine = if keep_serving {
+                connect_configured(&config).await?
+            } else {
+                connect_one_off(&config).await?
+            };
             let seeded = demo::seed(&engine).await?;
-            let name = format!("demo-admin-{}", engine.clock().now().format("%Y%m%d%H%M%S%3f"));
-            let token = create_api_key(engine.store(), &name, Role::Admin, engine.clock().now())
-                .await
-                .map_err(|e| anyhow::anyhow!("creating the demo admin key: {}", e.message()))?;
+            let key = demo::admin_key(&engine).await.context("creating the demo admin key")?;
             let listener = if keep_serving {
                 Some(
                     TcpListener::bind(&config.listen)
@@ -235,8 +275,13 @@ async fn main() -> anyhow::Result<()> {
                 let addr = listener.local_addr()?;
                 println!("GraphiQL: http://{addr}/graphql  (send the header Authorization: Bearer <token>)");
             }
-            println!("Admin API key {name}; its token (shown once):");
-            println!("{token}");
+            let name = demo::DEMO_ADMIN_KEY;
+            if key.rotated {
+                println!("Admin API key {name}: new token below; the token an earlier demo printed no longer works.");
+            } else {
+                println!("Admin API key {name} created; its token (shown once):");
+            }
+            println!("{}", key.token);
             if let Some(listener) = listener {
                 serve_configured(&config, engine, listener).await?;
             }
@@ -247,13 +292,83 @@ async fn main() -> anyhow::Result<()> {
             let role: Role = role
                 .parse()
                 .map_err(|e: verdict_api::error::ApiError| anyhow::anyhow!(e.message()))?;
-            let engine = connect_configured(&config).await?;
+            let engine = connect_one_off(&config).await?;
             let token = create_api_key(engine.store(), &name, role, engine.clock().now())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
             println!("Created API key {name:?} with role {role}. Its token, shown only now:");
             println!("{token}");
         }
+        CommandLine::Apikey {
+            command: ApikeyCommand::List,
+        } => {
+            let engine = connect_one_off(&config).await?;
+            let keys = verdict_api::auth::list_api_keys(engine.store())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            print!("{}", apikey_table(&keys));
+        }
+        CommandLine::Apikey {
+            command: ApikeyCommand::Revoke { name, id },
+        } => {
+            let which = verdict_api::auth::key_selector(id.as_deref(), name.as_deref())
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            let engine = connect_one_off(&config).await?;
+            let (key, revoked_now) = verdict_api::auth::revoke_api_key(engine.store(), &which, engine.clock().now())
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+            let at = key.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default();
+            if revoked_now {
+                println!(
+                    "Revoked API key {:?} ({}); its token is refused from now on.",
+                    key.name, key.id
+                );
+            } else {
+                println!("API key {:?} ({}) was already revoked at {at}.", key.name, key.id);
+            }
+        }
     }
     Ok(())
+}
+
+/// `apikey list`: one key a line, aligned; never a token or its hash. Verdict does not record when a key was
+/// last used (that would be a write on every request).
+fn apikey_table(keys: &[verdict_store::ApiKeyRecord]) -> String {
+    let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "ROLE".to_owned(),
+        "CREATED".to_owned(),
+        "REVOKED".to_owned(),
+        "ID".to_owned(),
+    ]];
+    for key in keys {
+        rows.push([
+            key.name.clone(),
+            key.role.clone(),
+            time(key.created_at),
+            key.revoked_at.map_or_else(|| "-".to_owned(), time),
+            key.id.to_string(),
+        ]);
+    }
+    let mut widths = [0_usize; 5];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    if keys.is_empty() {
+        out.push_str("(no API keys: create one with `verdict apikey create --name NAME --role ROLE`)\n");
+    }
+    out
 }

@@ -2,6 +2,7 @@
 //! PostgreSQL when `VERDICT_TEST_DATABASE_URL` is set), driven over HTTP like a frontend would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod apikeys;
 mod app;
 mod cli;
 mod crash;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use axum::http::{HeaderMap, header};
 use rand::RngCore;
 use verdict_domain::Actor;
-use verdict_store::{Store, StoreError, hash_token};
+use verdict_store::{ApiKeyRecord, KeySelector, Revocation, Store, StoreError, hash_token};
 
 use crate::error::ApiError;
 
@@ -118,6 +118,42 @@ pub async fn create_api_key(
             other => ApiError::Internal(other.to_string()),
         })?;
     Ok(token)
+}
+
+/// Every key, revoked ones included (never a token or its hash).
+pub async fn list_api_keys(store: &Store) -> Result<Vec<ApiKeyRecord>, ApiError> {
+    Ok(store.list_api_keys().await?)
+}
+
+/// Which key `id` and `name` designate: exactly one of them, an id being a UUID.
+pub fn key_selector(id: Option<&str>, name: Option<&str>) -> Result<KeySelector, ApiError> {
+    let id = id.map(str::trim).filter(|v| !v.is_empty());
+    let name = name.map(str::trim).filter(|v| !v.is_empty());
+    match (id, name) {
+        (Some(id), None) => id
+            .parse()
+            .map(KeySelector::Id)
+            .map_err(|_| ApiError::InvalidInput(format!("{id:?} is not an API key id"))),
+        (None, Some(name)) => Ok(KeySelector::Name(name.to_owned())),
+        _ => Err(ApiError::InvalidInput(
+            "name the key to revoke by its id or by its name (one of them)".into(),
+        )),
+    }
+}
+
+/// Revokes a key; its token is refused from the next request on (every request looks its key up, nothing is
+/// cached). Revoking a revoked key changes nothing and answers the key with its first revocation time; the
+/// flag says whether this call revoked it.
+pub async fn revoke_api_key(
+    store: &Store,
+    which: &KeySelector,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(ApiKeyRecord, bool), ApiError> {
+    match store.revoke_api_key(which, now).await? {
+        Revocation::Revoked(key) => Ok((key, true)),
+        Revocation::AlreadyRevoked(key) => Ok((key, false)),
+        Revocation::NotFound => Err(ApiError::NotFound(format!("{which} not found"))),
+    }
 }
 
 /// The principal behind the request's bearer token.

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
 pub mod webhooks;
@@ -12,10 +13,11 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use verdict_engine::Engine;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub graphql_limits: GraphqlLimits,
     /// The share of the pool GraphQL reads may hold (see graphql/limits.rs).
     pub graphql_reads: ReadGate,
+    /// Browser origins allowed to call `/graphql` from another site (CORS); none by default.
+    pub allowed_origins: Vec<HeaderValue>,
 }
 
 impl AppState {
@@ -53,16 +57,24 @@ impl AppState {
             webhooks: webhooks::Webhooks::default(),
             graphql_limits,
             graphql_reads,
+            allowed_origins: Vec::new(),
         }
     }
 
     /// The same state with other GraphQL limits (`[graphql]` in the configuration).
     pub fn with_graphql_limits(self, limits: GraphqlLimits) -> Self {
-        let webhooks = self.webhooks;
+        let (webhooks, allowed_origins) = (self.webhooks, self.allowed_origins);
         Self {
             webhooks,
+            allowed_origins,
             ..Self::with_limits(self.engine, limits)
         }
+    }
+
+    /// The same state with these CORS origins (`https://app.example.com`) allowed on `/graphql`.
+    pub fn with_allowed_origins(mut self, origins: Vec<HeaderValue>) -> Self {
+        self.allowed_origins = origins;
+        self
     }
 
     /// The same state with webhooks configured.
@@ -75,8 +87,10 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // Installs the metrics recorder before any worker or request records into it.
     let _ = metrics::handle();
+    let cors = cors(&state.allowed_origins);
     Router::new()
-        .route("/graphql", get(graphiql).post(graphql_handler))
+        .route("/graphql", get(graphiql::page).post(graphql_handler).layer(cors))
+        .route(&format!("{}/{{name}}", graphiql::ASSETS_PATH), get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
@@ -91,12 +105,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn graphiql() -> Html<String> {
-    Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .finish(),
-    )
+/// Cross-origin calls to `/graphql` from the configured origins only. A preflight from any other origin is
+/// answered without `Access-Control-Allow-Origin`, so the browser refuses the call; requests without an
+/// `Origin` (curl, servers) are unaffected. Tokens travel in `Authorization`, never in cookies, so no
+/// credentials mode is needed.
+fn cors(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600))
 }
 
 /// `POST /graphql`: authenticates from the `Authorization` header before the body is read (an unknown

@@ -31,7 +31,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("lag_seconds".into()), LAG_BUCKETS));
             match builder.and_then(|b| b.install_recorder()) {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    describe();
+                    Some(handle)
+                }
                 Err(err) => {
                     tracing::warn!(%err, "metrics recorder not installed; /metrics will be empty");
                     None
@@ -39,6 +42,63 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// The `# HELP` line of every metric Verdict records (the engine's included), given once when the recorder is
+/// installed. Each metric keeps one set of labels wherever it is recorded, so sums over a label are right.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "verdict_timers",
+        "Timers by status (pending), read from the database at each scrape."
+    );
+    describe_gauge!(
+        "verdict_timers_due",
+        "Pending timers whose due time has passed (work waiting for a worker), read at each scrape."
+    );
+    describe_gauge!(
+        "verdict_steps",
+        "Steps by status (pending, dead), read from the database at each scrape."
+    );
+    describe_histogram!(
+        "verdict_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by matched route, method and status (/graphql is the GraphQL latency)."
+    );
+    describe_histogram!(
+        "verdict_timer_firing_lag_seconds",
+        Unit::Seconds,
+        "How late timers fired after their due time."
+    );
+    describe_counter!("verdict_timers_fired_total", "Timers fired, by kind.");
+    describe_counter!(
+        "verdict_steps_succeeded_total",
+        "Steps performed and recorded as succeeded (one series: no labels)."
+    );
+    describe_counter!(
+        "verdict_step_retries_total",
+        "Step attempts that failed and were rescheduled, by kind."
+    );
+    describe_counter!(
+        "verdict_steps_dead_lettered_total",
+        "Steps that failed for good (dead letters), by kind."
+    );
+    describe_counter!(
+        "verdict_leases_lost_total",
+        "Claimed timers or steps whose lease passed to another worker before they were recorded, by queue."
+    );
+    describe_counter!(
+        "verdict_notifications_total",
+        "Processor notifications received, by processor and outcome (applied, flagged, duplicate, ignored, ...)."
+    );
+    describe_counter!(
+        "verdict_notification_payloads_purged_total",
+        "Raw notification bodies blanked after the retention period."
+    );
+    describe_counter!(
+        "verdict_schedule_ticks_total",
+        "Cron schedule ticks fired, by schedule."
+    );
 }
 
 /// Records the latency of every request by matched route (`/graphql` is the GraphQL latency).

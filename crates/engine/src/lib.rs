@@ -72,7 +72,11 @@ impl Engine {
     }
 
     /// Opens a new dispute from an analyst's input or a processor's notification.
-    #[instrument(skip_all, fields(actor = %command.actor.label()), err)]
+    ///
+    /// Failures are logged here at debug only: most are the caller's mistakes (illegal transition, duplicate,
+    /// stale version, bad input), and the callers log internal ones at error where they map them (the API's
+    /// error.rs, the workers, the webhook handlers).
+    #[instrument(skip_all, fields(actor = %command.actor.label()), err(level = "debug"))]
     pub async fn open(&self, command: Command) -> Result<Dispute, EngineError> {
         let id = DisputeId::new_v7();
         let now = self.clock.now();
@@ -85,7 +89,7 @@ impl Engine {
     }
 
     /// Applies a command to an existing dispute and returns the dispute as it now is.
-    #[instrument(skip_all, fields(dispute_id = %id, actor = %command.actor.label()), err)]
+    #[instrument(skip_all, fields(dispute_id = %id, actor = %command.actor.label()), err(level = "debug"))]
     pub async fn handle(&self, id: DisputeId, command: Command) -> Result<Dispute, EngineError> {
         if let Action::Open(_) = command.action {
             return Err(DomainError::InvalidInput("use open to create a dispute".into()).into());

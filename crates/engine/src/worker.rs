@@ -620,7 +620,6 @@ impl Worker {
     ) -> Done {
         let engine = &self.inner.engine;
         let now = engine.clock().now();
-        let kind_label = step.kind.clone();
         let result: Result<bool, EngineError> = match (follow_up, follow_up_after) {
             // Nothing to feed back: completed with the rest of the batch, in one statement.
             (None, _) => return Done::NeedsCompletion(leased),
@@ -671,7 +670,9 @@ impl Worker {
         };
         match result {
             Ok(true) => {
-                metrics::counter!("verdict_steps_succeeded_total", "kind" => kind_label).increment(1);
+                // Unlabelled, like the batched successes in `record_successes`: one series, so a sum counts
+                // each step once.
+                metrics::counter!("verdict_steps_succeeded_total").increment(1);
                 Done::Fired
             }
             Ok(false) => {

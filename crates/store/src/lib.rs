@@ -19,7 +19,7 @@ pub mod testing;
 
 pub use error::StoreError;
 pub use inbox::{InboxFinish, InboxInsert, InboxStatus, NewNotification, NotificationRecord};
-pub use keys::{ApiKeyRecord, hash_token};
+pub use keys::{ApiKeyRecord, KeySelector, Revocation, hash_token};
 pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessage};
 pub use queue::{
     Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewStep, NewTimer, StepFailure, StepRow,

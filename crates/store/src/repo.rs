@@ -117,6 +117,13 @@ impl Store {
     /// [`Store::connect`] keeping at least `min_connections` open (PostgreSQL; at most 32): a burst after a
     /// quiet spell (timers falling due together) then waits for no new backend.
     pub async fn connect_with(url: &str, min_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_sized(url, min_connections, MAX_CONNECTIONS).await
+    }
+
+    /// [`Store::connect_with`] with at most `max_connections` (1 to 32): a one-off command needs two, not
+    /// the 32 a replica holds.
+    pub async fn connect_sized(url: &str, min_connections: u32, max_connections: u32) -> Result<Self, StoreError> {
+        let max_connections = max_connections.clamp(1, MAX_CONNECTIONS);
         let backend = if url.starts_with("postgres") {
             Backend::Postgres
         } else {
@@ -125,11 +132,15 @@ impl Store {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
-            .max_connections(if backend == Backend::Sqlite { 4 } else { MAX_CONNECTIONS })
+            .max_connections(if backend == Backend::Sqlite {
+                Ord::min(max_connections, 4)
+            } else {
+                max_connections
+            })
             .min_connections(if backend == Backend::Sqlite {
                 1
             } else {
-                min_connections.clamp(1, MAX_CONNECTIONS)
+                min_connections.clamp(1, max_connections)
             })
             .acquire_timeout(Duration::from_secs(10))
             .map_sqlx_sqlite_opts(|opts| {

@@ -204,6 +204,15 @@ impl MutationRoot {
         super::operations_admin::cancel(ctx, id).await
     }
 
+    /// Admins only. The key's token is refused from the next request on; revoking twice changes nothing.
+    async fn revoke_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: super::operations_admin::RevokeApiKeyInput,
+    ) -> async_graphql::Result<super::operations_admin::ApiKey> {
+        super::operations_admin::revoke_api_key(ctx, input).await
+    }
+
     /// Admins only. The token is returned once and never stored.
     async fn create_api_key(
         &self,

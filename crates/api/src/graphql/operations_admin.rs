@@ -1,10 +1,11 @@
-//! Operations in GraphQL: dead-lettered steps, and the lead's retry and cancel of a step.
+//! Operations in GraphQL: dead-lettered steps, and the lead's retry and cancel of a step; API keys listed
+//! and revoked by admins.
 
-use async_graphql::{Context, ID, SimpleObject};
+use async_graphql::{Context, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use verdict_engine::Engine;
-use verdict_store::StepRow;
+use verdict_store::{ApiKeyRecord, StepRow};
 
 use crate::auth::Role;
 use crate::error::ApiError;
@@ -112,4 +113,60 @@ async fn change(ctx: &Context<'_>, id: ID, retry: bool) -> async_graphql::Result
     }
     tracing::info!(step_id = %id, by = %caller.name, retry, "step changed by hand");
     Ok(StepDetail::from(row))
+}
+
+/// An API key as admins see it: never its token, nor the token's hash.
+#[derive(SimpleObject)]
+pub struct ApiKey {
+    pub id: ID,
+    /// The actor name its events carry (`analyst:NAME`).
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    /// Set once revoked: its token is refused from then on.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ApiKeyRecord> for ApiKey {
+    type Error = ApiError;
+    fn try_from(key: ApiKeyRecord) -> Result<Self, ApiError> {
+        let role = key
+            .role
+            .parse()
+            .map_err(|_| ApiError::Internal(format!("key {} has a bad role", key.name)))?;
+        Ok(Self {
+            id: ID(key.id.to_string()),
+            name: key.name,
+            role,
+            created_at: key.created_at,
+            revoked_at: key.revoked_at,
+        })
+    }
+}
+
+/// The key to revoke: by `id` or by `name`, exactly one.
+#[derive(InputObject)]
+pub struct RevokeApiKeyInput {
+    pub id: Option<ID>,
+    pub name: Option<String>,
+}
+
+/// Every API key, revoked ones included, oldest first (admins only).
+pub async fn api_keys(ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiKey>> {
+    principal(ctx, Role::Admin)?;
+    let engine = ctx.data::<Engine>()?;
+    let keys = crate::auth::list_api_keys(engine.store()).await?;
+    Ok(keys.into_iter().map(ApiKey::try_from).collect::<Result<_, _>>()?)
+}
+
+/// Revokes a key (admins only); revoking a revoked key changes nothing and answers its first revocation.
+pub async fn revoke_api_key(ctx: &Context<'_>, input: RevokeApiKeyInput) -> async_graphql::Result<ApiKey> {
+    let caller = principal(ctx, Role::Admin)?;
+    let which = crate::auth::key_selector(input.id.as_ref().map(|id| id.as_str()), input.name.as_deref())?;
+    let engine = ctx.data::<Engine>()?;
+    let (key, revoked_now) = crate::auth::revoke_api_key(engine.store(), &which, engine.clock().now()).await?;
+    if revoked_now {
+        tracing::info!(key = %key.name, by = %caller.name, "API key revoked");
+    }
+    Ok(ApiKey::try_from(key)?)
 }

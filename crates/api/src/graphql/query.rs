@@ -118,6 +118,11 @@ impl QueryRoot {
         super::operations_admin::dead_lettered(ctx, first).await
     }
 
+    /// Every API key, revoked ones included, oldest first (admins only; never a token).
+    async fn api_keys(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::operations_admin::ApiKey>> {
+        super::operations_admin::api_keys(ctx).await
+    }
+
     /// The caller's key name and role.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let principal = principal(ctx, Role::Viewer)?;

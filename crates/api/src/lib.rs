@@ -12,7 +12,7 @@ pub mod webhooks;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -162,11 +162,21 @@ async fn graphql_answer(state: &AppState, headers: &HeaderMap, body: Body) -> Re
         Err(err) if is_length_limit(&err) => return too_large().into_response(),
         Err(err) => return ApiError::InvalidInput(format!("reading the request body failed: {err}")).into_response(),
     };
-    let request: async_graphql::Request = match serde_json::from_slice(&bytes) {
-        Ok(request) => request,
-        Err(err) => {
+    // The body is authenticated and bounded by now; async-graphql-axum parses it as it would any request
+    // (JSON, or multipart for uploads), from the bytes already read.
+    let mut parsed = axum::http::Request::new(Body::from(bytes));
+    *parsed.headers_mut() = headers.clone();
+    *parsed.method_mut() = axum::http::Method::POST;
+    let request = match async_graphql_axum::GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
+        parsed, state,
+    )
+    .await
+    {
+        Ok(request) => request.into_inner(),
+        Err(rejection) => {
             return ApiError::InvalidInput(format!(
-                "the body must be a JSON GraphQL request ({{\"query\": ..., \"variables\": ...}}): {err}"
+                "the body must be a GraphQL request ({{\"query\": ..., \"variables\": ...}}): {}",
+                rejection.0
             ))
             .into_response();
         }

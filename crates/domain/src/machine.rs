@@ -566,12 +566,19 @@ fn deadline_timers(due_by: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Vec<Tim
 /// Checks a due date that `actor` gives at `now`. An analyst's must lie ahead, at most [`MAX_DUE_AHEAD_DAYS`]
 /// away; anyone else's (a processor's notification cannot be refused) is kept, and a past or absurd one is
 /// flagged: the returned text goes into the event's reason.
-fn check_due_by(actor: &Actor, due_by: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<Option<String>, DomainError> {
+fn check_due_by(
+    actor: &Actor,
+    due_by: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, DomainError> {
     let Some(due_by) = due_by else { return Ok(None) };
     let problem = if due_by <= now {
         format!("due date {} is already past", due_by.to_rfc3339())
     } else if due_by > now + Duration::days(MAX_DUE_AHEAD_DAYS) {
-        format!("due date {} is more than {MAX_DUE_AHEAD_DAYS} days ahead", due_by.to_rfc3339())
+        format!(
+            "due date {} is more than {MAX_DUE_AHEAD_DAYS} days ahead",
+            due_by.to_rfc3339()
+        )
     } else {
         return Ok(None);
     };
@@ -965,7 +972,8 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                     "{to} is not an outcome (won, lost or expired)"
                 )));
             }
-            if !processor_transition_allowed(dispute.status, *to, dispute.stage, dispute.stage) || *to == dispute.status {
+            if !processor_transition_allowed(dispute.status, *to, dispute.stage, dispute.stage) || *to == dispute.status
+            {
                 return Err(DomainError::IllegalTransition {
                     from: dispute.status,
                     to: *to,
@@ -991,18 +999,16 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                 }
             };
             steps.push(step(StepKind::NotifyAssignee));
-            // The deadline at the processor's due date stays (set again: a dispute opened before act-by timers
-            // existed had its deadline at the act-by time, which is what fired). A past due date got a grace
-            // window when it was set; the act-by time sat in its middle, so the rest of it is left.
-            timers.push(TimerInstruction::CancelAll);
-            timers.push(TimerInstruction::Set {
-                kind: TimerKind::Deadline,
-                due_at: if due_by > now {
-                    due_by
-                } else {
-                    now + Duration::hours(PAST_DUE_GRACE_HOURS) / 2
-                },
-            });
+            // The deadline at the processor's due date stays; it is set again because a dispute opened before
+            // act-by timers existed had its deadline at the act-by time, and that is what fired. A due date
+            // already past keeps the grace window it got when it was set.
+            if due_by > now {
+                timers.push(TimerInstruction::CancelAll);
+                timers.push(TimerInstruction::Set {
+                    kind: TimerKind::Deadline,
+                    due_at: due_by,
+                });
+            }
             Change::ActByPassed { due_by }
         }
     };

@@ -299,14 +299,22 @@ fn a_lead_overrides_an_outcome_with_a_reason_and_the_event_says_so() {
         ));
     }
     assert_eq!(
-        decide(&dispute, &override_won(Some("won per the Stripe dashboard"), version - 1), at(2)),
+        decide(
+            &dispute,
+            &override_won(Some("won per the Stripe dashboard"), version - 1),
+            at(2)
+        ),
         Err(DomainError::VersionConflict {
             expected: version - 1,
             actual: version
         })
     );
-    let decision = decide(&dispute, &override_won(Some("won per the Stripe dashboard"), version), at(2))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let decision = decide(
+        &dispute,
+        &override_won(Some("won per the Stripe dashboard"), version),
+        at(2),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(decision.events[0].change.kind(), EventKind::OutcomeOverridden);
     assert_eq!(decision.events[0].change.kind().as_str(), "outcome_overridden");
     assert!(decision.steps.iter().any(|s| s.kind == StepKind::SellerMessage));
@@ -327,7 +335,10 @@ fn a_lead_overrides_an_outcome_with_a_reason_and_the_event_says_so() {
         },
     )
     .because("x");
-    assert!(matches!(decide(&triaged, &accept, at(2)), Err(DomainError::InvalidInput(_))));
+    assert!(matches!(
+        decide(&triaged, &accept, at(2)),
+        Err(DomainError::InvalidInput(_))
+    ));
     let expire_won = Command::new(
         Actor::analyst("lena"),
         Action::OverrideOutcome {
@@ -400,7 +411,11 @@ fn processor_updates_close_reopen_and_move_the_due_date_as_the_processor_says() 
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(decision.events[0].change.kind().as_str(), "processor_update");
-    assert_eq!(decision.events[0].change.status_change(), None, "the status did not move");
+    assert_eq!(
+        decision.events[0].change.status_change(),
+        None,
+        "the status did not move"
+    );
     assert_eq!(
         (dispute.status, dispute.stage, dispute.due_by),
         (Status::Notified, Stage::Chargeback, Some(at(400)))
@@ -513,7 +528,11 @@ fn due_dates_are_bounded_for_analysts_and_flagged_for_processors() {
     let open_with = |actor: Actor, due_by: DateTime<Utc>| {
         let mut new = new_dispute(Stage::Chargeback, CardNetwork::Visa, "10.4");
         new.due_by = Some(due_by);
-        open(DisputeId::new_v7(), &Command::new(actor, Action::Open(Box::new(new))), now)
+        open(
+            DisputeId::new_v7(),
+            &Command::new(actor, Action::Open(Box::new(new))),
+            now,
+        )
     };
     let far = Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).single().unwrap_or_default();
     let epoch = DateTime::<Utc>::from_timestamp(1, 0).unwrap_or_default();
@@ -527,7 +546,10 @@ fn due_dates_are_bounded_for_analysts_and_flagged_for_processors() {
     // Stripe's `due_by=1`: opened, flagged, and not expired before the grace window.
     let decision = open_with(processor(), epoch).unwrap_or_else(|e| panic!("{e}"));
     let reason = decision.events[0].reason.clone().unwrap_or_default();
-    assert!(reason.contains("flagged") && reason.contains("already past"), "{reason}");
+    assert!(
+        reason.contains("flagged") && reason.contains("already past"),
+        "{reason}"
+    );
     let deadline = decision.timers.iter().find_map(|t| match t {
         TimerInstruction::Set {
             kind: TimerKind::Deadline,
@@ -551,7 +573,8 @@ fn the_act_by_time_passing_keeps_the_dispute_open_until_the_processor_deadline()
         kind: ActorKind::Timer,
         name: "act_by".into(),
     };
-    let decision = by(&mut dispute, timer.clone(), Action::RecordActByPassed, at(216)).unwrap_or_else(|e| panic!("{e}"));
+    let decision =
+        by(&mut dispute, timer.clone(), Action::RecordActByPassed, at(216)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dispute.status, Status::Notified);
     assert_eq!(decision.events[0].change.kind().as_str(), "act_by_passed");
     assert!(decision.steps.iter().any(|s| s.kind == StepKind::NotifyAssignee));
@@ -599,7 +622,11 @@ fn events_stored_before_this_version_still_read() {
     ];
     for json in stored {
         let change: Change = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
-        assert_eq!(serde_json::to_value(&change).ok(), serde_json::from_str(json).ok(), "{json}");
+        assert_eq!(
+            serde_json::to_value(&change).ok(),
+            serde_json::from_str(json).ok(),
+            "{json}"
+        );
     }
     let command = r#"{"actor":{"kind":"analyst","name":"jane"},"reason":"x","action":{"Transition":{"to":"triaged","expected_version":1,"stage":null}}}"#;
     let command: Command = serde_json::from_str(command).unwrap_or_else(|e| panic!("{e}"));
@@ -633,14 +660,18 @@ fn any_action() -> impl Strategy<Value = Action> {
         prop::sample::select(vec!["", "called the bank", " "]).prop_map(|n| Action::AddNote { note: n.to_owned() }),
         prop::sample::select(vec![72_i64, 24, 4]).prop_map(|hours_before| Action::RecordReminder { hours_before }),
         Just(Action::EscalateOverdueOutcome),
-        (status.clone(), 0_i64..12, prop::option::of(stage.clone()), prop::option::of(-100_i64..2_000)).prop_map(
-            |(to, expected_version, stage, h)| Action::Transition {
+        (
+            status.clone(),
+            0_i64..12,
+            prop::option::of(stage.clone()),
+            prop::option::of(-100_i64..2_000)
+        )
+            .prop_map(|(to, expected_version, stage, h)| Action::Transition {
                 to,
                 expected_version,
                 stage,
                 due_by: h.map(at)
-            }
-        ),
+            }),
         (
             prop::option::of(status.clone()),
             prop::option::of(stage.clone()),

@@ -396,6 +396,34 @@ fn a_processor_outcome_jumps_directly_without_invented_steps() {
     ));
 }
 
+/// Verdict's expiry is an inference; the processor's later outcome is its word and is recorded, not flagged.
+#[test]
+fn an_expired_dispute_takes_the_processors_later_outcome() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    let timer = Actor {
+        kind: ActorKind::Timer,
+        name: "deadline".into(),
+    };
+    by(&mut dispute, timer, Action::Expire, at(240)).unwrap_or_else(|e| panic!("{e}"));
+    let decision = by(
+        &mut dispute,
+        processor(),
+        Action::ReceiveOutcome { won: true, stage: None },
+        at(300),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dispute.status, Status::Won);
+    assert_eq!(decision.events[0].change.kind(), EventKind::OutcomeReceived);
+    // Accepted, withdrawn and resolved disputes never move, whoever asks.
+    for closed in [Status::Accepted, Status::Withdrawn, Status::Resolved] {
+        for to in Status::ALL {
+            for stage_to in Stage::ALL {
+                assert!(!processor_transition_allowed(closed, *to, Stage::Chargeback, *stage_to));
+            }
+        }
+    }
+}
+
 #[test]
 fn processor_updates_close_reopen_and_move_the_due_date_as_the_processor_says() {
     let mut dispute = opened_dispute(Stage::Inquiry);

@@ -149,6 +149,12 @@ pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
         };
         let currency = Currency::parse(currencies[i % currencies.len()]).map_err(EngineError::Domain)?;
         let due_in = Duration::hours(((i as i64 * 37) % (21 * 24)) - 24);
+        // Analysts cannot enter a due date in the past: only processors' disputes are seeded overdue.
+        let due_in = if processor == Processor::Manual {
+            due_in.abs().max(Duration::hours(1))
+        } else {
+            due_in
+        };
         let new = NewDispute {
             processor,
             processor_dispute_id: format!("demo-{}-{:04}", processor.as_str(), 1000 + i),

@@ -176,6 +176,12 @@ pub const GET: &str = "query($id: ID!) { dispute(id: $id) { \
     amount { minorUnits currency formatted } customer { name email locale } \
     events { version type fromStatus toStatus actor reason at } timers { kind dueAt status } steps { kind status idempotencyKey } } }";
 
+/// Noon UTC `days` from today, RFC 3339: due dates must lie ahead, at most a year away.
+pub fn due_in_days(days: i64) -> String {
+    let day = (chrono::Utc::now() + chrono::Duration::days(days)).date_naive();
+    format!("{day}T12:00:00Z")
+}
+
 pub fn open_input(processor_dispute_id: &str) -> Value {
     json!({
         "processor": "STRIPE",
@@ -187,7 +193,7 @@ pub fn open_input(processor_dispute_id: &str) -> Value {
         "amount": { "minorUnits": 48900, "currency": "EUR" },
         "network": "VISA",
         "reasonCode": " 10.4 ",
-        "dueBy": "2030-01-15T12:00:00Z"
+        "dueBy": due_in_days(45)
     })
 }
 

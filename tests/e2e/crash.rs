@@ -12,9 +12,9 @@
 //! Two groups of Stripe disputes are seeded through the engine with a clock five days back:
 //! - refunds: inquiries, triaged and resolved, so each has a pending `refund` step, whose success enqueues the
 //!   `customer_message` step;
-//! - timers: chargebacks whose `due_by` passed a day ago, so each has two reminders and a deadline due; the
-//!   server's deadline policy is `accept`, so each deadline enqueues an `accept_at_processor` step (a
-//!   `POST /v1/disputes/{id}/close` at the fake).
+//! - timers: chargebacks due in twelve hours, so each has three reminders and its act-by time (a day before
+//!   `due_by`) due, and its deadline ahead; the server's deadline policy is `accept`, so each act-by timer
+//!   enqueues an `accept_at_processor` step (a `POST /v1/disputes/{id}/close` at the fake).
 //!
 //! The server is killed three times, each time at a moment it holds claimed work it has not completed: while
 //! refunds are in flight at the fake, while a batch of timers is firing, and while the deadlines' accept calls
@@ -370,9 +370,9 @@ async fn seed(engine: &Engine, clock: &ManualClock) -> (BTreeMap<String, Uuid>, 
         let dispute = act(engine, &dispute, Action::Resolve).await;
         refunds.insert(payment, dispute.id.as_uuid());
     }
-    // Due a day ago: the deadline acts a day before that, the 24-hour and 4-hour reminders earlier still (the
-    // 72-hour one was already past when the dispute arrived, so it is never set).
-    let due_by = now + Duration::days(4);
+    // Due in twelve hours: the act-by time (a day before) and the reminders before it are due, the processor's
+    // deadline is not, so the policy's acceptance and nothing else closes each dispute.
+    let due_by = now + Duration::days(5) + Duration::hours(12);
     let mut deadlines = BTreeMap::new();
     for i in 0..DEADLINES {
         let pid = format!("dp_crash_{i:03}");
@@ -754,25 +754,27 @@ async fn kill_9_while_timers_fire_and_steps_run_loses_nothing_and_refunds_once()
                 continue;
             }
             assert!(deadlines.values().any(|id| id == dispute), "{}", context());
-            // Every due timer fired once in effect: none left pending, no duplicate timer, the deadline's
+            // Every due timer fired once in effect: none left pending, no duplicate timer, the act-by time's
             // acceptance recorded once, and each reminder recorded once if it fired, never if it was cancelled
-            // (the deadline acted first because the reminder's lease was still held by a killed server).
+            // (the act-by timer acted first because the reminder's lease was still held by a killed server).
             assert_eq!(rows.status, "accepted", "{}", context());
             let timer_kinds: BTreeSet<&str> = rows.timers.iter().map(|(kind, _)| kind.as_str()).collect();
             assert_eq!(
                 timer_kinds,
-                BTreeSet::from(["deadline", "reminder_24h", "reminder_4h"]),
+                BTreeSet::from(["act_by", "deadline", "reminder_72h", "reminder_24h", "reminder_4h"]),
                 "{}",
                 context()
             );
-            assert_eq!(rows.timers.len(), 3, "{}", context());
+            assert_eq!(rows.timers.len(), 5, "{}", context());
             for (kind, status) in &rows.timers {
                 let actor = format!("timer:{kind}");
                 let effects = rows.events.iter().filter(|(_, _, a)| *a == actor).count();
                 let expected = match (kind.as_str(), status.as_str()) {
-                    ("deadline", "fired") => 1,
-                    (_, "fired") => 1,
+                    ("act_by", "fired") => 1,
+                    ("act_by", _) => panic!("{}: the act-by timer is {status}", context()),
+                    ("deadline", "cancelled") => 0,
                     ("deadline", _) => panic!("{}: the deadline timer is {status}", context()),
+                    (_, "fired") => 1,
                     (_, "cancelled") => 0,
                     _ => panic!("{}: timer {kind} is {status}", context()),
                 };
@@ -782,7 +784,7 @@ async fn kill_9_while_timers_fire_and_steps_run_loses_nothing_and_refunds_once()
             assert_eq!(kinds.last(), Some(&"accepted"), "{}", context());
             assert_eq!(
                 rows.events.last().map(|(_, _, actor)| actor.as_str()),
-                Some("timer:deadline"),
+                Some("timer:act_by"),
                 "{}",
                 context()
             );

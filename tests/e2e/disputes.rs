@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::app::{GET, OPEN, TRANSITION, TestApp, open_dispute, open_input, test_databases};
+use crate::app::{GET, OPEN, TRANSITION, TestApp, due_in_days, open_dispute, open_input, test_databases};
 
 async fn get(app: &TestApp, id: &str) -> Value {
     app.gql(&app.viewer, GET, json!({ "id": id })).await.data()["dispute"].clone()
@@ -30,7 +30,10 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
             opened["amount"],
             json!({"minorUnits": 48900, "currency": "EUR", "formatted": "489.00 EUR"})
         );
-        assert_eq!(opened["dueBy"], "2030-01-15T12:00:00+00:00");
+        assert_eq!(
+            chrono::DateTime::parse_from_rfc3339(opened["dueBy"].as_str().unwrap()).unwrap(),
+            chrono::DateTime::parse_from_rfc3339(&due_in_days(45)).unwrap()
+        );
         assert_eq!(
             opened["customer"]["name"], "Jeanne Dupont",
             "analysts see personal data"
@@ -202,12 +205,7 @@ async fn concurrent_transitions_at_one_version_give_one_success_and_one_conflict
 async fn queue_pages_walk_every_dispute_in_due_order() {
     for db in test_databases().await.unwrap() {
         let mut app = TestApp::start(&db).await;
-        let dues = [
-            "2030-03-01T00:00:00Z",
-            "2030-01-01T00:00:00Z",
-            "2030-01-01T00:00:00Z",
-            "2030-04-01T00:00:00Z",
-        ];
+        let dues = [due_in_days(60), due_in_days(10), due_in_days(10), due_in_days(90)];
         for (i, due) in dues.iter().enumerate() {
             let mut input = open_input(&format!("dp_page_{i}"));
             input["dueBy"] = json!(due);
@@ -240,7 +238,7 @@ async fn queue_pages_walk_every_dispute_in_due_order() {
             .gql(
                 &app.viewer,
                 query,
-                json!({ "filter": { "sellerId": "seller-odd", "dueBefore": "2030-02-15T00:00:00Z" } }),
+                json!({ "filter": { "sellerId": "seller-odd", "dueBefore": due_in_days(45) } }),
             )
             .await;
         assert_eq!(filtered.data()["disputes"]["totalCount"], 1);
@@ -267,7 +265,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         let mut app = TestApp::start(&db).await;
         let id = open_dispute(&app, "dp_bad_input").await;
 
-        let illegal = transition(&app, &app.analyst, &id, "WON", 1, "skip ahead").await;
+        let illegal = transition(&app, &app.analyst, &id, "SUBMITTED", 1, "skip ahead").await;
         assert_eq!(illegal.error_code(), "ILLEGAL_TRANSITION", "{}", app.label);
         let stale = transition(&app, &app.analyst, &id, "TRIAGED", 7, "old screen").await;
         assert_eq!(stale.error_code(), "VERSION_CONFLICT");
@@ -327,6 +325,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         let mut blank = open_input("   ");
         blank["processorDisputeId"] = json!("   ");
         cases.push(("blank processor dispute id", blank));
+        let mut far = open_input("dp_far");
+        far["dueBy"] = json!("9999-12-31T00:00:00Z");
+        cases.push(("due date in year 9999", far));
+        let mut past = open_input("dp_past");
+        past["dueBy"] = json!("2020-01-01T00:00:00Z");
+        cases.push(("due date in the past", past));
         for (what, input) in cases {
             let answer = app.gql(&app.analyst, OPEN, json!({ "input": input })).await;
             assert_eq!(
@@ -417,22 +421,87 @@ async fn health_and_readiness_answer() {
     app.stop().await;
 }
 
+/// Walks a dispute to SUBMITTED as the analyst; returns its id (at version 4).
+async fn submitted_dispute(app: &TestApp, processor_dispute_id: &str) -> String {
+    let id = open_dispute(app, processor_dispute_id).await;
+    for (version, to) in ["TRIAGED", "EVIDENCE_GATHERING", "SUBMITTED"].iter().enumerate() {
+        transition(app, &app.analyst, &id, to, version as i64 + 1, "walk")
+            .await
+            .data();
+    }
+    id
+}
+
 #[tokio::test]
-async fn a_lead_reopens_a_won_dispute_into_pre_arbitration() {
+async fn outcomes_by_hand_are_a_leads_override_with_a_reason() {
     for db in test_databases().await.unwrap() {
         let mut app = TestApp::start(&db).await;
-        let id = open_dispute(&app, "dp_reopen").await;
-        for (version, to) in ["TRIAGED", "EVIDENCE_GATHERING", "SUBMITTED", "WON"].iter().enumerate() {
-            transition(&app, &app.analyst, &id, to, version as i64 + 1, "walk")
-                .await
-                .data();
+        let id = submitted_dispute(&app, "dp_override").await;
+        for to in ["WON", "LOST", "EXPIRED"] {
+            let refused = transition(&app, &app.analyst, &id, to, 4, "the customer told me").await;
+            assert_eq!(refused.error_code(), "FORBIDDEN", "{to} on {}", app.label);
+            let message = refused.body["errors"][0]["message"].as_str().unwrap();
+            assert!(message.contains("processor") && message.contains("lead"), "{message}");
         }
-        let reopen = json!({ "input": { "id": id, "to": "EVIDENCE_GATHERING", "reason": "issuer filed pre-arbitration", "expectedVersion": 5, "stage": "PRE_ARBITRATION" } });
+        assert_unchanged(&app, &id, 4, 4).await;
+        let empty = transition(&app, &app.lead, &id, "WON", 4, "  ").await;
+        assert_eq!(empty.error_code(), "INVALID_INPUT", "{}", app.label);
+        assert_unchanged(&app, &id, 4, 4).await;
+        let won = transition(
+            &app,
+            &app.lead,
+            &id,
+            "WON",
+            4,
+            "won per the Stripe dashboard; webhook missed",
+        )
+        .await;
+        assert_eq!(won.data()["transitionDispute"]["status"], "WON", "{}", app.label);
+        let dispute = get(&app, &id).await;
+        let last = dispute["events"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["type"], "outcome_overridden", "{}", app.label);
+        assert_eq!(last["actor"], "analyst:lena");
+        assert_eq!(last["reason"], "won per the Stripe dashboard; webhook missed");
         assert_eq!(
-            app.gql(&app.analyst, TRANSITION, reopen.clone()).await.error_code(),
+            (last["fromStatus"].as_str(), last["toStatus"].as_str()),
+            (Some("SUBMITTED"), Some("WON"))
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_lead_reopens_a_won_dispute_into_pre_arbitration_with_a_new_due_date() {
+    for db in test_databases().await.unwrap() {
+        let mut app = TestApp::start(&db).await;
+        let id = submitted_dispute(&app, "dp_reopen").await;
+        transition(&app, &app.lead, &id, "WON", 4, "won at the processor")
+            .await
+            .data();
+        let reopen = |due_by: Option<String>| {
+            let mut input = json!({ "id": id, "to": "EVIDENCE_GATHERING", "reason": "issuer filed pre-arbitration", "expectedVersion": 5, "stage": "PRE_ARBITRATION" });
+            if let Some(due_by) = due_by {
+                input["dueBy"] = json!(due_by);
+            }
+            json!({ "input": input })
+        };
+        assert_eq!(
+            app.gql(&app.analyst, TRANSITION, reopen(Some(due_in_days(20))))
+                .await
+                .error_code(),
             "FORBIDDEN"
         );
-        let reopened = app.gql(&app.lead, TRANSITION, reopen).await;
+        for (what, due_by) in [
+            ("no due date", None),
+            ("a past due date", Some("2021-03-01T00:00:00Z".to_owned())),
+            ("an absurd due date", Some("9999-12-31T00:00:00Z".to_owned())),
+        ] {
+            let refused = app.gql(&app.lead, TRANSITION, reopen(due_by)).await;
+            assert_eq!(refused.error_code(), "INVALID_INPUT", "{what} on {}", app.label);
+        }
+        assert_unchanged(&app, &id, 5, 5).await;
+        let due_by = due_in_days(20);
+        let reopened = app.gql(&app.lead, TRANSITION, reopen(Some(due_by.clone()))).await;
         let dispute = &reopened.data()["transitionDispute"];
         assert_eq!(
             (dispute["status"].as_str(), dispute["stage"].as_str()),
@@ -440,6 +509,142 @@ async fn a_lead_reopens_a_won_dispute_into_pre_arbitration() {
             "{}",
             app.label
         );
+        let query = "query($id: ID!) { dispute(id: $id) { dueBy actBy timers { kind dueAt status } } }";
+        let dispute = app.gql(&app.viewer, query, json!({"id": id})).await.data()["dispute"].clone();
+        let due = chrono::DateTime::parse_from_rfc3339(&due_by).unwrap();
+        let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+        assert_eq!(at(&dispute["dueBy"]), due, "{}", app.label);
+        assert_eq!(at(&dispute["actBy"]), due - chrono::Duration::hours(24));
+        let pending: Vec<(String, chrono::DateTime<chrono::FixedOffset>)> = dispute["timers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["status"] == "pending")
+            .map(|t| (t["kind"].as_str().unwrap().to_owned(), at(&t["dueAt"])))
+            .collect();
+        assert!(
+            pending.contains(&("deadline".to_owned(), due)),
+            "the new cycle's deadline is at its due date: {pending:?}"
+        );
+        assert!(pending.contains(&("act_by".to_owned(), due - chrono::Duration::hours(24))));
+        assert!(pending.iter().all(|(_, at)| *at > chrono::Utc::now()), "{pending:?}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn change_due_by_moves_the_timers_and_refuses_absurd_dates() {
+    for db in test_databases().await.unwrap() {
+        let mut app = TestApp::start(&db).await;
+        let id = open_dispute(&app, "dp_due").await;
+        let change = "mutation($input: ChangeDueByInput!) { changeDueBy(input: $input) { dueBy actBy version \
+            timers { kind dueAt status } } }";
+        let input = |due_by: &str, version: i64| json!({ "input": { "id": id, "dueBy": due_by, "reason": "the processor extended it", "expectedVersion": version } });
+        for (what, due_by, code) in [
+            ("year 9999", "9999-12-31T00:00:00Z".to_owned(), "INVALID_INPUT"),
+            ("the past", "2020-01-01T00:00:00Z".to_owned(), "INVALID_INPUT"),
+        ] {
+            let refused = app.gql(&app.analyst, change, input(&due_by, 1)).await;
+            assert_eq!(refused.error_code(), code, "{what} on {}", app.label);
+        }
+        let stale = app.gql(&app.analyst, change, input(&due_in_days(60), 0)).await;
+        assert_eq!(stale.error_code(), "VERSION_CONFLICT", "{}", app.label);
+        let viewer = app.gql(&app.viewer, change, input(&due_in_days(60), 1)).await;
+        assert_eq!(viewer.error_code(), "FORBIDDEN");
+        assert_unchanged(&app, &id, 1, 1).await;
+        let new_due = due_in_days(60);
+        let changed = app.gql(&app.analyst, change, input(&new_due, 1)).await;
+        let dispute = &changed.data()["changeDueBy"];
+        let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+        let due = chrono::DateTime::parse_from_rfc3339(&new_due).unwrap();
+        assert_eq!(at(&dispute["dueBy"]), due, "{}", app.label);
+        assert_eq!(at(&dispute["actBy"]), due - chrono::Duration::hours(24));
+        let pending: Vec<(&str, chrono::DateTime<chrono::FixedOffset>)> = dispute["timers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["status"] == "pending")
+            .map(|t| (t["kind"].as_str().unwrap(), at(&t["dueAt"])))
+            .collect();
+        assert!(pending.contains(&("deadline", due)), "{pending:?}");
+        assert!(
+            pending.contains(&("act_by", due - chrono::Duration::hours(24))),
+            "{pending:?}"
+        );
+        let dispute = get(&app, &id).await;
+        let last = dispute["events"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["type"], "due_by_changed");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn two_analysts_taking_one_dispute_exactly_one_wins() {
+    for db in test_databases().await.unwrap() {
+        let mut app = TestApp::start(&db).await;
+        let create = "mutation { createApiKey(input: {name: \"bruno\", role: ANALYST}) { token } }";
+        let bruno = app.gql(&app.admin, create, json!({})).await.data()["createApiKey"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { assignee version } }";
+        for round in 0..5 {
+            let id = open_dispute(&app, &format!("dp_take_{round}")).await;
+            let (a, b) = tokio::join!(
+                app.gql(&app.analyst, assign, json!({"input": {"id": id, "assignee": "alice"}})),
+                app.gql(&bruno, assign, json!({"input": {"id": id, "assignee": "bruno"}}))
+            );
+            let winners: Vec<&str> = [(&a, "alice"), (&b, "bruno")]
+                .iter()
+                .filter(|(answer, _)| answer.body.get("errors").is_none())
+                .map(|(_, name)| *name)
+                .collect();
+            assert_eq!(
+                winners.len(),
+                1,
+                "round {round} on {}: {} / {}",
+                app.label,
+                a.body,
+                b.body
+            );
+            let loser = if winners[0] == "alice" { &b } else { &a };
+            assert_eq!(loser.error_code(), "VERSION_CONFLICT", "{}", loser.body);
+            let dispute = get(&app, &id).await;
+            assert_eq!(dispute["assignee"], winners[0], "{}", app.label);
+            let assigned = dispute["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] == "assigned")
+                .count();
+            assert_eq!(assigned, 1, "the loser's take was not written");
+        }
+        // Stating whom one expects: a stale expectation is a conflict, also for a lead.
+        let id = open_dispute(&app, "dp_take_expect").await;
+        app.gql(&bruno, assign, json!({"input": {"id": id, "assignee": "bruno"}}))
+            .await
+            .data();
+        let stale = app
+            .gql(
+                &app.lead,
+                assign,
+                json!({"input": {"id": id, "assignee": "omar", "expectedAssignee": null}}),
+            )
+            .await;
+        assert_eq!(stale.error_code(), "VERSION_CONFLICT", "{}", app.label);
+        // An analyst releases their own dispute, not someone else's.
+        let not_hers = app
+            .gql(&app.analyst, assign, json!({"input": {"id": id, "assignee": null}}))
+            .await;
+        assert_eq!(not_hers.error_code(), "VERSION_CONFLICT", "{}", not_hers.body);
+        let released = app
+            .gql(&bruno, assign, json!({"input": {"id": id, "assignee": null}}))
+            .await;
+        assert_eq!(released.data()["assignDispute"]["assignee"], Value::Null);
+        let taken = app
+            .gql(&app.analyst, assign, json!({"input": {"id": id, "assignee": "alice"}}))
+            .await;
+        assert_eq!(taken.data()["assignDispute"]["assignee"], "alice");
         app.stop().await;
     }
 }

@@ -128,7 +128,10 @@ async fn metrics_are_served_as_prometheus_text() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert_eq!(pending, 4.0, "three reminders and the deadline of the one dispute");
+    assert_eq!(
+        pending, 5.0,
+        "three reminders, the act-by time and the deadline of the one dispute"
+    );
     app.stop().await;
 }
 

@@ -18,7 +18,8 @@ pub use error::DomainError;
 pub use ids::DisputeId;
 pub use machine::{
     Action, Actor, ActorKind, Change, Command, Decision, DisputeEvent, EventKind, StepKind, StepRequest,
-    TimerInstruction, TimerKind, apply, decide, open, opened, replay, transition_allowed,
+    TimerInstruction, TimerKind, apply, decide, expiry_at, is_outcome, open, opened, processor_transition_allowed,
+    replay, transition_allowed,
 };
 pub use money::{Currency, Money};
 pub use personal::{Customer, CustomerEmail, CustomerName, Locale};

@@ -9,10 +9,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Dispute, DisputeId, DomainError, NewDispute, Processor, Queue, Stage, Status};
 
-/// Reminders before the processor's deadline, in hours.
+/// Reminders before the act-by time, in hours.
 pub const REMINDER_HOURS: [i64; 3] = [72, 24, 4];
 /// Days after submission at which a missing outcome is escalated.
 pub const OUTCOME_CHECK_DAYS: i64 = 75;
+/// The latest due date accepted from an analyst, in days from now. Networks give weeks to answer (Visa and
+/// Mastercard about 30 days, pre-arbitration and arbitration up to 45); a year is generous and still refuses
+/// typing mistakes such as 9999-12-31.
+pub const MAX_DUE_AHEAD_DAYS: i64 = 366;
+/// A processor's due date that is already past when it arrives (Stripe `due_by=1`) cannot be refused, since
+/// the notification cannot be: it is kept, flagged in the event's reason, and the dispute does not expire before
+/// this many hours have passed, which leaves the processor time to report the outcome itself. A week: the
+/// shortest evidence window networks give.
+pub const PAST_DUE_GRACE_HOURS: i64 = 7 * 24;
 const MAX_REASON_CHARS: usize = 2_000;
 const MAX_NOTE_CHARS: usize = 10_000;
 
@@ -41,6 +50,41 @@ pub fn transition_allowed(from: Status, to: Status, stage_from: Stage, stage_to:
         Won | Lost => second_cycle && to == EvidenceGathering,
         Accepted | Expired | Withdrawn | Resolved => false,
     }
+}
+
+/// Whether the processor (or a lead overriding in its name) may move a dispute from `from` to `to`, with the
+/// stage going from `stage_from` to `stage_to`.
+///
+/// This is the processor's table, apart from the analysts' one ([`transition_allowed`]): the processor reports
+/// where a dispute is, so the projection jumps there directly and no intermediate step (triaged, evidence
+/// gathering, submitted) is invented. Stages never move backwards.
+/// - an open dispute may stay where it is (a later stage, a new due date) or be decided (won, lost), accepted,
+///   expired or withdrawn at the processor;
+/// - a won or lost dispute reopens in evidence gathering, or is decided again, only in a second cycle
+///   (pre-arbitration, arbitration);
+/// - an expired dispute may still be decided: the expiry is Verdict's inference, the outcome the processor's
+///   word;
+/// - accepted, withdrawn and resolved disputes never move.
+pub fn processor_transition_allowed(from: Status, to: Status, stage_from: Stage, stage_to: Stage) -> bool {
+    use Status::*;
+    if stage_to.rank() < stage_from.rank() {
+        return false;
+    }
+    let second_cycle =
+        stage_to.rank() > stage_from.rank() && matches!(stage_to, Stage::PreArbitration | Stage::Arbitration);
+    match from {
+        Notified | Triaged | EvidenceGathering | Submitted => {
+            to == from || matches!(to, Won | Lost | Accepted | Expired | Withdrawn)
+        }
+        Won | Lost => second_cycle && matches!(to, EvidenceGathering | Won | Lost),
+        Expired => matches!(to, Won | Lost),
+        Accepted | Withdrawn | Resolved => false,
+    }
+}
+
+/// Whether `status` is an outcome: recorded from the processor, or by a lead's override, never by an analyst.
+pub fn is_outcome(status: Status) -> bool {
+    matches!(status, Status::Won | Status::Lost | Status::Expired)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -134,12 +178,39 @@ pub enum Action {
     },
     /// No outcome arrived long after submission (a timer): recorded, and a lead is notified.
     EscalateOverdueOutcome,
-    /// An analyst forces any allowed transition; needs a reason and the version the analyst saw.
+    /// An analyst forces any allowed transition; needs a reason and the version the analyst saw. Outcomes
+    /// (won, lost, expired) are refused: they come from the processor, or from a lead's [`Action::OverrideOutcome`].
+    /// A later stage (a lead's reopening into a second cycle) needs the new cycle's due date.
     Transition {
         to: Status,
         expected_version: i64,
         stage: Option<Stage>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due_by: Option<DateTime<Utc>>,
     },
+    /// The processor reports where the dispute stands: a status it moved to (accepted, expired, withdrawn, or
+    /// evidence gathering again in a second cycle), a later stage, a new due date. Recorded as the processor's
+    /// word (`processor_update`); the projection jumps there directly. `due_by: None` leaves the due date as it
+    /// is, except when a closed dispute reopens: the old cycle's date does not apply to the new one.
+    ProcessorUpdate {
+        status: Option<Status>,
+        stage: Option<Stage>,
+        due_by: Option<DateTime<Utc>>,
+    },
+    /// The processor decided the dispute (`outcome_received`), at `stage` when it names a later one.
+    ReceiveOutcome {
+        won: bool,
+        stage: Option<Stage>,
+    },
+    /// A lead records an outcome by hand (won, lost or expired) in the processor's stead; needs a reason and the
+    /// version the lead saw. The role is checked by the API; the event says it was an override.
+    OverrideOutcome {
+        to: Status,
+        expected_version: i64,
+    },
+    /// The internal act-by time passed with nothing the deadline policy could submit or accept (a timer):
+    /// recorded and the assignee told; the dispute stays open until the processor's own deadline.
+    RecordActByPassed,
 }
 
 /// A command: an action, who asks for it and why.
@@ -148,6 +219,10 @@ pub struct Command {
     pub actor: Actor,
     pub reason: Option<String>,
     pub action: Action,
+    /// The version the caller saw, when it states one: a stale one is a `VersionConflict`, so a command made
+    /// on what a screen showed is never applied to a dispute that changed meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
 }
 
 impl Command {
@@ -156,10 +231,16 @@ impl Command {
             actor,
             reason: None,
             action,
+            expected_version: None,
         }
     }
     pub fn because(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
+        self
+    }
+    /// Applies only to the dispute at `version`.
+    pub fn expecting(mut self, version: i64) -> Self {
+        self.expected_version = Some(version);
         self
     }
 }
@@ -202,6 +283,31 @@ pub enum Change {
         hours_before: i64,
     },
     OutcomeEscalated,
+    /// The processor changed the status, the stage or the due date; each is stored before and after.
+    ProcessorUpdated {
+        from: Status,
+        to: Status,
+        stage_from: Stage,
+        stage_to: Stage,
+        due_by_from: Option<DateTime<Utc>>,
+        due_by_to: Option<DateTime<Utc>>,
+    },
+    /// The processor decided the dispute (`to` is won or lost), at a later stage when `stage` is set.
+    OutcomeReceived {
+        from: Status,
+        to: Status,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage: Option<Stage>,
+    },
+    /// A lead recorded an outcome by hand, in the processor's stead.
+    OutcomeOverridden {
+        from: Status,
+        to: Status,
+    },
+    /// The act-by time passed with nothing to submit or accept; the processor's deadline is still ahead.
+    ActByPassed {
+        due_by: DateTime<Utc>,
+    },
 }
 
 /// The name of an event in the history, as clients see it.
@@ -226,6 +332,10 @@ pub enum EventKind {
     NoteAdded,
     ReminderRecorded,
     OutcomeEscalated,
+    ProcessorUpdate,
+    OutcomeReceived,
+    OutcomeOverridden,
+    ActByPassed,
 }
 
 impl EventKind {
@@ -249,6 +359,10 @@ impl EventKind {
             EventKind::NoteAdded => "note_added",
             EventKind::ReminderRecorded => "reminder_recorded",
             EventKind::OutcomeEscalated => "outcome_escalated",
+            EventKind::ProcessorUpdate => "processor_update",
+            EventKind::OutcomeReceived => "outcome_received",
+            EventKind::OutcomeOverridden => "outcome_overridden",
+            EventKind::ActByPassed => "act_by_passed",
         }
     }
 }
@@ -277,6 +391,10 @@ impl Change {
             Change::NoteAdded { .. } => EventKind::NoteAdded,
             Change::ReminderRecorded { .. } => EventKind::ReminderRecorded,
             Change::OutcomeEscalated => EventKind::OutcomeEscalated,
+            Change::ProcessorUpdated { .. } => EventKind::ProcessorUpdate,
+            Change::OutcomeReceived { .. } => EventKind::OutcomeReceived,
+            Change::OutcomeOverridden { .. } => EventKind::OutcomeOverridden,
+            Change::ActByPassed { .. } => EventKind::ActByPassed,
         }
     }
 
@@ -284,13 +402,17 @@ impl Change {
     pub fn status_change(&self) -> Option<(Option<Status>, Status)> {
         match self {
             Change::Opened { .. } => Some((None, Status::Notified)),
-            Change::Transitioned { from, to, .. } => Some((Some(*from), *to)),
+            Change::Transitioned { from, to, .. }
+            | Change::OutcomeReceived { from, to, .. }
+            | Change::OutcomeOverridden { from, to } => Some((Some(*from), *to)),
+            Change::ProcessorUpdated { from, to, .. } => (from != to).then_some((Some(*from), *to)),
             Change::StageAdvanced { .. }
             | Change::DueByChanged { .. }
             | Change::Assigned { .. }
             | Change::NoteAdded { .. }
             | Change::ReminderRecorded { .. }
-            | Change::OutcomeEscalated => None,
+            | Change::OutcomeEscalated
+            | Change::ActByPassed { .. } => None,
         }
     }
 }
@@ -310,9 +432,12 @@ pub struct DisputeEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimerKind {
-    /// A reminder this many hours before the processor's deadline.
+    /// A reminder this many hours before the act-by time.
     Reminder { hours_before: i64 },
-    /// The processor's deadline itself.
+    /// The internal act-by time, when the deadline policy submits what is complete or accepts. The domain asks
+    /// for it at the processor's due date; the engine's timing policy moves it earlier by its submit margin.
+    ActBy,
+    /// The processor's own deadline: a dispute with nothing submitted expires when it passes, never before.
     Deadline,
     /// An outcome is overdue this long after submission.
     OutcomeCheck,
@@ -322,6 +447,7 @@ impl TimerKind {
     pub fn label(&self) -> String {
         match self {
             TimerKind::Reminder { hours_before } => format!("reminder_{hours_before}h"),
+            TimerKind::ActBy => "act_by".to_owned(),
             TimerKind::Deadline => "deadline".to_owned(),
             TimerKind::OutcomeCheck => "outcome_check".to_owned(),
         }
@@ -403,6 +529,16 @@ fn clean_text(field: &str, text: Option<&str>, max: usize) -> Result<Option<Stri
     }
 }
 
+/// When a dispute due at `due_by` expires, decided at `now`: at the processor's deadline, or, when that is
+/// already past, once [`PAST_DUE_GRACE_HOURS`] have passed. Never at once.
+pub fn expiry_at(due_by: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    if due_by > now {
+        due_by
+    } else {
+        now + Duration::hours(PAST_DUE_GRACE_HOURS)
+    }
+}
+
 fn deadline_timers(due_by: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Vec<TimerInstruction> {
     let Some(due_by) = due_by else { return Vec::new() };
     let mut timers: Vec<TimerInstruction> = REMINDER_HOURS
@@ -417,10 +553,57 @@ fn deadline_timers(due_by: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Vec<Tim
         .map(|(kind, due_at)| TimerInstruction::Set { kind, due_at })
         .collect();
     timers.push(TimerInstruction::Set {
-        kind: TimerKind::Deadline,
+        kind: TimerKind::ActBy,
         due_at: due_by,
     });
+    timers.push(TimerInstruction::Set {
+        kind: TimerKind::Deadline,
+        due_at: expiry_at(due_by, now),
+    });
     timers
+}
+
+/// Checks a due date that `actor` gives at `now`. An analyst's must lie ahead, at most [`MAX_DUE_AHEAD_DAYS`]
+/// away; anyone else's (a processor's notification cannot be refused) is kept, and a past or absurd one is
+/// flagged: the returned text goes into the event's reason.
+fn check_due_by(
+    actor: &Actor,
+    due_by: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, DomainError> {
+    let Some(due_by) = due_by else { return Ok(None) };
+    let problem = if due_by <= now {
+        format!("due date {} is already past", due_by.to_rfc3339())
+    } else if due_by > now + Duration::days(MAX_DUE_AHEAD_DAYS) {
+        format!(
+            "due date {} is more than {MAX_DUE_AHEAD_DAYS} days ahead",
+            due_by.to_rfc3339()
+        )
+    } else {
+        return Ok(None);
+    };
+    if actor.kind == ActorKind::Analyst {
+        return Err(DomainError::InvalidInput(format!(
+            "dueBy must be in the future and at most {MAX_DUE_AHEAD_DAYS} days ahead: {problem}"
+        )));
+    }
+    let mut flag = format!("flagged: {problem}; kept as the {} sent it", actor.label());
+    if due_by <= now {
+        flag.push_str(&format!(
+            ", and the dispute does not expire before {}",
+            expiry_at(due_by, now).to_rfc3339()
+        ));
+    }
+    Ok(Some(flag))
+}
+
+/// The reason with a due-date flag appended.
+fn flagged(reason: Option<String>, flag: Option<String>) -> Option<String> {
+    match (reason, flag) {
+        (Some(reason), Some(flag)) => Some(format!("{reason}; {flag}")),
+        (reason, None) => reason,
+        (None, flag) => flag,
+    }
 }
 
 /// Opens a new dispute: the first event of its log.
@@ -432,6 +615,7 @@ pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Deci
     };
     let new = new.as_ref().clone().validated()?;
     let reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
+    let reason = flagged(reason, check_due_by(&command.actor, new.due_by, now)?);
     let timers = deadline_timers(new.due_by, now);
     let event = DisputeEvent {
         dispute_id: id,
@@ -450,7 +634,15 @@ pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Deci
 
 /// What `command` means for `dispute` at `now`. Pure: the dispute is only read.
 pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Result<Decision, DomainError> {
-    let reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
+    if let Some(expected) = command.expected_version
+        && expected != dispute.version
+    {
+        return Err(DomainError::VersionConflict {
+            expected,
+            actual: dispute.version,
+        });
+    }
+    let mut reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
     let transition = |to: Status| -> Result<Change, DomainError> {
         if !transition_allowed(dispute.status, to, dispute.stage, dispute.stage) {
             return Err(DomainError::IllegalTransition {
@@ -550,6 +742,11 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                     to,
                 });
             }
+            // The old cycle's due date has passed; keeping it would expire the new cycle at once.
+            if due_by.is_none() {
+                return Err(DomainError::invalid("reopening needs the new cycle's due date"));
+            }
+            reason = flagged(reason, check_due_by(&command.actor, *due_by, now)?);
             timers.push(TimerInstruction::CancelAll);
             timers.extend(deadline_timers(*due_by, now));
             Change::Transitioned {
@@ -569,6 +766,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                 )));
             }
             if due_by.is_some() && *due_by != dispute.due_by {
+                reason = flagged(reason, check_due_by(&command.actor, *due_by, now)?);
                 timers.push(TimerInstruction::CancelAll);
                 timers.extend(deadline_timers(*due_by, now));
             }
@@ -588,6 +786,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                     dispute.status
                 )));
             }
+            reason = flagged(reason, check_due_by(&command.actor, *due_by, now)?);
             timers.push(TimerInstruction::CancelAll);
             if dispute.status != Status::Submitted {
                 timers.extend(deadline_timers(*due_by, now));
@@ -642,6 +841,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             to,
             expected_version,
             stage,
+            due_by,
         } => {
             if *expected_version != dispute.version {
                 return Err(DomainError::VersionConflict {
@@ -652,6 +852,12 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             if reason.is_none() {
                 return Err(DomainError::InvalidInput("a manual transition needs a reason".into()));
             }
+            if is_outcome(*to) {
+                return Err(DomainError::InvalidInput(format!(
+                    "{to} is an outcome: outcomes come from the processor, and recording one by hand is a lead's \
+                     override with a reason"
+                )));
+            }
             let stage_to = stage.unwrap_or(dispute.stage);
             if !transition_allowed(dispute.status, *to, dispute.stage, stage_to) {
                 return Err(DomainError::IllegalTransition {
@@ -659,7 +865,22 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                     to: *to,
                 });
             }
-            if !to.is_open() || *to == Status::Submitted {
+            let reopening = stage_to != dispute.stage;
+            if reopening {
+                // The old cycle's due date has passed; keeping it would expire the new cycle at once.
+                let Some(due) = due_by else {
+                    return Err(DomainError::invalid(format!(
+                        "reopening at {stage_to} needs the new cycle's due date (dueBy)"
+                    )));
+                };
+                reason = flagged(reason, check_due_by(&command.actor, Some(*due), now)?);
+                timers.push(TimerInstruction::CancelAll);
+                timers.extend(deadline_timers(Some(*due), now));
+            } else if due_by.is_some() {
+                return Err(DomainError::invalid(
+                    "a due date goes with a later stage only; change the due date on its own instead",
+                ));
+            } else if !to.is_open() || *to == Status::Submitted {
                 timers.push(TimerInstruction::CancelAll);
             }
             let queue = (*to == Status::Triaged).then(|| Queue::for_category(dispute.reason_code.category()));
@@ -668,9 +889,128 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                 to: *to,
                 manual: true,
                 queue,
-                stage: (stage_to != dispute.stage).then_some(stage_to),
-                due_by: None,
+                stage: reopening.then_some(stage_to),
+                due_by: if reopening { *due_by } else { None },
             }
+        }
+        Action::ProcessorUpdate { status, stage, due_by } => {
+            let to = status.unwrap_or(dispute.status);
+            let stage_to = stage.unwrap_or(dispute.stage);
+            if stage_to != dispute.stage && stage_to.rank() <= dispute.stage.rank() {
+                return Err(DomainError::invalid(format!(
+                    "stage {stage_to} does not come after {}; a stage never moves backwards",
+                    dispute.stage
+                )));
+            }
+            if !processor_transition_allowed(dispute.status, to, dispute.stage, stage_to) {
+                return Err(DomainError::IllegalTransition {
+                    from: dispute.status,
+                    to,
+                });
+            }
+            let reopening = !dispute.status.is_open() && to.is_open();
+            let due_to = if reopening {
+                *due_by
+            } else if to.is_open() {
+                due_by.or(dispute.due_by)
+            } else {
+                dispute.due_by
+            };
+            if to == dispute.status && stage_to == dispute.stage && due_to == dispute.due_by {
+                return Err(DomainError::invalid(format!(
+                    "the processor's update changes nothing on a {} dispute",
+                    dispute.status
+                )));
+            }
+            if !to.is_open() {
+                timers.push(TimerInstruction::CancelAll);
+            } else if reopening || due_to != dispute.due_by {
+                reason = flagged(reason, check_due_by(&command.actor, due_to, now)?);
+                // A submitted dispute awaits its outcome, not a deadline: its outcome check stays.
+                if to != Status::Submitted {
+                    timers.push(TimerInstruction::CancelAll);
+                    timers.extend(deadline_timers(due_to, now));
+                }
+            }
+            Change::ProcessorUpdated {
+                from: dispute.status,
+                to,
+                stage_from: dispute.stage,
+                stage_to,
+                due_by_from: dispute.due_by,
+                due_by_to: due_to,
+            }
+        }
+        Action::ReceiveOutcome { won, stage } => {
+            let to = if *won { Status::Won } else { Status::Lost };
+            let stage_to = stage.unwrap_or(dispute.stage);
+            if !processor_transition_allowed(dispute.status, to, dispute.stage, stage_to) || to == dispute.status {
+                return Err(DomainError::IllegalTransition {
+                    from: dispute.status,
+                    to,
+                });
+            }
+            timers.push(TimerInstruction::CancelAll);
+            steps.push(step(StepKind::SellerMessage));
+            Change::OutcomeReceived {
+                from: dispute.status,
+                to,
+                stage: (stage_to != dispute.stage).then_some(stage_to),
+            }
+        }
+        Action::OverrideOutcome { to, expected_version } => {
+            if *expected_version != dispute.version {
+                return Err(DomainError::VersionConflict {
+                    expected: *expected_version,
+                    actual: dispute.version,
+                });
+            }
+            if reason.is_none() {
+                return Err(DomainError::invalid("overriding an outcome needs a reason"));
+            }
+            if !is_outcome(*to) {
+                return Err(DomainError::invalid(format!(
+                    "{to} is not an outcome (won, lost or expired)"
+                )));
+            }
+            if !processor_transition_allowed(dispute.status, *to, dispute.stage, dispute.stage) || *to == dispute.status
+            {
+                return Err(DomainError::IllegalTransition {
+                    from: dispute.status,
+                    to: *to,
+                });
+            }
+            timers.push(TimerInstruction::CancelAll);
+            if *to != Status::Expired {
+                steps.push(step(StepKind::SellerMessage));
+            }
+            Change::OutcomeOverridden {
+                from: dispute.status,
+                to: *to,
+            }
+        }
+        Action::RecordActByPassed => {
+            let due_by = match dispute.due_by {
+                Some(due_by) if dispute.status.is_open() && dispute.status != Status::Submitted => due_by,
+                _ => {
+                    return Err(DomainError::invalid(format!(
+                        "a {} dispute awaits no act-by time",
+                        dispute.status
+                    )));
+                }
+            };
+            steps.push(step(StepKind::NotifyAssignee));
+            // The deadline at the processor's due date stays; it is set again because a dispute opened before
+            // act-by timers existed had its deadline at the act-by time, and that is what fired. A due date
+            // already past keeps the grace window it got when it was set.
+            if due_by > now {
+                timers.push(TimerInstruction::CancelAll);
+                timers.push(TimerInstruction::Set {
+                    kind: TimerKind::Deadline,
+                    due_at: due_by,
+                });
+            }
+            Change::ActByPassed { due_by }
         }
     };
     let event = DisputeEvent {
@@ -751,7 +1091,27 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         }
         Change::DueByChanged { to, .. } => dispute.due_by = *to,
         Change::Assigned { to, .. } => dispute.assignee.clone_from(to),
-        Change::NoteAdded { .. } | Change::ReminderRecorded { .. } | Change::OutcomeEscalated => {}
+        Change::ProcessorUpdated {
+            to,
+            stage_to,
+            due_by_to,
+            ..
+        } => {
+            dispute.status = *to;
+            dispute.stage = *stage_to;
+            dispute.due_by = *due_by_to;
+        }
+        Change::OutcomeReceived { to, stage, .. } => {
+            dispute.status = *to;
+            if let Some(stage) = stage {
+                dispute.stage = *stage;
+            }
+        }
+        Change::OutcomeOverridden { to, .. } => dispute.status = *to,
+        Change::NoteAdded { .. }
+        | Change::ReminderRecorded { .. }
+        | Change::OutcomeEscalated
+        | Change::ActByPassed { .. } => {}
     }
     dispute.version = event.version;
     dispute.updated_at = event.at;

@@ -31,7 +31,7 @@ pub const INBOX_LEASE: Duration = Duration::seconds(120);
 pub const MAX_APPLY_ATTEMPTS: i32 = 10;
 /// How long a row whose apply failed waits before the sweep tries it again.
 pub const RETRY_BACKOFF: Duration = Duration::seconds(60);
-/// More transitions than any walk needs (notified -> ... -> won is four); a guard against a logic loop.
+/// More steps than any walk needs (the processor's word is one event, a note another); a guard against a logic loop.
 const MAX_STEPS: usize = 8;
 /// Plans re-made from fresh state after losing a race for the dispute (analysts, other deliveries).
 const MAX_PLAN_ATTEMPTS: usize = 5;
@@ -232,68 +232,53 @@ fn opening_stage(n: &Notification) -> Stage {
 
 /// The next command that moves `d` towards `goal`, or `None` when it is there.
 ///
+/// The processor says where the dispute is, and the dispute goes there in one event that says so: an
+/// `outcome_received` for won or lost, a `processor_update` for anything else it reports (accepted, expired,
+/// withdrawn, a later stage, a new due date, a second cycle). No intermediate step (triaged, evidence
+/// gathering, submitted) is invented on the processor's behalf, and nothing asks the processor to do what it
+/// reports as done.
+///
 /// Where the dispute cannot get there (a lost dispute reported won, an accepted one reported lost), the
 /// command is still returned: the domain refuses it with `IllegalTransition`, and that refusal, in the
 /// domain's words, is what the notification is flagged with.
 fn next_action(d: &Dispute, goal: Goal, recorded: bool, note: &str) -> Option<Action> {
-    // A processor-driven status change that must not enqueue our own outbound work: the processor already
-    // did it (evidence submission, accepting liability). `expected_version` is the version just loaded.
-    let processor_transition = |to: Status| Action::Transition {
-        to,
-        expected_version: d.version,
-        stage: None,
-    };
     match goal {
         Goal::AtStage { stage, due_by } => {
             if !d.status.is_open() {
-                // Second cycle (won/lost -> pre-arbitration), or a contradiction that the domain names.
-                return Some(Action::Reopen { stage, due_by });
+                // Second cycle (won/lost -> pre-arbitration), or a contradiction that the domain names. The new
+                // cycle takes the processor's due date, or none: the old cycle's date does not apply to it.
+                return Some(Action::ProcessorUpdate {
+                    status: Some(Status::EvidenceGathering),
+                    stage: Some(stage),
+                    due_by,
+                });
             }
-            if stage.rank() > d.stage.rank() {
-                Some(Action::AdvanceStage { stage, due_by })
-            } else if due_by.is_some() && due_by != d.due_by {
-                Some(Action::ChangeDueBy { due_by })
-            } else {
-                None
-            }
+            let later = (stage.rank() > d.stage.rank()).then_some(stage);
+            let moved = due_by.filter(|due| Some(*due) != d.due_by);
+            (later.is_some() || moved.is_some()).then_some(Action::ProcessorUpdate {
+                status: None,
+                stage: later,
+                due_by: moved,
+            })
         }
         Goal::Outcome { won, stage } => {
-            let target = if won { Status::Won } else { Status::Lost };
-            let later_stage = stage.filter(|s| s.rank() > d.stage.rank());
-            if d.status == target && later_stage.is_none() {
+            let later = stage.filter(|s| s.rank() > d.stage.rank());
+            // Already decided that way: accepting or letting a dispute expire loses it, a withdrawal wins it.
+            let there = match d.status {
+                Status::Won | Status::Withdrawn => won,
+                Status::Lost | Status::Accepted | Status::Expired => !won,
+                _ => false,
+            };
+            if there && later.is_none() {
                 return None;
             }
-            if let Some(stage) = later_stage {
-                if d.status.is_open() {
-                    return Some(Action::AdvanceStage { stage, due_by: None });
-                }
-                if matches!(d.status, Status::Won | Status::Lost) {
-                    return Some(Action::Reopen { stage, due_by: None });
-                }
-            }
-            Some(match d.status {
-                Status::Notified => Action::Triage { queue: None },
-                Status::Triaged => Action::StartEvidenceGathering,
-                Status::EvidenceGathering => processor_transition(Status::Submitted),
-                Status::Submitted
-                | Status::Won
-                | Status::Lost
-                | Status::Accepted
-                | Status::Expired
-                | Status::Withdrawn
-                | Status::Resolved => Action::RecordOutcome { won },
-            })
+            Some(Action::ReceiveOutcome { won, stage: later })
         }
-        Goal::Closed(to) => {
-            if d.status == to {
-                return None;
-            }
-            Some(match to {
-                Status::Expired => Action::Expire,
-                Status::Withdrawn => Action::Withdraw,
-                other => processor_transition(other),
-            })
-        }
+        Goal::Closed(to) => (d.status != to).then_some(Action::ProcessorUpdate {
+            status: Some(to),
+            stage: None,
+            due_by: None,
+        }),
         Goal::Record => (!recorded).then(|| Action::AddNote { note: note.to_owned() }),
     }
 }
@@ -318,6 +303,26 @@ fn action_label(action: &Action) -> String {
         Action::RecordReminder { hours_before } => format!("reminder {hours_before}h before the deadline"),
         Action::EscalateOverdueOutcome => "escalate overdue outcome".into(),
         Action::Transition { to, .. } => format!("move to {to}"),
+        Action::ProcessorUpdate { status, stage, due_by } => {
+            let mut parts = Vec::new();
+            if let Some(status) = status {
+                parts.push(format!("status {status}"));
+            }
+            if let Some(stage) = stage {
+                parts.push(format!("stage {stage}"));
+            }
+            if let Some(due_by) = due_by {
+                parts.push(format!("due by {}", due_by.to_rfc3339()));
+            }
+            format!("processor update ({})", parts.join(", "))
+        }
+        Action::ReceiveOutcome { won, stage } => format!(
+            "outcome {}{}",
+            if *won { "won" } else { "lost" },
+            stage.map(|s| format!(" at {s}")).unwrap_or_default()
+        ),
+        Action::OverrideOutcome { to, .. } => format!("override outcome to {to}"),
+        Action::RecordActByPassed => "act-by time passed".into(),
     }
 }
 

@@ -1,11 +1,14 @@
 //! Timer policy: when deadline, reminder and outcome-check timers fire, and what each means when it does.
 //!
-//! The domain asks for a deadline timer at the processor's `due_by`, reminders before it and an outcome check
-//! after submission. The engine moves those to the configured times before they are written ([`TimingPolicy::
-//! adjust`]): the deadline fires at `due_by - submit_margin`, so that whatever the policy does reaches the
-//! processor in time; reminders count back from that internal deadline. When a timer fires, [`TimingPolicy::
-//! command_for`] turns it into an ordinary command with a timer actor, and the worker commits that command
-//! together with the timer's completion (under its lease), so a timer's effect happens once.
+//! The domain asks for an act-by timer and a deadline timer at the processor's `due_by`, reminders before them
+//! and an outcome check after submission. The engine moves those to the configured times before they are
+//! written ([`TimingPolicy::adjust`]): the act-by timer fires at the internal act-by time, `due_by -
+//! submit_margin` (shown as `actBy`), so that whatever the deadline policy submits or accepts reaches the
+//! processor in time, and reminders count back from it. The deadline timer stays at `due_by` itself: a dispute
+//! only expires when the processor's own deadline has passed (or the processor says so), never while the
+//! processor still accepts evidence. When a timer fires, [`TimingPolicy::command_for`] turns it into an
+//! ordinary command with a timer actor, and the worker commits that command together with the timer's
+//! completion (under its lease), so a timer's effect happens once.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,15 +22,17 @@ use crate::{Engine, EngineError};
 /// The timer kind of a delayed step follow-up; its payload is the [`Action`] as JSON.
 pub const FOLLOW_UP_TIMER: &str = "follow_up";
 
-/// What happens when a dispute's internal deadline passes with nothing submitted.
+/// What happens when a dispute's act-by time passes with nothing submitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeadlineAction {
-    /// Submit the evidence gathered so far (a dispute still being triaged has none: it expires).
+    /// Submit the evidence gathered so far (a dispute still being triaged has none: it is left to expire at
+    /// the processor's deadline).
     Submit,
     /// Accept liability at the processor.
     Accept,
-    /// Let it expire (counts as lost).
+    /// Do nothing at the act-by time but tell the assignee; the dispute expires (counts as lost) when the
+    /// processor's deadline has passed.
     Expire,
 }
 
@@ -82,9 +87,9 @@ pub const DEFAULT_PAYLOAD_RETENTION_DAYS: i64 = 180;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulingConfig {
-    /// Reminders this many hours before the internal deadline (`due_by - submit_margin_hours`).
+    /// Reminders this many hours before the act-by time (`due_by - submit_margin_hours`).
     pub reminder_hours: Vec<i64>,
-    /// The deadline policy acts this long before the processor's `due_by`.
+    /// The act-by time, when the deadline policy acts, is this long before the processor's `due_by`.
     pub submit_margin_hours: i64,
     /// A submitted dispute without an outcome is escalated after this many days.
     pub outcome_check_days: i64,
@@ -169,6 +174,7 @@ impl FiredTimer {
     pub fn parse(kind: &str, payload: Option<&serde_json::Value>) -> Self {
         match kind {
             "deadline" => FiredTimer::Domain(TimerKind::Deadline),
+            "act_by" => FiredTimer::Domain(TimerKind::ActBy),
             "outcome_check" => FiredTimer::Domain(TimerKind::OutcomeCheck),
             FOLLOW_UP_TIMER => match payload.and_then(|p| serde_json::from_value::<Action>(p.clone()).ok()) {
                 Some(action) => FiredTimer::FollowUp(action),
@@ -200,31 +206,48 @@ impl TimingPolicy {
         }
     }
 
-    /// When the deadline policy acts for a dispute due at `due_by`, decided at `now`: `due_by - margin`, or,
+    /// The internal act-by time of a dispute due at `due_by`: `due_by - submit_margin`. Shown as `actBy`.
+    pub fn act_by(&self, due_by: DateTime<Utc>) -> DateTime<Utc> {
+        due_by - self.submit_margin
+    }
+
+    /// When the deadline policy acts for a dispute due at `due_by`, decided at `now`: at the act-by time, or,
     /// for a dispute that arrives with less than the margin left, halfway between now and `due_by` (so that a
-    /// dispute opened 12 hours before its deadline is not acted on the instant it arrives).
-    pub fn deadline_fire_at(&self, due_by: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
-        if due_by <= now {
-            return due_by;
-        }
-        let internal = due_by - self.submit_margin;
-        if internal > now {
-            internal
-        } else {
+    /// dispute opened 12 hours before its deadline is not acted on the instant it arrives); for a due date
+    /// already past, halfway through the grace window before it expires.
+    pub fn act_by_fire_at(&self, due_by: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        let act_by = self.act_by(due_by);
+        if act_by > now {
+            act_by
+        } else if due_by > now {
             now + (due_by - now) / 2
+        } else {
+            now + Duration::hours(verdict_domain::machine::PAST_DUE_GRACE_HOURS) / 2
         }
     }
 
-    /// The timers for a dispute due at `due_by`: reminders still ahead, then the deadline.
-    pub fn deadline_timers(&self, due_by: DateTime<Utc>, now: DateTime<Utc>) -> Vec<(TimerKind, DateTime<Utc>)> {
-        let fire_at = self.deadline_fire_at(due_by, now);
+    /// When a dispute due at `due_by` expires, decided at `now`: at `due_by`, never before; a due date already
+    /// past gets the domain's grace window ([`verdict_domain::expiry_at`]), so it never expires at once.
+    pub fn deadline_fire_at(&self, due_by: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+        verdict_domain::expiry_at(due_by, now)
+    }
+
+    fn act_by_timers(&self, due_by: DateTime<Utc>, now: DateTime<Utc>) -> Vec<(TimerKind, DateTime<Utc>)> {
+        let fire_at = self.act_by_fire_at(due_by, now);
         let mut timers: Vec<(TimerKind, DateTime<Utc>)> = self
             .reminder_hours
             .iter()
             .map(|h| (TimerKind::Reminder { hours_before: *h }, fire_at - Duration::hours(*h)))
             .filter(|(_, at)| *at > now)
             .collect();
-        timers.push((TimerKind::Deadline, fire_at));
+        timers.push((TimerKind::ActBy, fire_at));
+        timers
+    }
+
+    /// The timers for a dispute due at `due_by`: reminders still ahead, the act-by time, then the deadline.
+    pub fn deadline_timers(&self, due_by: DateTime<Utc>, now: DateTime<Utc>) -> Vec<(TimerKind, DateTime<Utc>)> {
+        let mut timers = self.act_by_timers(due_by, now);
+        timers.push((TimerKind::Deadline, self.deadline_fire_at(due_by, now)));
         timers
     }
 
@@ -239,14 +262,20 @@ impl TimingPolicy {
                     kind: TimerKind::Reminder { .. },
                     ..
                 } => {}
+                // The domain asks for it at `due_by`; the reminders count back from where it lands.
                 TimerInstruction::Set {
-                    kind: TimerKind::Deadline,
+                    kind: TimerKind::ActBy,
                     due_at,
                 } => timers.extend(
-                    self.deadline_timers(due_at, now)
+                    self.act_by_timers(due_at, now)
                         .into_iter()
                         .map(|(kind, due_at)| TimerInstruction::Set { kind, due_at }),
                 ),
+                // The processor's deadline (or the grace window after a past one) as the domain set it.
+                deadline @ TimerInstruction::Set {
+                    kind: TimerKind::Deadline,
+                    ..
+                } => timers.push(deadline),
                 TimerInstruction::Set {
                     kind: TimerKind::OutcomeCheck,
                     ..
@@ -260,7 +289,7 @@ impl TimingPolicy {
         decision
     }
 
-    /// The policy for a dispute whose internal deadline passed.
+    /// The policy for a dispute whose act-by time passed.
     pub fn deadline_action(&self, dispute: &Dispute) -> DeadlineAction {
         self.deadline_rules
             .iter()
@@ -268,26 +297,49 @@ impl TimingPolicy {
             .map_or(self.deadline_default, |rule| rule.action)
     }
 
-    /// What a fired timer asks of its dispute; `None` when it no longer applies.
-    pub fn command_for(&self, timer: &FiredTimer, dispute: &Dispute) -> Option<Command> {
+    /// What the deadline policy does when the act-by time passes: submit what is gathered, accept, or (nothing
+    /// to submit, or the expire policy) only record it and tell the assignee. Never anything terminal but an
+    /// acceptance the policy asks for: expiring waits for the processor's deadline.
+    fn act_by_command(&self, dispute: &Dispute, timer_name: &str) -> Command {
+        let policy = self.deadline_action(dispute);
+        let action = match (policy, dispute.status) {
+            (DeadlineAction::Submit, Status::EvidenceGathering) => Action::Submit,
+            (DeadlineAction::Accept, status) if status.is_open() && status != Status::Submitted => Action::Accept,
+            _ => Action::RecordActByPassed,
+        };
+        let due_by = dispute.due_by.map_or_else(|| "unknown".to_owned(), |d| d.to_rfc3339());
+        Command::new(
+            Actor {
+                kind: ActorKind::Timer,
+                name: timer_name.to_owned(),
+            },
+            action,
+        )
+        .because(format!(
+            "act-by time passed ({} hours before the processor's deadline {due_by}); deadline policy {}",
+            self.submit_margin.num_hours(),
+            policy.as_str(),
+        ))
+    }
+
+    /// What a fired timer asks of its dispute at `now`; `None` when it no longer applies.
+    pub fn command_for(&self, timer: &FiredTimer, dispute: &Dispute, now: DateTime<Utc>) -> Option<Command> {
         let actor = |name: String| Actor {
             kind: ActorKind::Timer,
             name,
         };
         match timer {
-            FiredTimer::Domain(TimerKind::Deadline) => {
-                let policy = self.deadline_action(dispute);
-                let action = match (policy, dispute.status) {
-                    (DeadlineAction::Submit, Status::EvidenceGathering) => Action::Submit,
-                    (DeadlineAction::Submit, _) | (DeadlineAction::Expire, _) => Action::Expire,
-                    (DeadlineAction::Accept, _) => Action::Accept,
-                };
-                Some(Command::new(actor("deadline".into()), action).because(format!(
-                    "deadline policy {} ({} hours before the processor's deadline)",
-                    policy.as_str(),
-                    self.submit_margin.num_hours()
-                )))
-            }
+            FiredTimer::Domain(TimerKind::ActBy) => Some(self.act_by_command(dispute, "act_by")),
+            FiredTimer::Domain(TimerKind::Deadline) => match dispute.due_by {
+                // A deadline timer written before act-by timers existed sat at the act-by time: it acts as one,
+                // and the deadline is set again at the processor's due date.
+                Some(due_by) if due_by > now => Some(self.act_by_command(dispute, "deadline")),
+                Some(due_by) => Some(Command::new(actor("deadline".into()), Action::Expire).because(format!(
+                    "the processor's deadline {} passed with nothing submitted",
+                    due_by.to_rfc3339()
+                ))),
+                None => None,
+            },
             FiredTimer::Domain(TimerKind::Reminder { hours_before }) => Some(
                 Command::new(
                     actor(format!("reminder_{hours_before}h")),
@@ -295,7 +347,7 @@ impl TimingPolicy {
                         hours_before: *hours_before,
                     },
                 )
-                .because(format!("{hours_before} hours left before the internal deadline")),
+                .because(format!("{hours_before} hours left before the act-by time")),
             ),
             FiredTimer::Domain(TimerKind::OutcomeCheck) => Some(
                 Command::new(actor("outcome_check".into()), Action::EscalateOverdueOutcome).because(format!(
@@ -343,8 +395,11 @@ impl Engine {
             return Ok(Fired::NoEffect(format!("dispute {id} is gone")));
         };
         let fired = FiredTimer::parse(&timer.kind, timer.payload.as_ref());
-        let Some(command) = self.timing.command_for(&fired, &dispute) else {
-            return Ok(Fired::NoEffect(format!("unknown timer kind {}", timer.kind)));
+        let Some(command) = self.timing.command_for(&fired, &dispute, self.clock.now()) else {
+            return Ok(Fired::NoEffect(format!(
+                "timer {} does not apply to a {} dispute without a due date",
+                timer.kind, dispute.status
+            )));
         };
         let fence = Fence::Timer(verdict_store::Leased {
             id: timer.id,
@@ -373,26 +428,30 @@ mod tests {
     }
 
     #[test]
-    fn the_deadline_fires_the_margin_before_due_by() {
+    fn the_policy_acts_the_margin_before_due_by_and_the_deadline_is_due_by_itself() {
         let policy = TimingPolicy::default();
-        assert_eq!(policy.deadline_fire_at(t(100), t(0)), t(76));
+        assert_eq!(policy.act_by(t(100)), t(76));
+        assert_eq!(policy.act_by_fire_at(t(100), t(0)), t(76));
+        assert_eq!(policy.deadline_fire_at(t(100), t(0)), t(100));
     }
 
     #[test]
     fn a_dispute_arriving_inside_the_margin_gets_half_of_what_is_left() {
         let policy = TimingPolicy::default();
-        assert_eq!(policy.deadline_fire_at(t(12), t(0)), t(6));
+        assert_eq!(policy.act_by_fire_at(t(12), t(0)), t(6));
+        assert_eq!(policy.deadline_fire_at(t(12), t(0)), t(12));
     }
 
     #[test]
-    fn a_deadline_already_passed_fires_at_once() {
+    fn a_deadline_already_passed_gets_the_grace_window_and_never_fires_at_once() {
         let policy = TimingPolicy::default();
-        let fire = policy.deadline_fire_at(t(-5), t(0));
-        assert!(fire <= t(0), "{fire}");
+        let grace = verdict_domain::machine::PAST_DUE_GRACE_HOURS;
+        assert_eq!(policy.deadline_fire_at(t(-5), t(0)), t(grace));
+        assert_eq!(policy.act_by_fire_at(t(-5), t(0)), t(grace / 2));
     }
 
     #[test]
-    fn reminders_count_back_from_the_internal_deadline_and_skip_the_past() {
+    fn reminders_count_back_from_the_act_by_time_and_skip_the_past() {
         let policy = TimingPolicy::default();
         let timers = policy.deadline_timers(t(100), t(0));
         assert_eq!(
@@ -401,17 +460,107 @@ mod tests {
                 (TimerKind::Reminder { hours_before: 72 }, t(4)),
                 (TimerKind::Reminder { hours_before: 24 }, t(52)),
                 (TimerKind::Reminder { hours_before: 4 }, t(72)),
-                (TimerKind::Deadline, t(76)),
+                (TimerKind::ActBy, t(76)),
+                (TimerKind::Deadline, t(100)),
             ]
         );
         let late = policy.deadline_timers(t(50), t(0));
-        assert_eq!(late.len(), 3, "{late:?}: the 72-hour reminder is already past");
+        assert_eq!(late.len(), 4, "{late:?}: the 72-hour reminder is already past");
+    }
+
+    fn dispute(status: Status, due_by: Option<DateTime<Utc>>) -> Dispute {
+        let new = verdict_domain::NewDispute {
+            processor: verdict_domain::Processor::Stripe,
+            processor_dispute_id: "dp_1".into(),
+            payment_reference: "pi_1".into(),
+            order_reference: None,
+            seller_id: None,
+            customer: verdict_domain::Customer {
+                name: None,
+                email: None,
+                locale: verdict_domain::Locale::En,
+            },
+            amount: verdict_domain::Money::new(2_500, verdict_domain::Currency::parse("EUR").unwrap()).unwrap(),
+            reason_code: verdict_domain::ReasonCode::parse(verdict_domain::CardNetwork::Visa, "10.4").unwrap(),
+            reason_code_raw: "10.4".into(),
+            stage: verdict_domain::Stage::Chargeback,
+            due_by,
+            opened_at: t(0),
+        };
+        let command = Command::new(Actor::system("test"), Action::Open(Box::new(new)));
+        let decision = verdict_domain::open(DisputeId::new_v7(), &command, t(0)).unwrap();
+        let mut dispute = verdict_domain::replay(&decision.events).unwrap();
+        dispute.status = status;
+        dispute
+    }
+
+    /// Exhaustively over policies, statuses, timer kinds and firing times around the due date: no timer
+    /// expires a dispute before the processor's deadline has passed, and at the act-by time only the policy's
+    /// own submission or acceptance happens.
+    #[test]
+    fn no_timer_expires_a_dispute_before_its_due_date() {
+        let kinds = [
+            FiredTimer::Domain(TimerKind::ActBy),
+            FiredTimer::Domain(TimerKind::Deadline),
+            FiredTimer::Domain(TimerKind::Reminder { hours_before: 24 }),
+            FiredTimer::Domain(TimerKind::OutcomeCheck),
+        ];
+        for policy in [DeadlineAction::Submit, DeadlineAction::Accept, DeadlineAction::Expire] {
+            let timing = TimingPolicy {
+                deadline_default: policy,
+                ..TimingPolicy::default()
+            };
+            for status in Status::ALL {
+                for due_in in [-48, -1, 0, 1, 12, 23, 24, 25, 100] {
+                    let d = dispute(*status, Some(t(due_in)));
+                    for now in [-30, 0, 1, 12, 24, 48, 99, 100, 101, 200] {
+                        for kind in &kinds {
+                            let Some(command) = timing.command_for(kind, &d, t(now)) else {
+                                continue;
+                            };
+                            if command.action == Action::Expire {
+                                assert!(
+                                    t(now) >= t(due_in),
+                                    "{policy:?} {status} due {due_in} at {now}: {kind:?}"
+                                );
+                            }
+                            if *kind == FiredTimer::Domain(TimerKind::ActBy) {
+                                let allowed = match policy {
+                                    DeadlineAction::Submit => Action::Submit,
+                                    DeadlineAction::Accept => Action::Accept,
+                                    DeadlineAction::Expire => Action::RecordActByPassed,
+                                };
+                                assert!(
+                                    command.action == allowed || command.action == Action::RecordActByPassed,
+                                    "{policy:?} {status}: {:?}",
+                                    command.action
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_adjusted_timers_of_a_past_due_date_never_fire_at_once() {
+        let policy = TimingPolicy::default();
+        let d = dispute(Status::Notified, Some(t(-100)));
+        let command = Command::new(Actor::system("test"), Action::ChangeDueBy { due_by: Some(t(-50)) });
+        let decision = policy.adjust(verdict_domain::decide(&d, &command, t(0)).unwrap(), t(0));
+        for timer in &decision.timers {
+            if let TimerInstruction::Set { due_at, .. } = timer {
+                assert!(*due_at > t(0), "{timer:?}");
+            }
+        }
     }
 
     #[test]
     fn timer_labels_parse_back() {
         for kind in [
             TimerKind::Deadline,
+            TimerKind::ActBy,
             TimerKind::OutcomeCheck,
             TimerKind::Reminder { hours_before: 72 },
         ] {

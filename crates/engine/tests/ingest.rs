@@ -164,23 +164,21 @@ async fn a_closing_event_first_creates_the_dispute_and_an_older_event_then_chang
         receive(&h, won).await;
         let d = dispute(&h, "dp_ooo").await;
         assert_eq!((d.status, d.stage), (Status::Won, Stage::Chargeback), "{}", h.label);
-        let kinds: Vec<_> = h
+        // The processor's word, as it said it: no invented triage, evidence gathering or manual submission.
+        let events: Vec<_> = h
             .engine
             .store()
             .events(d.id)
             .await
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| (e.kind, e.actor))
             .collect();
         assert_eq!(
-            kinds,
+            events,
             [
-                "opened",
-                "triaged",
-                "evidence_gathering_started",
-                "manually_transitioned",
-                "won"
+                ("opened".to_owned(), "processor:stripe".to_owned()),
+                ("outcome_received".to_owned(), "processor:stripe".to_owned()),
             ],
             "{}",
             h.label
@@ -352,6 +350,99 @@ async fn a_contradicting_notification_is_flagged_and_kept() {
                 .len(),
             2
         );
+    }
+}
+
+/// History says what happened: a processor's stage advance, new due date, acceptance and second-cycle
+/// reopening are `processor_update` events by the processor, never manual transitions.
+#[tokio::test]
+async fn processor_changes_are_recorded_as_processor_updates() {
+    for h in harnesses().await {
+        receive(
+            &h,
+            stripe("evt_pi", "dp_pu", NotificationKind::Inquiry, Stage::Inquiry, 0),
+        )
+        .await;
+        let mut cb = stripe(
+            "evt_pc",
+            "dp_pu",
+            NotificationKind::EvidenceRequired,
+            Stage::Chargeback,
+            10,
+        );
+        cb.due_by = Some(now() + Duration::days(30));
+        receive(&h, cb).await;
+        receive(
+            &h,
+            stripe("evt_pa", "dp_pu", NotificationKind::Accepted, Stage::Chargeback, 20),
+        )
+        .await;
+        let d = dispute(&h, "dp_pu").await;
+        assert_eq!(
+            (d.status, d.stage),
+            (Status::Accepted, Stage::Chargeback),
+            "{}",
+            h.label
+        );
+        let events = h.engine.store().events(d.id).await.unwrap();
+        let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["opened", "processor_update", "processor_update"], "{}", h.label);
+        assert!(events.iter().all(|e| e.actor == "processor:stripe"), "{}", h.label);
+        assert_eq!(events[1].change["stage_to"], "chargeback");
+        assert_eq!(events[2].to_status.as_deref(), Some("accepted"));
+        let steps = h.engine.store().steps(d.id).await.unwrap();
+        assert!(steps.iter().all(|s| s.kind != "accept_at_processor"), "{steps:?}");
+        // Stored events replay to the stored projection.
+        let log: Vec<verdict_domain::DisputeEvent> = events
+            .iter()
+            .map(|e| verdict_domain::DisputeEvent {
+                dispute_id: d.id,
+                version: e.version,
+                at: e.at,
+                actor: Actor::processor(Processor::Stripe),
+                reason: e.reason.clone(),
+                change: serde_json::from_value(e.change.clone()).unwrap(),
+            })
+            .collect();
+        let replayed = verdict_domain::replay(&log).unwrap();
+        assert_eq!(
+            (replayed.status, replayed.stage, replayed.due_by),
+            (d.status, d.stage, d.due_by)
+        );
+    }
+}
+
+/// Stripe's `due_by=1`: the dispute opens (a notification cannot be refused), the past due date is flagged in
+/// the history, and it does not expire before the grace window.
+#[tokio::test]
+async fn a_past_due_date_from_the_processor_is_flagged_and_does_not_expire_at_once() {
+    for h in harnesses().await {
+        let mut n = stripe(
+            "evt_past",
+            "dp_past",
+            NotificationKind::ChargebackOpened,
+            Stage::Chargeback,
+            0,
+        );
+        n.due_by = DateTime::from_timestamp(1, 0);
+        receive(&h, n).await;
+        let d = dispute(&h, "dp_past").await;
+        assert_eq!(d.status, Status::Notified, "{}", h.label);
+        let opened = &h.engine.store().events(d.id).await.unwrap()[0];
+        assert!(
+            opened
+                .reason
+                .as_deref()
+                .unwrap_or_default()
+                .contains("flagged: due date 1970"),
+            "{:?}",
+            opened.reason
+        );
+        let timers = h.engine.store().timers(d.id).await.unwrap();
+        assert!(!timers.is_empty());
+        assert!(timers.iter().all(|t| t.due_at > now()), "{}: {timers:?}", h.label);
+        let deadline = timers.iter().find(|t| t.kind == "deadline").unwrap();
+        assert_eq!(deadline.due_at, now() + Duration::days(7), "{}", h.label);
     }
 }
 

@@ -165,8 +165,11 @@ async fn events_by(engine: &Engine, dispute: &Dispute, actor: &str) -> Vec<Strin
         .collect()
 }
 
+/// The policy acts at the act-by time (`due_by` minus the margin), but nothing expires before the processor's
+/// own deadline: under the expire policy a dispute stays open, and evidence can still be submitted, until
+/// `due_by` itself has passed.
 #[tokio::test]
-async fn a_passed_deadline_applies_the_configured_policy_once_at_the_internal_deadline() {
+async fn the_policy_acts_once_at_the_act_by_time_and_nothing_expires_before_the_processor_deadline() {
     for setup in Setup::all().await {
         let label = setup.db.label;
         let fraud = ReasonCode::parse(CardNetwork::Visa, "10.4").unwrap().category();
@@ -186,20 +189,19 @@ async fn a_passed_deadline_applies_the_configured_policy_once_at_the_internal_de
         let small_fraud = open(&r.engine, "dp_fraud", "10.4", 2_500, Some(due_in)).await;
         let other = open(&r.engine, "dp_other", "13.1", 2_500, Some(due_in)).await;
         let other = act(&r.engine, &other, Action::Triage { queue: None }).await;
-        let internal = t0() + due_in - Duration::hours(24);
-        let deadline_timer = r
-            .engine
-            .store()
-            .timers(small_fraud.id)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|t| t.kind == "deadline")
-            .unwrap();
-        assert_eq!(deadline_timer.due_at, internal, "{label}");
+        let due_by = t0() + due_in;
+        let act_by = due_by - Duration::hours(24);
+        let timers = r.engine.store().timers(small_fraud.id).await.unwrap();
+        let due_at = |kind: &str| timers.iter().find(|t| t.kind == kind).unwrap().due_at;
+        assert_eq!(due_at("act_by"), act_by, "{label}");
+        assert_eq!(
+            due_at("deadline"),
+            due_by,
+            "{label}: the deadline is the processor's own"
+        );
 
-        // Just before the internal deadline only the reminders have fired.
-        setup.clock.set(internal - Duration::minutes(1));
+        // Just before the act-by time only the reminders have fired.
+        setup.clock.set(act_by - Duration::minutes(1));
         r.worker.drain().await.unwrap();
         assert_eq!(status(&r.engine, &small_fraud).await, Status::Notified, "{label}");
         assert_eq!(status(&r.engine, &other).await, Status::Triaged, "{label}");
@@ -214,14 +216,13 @@ async fn a_passed_deadline_applies_the_configured_policy_once_at_the_internal_de
             "{label}"
         );
 
-        setup.clock.set(internal);
+        setup.clock.set(act_by);
         assert!(
             matches!(r.worker.run_once().await.unwrap(), Outcome::Worked(_)),
             "{label}"
         );
         r.worker.drain().await.unwrap();
         assert_eq!(status(&r.engine, &small_fraud).await, Status::Accepted, "{label}");
-        assert_eq!(status(&r.engine, &other).await, Status::Expired, "{label}");
         assert!(
             r.engine
                 .store()
@@ -232,8 +233,25 @@ async fn a_passed_deadline_applies_the_configured_policy_once_at_the_internal_de
                 .any(|s| s.kind == "accept_at_processor" && s.status == "succeeded"),
             "{label}"
         );
+        // The expire policy waits: the dispute is still open, and the assignee was told.
+        assert_eq!(status(&r.engine, &other).await, Status::Triaged, "{label}");
+        assert_eq!(
+            events_by(&r.engine, &other, "timer:act_by").await,
+            vec!["act_by_passed"],
+            "{label}"
+        );
+        setup.clock.set(due_by - Duration::minutes(1));
+        r.worker.drain().await.unwrap();
+        assert_eq!(
+            status(&r.engine, &other).await,
+            Status::Triaged,
+            "{label}: not expired while the processor accepts evidence"
+        );
+        setup.clock.set(due_by);
+        r.worker.drain().await.unwrap();
+        assert_eq!(status(&r.engine, &other).await, Status::Expired, "{label}");
 
-        // Later rounds change nothing: the policy happened once.
+        // Later rounds change nothing: each happened once.
         setup.clock.advance(Duration::days(30));
         r.worker.drain().await.unwrap();
         assert_eq!(
@@ -242,11 +260,92 @@ async fn a_passed_deadline_applies_the_configured_policy_once_at_the_internal_de
             "{label}"
         );
         assert_eq!(
-            events_by(&r.engine, &small_fraud, "timer:deadline").await,
+            events_by(&r.engine, &small_fraud, "timer:act_by").await,
             vec!["accepted"],
             "{label}"
         );
+        assert!(
+            events_by(&r.engine, &small_fraud, "timer:deadline").await.is_empty(),
+            "{label}"
+        );
         assert_eq!(r.worker.run_once().await.unwrap(), Outcome::Idle, "{label}");
+    }
+}
+
+/// A deadline timer written before act-by timers existed sat at the act-by time: it acts as the act-by time
+/// and sets the deadline again at the processor's due date, instead of expiring the dispute a day early.
+#[tokio::test]
+async fn a_deadline_timer_from_before_act_by_timers_does_not_expire_early() {
+    for setup in Setup::all().await {
+        let label = setup.db.label;
+        let r = setup.replica("w1", &SchedulingConfig::default()).await;
+        let dispute = open(&r.engine, "dp_legacy", "13.1", 9_900, Some(Duration::days(5))).await;
+        let due_by = t0() + Duration::days(5);
+        r.engine.store().execute_unprepared("DELETE FROM timers").await.unwrap();
+        r.engine
+            .store()
+            .insert_timers(
+                &[NewTimer {
+                    dispute_id: Some(dispute.id.as_uuid()),
+                    kind: "deadline".into(),
+                    due_at: due_by - Duration::hours(24),
+                    payload: None,
+                }],
+                t0(),
+            )
+            .await
+            .unwrap();
+        setup.clock.set(due_by - Duration::hours(24));
+        r.worker.drain().await.unwrap();
+        assert_eq!(status(&r.engine, &dispute).await, Status::Notified, "{label}");
+        assert_eq!(
+            events_by(&r.engine, &dispute, "timer:deadline").await,
+            vec!["act_by_passed"],
+            "{label}"
+        );
+        setup.clock.set(due_by);
+        r.worker.drain().await.unwrap();
+        assert_eq!(status(&r.engine, &dispute).await, Status::Expired, "{label}");
+    }
+}
+
+/// A due date already past (a processor's, or one left from an old cycle) never makes the sweep recreate a
+/// deadline that fires at once.
+#[tokio::test]
+async fn the_sweep_gives_a_past_due_date_the_grace_window() {
+    for setup in Setup::all().await {
+        let label = setup.db.label;
+        let r = setup.replica("w1", &SchedulingConfig::default()).await;
+        let command = Command::new(
+            Actor::processor(Processor::Stripe),
+            Action::Open(Box::new(new_dispute(
+                "dp_past",
+                "13.1",
+                9_900,
+                Some(-Duration::days(3)),
+            ))),
+        );
+        let dispute = r.engine.open(command).await.unwrap();
+        let events = r.engine.store().events(dispute.id).await.unwrap();
+        assert!(
+            events[0].reason.as_deref().unwrap_or_default().contains("flagged"),
+            "{label}: {:?}",
+            events[0].reason
+        );
+        r.engine.store().execute_unprepared("DELETE FROM timers").await.unwrap();
+        verdict_engine::schedules::sweep_missing_timers(&r.engine, t0())
+            .await
+            .unwrap();
+        let timers = r.engine.store().timers(dispute.id).await.unwrap();
+        assert!(!timers.is_empty(), "{label}");
+        assert!(timers.iter().all(|t| t.due_at > t0()), "{label}: {timers:?}");
+        r.worker.drain().await.unwrap();
+        setup.clock.advance(Duration::days(1));
+        r.worker.drain().await.unwrap();
+        assert_eq!(status(&r.engine, &dispute).await, Status::Notified, "{label}");
+        setup.clock.advance(Duration::days(7));
+        r.worker.drain().await.unwrap();
+        assert_eq!(status(&r.engine, &dispute).await, Status::Expired, "{label}");
     }
 }
 
@@ -306,14 +405,18 @@ async fn changing_due_by_moves_the_deadline_and_closing_cancels_every_timer() {
         let dispute = act(&r.engine, &dispute, Action::ChangeDueBy { due_by: Some(new_due) }).await;
         let timers = r.engine.store().timers(dispute.id).await.unwrap();
         let pending: Vec<_> = timers.iter().filter(|t| t.status == "pending").collect();
-        assert_eq!(pending.len(), 4, "{label}: {timers:?}");
+        assert_eq!(pending.len(), 5, "{label}: {timers:?}");
         assert!(
             pending
                 .iter()
-                .any(|t| t.kind == "deadline" && t.due_at == new_due - Duration::hours(24)),
+                .any(|t| t.kind == "act_by" && t.due_at == new_due - Duration::hours(24)),
             "{label}"
         );
-        assert_eq!(timers.iter().filter(|t| t.status == "cancelled").count(), 4, "{label}");
+        assert!(
+            pending.iter().any(|t| t.kind == "deadline" && t.due_at == new_due),
+            "{label}"
+        );
+        assert_eq!(timers.iter().filter(|t| t.status == "cancelled").count(), 5, "{label}");
         act(&r.engine, &dispute, Action::Withdraw).await;
         let timers = r.engine.store().timers(dispute.id).await.unwrap();
         assert!(timers.iter().all(|t| t.status == "cancelled"), "{label}: {timers:?}");
@@ -526,10 +629,14 @@ async fn a_worker_whose_lease_expired_cannot_complete() {
         let fire_at = t0() + Duration::hours(30) - Duration::hours(24);
         setup.clock.set(fire_at);
         let claimed: Vec<ClaimedTimer> = store.claim_due_timers("a", fire_at, 10, lease).await.unwrap();
-        let deadline = claimed.iter().find(|t| t.kind == "deadline").unwrap().clone();
+        let deadline = claimed.iter().find(|t| t.kind == "act_by").unwrap().clone();
         setup.clock.advance(Duration::minutes(2));
         b.worker.drain().await.unwrap();
-        assert_eq!(status(&b.engine, &due).await, Status::Expired, "{label}");
+        assert_eq!(
+            events_by(&b.engine, &due, "timer:act_by").await,
+            vec!["act_by_passed"],
+            "{label}"
+        );
         let versions = a.engine.store().events(due.id).await.unwrap().len();
         let late = a.engine.fire_timer(&deadline).await.unwrap();
         assert_ne!(late, verdict_engine::timers::Fired::Committed, "{label}");
@@ -554,7 +661,7 @@ async fn a_timer_fenced_mid_command_writes_nothing() {
             .claim_due_timers("a", fire_at, 10, Duration::minutes(1))
             .await
             .unwrap();
-        let deadline = claimed.iter().find(|t| t.kind == "deadline").unwrap().clone();
+        let deadline = claimed.iter().find(|t| t.kind == "act_by").unwrap().clone();
         setup.clock.advance(Duration::minutes(2));
         let retaken = store
             .claim_due_timers("b", setup.clock.now(), 10, Duration::minutes(1))
@@ -721,7 +828,7 @@ async fn the_sweep_recreates_missing_timers_of_open_disputes() {
             .unwrap();
         assert_eq!(swept, 1, "{label}");
         let timers = r.engine.store().timers(dispute.id).await.unwrap();
-        assert_eq!(timers.len(), 4, "{label}: {timers:?}");
+        assert_eq!(timers.len(), 5, "{label}: {timers:?}");
         assert!(r.engine.store().timers(closed.id).await.unwrap().is_empty(), "{label}");
         let again = verdict_engine::schedules::sweep_missing_timers(&r.engine, setup.clock.now())
             .await

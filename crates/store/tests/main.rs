@@ -147,15 +147,15 @@ async fn timers_are_written_with_the_dispute_and_cancelled_when_it_closes() {
         let kinds: Vec<_> = timers.iter().map(|t| t.kind.as_str()).collect();
         assert_eq!(
             kinds,
-            vec!["reminder_72h", "reminder_24h", "reminder_4h", "deadline"],
+            vec!["reminder_72h", "reminder_24h", "reminder_4h", "act_by", "deadline"],
             "{}",
             db.label
         );
-        assert_eq!(timers[3].due_at, t0() + Duration::days(10));
+        assert_eq!(timers[4].due_at, t0() + Duration::days(10));
         let live = store.live_queue_counts(t0()).await.unwrap();
-        assert_eq!((live.timers_pending, live.timers_due), (4, 0), "{}", db.label);
+        assert_eq!((live.timers_pending, live.timers_due), (5, 0), "{}", db.label);
         let live = store.live_queue_counts(t0() + Duration::days(11)).await.unwrap();
-        assert_eq!((live.timers_pending, live.timers_due), (4, 4), "{}", db.label);
+        assert_eq!((live.timers_pending, live.timers_due), (5, 5), "{}", db.label);
         let triaged = act(&store, &dispute, Action::Triage { queue: None }).await.unwrap();
         act(&store, &triaged, Action::Accept).await.unwrap();
         let timers = store.timers(dispute.id).await.unwrap();

@@ -1,6 +1,6 @@
 //! Write side: every mutation becomes one engine command, recorded with the caller's key name as actor.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use verdict_domain::{self as domain, Action, Command};
 use verdict_engine::Engine;
@@ -35,20 +35,41 @@ pub struct OpenDisputeInput {
 #[derive(InputObject)]
 pub struct TransitionDisputeInput {
     pub id: ID,
+    /// WON, LOST and EXPIRED are outcomes: they come from the processor, and recording one by hand is a lead's
+    /// override (recorded as `outcome_overridden`); analysts get FORBIDDEN.
     pub to: DisputeStatus,
     pub reason: String,
     /// The version the analyst saw; a stale one is a VERSION_CONFLICT.
     pub expected_version: i64,
-    /// A later stage, to reopen a won or lost dispute (lead only).
+    /// A later stage, to reopen a won or lost dispute (lead only); needs `dueBy`.
     pub stage: Option<DisputeStage>,
+    /// The new cycle's due date when reopening at a later stage: in the future, at most 366 days ahead.
+    pub due_by: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct ChangeDueByInput {
+    pub id: ID,
+    /// The processor's new deadline: in the future, at most 366 days ahead. Reminders, the act-by time and the
+    /// deadline move with it.
+    pub due_by: DateTime<Utc>,
+    pub reason: String,
+    /// The version the analyst saw; a stale one is a VERSION_CONFLICT.
+    pub expected_version: i64,
 }
 
 #[derive(InputObject)]
 pub struct AssignDisputeInput {
     pub id: ID,
-    /// Null unassigns.
+    /// Null unassigns: analysts may release their own assignment this way.
     pub assignee: Option<String>,
     pub reason: Option<String>,
+    /// Whom the caller expects as the current assignee (null: nobody); another one is a VERSION_CONFLICT, so of
+    /// two people taking one dispute exactly one wins. Analysts who leave it out expect what they are allowed
+    /// to change: nobody when taking, themselves when releasing.
+    pub expected_assignee: MaybeUndefined<String>,
+    /// The version the caller saw; a stale one is a VERSION_CONFLICT.
+    pub expected_version: Option<i64>,
 }
 
 #[derive(InputObject)]
@@ -120,61 +141,130 @@ impl MutationRoot {
             actor: caller.actor(),
             reason: input.reason,
             action: Action::Open(Box::new(new)),
+            expected_version: None,
         };
         Ok(Dispute(engine.open(command).await.map_err(ApiError::from)?))
     }
 
-    /// Forces any allowed transition; needs a reason and the version the analyst saw.
+    /// Forces any allowed transition; needs a reason and the version the analyst saw. An outcome (WON, LOST,
+    /// EXPIRED) is a lead's override; reopening at a later stage is a lead's, with the new `dueBy`.
     async fn transition_dispute(
         &self,
         ctx: &Context<'_>,
         input: TransitionDisputeInput,
     ) -> async_graphql::Result<Dispute> {
-        let caller = principal(
-            ctx,
-            if input.stage.is_some() {
-                Role::Lead
-            } else {
-                Role::Analyst
-            },
-        )?;
+        let to: domain::Status = input.to.into();
+        let caller = principal(ctx, Role::Analyst)?;
+        if domain::is_outcome(to) && caller.role < Role::Lead {
+            return Err(ApiError::Forbidden(format!(
+                "{to} is an outcome: outcomes come from the processor, and recording one by hand is a lead's \
+                 override with a reason"
+            ))
+            .into());
+        }
+        if input.stage.is_some() && caller.role < Role::Lead {
+            return Err(ApiError::Forbidden("reopening at a later stage needs the lead role".into()).into());
+        }
         let id = parse_id(&input.id)?;
-        let command = Command {
-            actor: caller.actor(),
-            reason: Some(input.reason),
-            action: Action::Transition {
-                to: input.to.into(),
+        let action = if domain::is_outcome(to) {
+            if input.stage.is_some() || input.due_by.is_some() {
+                return Err(ApiError::InvalidInput(
+                    "an outcome override takes no stage or due date; reopen first, then record the outcome".into(),
+                )
+                .into());
+            }
+            Action::OverrideOutcome {
+                to,
+                expected_version: input.expected_version,
+            }
+        } else {
+            Action::Transition {
+                to,
                 expected_version: input.expected_version,
                 stage: input.stage.map(Into::into),
-            },
+                due_by: input.due_by,
+            }
         };
+        let command = Command::new(caller.actor(), action).because(input.reason);
         let engine = ctx.data::<Engine>()?;
         Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
     }
 
-    /// Analysts take unassigned disputes for themselves; leads assign and reassign anyone.
+    /// Moves the processor's deadline; the reminders, the act-by time and the deadline timer move with it.
+    async fn change_due_by(&self, ctx: &Context<'_>, input: ChangeDueByInput) -> async_graphql::Result<Dispute> {
+        let caller = principal(ctx, Role::Analyst)?;
+        let id = parse_id(&input.id)?;
+        let command = Command::new(
+            caller.actor(),
+            Action::ChangeDueBy {
+                due_by: Some(input.due_by),
+            },
+        )
+        .because(input.reason)
+        .expecting(input.expected_version);
+        let engine = ctx.data::<Engine>()?;
+        Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
+    }
+
+    /// Analysts take unassigned disputes for themselves and release their own (assignee null); leads assign
+    /// and reassign anyone. The change applies only to the dispute as the caller expects it: its assignee
+    /// (stated, or for analysts implied) and its version.
     async fn assign_dispute(&self, ctx: &Context<'_>, input: AssignDisputeInput) -> async_graphql::Result<Dispute> {
         let caller = principal(ctx, Role::Analyst)?;
         let id = parse_id(&input.id)?;
         let engine = ctx.data::<Engine>()?;
+        let assignee = input.assignee.as_deref().map(str::trim).map(str::to_owned);
+        let mut expected = match input.expected_assignee {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(name) => Some(Some(name.trim().to_owned())),
+        };
         if caller.role < Role::Lead {
-            let current = engine.store().load(id).await.map_err(ApiError::from)?;
-            let current = current.ok_or_else(|| ApiError::NotFound(format!("dispute {id} not found")))?;
-            let taking_for_self = input.assignee.as_deref().map(str::trim) == Some(caller.name.as_str());
-            if current.assignee.is_some() || !taking_for_self {
+            let own = Some(caller.name.clone());
+            if assignee.is_some() && assignee != own {
                 return Err(ApiError::Forbidden(
-                    "analysts may only take unassigned disputes for themselves; reassigning needs the lead role".into(),
+                    "analysts may only take disputes for themselves; assigning someone else needs the lead role".into(),
                 )
                 .into());
             }
+            // Taking expects nobody, releasing expects oneself: anything else is someone else's dispute.
+            expected.get_or_insert(if assignee.is_some() { None } else { own });
         }
-        let command = Command {
+        let mut command = Command {
             actor: caller.actor(),
             reason: input.reason,
-            action: Action::Assign {
-                assignee: input.assignee,
-            },
+            action: Action::Assign { assignee },
+            expected_version: input.expected_version,
         };
+        if let Some(expected) = expected {
+            // Compare, then commit only onto the version compared: a take that lost a race is refused.
+            let current = engine.store().load(id).await.map_err(ApiError::from)?;
+            let current = current.ok_or_else(|| ApiError::NotFound(format!("dispute {id} not found")))?;
+            if current.assignee != expected {
+                let name = |a: &Option<String>| a.clone().unwrap_or_else(|| "nobody".to_owned());
+                return Err(ApiError::VersionConflict(format!(
+                    "the dispute is assigned to {}, not {} as expected; reload it{}",
+                    name(&current.assignee),
+                    name(&expected),
+                    if caller.role < Role::Lead {
+                        " (reassigning needs the lead role)"
+                    } else {
+                        ""
+                    }
+                ))
+                .into());
+            }
+            if let Some(seen) = command.expected_version
+                && seen != current.version
+            {
+                return Err(ApiError::from(domain::DomainError::VersionConflict {
+                    expected: seen,
+                    actual: current.version,
+                })
+                .into());
+            }
+            command.expected_version = Some(current.version);
+        }
         Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
     }
 

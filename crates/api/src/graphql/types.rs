@@ -163,7 +163,9 @@ pub struct CustomerInput {
 pub struct DisputeEvent {
     pub version: i64,
     /// What happened: opened, triaged, evidence_gathering_started, submitted, won, lost, accepted, expired,
-    /// withdrawn, resolved, reopened, manually_transitioned, stage_advanced, due_by_changed, assigned, note_added.
+    /// withdrawn, resolved, reopened, manually_transitioned, stage_advanced, due_by_changed, assigned, note_added,
+    /// reminder_recorded, outcome_escalated, act_by_passed; from the processor: processor_update (status, stage
+    /// or due date as it reported them) and outcome_received; a lead's outcome by hand: outcome_overridden.
     #[graphql(name = "type")]
     pub kind: String,
     pub from_status: Option<DisputeStatus>,
@@ -325,9 +327,16 @@ impl Dispute {
     async fn reason_title(&self) -> Option<&'static str> {
         self.0.reason_code.title()
     }
-    /// When the processor needs the response.
+    /// When the processor needs the response: the processor's own deadline. A dispute with nothing submitted
+    /// expires only once it has passed.
     async fn due_by(&self) -> Option<DateTime<Utc>> {
         self.0.due_by
+    }
+    /// Verdict's internal act-by time: `dueBy` minus the submit margin (24 h by default). Reminders count back
+    /// from it, and at it the deadline policy submits what is complete or accepts.
+    async fn act_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<DateTime<Utc>>> {
+        let timing = engine(ctx)?.timing();
+        Ok(self.0.due_by.map(|due_by| timing.act_by(due_by)))
     }
     async fn opened_at(&self) -> DateTime<Utc> {
         self.0.opened_at

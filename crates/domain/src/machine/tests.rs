@@ -52,7 +52,7 @@ fn run(dispute: &mut Dispute, action: Action) -> Result<Decision, DomainError> {
 }
 
 #[test]
-fn opening_sets_reminders_and_the_deadline() {
+fn opening_sets_reminders_the_act_by_time_and_the_deadline() {
     let command = Command::new(
         analyst(),
         Action::Open(Box::new(new_dispute(Stage::Chargeback, CardNetwork::Visa, "10.4"))),
@@ -74,6 +74,7 @@ fn opening_sets_reminders_and_the_deadline() {
             ("reminder_72h".to_owned(), at(240 - 72)),
             ("reminder_24h".to_owned(), at(240 - 24)),
             ("reminder_4h".to_owned(), at(240 - 4)),
+            ("act_by".to_owned(), at(240)),
             ("deadline".to_owned(), at(240)),
         ]
     );
@@ -167,6 +168,7 @@ fn a_manual_transition_needs_the_current_version_and_a_reason() {
             to: Status::Triaged,
             expected_version: 0,
             stage: None,
+            due_by: None,
         },
     )
     .because("looked at it");
@@ -180,6 +182,7 @@ fn a_manual_transition_needs_the_current_version_and_a_reason() {
             to: Status::Triaged,
             expected_version: 1,
             stage: None,
+            due_by: None,
         },
     );
     assert!(matches!(
@@ -229,6 +232,437 @@ fn event_payloads_round_trip_through_json() {
     assert_eq!(back, decision.events[0]);
 }
 
+fn processor() -> Actor {
+    Actor::processor(Processor::Stripe)
+}
+
+fn by(dispute: &mut Dispute, actor: Actor, action: Action, now: DateTime<Utc>) -> Result<Decision, DomainError> {
+    let decision = decide(dispute, &Command::new(actor, action).because("test"), now)?;
+    for event in &decision.events {
+        apply(dispute, event);
+    }
+    Ok(decision)
+}
+
+fn submitted(stage: Stage) -> Dispute {
+    let mut dispute = opened_dispute(stage);
+    for action in [
+        Action::Triage { queue: None },
+        Action::StartEvidenceGathering,
+        Action::Submit,
+    ] {
+        run(&mut dispute, action).unwrap_or_else(|e| panic!("{e}"));
+    }
+    dispute
+}
+
+fn transition_to(to: Status, expected_version: i64) -> Action {
+    Action::Transition {
+        to,
+        expected_version,
+        stage: None,
+        due_by: None,
+    }
+}
+
+#[test]
+fn an_analyst_cannot_record_an_outcome_by_hand() {
+    for to in [Status::Won, Status::Lost, Status::Expired] {
+        let mut dispute = submitted(Stage::Chargeback);
+        let before = dispute.clone();
+        let refused = run(&mut dispute, transition_to(to, before.version));
+        match refused {
+            Err(DomainError::InvalidInput(message)) => {
+                assert!(message.contains("outcome") && message.contains("lead"), "{message}")
+            }
+            other => panic!("{to}: {other:?}"),
+        }
+        assert_eq!(dispute, before);
+    }
+}
+
+#[test]
+fn a_lead_overrides_an_outcome_with_a_reason_and_the_event_says_so() {
+    let mut dispute = submitted(Stage::Chargeback);
+    let version = dispute.version;
+    let override_won = |reason: Option<&str>, expected_version: i64| Command {
+        actor: Actor::analyst("lena"),
+        reason: reason.map(str::to_owned),
+        action: Action::OverrideOutcome {
+            to: Status::Won,
+            expected_version,
+        },
+        expected_version: None,
+    };
+    for reason in [None, Some(""), Some("   ")] {
+        assert!(matches!(
+            decide(&dispute, &override_won(reason, version), at(2)),
+            Err(DomainError::InvalidInput(_))
+        ));
+    }
+    assert_eq!(
+        decide(
+            &dispute,
+            &override_won(Some("won per the Stripe dashboard"), version - 1),
+            at(2)
+        ),
+        Err(DomainError::VersionConflict {
+            expected: version - 1,
+            actual: version
+        })
+    );
+    let decision = decide(
+        &dispute,
+        &override_won(Some("won per the Stripe dashboard"), version),
+        at(2),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(decision.events[0].change.kind(), EventKind::OutcomeOverridden);
+    assert_eq!(decision.events[0].change.kind().as_str(), "outcome_overridden");
+    assert!(decision.steps.iter().any(|s| s.kind == StepKind::SellerMessage));
+    assert_eq!(decision.timers, vec![TimerInstruction::CancelAll]);
+    apply(&mut dispute, &decision.events[0]);
+    assert_eq!(dispute.status, Status::Won);
+    // Only outcomes are overridden, and only where the processor could have put the dispute.
+    let triaged = {
+        let mut d = opened_dispute(Stage::Chargeback);
+        run(&mut d, Action::Triage { queue: None }).unwrap_or_else(|e| panic!("{e}"));
+        d
+    };
+    let accept = Command::new(
+        Actor::analyst("lena"),
+        Action::OverrideOutcome {
+            to: Status::Accepted,
+            expected_version: triaged.version,
+        },
+    )
+    .because("x");
+    assert!(matches!(
+        decide(&triaged, &accept, at(2)),
+        Err(DomainError::InvalidInput(_))
+    ));
+    let expire_won = Command::new(
+        Actor::analyst("lena"),
+        Action::OverrideOutcome {
+            to: Status::Expired,
+            expected_version: dispute.version,
+        },
+    )
+    .because("x");
+    assert!(matches!(
+        decide(&dispute, &expire_won, at(2)),
+        Err(DomainError::IllegalTransition { .. })
+    ));
+}
+
+#[test]
+fn a_processor_outcome_jumps_directly_without_invented_steps() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    let decision = by(
+        &mut dispute,
+        processor(),
+        Action::ReceiveOutcome { won: true, stage: None },
+        at(1),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(decision.events.len(), 1);
+    assert_eq!(decision.events[0].change.kind().as_str(), "outcome_received");
+    assert_eq!(
+        decision.events[0].change.status_change(),
+        Some((Some(Status::Notified), Status::Won))
+    );
+    assert_eq!(dispute.status, Status::Won);
+    assert!(decision.steps.iter().all(|s| s.kind == StepKind::SellerMessage));
+    // A second cycle decided without its opening notice: one event, at the later stage.
+    let decision = by(
+        &mut dispute,
+        processor(),
+        Action::ReceiveOutcome {
+            won: false,
+            stage: Some(Stage::PreArbitration),
+        },
+        at(2),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(decision.events.len(), 1);
+    assert_eq!((dispute.status, dispute.stage), (Status::Lost, Stage::PreArbitration));
+    // Lost again at the same stage is no transition.
+    assert!(matches!(
+        by(
+            &mut dispute,
+            processor(),
+            Action::ReceiveOutcome { won: true, stage: None },
+            at(3)
+        ),
+        Err(DomainError::IllegalTransition { .. })
+    ));
+}
+
+/// Verdict's expiry is an inference; the processor's later outcome is its word and is recorded, not flagged.
+#[test]
+fn an_expired_dispute_takes_the_processors_later_outcome() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    let timer = Actor {
+        kind: ActorKind::Timer,
+        name: "deadline".into(),
+    };
+    by(&mut dispute, timer, Action::Expire, at(240)).unwrap_or_else(|e| panic!("{e}"));
+    let decision = by(
+        &mut dispute,
+        processor(),
+        Action::ReceiveOutcome { won: true, stage: None },
+        at(300),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dispute.status, Status::Won);
+    assert_eq!(decision.events[0].change.kind(), EventKind::OutcomeReceived);
+    // Accepted, withdrawn and resolved disputes never move, whoever asks.
+    for closed in [Status::Accepted, Status::Withdrawn, Status::Resolved] {
+        for to in Status::ALL {
+            for stage_to in Stage::ALL {
+                assert!(!processor_transition_allowed(closed, *to, Stage::Chargeback, *stage_to));
+            }
+        }
+    }
+}
+
+#[test]
+fn processor_updates_close_reopen_and_move_the_due_date_as_the_processor_says() {
+    let mut dispute = opened_dispute(Stage::Inquiry);
+    let decision = by(
+        &mut dispute,
+        processor(),
+        Action::ProcessorUpdate {
+            status: None,
+            stage: Some(Stage::Chargeback),
+            due_by: Some(at(400)),
+        },
+        at(1),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(decision.events[0].change.kind().as_str(), "processor_update");
+    assert_eq!(
+        decision.events[0].change.status_change(),
+        None,
+        "the status did not move"
+    );
+    assert_eq!(
+        (dispute.status, dispute.stage, dispute.due_by),
+        (Status::Notified, Stage::Chargeback, Some(at(400)))
+    );
+    assert_eq!(decision.timers[0], TimerInstruction::CancelAll);
+    assert!(decision.timers.contains(&TimerInstruction::Set {
+        kind: TimerKind::Deadline,
+        due_at: at(400)
+    }));
+    // Accepted at the processor: no step asks the processor to accept again.
+    let mut accepted = dispute.clone();
+    let decision = by(
+        &mut accepted,
+        processor(),
+        Action::ProcessorUpdate {
+            status: Some(Status::Accepted),
+            stage: None,
+            due_by: None,
+        },
+        at(2),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(decision.steps.is_empty());
+    assert_eq!(accepted.status, Status::Accepted);
+    // Nothing to change is refused, so that a walk ends.
+    assert!(
+        by(
+            &mut dispute.clone(),
+            processor(),
+            Action::ProcessorUpdate {
+                status: None,
+                stage: Some(Stage::Inquiry),
+                due_by: Some(at(400))
+            },
+            at(2)
+        )
+        .is_err()
+    );
+    // Reopening without a due date clears the old cycle's date: no deadline of the old cycle fires.
+    let mut won = submitted(Stage::Chargeback);
+    run(&mut won, Action::RecordOutcome { won: true }).unwrap_or_else(|e| panic!("{e}"));
+    let decision = by(
+        &mut won,
+        processor(),
+        Action::ProcessorUpdate {
+            status: Some(Status::EvidenceGathering),
+            stage: Some(Stage::PreArbitration),
+            due_by: None,
+        },
+        at(300),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (won.status, won.stage, won.due_by),
+        (Status::EvidenceGathering, Stage::PreArbitration, None)
+    );
+    assert_eq!(decision.timers, vec![TimerInstruction::CancelAll]);
+}
+
+#[test]
+fn reopening_needs_a_new_due_date_in_the_future() {
+    let mut won = submitted(Stage::Chargeback);
+    run(&mut won, Action::RecordOutcome { won: true }).unwrap_or_else(|e| panic!("{e}"));
+    let reopen = |due_by: Option<DateTime<Utc>>| Action::Transition {
+        to: Status::EvidenceGathering,
+        expected_version: won.version,
+        stage: Some(Stage::PreArbitration),
+        due_by,
+    };
+    let now = at(24 * 30);
+    for due_by in [None, Some(now - Duration::hours(1)), Some(now + Duration::days(400))] {
+        assert!(
+            matches!(
+                by(&mut won.clone(), Actor::analyst("lena"), reopen(due_by), now),
+                Err(DomainError::InvalidInput(_))
+            ),
+            "{due_by:?}"
+        );
+    }
+    let mut reopened = won.clone();
+    let decision = by(
+        &mut reopened,
+        Actor::analyst("lena"),
+        reopen(Some(now + Duration::days(20))),
+        now,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(reopened.due_by, Some(now + Duration::days(20)));
+    assert!(decision.timers.contains(&TimerInstruction::Set {
+        kind: TimerKind::Deadline,
+        due_at: now + Duration::days(20)
+    }));
+    assert!(
+        by(
+            &mut won.clone(),
+            processor(),
+            Action::Reopen {
+                stage: Stage::PreArbitration,
+                due_by: None
+            },
+            now
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn due_dates_are_bounded_for_analysts_and_flagged_for_processors() {
+    let now = at(0);
+    let open_with = |actor: Actor, due_by: DateTime<Utc>| {
+        let mut new = new_dispute(Stage::Chargeback, CardNetwork::Visa, "10.4");
+        new.due_by = Some(due_by);
+        open(
+            DisputeId::new_v7(),
+            &Command::new(actor, Action::Open(Box::new(new))),
+            now,
+        )
+    };
+    let far = Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).single().unwrap_or_default();
+    let epoch = DateTime::<Utc>::from_timestamp(1, 0).unwrap_or_default();
+    for due_by in [far, epoch, now, now + Duration::days(MAX_DUE_AHEAD_DAYS + 1)] {
+        assert!(
+            matches!(open_with(analyst(), due_by), Err(DomainError::InvalidInput(_))),
+            "{due_by}"
+        );
+    }
+    assert!(open_with(analyst(), now + Duration::days(MAX_DUE_AHEAD_DAYS)).is_ok());
+    // Stripe's `due_by=1`: opened, flagged, and not expired before the grace window.
+    let decision = open_with(processor(), epoch).unwrap_or_else(|e| panic!("{e}"));
+    let reason = decision.events[0].reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("flagged") && reason.contains("already past"),
+        "{reason}"
+    );
+    let deadline = decision.timers.iter().find_map(|t| match t {
+        TimerInstruction::Set {
+            kind: TimerKind::Deadline,
+            due_at,
+        } => Some(*due_at),
+        _ => None,
+    });
+    assert_eq!(deadline, Some(now + Duration::hours(PAST_DUE_GRACE_HOURS)));
+    let analyst_change = decide(
+        &replay(&decision.events).unwrap_or_else(|| panic!("no dispute")),
+        &Command::new(analyst(), Action::ChangeDueBy { due_by: Some(far) }),
+        now,
+    );
+    assert!(matches!(analyst_change, Err(DomainError::InvalidInput(_))));
+}
+
+#[test]
+fn the_act_by_time_passing_keeps_the_dispute_open_until_the_processor_deadline() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    let timer = Actor {
+        kind: ActorKind::Timer,
+        name: "act_by".into(),
+    };
+    let decision =
+        by(&mut dispute, timer.clone(), Action::RecordActByPassed, at(216)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dispute.status, Status::Notified);
+    assert_eq!(decision.events[0].change.kind().as_str(), "act_by_passed");
+    assert!(decision.steps.iter().any(|s| s.kind == StepKind::NotifyAssignee));
+    assert_eq!(
+        decision.timers,
+        vec![
+            TimerInstruction::CancelAll,
+            TimerInstruction::Set {
+                kind: TimerKind::Deadline,
+                due_at: at(240)
+            }
+        ]
+    );
+    let mut done = submitted(Stage::Chargeback);
+    assert!(by(&mut done, timer, Action::RecordActByPassed, at(216)).is_err());
+}
+
+#[test]
+fn a_command_that_states_a_version_fails_on_another() {
+    let dispute = opened_dispute(Stage::Chargeback);
+    let take = Command::new(
+        analyst(),
+        Action::Assign {
+            assignee: Some("jane".into()),
+        },
+    );
+    assert_eq!(
+        decide(&dispute, &take.clone().expecting(0), at(1)),
+        Err(DomainError::VersionConflict { expected: 0, actual: 1 })
+    );
+    assert!(decide(&dispute, &take.expecting(1), at(1)).is_ok());
+}
+
+#[test]
+fn events_stored_before_this_version_still_read() {
+    let stored = [
+        r#"{"type":"transitioned","from":"evidence_gathering","to":"submitted","manual":true}"#,
+        r#"{"type":"transitioned","from":"won","to":"evidence_gathering","manual":true,"stage":"pre_arbitration"}"#,
+        r#"{"type":"transitioned","from":"notified","to":"triaged","manual":false,"queue":"fraud"}"#,
+        r#"{"type":"stage_advanced","from":"inquiry","to":"chargeback","due_by":null}"#,
+        r#"{"type":"due_by_changed","from":null,"to":"2026-11-20T00:00:00Z"}"#,
+        r#"{"type":"assigned","from":null,"to":"jane"}"#,
+        r#"{"type":"reminder_recorded","hours_before":24}"#,
+        r#"{"type":"outcome_escalated"}"#,
+    ];
+    for json in stored {
+        let change: Change = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(
+            serde_json::to_value(&change).ok(),
+            serde_json::from_str(json).ok(),
+            "{json}"
+        );
+    }
+    let command = r#"{"actor":{"kind":"analyst","name":"jane"},"reason":"x","action":{"Transition":{"to":"triaged","expected_version":1,"stage":null}}}"#;
+    let command: Command = serde_json::from_str(command).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(command.expected_version, None);
+}
+
 fn any_action() -> impl Strategy<Value = Action> {
     let stage = prop::sample::select(Stage::ALL.to_vec());
     let status = prop::sample::select(Status::ALL.to_vec());
@@ -256,10 +690,41 @@ fn any_action() -> impl Strategy<Value = Action> {
         prop::sample::select(vec!["", "called the bank", " "]).prop_map(|n| Action::AddNote { note: n.to_owned() }),
         prop::sample::select(vec![72_i64, 24, 4]).prop_map(|hours_before| Action::RecordReminder { hours_before }),
         Just(Action::EscalateOverdueOutcome),
-        (status, 0_i64..12, prop::option::of(stage)).prop_map(|(to, expected_version, stage)| Action::Transition {
-            to,
-            expected_version,
-            stage
+        (
+            status.clone(),
+            0_i64..12,
+            prop::option::of(stage.clone()),
+            prop::option::of(-100_i64..2_000)
+        )
+            .prop_map(|(to, expected_version, stage, h)| Action::Transition {
+                to,
+                expected_version,
+                stage,
+                due_by: h.map(at)
+            }),
+        (
+            prop::option::of(status.clone()),
+            prop::option::of(stage.clone()),
+            prop::option::of(-100_i64..2_000)
+        )
+            .prop_map(|(status, stage, h)| Action::ProcessorUpdate {
+                status,
+                stage,
+                due_by: h.map(at)
+            }),
+        (any::<bool>(), prop::option::of(stage)).prop_map(|(won, stage)| Action::ReceiveOutcome { won, stage }),
+        (status, 0_i64..12).prop_map(|(to, expected_version)| Action::OverrideOutcome { to, expected_version }),
+        Just(Action::RecordActByPassed),
+    ]
+}
+
+fn any_actor() -> impl Strategy<Value = Actor> {
+    prop_oneof![
+        Just(analyst()),
+        Just(Actor::processor(Processor::Stripe)),
+        Just(Actor {
+            kind: ActorKind::Timer,
+            name: "deadline".into()
         }),
     ]
 }
@@ -268,14 +733,17 @@ proptest! {
     #[test]
     fn folding_accepted_events_reproduces_the_projection(
         start in prop::sample::select(Stage::ALL.to_vec()),
-        actions in prop::collection::vec((any_action(), prop::option::of(prop::sample::select(vec!["", "why", "because"]))), 0..40),
+        actions in prop::collection::vec(
+            (any_action(), prop::option::of(prop::sample::select(vec!["", "why", "because"])), any_actor(), prop::option::of(0_i64..12)),
+            0..40,
+        ),
     ) {
         let open_command = Command::new(analyst(), Action::Open(Box::new(new_dispute(start, CardNetwork::Mastercard, "4853"))));
         let decision = open(DisputeId::new_v7(), &open_command, at(0)).unwrap_or_else(|e| panic!("{e}"));
         let mut log = decision.events.clone();
         let mut dispute = replay(&log).unwrap_or_else(|| panic!("no dispute"));
-        for (step, (action, reason)) in actions.into_iter().enumerate() {
-            let command = Command { actor: analyst(), reason: reason.map(str::to_owned), action };
+        for (step, (action, reason, actor, expected_version)) in actions.into_iter().enumerate() {
+            let command = Command { actor, reason: reason.map(str::to_owned), action, expected_version };
             let before = dispute.clone();
             match decide(&dispute, &command, at(step as i64 + 1)) {
                 Ok(decision) => {
@@ -285,10 +753,22 @@ proptest! {
                         let old_status = dispute.status;
                         apply(&mut dispute, &event);
                         if !old_status.is_open() && dispute.status != old_status {
-                            prop_assert!(matches!(old_status, Status::Won | Status::Lost));
-                            prop_assert_eq!(dispute.status, Status::EvidenceGathering);
-                            prop_assert!(dispute.stage.rank() > before.stage.rank());
-                            prop_assert!(matches!(dispute.stage, Stage::PreArbitration | Stage::Arbitration));
+                            // Only a second cycle reopens or re-decides a decided dispute, and only the
+                            // processor's word (or a lead's override in its stead) decides an expired one.
+                            if old_status == Status::Expired {
+                                prop_assert!(matches!(dispute.status, Status::Won | Status::Lost));
+                            } else {
+                                prop_assert!(matches!(old_status, Status::Won | Status::Lost));
+                                prop_assert!(dispute.stage.rank() > before.stage.rank());
+                                prop_assert!(matches!(dispute.stage, Stage::PreArbitration | Stage::Arbitration));
+                            }
+                        }
+                        prop_assert!(dispute.stage.rank() >= before.stage.rank(), "a stage never moves backwards");
+                        if let Change::Transitioned { manual: true, to, .. } = &event.change {
+                            prop_assert!(!is_outcome(*to), "a manual transition never records an outcome");
+                        }
+                        if let Some(expected) = command.expected_version {
+                            prop_assert_eq!(expected, before.version);
                         }
                         log.push(event);
                     }
@@ -306,14 +786,20 @@ proptest! {
     #[test]
     fn no_decision_sets_a_timer_before_cancelling_all(
         start in prop::sample::select(Stage::ALL.to_vec()),
-        actions in prop::collection::vec(any_action(), 0..30),
+        actions in prop::collection::vec((any_action(), any_actor()), 0..30),
     ) {
         let open_command = Command::new(analyst(), Action::Open(Box::new(new_dispute(start, CardNetwork::Visa, "10.4"))));
         let mut chained = open(DisputeId::new_v7(), &open_command, at(0)).unwrap_or_else(|e| panic!("{e}"));
         let mut dispute = replay(&chained.events).unwrap_or_else(|| panic!("no dispute"));
-        for (step, action) in actions.into_iter().enumerate() {
-            let command = Command::new(analyst(), action).because("test");
-            if let Ok(decision) = decide(&dispute, &command, at(step as i64 + 1)) {
+        for (step, (action, actor)) in actions.into_iter().enumerate() {
+            let command = Command::new(actor, action).because("test");
+            let now = at(step as i64 + 1);
+            if let Ok(decision) = decide(&dispute, &command, now) {
+                for timer in &decision.timers {
+                    if let TimerInstruction::Set { kind: TimerKind::Deadline, due_at } = timer {
+                        prop_assert!(*due_at > now, "a deadline never expires a dispute at once: {:?}", decision);
+                    }
+                }
                 let first_cancel = decision.timers.iter().position(|t| matches!(t, TimerInstruction::CancelAll));
                 let first_set = decision.timers.iter().position(|t| matches!(t, TimerInstruction::Set { .. }));
                 if let (Some(cancel), Some(set)) = (first_cancel, first_set) {

@@ -440,10 +440,21 @@ struct Challenge {
 }
 
 /// Braintree's check that we own the URL: answer the challenge signed with our first key pair.
+///
+/// Only a challenge of the shape Braintree sends is answered (400 otherwise, nothing signed): the answer is
+/// the `bt_signature` of a payload equal to the challenge, so answering anything would sign forged
+/// notifications.
 async fn braintree_challenge(State(state): State<AppState>, Query(challenge): Query<Challenge>) -> Response {
     let Some(creds) = state.webhooks.secrets.braintree.first() else {
         return not_configured(Source::Braintree);
     };
+    if !verdict_ingest::braintree_challenge_valid(&challenge.bt_challenge) {
+        tracing::warn!(source = %Source::Braintree, "bt_challenge of the wrong shape refused");
+        return message(
+            StatusCode::BAD_REQUEST,
+            "bt_challenge must be 20 to 32 lowercase hex digits",
+        );
+    }
     match verdict_ingest::braintree_verify_challenge(&challenge.bt_challenge, &creds.public_key, &creds.private_key) {
         Ok(answer) => (StatusCode::OK, answer).into_response(),
         Err(err) => {

@@ -707,3 +707,54 @@ async fn braintree_challenge_is_answered() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_payload_signed_through_the_braintree_challenge_is_refused() {
+    for app in apps().await {
+        // The attack: ask the challenge endpoint to "answer" a forged notification, then post its answer as
+        // the notification's signature.
+        let xml = String::from_utf8(fixture("braintree/ruby-sdk-sample-notification-dispute_won.xml")).unwrap();
+        let payload = verdict_ingest::braintree_payload(&xml);
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("bt_challenge", &payload)
+            .finish();
+        let request = Request::get(format!("/webhooks/braintree?{query}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", app.label);
+        let answer = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(
+            !answer.contains(BT_PUBLIC),
+            "{}: nothing is signed: {answer}",
+            app.label
+        );
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("bt_signature", &answer)
+            .append_pair("bt_payload", &payload)
+            .finish();
+        let (status, _) = app.post("/webhooks/braintree", &[(FORM.0, FORM.1.into())], form).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
+        assert_eq!(app.rows().await, 0, "{}", app.label);
+        let disputes = app
+            .engine
+            .store()
+            .count(&verdict_store::DisputeFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(disputes, 0, "{}", app.label);
+        // Other shapes Braintree never sends are refused too: too short, too long, not lowercase hex.
+        for challenge in [
+            "abc123",
+            "0123456789abcdef0123456789abcdef0",
+            "20F9F8ED05F77439FE955C977E4C8A53",
+        ] {
+            let request = Request::get(format!("/webhooks/braintree?bt_challenge={challenge}"))
+                .body(Body::empty())
+                .unwrap();
+            let response = app.router.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{challenge}");
+        }
+    }
+}

@@ -23,8 +23,8 @@ pub use adyen::{
 };
 pub use alert::{ALERT_SIGNATURE_HEADER, parse_alert, sign_alert, verify_alert};
 pub use braintree::{
-    BraintreeCredentials, braintree_hexdigest, braintree_payload, braintree_verify_challenge, parse_braintree,
-    parse_braintree_xml, sign_braintree, verify_braintree,
+    BraintreeCredentials, braintree_challenge_valid, braintree_hexdigest, braintree_payload,
+    braintree_verify_challenge, parse_braintree, parse_braintree_xml, sign_braintree, verify_braintree,
 };
 pub use model::{Notification, NotificationKind, ParseError, Parsed};
 pub use paypal::{PaypalTransmission, parse_paypal, paypal_cert_url_allowed, verify_paypal};

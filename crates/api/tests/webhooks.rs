@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use tower::ServiceExt as _;
-use verdict_api::webhooks::{CachedCertificates, WebhookSecrets, Webhooks};
+use verdict_api::webhooks::{CachedCertificates, CertificateError, CertificateFetcher, WebhookSecrets, Webhooks};
 use verdict_api::{AppState, BODY_LIMIT_BYTES, router};
 use verdict_domain::{Dispute, Processor, Stage, Status};
 use verdict_engine::{Engine, ManualClock, Source};
@@ -23,8 +23,10 @@ const ADYEN_KEY: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2
 const BT_PUBLIC: &str = "integration_public_key";
 const BT_PRIVATE: &str = "integration_private_key";
 const ALERT_SECRET: &str = "alert_secret";
+const ADYEN_USER: &str = "adyen";
+const ADYEN_PASSWORD: &str = "s3cret";
 const PAYPAL_WEBHOOK_ID: &str = "96605875FF6516633";
-const PAYPAL_CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/test";
+const PAYPAL_CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77";
 
 fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}{path}")).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
@@ -45,7 +47,7 @@ fn secrets() -> WebhookSecrets {
     WebhookSecrets {
         stripe: vec!["whsec_old".into(), STRIPE_SECRET.into()],
         adyen_hmac_key: Some(ADYEN_KEY.into()),
-        adyen_basic_auth: None,
+        adyen_basic_auth: Some((ADYEN_USER.into(), ADYEN_PASSWORD.into())),
         braintree: vec![BraintreeCredentials {
             public_key: BT_PUBLIC.into(),
             private_key: BT_PRIVATE.into(),
@@ -148,6 +150,12 @@ fn signed_adyen(body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap()
 }
 
+/// The basic-auth header Adyen sends with the configured credentials.
+fn adyen_auth() -> Vec<(&'static str, String)> {
+    let pair = format!("{ADYEN_USER}:{ADYEN_PASSWORD}");
+    vec![("authorization", format!("Basic {}", base64_encode(pair.as_bytes())))]
+}
+
 fn braintree_form(xml: &str, private_key: &str) -> String {
     let payload = verdict_ingest::braintree_payload(xml);
     let signature = verdict_ingest::sign_braintree(&payload, BT_PUBLIC, private_key).unwrap();
@@ -164,7 +172,7 @@ async fn post_fixture(app: &App, file: &str) -> (StatusCode, String) {
     let body = fixture(file);
     match file.split('/').next().unwrap() {
         "stripe" => app.post("/webhooks/stripe", &stripe_headers(&body), body).await,
-        "adyen" => app.post("/webhooks/adyen", &[], signed_adyen(&body)).await,
+        "adyen" => app.post("/webhooks/adyen", &adyen_auth(), signed_adyen(&body)).await,
         "braintree" => {
             let form = braintree_form(std::str::from_utf8(&body).unwrap(), BT_PRIVATE);
             app.post("/webhooks/braintree", &[(FORM.0, FORM.1.into())], form).await
@@ -470,7 +478,7 @@ async fn a_forged_signature_is_refused_and_nothing_is_stored() {
         .unwrap();
         adyen["notificationItems"][0]["NotificationRequestItem"]["amount"]["value"] = Value::from(1);
         let (status, _) = app
-            .post("/webhooks/adyen", &[], serde_json::to_vec(&adyen).unwrap())
+            .post("/webhooks/adyen", &adyen_auth(), serde_json::to_vec(&adyen).unwrap())
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
 
@@ -524,7 +532,7 @@ async fn a_malformed_body_is_refused_with_400() {
             .post("/webhooks/stripe", &stripe_headers(&garbage), garbage.clone())
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{}", app.label);
-        let (status, _) = app.post("/webhooks/adyen", &[], garbage.clone()).await;
+        let (status, _) = app.post("/webhooks/adyen", &adyen_auth(), garbage.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{}", app.label);
         let (status, _) = app.post("/webhooks/alerts", &alert_headers(&garbage), garbage).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{}", app.label);
@@ -560,17 +568,11 @@ async fn a_processor_without_configured_secrets_is_refused_and_nothing_is_stored
 }
 
 #[tokio::test]
-async fn adyen_basic_auth_is_checked_when_configured() {
+async fn adyen_basic_auth_is_required() {
     for db in test_databases().await.unwrap() {
-        let app = app_on(
-            db,
-            Some(WebhookSecrets {
-                adyen_basic_auth: Some(("adyen".into(), "s3cret".into())),
-                ..secrets()
-            }),
-        )
-        .await;
+        let app = app_on(db, Some(secrets())).await;
         let body = signed_adyen(&fixture("adyen/openapi-webhooks-v1-chargeback.json"));
+        // A validly signed batch without credentials, or with wrong ones, is refused and nothing is stored.
         let (status, _) = app.post("/webhooks/adyen", &[], body.clone()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
         let wrong = format!("Basic {}", base64_encode(b"adyen:guess"));
@@ -578,10 +580,33 @@ async fn adyen_basic_auth_is_checked_when_configured() {
             .post("/webhooks/adyen", &[("authorization", wrong)], body.clone())
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
+        let bearer = "Bearer s3cret".to_owned();
+        let (status, _) = app
+            .post("/webhooks/adyen", &[("authorization", bearer)], body.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
         assert_eq!(app.rows().await, 0);
-        let right = format!("Basic {}", base64_encode(b"adyen:s3cret"));
-        let (status, _) = app.post("/webhooks/adyen", &[("authorization", right)], body).await;
+        let (status, _) = app.post("/webhooks/adyen", &adyen_auth(), body).await;
         assert_eq!(status, StatusCode::OK, "{}", app.label);
+    }
+}
+
+#[tokio::test]
+async fn adyen_without_basic_auth_configured_is_refused() {
+    for db in test_databases().await.unwrap() {
+        let app = app_on(
+            db,
+            Some(WebhookSecrets {
+                adyen_basic_auth: None,
+                ..secrets()
+            }),
+        )
+        .await;
+        let body = signed_adyen(&fixture("adyen/openapi-webhooks-v1-chargeback.json"));
+        let (status, text) = app.post("/webhooks/adyen", &adyen_auth(), body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", app.label);
+        assert!(text.contains("basic authentication"), "{text}");
+        assert_eq!(app.rows().await, 0);
     }
 }
 
@@ -756,5 +781,64 @@ async fn a_payload_signed_through_the_braintree_challenge_is_refused() {
             let response = app.router.clone().oneshot(request).await.unwrap();
             assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{challenge}");
         }
+    }
+}
+
+/// Counts what would have been fetched; never touches the network.
+#[derive(Default)]
+struct CountingFetcher {
+    urls: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl CertificateFetcher for CountingFetcher {
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, CertificateError> {
+        self.urls.lock().unwrap().push(url.to_owned());
+        Err(CertificateError::Fetch("offline test".into()))
+    }
+}
+
+#[tokio::test]
+async fn paypal_certificates_are_fetched_only_for_certificate_urls_and_only_a_few_new_ones() {
+    for db in test_databases().await.unwrap() {
+        let fetcher = Arc::new(CountingFetcher::default());
+        let certificates = CachedCertificates::with_fetcher(fetcher.clone());
+        certificates.preload(PAYPAL_CERT_URL, fixture("paypal/java-sdk-testClientCert.crt"));
+        let engine = Engine::new(db.store().await.unwrap(), Arc::new(ManualClock::new(now())));
+        let state = AppState::new(engine.clone()).with_webhooks(Webhooks {
+            secrets: Arc::new(secrets()),
+            certificates: Arc::new(certificates),
+        });
+        let app = App {
+            router: router(state),
+            engine,
+            label: db.label,
+            _db: db,
+        };
+        let body = fixture("paypal/java-sdk-validatecert-event-billing-plan-created.raw.json");
+        // On PayPal's host but not a certificate: refused before anything is fetched.
+        for url in [
+            "https://api.paypal.com/v1/oauth2/token",
+            "https://api.paypal.com/v1/notifications/certs/x/../../../v1/oauth2/token",
+            "https://api.paypal.com/v1/notifications/certs/CERT-1?redirect=https://evil.example",
+        ] {
+            let (status, _) = app.post("/webhooks/paypal", &paypal_headers(url), body.clone()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{url} {}", app.label);
+        }
+        assert!(fetcher.urls.lock().unwrap().is_empty());
+        // Unverified requests naming new certificate URLs: only a few are fetched, then 503 without fetching.
+        for i in 0..12 {
+            let url = format!("https://api.paypal.com/v1/notifications/certs/CERT-forged-{i}");
+            let (status, _) = app.post("/webhooks/paypal", &paypal_headers(&url), body.clone()).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{url} {}", app.label);
+        }
+        assert_eq!(fetcher.urls.lock().unwrap().len(), 5, "{}", app.label);
+        // The cached certificate still verifies PayPal's own deliveries.
+        let (status, response) = app
+            .post("/webhooks/paypal", &paypal_headers(PAYPAL_CERT_URL), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{} {response}", app.label);
+        assert_eq!(fetcher.urls.lock().unwrap().len(), 5);
+        assert_eq!(app.rows().await, 1);
     }
 }

@@ -516,6 +516,14 @@ fn paypal_cert_urls() {
         " https://api.paypal.com/cert",
         "ftp://api.paypal.com/cert",
         "https://www.paypal.com/cert",
+        "https://api.paypal.com/cert",
+        "https://api.paypal.com/v1/notifications/certs/",
+        "https://api.paypal.com/v1/notifications/certs/x/y",
+        "https://api.paypal.com/v1/notifications/certs/../../oauth2/token",
+        "https://api.paypal.com/v1/notifications/certs/x?y=1",
+        "https://api.paypal.com/v1/notifications/certs/x#y",
+        "https://api.paypal.com/v1/notifications/webhooks",
+        "https://api.paypal.com/v1/notifications/certs/CERT.pem",
         "",
     ] {
         assert!(!paypal_cert_url_allowed(bad), "{bad}");

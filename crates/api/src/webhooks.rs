@@ -320,13 +320,19 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
-/// Stores and applies; the processor gets 2xx once stored, 500 if storing failed so it redelivers.
+/// Stores (the raw body byte for byte) and applies; the processor gets 2xx once stored, 500 if storing failed
+/// so it redelivers.
 async fn receive(state: &AppState, source: Source, parsed: Vec<Parsed>, body: &[u8]) -> Result<Received, Response> {
-    let raw = String::from_utf8_lossy(body);
-    state.engine.receive(source, parsed, &raw).await.map_err(|err| {
-        tracing::error!(%source, error = %err, "storing a notification failed");
-        message(StatusCode::INTERNAL_SERVER_ERROR, "notification not stored; retry")
-    })
+    state
+        .engine
+        .receive(source, parsed, body)
+        .await
+        .map_err(|err| not_stored(source, &err))
+}
+
+fn not_stored(source: Source, err: &dyn fmt::Display) -> Response {
+    tracing::error!(%source, error = %err, "storing a notification failed");
+    message(StatusCode::INTERNAL_SERVER_ERROR, "notification not stored; retry")
 }
 
 fn accepted(received: &Received) -> Response {
@@ -335,6 +341,7 @@ fn accepted(received: &Received) -> Response {
         axum::Json(json!({
             "stored": received.stored,
             "duplicates": received.duplicates,
+            "retaken": received.retaken,
             "ignored": received.ignored,
         })),
     )
@@ -439,10 +446,19 @@ async fn adyen(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         Ok(parsed) => parsed,
         Err(err) => return malformed(source, &err),
     };
-    match receive(&state, source, parsed, &body).await {
+    // Each row keeps its own item's bytes (which carry the item's signature), not the whole batch once per
+    // item; a body that is not a classic batch keeps the whole body.
+    let raws = verdict_ingest::adyen_raw_items(&body).filter(|raws| raws.len() == parsed.len());
+    let items: Vec<(Parsed, Vec<u8>)> = match raws {
+        Some(raws) => parsed.into_iter().zip(raws).collect(),
+        None => parsed.into_iter().map(|p| (p, body.to_vec())).collect(),
+    };
+    // A batch can hold hundreds of items: it is stored in one transaction, acknowledged, and applied after
+    // the answer, so the request does not run into Adyen's timeout.
+    match state.engine.receive_later(source, items).await {
         // Adyen's documented acknowledgement; anything else makes it retry.
         Ok(_) => (StatusCode::OK, "[accepted]").into_response(),
-        Err(response) => response,
+        Err(err) => not_stored(source, &err),
     }
 }
 

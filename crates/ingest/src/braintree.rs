@@ -152,6 +152,10 @@ pub fn parse_braintree(bt_payload: &str) -> Result<Vec<Parsed>, ParseError> {
 
 /// Parses the decoded `<notification>` XML.
 pub fn parse_braintree_xml(xml: &str) -> Result<Vec<Parsed>, ParseError> {
+    parse_braintree_xml_unescaped(xml).map(crate::model::without_nul)
+}
+
+fn parse_braintree_xml_unescaped(xml: &str) -> Result<Vec<Parsed>, ParseError> {
     let doc = Document::parse(xml).map_err(|e| ParseError::Xml(e.to_string()))?;
     let root = doc.root_element();
     if root.tag_name().name() != "notification" {

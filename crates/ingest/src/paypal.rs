@@ -145,6 +145,10 @@ pub fn verify_paypal(
 
 /// Parses one PayPal webhook event.
 pub fn parse_paypal(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
+    parse_paypal_unescaped(body).map(crate::model::without_nul)
+}
+
+fn parse_paypal_unescaped(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
     let event = parse_json(body)?;
     if !event.is_object() {
         return Err(ParseError::invalid("event", "not a JSON object"));

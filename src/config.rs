@@ -50,7 +50,7 @@ pub struct WebhookConfig {
     pub stripe_secrets: Vec<String>,
     /// `VERDICT_ADYEN_HMAC_KEY`: the HMAC key, hex.
     pub adyen_hmac_key: Option<String>,
-    /// `VERDICT_ADYEN_BASIC_AUTH`: `user:password`, checked in addition to the HMAC when set.
+    /// `VERDICT_ADYEN_BASIC_AUTH`: `user:password`, required with the HMAC key.
     pub adyen_basic_auth: Option<String>,
     /// `VERDICT_BRAINTREE_PUBLIC_KEY`.
     pub braintree_public_key: Option<String>,
@@ -171,6 +171,13 @@ impl WebhookConfig {
         };
         if let Some(key) = &self.adyen_hmac_key {
             anyhow::ensure!(hex_ok(key), "VERDICT_ADYEN_HMAC_KEY must be hex");
+            // Adyen recommends basic auth with the HMAC, which leaves eventDate, reason and additionalData
+            // unsigned; the endpoint refuses to run without it, so say so at start-up.
+            anyhow::ensure!(
+                adyen_basic_auth.is_some(),
+                "VERDICT_ADYEN_HMAC_KEY is set without VERDICT_ADYEN_BASIC_AUTH: Adyen webhooks need both (set \
+                 VERDICT_ADYEN_BASIC_AUTH=user:password, the credentials configured in Adyen's Customer Area)"
+            );
         }
         let braintree = match (&self.braintree_public_key, &self.braintree_private_key) {
             (Some(public_key), Some(private_key)) => vec![verdict_ingest::BraintreeCredentials {
@@ -486,6 +493,14 @@ mod tests {
         assert_eq!(secrets.adyen_basic_auth, Some(("adyen".to_owned(), "pa:ss".to_owned())));
         assert!(secrets.braintree.is_empty() && secrets.alerts.is_empty());
         assert!(!format!("{config:?}").contains("whsec_a"));
+    }
+
+    #[test]
+    fn an_adyen_hmac_key_without_basic_auth_is_an_error() {
+        let mut config = Config::default();
+        config.apply_env(|name| (name == "VERDICT_ADYEN_HMAC_KEY").then(|| "44782DEF".to_owned()));
+        let err = config.webhooks.secrets().unwrap_err().to_string();
+        assert!(err.contains("VERDICT_ADYEN_BASIC_AUTH"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod m20261125_000004_mailbox;
 mod m20261125_000005_queue_fillfactor;
 mod m20261125_000006_payload_retention;
 mod m20261125_000007_mailbox_channels;
+mod m20261130_000008_inbox_leases_and_raw_bodies;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_queue_fillfactor::Migration),
             Box::new(m20261125_000006_payload_retention::Migration),
             Box::new(m20261125_000007_mailbox_channels::Migration),
+            Box::new(m20261130_000008_inbox_leases_and_raw_bodies::Migration),
         ]
     }
 }

@@ -112,9 +112,10 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Conflict(_) => ApiError::VersionConflict(err.to_string()),
             StoreError::DuplicateDispute { .. } | StoreError::Duplicate(_) => ApiError::AlreadyExists(err.to_string()),
-            StoreError::Corrupt(_) | StoreError::Database(_) | StoreError::LeaseLost => {
-                ApiError::Internal(err.to_string())
-            }
+            StoreError::Corrupt(_)
+            | StoreError::Database(_)
+            | StoreError::LeaseLost
+            | StoreError::Superseded { .. } => ApiError::Internal(err.to_string()),
         }
     }
 }

@@ -3,8 +3,9 @@
 //! Each handler authenticates the raw body with the processor's scheme (verdict-ingest), parses it, and hands
 //! the result to [`Engine::receive`](verdict_engine::Engine::receive), which stores it before anything is
 //! applied. The answer is 2xx as soon as the notification is stored, so processors stop retrying; 401 for a
-//! bad signature (nothing stored), 400 for a body that cannot be read, 413 above the body limit, 503 when the
-//! processor's secret is not configured, 500 when storing failed (the processor retries).
+//! bad signature or missing/wrong Adyen basic auth (nothing stored), 400 for a body that cannot be read, 413
+//! above the body limit, 503 when the processor's secret is not configured (for Adyen: the HMAC key and basic
+//! auth), 500 when storing failed (the processor retries).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -35,7 +36,8 @@ pub struct WebhookSecrets {
     pub stripe: Vec<String>,
     /// Adyen HMAC key, hex.
     pub adyen_hmac_key: Option<String>,
-    /// Adyen basic-auth credentials (`user`, `password`), checked in addition to the HMAC when set.
+    /// Adyen basic-auth credentials (`user`, `password`), required in addition to the HMAC: without them the
+    /// Adyen endpoint answers 503.
     pub adyen_basic_auth: Option<(String, String)>,
     /// Braintree API key pairs.
     pub braintree: Vec<BraintreeCredentials>,
@@ -66,6 +68,10 @@ pub enum CertificateError {
     NotAllowed(String),
     #[error("fetching the certificate failed: {0}")]
     Fetch(String),
+    /// More new certificate URLs than PayPal ever uses in a window: whoever sends them is not PayPal (the
+    /// request is unverified until the certificate is had), so nothing more is fetched until the window ends.
+    #[error("too many new certificate URLs; not fetching {0:?} now")]
+    Budget(String),
 }
 
 /// Where PayPal signing certificates come from. The trait keeps tests off the network.
@@ -75,47 +81,81 @@ pub trait CertificateSource: Send + Sync {
     async fn certificate(&self, url: &str) -> Result<Arc<Vec<u8>>, CertificateError>;
 }
 
+/// Downloads one certificate; [`CachedCertificates`] decides whether it may be asked.
+#[async_trait::async_trait]
+pub trait CertificateFetcher: Send + Sync {
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, CertificateError>;
+}
+
 /// Largest certificate bundle accepted; PayPal's are a few KiB.
 const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
-/// Distinct certificate URLs kept; PayPal rotates rarely, so this only bounds what a forger can make us hold.
+/// Distinct certificate URLs kept (oldest evicted first); PayPal rotates rarely, so this only bounds what a
+/// forger can make us hold.
 const MAX_CACHED_CERTIFICATES: usize = 32;
+/// Fetches of URLs not in the cache allowed per [`FETCH_WINDOW`]. A PayPal account uses one certificate for
+/// months; every new URL arrives on a request nobody has verified yet, so this caps how many requests to
+/// PayPal a forger can make Verdict send. Over budget, PayPal's own deliveries get 503 and are redelivered.
+const MAX_FETCHES_PER_WINDOW: u32 = 5;
+const FETCH_WINDOW: Duration = Duration::from_secs(600);
 
-/// Certificates cached in memory by URL, fetched over HTTPS on a miss (unless offline).
+/// How many fetches the current window has used.
+struct FetchBudget {
+    window_start: Option<std::time::Instant>,
+    used: u32,
+}
+
+impl FetchBudget {
+    fn take(&mut self, now: std::time::Instant) -> bool {
+        if self
+            .window_start
+            .is_none_or(|start| now.duration_since(start) >= FETCH_WINDOW)
+        {
+            self.window_start = Some(now);
+            self.used = 0;
+        }
+        if self.used >= MAX_FETCHES_PER_WINDOW {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+}
+
+/// The cache: entries by URL and their insertion order, for evicting the oldest.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Arc<Vec<u8>>>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Cache {
+    fn insert(&mut self, url: &str, pem: Arc<Vec<u8>>) {
+        if self.entries.insert(url.to_owned(), pem).is_none() {
+            self.order.push_back(url.to_owned());
+        }
+        while self.order.len() > MAX_CACHED_CERTIFICATES {
+            if let Some(oldest) = self.order.pop_front() {
+                self.entries.remove(&oldest);
+            }
+        }
+    }
+}
+
+/// Certificates cached in memory by URL, fetched over HTTPS on a miss (unless offline), at most
+/// [`MAX_FETCHES_PER_WINDOW`] misses per window.
 pub struct CachedCertificates {
-    cache: RwLock<HashMap<String, Arc<Vec<u8>>>>,
-    online: bool,
+    cache: RwLock<Cache>,
+    fetcher: Option<Arc<dyn CertificateFetcher>>,
+    budget: std::sync::Mutex<FetchBudget>,
+}
+
+/// Fetches over HTTPS without following redirects.
+#[derive(Default)]
+pub struct HttpCertificates {
     client: tokio::sync::OnceCell<reqwest::Client>,
 }
 
-impl CachedCertificates {
-    /// Fetches from PayPal on a cache miss.
-    pub fn http() -> Self {
-        Self {
-            cache: RwLock::default(),
-            online: true,
-            client: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    /// Never fetches: only preloaded certificates exist. For tests and air-gapped replays.
-    pub fn offline() -> Self {
-        Self {
-            online: false,
-            ..Self::http()
-        }
-    }
-
-    /// Puts a certificate in the cache as if it had been fetched from `url`.
-    pub fn preload(&self, url: &str, pem: impl Into<Vec<u8>>) {
-        if let Ok(mut cache) = self.cache.write() {
-            cache.insert(url.to_owned(), Arc::new(pem.into()));
-        }
-    }
-
-    fn cached(&self, url: &str) -> Option<Arc<Vec<u8>>> {
-        self.cache.read().ok().and_then(|cache| cache.get(url).cloned())
-    }
-
+impl HttpCertificates {
     async fn client(&self) -> Result<&reqwest::Client, CertificateError> {
         self.client
             .get_or_try_init(|| async {
@@ -130,7 +170,10 @@ impl CachedCertificates {
             })
             .await
     }
+}
 
+#[async_trait::async_trait]
+impl CertificateFetcher for HttpCertificates {
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, CertificateError> {
         let response = self
             .client()
@@ -153,6 +196,50 @@ impl CachedCertificates {
     }
 }
 
+impl CachedCertificates {
+    /// Fetches from PayPal on a cache miss.
+    pub fn http() -> Self {
+        Self::with_fetcher(Arc::new(HttpCertificates::default()))
+    }
+
+    /// Fetches with `fetcher` on a cache miss (tests count what would have been fetched).
+    pub fn with_fetcher(fetcher: Arc<dyn CertificateFetcher>) -> Self {
+        Self {
+            cache: RwLock::default(),
+            fetcher: Some(fetcher),
+            budget: std::sync::Mutex::new(FetchBudget {
+                window_start: None,
+                used: 0,
+            }),
+        }
+    }
+
+    /// Never fetches: only preloaded certificates exist. For tests and air-gapped replays.
+    pub fn offline() -> Self {
+        Self {
+            fetcher: None,
+            ..Self::http()
+        }
+    }
+
+    /// Puts a certificate in the cache as if it had been fetched from `url`.
+    pub fn preload(&self, url: &str, pem: impl Into<Vec<u8>>) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.insert(url, Arc::new(pem.into()));
+        }
+    }
+
+    fn cached(&self, url: &str) -> Option<Arc<Vec<u8>>> {
+        self.cache.read().ok().and_then(|cache| cache.entries.get(url).cloned())
+    }
+
+    fn take_budget(&self) -> bool {
+        self.budget
+            .lock()
+            .is_ok_and(|mut budget| budget.take(std::time::Instant::now()))
+    }
+}
+
 #[async_trait::async_trait]
 impl CertificateSource for CachedCertificates {
     async fn certificate(&self, url: &str) -> Result<Arc<Vec<u8>>, CertificateError> {
@@ -163,17 +250,17 @@ impl CertificateSource for CachedCertificates {
         if let Some(pem) = self.cached(url) {
             return Ok(pem);
         }
-        if !self.online {
+        let Some(fetcher) = &self.fetcher else {
             return Err(CertificateError::Fetch(format!(
                 "{url} is not cached and fetching is off"
             )));
+        };
+        if !self.take_budget() {
+            return Err(CertificateError::Budget(url.to_owned()));
         }
-        let pem = Arc::new(self.fetch(url).await?);
+        let pem = Arc::new(fetcher.fetch(url).await?);
         if let Ok(mut cache) = self.cache.write() {
-            if cache.len() >= MAX_CACHED_CERTIFICATES {
-                cache.clear();
-            }
-            cache.insert(url.to_owned(), pem.clone());
+            cache.insert(url, pem.clone());
         }
         Ok(pem)
     }
@@ -233,13 +320,19 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
-/// Stores and applies; the processor gets 2xx once stored, 500 if storing failed so it redelivers.
+/// Stores (the raw body byte for byte) and applies; the processor gets 2xx once stored, 500 if storing failed
+/// so it redelivers.
 async fn receive(state: &AppState, source: Source, parsed: Vec<Parsed>, body: &[u8]) -> Result<Received, Response> {
-    let raw = String::from_utf8_lossy(body);
-    state.engine.receive(source, parsed, &raw).await.map_err(|err| {
-        tracing::error!(%source, error = %err, "storing a notification failed");
-        message(StatusCode::INTERNAL_SERVER_ERROR, "notification not stored; retry")
-    })
+    state
+        .engine
+        .receive(source, parsed, body)
+        .await
+        .map_err(|err| not_stored(source, &err))
+}
+
+fn not_stored(source: Source, err: &dyn fmt::Display) -> Response {
+    tracing::error!(%source, error = %err, "storing a notification failed");
+    message(StatusCode::INTERNAL_SERVER_ERROR, "notification not stored; retry")
 }
 
 fn accepted(received: &Received) -> Response {
@@ -248,6 +341,7 @@ fn accepted(received: &Received) -> Response {
         axum::Json(json!({
             "stored": received.stored,
             "duplicates": received.duplicates,
+            "retaken": received.retaken,
             "ignored": received.ignored,
         })),
     )
@@ -327,10 +421,19 @@ async fn adyen(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     let Some(key) = &secrets.adyen_hmac_key else {
         return not_configured(source);
     };
-    if let Some((user, password)) = &secrets.adyen_basic_auth
-        && !basic_auth_matches(&headers, user, password)
-    {
-        return unauthorized(source, &"basic authentication failed");
+    // Adyen recommends basic authentication together with the HMAC, and the HMAC leaves fields that decide
+    // what a notification means unsigned (eventDate, reason, additionalData such as disputeStatus and
+    // defensePeriodEndsAt; see the README): without basic auth a replayed, edited item would be accepted.
+    // So the endpoint is refused until both are configured (start-up refuses that configuration too).
+    let Some((user, password)) = &secrets.adyen_basic_auth else {
+        tracing::warn!(%source, "Adyen HMAC key configured without basic auth; refused");
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "adyen webhooks need basic authentication (adyen_basic_auth) as well as the HMAC key",
+        );
+    };
+    if !basic_auth_matches(&headers, user, password) {
+        return unauthorized(source, &"basic authentication missing or wrong");
     }
     // Adyen signs each item, not the body, so the body must be JSON before anything can be verified.
     if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
@@ -343,10 +446,19 @@ async fn adyen(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         Ok(parsed) => parsed,
         Err(err) => return malformed(source, &err),
     };
-    match receive(&state, source, parsed, &body).await {
+    // Each row keeps its own item's bytes (which carry the item's signature), not the whole batch once per
+    // item; a body that is not a classic batch keeps the whole body.
+    let raws = verdict_ingest::adyen_raw_items(&body).filter(|raws| raws.len() == parsed.len());
+    let items: Vec<(Parsed, Vec<u8>)> = match raws {
+        Some(raws) => parsed.into_iter().zip(raws).collect(),
+        None => parsed.into_iter().map(|p| (p, body.to_vec())).collect(),
+    };
+    // A batch can hold hundreds of items: it is stored in one transaction, acknowledged, and applied after
+    // the answer, so the request does not run into Adyen's timeout.
+    match state.engine.receive_later(source, items).await {
         // Adyen's documented acknowledgement; anything else makes it retry.
         Ok(_) => (StatusCode::OK, "[accepted]").into_response(),
-        Err(response) => response,
+        Err(err) => not_stored(source, &err),
     }
 }
 
@@ -372,6 +484,13 @@ async fn paypal(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
         Ok(pem) => pem,
         Err(CertificateError::NotAllowed(url)) => {
             return unauthorized(source, &SignatureError::CertUrlNotAllowed(url));
+        }
+        Err(err @ CertificateError::Budget(_)) => {
+            tracing::warn!(%source, error = %err, "PayPal certificate fetch budget spent; refused for now");
+            return message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "signing certificate unavailable; retry",
+            );
         }
         Err(err) => {
             // Our problem, not the sender's: PayPal retries on 5xx.
@@ -440,10 +559,21 @@ struct Challenge {
 }
 
 /// Braintree's check that we own the URL: answer the challenge signed with our first key pair.
+///
+/// Only a challenge of the shape Braintree sends is answered (400 otherwise, nothing signed): the answer is
+/// the `bt_signature` of a payload equal to the challenge, so answering anything would sign forged
+/// notifications.
 async fn braintree_challenge(State(state): State<AppState>, Query(challenge): Query<Challenge>) -> Response {
     let Some(creds) = state.webhooks.secrets.braintree.first() else {
         return not_configured(Source::Braintree);
     };
+    if !verdict_ingest::braintree_challenge_valid(&challenge.bt_challenge) {
+        tracing::warn!(source = %Source::Braintree, "bt_challenge of the wrong shape refused");
+        return message(
+            StatusCode::BAD_REQUEST,
+            "bt_challenge must be 20 to 32 lowercase hex digits",
+        );
+    }
     match verdict_ingest::braintree_verify_challenge(&challenge.bt_challenge, &creds.public_key, &creds.private_key) {
         Ok(answer) => (StatusCode::OK, answer).into_response(),
         Err(err) => {

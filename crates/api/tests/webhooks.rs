@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
 use tower::ServiceExt as _;
-use verdict_api::webhooks::{CachedCertificates, WebhookSecrets, Webhooks};
+use verdict_api::webhooks::{CachedCertificates, CertificateError, CertificateFetcher, WebhookSecrets, Webhooks};
 use verdict_api::{AppState, BODY_LIMIT_BYTES, router};
 use verdict_domain::{Dispute, Processor, Stage, Status};
 use verdict_engine::{Engine, ManualClock, Source};
@@ -23,8 +23,10 @@ const ADYEN_KEY: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2
 const BT_PUBLIC: &str = "integration_public_key";
 const BT_PRIVATE: &str = "integration_private_key";
 const ALERT_SECRET: &str = "alert_secret";
+const ADYEN_USER: &str = "adyen";
+const ADYEN_PASSWORD: &str = "s3cret";
 const PAYPAL_WEBHOOK_ID: &str = "96605875FF6516633";
-const PAYPAL_CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/test";
+const PAYPAL_CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77";
 
 fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}{path}")).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
@@ -45,7 +47,7 @@ fn secrets() -> WebhookSecrets {
     WebhookSecrets {
         stripe: vec!["whsec_old".into(), STRIPE_SECRET.into()],
         adyen_hmac_key: Some(ADYEN_KEY.into()),
-        adyen_basic_auth: None,
+        adyen_basic_auth: Some((ADYEN_USER.into(), ADYEN_PASSWORD.into())),
         braintree: vec![BraintreeCredentials {
             public_key: BT_PUBLIC.into(),
             private_key: BT_PRIVATE.into(),
@@ -100,6 +102,18 @@ impl App {
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
+    /// Waits until no notification is pending (Adyen batches are applied after the answer).
+    async fn settle(&self) {
+        let store = self.engine.store();
+        for _ in 0..2_400 {
+            if store.count_notifications(Some(InboxStatus::Pending)).await.unwrap() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{}: notifications still pending after 120 s", self.label);
+    }
+
     async fn rows(&self) -> u64 {
         self.engine.store().count_notifications(None).await.unwrap()
     }
@@ -148,6 +162,12 @@ fn signed_adyen(body: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap()
 }
 
+/// The basic-auth header Adyen sends with the configured credentials.
+fn adyen_auth() -> Vec<(&'static str, String)> {
+    let pair = format!("{ADYEN_USER}:{ADYEN_PASSWORD}");
+    vec![("authorization", format!("Basic {}", base64_encode(pair.as_bytes())))]
+}
+
 fn braintree_form(xml: &str, private_key: &str) -> String {
     let payload = verdict_ingest::braintree_payload(xml);
     let signature = verdict_ingest::sign_braintree(&payload, BT_PUBLIC, private_key).unwrap();
@@ -164,7 +184,12 @@ async fn post_fixture(app: &App, file: &str) -> (StatusCode, String) {
     let body = fixture(file);
     match file.split('/').next().unwrap() {
         "stripe" => app.post("/webhooks/stripe", &stripe_headers(&body), body).await,
-        "adyen" => app.post("/webhooks/adyen", &[], signed_adyen(&body)).await,
+        "adyen" => {
+            // Adyen batches are applied after the answer.
+            let answer = app.post("/webhooks/adyen", &adyen_auth(), signed_adyen(&body)).await;
+            app.settle().await;
+            answer
+        }
         "braintree" => {
             let form = braintree_form(std::str::from_utf8(&body).unwrap(), BT_PRIVATE);
             app.post("/webhooks/braintree", &[(FORM.0, FORM.1.into())], form).await
@@ -470,7 +495,7 @@ async fn a_forged_signature_is_refused_and_nothing_is_stored() {
         .unwrap();
         adyen["notificationItems"][0]["NotificationRequestItem"]["amount"]["value"] = Value::from(1);
         let (status, _) = app
-            .post("/webhooks/adyen", &[], serde_json::to_vec(&adyen).unwrap())
+            .post("/webhooks/adyen", &adyen_auth(), serde_json::to_vec(&adyen).unwrap())
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
 
@@ -524,7 +549,7 @@ async fn a_malformed_body_is_refused_with_400() {
             .post("/webhooks/stripe", &stripe_headers(&garbage), garbage.clone())
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{}", app.label);
-        let (status, _) = app.post("/webhooks/adyen", &[], garbage.clone()).await;
+        let (status, _) = app.post("/webhooks/adyen", &adyen_auth(), garbage.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{}", app.label);
         let (status, _) = app.post("/webhooks/alerts", &alert_headers(&garbage), garbage).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{}", app.label);
@@ -560,17 +585,11 @@ async fn a_processor_without_configured_secrets_is_refused_and_nothing_is_stored
 }
 
 #[tokio::test]
-async fn adyen_basic_auth_is_checked_when_configured() {
+async fn adyen_basic_auth_is_required() {
     for db in test_databases().await.unwrap() {
-        let app = app_on(
-            db,
-            Some(WebhookSecrets {
-                adyen_basic_auth: Some(("adyen".into(), "s3cret".into())),
-                ..secrets()
-            }),
-        )
-        .await;
+        let app = app_on(db, Some(secrets())).await;
         let body = signed_adyen(&fixture("adyen/openapi-webhooks-v1-chargeback.json"));
+        // A validly signed batch without credentials, or with wrong ones, is refused and nothing is stored.
         let (status, _) = app.post("/webhooks/adyen", &[], body.clone()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
         let wrong = format!("Basic {}", base64_encode(b"adyen:guess"));
@@ -578,10 +597,33 @@ async fn adyen_basic_auth_is_checked_when_configured() {
             .post("/webhooks/adyen", &[("authorization", wrong)], body.clone())
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
+        let bearer = "Bearer s3cret".to_owned();
+        let (status, _) = app
+            .post("/webhooks/adyen", &[("authorization", bearer)], body.clone())
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
         assert_eq!(app.rows().await, 0);
-        let right = format!("Basic {}", base64_encode(b"adyen:s3cret"));
-        let (status, _) = app.post("/webhooks/adyen", &[("authorization", right)], body).await;
+        let (status, _) = app.post("/webhooks/adyen", &adyen_auth(), body).await;
         assert_eq!(status, StatusCode::OK, "{}", app.label);
+    }
+}
+
+#[tokio::test]
+async fn adyen_without_basic_auth_configured_is_refused() {
+    for db in test_databases().await.unwrap() {
+        let app = app_on(
+            db,
+            Some(WebhookSecrets {
+                adyen_basic_auth: None,
+                ..secrets()
+            }),
+        )
+        .await;
+        let body = signed_adyen(&fixture("adyen/openapi-webhooks-v1-chargeback.json"));
+        let (status, text) = app.post("/webhooks/adyen", &adyen_auth(), body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", app.label);
+        assert!(text.contains("basic authentication"), "{text}");
+        assert_eq!(app.rows().await, 0);
     }
 }
 
@@ -629,10 +671,7 @@ async fn paypal_dispute_sample_applies_through_the_engine() {
     for app in apps().await {
         let body = fixture("paypal/unofficial-mirror/customer-dispute-created-sample.json");
         let parsed = verdict_ingest::parse_paypal(&body).unwrap();
-        app.engine
-            .receive(Source::Paypal, parsed, &String::from_utf8_lossy(&body))
-            .await
-            .unwrap();
+        app.engine.receive(Source::Paypal, parsed, &body).await.unwrap();
         let d = app.dispute(Processor::Paypal, "PP-000-042-663-135").await;
         let got = (d.status, d.stage, d.amount.to_string(), d.reason_code.to_string());
         assert_eq!(
@@ -704,6 +743,276 @@ async fn braintree_challenge_is_answered() {
         assert_eq!(
             &bytes[..],
             b"integration_public_key|d9b899556c966b3f06945ec21311865d35df3ce4"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_payload_signed_through_the_braintree_challenge_is_refused() {
+    for app in apps().await {
+        // The attack: ask the challenge endpoint to "answer" a forged notification, then post its answer as
+        // the notification's signature.
+        let xml = String::from_utf8(fixture("braintree/ruby-sdk-sample-notification-dispute_won.xml")).unwrap();
+        let payload = verdict_ingest::braintree_payload(&xml);
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("bt_challenge", &payload)
+            .finish();
+        let request = Request::get(format!("/webhooks/braintree?{query}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{}", app.label);
+        let answer = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        assert!(
+            !answer.contains(BT_PUBLIC),
+            "{}: nothing is signed: {answer}",
+            app.label
+        );
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("bt_signature", &answer)
+            .append_pair("bt_payload", &payload)
+            .finish();
+        let (status, _) = app.post("/webhooks/braintree", &[(FORM.0, FORM.1.into())], form).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
+        assert_eq!(app.rows().await, 0, "{}", app.label);
+        let disputes = app
+            .engine
+            .store()
+            .count(&verdict_store::DisputeFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(disputes, 0, "{}", app.label);
+        // Other shapes Braintree never sends are refused too: too short, too long, not lowercase hex.
+        for challenge in [
+            "abc123",
+            "0123456789abcdef0123456789abcdef0",
+            "20F9F8ED05F77439FE955C977E4C8A53",
+        ] {
+            let request = Request::get(format!("/webhooks/braintree?bt_challenge={challenge}"))
+                .body(Body::empty())
+                .unwrap();
+            let response = app.router.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{challenge}");
+        }
+    }
+}
+
+/// Counts what would have been fetched; never touches the network.
+#[derive(Default)]
+struct CountingFetcher {
+    urls: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl CertificateFetcher for CountingFetcher {
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, CertificateError> {
+        self.urls.lock().unwrap().push(url.to_owned());
+        Err(CertificateError::Fetch("offline test".into()))
+    }
+}
+
+#[tokio::test]
+async fn paypal_certificates_are_fetched_only_for_certificate_urls_and_only_a_few_new_ones() {
+    for db in test_databases().await.unwrap() {
+        let fetcher = Arc::new(CountingFetcher::default());
+        let certificates = CachedCertificates::with_fetcher(fetcher.clone());
+        certificates.preload(PAYPAL_CERT_URL, fixture("paypal/java-sdk-testClientCert.crt"));
+        let engine = Engine::new(db.store().await.unwrap(), Arc::new(ManualClock::new(now())));
+        let state = AppState::new(engine.clone()).with_webhooks(Webhooks {
+            secrets: Arc::new(secrets()),
+            certificates: Arc::new(certificates),
+        });
+        let app = App {
+            router: router(state),
+            engine,
+            label: db.label,
+            _db: db,
+        };
+        let body = fixture("paypal/java-sdk-validatecert-event-billing-plan-created.raw.json");
+        // On PayPal's host but not a certificate: refused before anything is fetched.
+        for url in [
+            "https://api.paypal.com/v1/oauth2/token",
+            "https://api.paypal.com/v1/notifications/certs/x/../../../v1/oauth2/token",
+            "https://api.paypal.com/v1/notifications/certs/CERT-1?redirect=https://evil.example",
+        ] {
+            let (status, _) = app.post("/webhooks/paypal", &paypal_headers(url), body.clone()).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{url} {}", app.label);
+        }
+        assert!(fetcher.urls.lock().unwrap().is_empty());
+        // Unverified requests naming new certificate URLs: only a few are fetched, then 503 without fetching.
+        for i in 0..12 {
+            let url = format!("https://api.paypal.com/v1/notifications/certs/CERT-forged-{i}");
+            let (status, _) = app.post("/webhooks/paypal", &paypal_headers(&url), body.clone()).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{url} {}", app.label);
+        }
+        assert_eq!(fetcher.urls.lock().unwrap().len(), 5, "{}", app.label);
+        // The cached certificate still verifies PayPal's own deliveries.
+        let (status, response) = app
+            .post("/webhooks/paypal", &paypal_headers(PAYPAL_CERT_URL), body)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{} {response}", app.label);
+        assert_eq!(fetcher.urls.lock().unwrap().len(), 5);
+        assert_eq!(app.rows().await, 1);
+    }
+}
+
+/// PostgreSQL refuses NUL in text: a validly signed notification carrying `\u0000` in its ids used to get 500
+/// on every redelivery and never arrive. Now the raw body is stored byte for byte and NUL in the normalised
+/// fields is escaped (`␀0`), so it is stored and applied on both databases.
+#[tokio::test]
+async fn a_notification_with_nul_in_its_ids_is_stored_and_applied() {
+    for app in apps().await {
+        // Stripe: NUL in the event id and the dispute id.
+        let mut event: Value = serde_json::from_slice(&fixture(
+            "stripe/unofficial-stripe-ruby-mock/event-charge.dispute.created.json",
+        ))
+        .unwrap();
+        event["id"] = Value::String("evt_nul\u{0}1".into());
+        event["data"]["object"]["id"] = Value::String("dp_nul\u{0}1".into());
+        let body = serde_json::to_vec(&event).unwrap();
+        assert!(
+            body.windows(6).any(|w| w == b"\\u0000"),
+            "the body carries an escaped NUL"
+        );
+        let (status, response) = app.post("/webhooks/stripe", &stripe_headers(&body), body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{} {response}", app.label);
+        let d = app.dispute(Processor::Stripe, "dp_nul\u{2400}01").await;
+        assert_eq!(d.status, Status::Notified, "{}", app.label);
+        let rows = app
+            .engine
+            .store()
+            .find_notifications("stripe", Some("evt_nul\u{2400}01"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{}", app.label);
+        assert_eq!(rows[0].status, InboxStatus::Applied, "{}", app.label);
+        assert_eq!(rows[0].body, body, "{}: the raw body is kept byte for byte", app.label);
+        // A redelivery is recognised as the same event.
+        let (status, response) = app.post("/webhooks/stripe", &stripe_headers(&body), body).await;
+        assert_eq!(status, StatusCode::OK, "{} {response}", app.label);
+        assert!(response.contains("\"duplicates\":1"), "{response}");
+
+        // Adyen: NUL in the pspReference.
+        let mut batch: Value = serde_json::from_slice(&fixture("adyen/openapi-webhooks-v1-chargeback.json")).unwrap();
+        batch["notificationItems"][0]["NotificationRequestItem"]["pspReference"] = Value::String("PSP\u{0}NUL".into());
+        let body = signed_adyen(&serde_json::to_vec(&batch).unwrap());
+        let (status, response) = app.post("/webhooks/adyen", &adyen_auth(), body).await;
+        assert_eq!(
+            (status, response.as_str()),
+            (StatusCode::OK, "[accepted]"),
+            "{}",
+            app.label
+        );
+        app.settle().await;
+        let d = app.dispute(Processor::Adyen, "PSP\u{2400}0NUL").await;
+        assert_eq!(d.stage, Stage::Chargeback, "{}", app.label);
+
+        // Alerts: NUL in the alert id.
+        let alert = serde_json::to_vec(&serde_json::json!({
+            "alert_id": "al\u{0}1",
+            "provider": "ethoca",
+            "type": "alert.created",
+            "occurred_at": "2026-11-01T08:00:00Z",
+        }))
+        .unwrap();
+        let (status, response) = app.post("/webhooks/alerts", &alert_headers(&alert), alert).await;
+        assert_eq!(status, StatusCode::OK, "{} {response}", app.label);
+        let d = app.dispute(Processor::Manual, "al\u{2400}01").await;
+        assert_eq!(d.stage, Stage::PreDispute, "{}", app.label);
+        assert_eq!(
+            app.engine
+                .store()
+                .count_notifications(Some(InboxStatus::Applied))
+                .await
+                .unwrap(),
+            3,
+            "{}",
+            app.label
+        );
+    }
+}
+
+/// An Adyen batch of 800 items used to be applied one item at a time inside the request (15-21 s, near the
+/// request timeout). It is now stored in one transaction and acknowledged; the items are applied after.
+#[tokio::test]
+async fn a_large_adyen_batch_is_acknowledged_once_stored_and_applied_after() {
+    const ITEMS: usize = 800;
+    for app in apps().await {
+        let template: Value = serde_json::from_slice(&fixture("adyen/openapi-webhooks-v1-chargeback.json")).unwrap();
+        let mut item = template["notificationItems"][0]["NotificationRequestItem"].clone();
+        // Keep each item small enough for 800 of them to fit the body limit.
+        for unused in [
+            "captureMerchantReference",
+            "InvoiceCreditorAccount",
+            "modificationMerchantReferences",
+            "shopperReference",
+            "grossCurrency",
+            "grossValue",
+            "capturePspReference",
+        ] {
+            item["additionalData"].as_object_mut().unwrap().remove(unused);
+        }
+        item.as_object_mut().unwrap().remove("reason");
+        let items: Vec<Value> = (0..ITEMS)
+            .map(|i| {
+                let mut item = item.clone();
+                item["pspReference"] = Value::String(format!("BATCH{i:05}"));
+                serde_json::json!({ "NotificationRequestItem": item })
+            })
+            .collect();
+        let batch = serde_json::json!({ "live": "false", "notificationItems": items });
+        let body = signed_adyen(&serde_json::to_vec(&batch).unwrap());
+        assert!(body.len() < BODY_LIMIT_BYTES, "{} bytes", body.len());
+
+        let started = std::time::Instant::now();
+        let (status, response) = app.post("/webhooks/adyen", &adyen_auth(), body).await;
+        let answered = started.elapsed();
+        assert_eq!(
+            (status, response.as_str()),
+            (StatusCode::OK, "[accepted]"),
+            "{}",
+            app.label
+        );
+        // Everything is durable when the answer comes.
+        assert_eq!(app.rows().await, ITEMS as u64, "{}", app.label);
+        let row = app
+            .engine
+            .store()
+            .find_notifications("adyen", Some("BATCH00007:CHARGEBACK:2021-01-01T01:00:00+01:00"))
+            .await
+            .unwrap()
+            .remove(0);
+        let raw: Value = serde_json::from_slice(&row.body).unwrap();
+        assert_eq!(
+            raw["NotificationRequestItem"]["pspReference"], "BATCH00007",
+            "{}: each row keeps its own item",
+            app.label
+        );
+        app.settle().await;
+        let applied = started.elapsed();
+        assert_eq!(
+            app.engine
+                .store()
+                .count_notifications(Some(InboxStatus::Applied))
+                .await
+                .unwrap(),
+            ITEMS as u64,
+            "{}",
+            app.label
+        );
+        let disputes = app
+            .engine
+            .store()
+            .count(&verdict_store::DisputeFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(disputes, ITEMS as u64, "{}", app.label);
+        // Storing is a small part of applying: the answer did not wait for the items to be applied.
+        assert!(
+            answered * 3 < applied,
+            "{}: answered after {answered:?}, all applied after {applied:?}",
+            app.label
         );
     }
 }

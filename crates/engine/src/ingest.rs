@@ -1,10 +1,17 @@
 //! Processor notifications in, dispute commands out: the inbox-then-apply path behind every webhook.
 //!
-//! [`Engine::receive`] first stores every notification in the inbox (so the HTTP 2xx is only sent for what
-//! is durable), then applies each one to its dispute in the same request. Applying is goal-directed: a
-//! notification says where the dispute should end up ("won", "at pre-arbitration"), and the engine walks the
-//! state machine there one allowed transition at a time, as the processor. That makes applying idempotent,
-//! so a row left `pending` by a crash can simply be applied again by [`Engine::apply_pending`].
+//! [`Engine::receive`] first stores every notification of a delivery in the inbox, in one transaction (so the
+//! HTTP 2xx is only sent for what is durable), then applies each one to its dispute: in the request, or after
+//! the answer for a large batch ([`Engine::receive_later`], Adyen). The rows are claimed under a short lease
+//! ([`INBOX_LEASE`]) renewed while they are applied, and every write of an outcome is fenced by the lease
+//! token: a replica that died leaves rows free again within one lease, and of two appliers only the current
+//! holder commits. A processor's redelivery of a row still pending takes it over and applies it at once.
+//!
+//! Applying is goal-directed: a notification says where the dispute should end up ("won", "at
+//! pre-arbitration"), and the engine walks the state machine there one allowed transition at a time, as the
+//! processor. That makes applying idempotent, so a row left `pending` by a crash can simply be applied again
+//! by [`Engine::apply_pending`]. Whether it is older than what the dispute already reflects is decided inside
+//! the transaction that commits it.
 //!
 //! What the state machine refuses is never dropped: the row is marked `flagged` with the domain's reason,
 //! tied to the dispute, and counted.
@@ -21,12 +28,16 @@ use verdict_domain::{
     Locale, Money, NewDispute, ReasonCode, Stage, Status, apply, decide, open, replay,
 };
 use verdict_ingest::{Notification, NotificationKind, Parsed};
-use verdict_store::{InboxFinish, InboxInsert, InboxStatus, NewNotification, StoreError};
+use verdict_store::{InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, StoreError};
 
 use crate::{Engine, EngineError};
 
-/// How long the request that stored a notification owns it before the background sweep may take it over.
-pub const INBOX_LEASE: Duration = Duration::seconds(120);
+/// How long a claim on pending notifications lasts unless renewed. Appliers renew every
+/// [`INBOX_LEASE_RENEWAL`] while they work, so a lease only lapses when its holder stopped: what a crashed
+/// replica stored is free for the sweep of any replica (at start-up and every sweep interval) within this.
+pub const INBOX_LEASE: Duration = Duration::seconds(20);
+/// How often an applier extends its lease; well inside [`INBOX_LEASE`] so that one slow renewal is harmless.
+pub const INBOX_LEASE_RENEWAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Attempts (transient failures: database down, repeated conflicts) before a row is marked `failed`.
 pub const MAX_APPLY_ATTEMPTS: i32 = 10;
 /// How long a row whose apply failed waits before the sweep tries it again.
@@ -113,6 +124,9 @@ pub struct Received {
     pub stored: usize,
     /// Event ids already in the inbox: acknowledged, nothing changed.
     pub duplicates: usize,
+    /// Event ids already in the inbox but still pending (stored before a crash, or whose apply failed): taken
+    /// over and applied by this delivery.
+    pub retaken: usize,
     /// Stored as `ignored` (not dispute events).
     pub ignored: usize,
     pub outcomes: Vec<(Uuid, ApplyOutcome)>,
@@ -414,62 +428,92 @@ impl Engine {
         self.ingest.snapshot()
     }
 
-    /// Stores a delivery in the inbox without applying it; what [`Engine::receive`] does first. Dispute
-    /// notifications are stored `pending` and locked for [`INBOX_LEASE`] (the caller applies them); other
-    /// types are stored `ignored`. Returns the ids of the new pending rows, in delivery order.
+    /// Stores a delivery in the inbox without applying it; what [`Engine::receive`] does first, in one
+    /// transaction. Dispute notifications are stored `pending` and claimed under a new lease (the caller applies
+    /// them, see [`Engine::apply_claim`]); other types are stored `ignored`; a redelivered event still pending
+    /// is taken over into the same claim. Every row keeps `raw_body`.
     #[instrument(skip_all, fields(source = %source), err)]
     pub async fn record(
         &self,
         source: Source,
         parsed: &[Parsed],
-        raw_body: &str,
-    ) -> Result<(Received, Vec<(Uuid, Notification)>), EngineError> {
+        raw_body: impl AsRef<[u8]>,
+    ) -> Result<(Received, Claim), EngineError> {
+        let raw = raw_body.as_ref();
+        let items: Vec<(&Parsed, &[u8])> = parsed.iter().map(|p| (p, raw)).collect();
+        self.record_items(source, &items).await
+    }
+
+    /// [`Engine::record`] with a raw body per item (an Adyen batch keeps each item's own JSON).
+    async fn record_items(&self, source: Source, items: &[(&Parsed, &[u8])]) -> Result<(Received, Claim), EngineError> {
         let now = self.clock.now();
+        let lease = InboxLease {
+            token: Uuid::now_v7(),
+            until: now + INBOX_LEASE,
+        };
+        let rows = items
+            .iter()
+            .map(|(item, raw)| {
+                Ok(match item {
+                    Parsed::Dispute(n) => NewNotification {
+                        processor: source.as_str().to_owned(),
+                        event_id: n.event_id.clone(),
+                        event_type: n.event_type.clone(),
+                        kind: Some(n.kind.as_str().to_owned()),
+                        processor_dispute_id: Some(n.processor_dispute_id.clone()),
+                        received_at: now,
+                        occurred_at: Some(n.occurred_at),
+                        body: raw.to_vec(),
+                        notification: Some(
+                            serde_json::to_value(n)
+                                .map_err(|e| StoreError::Corrupt(format!("notification does not serialise: {e}")))?,
+                        ),
+                        status: InboxStatus::Pending,
+                        note: None,
+                    },
+                    Parsed::Ignored { event_id, event_type } => NewNotification {
+                        processor: source.as_str().to_owned(),
+                        event_id: event_id.clone(),
+                        event_type: event_type.clone(),
+                        kind: None,
+                        processor_dispute_id: None,
+                        received_at: now,
+                        occurred_at: None,
+                        body: raw.to_vec(),
+                        notification: None,
+                        status: InboxStatus::Ignored,
+                        note: Some("not a dispute event Verdict acts on".to_owned()),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let inserts = self.store.insert_notifications(&rows, lease).await?;
         let mut received = Received::default();
-        let mut pending = Vec::new();
-        for item in parsed {
-            let new = match item {
-                Parsed::Dispute(n) => NewNotification {
-                    processor: source.as_str().to_owned(),
-                    event_id: n.event_id.clone(),
-                    event_type: n.event_type.clone(),
-                    kind: Some(n.kind.as_str().to_owned()),
-                    processor_dispute_id: Some(n.processor_dispute_id.clone()),
-                    received_at: now,
-                    occurred_at: Some(n.occurred_at),
-                    payload: raw_body.to_owned(),
-                    notification: Some(
-                        serde_json::to_value(n)
-                            .map_err(|e| StoreError::Corrupt(format!("notification does not serialise: {e}")))?,
-                    ),
-                    status: InboxStatus::Pending,
-                    note: None,
-                    locked_until: Some(now + INBOX_LEASE),
-                },
-                Parsed::Ignored { event_id, event_type } => NewNotification {
-                    processor: source.as_str().to_owned(),
-                    event_id: event_id.clone(),
-                    event_type: event_type.clone(),
-                    kind: None,
-                    processor_dispute_id: None,
-                    received_at: now,
-                    occurred_at: None,
-                    payload: raw_body.to_owned(),
-                    notification: None,
-                    status: InboxStatus::Ignored,
-                    note: Some("not a dispute event Verdict acts on".to_owned()),
-                    locked_until: None,
-                },
-            };
-            match self.store.insert_notification(&new).await? {
+        let mut claim = Claim {
+            lease_token: lease.token,
+            rows: Vec::new(),
+        };
+        for ((item, _), insert) in items.iter().zip(inserts) {
+            match insert {
                 InboxInsert::Duplicate => {
                     received.duplicates += 1;
-                    tracing::info!(event_id = %new.event_id, "duplicate notification acknowledged");
+                    tracing::info!(event_id = %event_id(item), "duplicate notification acknowledged");
+                }
+                InboxInsert::Retaken(id) => {
+                    received.duplicates += 1;
+                    // The same event twice in one delivery is applied once.
+                    if let Parsed::Dispute(n) = item
+                        && !claim.rows.iter().any(|(claimed, _)| *claimed == id)
+                    {
+                        received.retaken += 1;
+                        tracing::info!(event_id = %n.event_id, "redelivery of a pending notification; applying it now");
+                        claim.rows.push((id, n.clone()));
+                    }
                 }
                 InboxInsert::Inserted(id) => {
                     received.stored += 1;
                     match item {
-                        Parsed::Dispute(n) => pending.push((id, n.clone())),
+                        Parsed::Dispute(n) => claim.rows.push((id, n.clone())),
                         Parsed::Ignored { .. } => received.ignored += 1,
                     }
                 }
@@ -482,39 +526,96 @@ impl Engine {
             ("stored", received.stored),
             ("duplicate", received.duplicates),
             ("ignored", received.ignored),
+            ("retaken", received.retaken),
         ] {
             if n > 0 {
                 count_notifications(source, outcome, n);
             }
         }
-        Ok((received, pending))
+        Ok((received, claim))
     }
 
-    /// Stores every notification of a delivery, then applies each new one to its dispute.
+    /// Stores every notification of a delivery, then applies each new one (and each redelivered one still
+    /// pending) to its dispute.
     ///
-    /// An `Err` means something was not stored: answer 5xx so the processor redelivers (what was stored is
-    /// then absorbed as duplicates). Once this returns `Ok`, everything is durable; failures while applying
-    /// leave rows `pending` for [`Engine::apply_pending`] and are reported in the outcomes, not as an error.
-    pub async fn receive(&self, source: Source, parsed: Vec<Parsed>, raw_body: &str) -> Result<Received, EngineError> {
-        let (mut received, mut pending) = self.record(source, &parsed, raw_body).await?;
-        // A batch (Adyen) may hold several events of one dispute; apply them in the order they happened.
-        pending.sort_by_key(|(_, n)| n.occurred_at);
-        for (id, notification) in pending {
-            let outcome = self.apply_and_finish(id, source, &notification).await;
-            received.outcomes.push((id, outcome));
+    /// An `Err` means nothing was stored: answer 5xx so the processor redelivers. Once this returns `Ok`,
+    /// everything is durable; failures while applying leave rows `pending` for [`Engine::apply_pending`] and
+    /// are reported in the outcomes, not as an error.
+    pub async fn receive(
+        &self,
+        source: Source,
+        parsed: Vec<Parsed>,
+        raw_body: impl AsRef<[u8]>,
+    ) -> Result<Received, EngineError> {
+        let (mut received, claim) = self.record(source, &parsed, raw_body).await?;
+        received.outcomes = self.apply_claim(source, claim).await;
+        Ok(received)
+    }
+
+    /// Stores a delivery (each item with its own raw body) and applies it after returning, in a task of its
+    /// own: for batches (Adyen sends up to hundreds of items per request) whose applying would outlast the
+    /// processor's request timeout. The rows are durable and claimed when this returns; if the process stops
+    /// before they are applied, their lease lapses and the sweep of any replica applies them.
+    pub async fn receive_later(&self, source: Source, items: Vec<(Parsed, Vec<u8>)>) -> Result<Received, EngineError> {
+        let borrowed: Vec<(&Parsed, &[u8])> = items.iter().map(|(p, raw)| (p, raw.as_slice())).collect();
+        let (received, claim) = self.record_items(source, &borrowed).await?;
+        if !claim.rows.is_empty() {
+            let engine = self.clone();
+            tokio::spawn(async move {
+                let outcomes = engine.apply_claim(source, claim).await;
+                tracing::info!(%source, notifications = outcomes.len(), "stored batch applied");
+            });
         }
         Ok(received)
     }
 
+    /// Applies claimed notifications in the order they happened (a batch may hold several events of one
+    /// dispute), renewing the claim's lease meanwhile. Returns each row's outcome.
+    pub async fn apply_claim(&self, source: Source, claim: Claim) -> Vec<(Uuid, ApplyOutcome)> {
+        let Claim { lease_token, mut rows } = claim;
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        rows.sort_by_key(|(_, n)| n.occurred_at);
+        let _renewal = self.renew_while_applying(lease_token);
+        let mut outcomes = Vec::with_capacity(rows.len());
+        for (id, notification) in rows {
+            let outcome = self.apply_and_finish(id, lease_token, source, &notification).await;
+            outcomes.push((id, outcome));
+        }
+        outcomes
+    }
+
+    /// Extends the lease of `lease_token` every [`INBOX_LEASE_RENEWAL`] until the returned guard is dropped.
+    fn renew_while_applying(&self, lease_token: Uuid) -> RenewalGuard {
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        RenewalGuard(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(INBOX_LEASE_RENEWAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(err) = store
+                    .renew_notification_leases(lease_token, clock.now() + INBOX_LEASE)
+                    .await
+                {
+                    tracing::warn!(error = %err, "cannot renew the inbox lease; another replica may take over");
+                }
+            }
+        }))
+    }
+
     /// Applies up to `limit` pending notifications whose lease has lapsed (left by a crash, a failed apply,
-    /// or another replica), oldest `occurred_at` first. Returns how many were processed.
+    /// or another replica), oldest `occurred_at` first, claimed in one batch. Returns how many were processed.
     pub async fn apply_pending(&self, limit: u64) -> Result<usize, EngineError> {
         let claimed = self
             .store
             .claim_pending_notifications(self.clock.now(), INBOX_LEASE, limit)
             .await?;
-        let count = claimed.len();
-        for row in claimed {
+        let count = claimed.rows.len();
+        let lease_token = claimed.lease_token;
+        let _renewal = (count > 0).then(|| self.renew_while_applying(lease_token));
+        for row in claimed.rows {
             let parsed = row
                 .notification
                 .clone()
@@ -528,18 +629,20 @@ impl Engine {
                 });
             match parsed {
                 Ok((source, notification)) => {
-                    self.apply_and_finish(row.id, source, &notification).await;
+                    self.apply_and_finish(row.id, lease_token, source, &notification).await;
                 }
                 Err(error) => {
                     tracing::error!(notification_id = %row.id, %error, "stored notification cannot be read");
                     self.store
-                        .finish_notification(
-                            row.id,
-                            InboxStatus::Failed,
-                            None,
-                            Some(&format!("cannot be read back: {error}")),
-                            self.clock.now(),
-                        )
+                        .finish_notification(&InboxFinish {
+                            id: row.id,
+                            lease_token,
+                            status: InboxStatus::Failed,
+                            dispute_id: None,
+                            note: Some(format!("cannot be read back: {error}")),
+                            at: self.clock.now(),
+                            not_before_applied: None,
+                        })
                         .await?;
                 }
             }
@@ -550,9 +653,17 @@ impl Engine {
     /// Applies one stored notification and records the outcome on its row. Never fails: a failure is an
     /// outcome (the row stays pending).
     #[instrument(skip_all, fields(notification_id = %id, event_id = %n.event_id))]
-    async fn apply_and_finish(&self, id: Uuid, source: Source, n: &Notification) -> ApplyOutcome {
-        let (outcome, recorded) = match self.apply_notification(id, source, n).await {
+    async fn apply_and_finish(&self, id: Uuid, lease_token: Uuid, source: Source, n: &Notification) -> ApplyOutcome {
+        let (outcome, recorded) = match self.apply_notification(id, lease_token, source, n).await {
             Ok(applied) => applied,
+            Err(EngineError::Store(StoreError::LeaseLost)) => {
+                // A redelivery (or a sweep after our lease lapsed) took the row over; its holder applies it.
+                tracing::info!("notification taken over by another applier; nothing written here");
+                return ApplyOutcome::Retry {
+                    error: "taken over by another applier".to_owned(),
+                    status: InboxStatus::Pending,
+                };
+            }
             Err(err) => {
                 let error = err.to_string();
                 tracing::warn!(%error, "applying a notification failed; it stays pending");
@@ -562,10 +673,13 @@ impl Engine {
                 let retry_at = self.clock.now() + RETRY_BACKOFF;
                 return match self
                     .store
-                    .retry_notification_later(id, &error, MAX_APPLY_ATTEMPTS, retry_at)
+                    .retry_notification_later(id, lease_token, &error, MAX_APPLY_ATTEMPTS, retry_at)
                     .await
                 {
-                    Ok(status) => ApplyOutcome::Retry { error, status },
+                    Ok(status) => ApplyOutcome::Retry {
+                        error,
+                        status: status.unwrap_or(InboxStatus::Pending),
+                    },
                     Err(store_err) => {
                         tracing::error!(error = %store_err, "cannot record the failed attempt");
                         ApplyOutcome::Retry {
@@ -591,17 +705,15 @@ impl Engine {
         if recorded {
             return outcome;
         }
-        let Some(finish) = finish(id, &outcome, self.clock.now()) else {
+        let Some(finish) = finish(id, lease_token, &outcome, self.clock.now()) else {
             return outcome;
         };
-        if let Err(err) = self
-            .store
-            .finish_notification(id, finish.status, finish.dispute_id, finish.note.as_deref(), finish.at)
-            .await
-        {
+        match self.store.finish_notification(&finish).await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!("notification taken over by another applier before it was marked"),
             // The row still says pending: the sweep re-applies it, which is harmless because applying is
             // goal-directed.
-            tracing::error!(error = %err, "cannot mark the notification; it will be re-applied");
+            Err(err) => tracing::error!(error = %err, "cannot mark the notification; it will be re-applied"),
         }
         outcome
     }
@@ -612,6 +724,7 @@ impl Engine {
     async fn apply_notification(
         &self,
         inbox_id: Uuid,
+        lease_token: Uuid,
         source: Source,
         n: &Notification,
     ) -> Result<(ApplyOutcome, bool), EngineError> {
@@ -642,6 +755,8 @@ impl Engine {
                 .await?
             {
                 Some(dispute) => {
+                    // Early refusal only: a notification that passes here can still be refused by the
+                    // committing transaction, if a later one is committed meanwhile.
                     let stale = self
                         .store
                         .last_applied_notification_at(dispute.id)
@@ -650,15 +765,7 @@ impl Engine {
                     if let Some(last) = stale
                         && goal != Goal::Record
                     {
-                        let outcome = ApplyOutcome::Ignored {
-                            dispute_id: Some(dispute.id),
-                            reason: format!(
-                                "older ({}) than the last notification applied to the dispute ({last}); it cannot \
-                                 move the dispute backwards",
-                                n.occurred_at
-                            ),
-                        };
-                        return Ok((outcome, false));
+                        return Ok((stale_outcome(dispute.id, n, last), false));
                     }
                     (Some(dispute.version), dispute)
                 }
@@ -749,9 +856,12 @@ impl Engine {
             if plan.events.is_empty() {
                 return Ok((outcome, false));
             }
-            let Some(finish) = finish(inbox_id, &outcome, now) else {
+            let Some(mut finish) = finish(inbox_id, lease_token, &outcome, now) else {
                 return Ok((outcome, false));
             };
+            // Whether it is older than what the dispute already reflects is decided by the committing
+            // transaction; a note (Record) is history, kept whatever its age.
+            finish.not_before_applied = (goal != Goal::Record).then_some(n.occurred_at);
             match self
                 .store
                 .commit_applying(expected_version, &current, &plan, &finish)
@@ -767,14 +877,18 @@ impl Engine {
                 Err(StoreError::Conflict(_) | StoreError::DuplicateDispute { .. }) if attempt < MAX_PLAN_ATTEMPTS => {
                     continue;
                 }
+                Err(StoreError::Superseded { last_applied }) => {
+                    return Ok((stale_outcome(id, n, last_applied), false));
+                }
                 Err(err) => return Err(err.into()),
             }
         }
     }
 }
 
-/// What an outcome writes on its inbox row; `None` for a retry (the row stays pending).
-fn finish(id: Uuid, outcome: &ApplyOutcome, at: DateTime<Utc>) -> Option<InboxFinish> {
+/// What an outcome writes on its inbox row, under the claim's `lease_token`; `None` for a retry (the row stays
+/// pending).
+fn finish(id: Uuid, lease_token: Uuid, outcome: &ApplyOutcome, at: DateTime<Utc>) -> Option<InboxFinish> {
     let (status, dispute_id, note) = match outcome {
         ApplyOutcome::Applied { dispute_id, note } => (InboxStatus::Applied, Some(*dispute_id), note.clone()),
         ApplyOutcome::Flagged { dispute_id, reason } => (InboxStatus::Flagged, *dispute_id, reason.clone()),
@@ -783,9 +897,47 @@ fn finish(id: Uuid, outcome: &ApplyOutcome, at: DateTime<Utc>) -> Option<InboxFi
     };
     Some(InboxFinish {
         id,
+        lease_token,
         status,
         dispute_id,
         note: Some(note),
         at,
+        not_before_applied: None,
     })
+}
+
+/// A notification older than the last one applied to its dispute: kept, not applied.
+fn stale_outcome(dispute_id: DisputeId, n: &Notification, last: DateTime<Utc>) -> ApplyOutcome {
+    ApplyOutcome::Ignored {
+        dispute_id: Some(dispute_id),
+        reason: format!(
+            "older ({}) than the last notification applied to the dispute ({last}); it cannot move the dispute \
+             backwards",
+            n.occurred_at
+        ),
+    }
+}
+
+fn event_id(item: &Parsed) -> &str {
+    match item {
+        Parsed::Dispute(n) => &n.event_id,
+        Parsed::Ignored { event_id, .. } => event_id,
+    }
+}
+
+/// Pending notifications a delivery (or a redelivery) holds under one lease, to be applied by
+/// [`Engine::apply_claim`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub lease_token: Uuid,
+    pub rows: Vec<(Uuid, Notification)>,
+}
+
+/// Stops renewing a lease when dropped (the applier finished, failed or was cancelled).
+struct RenewalGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for RenewalGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -9,7 +9,7 @@ use verdict_engine::ingest::INBOX_LEASE;
 use verdict_engine::{ApplyOutcome, Engine, ManualClock, Source};
 use verdict_ingest::{Notification, NotificationKind, Parsed};
 use verdict_store::testing::test_databases;
-use verdict_store::{InboxStatus, Store};
+use verdict_store::{InboxFinish, InboxStatus, Store, StoreError};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/processors/");
 
@@ -88,11 +88,7 @@ async fn a_chargeback_creates_the_dispute_from_what_the_notification_carries() {
     for h in harnesses().await {
         let body = fixture("adyen/openapi-webhooks-v1-chargeback.json");
         let parsed = verdict_ingest::parse_adyen(&body).unwrap();
-        let received = h
-            .engine
-            .receive(Source::Adyen, parsed, &String::from_utf8_lossy(&body))
-            .await
-            .unwrap();
+        let received = h.engine.receive(Source::Adyen, parsed, &body).await.unwrap();
         assert_eq!((received.stored, received.duplicates), (1, 0), "{}", h.label);
         assert!(
             matches!(received.outcomes[0].1, ApplyOutcome::Applied { .. }),
@@ -517,7 +513,7 @@ async fn a_notification_left_pending_by_a_crash_is_applied_by_the_sweep() {
             .record(Source::Stripe, &[Parsed::Dispute(n)], "{}")
             .await
             .unwrap();
-        assert_eq!((received.stored, pending.len()), (1, 1));
+        assert_eq!((received.stored, pending.rows.len()), (1, 1));
         assert!(
             h.engine
                 .store()
@@ -526,8 +522,10 @@ async fn a_notification_left_pending_by_a_crash_is_applied_by_the_sweep() {
                 .unwrap()
                 .is_none()
         );
-        // The storing request still owns the row: the sweep leaves it alone until the lease lapses.
+        // The storing request still owns the row: the sweep leaves it alone until the lease lapses, which (no
+        // longer renewed by the "crashed" request) is well under the two minutes it used to be.
         assert_eq!(h.engine.apply_pending(10).await.unwrap(), 0, "{}", h.label);
+        assert!(INBOX_LEASE <= Duration::seconds(30));
         h.clock.advance(INBOX_LEASE + Duration::seconds(1));
         assert_eq!(h.engine.apply_pending(10).await.unwrap(), 1, "{}", h.label);
         assert_eq!(dispute(&h, "dp_crash").await.status, Status::Lost, "{}", h.label);
@@ -736,5 +734,230 @@ async fn raw_bodies_past_retention_are_purged_but_pending_ones_are_kept() {
             (r#"{"young":"body"}"#, None),
             "{label}"
         );
+    }
+}
+
+/// A processor redelivers what it got no answer for (or a 5xx): when the row was stored before a crash and
+/// is still pending, the redelivery applies it at once instead of answering "duplicate" and waiting for the
+/// lease.
+#[tokio::test]
+async fn a_redelivery_of_a_stored_but_unapplied_notification_applies_it_now() {
+    for h in harnesses().await {
+        let n = stripe(
+            "evt_redeliver",
+            "dp_redeliver",
+            NotificationKind::ChargebackOpened,
+            Stage::Chargeback,
+            0,
+        );
+        // Stored, then "crash" before applying: the row is pending and leased.
+        let (_, crashed) = h
+            .engine
+            .record(Source::Stripe, &[Parsed::Dispute(n.clone())], "{}")
+            .await
+            .unwrap();
+        assert_eq!(crashed.rows.len(), 1);
+        // The redelivery, well inside the dead request's lease.
+        h.clock.advance(Duration::seconds(1));
+        let received = receive(&h, n.clone()).await;
+        assert_eq!(
+            (received.stored, received.duplicates, received.retaken),
+            (0, 1, 1),
+            "{}",
+            h.label
+        );
+        assert!(
+            matches!(received.outcomes[..], [(_, ApplyOutcome::Applied { .. })]),
+            "{}: {:?}",
+            h.label,
+            received.outcomes
+        );
+        let d = dispute(&h, "dp_redeliver").await;
+        assert_eq!(d.status, Status::Notified, "{}", h.label);
+        let row = &h
+            .engine
+            .store()
+            .find_notifications("stripe", Some("evt_redeliver"))
+            .await
+            .unwrap()[0];
+        assert_eq!(row.status, InboxStatus::Applied, "{}", h.label);
+        // A third delivery of an applied row is an ordinary duplicate.
+        let again = receive(&h, n).await;
+        assert_eq!((again.duplicates, again.retaken, again.outcomes.len()), (1, 0, 0));
+    }
+}
+
+/// The request a redelivery took a row from may still be alive (slow, not dead): whichever applier holds
+/// the older lease commits nothing, so the dispute is opened once.
+#[tokio::test]
+async fn an_applier_whose_row_was_taken_over_commits_nothing() {
+    for h in harnesses().await {
+        let n = stripe("evt_fenced", "dp_fenced", NotificationKind::Lost, Stage::Chargeback, 0);
+        let (_, first) = h
+            .engine
+            .record(Source::Stripe, &[Parsed::Dispute(n.clone())], "{}")
+            .await
+            .unwrap();
+        let (received, second) = h
+            .engine
+            .record(Source::Stripe, &[Parsed::Dispute(n)], "{}")
+            .await
+            .unwrap();
+        assert_eq!((received.retaken, second.rows.len()), (1, 1), "{}", h.label);
+        assert_ne!(first.lease_token, second.lease_token);
+        // The first applier goes on with its old lease: its whole commit is refused.
+        let outcomes = h.engine.apply_claim(Source::Stripe, first).await;
+        assert!(
+            matches!(outcomes[..], [(_, ApplyOutcome::Retry { .. })]),
+            "{}: {outcomes:?}",
+            h.label
+        );
+        assert!(
+            h.engine
+                .store()
+                .find_by_processor_id(Processor::Stripe, "dp_fenced")
+                .await
+                .unwrap()
+                .is_none(),
+            "{}: nothing committed under a lost lease",
+            h.label
+        );
+        let outcomes = h.engine.apply_claim(Source::Stripe, second).await;
+        assert!(
+            matches!(outcomes[..], [(_, ApplyOutcome::Applied { .. })]),
+            "{outcomes:?}"
+        );
+        let d = dispute(&h, "dp_fenced").await;
+        assert_eq!(d.status, Status::Lost, "{}", h.label);
+    }
+}
+
+/// Sweeps running at the same moment (two replicas) claim disjoint rows in one batch each, and every row is
+/// applied exactly once.
+#[tokio::test]
+async fn concurrent_sweeps_claim_disjoint_rows() {
+    for h in harnesses().await {
+        for i in 0..12 {
+            let n = stripe(
+                &format!("evt_sweep_{i}"),
+                &format!("dp_sweep_{i}"),
+                NotificationKind::ChargebackOpened,
+                Stage::Chargeback,
+                i,
+            );
+            h.engine
+                .record(Source::Stripe, &[Parsed::Dispute(n)], "{}")
+                .await
+                .unwrap();
+        }
+        h.clock.advance(INBOX_LEASE + Duration::seconds(1));
+        let store = h.engine.store();
+        let now = h.engine.clock().now();
+        let (a, b) = tokio::join!(
+            store.claim_pending_notifications(now, INBOX_LEASE, 8),
+            store.claim_pending_notifications(now, INBOX_LEASE, 8)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.rows.len() + b.rows.len(), 12, "{}", h.label);
+        assert!(
+            a.rows.iter().all(|row| b.rows.iter().all(|other| other.id != row.id)),
+            "{}: a row claimed twice",
+            h.label
+        );
+        // Claimed rows are not claimed again while the lease holds, and the lease can be renewed.
+        assert!(
+            store
+                .claim_pending_notifications(now, INBOX_LEASE, 100)
+                .await
+                .unwrap()
+                .rows
+                .is_empty()
+        );
+        let renewed = store
+            .renew_notification_leases(a.lease_token, now + INBOX_LEASE + Duration::seconds(10))
+            .await
+            .unwrap();
+        assert_eq!(renewed as usize, a.rows.len());
+        h.clock.advance(INBOX_LEASE + Duration::seconds(1));
+        let retaken = store
+            .claim_pending_notifications(h.engine.clock().now(), INBOX_LEASE, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            retaken.rows.len(),
+            b.rows.len(),
+            "{}: only the unrenewed lease lapsed",
+            h.label
+        );
+        h.clock.advance(INBOX_LEASE * 2);
+        assert_eq!(h.engine.apply_pending(100).await.unwrap(), 12, "{}", h.label);
+        assert_eq!(store.count_notifications(Some(InboxStatus::Applied)).await.unwrap(), 12);
+    }
+}
+
+/// Whether a notification is older than what its dispute already reflects is decided by the transaction
+/// that commits it, after the dispute row is locked: a later notification committed in between (by another
+/// replica) makes the commit refuse, writing nothing.
+#[tokio::test]
+async fn the_out_of_order_decision_is_made_in_the_committing_transaction() {
+    for h in harnesses().await {
+        let opened = stripe(
+            "evt_o1",
+            "dp_o",
+            NotificationKind::ChargebackOpened,
+            Stage::Chargeback,
+            10,
+        );
+        receive(&h, opened).await;
+        let won = stripe("evt_o3", "dp_o", NotificationKind::Won, Stage::Chargeback, 30);
+        receive(&h, won).await;
+        let d = dispute(&h, "dp_o").await;
+        assert_eq!(d.status, Status::Won);
+        // An older notification, planned on the current dispute as if the newer one had not been seen yet.
+        let older = stripe("evt_o2", "dp_o", NotificationKind::Lost, Stage::Chargeback, 20);
+        let (_, claim) = h
+            .engine
+            .record(Source::Stripe, &[Parsed::Dispute(older)], "{}")
+            .await
+            .unwrap();
+        let (inbox_id, _) = claim.rows[0];
+        let command = verdict_domain::Command::new(Actor::analyst("ana"), Action::AddNote { note: "x".into() });
+        let decision = verdict_domain::decide(&d, &command, h.engine.clock().now()).unwrap();
+        let mut after = d.clone();
+        for event in &decision.events {
+            verdict_domain::apply(&mut after, event);
+        }
+        let finish = InboxFinish {
+            id: inbox_id,
+            lease_token: claim.lease_token,
+            status: InboxStatus::Applied,
+            dispute_id: Some(d.id),
+            note: Some("lost".into()),
+            at: h.engine.clock().now(),
+            not_before_applied: Some(at(20)),
+        };
+        let refused = h
+            .engine
+            .store()
+            .commit_applying(Some(d.version), &after, &decision, &finish)
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Superseded { .. })),
+            "{}: {refused:?}",
+            h.label
+        );
+        assert_eq!(
+            dispute(&h, "dp_o").await.version,
+            d.version,
+            "{}: nothing written",
+            h.label
+        );
+        // Through the engine the same notification ends ignored, the dispute still won.
+        let outcomes = h.engine.apply_claim(Source::Stripe, claim).await;
+        assert!(
+            matches!(outcomes[..], [(_, ApplyOutcome::Ignored { .. })]),
+            "{outcomes:?}"
+        );
+        assert_eq!(dispute(&h, "dp_o").await.status, Status::Won, "{}", h.label);
     }
 }

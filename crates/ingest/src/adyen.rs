@@ -109,8 +109,30 @@ pub fn verify_adyen_raw_body(body: &[u8], hmac_signature_header: &str, hex_key: 
     verify_base64(hex_key, body, hmac_signature_header)
 }
 
+/// The exact bytes of each entry of a classic body's `notificationItems`, in order; `None` for any other
+/// body. Adyen signs item by item, so each entry is a self-contained, verifiable record of its notification.
+pub fn adyen_raw_items(body: &[u8]) -> Option<Vec<Vec<u8>>> {
+    #[derive(serde::Deserialize)]
+    struct Batch<'a> {
+        #[serde(rename = "notificationItems", borrow)]
+        items: Vec<&'a serde_json::value::RawValue>,
+    }
+    let batch: Batch<'_> = serde_json::from_slice(body).ok()?;
+    Some(
+        batch
+            .items
+            .into_iter()
+            .map(|raw| raw.get().as_bytes().to_vec())
+            .collect(),
+    )
+}
+
 /// Parses a classic notification body (`notificationItems`), one result per item in order.
 pub fn parse_adyen(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
+    parse_adyen_unescaped(body).map(crate::model::without_nul)
+}
+
+fn parse_adyen_unescaped(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
     let value = parse_json(body)?;
     if let Some(items) = value.get("notificationItems") {
         let items = items

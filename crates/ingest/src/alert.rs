@@ -37,6 +37,10 @@ const PROVIDERS: &[&str] = &["verifi_cdrn", "verifi_rdr", "ethoca"];
 
 /// Parses one alert document (see `ALERTS.md`).
 pub fn parse_alert(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
+    parse_alert_unescaped(body).map(crate::model::without_nul)
+}
+
+fn parse_alert_unescaped(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
     let doc = parse_json(body)?;
     if !doc.is_object() {
         return Err(ParseError::invalid("alert", "not a JSON object"));

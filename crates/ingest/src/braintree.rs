@@ -38,21 +38,41 @@ pub fn braintree_hexdigest(private_key: &[u8], message: &[u8]) -> Result<String,
     Ok(hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The answer to Braintree's webhook-URL verification challenge (`bt_challenge`).
+/// Whether `challenge` has the shape Braintree sends: 20 to 32 lowercase hex digits, the check of its SDKs
+/// (`/\A[a-f0-9]{20,32}\z/`).
+///
+/// The check is what keeps the challenge from being a signing oracle: the answer is
+/// `public_key|HMAC(challenge)`, exactly the `bt_signature` of a payload equal to the challenge. A payload is
+/// base64 of an XML document, which never is 20 to 32 hex digits, so no answer can sign a notification.
+pub fn braintree_challenge_valid(challenge: &str) -> bool {
+    (20..=32).contains(&challenge.len()) && challenge.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The answer to Braintree's webhook-URL verification challenge (`bt_challenge`); refuses (with
+/// [`SignatureError::Malformed`]) anything that is not [`braintree_challenge_valid`], signing nothing.
 pub fn braintree_verify_challenge(
     challenge: &str,
     public_key: &str,
     private_key: &str,
 ) -> Result<String, SignatureError> {
+    if !braintree_challenge_valid(challenge) {
+        return Err(SignatureError::Malformed(
+            "bt_challenge must be 20 to 32 lowercase hex digits".into(),
+        ));
+    }
+    signed(challenge, public_key, private_key)
+}
+
+fn signed(message: &str, public_key: &str, private_key: &str) -> Result<String, SignatureError> {
     Ok(format!(
         "{public_key}|{}",
-        braintree_hexdigest(private_key.as_bytes(), challenge.as_bytes())?
+        braintree_hexdigest(private_key.as_bytes(), message.as_bytes())?
     ))
 }
 
 /// The `bt_signature` Braintree would send for `bt_payload`; for tests and local simulators.
 pub fn sign_braintree(bt_payload: &str, public_key: &str, private_key: &str) -> Result<String, SignatureError> {
-    braintree_verify_challenge(bt_payload, public_key, private_key)
+    signed(bt_payload, public_key, private_key)
 }
 
 /// Verifies `bt_signature` over `bt_payload` with any of the configured key pairs.
@@ -132,6 +152,10 @@ pub fn parse_braintree(bt_payload: &str) -> Result<Vec<Parsed>, ParseError> {
 
 /// Parses the decoded `<notification>` XML.
 pub fn parse_braintree_xml(xml: &str) -> Result<Vec<Parsed>, ParseError> {
+    parse_braintree_xml_unescaped(xml).map(crate::model::without_nul)
+}
+
+fn parse_braintree_xml_unescaped(xml: &str) -> Result<Vec<Parsed>, ParseError> {
     let doc = Document::parse(xml).map_err(|e| ParseError::Xml(e.to_string()))?;
     let root = doc.root_element();
     if root.tag_name().name() != "notification" {

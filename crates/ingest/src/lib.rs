@@ -18,15 +18,15 @@ pub mod paypal;
 pub mod stripe;
 
 pub use adyen::{
-    adyen_hmac, adyen_item_signature, adyen_signing_string, parse_adyen, verify_adyen_item, verify_adyen_notification,
-    verify_adyen_raw_body,
+    adyen_hmac, adyen_item_signature, adyen_raw_items, adyen_signing_string, parse_adyen, verify_adyen_item,
+    verify_adyen_notification, verify_adyen_raw_body,
 };
 pub use alert::{ALERT_SIGNATURE_HEADER, parse_alert, sign_alert, verify_alert};
 pub use braintree::{
-    BraintreeCredentials, braintree_hexdigest, braintree_payload, braintree_verify_challenge, parse_braintree,
-    parse_braintree_xml, sign_braintree, verify_braintree,
+    BraintreeCredentials, braintree_challenge_valid, braintree_hexdigest, braintree_payload,
+    braintree_verify_challenge, parse_braintree, parse_braintree_xml, sign_braintree, verify_braintree,
 };
-pub use model::{Notification, NotificationKind, ParseError, Parsed};
+pub use model::{Notification, NotificationKind, ParseError, Parsed, escape_nul};
 pub use paypal::{PaypalTransmission, parse_paypal, paypal_cert_url_allowed, verify_paypal};
 pub use signature::{DEFAULT_TOLERANCE, SignatureError};
 pub use stripe::{parse_stripe, sign_stripe, verify_stripe};

@@ -129,6 +129,70 @@ impl Parsed {
     }
 }
 
+/// The character that escapes NUL in normalised text: U+2400 SYMBOL FOR NULL.
+const NUL_ESCAPE: char = '\u{2400}';
+
+/// `text` with NUL written as `␀0` and `␀` itself doubled (`␀␀`). PostgreSQL refuses NUL in `TEXT`
+/// and `JSONB`, so a validly signed notification whose ids carry one could never be stored; escaped, it is
+/// stored and applied like any other. The escape is injective (two different ids never become one) and
+/// leaves every text without NUL or `␀` unchanged. The raw body keeps the original bytes.
+pub fn escape_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(['\0', NUL_ESCAPE]) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        match c {
+            '\0' => {
+                escaped.push(NUL_ESCAPE);
+                escaped.push('0');
+            }
+            NUL_ESCAPE => {
+                escaped.push(NUL_ESCAPE);
+                escaped.push(NUL_ESCAPE);
+            }
+            other => escaped.push(other),
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
+fn escape_in_place(text: &mut String) {
+    if let std::borrow::Cow::Owned(escaped) = escape_nul(text) {
+        *text = escaped;
+    }
+}
+
+/// Every text of the parsed notifications passed through [`escape_nul`]; what each `parse_*` returns.
+pub(crate) fn without_nul(mut parsed: Vec<Parsed>) -> Vec<Parsed> {
+    for item in &mut parsed {
+        match item {
+            Parsed::Dispute(n) => {
+                for text in [&mut n.event_id, &mut n.event_type, &mut n.processor_dispute_id] {
+                    escape_in_place(text);
+                }
+                for text in [
+                    &mut n.reason_code_raw,
+                    &mut n.processor_reason,
+                    &mut n.payment_reference,
+                    &mut n.order_reference,
+                    &mut n.raw_status,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    escape_in_place(text);
+                }
+            }
+            Parsed::Ignored { event_id, event_type } => {
+                escape_in_place(event_id);
+                escape_in_place(event_type);
+            }
+        }
+    }
+    parsed
+}
+
 /// Why a message could not be read. The message is then refused (4xx) rather than half-understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -161,6 +225,15 @@ impl ParseError {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_is_escaped_injectively() {
+        assert_eq!(escape_nul("dp_123"), "dp_123");
+        assert_eq!(escape_nul("dp_\u{0}x"), "dp_\u{2400}0x");
+        assert_eq!(escape_nul("dp_\u{2400}0x"), "dp_\u{2400}\u{2400}0x");
+        assert_ne!(escape_nul("a\u{0}"), escape_nul("a\u{2400}0"));
+        assert!(!escape_nul("\u{0}\u{0}").contains('\0'));
+    }
 
     #[test]
     fn kind_names_match_serde() {

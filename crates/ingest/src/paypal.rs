@@ -37,8 +37,17 @@ const PAYPAL_CERT_HOSTS: &[&str] = &[
     "api-m.sandbox.paypal.com",
 ];
 
-/// True only for `https://` URLs whose host is exactly one of PayPal's API hosts (optionally `:443`).
-/// Anything unusual (userinfo, other ports, look-alike suffixes, escapes) is refused rather than interpreted.
+/// Where PayPal serves its signing certificates, e.g.
+/// `https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-1d93a270`.
+const PAYPAL_CERT_PATH: &str = "/v1/notifications/certs/";
+/// Longer than any certificate name PayPal uses; bounds what a forged header can make us request.
+const MAX_CERT_NAME: usize = 128;
+
+/// True only for `https://` URLs whose host is exactly one of PayPal's API hosts (optionally `:443`) and
+/// whose path has the shape of PayPal's certificate URLs: `/v1/notifications/certs/` and one name of letters,
+/// digits, `-` and `_` (no further segments, no query, no fragment). Anything unusual (userinfo, other ports,
+/// look-alike suffixes, escapes, other API paths) is refused rather than interpreted, so a forged header can
+/// only ever point at a PayPal certificate.
 pub fn paypal_cert_url_allowed(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("https://") else {
         return false;
@@ -54,7 +63,14 @@ pub fn paypal_cert_url_allowed(url: &str) -> bool {
         None => authority,
     };
     let host = host.to_ascii_lowercase();
-    PAYPAL_CERT_HOSTS.contains(&host.as_str()) && path.starts_with('/')
+    let Some(name) = path.strip_prefix(PAYPAL_CERT_PATH) else {
+        return false;
+    };
+    PAYPAL_CERT_HOSTS.contains(&host.as_str())
+        && (1..=MAX_CERT_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 /// The first certificate of a PEM bundle (the leaf), as DER.
@@ -129,6 +145,10 @@ pub fn verify_paypal(
 
 /// Parses one PayPal webhook event.
 pub fn parse_paypal(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
+    parse_paypal_unescaped(body).map(crate::model::without_nul)
+}
+
+fn parse_paypal_unescaped(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
     let event = parse_json(body)?;
     if !event.is_object() {
         return Err(ParseError::invalid("event", "not a JSON object"));

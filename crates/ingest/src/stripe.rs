@@ -34,6 +34,10 @@ pub fn sign_stripe(body: &[u8], secret: &str, timestamp: i64) -> Result<String, 
 /// Parses one Stripe event. A Stripe webhook always carries exactly one event; the `Vec` keeps the same
 /// shape as the processors that batch.
 pub fn parse_stripe(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
+    parse_stripe_unescaped(body).map(crate::model::without_nul)
+}
+
+fn parse_stripe_unescaped(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
     let event = parse_json(body)?;
     if !event.is_object() {
         return Err(ParseError::invalid("event", "not a JSON object"));

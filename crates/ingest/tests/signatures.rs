@@ -386,7 +386,7 @@ fn paypal_transmission(sig: &str) -> PaypalTransmission<'_> {
         transmission_id: "071f7d20-1584-11e7-abf0-6b62a8a99ac4",
         transmission_time: "2017-03-30T20:04:05Z",
         transmission_sig: sig,
-        cert_url: "https://api.sandbox.paypal.com/v1/notifications/test",
+        cert_url: "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77",
         auth_algo: "SHA256withRSA",
     }
 }
@@ -516,6 +516,14 @@ fn paypal_cert_urls() {
         " https://api.paypal.com/cert",
         "ftp://api.paypal.com/cert",
         "https://www.paypal.com/cert",
+        "https://api.paypal.com/cert",
+        "https://api.paypal.com/v1/notifications/certs/",
+        "https://api.paypal.com/v1/notifications/certs/x/y",
+        "https://api.paypal.com/v1/notifications/certs/../../oauth2/token",
+        "https://api.paypal.com/v1/notifications/certs/x?y=1",
+        "https://api.paypal.com/v1/notifications/certs/x#y",
+        "https://api.paypal.com/v1/notifications/webhooks",
+        "https://api.paypal.com/v1/notifications/certs/CERT.pem",
         "",
     ] {
         assert!(!paypal_cert_url_allowed(bad), "{bad}");

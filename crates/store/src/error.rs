@@ -16,6 +16,11 @@ pub enum StoreError {
     Duplicate(String),
     #[error("the lease on this timer or step was lost to another worker; nothing was written")]
     LeaseLost,
+    /// A notification would be applied after a later one of the same dispute; nothing was written.
+    #[error("a later notification (of {last_applied}) was already applied to the dispute")]
+    Superseded {
+        last_applied: chrono::DateTime<chrono::Utc>,
+    },
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

@@ -1,23 +1,28 @@
 //! The notification inbox: processor messages stored as received, before they are applied to a dispute.
 //!
 //! Storing first and applying second is what makes webhooks safe to acknowledge: once
-//! [`Store::insert_notification`] returns, the message survives a crash, and a pending row is applied later
-//! by whoever claims it ([`Store::claim_pending_notifications`]). The unique key (processor, event_id)
-//! absorbs redeliveries: a duplicate is an ordinary outcome, not an error.
+//! [`Store::insert_notifications`] returns, the messages survive a crash. The unique key
+//! (processor, event_id) absorbs redeliveries.
+//!
+//! Pending rows are claimed like timers and steps: a claim writes a fresh `lease_token` and a short
+//! `locked_until` that the applier renews while it works ([`Store::renew_notification_leases`]); finishing
+//! requires the token, so of two appliers only the current holder commits. Three things claim: the request
+//! that stored the rows, a redelivery of a row still pending (it takes the row over at once, whoever held it:
+//! a crash must not make the processor's retry a no-op), and the sweep ([`Store::claim_pending_notifications`],
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL) once a lease has lapsed.
+//!
+//! The raw body is kept as bytes (`body`), so anything a processor signs can be stored, NUL included.
 
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 use verdict_domain::DisputeId;
 
 use crate::entity::notification;
-use crate::error::is_unique_violation;
 use crate::{Store, StoreError};
 
 /// The outcome written on an inbox row once it has been applied; it can ride in the same transaction as the
@@ -25,14 +30,20 @@ use crate::{Store, StoreError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxFinish {
     pub id: Uuid,
+    /// The token of the claim being finished: nothing is written if the row was taken over meanwhile.
+    pub lease_token: Uuid,
     pub status: InboxStatus,
     pub dispute_id: Option<DisputeId>,
     pub note: Option<String>,
     pub at: DateTime<Utc>,
+    /// When set (with `dispute_id`), the write is refused with [`StoreError::Superseded`] if a notification
+    /// that happened later was already applied to the dispute. Checked inside the committing transaction,
+    /// after the dispute row is locked, so two deliveries racing for one dispute cannot both pass it.
+    pub not_before_applied: Option<DateTime<Utc>>,
 }
 
 impl InboxFinish {
-    pub(crate) fn update(&self) -> sea_orm::UpdateMany<notification::Entity> {
+    fn update(&self) -> sea_orm::UpdateMany<notification::Entity> {
         let mut update = notification::Entity::update_many()
             .col_expr(notification::Column::Status, Expr::value(self.status.as_str()))
             .col_expr(notification::Column::Note, Expr::value(self.note.clone()))
@@ -40,6 +51,7 @@ impl InboxFinish {
                 notification::Column::LockedUntil,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
+            .col_expr(notification::Column::LeaseToken, Expr::value(Option::<Uuid>::None))
             .col_expr(
                 notification::Column::AppliedAt,
                 Expr::value((self.status == InboxStatus::Applied).then_some(self.at)),
@@ -47,7 +59,33 @@ impl InboxFinish {
         if let Some(dispute_id) = self.dispute_id {
             update = update.col_expr(notification::Column::DisputeId, Expr::value(dispute_id.as_uuid()));
         }
-        update.filter(notification::Column::Id.eq(self.id))
+        update
+            .filter(notification::Column::Id.eq(self.id))
+            .filter(notification::Column::LeaseToken.eq(self.lease_token))
+            .filter(notification::Column::Status.eq(InboxStatus::Pending.as_str()))
+    }
+
+    /// Checks the order (if asked) and writes the outcome, on `conn` (a transaction or the pool).
+    /// [`StoreError::Superseded`] if a later notification was applied first, [`StoreError::LeaseLost`] if the
+    /// row is no longer ours; the caller's transaction must then be rolled back.
+    pub(crate) async fn write(&self, conn: &impl ConnectionTrait) -> Result<(), StoreError> {
+        if let (Some(occurred_at), Some(dispute_id)) = (self.not_before_applied, self.dispute_id) {
+            let newer = notification::Entity::find()
+                .filter(notification::Column::DisputeId.eq(dispute_id.as_uuid()))
+                .filter(notification::Column::Status.eq(InboxStatus::Applied.as_str()))
+                .filter(notification::Column::OccurredAt.gt(occurred_at))
+                .filter(notification::Column::Id.ne(self.id))
+                .order_by_desc(notification::Column::OccurredAt)
+                .one(conn)
+                .await?;
+            if let Some(last_applied) = newer.and_then(|row| row.occurred_at) {
+                return Err(StoreError::Superseded { last_applied });
+            }
+        }
+        if self.update().exec(conn).await?.rows_affected != 1 {
+            return Err(StoreError::LeaseLost);
+        }
+        Ok(())
     }
 }
 
@@ -110,23 +148,40 @@ pub struct NewNotification {
     pub processor_dispute_id: Option<String>,
     pub received_at: DateTime<Utc>,
     pub occurred_at: Option<DateTime<Utc>>,
-    /// The raw request body, as received.
-    pub payload: String,
+    /// The raw request body (for an Adyen batch, the item's own JSON, which carries its signature), byte for
+    /// byte.
+    pub body: Vec<u8>,
     /// The normalised notification as JSON, so that applying later needs no re-parsing.
     pub notification: Option<serde_json::Value>,
     pub status: InboxStatus,
     pub note: Option<String>,
-    /// Until when the inserting request owns the row; [`Store::claim_pending_notifications`] skips it until
-    /// then, so the request and the background sweep do not apply the same row twice.
-    pub locked_until: Option<DateTime<Utc>>,
 }
 
 /// What inserting a notification did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboxInsert {
+    /// Stored; a pending row is claimed under the delivery's lease.
     Inserted(Uuid),
-    /// The processor already sent this event id; nothing was written.
+    /// The processor already sent this event id and it was dealt with (or is not pending); nothing written.
     Duplicate,
+    /// The processor redelivered an event stored earlier and still pending (a crash, a failed apply): the row
+    /// was taken over under the delivery's lease, to be applied now.
+    Retaken(Uuid),
+}
+
+/// The lease a delivery's pending rows are claimed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxLease {
+    pub token: Uuid,
+    pub until: DateTime<Utc>,
+}
+
+/// Pending notifications claimed by one sweep under one token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedNotifications {
+    pub lease_token: Uuid,
+    /// Oldest `occurred_at` first.
+    pub rows: Vec<NotificationRecord>,
 }
 
 /// One stored notification.
@@ -140,7 +195,10 @@ pub struct NotificationRecord {
     pub processor_dispute_id: Option<String>,
     pub received_at: DateTime<Utc>,
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The raw body as text (invalid UTF-8 replaced), for display; [`NotificationRecord::body`] is exact.
     pub payload: String,
+    /// The raw body byte for byte; empty once purged.
+    pub body: Vec<u8>,
     pub notification: Option<serde_json::Value>,
     pub status: InboxStatus,
     pub dispute_id: Option<DisputeId>,
@@ -153,7 +211,11 @@ pub struct NotificationRecord {
 }
 
 pub(crate) fn record(row: notification::Model) -> Result<NotificationRecord, StoreError> {
+    // Rows written before bodies were kept as bytes have only the text column.
+    let body = row.body.unwrap_or_else(|| row.payload.into_bytes());
     Ok(NotificationRecord {
+        payload: String::from_utf8_lossy(&body).into_owned(),
+        body,
         id: row.id,
         status: row.status.parse()?,
         processor: row.processor,
@@ -163,7 +225,6 @@ pub(crate) fn record(row: notification::Model) -> Result<NotificationRecord, Sto
         processor_dispute_id: row.processor_dispute_id,
         received_at: row.received_at,
         occurred_at: row.occurred_at,
-        payload: row.payload,
         notification: row.notification,
         dispute_id: row.dispute_id.map(DisputeId::from_uuid),
         note: row.note,
@@ -188,7 +249,7 @@ impl Store {
         limit: u64,
     ) -> Result<u64, StoreError> {
         let statement = self.stmt(
-            "UPDATE notifications SET payload = '', payload_purged_at = $1 WHERE id IN (SELECT id FROM notifications \
+            "UPDATE notifications SET payload = '', body = NULL, payload_purged_at = $1 WHERE id IN (SELECT id FROM notifications \
              WHERE payload_purged_at IS NULL AND received_at < $2 AND status IN ('applied', 'ignored', 'flagged') \
              ORDER BY received_at LIMIT $3)",
             vec![now.into(), received_before.into(), (limit as i64).into()],
@@ -196,36 +257,76 @@ impl Store {
         Ok(self.db().execute_raw(statement).await?.rows_affected())
     }
 
-    /// Stores a notification; a second one with the same (processor, event_id) is [`InboxInsert::Duplicate`].
-    pub async fn insert_notification(&self, new: &NewNotification) -> Result<InboxInsert, StoreError> {
-        let id = Uuid::now_v7();
-        let model = notification::ActiveModel {
-            id: Set(id),
-            processor: Set(new.processor.clone()),
-            event_id: Set(new.event_id.clone()),
-            event_type: Set(new.event_type.clone()),
-            kind: Set(new.kind.clone()),
-            processor_dispute_id: Set(new.processor_dispute_id.clone()),
-            received_at: Set(new.received_at),
-            occurred_at: Set(new.occurred_at),
-            payload: Set(new.payload.clone()),
-            notification: Set(new.notification.clone()),
-            status: Set(new.status.as_str().to_owned()),
-            dispute_id: Set(None),
-            note: Set(new.note.clone()),
-            attempts: Set(0),
-            locked_until: Set(new.locked_until),
-            applied_at: Set(None),
-            payload_purged_at: Set(None),
-        };
-        match notification::Entity::insert(model)
-            .exec_without_returning(self.db())
-            .await
-        {
-            Ok(_) => Ok(InboxInsert::Inserted(id)),
-            Err(err) if is_unique_violation(&err) => Ok(InboxInsert::Duplicate),
-            Err(err) => Err(err.into()),
+    /// Stores a delivery's notifications in one transaction (all or nothing, so a 5xx makes the processor
+    /// redeliver the whole of it). Pending rows are claimed under `lease`; an event id already stored is a
+    /// [`InboxInsert::Duplicate`], or [`InboxInsert::Retaken`] when that row is still pending: it is taken over
+    /// under `lease` whoever held it, since a redelivery means the processor is still waiting for it.
+    pub async fn insert_notifications(
+        &self,
+        rows: &[NewNotification],
+        lease: InboxLease,
+    ) -> Result<Vec<InboxInsert>, StoreError> {
+        use sea_orm::TransactionTrait;
+        use sea_orm::sea_query::OnConflict;
+        let txn = self.db().begin().await?;
+        let mut inserts = Vec::with_capacity(rows.len());
+        for new in rows {
+            let id = Uuid::now_v7();
+            let pending = new.status == InboxStatus::Pending;
+            let model = notification::ActiveModel {
+                id: Set(id),
+                processor: Set(new.processor.clone()),
+                event_id: Set(new.event_id.clone()),
+                event_type: Set(new.event_type.clone()),
+                kind: Set(new.kind.clone()),
+                processor_dispute_id: Set(new.processor_dispute_id.clone()),
+                received_at: Set(new.received_at),
+                occurred_at: Set(new.occurred_at),
+                payload: Set(String::new()),
+                body: Set(Some(new.body.clone())),
+                notification: Set(new.notification.clone()),
+                status: Set(new.status.as_str().to_owned()),
+                dispute_id: Set(None),
+                note: Set(new.note.clone()),
+                attempts: Set(0),
+                locked_until: Set(pending.then_some(lease.until)),
+                lease_token: Set(pending.then_some(lease.token)),
+                applied_at: Set(None),
+                payload_purged_at: Set(None),
+            };
+            // ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL an error would abort the
+            // whole transaction.
+            let inserted = notification::Entity::insert(model)
+                .on_conflict(
+                    OnConflict::columns([notification::Column::Processor, notification::Column::EventId])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+            if inserted == 1 {
+                inserts.push(InboxInsert::Inserted(id));
+                continue;
+            }
+            let retaken = txn
+                .query_one_raw(self.stmt(
+                    "UPDATE notifications SET lease_token = $1, locked_until = $2 \
+                     WHERE processor = $3 AND event_id = $4 AND status = 'pending' RETURNING id",
+                    vec![
+                        lease.token.into(),
+                        lease.until.into(),
+                        new.processor.clone().into(),
+                        new.event_id.clone().into(),
+                    ],
+                ))
+                .await?;
+            inserts.push(match retaken {
+                Some(row) => InboxInsert::Retaken(row.try_get("", "id")?),
+                None => InboxInsert::Duplicate,
+            });
         }
+        txn.commit().await?;
+        Ok(inserts)
     }
 
     pub async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>, StoreError> {
@@ -236,90 +337,103 @@ impl Store {
             .transpose()
     }
 
-    /// Records the result of applying a notification and releases the row.
-    pub async fn finish_notification(
-        &self,
-        id: Uuid,
-        status: InboxStatus,
-        dispute_id: Option<DisputeId>,
-        note: Option<&str>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let finish = InboxFinish {
-            id,
-            status,
-            dispute_id,
-            note: note.map(str::to_owned),
-            at,
-        };
-        finish.update().exec(self.db()).await?;
-        Ok(())
+    /// Records the result of applying a notification and releases the row, if `finish.lease_token` still
+    /// holds it (`false` otherwise: someone took it over, and nothing was written).
+    pub async fn finish_notification(&self, finish: &InboxFinish) -> Result<bool, StoreError> {
+        match finish.write(self.db()).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::LeaseLost) => Ok(false),
+            Err(err) => Err(err),
+        }
     }
 
     /// Counts a failed attempt and leaves the row pending, locked until `retry_at` (so sweeps back off), or
-    /// marks it failed once `max_attempts` is reached. Returns the status the row is left in.
+    /// marks it failed once `max_attempts` is reached; only if `lease_token` still holds the row (`None`
+    /// otherwise). Returns the status the row is left in.
     pub async fn retry_notification_later(
         &self,
         id: Uuid,
+        lease_token: Uuid,
         error: &str,
         max_attempts: i32,
         retry_at: DateTime<Utc>,
-    ) -> Result<InboxStatus, StoreError> {
-        let Some(row) = notification::Entity::find_by_id(id).one(self.db()).await? else {
-            return Err(StoreError::Corrupt(format!("notification {id} vanished")));
+    ) -> Result<Option<InboxStatus>, StoreError> {
+        let error: String = error.chars().take(2_000).collect();
+        let statement = self.stmt(
+            "UPDATE notifications SET attempts = attempts + 1, \
+             status = CASE WHEN attempts + 1 >= $1 THEN 'failed' ELSE 'pending' END, \
+             note = $2, locked_until = $3, lease_token = NULL \
+             WHERE id = $4 AND lease_token = $5 AND status = 'pending' RETURNING status",
+            vec![
+                max_attempts.into(),
+                error.into(),
+                retry_at.into(),
+                id.into(),
+                lease_token.into(),
+            ],
+        );
+        let Some(row) = self.db().query_one_raw(statement).await? else {
+            return Ok(None);
         };
-        let attempts = row.attempts + 1;
-        let status = if attempts >= max_attempts {
-            InboxStatus::Failed
-        } else {
-            InboxStatus::Pending
-        };
-        notification::Entity::update_many()
-            .col_expr(notification::Column::Attempts, Expr::value(attempts))
-            .col_expr(notification::Column::Status, Expr::value(status.as_str()))
-            .col_expr(notification::Column::Note, Expr::value(error.to_owned()))
-            .col_expr(notification::Column::LockedUntil, Expr::value(Some(retry_at)))
-            .filter(notification::Column::Id.eq(id))
-            .exec(self.db())
-            .await?;
-        Ok(status)
+        let status: String = row.try_get("", "status")?;
+        Ok(Some(status.parse()?))
     }
 
-    /// Claims up to `limit` pending notifications whose lock has lapsed (oldest `occurred_at` first) by
-    /// locking each for `lease`. Each claim is a conditional UPDATE, so two replicas never claim the same row.
+    /// Extends the lease of every row still held under `lease_token` until `until`; returns how many. An
+    /// applier renews while it works, so a lease only lapses when its holder stopped (crashed).
+    pub async fn renew_notification_leases(&self, lease_token: Uuid, until: DateTime<Utc>) -> Result<u64, StoreError> {
+        let statement = self.stmt(
+            "UPDATE notifications SET locked_until = $1 WHERE lease_token = $2 AND status = 'pending'",
+            vec![until.into(), lease_token.into()],
+        );
+        Ok(self.db().execute_raw(statement).await?.rows_affected())
+    }
+
+    /// Claims up to `limit` pending notifications whose lease has lapsed, oldest `occurred_at` first, under
+    /// one new token for `lease`: one `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)` on
+    /// PostgreSQL, so replicas sweeping at the same moment take disjoint rows without waiting on each other
+    /// (on SQLite, one process, the statement is atomic by itself).
     pub async fn claim_pending_notifications(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
         limit: u64,
-    ) -> Result<Vec<NotificationRecord>, StoreError> {
-        let unlocked = || {
-            Condition::any()
-                .add(notification::Column::LockedUntil.is_null())
-                .add(notification::Column::LockedUntil.lte(now))
+    ) -> Result<ClaimedNotifications, StoreError> {
+        let token = Uuid::now_v7();
+        let skip_locked = if self.is_postgres() {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
         };
-        let candidates = notification::Entity::find()
-            .filter(notification::Column::Status.eq(InboxStatus::Pending.as_str()))
-            .filter(unlocked())
+        let sql = format!(
+            "UPDATE notifications SET locked_until = $1, lease_token = $2 \
+             WHERE id IN (SELECT id FROM notifications WHERE status = 'pending' \
+             AND (locked_until IS NULL OR locked_until <= $3) ORDER BY occurred_at, id LIMIT $4 {skip_locked}) \
+             RETURNING id"
+        );
+        let values = vec![(now + lease).into(), token.into(), now.into(), (limit as i64).into()];
+        let claimed = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+        let ids: Vec<Uuid> = claimed
+            .iter()
+            .map(|row| row.try_get("", "id"))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(ClaimedNotifications {
+                lease_token: token,
+                rows: Vec::new(),
+            });
+        }
+        let rows = notification::Entity::find()
+            .filter(notification::Column::Id.is_in(ids))
+            .filter(notification::Column::LeaseToken.eq(token))
             .order_by_asc(notification::Column::OccurredAt)
             .order_by_asc(notification::Column::Id)
-            .limit(limit)
             .all(self.db())
             .await?;
-        let mut claimed = Vec::with_capacity(candidates.len());
-        for row in candidates {
-            let result = notification::Entity::update_many()
-                .col_expr(notification::Column::LockedUntil, Expr::value(Some(now + lease)))
-                .filter(notification::Column::Id.eq(row.id))
-                .filter(notification::Column::Status.eq(InboxStatus::Pending.as_str()))
-                .filter(unlocked())
-                .exec(self.db())
-                .await?;
-            if result.rows_affected == 1 {
-                claimed.push(record(row)?);
-            }
-        }
-        Ok(claimed)
+        Ok(ClaimedNotifications {
+            lease_token: token,
+            rows: records(rows)?,
+        })
     }
 
     /// Every notification of a dispute, raw payload included, oldest first: the replay material of a dispute.
@@ -350,7 +464,10 @@ impl Store {
         records(rows)
     }
 
-    /// When the newest notification already applied to the dispute happened; older ones must not move it.
+    /// When the newest notification already applied to the dispute happened. A shortcut for refusing an
+    /// older one before planning (applied rows never become unapplied, so a "stale" answer stays true); the
+    /// decision for anything that is committed is made again inside the transaction
+    /// ([`InboxFinish::not_before_applied`]).
     pub async fn last_applied_notification_at(
         &self,
         dispute_id: DisputeId,

@@ -18,7 +18,9 @@ mod schedules;
 pub mod testing;
 
 pub use error::StoreError;
-pub use inbox::{InboxFinish, InboxInsert, InboxStatus, NewNotification, NotificationRecord};
+pub use inbox::{
+    ClaimedNotifications, InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, NotificationRecord,
+};
 pub use keys::{ApiKeyRecord, KeySelector, Revocation, hash_token};
 pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessage};
 pub use queue::{

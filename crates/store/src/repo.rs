@@ -423,7 +423,8 @@ impl Store {
                 .await?;
         }
         if let Some(finish) = finish {
-            finish.update().exec(&txn).await?;
+            // Last, after the dispute row is locked: the order check then sees every commit before ours.
+            finish.write(&txn).await?;
         }
         let adds_work = !decision.steps.is_empty()
             || decision

@@ -297,7 +297,7 @@ async fn a_timer_leased_by_a_dead_replica_does_not_hide_sooner_work() {
 /// leaves the inbox row pending.
 #[tokio::test]
 async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
-    use verdict_store::{InboxFinish, InboxInsert, InboxStatus, NewNotification};
+    use verdict_store::{InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification};
     for db in test_databases().await.unwrap() {
         let store = db.store().await.unwrap();
         let row = |event_id: &str| NewNotification {
@@ -308,13 +308,17 @@ async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
             processor_dispute_id: Some("dp_chain".into()),
             received_at: t0(),
             occurred_at: Some(t0()),
-            payload: "{}".into(),
+            body: b"{}".to_vec(),
             notification: None,
             status: InboxStatus::Pending,
             note: None,
-            locked_until: None,
         };
-        let InboxInsert::Inserted(inbox_id) = store.insert_notification(&row("evt_chain")).await.unwrap() else {
+        let lease = InboxLease {
+            token: uuid::Uuid::now_v7(),
+            until: t0() + chrono::Duration::seconds(20),
+        };
+        let inserted = store.insert_notifications(&[row("evt_chain")], lease).await.unwrap();
+        let [InboxInsert::Inserted(inbox_id)] = inserted[..] else {
             panic!("{}: not inserted", db.label);
         };
         let command = Command::new(
@@ -332,10 +336,12 @@ async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
         }
         let finish = InboxFinish {
             id: inbox_id,
+            lease_token: lease.token,
             status: InboxStatus::Applied,
             dispute_id: Some(current.id),
             note: Some("open, triage, accept".into()),
             at: t0(),
+            not_before_applied: Some(t0()),
         };
 
         // Refused as a whole when the version it was planned on is stale: no dispute, the row still pending.

@@ -21,6 +21,8 @@ pub struct Model {
     pub locked_until: Option<DateTimeUtc>,
     pub applied_at: Option<DateTimeUtc>,
     pub payload_purged_at: Option<DateTimeUtc>,
+    pub lease_token: Option<Uuid>,
+    pub body: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

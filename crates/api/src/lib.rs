@@ -11,6 +11,8 @@ pub mod webhooks;
 
 use std::time::Duration;
 
+use async_graphql_axum::GraphQLRequest;
+use async_graphql_axum::rejection::GraphQLRejection;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -167,11 +169,7 @@ async fn graphql_answer(state: &AppState, headers: &HeaderMap, body: Body) -> Re
     let mut parsed = axum::http::Request::new(Body::from(bytes));
     *parsed.headers_mut() = headers.clone();
     *parsed.method_mut() = axum::http::Method::POST;
-    let request = match async_graphql_axum::GraphQLRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-        parsed, state,
-    )
-    .await
-    {
+    let request = match GraphQLRequest::<GraphQLRejection>::from_request(parsed, state).await {
         Ok(request) => request.into_inner(),
         Err(rejection) => {
             return ApiError::InvalidInput(format!(

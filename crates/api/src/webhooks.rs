@@ -89,7 +89,7 @@ pub trait CertificateFetcher: Send + Sync {
 
 /// Largest certificate bundle accepted; PayPal's are a few KiB.
 const MAX_CERTIFICATE_BYTES: usize = 64 * 1024;
-/// Distinct certificate URLs kept (oldest evicted first); PayPal rotates rarely, so this only bounds what a
+/// Distinct certificate URLs kept (least recently used evicted first); PayPal rotates rarely, so this only bounds what a
 /// forger can make us hold.
 const MAX_CACHED_CERTIFICATES: usize = 32;
 /// Fetches of URLs not in the cache allowed per [`FETCH_WINDOW`]. A PayPal account uses one certificate for
@@ -129,6 +129,17 @@ struct Cache {
 }
 
 impl Cache {
+    /// The certificate at `url`, marked as the most recently used (so that forged URLs fetched later evict
+    /// it last).
+    fn get(&mut self, url: &str) -> Option<Arc<Vec<u8>>> {
+        let pem = self.entries.get(url).cloned()?;
+        if let Some(at) = self.order.iter().position(|u| u == url) {
+            self.order.remove(at);
+            self.order.push_back(url.to_owned());
+        }
+        Some(pem)
+    }
+
     fn insert(&mut self, url: &str, pem: Arc<Vec<u8>>) {
         if self.entries.insert(url.to_owned(), pem).is_none() {
             self.order.push_back(url.to_owned());
@@ -230,7 +241,7 @@ impl CachedCertificates {
     }
 
     fn cached(&self, url: &str) -> Option<Arc<Vec<u8>>> {
-        self.cache.read().ok().and_then(|cache| cache.entries.get(url).cloned())
+        self.cache.write().ok().and_then(|mut cache| cache.get(url))
     }
 
     fn take_budget(&self) -> bool {

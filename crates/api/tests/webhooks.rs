@@ -1016,3 +1016,37 @@ async fn a_large_adyen_batch_is_acknowledged_once_stored_and_applied_after() {
         );
     }
 }
+
+/// A notification stored just before a crash (never applied) used to wait for the two-minute inbox lease:
+/// the processor's redelivery was answered "duplicate" and changed nothing. Now the redelivery applies it.
+#[tokio::test]
+async fn a_redelivery_of_a_notification_stored_before_a_crash_is_applied_at_once() {
+    for app in apps().await {
+        let file = "stripe/unofficial-stripe-ruby-mock/event-charge.dispute.created.json";
+        let body = fixture(file);
+        // The first delivery was stored, then the replica died before applying it.
+        let parsed = verdict_ingest::parse_stripe(&body).unwrap();
+        let (received, _claim_of_the_dead_request) = app.engine.record(Source::Stripe, &parsed, &body).await.unwrap();
+        assert_eq!(received.stored, 1);
+        let stored = app.engine.store();
+        assert!(
+            stored
+                .find_by_processor_id(Processor::Stripe, "dp_000000000000000000000000")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Stripe redelivers seconds later; the clock has not moved, the dead request's lease still holds.
+        let (status, response) = post_fixture(&app, file).await;
+        assert_eq!(status, StatusCode::OK, "{} {response}", app.label);
+        assert!(response.contains("\"retaken\":1"), "{}: {response}", app.label);
+        let d = app.dispute(Processor::Stripe, "dp_000000000000000000000000").await;
+        assert_eq!(d.status, Status::Notified, "{}", app.label);
+        assert_eq!(
+            stored.count_notifications(Some(InboxStatus::Applied)).await.unwrap(),
+            1,
+            "{}",
+            app.label
+        );
+    }
+}

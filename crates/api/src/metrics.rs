@@ -99,6 +99,18 @@ fn describe() {
         "verdict_schedule_ticks_total",
         "Cron schedule ticks fired, by schedule."
     );
+    describe_counter!(
+        "verdict_schedule_jobs_timed_out_total",
+        "Cron jobs cut off at their tick's lease, by schedule."
+    );
+    describe_counter!(
+        "verdict_step_results_unrecorded_total",
+        "Step failures whose retry or dead letter could not be written (the step runs again after its lease), by kind."
+    );
+    describe_counter!(
+        "verdict_step_failures_unrecorded_total",
+        "Step failures that could not be written to the database at all, by kind; see the replica's log."
+    );
 }
 
 /// Records the latency of every request by matched route (`/graphql` is the GraphQL latency).

@@ -80,8 +80,18 @@ fn path_to(status: Status) -> Vec<Action> {
         Status::Triaged => vec![Triage { queue: None }],
         Status::EvidenceGathering => prepared,
         Status::Submitted => [prepared, vec![Submit]].concat(),
-        Status::Won => [prepared, vec![Submit, RecordOutcome { won: true }]].concat(),
-        Status::Lost => [prepared, vec![Submit, RecordOutcome { won: false }]].concat(),
+        Status::Won => [prepared, vec![Submit, ReceiveOutcome { won: true, stage: None }]].concat(),
+        Status::Lost => [
+            prepared,
+            vec![
+                Submit,
+                ReceiveOutcome {
+                    won: false,
+                    stage: None,
+                },
+            ],
+        ]
+        .concat(),
         Status::Accepted => vec![Triage { queue: None }, Accept],
         Status::Expired => vec![Triage { queue: None }, Expire],
         Status::Withdrawn => [prepared, vec![Withdraw]].concat(),
@@ -205,7 +215,12 @@ pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
             engine.handle(dispute.id, assign).await?;
         }
         for action in path_to(status) {
-            let command = Command::new(analyst.clone(), action).because("demo walk-through");
+            // What the processor decides or reports is recorded as its word, as it would be in production.
+            let by = match action {
+                Action::ReceiveOutcome { .. } | Action::Expire | Action::Withdraw => Actor::processor(processor),
+                _ => analyst.clone(),
+            };
+            let command = Command::new(by, action).because("demo walk-through");
             engine.handle(dispute.id, command).await?;
         }
         if status == Status::Won && i % 24 == 4 {

@@ -55,8 +55,9 @@ pub const INBOX_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_
 
 /// Serves `state` on `listener` until `shutdown` completes, with the inbox sweeper running alongside: it
 /// applies pending notifications once at start-up and then every [`INBOX_SWEEP_INTERVAL`]. The worker pool
-/// runs with default settings and local outside systems; see [`serve_with_workers`].
-pub async fn serve_app(
+/// runs with default settings and the local stand-ins (the sandbox processor, which invents outcomes, and the
+/// mailbox): for tests and benchmarks only; `verdict serve` uses [`serve_with_workers`] with its configuration.
+pub async fn serve_with_sandbox(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -68,7 +69,7 @@ pub async fn serve_app(
 /// How long a graceful shutdown waits for running steps to finish.
 pub const WORKER_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// [`serve_app`] with a given worker pool (`None`: no workers in this process). On shutdown the pool stops
+/// [`serve_with_sandbox`] with a given worker pool (`None`: no workers in this process). On shutdown the pool stops
 /// claiming, releases what it has not started and finishes what runs, within [`WORKER_SHUTDOWN_GRACE`].
 pub async fn serve_with_workers(
     listener: TcpListener,

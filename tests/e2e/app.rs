@@ -102,7 +102,7 @@ impl TestApp {
             ..Default::default()
         };
         let state = verdict_api::AppState::new(engine).with_webhooks(webhooks);
-        let server = tokio::spawn(verdict::serve_app(listener, state, async {
+        let server = tokio::spawn(verdict::serve_with_sandbox(listener, state, async {
             let _ = stopped.await;
         }));
         let [admin, lead, analyst, viewer] = keys;

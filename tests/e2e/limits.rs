@@ -58,7 +58,7 @@ impl App {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(verdict::serve_app(listener, state.clone(), async {
+        let server = tokio::spawn(verdict::serve_with_sandbox(listener, state.clone(), async {
             let _ = stopped.await;
         }));
         App {

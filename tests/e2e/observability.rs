@@ -250,7 +250,7 @@ async fn cors_preflights_are_answered_for_configured_origins_only() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/graphql", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(verdict::serve_app(listener, state, async {
+    let server = tokio::spawn(verdict::serve_with_sandbox(listener, state, async {
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
@@ -366,4 +366,61 @@ async fn metrics_have_help_lines_and_one_series_of_step_successes() {
     let succeeded: f64 = series[0].rsplit(' ').next().unwrap().parse().unwrap();
     assert!(succeeded >= 1.0, "{series:?}");
     app.stop().await;
+}
+
+/// Adyen cannot be asked whether a refund already happened and forgets an idempotency key after about 31 days:
+/// a lead's retry of an older Adyen refund needs the lead's confirmation, or it could pay twice.
+#[tokio::test]
+async fn an_old_adyen_refund_is_retried_only_with_the_leads_confirmation() {
+    for db in test_databases().await.unwrap() {
+        let mut app = TestApp::start(&db).await;
+        let mut input = crate::app::open_input("dp_adyen_retry");
+        input["processor"] = json!("ADYEN");
+        input["paymentReference"] = json!("8815555555555555");
+        let opened = app.gql(&app.analyst, crate::app::OPEN, json!({ "input": input })).await;
+        let id = opened.data()["openDispute"]["id"].as_str().unwrap().to_owned();
+        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { version } }";
+        app.gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "bob"}}))
+            .await
+            .data();
+        let steps_query = "query($id: ID!) { dispute(id: $id) { steps { status } } }";
+        for attempt in 0.. {
+            let answer = app.gql(&app.viewer, steps_query, json!({ "id": id })).await;
+            let steps = answer.data()["dispute"]["steps"].as_array().unwrap().clone();
+            if !steps.is_empty() && steps.iter().all(|s| s["status"] == "succeeded") {
+                break;
+            }
+            assert!(attempt < 200, "{}: the notify step never ran: {steps:?}", app.label);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // A refund that failed for good, enqueued forty days ago.
+        let store = db.store().await.unwrap();
+        store
+            .execute_unprepared(
+                "UPDATE steps SET kind = 'refund', status = 'dead', attempts = max_attempts, \
+                 last_error = 'adyen: 500', created_at = '2020-01-01T00:00:00+00:00'",
+            )
+            .await
+            .unwrap();
+        let step_id = app
+            .gql(&app.lead, "{ deadLetteredSteps { id } }", json!({}))
+            .await
+            .data()["deadLetteredSteps"][0]["id"]
+            .clone();
+        let retry = "mutation($id: ID!) { retryStep(id: $id) { status } }";
+        let confirmed = "mutation($id: ID!) { retryStep(id: $id, confirmedNotAtProcessor: true) { status } }";
+        let refused = app.gql(&app.lead, retry, json!({ "id": step_id })).await;
+        assert_eq!(refused.error_code(), "ILLEGAL_TRANSITION", "{}", app.label);
+        let dead = app.gql(&app.lead, "{ deadLetteredSteps { id } }", json!({})).await;
+        assert_eq!(
+            dead.data()["deadLetteredSteps"].as_array().unwrap().len(),
+            1,
+            "{}: the refused retry changed nothing",
+            app.label
+        );
+        // Accepted once confirmed (the worker may already be running it again, so its status is not fixed).
+        let retried = app.gql(&app.lead, confirmed, json!({ "id": step_id })).await;
+        assert!(retried.data()["retryStep"]["status"].is_string(), "{}", app.label);
+        app.stop().await;
+    }
 }

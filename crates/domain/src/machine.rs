@@ -146,6 +146,8 @@ pub enum Action {
     },
     StartEvidenceGathering,
     Submit,
+    /// The outcome as older follow-up timers stored it; decided exactly as [`Action::ReceiveOutcome`] at the
+    /// current stage, so history says `outcome_received`.
     RecordOutcome {
         won: bool,
     },
@@ -634,6 +636,23 @@ pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Deci
 
 /// What `command` means for `dispute` at `now`. Pure: the dispute is only read.
 pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Result<Decision, DomainError> {
+    if let Action::RecordOutcome { won } = command.action {
+        let received = Command {
+            action: Action::ReceiveOutcome { won, stage: None },
+            ..command.clone()
+        };
+        return decide(dispute, &received, now);
+    }
+    if command.actor.kind == ActorKind::Analyst
+        && matches!(
+            command.action,
+            Action::ReceiveOutcome { .. } | Action::ProcessorUpdate { .. }
+        )
+    {
+        return Err(DomainError::invalid(
+            "only the processor reports its outcome or an update; a lead records an outcome by hand as an override",
+        ));
+    }
     if let Some(expected) = command.expected_version
         && expected != dispute.version
     {
@@ -702,11 +721,11 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             steps.push(step(StepKind::SubmitEvidence));
             change
         }
-        Action::RecordOutcome { won } => {
-            let change = transition(if *won { Status::Won } else { Status::Lost })?;
-            timers.push(TimerInstruction::CancelAll);
-            steps.push(step(StepKind::SellerMessage));
-            change
+        // Re-decided as `ReceiveOutcome` at the top of this function.
+        Action::RecordOutcome { .. } => {
+            return Err(DomainError::invalid(
+                "an outcome is decided as the processor's (ReceiveOutcome)",
+            ));
         }
         Action::Accept => {
             let change = transition(Status::Accepted)?;
@@ -787,8 +806,9 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                 )));
             }
             reason = flagged(reason, check_due_by(&command.actor, *due_by, now)?);
-            timers.push(TimerInstruction::CancelAll);
+            // After submission the due date drives no timer, and the outcome check must survive the change.
             if dispute.status != Status::Submitted {
+                timers.push(TimerInstruction::CancelAll);
                 timers.extend(deadline_timers(*due_by, now));
             }
             Change::DueByChanged {

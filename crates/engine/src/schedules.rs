@@ -372,9 +372,14 @@ impl Scheduler {
             let missed = row.next_fire_at < now - Duration::minutes(1);
             tracing::info!(schedule = %row.name, tick = %claim.tick, catch_up = missed, "schedule fired");
             metrics::counter!("verdict_schedule_ticks_total", "schedule" => row.name.clone()).increment(1);
-            // Bounded by the tick's lease: a job that hangs (a processor that never answers) is given up, and the
+            // Bounded within the tick's lease (nine tenths of it, so no other replica takes the tick over while
+            // this one still runs it): a job that hangs (a processor that never answers) is given up, and the
             // replica's other schedules carry on.
-            let bound = self.lease.to_std().unwrap_or(std::time::Duration::from_secs(600));
+            let bound = self
+                .lease
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(600))
+                .mul_f64(0.9);
             match tokio::time::timeout(bound, self.run_job(entry.config.job, row, now)).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(err)) => {

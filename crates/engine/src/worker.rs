@@ -668,6 +668,17 @@ impl Worker {
                 }
             }
         };
+        self.recorded(step, leased, result).await
+    }
+
+    /// What a step's completion write came to: counted once it is recorded, discarded when another worker
+    /// took the step over, retried when it could not be written.
+    async fn recorded<E: std::fmt::Display>(
+        &self,
+        step: &ClaimedStep,
+        leased: Leased,
+        result: Result<bool, E>,
+    ) -> Done {
         match result {
             Ok(true) => {
                 // Unlabelled, like the batched successes in `record_successes`: one series, so a sum counts
@@ -696,21 +707,11 @@ impl Worker {
                 payload: n.payload,
             })
             .collect();
-        match engine
+        let result = engine
             .store()
             .complete_step_with_steps(leased, &next, engine.clock().now())
-            .await
-        {
-            Ok(true) => {
-                metrics::counter!("verdict_steps_succeeded_total").increment(1);
-                Done::Fired
-            }
-            Ok(false) => {
-                tracing::warn!(step_id = %step.id, "step taken over by another worker; its result was discarded");
-                Done::Stale
-            }
-            Err(err) => self.result_not_recorded(step, leased, &err.to_string()).await,
-        }
+            .await;
+        self.recorded(step, leased, result).await
     }
 
     /// Performed, but its result could not be recorded: the step is retried (the idempotency key, and for

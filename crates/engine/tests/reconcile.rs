@@ -419,7 +419,7 @@ async fn a_blocked_reconciliation_does_not_hold_up_the_replicas_timers_and_steps
             )
             .await;
         let mut done = false;
-        for _ in 0..100 {
+        for _ in 0..600 {
             let steps = h.engine.store().steps(assigned.id).await.unwrap();
             let fired = probe.0.load(std::sync::atomic::Ordering::SeqCst);
             if fired == 1 && !steps.is_empty() && steps.iter().all(|s| s.status == "succeeded") {

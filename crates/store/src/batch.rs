@@ -52,21 +52,8 @@ impl Store {
             .await?;
         Ok(grouped(
             ids,
-            rows.into_iter().map(|r| {
-                (
-                    DisputeId::from_uuid(r.dispute_id),
-                    EventRecord {
-                        version: r.version,
-                        kind: r.kind,
-                        from_status: r.from_status,
-                        to_status: r.to_status,
-                        actor: r.actor,
-                        reason: r.reason,
-                        change: r.change,
-                        at: r.at,
-                    },
-                )
-            }),
+            rows.into_iter()
+                .map(|r| (DisputeId::from_uuid(r.dispute_id), EventRecord::from(r))),
         ))
     }
 
@@ -86,17 +73,8 @@ impl Store {
             .await?;
         Ok(grouped(
             ids,
-            rows.into_iter().filter_map(|r| {
-                Some((
-                    DisputeId::from_uuid(r.dispute_id?),
-                    TimerRecord {
-                        id: r.id,
-                        kind: r.kind,
-                        due_at: r.due_at,
-                        status: r.status,
-                    },
-                ))
-            }),
+            rows.into_iter()
+                .filter_map(|r| Some((DisputeId::from_uuid(r.dispute_id?), TimerRecord::from(r)))),
         ))
     }
 
@@ -115,20 +93,8 @@ impl Store {
             .await?;
         Ok(grouped(
             ids,
-            rows.into_iter().filter_map(|r| {
-                Some((
-                    DisputeId::from_uuid(r.dispute_id?),
-                    StepRecord {
-                        id: r.id,
-                        kind: r.kind,
-                        idempotency_key: r.idempotency_key,
-                        status: r.status,
-                        attempts: r.attempts,
-                        next_attempt_at: r.next_attempt_at,
-                        last_error: r.last_error,
-                    },
-                ))
-            }),
+            rows.into_iter()
+                .filter_map(|r| Some((DisputeId::from_uuid(r.dispute_id?), StepRecord::from(r)))),
         ))
     }
 

@@ -83,6 +83,9 @@ pub struct StepRow {
     pub updated_at: DateTime<Utc>,
     /// While a worker holds the step (a pending step being performed): the end of its lease.
     pub locked_until: Option<DateTime<Utc>>,
+    /// When the step was enqueued: its idempotency key has been in use since its first attempt, at or after
+    /// this time.
+    pub created_at: DateTime<Utc>,
 }
 
 impl StepRow {
@@ -567,7 +570,7 @@ impl Store {
     async fn step_rows(&self, clause: &str, values: Vec<Value>) -> Result<Vec<StepRow>, StoreError> {
         let sql = format!(
             "SELECT id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, next_attempt_at, \
-             last_error, updated_at, locked_until FROM steps {clause}"
+             last_error, updated_at, locked_until, created_at FROM steps {clause}"
         );
         let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
         Ok(rows.iter().map(step_row).collect::<Result<_, _>>()?)
@@ -664,6 +667,7 @@ fn step_row(row: &QueryResult) -> Result<StepRow, sea_orm::DbErr> {
         last_error: row.try_get("", "last_error")?,
         updated_at: row.try_get("", "updated_at")?,
         locked_until: row.try_get("", "locked_until")?,
+        created_at: row.try_get("", "created_at")?,
     })
 }
 

@@ -107,6 +107,46 @@ pub struct StepRecord {
     pub last_error: Option<String>,
 }
 
+impl From<dispute_event::Model> for EventRecord {
+    fn from(r: dispute_event::Model) -> Self {
+        Self {
+            version: r.version,
+            kind: r.kind,
+            from_status: r.from_status,
+            to_status: r.to_status,
+            actor: r.actor,
+            reason: r.reason,
+            change: r.change,
+            at: r.at,
+        }
+    }
+}
+
+impl From<timer::Model> for TimerRecord {
+    fn from(r: timer::Model) -> Self {
+        Self {
+            id: r.id,
+            kind: r.kind,
+            due_at: r.due_at,
+            status: r.status,
+        }
+    }
+}
+
+impl From<step::Model> for StepRecord {
+    fn from(r: step::Model) -> Self {
+        Self {
+            id: r.id,
+            kind: r.kind,
+            idempotency_key: r.idempotency_key,
+            status: r.status,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            last_error: r.last_error,
+        }
+    }
+}
+
 impl Store {
     /// Connects (creating a SQLite file if the URL says `mode=rwc`). SQLite runs in WAL mode with a busy
     /// timeout so that readers never block the writer and concurrent writers queue instead of failing.
@@ -451,19 +491,7 @@ impl Store {
             .order_by_asc(dispute_event::Column::Version)
             .all(&self.db)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| EventRecord {
-                version: r.version,
-                kind: r.kind,
-                from_status: r.from_status,
-                to_status: r.to_status,
-                actor: r.actor,
-                reason: r.reason,
-                change: r.change,
-                at: r.at,
-            })
-            .collect())
+        Ok(rows.into_iter().map(EventRecord::from).collect())
     }
 
     pub async fn timers(&self, id: DisputeId) -> Result<Vec<TimerRecord>, StoreError> {
@@ -473,15 +501,7 @@ impl Store {
             .order_by_asc(timer::Column::Id)
             .all(&self.db)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| TimerRecord {
-                id: r.id,
-                kind: r.kind,
-                due_at: r.due_at,
-                status: r.status,
-            })
-            .collect())
+        Ok(rows.into_iter().map(TimerRecord::from).collect())
     }
 
     pub async fn steps(&self, id: DisputeId) -> Result<Vec<StepRecord>, StoreError> {
@@ -490,18 +510,7 @@ impl Store {
             .order_by_asc(step::Column::Id)
             .all(&self.db)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StepRecord {
-                id: r.id,
-                kind: r.kind,
-                idempotency_key: r.idempotency_key,
-                status: r.status,
-                attempts: r.attempts,
-                next_attempt_at: r.next_attempt_at,
-                last_error: r.last_error,
-            })
-            .collect())
+        Ok(rows.into_iter().map(StepRecord::from).collect())
     }
 
     fn filtered(filter: &DisputeFilter) -> sea_orm::Select<dispute::Entity> {

@@ -276,13 +276,16 @@ impl MutationRoot {
         Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
     }
 
-    /// Puts a dead-lettered step back in the queue with fresh attempts (lead only).
+    /// Puts a dead-lettered step back in the queue with fresh attempts (lead only). An Adyen refund or
+    /// acceptance older than Adyen's idempotency window (30 days) needs `confirmedNotAtProcessor: true`: Adyen
+    /// cannot be asked whether it already happened, so the lead confirms having checked.
     async fn retry_step(
         &self,
         ctx: &Context<'_>,
         id: ID,
+        #[graphql(default = false)] confirmed_not_at_processor: bool,
     ) -> async_graphql::Result<super::operations_admin::StepDetail> {
-        super::operations_admin::retry(ctx, id).await
+        super::operations_admin::retry(ctx, id, confirmed_not_at_processor).await
     }
 
     /// Gives up on a pending or dead-lettered step (lead only).

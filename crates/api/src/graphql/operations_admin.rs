@@ -68,8 +68,37 @@ pub async fn dead_lettered(ctx: &Context<'_>, first: i32) -> async_graphql::Resu
     Ok(rows.into_iter().map(StepDetail::from).collect())
 }
 
-/// Puts a dead step back in the queue with fresh attempts (lead only).
-pub async fn retry(ctx: &Context<'_>, id: ID) -> async_graphql::Result<StepDetail> {
+/// How long Adyen keeps an idempotency key (at least 31 days, its API documentation says), less a day's margin.
+/// Adyen cannot be asked whether a refund or an acceptance already happened, so after this a retry could act
+/// twice.
+pub const ADYEN_IDEMPOTENCY_DAYS: i64 = 30;
+
+/// Puts a dead step back in the queue with fresh attempts (lead only). An Adyen refund or acceptance older than
+/// Adyen's idempotency window is retried only when the lead confirms having checked at Adyen that it did not
+/// happen (`confirmed_not_at_processor`): nothing else can keep it from paying twice.
+pub async fn retry(ctx: &Context<'_>, id: ID, confirmed_not_at_processor: bool) -> async_graphql::Result<StepDetail> {
+    principal(ctx, Role::Lead)?;
+    if !confirmed_not_at_processor {
+        let engine = ctx.data::<Engine>()?;
+        let step = step_id(&id)?;
+        if let Some(row) = engine.store().step_row(step).await.map_err(ApiError::from)?
+            && matches!(row.kind.as_str(), "refund" | "accept_at_processor")
+            && engine.clock().now() - row.created_at > chrono::Duration::days(ADYEN_IDEMPOTENCY_DAYS)
+            && let Some(dispute_id) = row.dispute_id
+            && let Some(dispute) = engine
+                .store()
+                .load(verdict_domain::DisputeId::from_uuid(dispute_id))
+                .await
+                .map_err(ApiError::from)?
+            && dispute.processor == verdict_domain::Processor::Adyen
+        {
+            return Err(ApiError::IllegalTransition(format!(
+                "this Adyen {} step is older than Adyen's {ADYEN_IDEMPOTENCY_DAYS}-day idempotency window and Adyen                  cannot be asked whether it already happened: check in Adyen's Customer Area, then retry with                  confirmedNotAtProcessor: true",
+                row.kind
+            ))
+            .into());
+        }
+    }
     change(ctx, id, true).await
 }
 

@@ -89,23 +89,36 @@ fn the_happy_path_reaches_won() {
     let submitted = run(&mut dispute, Action::Submit).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(submitted.steps[0].kind, StepKind::SubmitEvidence);
     assert!(submitted.timers.contains(&TimerInstruction::CancelAll));
-    run(&mut dispute, Action::RecordOutcome { won: true }).unwrap_or_else(|e| panic!("{e}"));
+    let outcome =
+        by(&mut dispute, processor(), Action::RecordOutcome { won: true }, at(1)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dispute.status, Status::Won);
     assert_eq!(dispute.version, 5);
+    // A follow-up stored with the older action is recorded as what it is: the processor's outcome.
+    assert_eq!(outcome.events[0].change.kind().as_str(), "outcome_received");
 }
 
 #[test]
-fn an_outcome_before_submission_is_an_illegal_transition() {
-    let mut dispute = opened_dispute(Stage::Chargeback);
-    let before = dispute.clone();
-    assert_eq!(
-        run(&mut dispute, Action::RecordOutcome { won: true }),
-        Err(DomainError::IllegalTransition {
-            from: Status::Notified,
-            to: Status::Won
-        })
-    );
-    assert_eq!(dispute, before);
+fn an_analyst_cannot_report_the_processors_outcome_or_update() {
+    for action in [
+        Action::RecordOutcome { won: true },
+        Action::ReceiveOutcome {
+            won: false,
+            stage: None,
+        },
+        Action::ProcessorUpdate {
+            status: Some(Status::Withdrawn),
+            stage: None,
+            due_by: None,
+        },
+    ] {
+        let mut dispute = submitted(Stage::Chargeback);
+        let before = dispute.clone();
+        assert!(
+            matches!(run(&mut dispute, action.clone()), Err(DomainError::InvalidInput(_))),
+            "{action:?}"
+        );
+        assert_eq!(dispute, before);
+    }
 }
 
 #[test]
@@ -118,7 +131,7 @@ fn a_won_dispute_reopens_only_with_a_later_stage() {
     ] {
         run(&mut dispute, action).unwrap_or_else(|e| panic!("{e}"));
     }
-    run(&mut dispute, Action::RecordOutcome { won: true }).unwrap_or_else(|e| panic!("{e}"));
+    by(&mut dispute, processor(), Action::RecordOutcome { won: true }, at(1)).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         run(
             &mut dispute,
@@ -486,7 +499,7 @@ fn processor_updates_close_reopen_and_move_the_due_date_as_the_processor_says() 
     );
     // Reopening without a due date clears the old cycle's date: no deadline of the old cycle fires.
     let mut won = submitted(Stage::Chargeback);
-    run(&mut won, Action::RecordOutcome { won: true }).unwrap_or_else(|e| panic!("{e}"));
+    by(&mut won, processor(), Action::RecordOutcome { won: true }, at(1)).unwrap_or_else(|e| panic!("{e}"));
     let decision = by(
         &mut won,
         processor(),
@@ -508,7 +521,7 @@ fn processor_updates_close_reopen_and_move_the_due_date_as_the_processor_says() 
 #[test]
 fn reopening_needs_a_new_due_date_in_the_future() {
     let mut won = submitted(Stage::Chargeback);
-    run(&mut won, Action::RecordOutcome { won: true }).unwrap_or_else(|e| panic!("{e}"));
+    by(&mut won, processor(), Action::RecordOutcome { won: true }, at(1)).unwrap_or_else(|e| panic!("{e}"));
     let reopen = |due_by: Option<DateTime<Utc>>| Action::Transition {
         to: Status::EvidenceGathering,
         expected_version: won.version,
@@ -813,4 +826,13 @@ proptest! {
         }
         prop_assert_eq!(replay(&chained.events), Some(dispute));
     }
+}
+
+#[test]
+fn changing_the_due_date_after_submission_keeps_the_outcome_check() {
+    let mut dispute = submitted(Stage::Chargeback);
+    let later = at(1) + Duration::days(30);
+    let decision = run(&mut dispute, Action::ChangeDueBy { due_by: Some(later) }).unwrap_or_else(|e| panic!("{e}"));
+    assert!(decision.timers.is_empty(), "{:?}", decision.timers);
+    assert_eq!(dispute.due_by, Some(later));
 }

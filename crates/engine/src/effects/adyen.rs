@@ -13,7 +13,8 @@
 //! Adyen keeps for at least 31 days (its API idempotency documentation): a lead's retry within that time is
 //! harmless, a retry after it could refund twice. A refund is also asynchronous at Adyen (`status: received`;
 //! the result comes in a `REFUND` webhook, which Verdict does not process yet), so a received refund is
-//! recorded as done and the customer is told then. Both limits are stated in the README.
+//! recorded as done and the customer is told that it was requested (`customer_refund_requested`), never that
+//! it was made. Both limits are stated in the README.
 //!
 //! The Disputes API answers some refusals with HTTP 200 and `disputeServiceResult.success = false`; those are
 //! permanent failures.
@@ -146,6 +147,7 @@ impl ProcessorApi for AdyenApi {
         Ok(ProcessorReply {
             reference: Some(dispute.processor_dispute_id.clone()),
             decided_outcome: None,
+            acknowledged_only: false,
         })
     }
 
@@ -160,6 +162,7 @@ impl ProcessorApi for AdyenApi {
         Ok(ProcessorReply {
             reference: Some(dispute.processor_dispute_id.clone()),
             decided_outcome: None,
+            acknowledged_only: false,
         })
     }
 
@@ -186,6 +189,8 @@ impl ProcessorApi for AdyenApi {
         Ok(ProcessorReply {
             reference: json_str(&json, &["pspReference"]),
             decided_outcome: None,
+            // `received`: Adyen reports the result later, in a `REFUND` webhook.
+            acknowledged_only: true,
         })
     }
 }

@@ -294,7 +294,7 @@ impl Effects {
         Ok(match reply.decided_outcome {
             // The sandbox decides at once; the outcome is recorded later, as a processor's would be.
             Some(won) => StepOutcome::Done {
-                follow_up: Some(Action::RecordOutcome { won }),
+                follow_up: Some(Action::ReceiveOutcome { won, stage: None }),
                 follow_up_after: Some(self.sandbox_outcome_delay),
             },
             // A real processor reports the outcome through its webhook.
@@ -324,13 +324,19 @@ impl Effects {
             .await?;
         tracing::info!(processor = api.name(), reference = ?reply.reference, "refund issued");
         // The adapter answers Ok only once the refund has succeeded at the processor (a pending one is a
-        // transient failure, checked again later): only now may the customer be told.
+        // transient failure, checked again later), or, where the processor only acknowledges refunds and reports
+        // their result later (Adyen), once it has acknowledged it: the customer is told what is known now.
+        let told = if reply.acknowledged_only {
+            templates::MessageKind::CustomerRefundRequested
+        } else {
+            templates::MessageKind::CustomerRefundIssued
+        };
         Ok(StepOutcome::DoneThen {
             next: vec![NextStep {
                 kind: StepKind::CustomerMessage,
                 idempotency_key: refund_message_key(&ctx.idempotency_key),
                 payload: Some(serde_json::json!({
-                    "template": templates::MessageKind::CustomerRefundIssued.name(),
+                    "template": told.name(),
                     "refund_reference": reply.reference,
                 })),
             }],

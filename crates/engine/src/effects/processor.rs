@@ -16,6 +16,9 @@ pub struct ProcessorReply {
     /// `Some(won)` when the processor decides the outcome on the spot (only the sandbox does); real
     /// processors report outcomes later, through their webhooks.
     pub decided_outcome: Option<bool>,
+    /// For a refund: the processor only acknowledged it (Adyen's `received`) and reports the result later, so
+    /// the customer may be told it was requested, not that it was made.
+    pub acknowledged_only: bool,
 }
 
 /// An outside processor. Every call carries the step's idempotency key, which the processor must see (its

@@ -53,6 +53,7 @@ impl ProcessorApi for SandboxProcessor {
         Ok(ProcessorReply {
             reference: Some(format!("sandbox-evidence-{idempotency_key}")),
             decided_outcome: Some(sandbox_outcome(dispute, evidence)),
+            acknowledged_only: false,
         })
     }
 
@@ -60,6 +61,7 @@ impl ProcessorApi for SandboxProcessor {
         Ok(ProcessorReply {
             reference: Some(format!("sandbox-accept-{idempotency_key}")),
             decided_outcome: None,
+            acknowledged_only: false,
         })
     }
 
@@ -72,6 +74,7 @@ impl ProcessorApi for SandboxProcessor {
         Ok(ProcessorReply {
             reference: Some(format!("sandbox-refund-{idempotency_key}")),
             decided_outcome: None,
+            acknowledged_only: false,
         })
     }
 }

@@ -61,14 +61,19 @@ impl StripeApi {
             .send()
             .await
             .map_err(|e| send_error(what, e))?;
-        let status = response.status();
-        let json = json_body(response).await;
-        if !status.is_success() {
-            let code = json_str(&json, &["error", "code"]).or_else(|| json_str(&json, &["error", "type"]));
-            return Err(status_error(what, status, code));
-        }
-        Ok(json)
+        stripe_answer(what, response).await
     }
+}
+
+/// The JSON of a successful answer, or the error Stripe named (`error.code`, else `error.type`).
+async fn stripe_answer(what: &str, response: reqwest::Response) -> Result<Value, StepError> {
+    let status = response.status();
+    let json = json_body(response).await;
+    if !status.is_success() {
+        let code = json_str(&json, &["error", "code"]).or_else(|| json_str(&json, &["error", "type"]));
+        return Err(status_error(what, status, code));
+    }
+    Ok(json)
 }
 
 /// Refund pages read at most when looking for Verdict's refund of a payment (100 refunds each).
@@ -93,6 +98,7 @@ fn refund_result(refund: &Value) -> Result<ProcessorReply, StepError> {
         Some("succeeded") => Ok(ProcessorReply {
             reference: Some(id),
             decided_outcome: None,
+            acknowledged_only: false,
         }),
         Some(status @ ("pending" | "requires_action")) => Err(StepError::Transient(format!(
             "stripe: refund {id} is {status}; the customer is told once it has succeeded"
@@ -102,6 +108,7 @@ fn refund_result(refund: &Value) -> Result<ProcessorReply, StepError> {
         None => Ok(ProcessorReply {
             reference: Some(id),
             decided_outcome: None,
+            acknowledged_only: false,
         }),
     }
 }
@@ -115,13 +122,7 @@ impl StripeApi {
             .send()
             .await
             .map_err(|e| send_error(what, e))?;
-        let status = response.status();
-        let json = json_body(response).await;
-        if !status.is_success() {
-            let code = json_str(&json, &["error", "code"]).or_else(|| json_str(&json, &["error", "type"]));
-            return Err(status_error(what, status, code));
-        }
-        Ok(json)
+        stripe_answer(what, response).await
     }
 
     /// Looks through the payment's refunds for one Verdict made for `dispute`.
@@ -226,6 +227,7 @@ impl ProcessorApi for StripeApi {
         Ok(ProcessorReply {
             reference: json_str(&json, &["id"]),
             decided_outcome: None,
+            acknowledged_only: false,
         })
     }
 
@@ -241,6 +243,7 @@ impl ProcessorApi for StripeApi {
             return Ok(ProcessorReply {
                 reference: json_str(&current, &["id"]),
                 decided_outcome: None,
+                acknowledged_only: false,
             });
         }
         let json = self
@@ -254,6 +257,7 @@ impl ProcessorApi for StripeApi {
         Ok(ProcessorReply {
             reference: json_str(&json, &["id"]),
             decided_outcome: None,
+            acknowledged_only: false,
         })
     }
 
@@ -275,6 +279,7 @@ impl ProcessorApi for StripeApi {
                 return Ok(ProcessorReply {
                     reference: Some(id),
                     decided_outcome: None,
+                    acknowledged_only: false,
                 });
             }
             Prior::Pending(id, status) => {

@@ -14,6 +14,8 @@ use super::StepError;
 pub enum MessageKind {
     /// To the customer: a pre-dispute alert or inquiry was settled by refunding them.
     CustomerRefundIssued,
+    /// To the customer: the processor has accepted the refund request and will report its result later.
+    CustomerRefundRequested,
     /// To the customer: their dispute is being looked at.
     CustomerCaseUpdate,
     /// To the seller: the dispute was won or lost (or otherwise moved).
@@ -27,8 +29,9 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 6] = [
+    pub const ALL: [MessageKind; 7] = [
         MessageKind::CustomerRefundIssued,
+        MessageKind::CustomerRefundRequested,
         MessageKind::CustomerCaseUpdate,
         MessageKind::SellerOutcome,
         MessageKind::AssigneeAssigned,
@@ -39,6 +42,7 @@ impl MessageKind {
     pub fn name(&self) -> &'static str {
         match self {
             MessageKind::CustomerRefundIssued => "customer_refund_issued",
+            MessageKind::CustomerRefundRequested => "customer_refund_requested",
             MessageKind::CustomerCaseUpdate => "customer_case_update",
             MessageKind::SellerOutcome => "seller_outcome",
             MessageKind::AssigneeAssigned => "assignee_assigned",
@@ -54,9 +58,13 @@ impl MessageKind {
             .and_then(|p| p.get("template"))
             .and_then(|t| t.as_str())
             .and_then(|name| {
-                [MessageKind::CustomerRefundIssued, MessageKind::CustomerCaseUpdate]
-                    .into_iter()
-                    .find(|k| k.name() == name)
+                [
+                    MessageKind::CustomerRefundIssued,
+                    MessageKind::CustomerRefundRequested,
+                    MessageKind::CustomerCaseUpdate,
+                ]
+                .into_iter()
+                .find(|k| k.name() == name)
             });
         named.unwrap_or(match dispute.status {
             Status::Resolved => MessageKind::CustomerRefundIssued,
@@ -77,6 +85,7 @@ macro_rules! sources {
     ($($locale:literal),+) => {
         &[$(
             (concat!($locale, "/customer_refund_issued.txt"), include_str!(concat!("templates/", $locale, "/customer_refund_issued.txt"))),
+            (concat!($locale, "/customer_refund_requested.txt"), include_str!(concat!("templates/", $locale, "/customer_refund_requested.txt"))),
             (concat!($locale, "/customer_case_update.txt"), include_str!(concat!("templates/", $locale, "/customer_case_update.txt"))),
             (concat!($locale, "/seller_outcome.txt"), include_str!(concat!("templates/", $locale, "/seller_outcome.txt"))),
             (concat!($locale, "/assignee_assigned.txt"), include_str!(concat!("templates/", $locale, "/assignee_assigned.txt"))),

@@ -116,9 +116,16 @@ impl Harness {
             .await
             .unwrap();
         for action in actions {
+            // Outcomes are the processor's word; everything else is the analyst's.
+            let actor = match action {
+                Action::RecordOutcome { .. } | Action::ReceiveOutcome { .. } | Action::ProcessorUpdate { .. } => {
+                    Actor::processor(verdict_domain::Processor::Stripe)
+                }
+                _ => Actor::analyst("test"),
+            };
             dispute = self
                 .engine
-                .handle(dispute.id, Command::new(Actor::analyst("test"), action).because("test"))
+                .handle(dispute.id, Command::new(actor, action).because("test"))
                 .await
                 .unwrap();
         }

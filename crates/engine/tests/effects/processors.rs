@@ -381,7 +381,7 @@ async fn from_config_sends_stripe_disputes_to_stripe_and_the_rest_to_the_sandbox
             panic!("{}: {outcome:?}", h.label)
         };
         assert!(
-            matches!(follow_up, Some(verdict_domain::Action::RecordOutcome { .. })),
+            matches!(follow_up, Some(verdict_domain::Action::ReceiveOutcome { .. })),
             "{}",
             h.label
         );

@@ -515,8 +515,15 @@ async fn a_running_step_is_not_reported_cancelled_while_it_completes() {
 #[tokio::test]
 async fn a_processor_step_without_an_adapter_is_a_permanent_waiting_for_adapter_failure() {
     for h in harnesses().await {
-        let serve = Effects::local(h.engine.store().clone(), h.clock.clone()).without_sandbox();
+        // What `serve` builds: the default configuration, no adapter configured, no sandbox.
+        let serve = Effects::from_config(
+            &verdict_engine::effects::EffectsConfig::default(),
+            h.engine.store().clone(),
+            h.clock.clone(),
+        )
+        .unwrap();
         for (processor, kind) in [
+            (Processor::Stripe, StepKind::Refund),
             (Processor::Paypal, StepKind::Refund),
             (Processor::Braintree, StepKind::AcceptAtProcessor),
             (Processor::Manual, StepKind::SubmitEvidence),
@@ -530,5 +537,52 @@ async fn a_processor_step_without_an_adapter_is_a_permanent_waiting_for_adapter_
                 h.label
             );
         }
+    }
+}
+
+/// Adyen only acknowledges a refund (`received`) and reports its result later: the customer is told it was
+/// requested, never that it was made.
+#[tokio::test]
+async fn an_adyen_refund_it_only_acknowledged_tells_the_customer_it_was_requested_not_made() {
+    install_crypto();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path_regex("^/checkout/v71/payments/[^/]+/refunds$"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"pspReference": "REF0001", "status": "received"})),
+        )
+        .mount(&server)
+        .await;
+    for h in harnesses().await {
+        let adyen = verdict_engine::effects::AdyenApi::new(
+            &format!("{}/disputes/v30", server.uri()),
+            &format!("{}/checkout/v71/", server.uri()),
+            "adyen_key",
+            "VerdictShopECOM",
+        )
+        .unwrap();
+        let effects = Effects::local(h.engine.store().clone(), h.clock.clone())
+            .without_sandbox()
+            .with_processor(Processor::Adyen, Arc::new(adyen));
+        let mut d = dispute(
+            Processor::Adyen,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Inquiry,
+            Status::Resolved,
+        );
+        d.payment_reference = "8815555555555555".into();
+        let outcome = effects.perform(&ctx(StepKind::Refund, d, None)).await.unwrap();
+        let verdict_engine::effects::StepOutcome::DoneThen { next } = outcome else {
+            panic!("{}: {outcome:?}", h.label)
+        };
+        assert_eq!(next.len(), 1, "{}", h.label);
+        assert_eq!(next[0].kind, StepKind::CustomerMessage, "{}", h.label);
+        assert_eq!(
+            next[0].payload.as_ref().unwrap()["template"],
+            "customer_refund_requested",
+            "{}",
+            h.label
+        );
     }
 }

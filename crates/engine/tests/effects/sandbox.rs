@@ -59,7 +59,10 @@ async fn sandbox_evidence_schedules_the_outcome_after_the_configured_delay() {
             assert_eq!(
                 outcome,
                 StepOutcome::Done {
-                    follow_up: Some(Action::RecordOutcome { won: expected }),
+                    follow_up: Some(Action::ReceiveOutcome {
+                        won: expected,
+                        stage: None
+                    }),
                     follow_up_after: Some(chrono::Duration::minutes(2)),
                 },
                 "{}",

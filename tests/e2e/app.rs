@@ -204,3 +204,22 @@ pub async fn open_dispute(app: &TestApp, processor_dispute_id: &str) -> String {
         .await;
     answer.data()["openDispute"]["id"].as_str().unwrap().to_owned()
 }
+
+/// The lead assigns the dispute to bob and waits until every step it has succeeded (the assignee's notice), so a
+/// test can then put that step in whatever state it needs without racing the worker.
+pub async fn assign_and_wait_for_the_notice(app: &TestApp, id: &str) {
+    let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { version } }";
+    app.gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "bob"}}))
+        .await
+        .data();
+    let steps_query = "query($id: ID!) { dispute(id: $id) { steps { status } } }";
+    for attempt in 0.. {
+        let answer = app.gql(&app.viewer, steps_query, json!({ "id": id })).await;
+        let steps = answer.data()["dispute"]["steps"].as_array().unwrap().clone();
+        if !steps.is_empty() && steps.iter().all(|s| s["status"] == "succeeded") {
+            break;
+        }
+        assert!(attempt < 200, "{}: the notify step never ran: {steps:?}", app.label);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

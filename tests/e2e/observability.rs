@@ -140,22 +140,8 @@ async fn dead_lettered_steps_are_listed_and_only_leads_retry_or_cancel_them() {
     for db in test_databases().await.unwrap() {
         let mut app = TestApp::start(&db).await;
         let id = crate::app::open_dispute(&app, "dp_dead_letter").await;
-        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { version } }";
-        app.gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "bob"}}))
-            .await
-            .data();
-        // Let the worker finish the notify step first, then put it in the state a step that failed for good
-        // is left in, so nothing races the test.
-        let steps_query = "query($id: ID!) { dispute(id: $id) { steps { status } } }";
-        for attempt in 0.. {
-            let answer = app.gql(&app.viewer, steps_query, json!({ "id": id })).await;
-            let steps = answer.data()["dispute"]["steps"].as_array().unwrap().clone();
-            if !steps.is_empty() && steps.iter().all(|s| s["status"] == "succeeded") {
-                break;
-            }
-            assert!(attempt < 200, "{}: the notify step never ran: {steps:?}", app.label);
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        // A step that ran: the lead assigns the dispute and the assignee's notice goes out.
+        crate::app::assign_and_wait_for_the_notice(&app, &id).await;
         let store = db.store().await.unwrap();
         store
             .execute_unprepared(
@@ -379,20 +365,8 @@ async fn an_old_adyen_refund_is_retried_only_with_the_leads_confirmation() {
         input["paymentReference"] = json!("8815555555555555");
         let opened = app.gql(&app.analyst, crate::app::OPEN, json!({ "input": input })).await;
         let id = opened.data()["openDispute"]["id"].as_str().unwrap().to_owned();
-        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { version } }";
-        app.gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "bob"}}))
-            .await
-            .data();
-        let steps_query = "query($id: ID!) { dispute(id: $id) { steps { status } } }";
-        for attempt in 0.. {
-            let answer = app.gql(&app.viewer, steps_query, json!({ "id": id })).await;
-            let steps = answer.data()["dispute"]["steps"].as_array().unwrap().clone();
-            if !steps.is_empty() && steps.iter().all(|s| s["status"] == "succeeded") {
-                break;
-            }
-            assert!(attempt < 200, "{}: the notify step never ran: {steps:?}", app.label);
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        // A step that ran: the lead assigns the dispute and the assignee's notice goes out.
+        crate::app::assign_and_wait_for_the_notice(&app, &id).await;
         // A refund that failed for good, enqueued forty days ago.
         let store = db.store().await.unwrap();
         store

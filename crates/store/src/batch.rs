@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use verdict_domain::DisputeId;
 
 use crate::entity::{dispute_event, notification, step, timer};
@@ -21,6 +21,21 @@ fn grouped<T>(ids: &[DisputeId], rows: impl IntoIterator<Item = (DisputeId, T)>)
         out.entry(id).or_default().push(row);
     }
     out
+}
+
+/// Most rows one list of one page may load (a page of 500 disputes with 100 events each): past it the read
+/// fails rather than building an answer no client should ask for. Reads stop at one row more, so memory stays
+/// bounded whatever the history.
+pub const MAX_LIST_ROWS: u64 = 50_000;
+
+fn bounded<T>(what: &'static str, rows: Vec<T>) -> Result<Vec<T>, StoreError> {
+    if rows.len() as u64 > MAX_LIST_ROWS {
+        return Err(StoreError::TooManyRows {
+            what,
+            limit: MAX_LIST_ROWS,
+        });
+    }
+    Ok(rows)
 }
 
 fn uuids(ids: &[DisputeId]) -> Vec<uuid::Uuid> {
@@ -48,8 +63,10 @@ impl Store {
             .filter(dispute_event::Column::DisputeId.is_in(uuids(ids)))
             .order_by_asc(dispute_event::Column::DisputeId)
             .order_by_asc(dispute_event::Column::Version)
+            .limit(MAX_LIST_ROWS + 1)
             .all(self.db())
             .await?;
+        let rows = bounded("the events", rows)?;
         Ok(grouped(
             ids,
             rows.into_iter()
@@ -69,8 +86,10 @@ impl Store {
             .filter(timer::Column::DisputeId.is_in(uuids(ids)))
             .order_by_asc(timer::Column::DueAt)
             .order_by_asc(timer::Column::Id)
+            .limit(MAX_LIST_ROWS + 1)
             .all(self.db())
             .await?;
+        let rows = bounded("the timers", rows)?;
         Ok(grouped(
             ids,
             rows.into_iter()
@@ -89,8 +108,10 @@ impl Store {
         let rows = step::Entity::find()
             .filter(step::Column::DisputeId.is_in(uuids(ids)))
             .order_by_asc(step::Column::Id)
+            .limit(MAX_LIST_ROWS + 1)
             .all(self.db())
             .await?;
+        let rows = bounded("the steps", rows)?;
         Ok(grouped(
             ids,
             rows.into_iter()
@@ -110,8 +131,10 @@ impl Store {
             .filter(mail::Column::DisputeId.is_in(uuids(ids)))
             .order_by_asc(mail::Column::CreatedAt)
             .order_by_asc(mail::Column::Id)
+            .limit(MAX_LIST_ROWS + 1)
             .all(self.db())
             .await?;
+        let rows = bounded("the messages", rows)?;
         let messages = rows
             .into_iter()
             .map(message)
@@ -138,8 +161,10 @@ impl Store {
         let rows = query
             .order_by_asc(notification::Column::OccurredAt)
             .order_by_asc(notification::Column::Id)
+            .limit(MAX_LIST_ROWS + 1)
             .all(self.db())
             .await?;
+        let rows = bounded("the notifications", rows)?;
         let records = rows
             .into_iter()
             .map(record)
@@ -147,5 +172,27 @@ impl Store {
             .into_iter()
             .filter_map(|r| r.dispute_id.map(|id| (id, r)));
         Ok(grouped(ids, records))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_past_the_row_limit_is_refused_not_built() {
+        let at_limit = vec![0_u8; MAX_LIST_ROWS as usize];
+        assert_eq!(
+            bounded("the events", at_limit).map(|r| r.len()).ok(),
+            Some(MAX_LIST_ROWS as usize)
+        );
+        let over = vec![0_u8; MAX_LIST_ROWS as usize + 1];
+        assert!(matches!(
+            bounded("the events", over),
+            Err(StoreError::TooManyRows {
+                limit: MAX_LIST_ROWS,
+                ..
+            })
+        ));
     }
 }

@@ -23,6 +23,9 @@ pub enum StoreError {
     },
     #[error("stored data cannot be read: {0}")]
     Corrupt(String),
+    /// A read that would load more rows than one answer may hold; nothing was returned.
+    #[error("{what} of these disputes come to more than {limit} rows: ask for fewer disputes")]
+    TooManyRows { what: &'static str, limit: u64 },
     #[error("database error: {0}")]
     Database(#[from] DbErr),
 }

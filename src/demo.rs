@@ -71,6 +71,15 @@ const STATUSES: &[Status] = &[
     Status::EvidenceGathering,
 ];
 
+/// The processor reports that the dispute moved to `status`.
+fn reported(status: Status) -> Action {
+    Action::ProcessorUpdate {
+        status: Some(status),
+        stage: None,
+        due_by: None,
+    }
+}
+
 /// The actions that bring a fresh dispute to `status`.
 fn path_to(status: Status) -> Vec<Action> {
     use Action::*;
@@ -93,8 +102,8 @@ fn path_to(status: Status) -> Vec<Action> {
         ]
         .concat(),
         Status::Accepted => vec![Triage { queue: None }, Accept],
-        Status::Expired => vec![Triage { queue: None }, Expire],
-        Status::Withdrawn => [prepared, vec![Withdraw]].concat(),
+        Status::Expired => vec![Triage { queue: None }, reported(Status::Expired)],
+        Status::Withdrawn => [prepared, vec![reported(Status::Withdrawn)]].concat(),
         Status::Resolved => vec![Triage { queue: None }, Resolve],
     }
 }
@@ -217,15 +226,16 @@ pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
         for action in path_to(status) {
             // What the processor decides or reports is recorded as its word, as it would be in production.
             let by = match action {
-                Action::ReceiveOutcome { .. } | Action::Expire | Action::Withdraw => Actor::processor(processor),
+                Action::ReceiveOutcome { .. } | Action::ProcessorUpdate { .. } => Actor::processor(processor),
                 _ => analyst.clone(),
             };
             let command = Command::new(by, action).because("demo walk-through");
             engine.handle(dispute.id, command).await?;
         }
         if status == Status::Won && i % 24 == 4 {
-            let reopen = Action::Reopen {
-                stage: Stage::PreArbitration,
+            let reopen = Action::ProcessorUpdate {
+                status: Some(Status::EvidenceGathering),
+                stage: Some(Stage::PreArbitration),
                 due_by: Some(now + Duration::days(20)),
             };
             engine

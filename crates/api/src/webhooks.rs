@@ -342,7 +342,11 @@ async fn receive(state: &AppState, source: Source, parsed: Vec<Parsed>, body: &[
 }
 
 fn not_stored(source: Source, err: &dyn fmt::Display) -> Response {
-    tracing::error!(%source, error = %err, "storing a notification failed");
+    // A database outage fails every delivery the same way: one line per interval, with the count left out.
+    let cause = err.to_string();
+    crate::error::log_limited(&format!("webhook:{source}:{cause}"), |suppressed| {
+        tracing::error!(%source, error = %cause, suppressed, "storing a notification failed");
+    });
     message(StatusCode::INTERNAL_SERVER_ERROR, "notification not stored; retry")
 }
 

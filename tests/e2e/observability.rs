@@ -88,15 +88,7 @@ async fn flagged_notifications_show_on_the_dispute_and_raw_payloads_only_to_lead
             json!(closed_lost),
             "kept exactly as received"
         );
-        let metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.get_text("/metrics").await;
         for outcome in ["applied", "flagged", "duplicate"] {
             let series = format!("verdict_notifications_total{{processor=\"stripe\",outcome=\"{outcome}\"}}");
             assert!(metrics.contains(&series), "{series} missing from /metrics");
@@ -198,15 +190,7 @@ async fn graphiql_loads_nothing_from_another_host_and_its_assets_are_served() {
         }
         assert!(!body.is_empty());
     }
-    let graphiql = app
-        .client
-        .get(app.url("/graphiql/assets/graphiql-3.8.3.min.js"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let graphiql = app.get_text("/graphiql/assets/graphiql-3.8.3.min.js").await;
     assert!(
         graphiql.contains("window.GraphiQL"),
         "the UMD build that defines the global"
@@ -320,15 +304,7 @@ async fn metrics_have_help_lines_and_one_series_of_step_successes() {
         assert!(attempt < 200, "steps never ran: {steps:?}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     for metric in [
         "verdict_timers",
         "verdict_steps",

@@ -118,6 +118,14 @@ impl App {
         self.engine.store().count_notifications(None).await.unwrap()
     }
 
+    async fn disputes(&self) -> u64 {
+        self.engine
+            .store()
+            .count(&verdict_store::DisputeFilter::default())
+            .await
+            .unwrap()
+    }
+
     async fn dispute(&self, processor: Processor, id: &str) -> Dispute {
         self.engine
             .store()
@@ -776,13 +784,7 @@ async fn a_payload_signed_through_the_braintree_challenge_is_refused() {
         let (status, _) = app.post("/webhooks/braintree", &[(FORM.0, FORM.1.into())], form).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{}", app.label);
         assert_eq!(app.rows().await, 0, "{}", app.label);
-        let disputes = app
-            .engine
-            .store()
-            .count(&verdict_store::DisputeFilter::default())
-            .await
-            .unwrap();
-        assert_eq!(disputes, 0, "{}", app.label);
+        assert_eq!(app.disputes().await, 0, "{}", app.label);
         // Other shapes Braintree never sends are refused too: too short, too long, not lowercase hex.
         for challenge in [
             "abc123",
@@ -1010,13 +1012,7 @@ async fn a_large_adyen_batch_is_acknowledged_once_stored_and_applied_after() {
             "{}",
             app.label
         );
-        let disputes = app
-            .engine
-            .store()
-            .count(&verdict_store::DisputeFilter::default())
-            .await
-            .unwrap();
-        assert_eq!(disputes, ITEMS as u64, "{}", app.label);
+        assert_eq!(app.disputes().await, ITEMS as u64, "{}", app.label);
     }
 }
 

@@ -43,6 +43,16 @@ fn uuids(ids: &[DisputeId]) -> Vec<uuid::Uuid> {
 }
 
 impl Store {
+    /// The rows of `query`, at most [`MAX_LIST_ROWS`]: the read stops one row past it and fails.
+    async fn bounded_rows<E: EntityTrait>(
+        &self,
+        what: &'static str,
+        query: sea_orm::Select<E>,
+    ) -> Result<Vec<E::Model>, StoreError> {
+        let rows = query.limit(MAX_LIST_ROWS + 1).all(self.db()).await?;
+        bounded(what, rows)
+    }
+
     /// The most connections this store's pool opens; the API keeps GraphQL reads to a share of it.
     pub fn max_connections(&self) -> u32 {
         match self.backend() {
@@ -59,14 +69,15 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows = dispute_event::Entity::find()
-            .filter(dispute_event::Column::DisputeId.is_in(uuids(ids)))
-            .order_by_asc(dispute_event::Column::DisputeId)
-            .order_by_asc(dispute_event::Column::Version)
-            .limit(MAX_LIST_ROWS + 1)
-            .all(self.db())
+        let rows = self
+            .bounded_rows(
+                "the events",
+                dispute_event::Entity::find()
+                    .filter(dispute_event::Column::DisputeId.is_in(uuids(ids)))
+                    .order_by_asc(dispute_event::Column::DisputeId)
+                    .order_by_asc(dispute_event::Column::Version),
+            )
             .await?;
-        let rows = bounded("the events", rows)?;
         Ok(grouped(
             ids,
             rows.into_iter()
@@ -82,14 +93,15 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows = timer::Entity::find()
-            .filter(timer::Column::DisputeId.is_in(uuids(ids)))
-            .order_by_asc(timer::Column::DueAt)
-            .order_by_asc(timer::Column::Id)
-            .limit(MAX_LIST_ROWS + 1)
-            .all(self.db())
+        let rows = self
+            .bounded_rows(
+                "the timers",
+                timer::Entity::find()
+                    .filter(timer::Column::DisputeId.is_in(uuids(ids)))
+                    .order_by_asc(timer::Column::DueAt)
+                    .order_by_asc(timer::Column::Id),
+            )
             .await?;
-        let rows = bounded("the timers", rows)?;
         Ok(grouped(
             ids,
             rows.into_iter()
@@ -105,13 +117,14 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows = step::Entity::find()
-            .filter(step::Column::DisputeId.is_in(uuids(ids)))
-            .order_by_asc(step::Column::Id)
-            .limit(MAX_LIST_ROWS + 1)
-            .all(self.db())
+        let rows = self
+            .bounded_rows(
+                "the steps",
+                step::Entity::find()
+                    .filter(step::Column::DisputeId.is_in(uuids(ids)))
+                    .order_by_asc(step::Column::Id),
+            )
             .await?;
-        let rows = bounded("the steps", rows)?;
         Ok(grouped(
             ids,
             rows.into_iter()
@@ -127,14 +140,15 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows = mail::Entity::find()
-            .filter(mail::Column::DisputeId.is_in(uuids(ids)))
-            .order_by_asc(mail::Column::CreatedAt)
-            .order_by_asc(mail::Column::Id)
-            .limit(MAX_LIST_ROWS + 1)
-            .all(self.db())
+        let rows = self
+            .bounded_rows(
+                "the messages",
+                mail::Entity::find()
+                    .filter(mail::Column::DisputeId.is_in(uuids(ids)))
+                    .order_by_asc(mail::Column::CreatedAt)
+                    .order_by_asc(mail::Column::Id),
+            )
             .await?;
-        let rows = bounded("the messages", rows)?;
         let messages = rows
             .into_iter()
             .map(message)
@@ -158,13 +172,14 @@ impl Store {
         if flagged_only {
             query = query.filter(notification::Column::Status.eq(InboxStatus::Flagged.as_str()));
         }
-        let rows = query
-            .order_by_asc(notification::Column::OccurredAt)
-            .order_by_asc(notification::Column::Id)
-            .limit(MAX_LIST_ROWS + 1)
-            .all(self.db())
+        let rows = self
+            .bounded_rows(
+                "the notifications",
+                query
+                    .order_by_asc(notification::Column::OccurredAt)
+                    .order_by_asc(notification::Column::Id),
+            )
             .await?;
-        let rows = bounded("the notifications", rows)?;
         let records = rows
             .into_iter()
             .map(record)

@@ -432,6 +432,18 @@ impl Store {
         timer: &NewTimer,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        self.complete_step_then(step, vec![self.insert_timer_statement(timer, now)], now)
+            .await
+    }
+
+    /// Marks a step succeeded and runs `then` in the same transaction, if the lease holds; `false` (nothing
+    /// written) when another worker took the step over.
+    async fn complete_step_then(
+        &self,
+        step: Leased,
+        then: Vec<Statement>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         use sea_orm::TransactionTrait;
         let txn = self.db().begin().await?;
         let done = txn.execute_raw(self.fence_statement(Fence::Step(step), now)).await?;
@@ -439,9 +451,14 @@ impl Store {
             txn.rollback().await?;
             return Ok(false);
         }
-        txn.execute_raw(self.insert_timer_statement(timer, now)).await?;
+        let adds_work = !then.is_empty();
+        for statement in then {
+            txn.execute_raw(statement).await?;
+        }
         txn.commit().await?;
-        self.signal_work().await;
+        if adds_work {
+            self.signal_work().await;
+        }
         Ok(true)
     }
 
@@ -469,35 +486,26 @@ impl Store {
         next: &[NewStep],
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        use sea_orm::TransactionTrait;
-        let txn = self.db().begin().await?;
-        let done = txn.execute_raw(self.fence_statement(Fence::Step(step), now)).await?;
-        if done.rows_affected() != 1 {
-            txn.rollback().await?;
-            return Ok(false);
-        }
-        for new in next {
-            let statement = self.stmt(
-                "INSERT INTO steps (id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, \
-                 next_attempt_at, payload, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $6, $6) ON CONFLICT (idempotency_key) DO NOTHING",
-                vec![
-                    Uuid::now_v7().into(),
-                    new.dispute_id.into(),
-                    new.kind.clone().into(),
-                    new.idempotency_key.clone().into(),
-                    crate::repo::DEFAULT_MAX_ATTEMPTS.into(),
-                    now.into(),
-                    new.payload.clone().into(),
-                ],
-            );
-            txn.execute_raw(statement).await?;
-        }
-        txn.commit().await?;
-        if !next.is_empty() {
-            self.signal_work().await;
-        }
-        Ok(true)
+        let inserts = next
+            .iter()
+            .map(|new| {
+                self.stmt(
+                    "INSERT INTO steps (id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, \
+                     next_attempt_at, payload, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $6, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+                    vec![
+                        Uuid::now_v7().into(),
+                        new.dispute_id.into(),
+                        new.kind.clone().into(),
+                        new.idempotency_key.clone().into(),
+                        crate::repo::DEFAULT_MAX_ATTEMPTS.into(),
+                        now.into(),
+                        new.payload.clone().into(),
+                    ],
+                )
+            })
+            .collect();
+        self.complete_step_then(step, inserts, now).await
     }
 
     fn insert_timer_statement(&self, timer: &NewTimer, now: DateTime<Utc>) -> Statement {

@@ -231,6 +231,21 @@ async fn resolved(h: &Harness, pid: &str) -> verdict_domain::Dispute {
     .await
 }
 
+/// A chargeback whose evidence was submitted (its `submit_evidence` step enqueued).
+async fn submitted(h: &Harness, pid: &str) -> verdict_domain::Dispute {
+    h.dispute(
+        pid,
+        Locale::En,
+        Stage::Chargeback,
+        vec![
+            Action::Triage { queue: None },
+            Action::StartEvidenceGathering,
+            Action::Submit,
+        ],
+    )
+    .await
+}
+
 async fn kinds(h: &Harness, d: &verdict_domain::Dispute) -> Vec<(String, String)> {
     let mut steps: Vec<(String, String)> = h
         .engine
@@ -364,18 +379,7 @@ async fn under_the_serve_configuration_a_step_without_an_adapter_waits_and_inven
         // `serve`: no Stripe key, no sandbox.
         let serve = Effects::from_config(&EffectsConfig::default(), h.engine.store().clone(), h.clock.clone()).unwrap();
         let refunded = resolved(&h, "wa_refund").await;
-        let submitted = h
-            .dispute(
-                "wa_submit",
-                Locale::En,
-                Stage::Chargeback,
-                vec![
-                    Action::Triage { queue: None },
-                    Action::StartEvidenceGathering,
-                    Action::Submit,
-                ],
-            )
-            .await;
+        let submitted = submitted(&h, "wa_submit").await;
         let worker = Worker::new(h.engine.clone(), Arc::new(serve), WorkerOptions::default());
         worker.drain().await.unwrap();
         h.clock.advance(Duration::days(1));
@@ -419,18 +423,7 @@ async fn with_the_sandbox_on_the_demo_still_runs_to_its_end() {
         };
         let demo = Effects::from_config(&config, h.engine.store().clone(), h.clock.clone()).unwrap();
         let refunded = resolved(&h, "demo_refund").await;
-        let submitted = h
-            .dispute(
-                "demo_submit",
-                Locale::En,
-                Stage::Chargeback,
-                vec![
-                    Action::Triage { queue: None },
-                    Action::StartEvidenceGathering,
-                    Action::Submit,
-                ],
-            )
-            .await;
+        let submitted = submitted(&h, "demo_submit").await;
         let worker = Worker::new(h.engine.clone(), Arc::new(demo), WorkerOptions::default());
         worker.drain().await.unwrap();
         h.clock.advance(Duration::minutes(2));

@@ -7,6 +7,8 @@
 
 pub mod dispute;
 pub mod error;
+pub mod evidence;
+pub mod facts;
 pub mod ids;
 pub mod machine;
 pub mod money;
@@ -15,6 +17,7 @@ pub mod reason;
 
 pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
 pub use error::DomainError;
+pub use evidence::{EvidenceContentType, EvidenceFile, EvidenceItem, EvidenceKind, EvidenceSource};
 pub use ids::DisputeId;
 pub use machine::{
     Action, Actor, ActorKind, Change, Command, Decision, DisputeEvent, EventKind, StepKind, StepRequest,

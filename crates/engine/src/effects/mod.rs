@@ -47,7 +47,9 @@ use crate::Clock;
 pub use adyen::AdyenApi;
 pub use config::{EffectsConfig, MailConfig, ProcessorsConfig, SellerWebhookConfig};
 pub use mailer::{Delivery, Mailbox, Mailer, OutgoingMail, SmtpMailer};
-pub use processor::{DefenseDocument, Evidence, ProcessorApi, ProcessorReply};
+pub use processor::{
+    DefenseDocument, Evidence, ProcessorApi, ProcessorReply, Submission, SubmissionFile, SubmissionItem,
+};
 pub use reconcile::{LOOKBACK_DAYS, MAX_PAGES, StripeReconciler, synthetic_event};
 pub use sandbox::{SandboxProcessor, sandbox_outcome};
 pub use seller::{SellerChannel, SellerNotice, SellerWebhook, sign_webhook, verify_webhook_signature};

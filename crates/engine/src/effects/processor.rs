@@ -113,3 +113,41 @@ impl Evidence {
             .any(|k| self.evidence.get(*k).is_some_and(|v| !v.trim().is_empty()))
     }
 }
+
+/// A file sent with a submission: the defense document, or an evidence item's stored file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SubmissionFile {
+    /// The name shown at the processor, e.g. `defense-<dispute>-v2.pdf`.
+    pub file_name: String,
+    pub content_type: verdict_domain::EvidenceContentType,
+    pub bytes: Vec<u8>,
+}
+
+impl fmt::Debug for SubmissionFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmissionFile")
+            .field("content_type", &self.content_type)
+            .field("bytes", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One evidence item as the processor receives it: its kind decides the processor's field or document type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmissionItem {
+    pub kind: verdict_domain::EvidenceKind,
+    pub text: Option<String>,
+    pub file: Option<SubmissionFile>,
+}
+
+/// Everything a defense sends, in Verdict's terms; each adapter maps it to its processor's format (Stripe
+/// evidence fields and file uploads, Adyen defense documents by type, PayPal provide-evidence, Braintree
+/// text and file evidence).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Submission {
+    /// The rendered defense document (cover letter, evidence index, timeline), as a PDF.
+    pub document: Option<SubmissionFile>,
+    pub items: Vec<SubmissionItem>,
+    /// The order facts, for processors with structured fields (Stripe's shipping and customer fields).
+    pub facts: Option<verdict_domain::facts::OrderFacts>,
+}

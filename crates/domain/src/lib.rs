@@ -14,6 +14,7 @@ pub mod machine;
 pub mod money;
 pub mod personal;
 pub mod reason;
+pub mod respond;
 
 pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
 pub use error::DomainError;
@@ -22,8 +23,9 @@ pub use ids::DisputeId;
 pub use machine::{
     Action, Actor, ActorKind, Change, Command, Decision, DisputeEvent, EventKind, StepKind, StepRequest,
     TimerInstruction, TimerKind, apply, decide, expiry_at, is_outcome, open, opened, processor_transition_allowed,
-    replay, transition_allowed,
+    refund_step_key, replay, transition_allowed,
 };
 pub use money::{Currency, Money};
 pub use personal::{Customer, CustomerEmail, CustomerName, Locale};
 pub use reason::{CardNetwork, ReasonCategory, ReasonCode};
+pub use respond::{MessageChannel, MessageTemplate, RefundRecord};

@@ -7,7 +7,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Dispute, DisputeId, DomainError, NewDispute, Processor, Queue, Stage, Status};
+use crate::respond::{self, MessageChannel, MessageTemplate, RefundRecord};
+use crate::{
+    Dispute, DisputeId, DomainError, EvidenceKind, Locale, Money, NewDispute, Processor, Queue, Stage, Status,
+};
 
 /// Reminders before the act-by time, in hours.
 pub const REMINDER_HOURS: [i64; 3] = [72, 24, 4];
@@ -213,6 +216,41 @@ pub enum Action {
     /// The internal act-by time passed with nothing the deadline policy could submit or accept (a timer):
     /// recorded and the assignee told; the dispute stays open until the processor's own deadline.
     RecordActByPassed,
+    /// An analyst submits the defense (`submitDefense`): from notified, triaged or evidence gathering (the
+    /// statuses between are walked in the same commit), the submission step is enqueued and the outcome check
+    /// set. `missing` is the required evidence the engine found missing; while it is not empty the defense is
+    /// refused unless a lead overrides with `override_reason` (the role is the API's to check), and the event
+    /// records what was overridden.
+    SubmitDefense {
+        missing: Vec<EvidenceKind>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        override_reason: Option<String>,
+    },
+    /// An analyst refunds `amount` of an inquiry or pre-dispute alert (`refund`, `resolveWithRefund`): the
+    /// refund step, whose success enqueues the customer's message. `prior` are the refunds already requested,
+    /// as read from the log at the version the command expects (which it must state). With `resolve` the
+    /// dispute is resolved in the same commit.
+    Refund {
+        request_id: String,
+        amount: Money,
+        prior: Vec<RefundRecord>,
+        resolve: bool,
+    },
+    /// An analyst messages the customer or the seller from a template, with optional free text (kept in the
+    /// step, not in the event). `locale` defaults to the customer's for customer messages, English for sellers.
+    SendMessage {
+        template: MessageTemplate,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        locale: Option<Locale>,
+    },
+    /// A message step reports what it sent (a step's follow-up): the event says so only now.
+    RecordMessageSent {
+        channel: MessageChannel,
+        template: String,
+        message_id: String,
+    },
 }
 
 /// A command: an action, who asks for it and why.
@@ -310,6 +348,31 @@ pub enum Change {
     ActByPassed {
         due_by: DateTime<Utc>,
     },
+    /// An analyst submitted the defense; `missing_overridden` is the required evidence a lead chose to do
+    /// without (the event's reason says why).
+    DefenseSubmitted {
+        from: Status,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        missing_overridden: Vec<EvidenceKind>,
+    },
+    /// A refund was asked of the processor (its step is pending until the processor confirms it).
+    RefundRequested {
+        request_id: String,
+        amount: Money,
+    },
+    /// A message was asked for; its step sends it, and `message_sent` follows once it is sent.
+    MessageRequested {
+        channel: MessageChannel,
+        template: MessageTemplate,
+        locale: Locale,
+        with_text: bool,
+    },
+    /// A message went out (to the mailbox, SMTP or the seller's webhook), under `message_id`.
+    MessageSent {
+        channel: MessageChannel,
+        template: String,
+        message_id: String,
+    },
 }
 
 /// The name of an event in the history, as clients see it.
@@ -338,6 +401,12 @@ pub enum EventKind {
     OutcomeReceived,
     OutcomeOverridden,
     ActByPassed,
+    /// A lead's correction by `transitionDispute` (older manual transitions read `manually_transitioned`).
+    Corrected,
+    DefenseSubmitted,
+    RefundRequested,
+    MessageRequested,
+    MessageSent,
 }
 
 impl EventKind {
@@ -365,6 +434,11 @@ impl EventKind {
             EventKind::OutcomeReceived => "outcome_received",
             EventKind::OutcomeOverridden => "outcome_overridden",
             EventKind::ActByPassed => "act_by_passed",
+            EventKind::Corrected => "corrected",
+            EventKind::DefenseSubmitted => "defense_submitted",
+            EventKind::RefundRequested => "refund_requested",
+            EventKind::MessageRequested => "message_requested",
+            EventKind::MessageSent => "message_sent",
         }
     }
 }
@@ -373,7 +447,7 @@ impl Change {
     pub fn kind(&self) -> EventKind {
         match self {
             Change::Opened { .. } => EventKind::Opened,
-            Change::Transitioned { manual: true, .. } => EventKind::ManuallyTransitioned,
+            Change::Transitioned { manual: true, .. } => EventKind::Corrected,
             Change::Transitioned { stage: Some(_), .. } => EventKind::Reopened,
             Change::Transitioned { to, .. } => match to {
                 Status::Notified => EventKind::ManuallyTransitioned,
@@ -397,6 +471,10 @@ impl Change {
             Change::OutcomeReceived { .. } => EventKind::OutcomeReceived,
             Change::OutcomeOverridden { .. } => EventKind::OutcomeOverridden,
             Change::ActByPassed { .. } => EventKind::ActByPassed,
+            Change::DefenseSubmitted { .. } => EventKind::DefenseSubmitted,
+            Change::RefundRequested { .. } => EventKind::RefundRequested,
+            Change::MessageRequested { .. } => EventKind::MessageRequested,
+            Change::MessageSent { .. } => EventKind::MessageSent,
         }
     }
 
@@ -408,6 +486,8 @@ impl Change {
             | Change::OutcomeReceived { from, to, .. }
             | Change::OutcomeOverridden { from, to } => Some((Some(*from), *to)),
             Change::ProcessorUpdated { from, to, .. } => (from != to).then_some((Some(*from), *to)),
+            Change::DefenseSubmitted { from, .. } => Some((Some(*from), Status::Submitted)),
+            Change::RefundRequested { .. } | Change::MessageRequested { .. } | Change::MessageSent { .. } => None,
             Change::StageAdvanced { .. }
             | Change::DueByChanged { .. }
             | Change::Assigned { .. }
@@ -500,6 +580,9 @@ impl StepKind {
 pub struct StepRequest {
     pub kind: StepKind,
     pub idempotency_key: String,
+    /// What the step needs beyond the dispute (a refund's amount, a message's template and text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// Everything a command causes, to be persisted atomically.
@@ -661,6 +744,9 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             actual: dispute.version,
         });
     }
+    if let Some(decision) = decide_respond(dispute, command, now) {
+        return decision;
+    }
     let mut reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
     let transition = |to: Status| -> Result<Change, DomainError> {
         if !transition_allowed(dispute.status, to, dispute.stage, dispute.stage) {
@@ -682,6 +768,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
     let step = |kind: StepKind| StepRequest {
         kind,
         idempotency_key: format!("{}:{}:{}", dispute.id, dispute.version + 1, kind.as_str()),
+        payload: None,
     };
     let mut timers = Vec::new();
     let mut steps = Vec::new();
@@ -1009,6 +1096,12 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                 to: *to,
             }
         }
+        Action::SubmitDefense { .. }
+        | Action::Refund { .. }
+        | Action::SendMessage { .. }
+        | Action::RecordMessageSent { .. } => {
+            return Err(DomainError::invalid("decided by decide_respond"));
+        }
         Action::RecordActByPassed => {
             let due_by = match dispute.due_by {
                 Some(due_by) if dispute.status.is_open() && dispute.status != Status::Submitted => due_by,
@@ -1046,6 +1139,294 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
         timers,
         steps,
     })
+}
+
+/// The analyst's actions that reach the outside world (see [`crate::respond`]); `None` for every other
+/// action. Called by [`decide`] after the actor and version checks.
+fn decide_respond(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Option<Result<Decision, DomainError>> {
+    let result = match &command.action {
+        Action::SubmitDefense {
+            missing,
+            override_reason,
+        } => submit_defense(dispute, command, missing, override_reason.as_deref(), now),
+        Action::Refund {
+            request_id,
+            amount,
+            prior,
+            resolve,
+        } => refund(dispute, command, request_id, *amount, prior, *resolve, now),
+        Action::SendMessage { template, text, locale } => {
+            send_message(dispute, command, *template, text.as_deref(), *locale, now)
+        }
+        Action::RecordMessageSent {
+            channel,
+            template,
+            message_id,
+        } => {
+            if command.actor.kind == ActorKind::Analyst {
+                return Some(Err(DomainError::invalid(
+                    "only the step that sent a message records it as sent",
+                )));
+            }
+            Ok(single(
+                dispute,
+                command,
+                None,
+                Change::MessageSent {
+                    channel: *channel,
+                    template: template.clone(),
+                    message_id: message_id.clone(),
+                },
+                now,
+            ))
+        }
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// One event on `dispute` by the command's actor.
+fn single(
+    dispute: &Dispute,
+    command: &Command,
+    reason: Option<String>,
+    change: Change,
+    now: DateTime<Utc>,
+) -> Decision {
+    Decision {
+        events: vec![DisputeEvent {
+            dispute_id: dispute.id,
+            version: dispute.version + 1,
+            at: now,
+            actor: command.actor.clone(),
+            reason,
+            change,
+        }],
+        timers: Vec::new(),
+        steps: Vec::new(),
+    }
+}
+
+/// Walks a dispute forward through the analysts' own steps (triage, then evidence gathering when `gather`),
+/// as events by `actor`, so that an action on a dispute that arrived by webhook (notified) needs no manual
+/// transitions first. Returns the dispute as the walk leaves it.
+fn walk(
+    dispute: &Dispute,
+    actor: &Actor,
+    gather: bool,
+    now: DateTime<Utc>,
+) -> Result<(Dispute, Decision), DomainError> {
+    let mut current = dispute.clone();
+    let mut decision = Decision::default();
+    loop {
+        let action = match current.status {
+            Status::Notified => Action::Triage { queue: None },
+            Status::Triaged if gather => Action::StartEvidenceGathering,
+            _ => return Ok((current, decision)),
+        };
+        let next = decide(&current, &Command::new(actor.clone(), action), now)?;
+        for event in &next.events {
+            apply(&mut current, event);
+        }
+        decision.then(next);
+    }
+}
+
+fn submit_defense(
+    dispute: &Dispute,
+    command: &Command,
+    missing: &[EvidenceKind],
+    override_reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Decision, DomainError> {
+    if !matches!(
+        dispute.status,
+        Status::Notified | Status::Triaged | Status::EvidenceGathering
+    ) {
+        return Err(DomainError::IllegalTransition {
+            from: dispute.status,
+            to: Status::Submitted,
+        });
+    }
+    respond::check_defense(missing, override_reason)?;
+    let overriding = !missing.is_empty();
+    let reason = if overriding {
+        clean_text("override reason", override_reason, MAX_REASON_CHARS)?
+            .map(|r| format!("submitted without required evidence by a lead's override: {r}"))
+    } else {
+        clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?
+    };
+    let (ready, mut decision) = walk(dispute, &command.actor, true, now)?;
+    let mut last = single(
+        &ready,
+        command,
+        reason,
+        Change::DefenseSubmitted {
+            from: ready.status,
+            missing_overridden: if overriding { missing.to_vec() } else { Vec::new() },
+        },
+        now,
+    );
+    last.timers = vec![
+        TimerInstruction::CancelAll,
+        TimerInstruction::Set {
+            kind: TimerKind::OutcomeCheck,
+            due_at: now + Duration::days(OUTCOME_CHECK_DAYS),
+        },
+    ];
+    last.steps = vec![StepRequest {
+        kind: StepKind::SubmitEvidence,
+        idempotency_key: format!(
+            "{}:{}:{}",
+            ready.id,
+            ready.version + 1,
+            StepKind::SubmitEvidence.as_str()
+        ),
+        payload: None,
+    }];
+    decision.then(last);
+    Ok(decision)
+}
+
+/// The idempotency key of refund request `request_id` on `dispute`: the processor sees it, so one request is
+/// one refund whatever happens to the step.
+pub fn refund_step_key(dispute: DisputeId, request_id: &str) -> String {
+    format!("{dispute}:{}:{request_id}", StepKind::Refund.as_str())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn refund(
+    dispute: &Dispute,
+    command: &Command,
+    request_id: &str,
+    amount: Money,
+    prior: &[RefundRecord],
+    resolve: bool,
+    now: DateTime<Utc>,
+) -> Result<Decision, DomainError> {
+    if command.expected_version.is_none() {
+        return Err(DomainError::invalid(
+            "a refund needs the version the caller saw (expectedVersion)",
+        ));
+    }
+    let request_id = respond::check_refund(dispute.stage, dispute.amount, prior, request_id, amount)?;
+    let reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
+    let (mut current, mut decision) = if resolve {
+        let (triaged, mut walked) = walk(dispute, &command.actor, false, now)?;
+        if !transition_allowed(triaged.status, Status::Resolved, triaged.stage, triaged.stage) {
+            return Err(DomainError::IllegalTransition {
+                from: dispute.status,
+                to: Status::Resolved,
+            });
+        }
+        let mut resolved = single(
+            &triaged,
+            command,
+            reason.clone(),
+            Change::Transitioned {
+                from: triaged.status,
+                to: Status::Resolved,
+                manual: false,
+                queue: None,
+                stage: None,
+                due_by: None,
+            },
+            now,
+        );
+        resolved.timers.push(TimerInstruction::CancelAll);
+        let mut after = triaged.clone();
+        for event in &resolved.events {
+            apply(&mut after, event);
+        }
+        walked.then(resolved);
+        (after, walked)
+    } else {
+        if !dispute.status.is_open() {
+            return Err(DomainError::invalid(format!(
+                "a {} dispute is closed; a refund settles an open inquiry or alert",
+                dispute.status
+            )));
+        }
+        (dispute.clone(), Decision::default())
+    };
+    let mut requested = single(
+        &current,
+        command,
+        reason,
+        Change::RefundRequested {
+            request_id: request_id.clone(),
+            amount,
+        },
+        now,
+    );
+    requested.steps.push(StepRequest {
+        kind: StepKind::Refund,
+        idempotency_key: refund_step_key(dispute.id, &request_id),
+        payload: Some(serde_json::json!({
+            "request_id": request_id,
+            "amount": { "minor_units": amount.minor_units(), "currency": amount.currency().code() },
+            "record_message": true,
+        })),
+    });
+    for event in &requested.events {
+        apply(&mut current, event);
+    }
+    decision.then(requested);
+    Ok(decision)
+}
+
+fn send_message(
+    dispute: &Dispute,
+    command: &Command,
+    template: MessageTemplate,
+    text: Option<&str>,
+    locale: Option<Locale>,
+    now: DateTime<Utc>,
+) -> Result<Decision, DomainError> {
+    let text = clean_text("text", text, respond::MAX_MESSAGE_TEXT_CHARS)?;
+    let reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
+    let channel = template.channel();
+    let (kind, locale) = match channel {
+        MessageChannel::Customer => {
+            if dispute.customer.email.is_none() {
+                return Err(DomainError::invalid(
+                    "the dispute's customer has no email address: link the dispute to its order first",
+                ));
+            }
+            (StepKind::CustomerMessage, locale.unwrap_or(dispute.customer.locale))
+        }
+        MessageChannel::Seller => {
+            if dispute.seller_id.is_none() {
+                return Err(DomainError::invalid(
+                    "the dispute has no seller: link the dispute to its order first",
+                ));
+            }
+            (StepKind::SellerMessage, locale.unwrap_or(Locale::En))
+        }
+    };
+    let mut decision = single(
+        dispute,
+        command,
+        reason,
+        Change::MessageRequested {
+            channel,
+            template,
+            locale,
+            with_text: text.is_some(),
+        },
+        now,
+    );
+    decision.steps.push(StepRequest {
+        kind,
+        idempotency_key: format!("{}:{}:{}", dispute.id, dispute.version + 1, kind.as_str()),
+        payload: Some(serde_json::json!({
+            "template": template.as_str(),
+            "text": text,
+            "locale": locale.as_str(),
+            "record_sent": true,
+        })),
+    });
+    Ok(decision)
 }
 
 /// Builds a dispute from its opening event; `None` for any other event.
@@ -1128,6 +1509,8 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
             }
         }
         Change::OutcomeOverridden { to, .. } => dispute.status = *to,
+        Change::DefenseSubmitted { .. } => dispute.status = Status::Submitted,
+        Change::RefundRequested { .. } | Change::MessageRequested { .. } | Change::MessageSent { .. } => {}
         Change::NoteAdded { .. }
         | Change::ReminderRecorded { .. }
         | Change::OutcomeEscalated
@@ -1147,5 +1530,7 @@ pub fn replay<'a>(events: impl IntoIterator<Item = &'a DisputeEvent>) -> Option<
     Some(dispute)
 }
 
+#[cfg(test)]
+mod respond_tests;
 #[cfg(test)]
 mod tests;

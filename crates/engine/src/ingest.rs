@@ -337,6 +337,11 @@ fn action_label(action: &Action) -> String {
         ),
         Action::OverrideOutcome { to, .. } => format!("override outcome to {to}"),
         Action::RecordActByPassed => "act-by time passed".into(),
+        Action::SubmitDefense { .. } => "submit the defense".into(),
+        Action::Refund { resolve: true, .. } => "resolve with a refund".into(),
+        Action::Refund { resolve: false, .. } => "refund".into(),
+        Action::SendMessage { template, .. } => format!("message ({template})"),
+        Action::RecordMessageSent { .. } => "record a message sent".into(),
     }
 }
 

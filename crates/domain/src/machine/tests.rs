@@ -208,7 +208,7 @@ fn a_manual_transition_needs_the_current_version_and_a_reason() {
         Err(DomainError::InvalidInput(_))
     ));
     let decision = decide(&dispute, &no_reason.because("customer called"), at(1)).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(decision.events[0].change.kind(), EventKind::ManuallyTransitioned);
+    assert_eq!(decision.events[0].change.kind(), EventKind::Corrected);
     apply(&mut dispute, &decision.events[0]);
     assert_eq!(dispute.status, Status::Triaged);
     assert_eq!(dispute.queue, Some(Queue::Fraud));

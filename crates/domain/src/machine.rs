@@ -7,9 +7,12 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use uuid::Uuid;
+
 use crate::respond::{self, MessageChannel, MessageTemplate, RefundRecord};
 use crate::{
-    Dispute, DisputeId, DomainError, EvidenceKind, Locale, Money, NewDispute, Processor, Queue, Stage, Status,
+    Dispute, DisputeId, DomainError, EvidenceKind, EvidenceSource, Locale, Money, NewDispute, Processor, Queue, Stage,
+    Status,
 };
 
 /// Reminders before the act-by time, in hours.
@@ -251,6 +254,23 @@ pub enum Action {
         template: String,
         message_id: String,
     },
+    /// Evidence items were added (typed, uploaded, or drawn from the marketplace facts in one action). The
+    /// content is stored beside the event, in the evidence table; the event names only kinds and ids.
+    AddEvidence {
+        items: Vec<EvidenceRef>,
+        source: EvidenceSource,
+    },
+    /// An evidence item is withdrawn from the defense; it stays stored, marked removed.
+    RemoveEvidence {
+        item: EvidenceRef,
+    },
+}
+
+/// An evidence item as the event log names it: its id and kind, never its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRef {
+    pub item_id: Uuid,
+    pub kind: EvidenceKind,
 }
 
 /// A command: an action, who asks for it and why.
@@ -373,6 +393,13 @@ pub enum Change {
         template: String,
         message_id: String,
     },
+    EvidenceAdded {
+        items: Vec<EvidenceRef>,
+        source: EvidenceSource,
+    },
+    EvidenceRemoved {
+        item: EvidenceRef,
+    },
 }
 
 /// The name of an event in the history, as clients see it.
@@ -407,6 +434,8 @@ pub enum EventKind {
     RefundRequested,
     MessageRequested,
     MessageSent,
+    EvidenceAdded,
+    EvidenceRemoved,
 }
 
 impl EventKind {
@@ -439,6 +468,8 @@ impl EventKind {
             EventKind::RefundRequested => "refund_requested",
             EventKind::MessageRequested => "message_requested",
             EventKind::MessageSent => "message_sent",
+            EventKind::EvidenceAdded => "evidence_added",
+            EventKind::EvidenceRemoved => "evidence_removed",
         }
     }
 }
@@ -475,6 +506,8 @@ impl Change {
             Change::RefundRequested { .. } => EventKind::RefundRequested,
             Change::MessageRequested { .. } => EventKind::MessageRequested,
             Change::MessageSent { .. } => EventKind::MessageSent,
+            Change::EvidenceAdded { .. } => EventKind::EvidenceAdded,
+            Change::EvidenceRemoved { .. } => EventKind::EvidenceRemoved,
         }
     }
 
@@ -494,7 +527,9 @@ impl Change {
             | Change::NoteAdded { .. }
             | Change::ReminderRecorded { .. }
             | Change::OutcomeEscalated
-            | Change::ActByPassed { .. } => None,
+            | Change::ActByPassed { .. }
+            | Change::EvidenceAdded { .. }
+            | Change::EvidenceRemoved { .. } => None,
         }
     }
 }
@@ -689,6 +724,17 @@ fn flagged(reason: Option<String>, flag: Option<String>) -> Option<String> {
         (reason, None) => reason,
         (None, flag) => flag,
     }
+}
+
+/// Evidence can change while the defense is being prepared: an open dispute not yet submitted.
+fn evidence_open(dispute: &Dispute) -> Result<(), DomainError> {
+    if !dispute.status.is_open() || dispute.status == Status::Submitted {
+        return Err(DomainError::InvalidInput(format!(
+            "the evidence of a {} dispute can no longer change",
+            dispute.status
+        )));
+    }
+    Ok(())
 }
 
 /// Opens a new dispute: the first event of its log.
@@ -1125,6 +1171,20 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             }
             Change::ActByPassed { due_by }
         }
+        Action::AddEvidence { items, source } => {
+            evidence_open(dispute)?;
+            if items.is_empty() {
+                return Err(DomainError::invalid("no evidence to add"));
+            }
+            Change::EvidenceAdded {
+                items: items.clone(),
+                source: *source,
+            }
+        }
+        Action::RemoveEvidence { item } => {
+            evidence_open(dispute)?;
+            Change::EvidenceRemoved { item: *item }
+        }
     };
     let event = DisputeEvent {
         dispute_id: dispute.id,
@@ -1514,7 +1574,10 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         Change::NoteAdded { .. }
         | Change::ReminderRecorded { .. }
         | Change::OutcomeEscalated
-        | Change::ActByPassed { .. } => {}
+        | Change::ActByPassed { .. }
+        // Evidence lives in its own table; the projection only counts the version.
+        | Change::EvidenceAdded { .. }
+        | Change::EvidenceRemoved { .. } => {}
     }
     dispute.version = event.version;
     dispute.updated_at = event.at;

@@ -54,7 +54,7 @@ pub use reconcile::{LOOKBACK_DAYS, MAX_PAGES, StripeReconciler, synthetic_event}
 pub use sandbox::{SandboxProcessor, sandbox_outcome};
 pub use seller::{SellerChannel, SellerNotice, SellerWebhook, sign_webhook, verify_webhook_signature};
 pub use stripe::StripeApi;
-pub use templates::{MessageKind, RenderedMessage, Templates, format_amount};
+pub use templates::{MessageExtras, MessageKind, RenderedMessage, Templates, format_amount};
 
 /// What a worker hands to a step handler: the step and the dispute as it is now.
 #[derive(Debug, Clone)]
@@ -101,6 +101,72 @@ pub fn refund_message_key(refund_key: &str) -> String {
         .and_then(|k| k.strip_suffix(':'))
         .unwrap_or(refund_key);
     format!("{stem}:{}", StepKind::CustomerMessage.as_str())
+}
+
+/// What an analyst's message or refund step carries beyond the dispute (see `decide`'s step payloads).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct StepPayload {
+    /// The message template's name.
+    template: Option<String>,
+    /// The analyst's free text.
+    text: Option<String>,
+    locale: Option<verdict_domain::Locale>,
+    /// A refund's own amount (partial refunds); the disputed amount otherwise.
+    amount: Option<PayloadAmount>,
+    /// The refund's message is recorded as sent (`record_message`), or this message is (`record_sent`).
+    record_message: bool,
+    record_sent: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PayloadAmount {
+    minor_units: i64,
+    currency: String,
+}
+
+impl StepPayload {
+    fn read(payload: Option<&serde_json::Value>) -> Result<Self, StepError> {
+        match payload {
+            None | Some(serde_json::Value::Null) => Ok(Self::default()),
+            Some(value) => serde_json::from_value(value.clone())
+                .map_err(|e| StepError::Permanent(format!("the step's payload is malformed: {e}"))),
+        }
+    }
+
+    fn amount(&self) -> Result<Option<verdict_domain::Money>, StepError> {
+        self.amount
+            .as_ref()
+            .map(|a| {
+                verdict_domain::Currency::parse(&a.currency)
+                    .and_then(|c| verdict_domain::Money::new(a.minor_units, c))
+                    .map_err(|e| StepError::Permanent(format!("the step's amount is malformed: {e}")))
+            })
+            .transpose()
+    }
+
+    fn extras(&self) -> Result<MessageExtras, StepError> {
+        Ok(MessageExtras {
+            text: self.text.clone().filter(|t| !t.trim().is_empty()),
+            amount: self.amount()?,
+        })
+    }
+}
+
+/// The follow-up that records a message as sent, when its step asks for it: the event exists only once the
+/// message went out.
+fn sent(record: bool, channel: verdict_domain::MessageChannel, kind: MessageKind, message_id: &str) -> StepOutcome {
+    if !record {
+        return StepOutcome::done();
+    }
+    StepOutcome::Done {
+        follow_up: Some(Action::RecordMessageSent {
+            channel,
+            template: kind.name().to_owned(),
+            message_id: message_id.to_owned(),
+        }),
+        follow_up_after: None,
+    }
 }
 
 impl StepOutcome {
@@ -320,10 +386,17 @@ impl Effects {
                 ctx.dispute.stage
             )));
         }
+        let payload = StepPayload::read(ctx.payload.as_ref())?;
+        // A partial refund names its amount; older refund steps (resolving) refund the disputed amount.
+        let amount = payload.amount()?.unwrap_or(ctx.dispute.amount);
+        if amount.currency() != ctx.dispute.amount.currency() || amount.minor_units() > ctx.dispute.amount.minor_units() {
+            return Err(StepError::Permanent(format!(
+                "refusing to refund {amount} on a dispute of {}",
+                ctx.dispute.amount
+            )));
+        }
         let api = self.processor_for(&ctx.dispute)?;
-        let reply = api
-            .refund(&ctx.dispute, ctx.dispute.amount, &ctx.idempotency_key)
-            .await?;
+        let reply = api.refund(&ctx.dispute, amount, &ctx.idempotency_key).await?;
         tracing::info!(processor = api.name(), reference = ?reply.reference, "refund issued");
         // The adapter answers Ok only once the refund has succeeded at the processor (a pending one is a
         // transient failure, checked again later), or, where the processor only acknowledges refunds and reports
@@ -340,6 +413,10 @@ impl Effects {
                 payload: Some(serde_json::json!({
                     "template": told.name(),
                     "refund_reference": reply.reference,
+                    "amount": payload.amount.as_ref().map(|a| serde_json::json!({
+                        "minor_units": a.minor_units, "currency": a.currency,
+                    })),
+                    "record_sent": payload.record_message,
                 })),
             }],
         })
@@ -351,32 +428,67 @@ impl Effects {
             tracing::info!("the customer has no email address; nothing to send");
             return Ok(StepOutcome::done());
         };
+        let payload = StepPayload::read(ctx.payload.as_ref())?;
         let kind = MessageKind::for_customer(dispute, ctx.payload.as_ref());
-        let rendered = self.templates.render(kind, dispute.customer.locale, dispute)?;
+        if let Some(name) = payload.template.as_deref()
+            && name != kind.name()
+        {
+            return Err(StepError::Permanent(format!("unknown customer message template `{name}`")));
+        }
+        let locale = payload.locale.unwrap_or(dispute.customer.locale);
+        let rendered = self
+            .templates
+            .render_with(kind, locale, dispute, &payload.extras()?)?;
         let mail = OutgoingMail {
             dispute_id: dispute.id,
             channel: verdict_store::MailboxChannel::Customer,
             recipient: email.expose().to_owned(),
-            locale: dispute.customer.locale,
+            locale,
             subject: rendered.subject,
             body: rendered.body,
             message_id: ctx.idempotency_key.clone(),
         };
         let delivery = self.mailer.send(&mail).await?;
-        tracing::info!(
-            kind = kind.name(),
-            locale = dispute.customer.locale.as_str(),
-            ?delivery,
-            "customer message"
-        );
-        Ok(StepOutcome::done())
+        tracing::info!(kind = kind.name(), locale = locale.as_str(), ?delivery, "customer message");
+        Ok(sent(
+            payload.record_sent,
+            verdict_domain::MessageChannel::Customer,
+            kind,
+            &ctx.idempotency_key,
+        ))
     }
 
     async fn seller_message(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
-        let notice = SellerNotice::for_dispute(&ctx.dispute, &ctx.idempotency_key, &self.templates)?;
+        let mut notice = SellerNotice::for_dispute(&ctx.dispute, &ctx.idempotency_key, &self.templates)?;
+        let payload = StepPayload::read(ctx.payload.as_ref())?;
+        // An analyst's message names its template; the outcome notice is the default.
+        let kind = match payload.template.as_deref() {
+            None => MessageKind::SellerOutcome,
+            Some(name) => {
+                let template: verdict_domain::MessageTemplate =
+                    name.parse().map_err(|e| StepError::Permanent(format!("{e}")))?;
+                if template.channel() != verdict_domain::MessageChannel::Seller {
+                    return Err(StepError::Permanent(format!("`{name}` is not a message to the seller")));
+                }
+                let kind = MessageKind::of_template(template);
+                let locale = payload.locale.unwrap_or_default();
+                let rendered = self
+                    .templates
+                    .render_with(kind, locale, &ctx.dispute, &payload.extras()?)?;
+                notice.event = "dispute.message".to_owned();
+                notice.subject = rendered.subject;
+                notice.body = rendered.body;
+                kind
+            }
+        };
         let delivery = self.seller.notify(&notice).await?;
         tracing::info!(event = %notice.event, ?delivery, "seller message");
-        Ok(StepOutcome::done())
+        Ok(sent(
+            payload.record_sent,
+            verdict_domain::MessageChannel::Seller,
+            kind,
+            &ctx.idempotency_key,
+        ))
     }
 
     /// The assignee, or the dispute's queue while nobody is assigned (staff messages are in English).

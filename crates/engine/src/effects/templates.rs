@@ -26,10 +26,16 @@ pub enum MessageKind {
     QueueAttention,
     /// To a queue's leads: a submitted dispute has waited too long for the processor's outcome.
     LeadEscalation,
+    /// To the customer, by an analyst: what would settle the matter without the bank.
+    CustomerRequestInformation,
+    /// To the seller, by an analyst: the proof the defense needs from them.
+    SellerRequestEvidence,
+    /// To the seller, by an analyst: where the dispute stands.
+    SellerCaseUpdate,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 7] = [
+    pub const ALL: [MessageKind; 10] = [
         MessageKind::CustomerRefundIssued,
         MessageKind::CustomerRefundRequested,
         MessageKind::CustomerCaseUpdate,
@@ -37,6 +43,9 @@ impl MessageKind {
         MessageKind::AssigneeAssigned,
         MessageKind::QueueAttention,
         MessageKind::LeadEscalation,
+        MessageKind::CustomerRequestInformation,
+        MessageKind::SellerRequestEvidence,
+        MessageKind::SellerCaseUpdate,
     ];
 
     pub fn name(&self) -> &'static str {
@@ -48,6 +57,19 @@ impl MessageKind {
             MessageKind::AssigneeAssigned => "assignee_assigned",
             MessageKind::QueueAttention => "queue_attention",
             MessageKind::LeadEscalation => "lead_escalation",
+            MessageKind::CustomerRequestInformation => "customer_request_information",
+            MessageKind::SellerRequestEvidence => "seller_request_evidence",
+            MessageKind::SellerCaseUpdate => "seller_case_update",
+        }
+    }
+
+    /// The template an analyst's message names.
+    pub fn of_template(template: verdict_domain::MessageTemplate) -> Self {
+        match template {
+            verdict_domain::MessageTemplate::CustomerCaseUpdate => MessageKind::CustomerCaseUpdate,
+            verdict_domain::MessageTemplate::CustomerRequestInformation => MessageKind::CustomerRequestInformation,
+            verdict_domain::MessageTemplate::SellerRequestEvidence => MessageKind::SellerRequestEvidence,
+            verdict_domain::MessageTemplate::SellerCaseUpdate => MessageKind::SellerCaseUpdate,
         }
     }
 
@@ -62,6 +84,7 @@ impl MessageKind {
                     MessageKind::CustomerRefundIssued,
                     MessageKind::CustomerRefundRequested,
                     MessageKind::CustomerCaseUpdate,
+                    MessageKind::CustomerRequestInformation,
                 ]
                 .into_iter()
                 .find(|k| k.name() == name)
@@ -91,11 +114,33 @@ macro_rules! sources {
             (concat!($locale, "/assignee_assigned.txt"), include_str!(concat!("templates/", $locale, "/assignee_assigned.txt"))),
             (concat!($locale, "/queue_attention.txt"), include_str!(concat!("templates/", $locale, "/queue_attention.txt"))),
             (concat!($locale, "/lead_escalation.txt"), include_str!(concat!("templates/", $locale, "/lead_escalation.txt"))),
+            (concat!($locale, "/customer_request_information.txt"), include_str!(concat!("templates/", $locale, "/customer_request_information.txt"))),
+            (concat!($locale, "/seller_request_evidence.txt"), include_str!(concat!("templates/", $locale, "/seller_request_evidence.txt"))),
+            (concat!($locale, "/seller_case_update.txt"), include_str!(concat!("templates/", $locale, "/seller_case_update.txt"))),
         )+]
     };
 }
 
 const SOURCES: &[(&str, &str)] = sources!("en", "fr", "es", "it");
+
+/// What an analyst's message or a partial refund adds to the dispute's own variables.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct MessageExtras {
+    /// The analyst's free text, placed where each template keeps it.
+    pub text: Option<String>,
+    /// The amount the message is about when it is not the disputed one (a partial refund).
+    pub amount: Option<Money>,
+}
+
+impl std::fmt::Debug for MessageExtras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The text may name the customer.
+        f.debug_struct("MessageExtras")
+            .field("text_chars", &self.text.as_ref().map(|t| t.chars().count()))
+            .field("amount", &self.amount)
+            .finish()
+    }
+}
 
 /// A rendered message.
 #[derive(Clone, PartialEq, Eq)]
@@ -136,13 +181,24 @@ impl Templates {
 
     /// Renders `kind` in `locale` for `dispute`.
     pub fn render(&self, kind: MessageKind, locale: Locale, dispute: &Dispute) -> Result<RenderedMessage, StepError> {
+        self.render_with(kind, locale, dispute, &MessageExtras::default())
+    }
+
+    /// Renders `kind` with an analyst's free text, or a refund's own amount in place of the disputed one.
+    pub fn render_with(
+        &self,
+        kind: MessageKind,
+        locale: Locale,
+        dispute: &Dispute,
+        extras: &MessageExtras,
+    ) -> Result<RenderedMessage, StepError> {
         let name = format!("{}/{}.txt", locale.as_str(), kind.name());
         let template = self
             .env
             .get_template(&name)
             .map_err(|e| StepError::Permanent(format!("template {name}: {e}")))?;
         let text = template
-            .render(variables(dispute, locale))
+            .render(variables(dispute, locale, extras))
             .map_err(|e| StepError::Permanent(format!("rendering {name}: {e}")))?;
         let (first, body) = text.split_once('\n').unwrap_or((&text, ""));
         let subject = first
@@ -159,7 +215,7 @@ fn optional(text: Option<String>) -> Value {
     text.map(Value::from).unwrap_or(Value::from(()))
 }
 
-fn variables(dispute: &Dispute, locale: Locale) -> Value {
+fn variables(dispute: &Dispute, locale: Locale, extras: &MessageExtras) -> Value {
     let outcome = match dispute.status {
         Status::Won | Status::Withdrawn => "won",
         Status::Lost | Status::Expired => "lost",
@@ -177,7 +233,8 @@ fn variables(dispute: &Dispute, locale: Locale) -> Value {
         .unwrap_or_else(|| dispute.reason_code.to_string());
     context! {
         customer_name => optional(dispute.customer.name.as_ref().map(|n| n.expose().to_owned())),
-        amount => format_amount(dispute.amount, locale),
+        amount => format_amount(extras.amount.unwrap_or(dispute.amount), locale),
+        text => optional(extras.text.clone()),
         reference => reference(dispute),
         case_id => dispute.id.to_string(),
         processor => dispute.processor.as_str(),

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use verdict_domain::{Dispute, Money};
 
 use super::http::{base_url, client, json_body, json_str, send_error, status_error};
-use super::{EffectsError, Evidence, ProcessorApi, ProcessorReply, StepError};
+use super::{EffectsError, ProcessorApi, ProcessorReply, StepError, Submission};
 
 /// Defense reason used when the payload names none. The applicable codes depend on the dispute (Adyen lists
 /// them through `retrieveApplicableDefenseReasons`); an analyst's payload should name the right one.
@@ -106,19 +106,24 @@ impl ProcessorApi for AdyenApi {
     async fn submit_evidence(
         &self,
         dispute: &Dispute,
-        evidence: &Evidence,
+        submission: &Submission,
         idempotency_key: &str,
     ) -> Result<ProcessorReply, StepError> {
-        if !evidence.documents.is_empty() {
+        use base64::Engine as _;
+        let files: Vec<&super::SubmissionFile> = submission
+            .document
+            .iter()
+            .chain(submission.items.iter().filter_map(|item| item.file.as_ref()))
+            .collect();
+        if !files.is_empty() {
             let mut body = self.dispute_body(dispute);
-            let documents: Vec<Value> = evidence
-                .documents
+            let documents: Vec<Value> = files
                 .iter()
-                .map(|d| {
+                .map(|f| {
                     json!({
-                        "content": d.content_base64,
-                        "contentType": d.content_type,
-                        "defenseDocumentTypeCode": d.type_code,
+                        "content": base64::engine::general_purpose::STANDARD.encode(&f.bytes),
+                        "contentType": f.content_type.mime(),
+                        "defenseDocumentTypeCode": "DefenseMaterial",
                     })
                 })
                 .collect();
@@ -132,10 +137,7 @@ impl ProcessorApi for AdyenApi {
             .await?;
         }
         let mut body = self.dispute_body(dispute);
-        let reason = evidence
-            .defense_reason_code
-            .clone()
-            .unwrap_or_else(|| DEFAULT_DEFENSE_REASON.to_owned());
+        let reason = DEFAULT_DEFENSE_REASON.to_owned();
         body.insert("defenseReasonCode".into(), json!(reason));
         self.post(
             "adyen: defending the dispute",

@@ -353,10 +353,12 @@ impl Effects {
     }
 
     async fn submit_evidence(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
-        let evidence = Evidence::from_payload(ctx.payload.as_ref())?;
+        // The step's own payload, if any (the actions that build submissions from stored evidence and the
+        // defense document replace this).
+        let submission = Evidence::from_payload(ctx.payload.as_ref())?.into_submission()?;
         let api = self.processor_for(&ctx.dispute)?;
         let reply = api
-            .submit_evidence(&ctx.dispute, &evidence, &ctx.idempotency_key)
+            .submit_evidence(&ctx.dispute, &submission, &ctx.idempotency_key)
             .await?;
         tracing::info!(processor = api.name(), reference = ?reply.reference, "evidence submitted");
         Ok(match reply.decided_outcome {

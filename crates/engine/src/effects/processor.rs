@@ -28,11 +28,12 @@ pub trait ProcessorApi: Send + Sync + 'static {
     /// For logs: `stripe`, `adyen`, `sandbox`.
     fn name(&self) -> &'static str;
 
-    /// Sends the evidence and asks the processor to defend the dispute with it.
+    /// Sends the submission (defense document, evidence items, order facts) in the processor's format and asks
+    /// the processor to defend the dispute with it.
     async fn submit_evidence(
         &self,
         dispute: &Dispute,
-        evidence: &Evidence,
+        submission: &Submission,
         idempotency_key: &str,
     ) -> Result<ProcessorReply, StepError>;
 
@@ -112,6 +113,85 @@ impl Evidence {
         keys.iter()
             .any(|k| self.evidence.get(*k).is_some_and(|v| !v.trim().is_empty()))
     }
+
+    /// The payload as a [`Submission`], for steps enqueued before submissions were built from stored
+    /// evidence: each field becomes a text item of the kind its Stripe name says (unknown names are
+    /// uncategorised, written `name: value`), each document a file item.
+    pub fn into_submission(self) -> Result<Submission, StepError> {
+        use verdict_domain::EvidenceKind as K;
+        let mut items: Vec<SubmissionItem> = self
+            .evidence
+            .into_iter()
+            .filter(|(_, value)| !value.trim().is_empty())
+            .map(|(key, value)| {
+                let kind = match key.as_str() {
+                    "shipping_tracking_number" => Some(K::Tracking),
+                    "product_description" => Some(K::ProductDescription),
+                    "customer_communication" => Some(K::CustomerCommunication),
+                    "refund_policy" | "refund_policy_disclosure" | "refund_refusal_explanation" => {
+                        Some(K::RefundPolicy)
+                    }
+                    "cancellation_policy" | "cancellation_policy_disclosure" | "cancellation_rebuttal" => {
+                        Some(K::Cancellation)
+                    }
+                    "access_activity_log" => Some(K::PriorUndisputedTransactions),
+                    "customer_signature" | "shipping_documentation" => Some(K::ProofOfDelivery),
+                    _ => None,
+                };
+                match kind {
+                    Some(kind) => SubmissionItem {
+                        kind,
+                        text: Some(value),
+                        file: None,
+                    },
+                    None => SubmissionItem {
+                        kind: K::Uncategorised,
+                        text: Some(format!("{key}: {value}")),
+                        file: None,
+                    },
+                }
+            })
+            .collect();
+        for (index, document) in self.documents.into_iter().enumerate() {
+            use base64::Engine as _;
+            let content_type = match document.content_type.as_str() {
+                "application/pdf" => verdict_domain::EvidenceContentType::Pdf,
+                "image/png" => verdict_domain::EvidenceContentType::Png,
+                "image/jpeg" => verdict_domain::EvidenceContentType::Jpeg,
+                _ => {
+                    return Err(StepError::Permanent(
+                        "a document of the step's payload is not a PDF, PNG or JPEG".into(),
+                    ));
+                }
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(document.content_base64.as_bytes())
+                .map_err(|_| StepError::Permanent("a document of the step's payload is not base64".into()))?;
+            items.push(SubmissionItem {
+                kind: K::Uncategorised,
+                text: None,
+                file: Some(SubmissionFile {
+                    file_name: format!("document-{}.{}", index + 1, extension(content_type)),
+                    content_type,
+                    bytes,
+                }),
+            });
+        }
+        Ok(Submission {
+            document: None,
+            items,
+            facts: None,
+        })
+    }
+}
+
+/// The usual file name extension of a content type.
+pub(crate) fn extension(content_type: verdict_domain::EvidenceContentType) -> &'static str {
+    match content_type {
+        verdict_domain::EvidenceContentType::Pdf => "pdf",
+        verdict_domain::EvidenceContentType::Png => "png",
+        verdict_domain::EvidenceContentType::Jpeg => "jpg",
+    }
 }
 
 /// A file sent with a submission: the defense document, or an evidence item's stored file.
@@ -150,4 +230,24 @@ pub struct Submission {
     pub items: Vec<SubmissionItem>,
     /// The order facts, for processors with structured fields (Stripe's shipping and customer fields).
     pub facts: Option<verdict_domain::facts::OrderFacts>,
+}
+
+impl Submission {
+    /// The non-empty texts of the items of `kind`, in order.
+    pub fn texts(&self, kind: verdict_domain::EvidenceKind) -> impl Iterator<Item = &str> {
+        self.items
+            .iter()
+            .filter(move |item| item.kind == kind)
+            .filter_map(|item| item.text.as_deref())
+            .map(str::trim)
+            .filter(|text| !text.is_empty())
+    }
+
+    /// Whether the submission holds an item of any of `kinds` (with text or a file).
+    pub fn has_any(&self, kinds: &[verdict_domain::EvidenceKind]) -> bool {
+        self.items.iter().any(|item| {
+            kinds.contains(&item.kind)
+                && (item.file.is_some() || item.text.as_deref().is_some_and(|t| !t.trim().is_empty()))
+        })
+    }
 }

@@ -8,31 +8,36 @@
 //! |---|---|
 //! | consumer dispute (not received, not as described, cancelled...) | always: the merchant's evidence answers it |
 //! | processing error (duplicate, wrong amount, late presentment) | always: the records show the charge was right |
-//! | authorization | the evidence holds an `authorization_code` |
-//! | fraud | the evidence holds proof of the cardholder: any of [`FRAUD_PROOF`] |
+//! | authorization | the submission carries the payment's authorisation checks (AVS, CVV or 3-D Secure results in the order facts) |
+//! | fraud | the submission holds proof of the cardholder: an item of any kind in [`FRAUD_PROOF`], or a 3-D Secure result in the order facts |
 //!
 //! Nothing else counts: not the amount, the time or the attempt, so the same dispute and evidence always get
 //! the same outcome.
 
-use verdict_domain::{Dispute, Money, ReasonCategory};
+use verdict_domain::{Dispute, EvidenceKind, Money, ReasonCategory};
 
-use super::{Evidence, ProcessorApi, ProcessorReply, StepError};
+use super::{ProcessorApi, ProcessorReply, StepError, Submission};
 
-/// Evidence fields that tie a fraud-coded payment to the cardholder (Stripe's names, plus 3-D Secure).
-pub const FRAUD_PROOF: &[&str] = &[
-    "three_d_secure",
-    "access_activity_log",
-    "customer_signature",
-    "shipping_tracking_number",
-    "prior_undisputed_transactions",
+/// Evidence kinds that tie a fraud-coded payment to the cardholder.
+pub const FRAUD_PROOF: &[EvidenceKind] = &[
+    EvidenceKind::ProofOfDelivery,
+    EvidenceKind::Tracking,
+    EvidenceKind::PriorUndisputedTransactions,
 ];
 
-/// Whether the sandbox rules the dispute won, given the evidence submitted.
-pub fn sandbox_outcome(dispute: &Dispute, evidence: &Evidence) -> bool {
+fn present(value: &Option<String>) -> bool {
+    value.as_deref().is_some_and(|v| !v.trim().is_empty())
+}
+
+/// Whether the sandbox rules the dispute won, given the submission.
+pub fn sandbox_outcome(dispute: &Dispute, submission: &Submission) -> bool {
+    let checks = submission.facts.as_ref().map(|facts| &facts.payment_checks);
     match dispute.reason_code.category() {
         ReasonCategory::ConsumerDispute | ReasonCategory::ProcessingError => true,
-        ReasonCategory::Authorization => evidence.has_any(&["authorization_code"]),
-        ReasonCategory::Fraud => evidence.has_any(FRAUD_PROOF),
+        ReasonCategory::Authorization => {
+            checks.is_some_and(|c| present(&c.avs_result) || present(&c.cvv_result) || present(&c.three_d_secure))
+        }
+        ReasonCategory::Fraud => submission.has_any(FRAUD_PROOF) || checks.is_some_and(|c| present(&c.three_d_secure)),
     }
 }
 
@@ -47,12 +52,12 @@ impl ProcessorApi for SandboxProcessor {
     async fn submit_evidence(
         &self,
         dispute: &Dispute,
-        evidence: &Evidence,
+        submission: &Submission,
         idempotency_key: &str,
     ) -> Result<ProcessorReply, StepError> {
         Ok(ProcessorReply {
             reference: Some(format!("sandbox-evidence-{idempotency_key}")),
-            decided_outcome: Some(sandbox_outcome(dispute, evidence)),
+            decided_outcome: Some(sandbox_outcome(dispute, submission)),
             acknowledged_only: false,
         })
     }

@@ -23,7 +23,9 @@ use verdict_domain::{Dispute, Money};
 use serde_json::Value;
 
 use super::http::{base_url, client, json_body, json_str, send_error, status_error};
-use super::{EffectsError, Evidence, ProcessorApi, ProcessorReply, StepError};
+use std::collections::BTreeMap;
+
+use super::{EffectsError, ProcessorApi, ProcessorReply, StepError, Submission};
 
 pub struct StripeApi {
     http: reqwest::Client,
@@ -180,19 +182,28 @@ fn path_id(what: &str, id: &str) -> Result<String, StepError> {
     Ok(id.to_owned())
 }
 
-/// The form fields of an evidence submission: the payload's fields, the customer's name and email from the
-/// dispute when the payload does not give them, and `submit=true`.
-pub(crate) fn evidence_form(dispute: &Dispute, evidence: &Evidence) -> Vec<(String, String)> {
-    let mut fields = evidence.evidence.clone();
+/// The form fields of an evidence submission: the items' texts under Stripe's evidence fields, the customer's
+/// name and email from the dispute, and `submit=true`.
+pub(crate) fn evidence_form(dispute: &Dispute, submission: &Submission) -> Vec<(String, String)> {
+    use verdict_domain::EvidenceKind as K;
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    for (kind, field) in [
+        (K::ProductDescription, "product_description"),
+        (K::Tracking, "shipping_tracking_number"),
+        (K::RefundPolicy, "refund_policy_disclosure"),
+        (K::Cancellation, "cancellation_rebuttal"),
+        (K::PriorUndisputedTransactions, "access_activity_log"),
+    ] {
+        let text = submission.texts(kind).collect::<Vec<_>>().join("\n\n");
+        if !text.is_empty() {
+            fields.insert(field.to_owned(), text);
+        }
+    }
     if let Some(name) = &dispute.customer.name {
-        fields
-            .entry("customer_name".to_owned())
-            .or_insert_with(|| name.expose().to_owned());
+        fields.insert("customer_name".to_owned(), name.expose().to_owned());
     }
     if let Some(email) = &dispute.customer.email {
-        fields
-            .entry("customer_email_address".to_owned())
-            .or_insert_with(|| email.expose().to_owned());
+        fields.insert("customer_email_address".to_owned(), email.expose().to_owned());
     }
     let mut form: Vec<(String, String)> = fields
         .into_iter()
@@ -212,7 +223,7 @@ impl ProcessorApi for StripeApi {
     async fn submit_evidence(
         &self,
         dispute: &Dispute,
-        evidence: &Evidence,
+        submission: &Submission,
         idempotency_key: &str,
     ) -> Result<ProcessorReply, StepError> {
         let id = path_id("the processor dispute id", &dispute.processor_dispute_id)?;
@@ -220,7 +231,7 @@ impl ProcessorApi for StripeApi {
             .post(
                 "stripe: submitting evidence",
                 &format!("/v1/disputes/{id}"),
-                &evidence_form(dispute, evidence),
+                &evidence_form(dispute, submission),
                 idempotency_key,
             )
             .await?;

@@ -132,3 +132,69 @@ impl Harness {
         dispute
     }
 }
+
+/// The facts of the order behind [`dispute`]: a refurbished phone shipped by Colissimo and delivered.
+pub fn order_facts() -> verdict_domain::facts::OrderFacts {
+    use verdict_domain::facts::*;
+    let eur = |minor| Money::new(minor, Currency::parse("EUR").unwrap()).unwrap();
+    let address = Address {
+        lines: vec!["12 rue des Lilas".into()],
+        postal_code: "69003".into(),
+        city: "Lyon".into(),
+        country: "FR".into(),
+    };
+    OrderFacts {
+        order_reference: "ORD-2026-10417".into(),
+        payment_references: vec!["pi_3Pq9Zx".into()],
+        placed_at: t0() - Duration::days(40),
+        total: eur(123_450),
+        seller: SellerFacts {
+            seller_id: "seller-techrenew-fr".into(),
+            name: "TechRenew".into(),
+            email: None,
+            ships_itself: true,
+        },
+        lines: vec![OrderLine {
+            device_model: "iPhone 13 128 GB Midnight".into(),
+            grade: "excellent".into(),
+            imei_or_serial: Some("356789104563217".into()),
+            price: eur(123_450),
+            description: Some("Refurbished, battery above 90%".into()),
+            grade_report: None,
+        }],
+        shipment: Some(Shipment {
+            carrier: "Colissimo".into(),
+            tracking_number: "6A12345678901".into(),
+            shipped_at: Some(Utc.with_ymd_and_hms(2026, 9, 24, 8, 0, 0).unwrap()),
+            delivered_at: Some(Utc.with_ymd_and_hms(2026, 9, 26, 11, 5, 0).unwrap()),
+            address: address.clone(),
+            proof_of_delivery: Some("Signed at delivery".into()),
+            signed_by: Some("J. Dupont".into()),
+        }),
+        customer: CustomerFacts {
+            account_id: "cust-4411".into(),
+            name: "Jeanne Dupont".into(),
+            email: "jeanne.dupont@example.fr".into(),
+            locale: Locale::Fr,
+            account_created_at: t0() - Duration::days(800),
+            previous_orders: 3,
+            previous_disputes: 0,
+        },
+        payment_checks: PaymentChecks {
+            avs_result: Some("Y".into()),
+            cvv_result: Some("M".into()),
+            three_d_secure: Some("authenticated".into()),
+            ip_address: Some("203.0.113.7".into()),
+            device_id: Some("dev-88".into()),
+        },
+        prior_transactions: vec![],
+        messages: vec![],
+        policies: CheckoutPolicies {
+            refund_policy: Some("30-day returns, refund within 14 days of receipt".into()),
+            warranty_policy: Some("12-month warranty".into()),
+            terms_accepted_at: Some(t0() - Duration::days(40)),
+        },
+        cancellation: None,
+        refunds: vec![],
+    }
+}

@@ -55,12 +55,14 @@ async fn stripe_evidence_is_a_form_post_with_submit_and_the_idempotency_key() {
         .mount(&server)
         .await;
     let api = StripeApi::new(&server.uri(), "sk_test_123").unwrap();
-    let evidence = verdict_engine::effects::Evidence::from_payload(Some(&json!({
+    let submission = verdict_engine::effects::Evidence::from_payload(Some(&json!({
         "evidence": {"shipping_tracking_number": "1Z999AA10123456784", "product_description": "Refurbished iPhone 13"}
     })))
+    .unwrap()
+    .into_submission()
     .unwrap();
     let reply = api
-        .submit_evidence(&stripe_dispute(), &evidence, "key-evidence-1")
+        .submit_evidence(&stripe_dispute(), &submission, "key-evidence-1")
         .await
         .unwrap();
     assert_eq!(reply.reference.as_deref(), Some("dp_1Q2w3E4r"));
@@ -189,7 +191,7 @@ async fn adyen_supplies_documents_then_defends_each_with_its_own_idempotency_key
         .and(body_json(json!({
             "disputePspReference": "9913333333333333",
             "merchantAccountCode": "VerdictShopECOM",
-            "defenseReasonCode": "GoodsOrServicesProvided"
+            "defenseReasonCode": "SupplyDefenseMaterial"
         })))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"disputeServiceResult": {"success": true}})))
         .expect(1)
@@ -202,12 +204,13 @@ async fn adyen_supplies_documents_then_defends_each_with_its_own_idempotency_key
         "VerdictShopECOM",
     )
     .unwrap();
-    let evidence = verdict_engine::effects::Evidence::from_payload(Some(&json!({
-        "documents": [{"type_code": "DefenseMaterial", "content_type": "application/pdf", "content_base64": "JVBERi0xLjcK"}],
-        "defense_reason_code": "GoodsOrServicesProvided"
+    let submission = verdict_engine::effects::Evidence::from_payload(Some(&json!({
+        "documents": [{"type_code": "DefenseMaterial", "content_type": "application/pdf", "content_base64": "JVBERi0xLjcK"}]
     })))
+    .unwrap()
+    .into_submission()
     .unwrap();
-    api.submit_evidence(&adyen_dispute(), &evidence, "key-ev")
+    api.submit_evidence(&adyen_dispute(), &submission, "key-ev")
         .await
         .unwrap();
     let requests = server.received_requests().await.unwrap();

@@ -2,19 +2,44 @@
 
 use serde_json::json;
 use verdict_domain::{Action, CardNetwork, Processor, Stage, Status, StepKind};
-use verdict_engine::effects::{Effects, Evidence, StepError, StepOutcome, StepPerformer, sandbox_outcome};
+use verdict_engine::effects::{
+    Effects, StepError, StepOutcome, StepPerformer, Submission, SubmissionItem, sandbox_outcome,
+};
 
 use super::{ctx, dispute, harnesses};
 
-fn evidence(fields: serde_json::Value) -> Evidence {
-    Evidence::from_payload(Some(&json!({ "evidence": fields }))).unwrap()
+fn with_item(kind: verdict_domain::EvidenceKind, text: &str) -> Submission {
+    Submission {
+        items: vec![SubmissionItem {
+            kind,
+            text: Some(text.into()),
+            file: None,
+        }],
+        ..Submission::default()
+    }
+}
+
+/// A submission whose order facts hold the payment's authorisation checks.
+fn with_checks(avs: Option<&str>, three_d_secure: Option<&str>) -> Submission {
+    let mut facts = super::order_facts();
+    facts.payment_checks.avs_result = avs.map(str::to_owned);
+    facts.payment_checks.cvv_result = None;
+    facts.payment_checks.three_d_secure = three_d_secure.map(str::to_owned);
+    Submission {
+        facts: Some(facts),
+        ..Submission::default()
+    }
 }
 
 #[test]
 fn the_sandbox_rule_decides_by_reason_category_and_evidence() {
-    let none = Evidence::default();
-    let tracked = evidence(json!({"shipping_tracking_number": "1Z999"}));
-    let authorised = evidence(json!({"authorization_code": "A1B2C3"}));
+    use verdict_domain::EvidenceKind as K;
+    let none = Submission::default();
+    let tracked = with_item(K::Tracking, "1Z999");
+    let described = with_item(K::ProductDescription, "Refurbished iPhone 13, grade A");
+    let avs_only = with_checks(Some("Y"), None);
+    let secured = with_checks(None, Some("authenticated"));
+    let unchecked = with_checks(None, None);
     let cases = [
         // consumer disputes and processing errors are won
         (CardNetwork::Visa, "13.1", &none, true),
@@ -22,16 +47,51 @@ fn the_sandbox_rule_decides_by_reason_category_and_evidence() {
         (CardNetwork::Visa, "12.6", &none, true),
         // fraud is won only with proof of the cardholder
         (CardNetwork::Visa, "10.4", &none, false),
+        (CardNetwork::Visa, "10.4", &described, false),
         (CardNetwork::Visa, "10.4", &tracked, true),
-        (CardNetwork::Mastercard, "4837", &authorised, false),
-        // authorization disputes need an authorization code
+        (CardNetwork::Visa, "10.4", &secured, true),
+        (CardNetwork::Mastercard, "4837", &avs_only, false),
+        // authorization disputes need the authorisation checks
         (CardNetwork::Visa, "11.3", &none, false),
-        (CardNetwork::Visa, "11.3", &authorised, true),
+        (CardNetwork::Visa, "11.3", &unchecked, false),
+        (CardNetwork::Visa, "11.3", &avs_only, true),
     ];
-    for (network, code, evidence, won) in cases {
+    for (network, code, submission, won) in cases {
         let d = dispute(Processor::Manual, network, code, Stage::Chargeback, Status::Submitted);
         for _ in 0..3 {
-            assert_eq!(sandbox_outcome(&d, evidence), won, "{network} {code} {evidence:?}");
+            assert_eq!(sandbox_outcome(&d, submission), won, "{network} {code} {submission:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_old_evidence_payload_reaches_the_sandbox_as_a_submission() {
+    for h in harnesses().await {
+        let effects = Effects::local(h.engine.store().clone(), h.clock.clone());
+        let fraud = dispute(
+            Processor::Manual,
+            CardNetwork::Visa,
+            "10.4",
+            Stage::Chargeback,
+            Status::Submitted,
+        );
+        for (payload, won) in [
+            (json!({"evidence": {"shipping_tracking_number": "1Z999"}}), true),
+            (json!({"evidence": {"product_description": "iPhone"}}), false),
+        ] {
+            let outcome = effects
+                .perform(&ctx(StepKind::SubmitEvidence, fraud.clone(), Some(payload)))
+                .await
+                .unwrap();
+            let StepOutcome::Done { follow_up, .. } = outcome else {
+                panic!("{}: {outcome:?}", h.label)
+            };
+            assert_eq!(
+                follow_up,
+                Some(Action::ReceiveOutcome { won, stage: None }),
+                "{}",
+                h.label
+            );
         }
     }
 }

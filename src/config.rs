@@ -40,6 +40,9 @@ pub struct Config {
     /// Limits of `/graphql` (`[graphql]`): body size, query cost and depth, time, answer size, and the share
     /// of the pool its reads may hold. `VERDICT_GRAPHQL_*`.
     pub graphql: verdict_api::GraphqlLimits,
+    /// How much one refund may be by role (`[refunds]`: `analyst_max_minor_units`, `lead_max_minor_units`, in
+    /// minor units of the dispute's currency; admins have no limit of their own).
+    pub refunds: verdict_api::graphql::RefundLimits,
 }
 
 /// Webhook secrets. `Debug` says what is set, never the values.
@@ -298,6 +301,7 @@ impl Default for Config {
             sandbox_outcome_delay_secs: verdict_engine::effects::EffectsConfig::default().sandbox_outcome_delay_secs,
             scheduling: Default::default(),
             graphql: Default::default(),
+            refunds: Default::default(),
         }
     }
 }
@@ -333,6 +337,13 @@ impl Config {
             (1..=32).contains(&self.database_min_connections),
             "database_min_connections / VERDICT_DATABASE_MIN_CONNECTIONS must be 1 to 32, not {}",
             self.database_min_connections
+        );
+        let refunds = &self.refunds;
+        anyhow::ensure!(
+            0 <= refunds.analyst_max_minor_units && refunds.analyst_max_minor_units <= refunds.lead_max_minor_units,
+            "[refunds] limits must satisfy 0 <= analyst_max_minor_units ({}) <= lead_max_minor_units ({})",
+            refunds.analyst_max_minor_units,
+            refunds.lead_max_minor_units
         );
         Ok(())
     }

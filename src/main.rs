@@ -151,6 +151,7 @@ async fn serve_configured(
     let state = verdict_api::AppState::new(engine)
         .with_webhooks(webhooks)
         .with_graphql_limits(config.graphql.clone())
+        .with_refund_limits(config.refunds)
         .with_allowed_origins(config.cors_origins()?);
     let worker = verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
     verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await

@@ -43,17 +43,20 @@ pub struct AppState {
     pub graphql_reads: ReadGate,
     /// Browser origins allowed to call `/graphql` from another site (CORS); none by default.
     pub allowed_origins: Vec<HeaderValue>,
+    /// How much one refund may be, by role (`[refunds]`).
+    pub refund_limits: graphql::RefundLimits,
 }
 
 impl AppState {
     pub fn new(engine: Engine) -> Self {
-        Self::with_limits(engine, GraphqlLimits::default())
+        Self::with_limits(engine, GraphqlLimits::default(), graphql::RefundLimits::default())
     }
 
-    fn with_limits(engine: Engine, graphql_limits: GraphqlLimits) -> Self {
+    fn with_limits(engine: Engine, graphql_limits: GraphqlLimits, refund_limits: graphql::RefundLimits) -> Self {
         let graphql_reads = ReadGate::new(graphql_limits.read_connections_of(engine.store().max_connections()));
-        let schema = build_schema_with(engine.clone(), &graphql_limits, graphql_reads.clone());
+        let schema = graphql::build_schema_full(engine.clone(), &graphql_limits, graphql_reads.clone(), refund_limits);
         Self {
+            refund_limits,
             engine,
             schema,
             webhooks: webhooks::Webhooks::default(),
@@ -69,7 +72,17 @@ impl AppState {
         Self {
             webhooks,
             allowed_origins,
-            ..Self::with_limits(self.engine, limits)
+            ..Self::with_limits(self.engine, limits, self.refund_limits)
+        }
+    }
+
+    /// The same state with other refund limits by role (`[refunds]` in the configuration).
+    pub fn with_refund_limits(self, refunds: graphql::RefundLimits) -> Self {
+        let (webhooks, allowed_origins) = (self.webhooks, self.allowed_origins);
+        Self {
+            webhooks,
+            allowed_origins,
+            ..Self::with_limits(self.engine, self.graphql_limits, refunds)
         }
     }
 

@@ -14,7 +14,7 @@ pub mod worker;
 use std::sync::Arc;
 
 use tracing::instrument;
-use verdict_domain::{Action, Command, Dispute, DisputeId, DomainError, apply, decide, open};
+use verdict_domain::{Action, Command, Decision, Dispute, DisputeId, DomainError, apply, decide, open};
 use verdict_store::{Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -97,6 +97,16 @@ impl Engine {
         self.decide_and_commit(id, command, None).await
     }
 
+    /// [`Engine::handle`] that also returns what was decided (the events, timers and steps committed), for
+    /// callers that show what an action enqueued.
+    #[instrument(skip_all, fields(dispute_id = %id, actor = %command.actor.label()), err(level = "debug"))]
+    pub async fn handle_decided(&self, id: DisputeId, command: Command) -> Result<(Dispute, Decision), EngineError> {
+        if let Action::Open(_) = command.action {
+            return Err(DomainError::InvalidInput("use open to create a dispute".into()).into());
+        }
+        self.decide_commit_and_tell(id, command, None).await
+    }
+
     /// Load, decide, commit; re-decided on fresh state after losing a race. With a fence, the claimed timer or
     /// step completes in the same transaction, or nothing is written.
     pub(crate) async fn decide_and_commit(
@@ -105,6 +115,15 @@ impl Engine {
         command: Command,
         fence: Option<verdict_store::Fence>,
     ) -> Result<Dispute, EngineError> {
+        Ok(self.decide_commit_and_tell(id, command, fence).await?.0)
+    }
+
+    async fn decide_commit_and_tell(
+        &self,
+        id: DisputeId,
+        command: Command,
+        fence: Option<verdict_store::Fence>,
+    ) -> Result<(Dispute, Decision), EngineError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -120,7 +139,7 @@ impl Engine {
                 .commit_fenced(Some(dispute.version), &after, &decision, fence)
                 .await
             {
-                Ok(()) => return Ok(after),
+                Ok(()) => return Ok((after, decision)),
                 Err(StoreError::Conflict(_)) if attempt < ATTEMPTS_ON_CONFLICT => continue,
                 Err(err) => return Err(err.into()),
             }

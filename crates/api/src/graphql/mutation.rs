@@ -10,6 +10,7 @@ use super::types::{CardNetwork, CustomerInput, Dispute, DisputeStage, DisputeSta
 use crate::auth::{Role, create_api_key};
 use crate::error::ApiError;
 
+#[derive(Default)]
 pub struct MutationRoot;
 
 /// A dispute entered by hand; webhooks feed the same shape.
@@ -146,25 +147,18 @@ impl MutationRoot {
         Ok(Dispute(engine.open(command).await.map_err(ApiError::from)?))
     }
 
-    /// Forces any allowed transition; needs a reason and the version the analyst saw. An outcome (WON, LOST,
-    /// EXPIRED) is a lead's override; reopening at a later stage is a lead's, with the new `dueBy`.
+    /// A lead's correction: forces any allowed transition, with a reason and the version the lead saw, and is
+    /// recorded as `corrected` (an outcome as `outcome_overridden`). Nothing is sent anywhere: analysts act
+    /// through `submitDefense`, `acceptDispute`, `refund`, `resolveWithRefund` and the messages, which reach the
+    /// processor and the customer. An outcome (WON, LOST, EXPIRED) is an override; reopening at a later stage
+    /// needs the new `dueBy`. Analysts get FORBIDDEN.
     async fn transition_dispute(
         &self,
         ctx: &Context<'_>,
         input: TransitionDisputeInput,
     ) -> async_graphql::Result<Dispute> {
         let to: domain::Status = input.to.into();
-        let caller = principal(ctx, Role::Analyst)?;
-        if domain::is_outcome(to) && caller.role < Role::Lead {
-            return Err(ApiError::Forbidden(format!(
-                "{to} is an outcome: outcomes come from the processor, and recording one by hand is a lead's \
-                 override with a reason"
-            ))
-            .into());
-        }
-        if input.stage.is_some() && caller.role < Role::Lead {
-            return Err(ApiError::Forbidden("reopening at a later stage needs the lead role".into()).into());
-        }
+        let caller = principal(ctx, Role::Lead)?;
         let id = parse_id(&input.id)?;
         let action = if domain::is_outcome(to) {
             if input.stage.is_some() || input.due_by.is_some() {

@@ -391,7 +391,8 @@ impl Effects {
         let payload = StepPayload::read(ctx.payload.as_ref())?;
         // A partial refund names its amount; older refund steps (resolving) refund the disputed amount.
         let amount = payload.amount()?.unwrap_or(ctx.dispute.amount);
-        if amount.currency() != ctx.dispute.amount.currency() || amount.minor_units() > ctx.dispute.amount.minor_units() {
+        if amount.currency() != ctx.dispute.amount.currency() || amount.minor_units() > ctx.dispute.amount.minor_units()
+        {
             return Err(StepError::Permanent(format!(
                 "refusing to refund {amount} on a dispute of {}",
                 ctx.dispute.amount
@@ -435,12 +436,12 @@ impl Effects {
         if let Some(name) = payload.template.as_deref()
             && name != kind.name()
         {
-            return Err(StepError::Permanent(format!("unknown customer message template `{name}`")));
+            return Err(StepError::Permanent(format!(
+                "unknown customer message template `{name}`"
+            )));
         }
         let locale = payload.locale.unwrap_or(dispute.customer.locale);
-        let rendered = self
-            .templates
-            .render_with(kind, locale, dispute, &payload.extras()?)?;
+        let rendered = self.templates.render_with(kind, locale, dispute, &payload.extras()?)?;
         let mail = OutgoingMail {
             dispute_id: dispute.id,
             channel: verdict_store::MailboxChannel::Customer,
@@ -451,7 +452,12 @@ impl Effects {
             message_id: ctx.idempotency_key.clone(),
         };
         let delivery = self.mailer.send(&mail).await?;
-        tracing::info!(kind = kind.name(), locale = locale.as_str(), ?delivery, "customer message");
+        tracing::info!(
+            kind = kind.name(),
+            locale = locale.as_str(),
+            ?delivery,
+            "customer message"
+        );
         Ok(sent(
             payload.record_sent,
             verdict_domain::MessageChannel::Customer,

@@ -342,6 +342,8 @@ fn action_label(action: &Action) -> String {
         Action::Refund { resolve: false, .. } => "refund".into(),
         Action::SendMessage { template, .. } => format!("message ({template})"),
         Action::RecordMessageSent { .. } => "record a message sent".into(),
+        Action::LinkOrder { .. } => "link the order".into(),
+        Action::RecordOrderNotFound { .. } => "record the order not found".into(),
         Action::AddEvidence { .. } => "add evidence".into(),
         Action::RemoveEvidence { .. } => "remove evidence".into(),
     }

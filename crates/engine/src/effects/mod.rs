@@ -570,6 +570,11 @@ impl StepPerformer for Effects {
             StepKind::Refund => self.refund(ctx).await,
             StepKind::CustomerMessage => self.customer_message(ctx).await,
             StepKind::SellerMessage => self.seller_message(ctx).await,
+            // Performed by the marketplace facts' link step once it is wired in (h-facts); until then it waits,
+            // visibly, and nothing is invented.
+            StepKind::LinkOrder => Err(StepError::Permanent(format!(
+                "{WAITING_FOR_ADAPTER}: the order link step has no handler in this build"
+            ))),
         }
     }
 }

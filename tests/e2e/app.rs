@@ -71,6 +71,27 @@ impl TestApp {
         keys: Option<[String; 4]>,
         secrets: verdict_api::webhooks::WebhookSecrets,
     ) -> TestApp {
+        Self::start_full(db, keys, secrets, None, verdict_api::graphql::RefundLimits::default()).await
+    }
+
+    /// Starts the app as `verdict serve` runs it: webhook secrets, the outside systems `effects` configures (real
+    /// processor adapters at their configured base URLs, no sandbox unless it says so) and these refund limits.
+    pub async fn start_serving(
+        db: &TestDatabase,
+        secrets: verdict_api::webhooks::WebhookSecrets,
+        effects: verdict_engine::effects::EffectsConfig,
+        refunds: verdict_api::graphql::RefundLimits,
+    ) -> TestApp {
+        Self::start_full(db, None, secrets, Some(effects), refunds).await
+    }
+
+    async fn start_full(
+        db: &TestDatabase,
+        keys: Option<[String; 4]>,
+        secrets: verdict_api::webhooks::WebhookSecrets,
+        effects: Option<verdict_engine::effects::EffectsConfig>,
+        refunds: verdict_api::graphql::RefundLimits,
+    ) -> TestApp {
         verdict::install_crypto_provider();
         let engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
         let keys = match keys {
@@ -101,10 +122,22 @@ impl TestApp {
             secrets: Arc::new(secrets),
             ..Default::default()
         };
-        let state = verdict_api::AppState::new(engine).with_webhooks(webhooks);
-        let server = tokio::spawn(verdict::serve_with_sandbox(listener, state, async {
+        let state = verdict_api::AppState::new(engine)
+            .with_webhooks(webhooks)
+            .with_refund_limits(refunds);
+        let shutdown = async {
             let _ = stopped.await;
-        }));
+        };
+        let server = match effects {
+            None => tokio::spawn(verdict::serve_with_sandbox(listener, state, shutdown)),
+            Some(effects) => {
+                let scheduling = verdict_engine::timers::SchedulingConfig::default();
+                let worker = verdict::workers::configured_pool(&state.engine, &scheduling, &effects)
+                    .await
+                    .unwrap();
+                tokio::spawn(verdict::serve_with_workers(listener, state, Some(worker), shutdown))
+            }
+        };
         let [admin, lead, analyst, viewer] = keys;
         TestApp {
             addr,

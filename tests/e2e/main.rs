@@ -9,5 +9,6 @@ mod crash;
 mod disputes;
 mod limits;
 mod observability;
+mod respond;
 mod sandbox;
 mod schema;

@@ -1,0 +1,534 @@
+//! Responding for real, end to end: a signed notification opens a dispute, the analyst's actions
+//! (`submitDefense`, `refund`, `resolveWithRefund`, messages) commit their steps, and the workers reach the
+//! processor's API, here a local mock configured as the real adapter's base URL (never the sandbox).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use verdict_api::graphql::RefundLimits;
+use verdict_api::webhooks::WebhookSecrets;
+use verdict_engine::effects::EffectsConfig;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use crate::app::{Answer, TestApp, due_in_days, test_databases};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/processors/");
+const STRIPE_WEBHOOK_SECRET: &str = "whsec_e2e_respond";
+const STRIPE_API_KEY: &str = "sk_test_e2e_respond";
+
+fn fixture(file: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}{file}")).unwrap_or_else(|e| panic!("fixture {file}: {e}"))
+}
+
+const DISPUTE: &str = "id processorDisputeId status stage version \
+    customer { name email locale } events { version type actor reason details } \
+    steps { kind status idempotencyKey lastError } messages { channel recipient subject body }";
+
+async fn dispute(app: &TestApp, id: &str) -> Value {
+    let query = format!("query($id: ID!) {{ dispute(id: $id) {{ {DISPUTE} }} }}");
+    app.gql(&app.lead, &query, json!({ "id": id })).await.data()["dispute"].clone()
+}
+
+/// The Verdict id of the dispute the processor knows as `processor_dispute_id`.
+async fn dispute_id_of(app: &TestApp, processor_dispute_id: &str) -> String {
+    let query = "{ disputes(first: 100) { edges { node { id processorDisputeId } } } }";
+    let answer = app.gql(&app.lead, query, json!({})).await;
+    answer.data()["disputes"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["node"]["processorDisputeId"] == processor_dispute_id)
+        .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{}: no dispute {processor_dispute_id}", app.label))
+}
+
+/// Polls the dispute until `done` holds (the workers run in the background), at most ten seconds.
+async fn wait_until(app: &TestApp, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let current = dispute(app, id).await;
+        if done(&current) {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{}: {what} never happened: {}", app.label, dispute(app, id).await);
+}
+
+fn step<'a>(dispute: &'a Value, kind: &str) -> Option<&'a Value> {
+    dispute["steps"].as_array().unwrap().iter().find(|s| s["kind"] == kind)
+}
+
+fn event_types(dispute: &Value) -> Vec<String> {
+    dispute["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn stripe_secrets() -> WebhookSecrets {
+    WebhookSecrets {
+        stripe: vec![STRIPE_WEBHOOK_SECRET.into()],
+        ..WebhookSecrets::default()
+    }
+}
+
+fn stripe_effects(mock: &MockServer) -> EffectsConfig {
+    let mut effects = EffectsConfig::default();
+    effects.processors.stripe_api_key = Some(STRIPE_API_KEY.into());
+    effects.processors.stripe_base_url = mock.uri();
+    effects
+}
+
+/// A Stripe event built from the published `charge.dispute.*` fixture with this test's ids, reason, amount
+/// and due date.
+fn stripe_event(kind: &str, event_id: &str, dispute_id: &str, status: &str, reason: &str) -> Vec<u8> {
+    let mut event: Value =
+        serde_json::from_slice(&fixture("stripe/unofficial-stripe-ruby-mock/event-charge.dispute.funds_withdrawn.json"))
+            .unwrap();
+    let now = chrono::Utc::now();
+    event["id"] = json!(event_id);
+    event["type"] = json!(kind);
+    event["created"] = json!(now.timestamp());
+    let object = &mut event["data"]["object"];
+    object["id"] = json!(dispute_id);
+    object["charge"] = json!("ch_e2e_respond");
+    object["payment_intent"] = json!("pi_e2e_respond");
+    object["amount"] = json!(48_900);
+    object["currency"] = json!("eur");
+    object["status"] = json!(status);
+    object["reason"] = json!(reason);
+    object["created"] = json!(now.timestamp());
+    object["metadata"] = json!({ "order_id": "ORD-E2E-1" });
+    object["evidence_details"]["due_by"] = json!((now + chrono::Duration::days(20)).timestamp());
+    serde_json::to_vec(&event).unwrap()
+}
+
+async fn post_stripe(app: &TestApp, body: Vec<u8>) {
+    let signature = verdict_ingest::sign_stripe(&body, STRIPE_WEBHOOK_SECRET, chrono::Utc::now().timestamp()).unwrap();
+    let response = app
+        .client
+        .post(app.url("/webhooks/stripe"))
+        .header("stripe-signature", signature)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}: {}", app.label, response.status());
+}
+
+const SUBMIT: &str = "mutation($input: SubmitDefenseInput!) { submitDefense(input: $input) { \
+    dispute { id status version } steps { kind status idempotencyKey } } }";
+const REFUND: &str = "mutation($input: RefundInput!) { refund(input: $input) { \
+    dispute { id status version } steps { kind status idempotencyKey } } }";
+const RESOLVE: &str = "mutation($input: ResolveWithRefundInput!) { resolveWithRefund(input: $input) { \
+    dispute { id status version } steps { kind status idempotencyKey } } }";
+const MESSAGE_CUSTOMER: &str = "mutation($input: MessageCustomerInput!) { messageCustomer(input: $input) { \
+    dispute { id version } steps { kind status idempotencyKey } } }";
+const ACCEPT: &str = "mutation($input: AcceptDisputeInput!) { acceptDispute(input: $input) { \
+    dispute { id status version } steps { kind status idempotencyKey } } }";
+
+/// An inquiry opened by hand for a Stripe payment, with the customer's email (refunds settle inquiries).
+async fn open_stripe_inquiry(app: &TestApp, processor_dispute_id: &str, minor_units: i64) -> String {
+    let open = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { id } }";
+    let input = json!({
+        "processor": "STRIPE",
+        "processorDisputeId": processor_dispute_id,
+        "paymentReference": "pi_e2e_refund",
+        "orderReference": "ORD-E2E-REFUND",
+        "sellerId": "seller-techrenew-fr",
+        "customer": { "name": "Jeanne Dupont", "email": "jeanne.dupont@example.fr", "locale": "FR" },
+        "amount": { "minorUnits": minor_units, "currency": "EUR" },
+        "network": "VISA",
+        "reasonCode": "13.1",
+        "stage": "INQUIRY",
+        "dueBy": due_in_days(10)
+    });
+    let answer = app.gql(&app.analyst, open, json!({ "input": input })).await;
+    answer.data()["openDispute"]["id"].as_str().unwrap().to_owned()
+}
+
+fn refund_input(id: &str, version: i64, request_id: &str, minor_units: Option<i64>) -> Value {
+    let mut input = json!({ "id": id, "expectedVersion": version, "requestId": request_id });
+    if let Some(minor_units) = minor_units {
+        input["amount"] = json!({ "minorUnits": minor_units, "currency": "EUR" });
+    }
+    json!({ "input": input })
+}
+
+/// Stripe answers that the payment has no refund of Verdict's yet (the adapter asks before it refunds).
+async fn no_prior_refunds(mock: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/v1/refunds"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "object": "list", "data": [], "has_more": false })))
+        .mount(mock)
+        .await;
+}
+
+fn received_to<'a>(requests: &'a [Request], verb: &str, at: &str) -> Vec<&'a Request> {
+    requests
+        .iter()
+        .filter(|r| r.method.as_str() == verb && r.url.path() == at)
+        .collect()
+}
+
+fn form(request: &Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(&request.body).into_owned().collect()
+}
+
+#[tokio::test]
+async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does_after_it() {
+    for db in test_databases().await.unwrap() {
+        let stripe = MockServer::start().await;
+        no_prior_refunds(&stripe).await;
+        let mut app =
+            TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), RefundLimits::default()).await;
+
+        // Stripe refuses the first refund: the step is dead-lettered and nobody tells the customer anything.
+        Mock::given(method("POST"))
+            .and(path("/v1/refunds"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+                "error": { "type": "invalid_request_error", "code": "charge_disputed" }
+            })))
+            .up_to_n_times(1)
+            .mount(&stripe)
+            .await;
+        let id = open_stripe_inquiry(&app, "dp_e2e_refund_refused", 4_000).await;
+        let resolved = app.gql(&app.analyst, RESOLVE, refund_input(&id, 1, "goodwill-1", None)).await;
+        let payload = &resolved.data()["resolveWithRefund"];
+        assert_eq!(payload["dispute"]["status"], "RESOLVED", "{}", app.label);
+        let steps = payload["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 1, "{}: the refund alone is enqueued: {steps:?}", app.label);
+        assert_eq!(steps[0]["kind"], "refund");
+        assert_eq!(steps[0]["status"], "pending");
+        let failed = wait_until(&app, &id, "the refused refund dead-lettered", |d| {
+            step(d, "refund").is_some_and(|s| s["status"] == "dead")
+        })
+        .await;
+        assert!(
+            step(&failed, "refund").unwrap()["lastError"]
+                .as_str()
+                .unwrap()
+                .contains("charge_disputed"),
+            "{}: {failed}",
+            app.label
+        );
+        // Give a wrongly enqueued message every chance to show up before saying it did not.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = dispute(&app, &id).await;
+        assert!(step(&after, "customer_message").is_none(), "{}: {after}", app.label);
+        assert!(after["messages"].as_array().unwrap().is_empty(), "{}: {after}", app.label);
+        assert!(!event_types(&after).contains(&"message_sent".to_owned()));
+
+        // The next refund succeeds: then, and only then, the customer is told, in French, with the amount refunded.
+        Mock::given(method("POST"))
+            .and(path("/v1/refunds"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "re_e2e_1", "status": "succeeded" })))
+            .mount(&stripe)
+            .await;
+        let id = open_stripe_inquiry(&app, "dp_e2e_refund_ok", 10_000).await;
+        let refunded = app.gql(&app.analyst, REFUND, refund_input(&id, 1, "partial-1", Some(2_550))).await;
+        assert_eq!(refunded.data()["refund"]["dispute"]["status"], "NOTIFIED", "a refund alone leaves it open");
+        let told = wait_until(&app, &id, "the refund's message recorded as sent", |d| {
+            event_types(d).contains(&"message_sent".to_owned())
+        })
+        .await;
+        assert_eq!(step(&told, "refund").unwrap()["status"], "succeeded");
+        let messages = told["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 1, "{}: {told}", app.label);
+        assert_eq!(messages[0]["channel"], "CUSTOMER");
+        assert!(
+            messages[0]["body"].as_str().unwrap().contains("25,50 EUR"),
+            "{}: the partial amount, written the French way: {}",
+            app.label,
+            messages[0]["body"]
+        );
+        let posted = stripe.received_requests().await.unwrap();
+        let refunds = received_to(&posted, "POST", "/v1/refunds");
+        let last = form(refunds.last().unwrap());
+        assert!(last.contains(&("amount".into(), "2550".into())), "{last:?}");
+        assert!(last.contains(&("payment_intent".into(), "pi_e2e_refund".into())), "{last:?}");
+        assert!(refunds.last().unwrap().headers.get("idempotency-key").is_some());
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_one_request() {
+    for db in test_databases().await.unwrap() {
+        let stripe = MockServer::start().await;
+        no_prior_refunds(&stripe).await;
+        Mock::given(method("POST"))
+            .and(path("/v1/refunds"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "re_e2e", "status": "succeeded" })))
+            .mount(&stripe)
+            .await;
+        let limits = RefundLimits {
+            analyst_max_minor_units: 5_000,
+            lead_max_minor_units: 20_000,
+        };
+        let mut app = TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), limits).await;
+        let id = open_stripe_inquiry(&app, "dp_e2e_limits", 100_000).await;
+
+        let over = app.gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(5_001))).await;
+        assert_eq!(over.error_code(), "FORBIDDEN", "{}: {}", app.label, over.body);
+        let over = app.gql(&app.lead, REFUND, refund_input(&id, 1, "r1", Some(20_001))).await;
+        assert_eq!(over.error_code(), "FORBIDDEN", "{}", app.label);
+        let viewer = app.gql(&app.viewer, REFUND, refund_input(&id, 1, "r1", Some(1))).await;
+        assert_eq!(viewer.error_code(), "FORBIDDEN");
+        assert_eq!(dispute(&app, &id).await["version"], 1, "{}: refusals change nothing", app.label);
+
+        let analyst = app.gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(5_000))).await;
+        assert_eq!(analyst.data()["refund"]["dispute"]["version"], 2);
+        let lead = app.gql(&app.lead, REFUND, refund_input(&id, 2, "r2", Some(20_000))).await;
+        assert_eq!(lead.data()["refund"]["dispute"]["version"], 3);
+        // The same request again is refused, whoever sends it.
+        let twice = app.gql(&app.admin, REFUND, refund_input(&id, 3, "r1", Some(100))).await;
+        assert_eq!(twice.error_code(), "INVALID_INPUT", "{}: {}", app.label, twice.body);
+        // An admin has no limit of their own, but never beyond what is left of the disputed 1,000.00 EUR.
+        let beyond = app.gql(&app.admin, REFUND, refund_input(&id, 3, "r3", Some(75_001))).await;
+        assert_eq!(beyond.error_code(), "INVALID_INPUT", "{}", app.label);
+        // Without an amount, everything left is refunded.
+        let rest = app.gql(&app.admin, REFUND, refund_input(&id, 3, "r3", None)).await;
+        assert_eq!(rest.data()["refund"]["dispute"]["version"], 4);
+        let done = app.gql(&app.admin, REFUND, refund_input(&id, 4, "r4", Some(1))).await;
+        assert_eq!(done.error_code(), "INVALID_INPUT", "{}", app.label);
+
+        let settled = wait_until(&app, &id, "three refunds made", |d| {
+            d["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["kind"] == "refund" && s["status"] == "succeeded")
+                .count()
+                == 3
+        })
+        .await;
+        let requested: Vec<i64> = settled["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "refund_requested")
+            .map(|e| e["details"]["amount"]["minor_units"].as_i64().unwrap())
+            .collect();
+        assert_eq!(requested, [5_000, 20_000, 75_000], "{}", app.label);
+        let posted = stripe.received_requests().await.unwrap();
+        let amounts: Vec<String> = received_to(&posted, "POST", "/v1/refunds")
+            .iter()
+            .filter_map(|r| form(r).into_iter().find(|(k, _)| k == "amount").map(|(_, v)| v))
+            .collect();
+        let mut sorted = amounts.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["20000", "5000", "75000"], "{}: one refund per request", app.label);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
+    for db in test_databases().await.unwrap() {
+        let stripe = MockServer::start().await;
+        let mut app =
+            TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), RefundLimits::default()).await;
+        let id = open_stripe_inquiry(&app, "dp_e2e_stale", 10_000).await;
+        let note = "mutation($input: AddNoteInput!) { addNote(input: $input) { version } }";
+        app.gql(&app.analyst, note, json!({"input": {"id": id, "note": "called the customer"}}))
+            .await
+            .data();
+        let before = dispute(&app, &id).await;
+        assert_eq!(before["version"], 2);
+        let stale: Vec<Answer> = vec![
+            app.gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(100))).await,
+            app.gql(&app.analyst, RESOLVE, refund_input(&id, 1, "r1", None)).await,
+            app.gql(
+                &app.lead,
+                SUBMIT,
+                json!({"input": {"id": id, "expectedVersion": 1, "overrideReason": "paper proof"}}),
+            )
+            .await,
+            app.gql(&app.analyst, ACCEPT, json!({"input": {"id": id, "expectedVersion": 1}}))
+                .await,
+            app.gql(
+                &app.analyst,
+                MESSAGE_CUSTOMER,
+                json!({"input": {"id": id, "expectedVersion": 1, "template": "CASE_UPDATE", "text": "x"}}),
+            )
+            .await,
+        ];
+        for answer in &stale {
+            assert_eq!(answer.error_code(), "VERSION_CONFLICT", "{}: {}", app.label, answer.body);
+        }
+        let after = dispute(&app, &id).await;
+        assert_eq!(after["version"], 2, "{}", app.label);
+        assert_eq!(after["events"], before["events"]);
+        let keys = |d: &Value| {
+            d["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["idempotencyKey"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&after), keys(&before), "{}: nothing enqueued by a refused action", app.label);
+        assert!(stripe.received_requests().await.unwrap().is_empty(), "nothing reached Stripe");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_customer_message_goes_out_in_their_language_with_the_free_text_and_is_then_recorded_as_sent() {
+    for db in test_databases().await.unwrap() {
+        let stripe = MockServer::start().await;
+        let mut app =
+            TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), RefundLimits::default()).await;
+        let id = open_stripe_inquiry(&app, "dp_e2e_message", 10_000).await;
+        let text = "Nous pouvons vous envoyer une étiquette de retour dès aujourd'hui.";
+        let sent = app
+            .gql(
+                &app.analyst,
+                MESSAGE_CUSTOMER,
+                json!({"input": {"id": id, "expectedVersion": 1, "template": "REQUEST_INFORMATION", "text": text}}),
+            )
+            .await;
+        let steps = sent.data()["messageCustomer"]["steps"].as_array().unwrap().clone();
+        assert_eq!(steps.len(), 1);
+        assert_eq!(steps[0]["kind"], "customer_message");
+        let done = wait_until(&app, &id, "the message recorded as sent", |d| {
+            event_types(d).contains(&"message_sent".to_owned())
+        })
+        .await;
+        let types = event_types(&done);
+        let requested = types.iter().position(|t| t == "message_requested").unwrap();
+        let recorded = types.iter().position(|t| t == "message_sent").unwrap();
+        assert!(requested < recorded);
+        assert!(
+            !done["events"].to_string().contains("étiquette"),
+            "{}: the free text stays out of the history",
+            app.label
+        );
+        let message = &done["messages"][0];
+        assert!(message["subject"].as_str().unwrap().contains("ORD-E2E-REFUND"));
+        assert!(message["body"].as_str().unwrap().contains(text), "{message}");
+        assert!(message["body"].as_str().unwrap().contains("Bonjour Jeanne Dupont"), "{message}");
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn transition_dispute_is_a_leads_correction() {
+    for db in test_databases().await.unwrap() {
+        let mut app = TestApp::start(&db).await;
+        let id = crate::app::open_dispute(&app, "dp_e2e_correction").await;
+        let input = json!({"input": {"id": id, "to": "TRIAGED", "reason": "wrong queue", "expectedVersion": 1}});
+        let refused = app.gql(&app.analyst, crate::app::TRANSITION, input.clone()).await;
+        assert_eq!(refused.error_code(), "FORBIDDEN", "{}", app.label);
+        app.gql(&app.lead, crate::app::TRANSITION, input).await.data();
+        let after = dispute(&app, &id).await;
+        let last = after["events"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["type"], "corrected", "{}", app.label);
+        assert_eq!(last["actor"], "analyst:lena");
+        assert_eq!(last["reason"], "wrong queue");
+        app.stop().await;
+    }
+}
+
+/// Stripe, end to end: the signed `charge.dispute.created` opens the dispute, the defense goes to Stripe's
+/// dispute endpoint with the evidence fields and `submit=true`, and the signed `charge.dispute.closed` (won)
+/// closes it.
+#[tokio::test]
+async fn stripe_a_signed_dispute_is_defended_at_stripe_and_closed_by_its_outcome() {
+    for db in test_databases().await.unwrap() {
+        let stripe = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/disputes/dp_e2e_stripe"))
+            .and(header("authorization", format!("Bearer {STRIPE_API_KEY}").as_str()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "id": "dp_e2e_stripe", "object": "dispute", "status": "under_review" })),
+            )
+            .mount(&stripe)
+            .await;
+        let mut app =
+            TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), RefundLimits::default()).await;
+        post_stripe(
+            &app,
+            stripe_event(
+                "charge.dispute.created",
+                "evt_e2e_stripe_1",
+                "dp_e2e_stripe",
+                "needs_response",
+                "product_not_received",
+            ),
+        )
+        .await;
+        let id = dispute_id_of(&app, "dp_e2e_stripe").await;
+        let opened = dispute(&app, &id).await;
+        assert_eq!(opened["status"], "NOTIFIED", "{}", app.label);
+
+        // Required evidence is missing: an analyst is refused, and may not override.
+        let refused = app
+            .gql(&app.analyst, SUBMIT, json!({"input": {"id": id, "expectedVersion": opened["version"]}}))
+            .await;
+        assert_eq!(refused.error_code(), "INVALID_INPUT", "{}: {}", app.label, refused.body);
+        assert!(refused.body.to_string().contains("proof_of_delivery"), "{}", refused.body);
+        let not_a_lead = app
+            .gql(
+                &app.analyst,
+                SUBMIT,
+                json!({"input": {"id": id, "expectedVersion": opened["version"], "overrideReason": "trust me"}}),
+            )
+            .await;
+        assert_eq!(not_a_lead.error_code(), "FORBIDDEN", "{}", app.label);
+
+        let submitted = app
+            .gql(
+                &app.lead,
+                SUBMIT,
+                json!({"input": {"id": id, "expectedVersion": opened["version"],
+                                 "overrideReason": "the carrier's signed slip is on paper"}}),
+            )
+            .await;
+        let payload = &submitted.data()["submitDefense"];
+        assert_eq!(payload["dispute"]["status"], "SUBMITTED", "{}", app.label);
+        assert_eq!(payload["steps"][0]["kind"], "submit_evidence");
+        let sent = wait_until(&app, &id, "the submission sent to Stripe", |d| {
+            step(d, "submit_evidence").is_some_and(|s| s["status"] == "succeeded")
+        })
+        .await;
+        let overridden = sent["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "defense_submitted")
+            .unwrap()
+            .clone();
+        assert!(overridden["details"]["missing_overridden"].as_array().is_some_and(|m| !m.is_empty()));
+        assert!(overridden["reason"].as_str().unwrap().contains("signed slip"));
+        let posted = stripe.received_requests().await.unwrap();
+        let submissions = received_to(&posted, "POST", "/v1/disputes/dp_e2e_stripe");
+        assert_eq!(submissions.len(), 1, "{}", app.label);
+        let fields = form(submissions[0]);
+        assert!(fields.contains(&("submit".into(), "true".into())), "{fields:?}");
+        let key = submissions[0].headers.get("idempotency-key").unwrap().to_str().unwrap();
+        assert_eq!(key, step(&sent, "submit_evidence").unwrap()["idempotencyKey"]);
+
+        post_stripe(
+            &app,
+            stripe_event(
+                "charge.dispute.closed",
+                "evt_e2e_stripe_2",
+                "dp_e2e_stripe",
+                "won",
+                "product_not_received",
+            ),
+        )
+        .await;
+        let closed = dispute(&app, &id).await;
+        assert_eq!(closed["status"], "WON", "{}: {}", app.label, closed);
+        app.stop().await;
+    }
+}
+

@@ -1,7 +1,10 @@
 //! Step handlers against fake outside systems: processor APIs and the seller webhook on a local wiremock
 //! server, the mailbox on SQLite and (when configured) PostgreSQL, and the message templates.
 
+mod braintree;
+mod failures;
 mod messages;
+mod paypal;
 mod processors;
 mod refunds;
 mod sandbox;

@@ -416,8 +416,25 @@ impl Config {
 
     /// Secrets of the outside systems may come from the environment rather than the file.
     fn apply_effects_env(&mut self, var: &impl Fn(&str) -> Option<String>) {
-        let optional: [(&str, &mut Option<String>); 6] = [
+        let optional: [(&str, &mut Option<String>); 11] = [
             ("VERDICT_STRIPE_API_KEY", &mut self.processors.stripe_api_key),
+            ("VERDICT_PAYPAL_CLIENT_ID", &mut self.processors.paypal_client_id),
+            (
+                "VERDICT_PAYPAL_CLIENT_SECRET",
+                &mut self.processors.paypal_client_secret,
+            ),
+            (
+                "VERDICT_BRAINTREE_MERCHANT_ID",
+                &mut self.processors.braintree_merchant_id,
+            ),
+            (
+                "VERDICT_BRAINTREE_PUBLIC_KEY",
+                &mut self.processors.braintree_public_key,
+            ),
+            (
+                "VERDICT_BRAINTREE_PRIVATE_KEY",
+                &mut self.processors.braintree_private_key,
+            ),
             ("VERDICT_ADYEN_API_KEY", &mut self.processors.adyen_api_key),
             (
                 "VERDICT_ADYEN_MERCHANT_ACCOUNT",
@@ -458,6 +475,8 @@ mod effects_config_tests {
         config.apply_env(|name| match name {
             "VERDICT_STRIPE_API_KEY" => Some("sk_test_secret".to_owned()),
             "VERDICT_SELLER_WEBHOOK_SECRET" => Some("whsec_seller".to_owned()),
+            "VERDICT_PAYPAL_CLIENT_SECRET" => Some("paypal_secret_x".to_owned()),
+            "VERDICT_BRAINTREE_PRIVATE_KEY" => Some("bt_private_x".to_owned()),
             _ => None,
         });
         let effects = config.effects();
@@ -467,9 +486,20 @@ mod effects_config_tests {
         assert_eq!(effects.processors.adyen_merchant_account.as_deref(), Some("ShopECOM"));
         assert_eq!(effects.mail.from, "Disputes <d@example.com>");
         assert_eq!(effects.seller_webhook.secret.as_deref(), Some("whsec_seller"));
+        assert_eq!(
+            effects.processors.paypal_client_secret.as_deref(),
+            Some("paypal_secret_x")
+        );
+        assert_eq!(
+            effects.processors.braintree_private_key.as_deref(),
+            Some("bt_private_x")
+        );
         let printed = format!("{config:?}");
         assert!(
-            !printed.contains("sk_test_secret") && !printed.contains("whsec_seller"),
+            !printed.contains("sk_test_secret")
+                && !printed.contains("whsec_seller")
+                && !printed.contains("paypal_secret_x")
+                && !printed.contains("bt_private_x"),
             "{printed}"
         );
         assert!(toml::from_str::<Config>("[processors]\nstripe_key = \"x\"").is_err());

@@ -531,9 +531,12 @@ impl Worker {
                 let permanent = !err.is_transient();
                 let engine = &self.inner.engine;
                 let delay = self.inner.options.backoff.delay(step.attempts, rand::random::<f64>());
-                let message = match &err {
-                    StepError::Transient(m) | StepError::Permanent(m) => m.clone(),
-                };
+                // A processor's `Retry-After` is honoured: never sooner than it asked.
+                let delay = err
+                    .retry_after()
+                    .and_then(|after| Duration::from_std(after).ok())
+                    .map_or(delay, |after| delay.max(after));
+                let message = err.message().to_owned();
                 match engine
                     .store()
                     .fail_step(leased, &message, permanent, delay, engine.clock().now())

@@ -22,12 +22,11 @@
 use serde_json::{Value, json};
 use verdict_domain::{Dispute, Money};
 
-use super::http::{base_url, client, json_body, json_str, send_error, status_error};
-use super::{EffectsError, ProcessorApi, ProcessorReply, StepError, Submission};
+use base64::Engine as _;
+use verdict_domain::EvidenceKind;
 
-/// Defense reason used when the payload names none. The applicable codes depend on the dispute (Adyen lists
-/// them through `retrieveApplicableDefenseReasons`); an analyst's payload should name the right one.
-pub const DEFAULT_DEFENSE_REASON: &str = "SupplyDefenseMaterial";
+use super::http::{base_url, client, json_body, json_str, retry_after, send_error, status_error_after};
+use super::{EffectsError, ProcessorApi, ProcessorReply, StepError, Submission, SubmissionFile};
 
 pub struct AdyenApi {
     http: reqwest::Client,
@@ -53,20 +52,27 @@ impl AdyenApi {
         })
     }
 
+    /// Gives up on an answer after `timeout` (30 s by default); a timeout is a transient failure.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Result<Self, EffectsError> {
+        self.http = super::http::client_with_timeout(timeout)?;
+        Ok(self)
+    }
+
     async fn post(&self, what: &str, url: String, body: &Value, idempotency_key: &str) -> Result<Value, StepError> {
         let response = self
             .http
             .post(url)
             .header("X-API-Key", &self.api_key)
-            .header("Idempotency-Key", idempotency_key)
+            .header("Idempotency-Key", adyen_key(idempotency_key))
             .json(body)
             .send()
             .await
             .map_err(|e| send_error(what, e))?;
         let status = response.status();
+        let retry = retry_after(response.headers());
         let json = json_body(response).await;
         if !status.is_success() {
-            return Err(status_error(what, status, json_str(&json, &["errorCode"])));
+            return Err(status_error_after(what, status, json_str(&json, &["errorCode"]), retry));
         }
         if json.pointer("/disputeServiceResult/success") == Some(&Value::Bool(false)) {
             let message: String = json_str(&json, &["disputeServiceResult", "errorMessage"])
@@ -89,6 +95,154 @@ impl AdyenApi {
     }
 }
 
+/// Adyen's idempotency keys are at most 64 characters: a longer key is replaced by its SHA-256 (64 hex
+/// characters), the same for every try.
+pub(crate) fn adyen_key(key: &str) -> String {
+    if key.len() <= 64 {
+        return key.to_owned();
+    }
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(key.as_bytes()))
+}
+
+/// One of `retrieveApplicableDefenseReasons`' `defenseReasons`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DefenseReason {
+    pub defense_reason_code: String,
+    #[serde(default)]
+    pub satisfied: bool,
+    #[serde(default)]
+    pub defense_document_types: Vec<DefenseDocumentType>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DefenseDocumentType {
+    pub defense_document_type_code: String,
+    /// `Required`, `OneOrMore`, `Optional` or `AlternativeRequired`.
+    pub requirement_level: String,
+    /// Already supplied.
+    #[serde(default)]
+    pub available: bool,
+}
+
+/// The generic document type: Verdict's defense document (cover letter, evidence index, timeline).
+pub const GENERIC_DOCUMENT_TYPE: &str = "DefenseMaterial";
+
+/// Document types Verdict can supply from evidence items, by the items' kinds. Adyen publishes no full list
+/// of type codes (they depend on the scheme and reason, and come from `retrieveApplicableDefenseReasons`);
+/// these are the ones its API reference names. A type not here is supplied only by the defense document,
+/// where Adyen accepts a generic one (`AlternativeRequired`).
+pub const DOCUMENT_TYPES_BY_KIND: &[(&str, &[EvidenceKind])] = &[(
+    "GoodsWereAsDescribed",
+    &[
+        EvidenceKind::ProductDescription,
+        EvidenceKind::ImeiSerialRecord,
+        EvidenceKind::Photos,
+    ],
+)];
+
+/// What to send: the reason, and the documents per type code that are not yet available at Adyen.
+#[derive(Debug)]
+pub(crate) struct DefensePlan<'a> {
+    pub reason: String,
+    pub documents: Vec<(String, Vec<&'a SubmissionFile>)>,
+}
+
+/// The files of a submission that can stand for a document type.
+fn files_for<'a>(code: &str, level: &str, submission: &'a Submission) -> Vec<&'a SubmissionFile> {
+    if code == GENERIC_DOCUMENT_TYPE || level == "AlternativeRequired" {
+        return match &submission.document {
+            Some(document) => vec![document],
+            // Without a rendered defense document, the generic type takes every file.
+            None if code == GENERIC_DOCUMENT_TYPE => submission.items.iter().filter_map(|i| i.file.as_ref()).collect(),
+            None => Vec::new(),
+        };
+    }
+    let kinds = DOCUMENT_TYPES_BY_KIND
+        .iter()
+        .find(|(type_code, _)| *type_code == code)
+        .map_or(&[][..], |(_, kinds)| *kinds);
+    submission
+        .items
+        .iter()
+        .filter(|item| kinds.contains(&item.kind))
+        .filter_map(|item| item.file.as_ref())
+        .collect()
+}
+
+/// Chooses the defense reason whose required document types the submission can satisfy (counting types
+/// already available at Adyen): every `Required` and `AlternativeRequired` type, and one of the `OneOrMore`
+/// types if there are any. Among those, the one with the most types supplied wins; a tie goes to Adyen's
+/// order. No satisfiable reason is a permanent failure naming what each reason needs.
+pub(crate) fn choose_defense<'a>(
+    reasons: &[DefenseReason],
+    submission: &'a Submission,
+) -> Result<DefensePlan<'a>, StepError> {
+    let mut best: Option<(usize, DefensePlan<'a>)> = None;
+    for reason in reasons {
+        let mut documents = Vec::new();
+        let mut supplied = 0;
+        let mut required_met = true;
+        let mut one_or_more = (false, false); // (any such type, one of them met)
+        for doc_type in &reason.defense_document_types {
+            let files = files_for(
+                &doc_type.defense_document_type_code,
+                &doc_type.requirement_level,
+                submission,
+            );
+            let met = doc_type.available || !files.is_empty();
+            match doc_type.requirement_level.as_str() {
+                "Required" | "AlternativeRequired" => required_met &= met,
+                "OneOrMore" => one_or_more = (true, one_or_more.1 || met),
+                _ => {}
+            }
+            if met {
+                supplied += 1;
+            }
+            if !doc_type.available && !files.is_empty() {
+                documents.push((doc_type.defense_document_type_code.clone(), files));
+            }
+        }
+        let satisfiable = reason.satisfied || (required_met && (!one_or_more.0 || one_or_more.1));
+        if !satisfiable || (supplied == 0 && !reason.satisfied) {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(score, _)| supplied > *score) {
+            best = Some((
+                supplied,
+                DefensePlan {
+                    reason: reason.defense_reason_code.clone(),
+                    documents,
+                },
+            ));
+        }
+    }
+    best.map(|(_, plan)| plan).ok_or_else(|| {
+        let needs: Vec<String> = reasons
+            .iter()
+            .map(|r| {
+                let types: Vec<&str> = r
+                    .defense_document_types
+                    .iter()
+                    .filter(|t| t.requirement_level != "Optional")
+                    .map(|t| t.defense_document_type_code.as_str())
+                    .collect();
+                format!("{} needs {}", r.defense_reason_code, types.join("/"))
+            })
+            .collect();
+        StepError::Permanent(format!(
+            "adyen: no applicable defense reason can be met with the submission's documents ({})",
+            if needs.is_empty() {
+                "Adyen lists none".to_owned()
+            } else {
+                needs.join("; ")
+            }
+        ))
+    })
+}
+
 /// PSP references are alphanumeric; anything else would change the path, so it is refused.
 fn psp_reference(what: &str, reference: &str) -> Result<String, StepError> {
     if reference.is_empty() || !reference.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -109,21 +263,33 @@ impl ProcessorApi for AdyenApi {
         submission: &Submission,
         idempotency_key: &str,
     ) -> Result<ProcessorReply, StepError> {
-        use base64::Engine as _;
-        let files: Vec<&super::SubmissionFile> = submission
-            .document
-            .iter()
-            .chain(submission.items.iter().filter_map(|item| item.file.as_ref()))
-            .collect();
-        if !files.is_empty() {
+        // Asking before acting: the applicable reasons say which document types are already `available`
+        // (supplied by an earlier try), and those are not supplied again.
+        let reasons = self
+            .post(
+                "adyen: retrieving the applicable defense reasons",
+                format!("{}/retrieveApplicableDefenseReasons", self.disputes_url),
+                &Value::Object(self.dispute_body(dispute)),
+                &adyen_key(&format!("{idempotency_key}:reasons")),
+            )
+            .await?;
+        let reasons: Vec<DefenseReason> = reasons
+            .get("defenseReasons")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|_| StepError::Transient("adyen: the applicable defense reasons are unreadable".into()))?
+            .unwrap_or_default();
+        let plan = choose_defense(&reasons, submission)?;
+        for (code, files) in &plan.documents {
             let mut body = self.dispute_body(dispute);
             let documents: Vec<Value> = files
                 .iter()
-                .map(|f| {
+                .map(|file| {
                     json!({
-                        "content": base64::engine::general_purpose::STANDARD.encode(&f.bytes),
-                        "contentType": f.content_type.mime(),
-                        "defenseDocumentTypeCode": "DefenseMaterial",
+                        "content": base64::engine::general_purpose::STANDARD.encode(&file.bytes),
+                        "contentType": file.content_type.mime(),
+                        "defenseDocumentTypeCode": code,
                     })
                 })
                 .collect();
@@ -132,18 +298,17 @@ impl ProcessorApi for AdyenApi {
                 "adyen: supplying defense documents",
                 format!("{}/supplyDefenseDocument", self.disputes_url),
                 &Value::Object(body),
-                &format!("{idempotency_key}:documents"),
+                &adyen_key(&format!("{idempotency_key}:documents:{code}")),
             )
             .await?;
         }
         let mut body = self.dispute_body(dispute);
-        let reason = DEFAULT_DEFENSE_REASON.to_owned();
-        body.insert("defenseReasonCode".into(), json!(reason));
+        body.insert("defenseReasonCode".into(), json!(plan.reason));
         self.post(
             "adyen: defending the dispute",
             format!("{}/defendDispute", self.disputes_url),
             &Value::Object(body),
-            &format!("{idempotency_key}:defend"),
+            &adyen_key(&format!("{idempotency_key}:defend")),
         )
         .await?;
         Ok(ProcessorReply {

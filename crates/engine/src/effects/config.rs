@@ -10,10 +10,16 @@ use serde::Deserialize;
 
 pub const DEFAULT_SANDBOX_OUTCOME_DELAY_SECS: u64 = 120;
 pub const DEFAULT_STRIPE_BASE_URL: &str = "https://api.stripe.com";
+/// Stripe's file uploads go to their own host (the spec's `servers` for `POST /v1/files`).
+pub const DEFAULT_STRIPE_FILES_BASE_URL: &str = "https://files.stripe.com";
 /// Adyen's test Disputes API; live accounts use their own prefix (see Adyen's "live endpoints" page).
 pub const DEFAULT_ADYEN_DISPUTES_BASE_URL: &str = "https://ca-test.adyen.com/ca/services/DisputeService/v30";
 /// Adyen's test Checkout API, where refunds are made.
 pub const DEFAULT_ADYEN_CHECKOUT_BASE_URL: &str = "https://checkout-test.adyen.com/v71";
+/// PayPal's sandbox REST API; live is `https://api-m.paypal.com`.
+pub const DEFAULT_PAYPAL_BASE_URL: &str = "https://api-m.sandbox.paypal.com";
+/// Braintree's sandbox gateway; production is `https://api.braintreegateway.com:443`.
+pub const DEFAULT_BRAINTREE_BASE_URL: &str = "https://api.sandbox.braintreegateway.com:443";
 
 /// Everything [`Effects::from_config`](super::Effects::from_config) needs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -55,6 +61,21 @@ pub struct ProcessorsConfig {
     pub adyen_disputes_base_url: String,
     /// Checkout API base, up to and including the version (`.../v71`); refunds go there.
     pub adyen_checkout_base_url: String,
+    /// Where Stripe files are uploaded; unset: `https://files.stripe.com` beside Stripe's own API, the
+    /// `stripe_base_url` otherwise.
+    pub stripe_files_base_url: Option<String>,
+    /// PayPal REST app credentials; the PayPal adapter is used when both are set.
+    pub paypal_client_id: Option<String>,
+    pub paypal_client_secret: Option<String>,
+    /// `https://api-m.sandbox.paypal.com` (the default) or `https://api-m.paypal.com` (live).
+    pub paypal_base_url: String,
+    /// Braintree gateway credentials; the Braintree adapter is used when all three are set.
+    pub braintree_merchant_id: Option<String>,
+    pub braintree_public_key: Option<String>,
+    pub braintree_private_key: Option<String>,
+    /// `https://api.sandbox.braintreegateway.com:443` (the default) or
+    /// `https://api.braintreegateway.com:443` (production).
+    pub braintree_base_url: String,
 }
 
 impl Default for ProcessorsConfig {
@@ -66,6 +87,14 @@ impl Default for ProcessorsConfig {
             adyen_merchant_account: None,
             adyen_disputes_base_url: DEFAULT_ADYEN_DISPUTES_BASE_URL.to_owned(),
             adyen_checkout_base_url: DEFAULT_ADYEN_CHECKOUT_BASE_URL.to_owned(),
+            stripe_files_base_url: None,
+            paypal_client_id: None,
+            paypal_client_secret: None,
+            paypal_base_url: DEFAULT_PAYPAL_BASE_URL.to_owned(),
+            braintree_merchant_id: None,
+            braintree_public_key: None,
+            braintree_private_key: None,
+            braintree_base_url: DEFAULT_BRAINTREE_BASE_URL.to_owned(),
         }
     }
 }
@@ -83,6 +112,14 @@ impl fmt::Debug for ProcessorsConfig {
             .field("adyen_merchant_account", &self.adyen_merchant_account)
             .field("adyen_disputes_base_url", &self.adyen_disputes_base_url)
             .field("adyen_checkout_base_url", &self.adyen_checkout_base_url)
+            .field("stripe_files_base_url", &self.stripe_files_base_url)
+            .field("paypal_client_id", &self.paypal_client_id)
+            .field("paypal_client_secret", &redacted(&self.paypal_client_secret))
+            .field("paypal_base_url", &self.paypal_base_url)
+            .field("braintree_merchant_id", &self.braintree_merchant_id)
+            .field("braintree_public_key", &self.braintree_public_key)
+            .field("braintree_private_key", &redacted(&self.braintree_private_key))
+            .field("braintree_base_url", &self.braintree_base_url)
             .finish()
     }
 }

@@ -9,10 +9,17 @@ use reqwest::StatusCode;
 
 use super::{EffectsError, StepError};
 
+/// How long a processor call may take before it is given up (a transient failure).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub(crate) fn client() -> Result<reqwest::Client, EffectsError> {
+    client_with_timeout(DEFAULT_TIMEOUT)
+}
+
+pub(crate) fn client_with_timeout(timeout: Duration) -> Result<reqwest::Client, EffectsError> {
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(10).min(timeout))
+        .timeout(timeout)
         .user_agent(concat!("verdict/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| EffectsError::Config(format!("building the HTTP client: {e}")))
@@ -54,14 +61,136 @@ pub(crate) fn is_transient(status: StatusCode) -> bool {
 
 /// Turns a non-2xx answer into a step error; `code` is the processor's error code, if it sent one.
 pub(crate) fn status_error(what: &str, status: StatusCode, code: Option<String>) -> StepError {
+    status_error_after(what, status, code, None)
+}
+
+/// [`status_error`], honouring the answer's `Retry-After` (read with [`retry_after`]) when it is transient.
+pub(crate) fn status_error_after(
+    what: &str,
+    status: StatusCode,
+    code: Option<String>,
+    retry_after: Option<Duration>,
+) -> StepError {
     let code = code.map(|c| format!(" ({})", truncate(&c, 80))).unwrap_or_default();
     let message = format!("{what}: HTTP {}{code}", status.as_u16());
-    tracing::warn!(status = status.as_u16(), "{message}");
-    if is_transient(status) {
-        StepError::Transient(message)
-    } else {
-        StepError::Permanent(message)
+    tracing::warn!(
+        status = status.as_u16(),
+        retry_after_secs = retry_after.map(|d| d.as_secs()),
+        "{message}"
+    );
+    match (is_transient(status), retry_after) {
+        (true, Some(retry_after)) => StepError::RetryAfter { message, retry_after },
+        (true, None) => StepError::Transient(message),
+        (false, _) => StepError::Permanent(message),
     }
+}
+
+/// The longest `Retry-After` honoured; a processor asking for more is retried after this.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// The `Retry-After` of an answer: delay-seconds or an HTTP date (RFC 9110 10.2.3), at most
+/// [`MAX_RETRY_AFTER`]; `None` when absent or unreadable.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let after = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(after.min(MAX_RETRY_AFTER))
+}
+
+/// A `multipart/form-data` body (RFC 7578), built by hand so reqwest needs no `multipart` feature and tests
+/// can read the parts back exactly.
+pub(crate) struct Multipart {
+    boundary: String,
+    body: Vec<u8>,
+}
+
+/// Quotes and line breaks would end a header's quoted string early, so they never reach one.
+fn header_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+impl Multipart {
+    pub(crate) fn new() -> Self {
+        Self {
+            boundary: format!("verdict-{}", uuid::Uuid::now_v7().simple()),
+            body: Vec::new(),
+        }
+    }
+
+    fn part_head(&mut self, disposition: &str, content_type: Option<&str>) {
+        self.body
+            .extend_from_slice(format!("--{}\r\n", self.boundary).as_bytes());
+        self.body
+            .extend_from_slice(format!("Content-Disposition: form-data; {disposition}\r\n").as_bytes());
+        if let Some(content_type) = content_type {
+            self.body
+                .extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+        }
+        self.body.extend_from_slice(b"\r\n");
+    }
+
+    /// A plain field.
+    pub(crate) fn text(mut self, name: &str, value: &str) -> Self {
+        self.part_head(&format!("name=\"{}\"", header_safe(name)), None);
+        self.body.extend_from_slice(value.as_bytes());
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// A field with its own content type (a JSON part).
+    pub(crate) fn typed(mut self, name: &str, content_type: &str, value: &[u8]) -> Self {
+        self.part_head(&format!("name=\"{}\"", header_safe(name)), Some(content_type));
+        self.body.extend_from_slice(value);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// A file part.
+    pub(crate) fn file(mut self, name: &str, file_name: &str, content_type: &str, bytes: &[u8]) -> Self {
+        self.part_head(
+            &format!(
+                "name=\"{}\"; filename=\"{}\"",
+                header_safe(name),
+                header_safe(file_name)
+            ),
+            Some(content_type),
+        );
+        self.body.extend_from_slice(bytes);
+        self.body.extend_from_slice(b"\r\n");
+        self
+    }
+
+    /// The `Content-Type` header and the body.
+    pub(crate) fn finish(mut self) -> (String, Vec<u8>) {
+        self.body
+            .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        (format!("multipart/form-data; boundary={}", self.boundary), self.body)
+    }
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut, for fields with a length limit.
+pub(crate) fn at_most(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 fn truncate(text: &str, max: usize) -> String {

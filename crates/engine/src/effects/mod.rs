@@ -25,9 +25,11 @@
 //! is retried after a crash is performed effectively once.
 
 mod adyen;
+mod braintree;
 mod config;
 mod http;
 mod mailer;
+mod paypal;
 mod processor;
 mod reconcile;
 mod sandbox;
@@ -44,9 +46,11 @@ use verdict_store::Store;
 
 use crate::Clock;
 
-pub use adyen::AdyenApi;
+pub use adyen::{AdyenApi, DOCUMENT_TYPES_BY_KIND, GENERIC_DOCUMENT_TYPE};
+pub use braintree::{BraintreeApi, api_request_key as braintree_api_request_key};
 pub use config::{EffectsConfig, MailConfig, ProcessorsConfig, SellerWebhookConfig};
 pub use mailer::{Delivery, Mailbox, Mailer, OutgoingMail, SmtpMailer};
+pub use paypal::PaypalApi;
 pub use processor::{
     DefenseDocument, Evidence, ProcessorApi, ProcessorReply, Submission, SubmissionFile, SubmissionItem,
 };
@@ -55,6 +59,10 @@ pub use sandbox::{SandboxProcessor, sandbox_outcome};
 pub use seller::{SellerChannel, SellerNotice, SellerWebhook, sign_webhook, verify_webhook_signature};
 pub use stripe::StripeApi;
 pub use templates::{MessageExtras, MessageKind, RenderedMessage, Templates, format_amount};
+
+fn nonblank(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.trim().is_empty())
+}
 
 /// What a worker hands to a step handler: the step and the dispute as it is now.
 #[derive(Debug, Clone)]
@@ -189,11 +197,33 @@ pub enum StepError {
     Transient(String),
     #[error("permanent: {0}")]
     Permanent(String),
+    /// Transient, and the outside system said when to come back (HTTP 429 or 503 with `Retry-After`): the
+    /// next attempt is not made before `retry_after`.
+    #[error("transient: {message} (retry after {}s)", retry_after.as_secs())]
+    RetryAfter {
+        message: String,
+        retry_after: std::time::Duration,
+    },
 }
 
 impl StepError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, StepError::Transient(_))
+        matches!(self, StepError::Transient(_) | StepError::RetryAfter { .. })
+    }
+
+    /// What failed, without the transient/permanent prefix (stored as the step's `last_error`).
+    pub fn message(&self) -> &str {
+        match self {
+            StepError::Transient(m) | StepError::Permanent(m) | StepError::RetryAfter { message: m, .. } => m,
+        }
+    }
+
+    /// The earliest time to try again that the outside system asked for, if it asked.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            StepError::RetryAfter { retry_after, .. } => Some(*retry_after),
+            StepError::Transient(_) | StepError::Permanent(_) => None,
+        }
     }
 }
 
@@ -215,8 +245,10 @@ pub enum EffectsError {
 pub struct Effects {
     stripe: Option<Arc<dyn ProcessorApi>>,
     adyen: Option<Arc<dyn ProcessorApi>>,
-    /// The adapter for the other processors: PayPal, Braintree and manual disputes, and Stripe or Adyen
-    /// without credentials. `None` (serve): their steps wait for an adapter.
+    paypal: Option<Arc<dyn ProcessorApi>>,
+    braintree: Option<Arc<dyn ProcessorApi>>,
+    /// The adapter for processors without a configured one: manual disputes, and Stripe, Adyen, PayPal or
+    /// Braintree without credentials. `None` (serve): their steps wait for an adapter.
     sandbox: Option<Arc<dyn ProcessorApi>>,
     mailer: Arc<dyn Mailer>,
     seller: Arc<dyn SellerChannel>,
@@ -237,7 +269,33 @@ impl Effects {
             Duration::seconds(config.sandbox_outcome_delay_secs.min(i64::MAX as u64) as i64);
         let processors = &config.processors;
         if let Some(key) = processors.stripe_api_key.as_deref().filter(|k| !k.trim().is_empty()) {
-            effects.stripe = Some(Arc::new(StripeApi::new(&processors.stripe_base_url, key)?));
+            let mut stripe = StripeApi::new(&processors.stripe_base_url, key)?;
+            if let Some(files) = processors
+                .stripe_files_base_url
+                .as_deref()
+                .filter(|u| !u.trim().is_empty())
+            {
+                stripe = stripe.with_files_base_url(files)?;
+            }
+            effects.stripe = Some(Arc::new(stripe));
+        }
+        if let (Some(id), Some(secret)) = (
+            nonblank(&processors.paypal_client_id),
+            nonblank(&processors.paypal_client_secret),
+        ) {
+            effects.paypal = Some(Arc::new(PaypalApi::new(&processors.paypal_base_url, id, secret)?));
+        }
+        if let (Some(merchant), Some(public), Some(private)) = (
+            nonblank(&processors.braintree_merchant_id),
+            nonblank(&processors.braintree_public_key),
+            nonblank(&processors.braintree_private_key),
+        ) {
+            effects.braintree = Some(Arc::new(BraintreeApi::new(
+                &processors.braintree_base_url,
+                merchant,
+                public,
+                private,
+            )?));
         }
         if let (Some(key), Some(merchant)) = (
             processors.adyen_api_key.as_deref().filter(|k| !k.trim().is_empty()),
@@ -265,6 +323,8 @@ impl Effects {
         tracing::info!(
             stripe = effects.stripe.is_some(),
             adyen = effects.adyen.is_some(),
+            paypal = effects.paypal.is_some(),
+            braintree = effects.braintree.is_some(),
             sandbox = config.sandbox,
             smtp = config.mail.smtp_url.is_some(),
             seller_webhook = config.seller_webhook.url.is_some(),
@@ -286,6 +346,8 @@ impl Effects {
         Self {
             stripe: None,
             adyen: None,
+            paypal: None,
+            braintree: None,
             sandbox: Some(Arc::new(SandboxProcessor)),
             mailer: Arc::new(mailbox.clone()),
             seller: Arc::new(mailbox.clone()),
@@ -295,12 +357,14 @@ impl Effects {
         }
     }
 
-    /// Replaces the adapter used for one processor's disputes (Stripe or Adyen; others use the sandbox).
+    /// Replaces the adapter used for one processor's disputes (manual disputes use the sandbox's place).
     pub fn with_processor(mut self, processor: Processor, api: Arc<dyn ProcessorApi>) -> Self {
         match processor {
             Processor::Stripe => self.stripe = Some(api),
             Processor::Adyen => self.adyen = Some(api),
-            Processor::Paypal | Processor::Braintree | Processor::Manual => self.sandbox = Some(api),
+            Processor::Paypal => self.paypal = Some(api),
+            Processor::Braintree => self.braintree = Some(api),
+            Processor::Manual => self.sandbox = Some(api),
         }
         self
     }
@@ -332,7 +396,7 @@ impl Effects {
 
     /// The processor adapter for a dispute: the real one when configured, otherwise the sandbox if there is
     /// one, otherwise a permanent [`WAITING_FOR_ADAPTER`] failure: the step is dead-lettered with that reason
-    /// and nothing is sent. PayPal, Braintree and manual disputes have no real adapter yet.
+    /// and nothing is sent. Manual disputes have no real adapter: they are acted on outside Verdict.
     fn processor_for(&self, dispute: &Dispute) -> Result<&Arc<dyn ProcessorApi>, StepError> {
         let (configured, how) = match dispute.processor {
             Processor::Stripe => (self.stripe.as_ref(), "set [processors] stripe_api_key"),
@@ -340,7 +404,14 @@ impl Effects {
                 self.adyen.as_ref(),
                 "set [processors] adyen_api_key and adyen_merchant_account",
             ),
-            Processor::Paypal | Processor::Braintree => (None, "Verdict has no adapter for it yet"),
+            Processor::Paypal => (
+                self.paypal.as_ref(),
+                "set [processors] paypal_client_id and paypal_client_secret",
+            ),
+            Processor::Braintree => (
+                self.braintree.as_ref(),
+                "set [processors] braintree_merchant_id, braintree_public_key and braintree_private_key",
+            ),
             Processor::Manual => (None, "a manual dispute is acted on outside Verdict"),
         };
         configured.or(self.sandbox.as_ref()).ok_or_else(|| {

@@ -22,25 +22,54 @@ use verdict_domain::{Dispute, Money};
 
 use serde_json::Value;
 
-use super::http::{base_url, client, json_body, json_str, send_error, status_error};
+use super::http::{
+    Multipart, at_most, base_url, client, json_body, json_str, retry_after, send_error, status_error_after,
+};
 use std::collections::BTreeMap;
 
-use super::{EffectsError, ProcessorApi, ProcessorReply, StepError, Submission};
+use verdict_domain::EvidenceKind;
+
+use super::config::{DEFAULT_STRIPE_BASE_URL, DEFAULT_STRIPE_FILES_BASE_URL};
+
+use super::{EffectsError, ProcessorApi, ProcessorReply, StepError, Submission, SubmissionFile};
 
 pub struct StripeApi {
     http: reqwest::Client,
     base_url: String,
+    /// Where files are uploaded: `https://files.stripe.com` beside the production API.
+    files_base_url: String,
     api_key: String,
 }
 
 impl StripeApi {
-    /// `base_url` is `https://api.stripe.com` in production (a local fake in tests).
+    /// `base_url` is `https://api.stripe.com` in production (a local fake in tests). Files go to
+    /// `https://files.stripe.com` when `base_url` is Stripe's own API, to `base_url` otherwise (a fake or a
+    /// proxy serves both); [`StripeApi::with_files_base_url`] says otherwise.
     pub fn new(base_url_text: &str, api_key: &str) -> Result<Self, EffectsError> {
+        let base_url = base_url("stripe_base_url", base_url_text)?;
+        let files_base_url = if base_url == DEFAULT_STRIPE_BASE_URL {
+            DEFAULT_STRIPE_FILES_BASE_URL.to_owned()
+        } else {
+            base_url.clone()
+        };
         Ok(Self {
             http: client()?,
-            base_url: base_url("stripe_base_url", base_url_text)?,
+            base_url,
+            files_base_url,
             api_key: api_key.trim().to_owned(),
         })
+    }
+
+    /// Gives up on an answer after `timeout` (30 s by default); a timeout is a transient failure.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Result<Self, EffectsError> {
+        self.http = super::http::client_with_timeout(timeout)?;
+        Ok(self)
+    }
+
+    /// Uploads files to `files_base_url` (`stripe_files_base_url`).
+    pub fn with_files_base_url(mut self, files_base_url: &str) -> Result<Self, EffectsError> {
+        self.files_base_url = base_url("stripe_files_base_url", files_base_url)?;
+        Ok(self)
     }
 
     async fn post(
@@ -70,10 +99,11 @@ impl StripeApi {
 /// The JSON of a successful answer, or the error Stripe named (`error.code`, else `error.type`).
 async fn stripe_answer(what: &str, response: reqwest::Response) -> Result<Value, StepError> {
     let status = response.status();
+    let retry = retry_after(response.headers());
     let json = json_body(response).await;
     if !status.is_success() {
         let code = json_str(&json, &["error", "code"]).or_else(|| json_str(&json, &["error", "type"]));
-        return Err(status_error(what, status, code));
+        return Err(status_error_after(what, status, code, retry));
     }
     Ok(json)
 }
@@ -82,6 +112,16 @@ async fn stripe_answer(what: &str, response: reqwest::Response) -> Result<Value,
 const MAX_REFUND_PAGES: usize = 10;
 /// Dispute statuses after which there is nothing left to accept.
 const CLOSED_DISPUTE_STATUSES: [&str; 4] = ["lost", "won", "warning_closed", "charge_refunded"];
+/// Dispute statuses after which evidence is not sent again: under review (submitted) or closed.
+const SUBMITTED_DISPUTE_STATUSES: [&str; 7] = [
+    "under_review",
+    "warning_under_review",
+    "lost",
+    "won",
+    "warning_closed",
+    "charge_refunded",
+    "prevented",
+];
 
 /// What the payment's refunds say about the refund Verdict would make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,36 +222,266 @@ fn path_id(what: &str, id: &str) -> Result<String, StepError> {
     Ok(id.to_owned())
 }
 
-/// The form fields of an evidence submission: the items' texts under Stripe's evidence fields, the customer's
-/// name and email from the dispute, and `submit=true`.
-pub(crate) fn evidence_form(dispute: &Dispute, submission: &Submission) -> Vec<(String, String)> {
-    use verdict_domain::EvidenceKind as K;
-    let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    for (kind, field) in [
-        (K::ProductDescription, "product_description"),
-        (K::Tracking, "shipping_tracking_number"),
-        (K::RefundPolicy, "refund_policy_disclosure"),
-        (K::Cancellation, "cancellation_rebuttal"),
-        (K::PriorUndisputedTransactions, "access_activity_log"),
-    ] {
-        let text = submission.texts(kind).collect::<Vec<_>>().join("\n\n");
-        if !text.is_empty() {
-            fields.insert(field.to_owned(), text);
+/// Stripe's file-valued evidence fields each take one file id (from `POST /v1/files`).
+const FILE_FIELDS_BY_KIND: &[(EvidenceKind, &[&str])] = &[
+    (
+        EvidenceKind::ProofOfDelivery,
+        &["shipping_documentation", "customer_signature"],
+    ),
+    (EvidenceKind::Tracking, &["shipping_documentation"]),
+    (EvidenceKind::CustomerCommunication, &["customer_communication"]),
+    (EvidenceKind::RefundPolicy, &["refund_policy"]),
+    (EvidenceKind::Cancellation, &["cancellation_policy"]),
+    (EvidenceKind::TermsAccepted, &["refund_policy", "cancellation_policy"]),
+];
+
+/// The field a file goes to when its own fields are taken or it has none.
+const FALLBACK_FILE_FIELD: &str = "uncategorized_file";
+
+/// Text fields and their length limits (Stripe's `maxLength`).
+const TEXT_LIMITS: &[(&str, usize)] = &[
+    ("access_activity_log", 20_000),
+    ("cancellation_rebuttal", 20_000),
+    ("customer_email_address", 5_000),
+    ("customer_name", 5_000),
+    ("customer_purchase_ip", 5_000),
+    ("product_description", 20_000),
+    ("refund_policy_disclosure", 20_000),
+    ("shipping_address", 5_000),
+    ("shipping_carrier", 5_000),
+    ("shipping_date", 5_000),
+    ("shipping_tracking_number", 5_000),
+    ("uncategorized_text", 20_000),
+];
+
+/// A file to upload and the evidence field its id goes to.
+pub(crate) struct StripeUpload<'a> {
+    pub field: &'static str,
+    pub file: &'a SubmissionFile,
+    /// Names the upload in its idempotency key: `document`, or `item-<index>`.
+    pub slot: String,
+}
+
+/// A submission in Stripe's terms.
+pub(crate) struct StripeEvidence<'a> {
+    pub text: BTreeMap<&'static str, String>,
+    pub files: Vec<StripeUpload<'a>>,
+    /// Files for which no field was free; they are not sent.
+    pub left_out: usize,
+}
+
+impl StripeEvidence<'_> {
+    /// The form of `POST /v1/disputes/{id}` before the file ids are added: text fields, the dispute's id in
+    /// metadata, and `submit=true`.
+    pub(crate) fn form(&self, dispute: &Dispute) -> Vec<(String, String)> {
+        let mut form: Vec<(String, String)> = self
+            .text
+            .iter()
+            .map(|(key, value)| (format!("evidence[{key}]"), value.clone()))
+            .collect();
+        form.push(("metadata[verdict_dispute_id]".to_owned(), dispute.id.to_string()));
+        form.push(("submit".to_owned(), "true".to_owned()));
+        form
+    }
+}
+
+fn joined<'a>(texts: impl Iterator<Item = &'a str>) -> Option<String> {
+    let text = texts.collect::<Vec<_>>().join("\n\n");
+    (!text.is_empty()).then_some(text)
+}
+
+/// Maps a submission to Stripe's evidence: items by kind to text and file fields, order facts to the
+/// customer and shipping fields; the defense document goes to `uncategorized_file`.
+pub(crate) fn stripe_evidence<'a>(dispute: &Dispute, submission: &'a Submission) -> StripeEvidence<'a> {
+    use EvidenceKind as K;
+    let facts = submission.facts.as_ref();
+    let mut text: BTreeMap<&'static str, String> = BTreeMap::new();
+    let mut put = |field: &'static str, value: Option<String>| {
+        if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+            let limit = TEXT_LIMITS
+                .iter()
+                .find(|(name, _)| *name == field)
+                .map_or(5_000, |(_, limit)| *limit);
+            text.insert(field, at_most(value.trim(), limit));
+        }
+    };
+
+    put(
+        "customer_name",
+        facts
+            .map(|f| f.customer.name.clone())
+            .or_else(|| dispute.customer.name.as_ref().map(|n| n.expose().to_owned())),
+    );
+    put(
+        "customer_email_address",
+        facts
+            .map(|f| f.customer.email.clone())
+            .or_else(|| dispute.customer.email.as_ref().map(|e| e.expose().to_owned())),
+    );
+    put(
+        "customer_purchase_ip",
+        facts.and_then(|f| f.payment_checks.ip_address.clone()),
+    );
+
+    let described = joined(
+        submission
+            .texts(K::ProductDescription)
+            .chain(submission.texts(K::ImeiSerialRecord)),
+    );
+    put(
+        "product_description",
+        described.or_else(|| {
+            facts.and_then(|f| {
+                joined(
+                    f.lines
+                        .iter()
+                        .map(|line| {
+                            let mut parts = vec![format!("{} (grade: {})", line.device_model, line.grade)];
+                            parts.extend(line.imei_or_serial.iter().map(|i| format!("IMEI/serial {i}")));
+                            parts.extend(line.description.clone());
+                            parts.extend(line.grade_report.clone());
+                            parts.join(". ")
+                        })
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(String::as_str),
+                )
+            })
+        }),
+    );
+
+    let shipment = facts.and_then(|f| f.shipment.as_ref());
+    let mut other: Vec<String> = Vec::new();
+    match shipment {
+        Some(shipment) => {
+            put("shipping_carrier", Some(shipment.carrier.clone()));
+            put("shipping_tracking_number", Some(shipment.tracking_number.clone()));
+            put(
+                "shipping_date",
+                shipment.shipped_at.map(|at| at.format("%Y-%m-%d").to_string()),
+            );
+            put("shipping_address", Some(shipment.address.one_line()));
+            let mut delivery = Vec::new();
+            if let Some(at) = shipment.delivered_at {
+                delivery.push(format!("Delivered on {}", at.format("%Y-%m-%d")));
+            }
+            if let Some(signed_by) = &shipment.signed_by {
+                delivery.push(format!("signed for by {signed_by}"));
+            }
+            if let Some(proof) = &shipment.proof_of_delivery {
+                delivery.push(proof.clone());
+            }
+            if !delivery.is_empty() {
+                other.push(format!("Delivery: {}.", delivery.join("; ")));
+            }
+            other.extend(joined(submission.texts(K::Tracking)).map(|t| format!("Tracking:\n{t}")));
+        }
+        // Stripe takes several tracking numbers separated by commas.
+        None => put(
+            "shipping_tracking_number",
+            Some(submission.texts(K::Tracking).collect::<Vec<_>>().join(", ")),
+        ),
+    }
+
+    let refund_policy = joined(submission.texts(K::RefundPolicy)).or_else(|| {
+        facts.and_then(|f| {
+            let policy = f.policies.refund_policy.clone()?;
+            Some(match f.policies.terms_accepted_at {
+                Some(at) => format!(
+                    "{policy}\n\nShown at checkout and accepted by the customer on {}.",
+                    at.format("%Y-%m-%d")
+                ),
+                None => policy,
+            })
+        })
+    });
+    put("refund_policy_disclosure", refund_policy);
+    put("cancellation_rebuttal", joined(submission.texts(K::Cancellation)));
+    put(
+        "access_activity_log",
+        joined(submission.texts(K::PriorUndisputedTransactions)),
+    );
+
+    if let Some(checks) = facts.map(|f| &f.payment_checks) {
+        let mut results = Vec::new();
+        results.extend(checks.avs_result.as_ref().map(|r| format!("AVS {r}")));
+        results.extend(checks.cvv_result.as_ref().map(|r| format!("CVV {r}")));
+        results.extend(checks.three_d_secure.as_ref().map(|r| format!("3-D Secure {r}")));
+        if !results.is_empty() {
+            other.push(format!("Payment checks: {}.", results.join(", ")));
         }
     }
-    if let Some(name) = &dispute.customer.name {
-        fields.insert("customer_name".to_owned(), name.expose().to_owned());
+    for (kind, heading) in [
+        (K::ProofOfDelivery, "Proof of delivery"),
+        (K::CustomerCommunication, "Customer communication"),
+        (K::TermsAccepted, "Terms accepted"),
+        (K::Photos, "Photos"),
+        (K::Uncategorised, "Other"),
+    ] {
+        other.extend(joined(submission.texts(kind)).map(|t| format!("{heading}:\n{t}")));
     }
-    if let Some(email) = &dispute.customer.email {
-        fields.insert("customer_email_address".to_owned(), email.expose().to_owned());
+    put("uncategorized_text", joined(other.iter().map(String::as_str)));
+
+    let mut taken: Vec<&'static str> = Vec::new();
+    let mut files = Vec::new();
+    let mut left_out = 0;
+    if let Some(document) = &submission.document {
+        taken.push(FALLBACK_FILE_FIELD);
+        files.push(StripeUpload {
+            field: FALLBACK_FILE_FIELD,
+            file: document,
+            slot: "document".to_owned(),
+        });
     }
-    let mut form: Vec<(String, String)> = fields
-        .into_iter()
-        .map(|(key, value)| (format!("evidence[{key}]"), value))
-        .collect();
-    form.push(("metadata[verdict_dispute_id]".to_owned(), dispute.id.to_string()));
-    form.push(("submit".to_owned(), "true".to_owned()));
-    form
+    for (index, item) in submission.items.iter().enumerate() {
+        let Some(file) = &item.file else { continue };
+        let own = FILE_FIELDS_BY_KIND
+            .iter()
+            .find(|(kind, _)| *kind == item.kind)
+            .map_or(&[][..], |(_, fields)| *fields);
+        let free = own
+            .iter()
+            .copied()
+            .chain([FALLBACK_FILE_FIELD])
+            .find(|field| !taken.contains(field));
+        match free {
+            Some(field) => {
+                taken.push(field);
+                files.push(StripeUpload {
+                    field,
+                    file,
+                    slot: format!("item-{index}"),
+                });
+            }
+            None => left_out += 1,
+        }
+    }
+    StripeEvidence { text, files, left_out }
+}
+
+impl StripeApi {
+    /// Uploads one evidence file (`POST {files}/v1/files`, `purpose=dispute_evidence`); answers its id.
+    async fn upload(&self, file: &SubmissionFile, idempotency_key: &str) -> Result<String, StepError> {
+        let what = "stripe: uploading an evidence file";
+        let (content_type, body) = Multipart::new()
+            .text("purpose", "dispute_evidence")
+            .file("file", &file.file_name, file.content_type.mime(), &file.bytes)
+            .finish();
+        let response = self
+            .http
+            .post(format!("{}/v1/files", self.files_base_url))
+            .bearer_auth(&self.api_key)
+            .header("Idempotency-Key", idempotency_key)
+            .header(CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| send_error(what, e))?;
+        let json = stripe_answer(what, response).await?;
+        json_str(&json, &["id"])
+            .filter(|id| id.starts_with("file_"))
+            .ok_or_else(|| StepError::Transient(format!("{what}: the answer has no file id")))
+    }
 }
 
 #[async_trait::async_trait]
@@ -227,11 +497,41 @@ impl ProcessorApi for StripeApi {
         idempotency_key: &str,
     ) -> Result<ProcessorReply, StepError> {
         let id = path_id("the processor dispute id", &dispute.processor_dispute_id)?;
+        // Asking before acting: evidence already under review (a retry whose first answer was lost, after
+        // Stripe forgot the key) or a closed dispute is not sent again.
+        let current = self
+            .get("stripe: reading the dispute", &format!("/v1/disputes/{id}"))
+            .await?;
+        if let Some(status) = json_str(&current, &["status"])
+            && SUBMITTED_DISPUTE_STATUSES.contains(&status.as_str())
+        {
+            tracing::info!(%status, "the dispute's evidence is already with Stripe; not sending it again");
+            return Ok(ProcessorReply {
+                reference: json_str(&current, &["id"]),
+                decided_outcome: None,
+                acknowledged_only: false,
+            });
+        }
+        let evidence = stripe_evidence(dispute, submission);
+        if evidence.left_out > 0 {
+            tracing::warn!(
+                left_out = evidence.left_out,
+                "Stripe takes one file per evidence field: files without a free field are not sent (the defense \
+                 document lists every item)"
+            );
+        }
+        let mut form = evidence.form(dispute);
+        for upload in &evidence.files {
+            let file_id = self
+                .upload(upload.file, &format!("{idempotency_key}:file:{}", upload.slot))
+                .await?;
+            form.push((format!("evidence[{}]", upload.field), file_id));
+        }
         let json = self
             .post(
                 "stripe: submitting evidence",
                 &format!("/v1/disputes/{id}"),
-                &evidence_form(dispute, submission),
+                &form,
                 idempotency_key,
             )
             .await?;

@@ -1,7 +1,10 @@
 //! Step handlers against fake outside systems: processor APIs and the seller webhook on a local wiremock
 //! server, the mailbox on SQLite and (when configured) PostgreSQL, and the message templates.
 
+mod braintree;
+mod failures;
 mod messages;
+mod paypal;
 mod processors;
 mod refunds;
 mod sandbox;
@@ -197,4 +200,121 @@ pub fn order_facts() -> verdict_domain::facts::OrderFacts {
         cancellation: None,
         refunds: vec![],
     }
+}
+
+/// One part of a `multipart/form-data` body, read back exactly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub name: String,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack[from..]
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// The parts of a multipart request, in order (RFC 7578); panics on anything malformed.
+pub fn multipart_parts(request: &wiremock::Request) -> Vec<Part> {
+    let content_type = request.headers.get("content-type").unwrap().to_str().unwrap();
+    assert!(
+        content_type.starts_with("multipart/form-data; boundary="),
+        "{content_type}"
+    );
+    let boundary = content_type.split("boundary=").nth(1).unwrap();
+    let delimiter = format!("--{boundary}");
+    let body = &request.body;
+    let mut parts = Vec::new();
+    let mut at = find(body, delimiter.as_bytes(), 0).expect("a first boundary");
+    assert_eq!(at, 0, "the body starts with the boundary");
+    loop {
+        at += delimiter.len();
+        if body[at..].starts_with(b"--") {
+            assert_eq!(&body[at..], b"--\r\n", "the body ends with the closing boundary");
+            return parts;
+        }
+        assert!(body[at..].starts_with(b"\r\n"));
+        at += 2;
+        let head_end = find(body, b"\r\n\r\n", at).unwrap();
+        let head = std::str::from_utf8(&body[at..head_end]).unwrap();
+        let next = find(body, format!("\r\n{delimiter}").as_bytes(), head_end).unwrap();
+        let mut part = Part {
+            name: String::new(),
+            file_name: None,
+            content_type: None,
+            body: body[head_end + 4..next].to_vec(),
+        };
+        for line in head.split("\r\n") {
+            if let Some(disposition) = line.strip_prefix("Content-Disposition: form-data; ") {
+                for attribute in disposition.split("; ") {
+                    if let Some(v) = attribute.strip_prefix("name=") {
+                        part.name = v.trim_matches('"').to_owned();
+                    } else if let Some(v) = attribute.strip_prefix("filename=") {
+                        part.file_name = Some(v.trim_matches('"').to_owned());
+                    }
+                }
+            } else if let Some(v) = line.strip_prefix("Content-Type: ") {
+                part.content_type = Some(v.to_owned());
+            } else {
+                panic!("unexpected part header {line:?}");
+            }
+        }
+        parts.push(part);
+        at = next + 2;
+    }
+}
+
+/// A submission as the actions build it: the defense document, texts and files of several kinds, the
+/// order facts.
+pub fn full_submission() -> verdict_engine::effects::Submission {
+    use verdict_domain::{EvidenceContentType, EvidenceKind as K};
+    use verdict_engine::effects::{Submission, SubmissionFile, SubmissionItem};
+    let file = |name: &str, content_type, bytes: &[u8]| SubmissionFile {
+        file_name: name.into(),
+        content_type,
+        bytes: bytes.to_vec(),
+    };
+    Submission {
+        document: Some(file(
+            "defense-v2.pdf",
+            EvidenceContentType::Pdf,
+            b"%PDF-1.7 defense document",
+        )),
+        items: vec![
+            SubmissionItem {
+                kind: K::ProofOfDelivery,
+                text: None,
+                file: Some(file("pod.png", EvidenceContentType::Png, b"\x89PNG proof of delivery")),
+            },
+            SubmissionItem {
+                kind: K::CustomerCommunication,
+                text: Some("The customer confirmed receipt on 27 September.".into()),
+                file: Some(file("chat.pdf", EvidenceContentType::Pdf, b"%PDF-1.7 chat")),
+            },
+            SubmissionItem {
+                kind: K::ProductDescription,
+                text: Some("iPhone 13 128 GB, grade excellent, battery 91%.".into()),
+                file: None,
+            },
+            SubmissionItem {
+                kind: K::Photos,
+                text: None,
+                file: Some(file("photo.jpg", EvidenceContentType::Jpeg, b"\xff\xd8\xff photo")),
+            },
+        ],
+        facts: Some(order_facts()),
+    }
+}
+
+/// The `Idempotency-Key`-like header of a request, as text.
+pub fn header_of(request: &wiremock::Request, name: &str) -> Option<String> {
+    request
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }

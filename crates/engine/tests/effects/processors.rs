@@ -41,15 +41,229 @@ fn adyen_dispute() -> verdict_domain::Dispute {
     d
 }
 
+const STRIPE_FIXTURES: &str = include_str!("../fixtures/stripe/openapi-fixtures3-dispute-refund-file.json");
+const STRIPE_SPEC: &str = include_str!("../fixtures/processor-apis/stripe/openapi-spec3-disputes-refunds-files.json");
+
+/// stripe-mock's canned object of `kind` (`dispute`, `refund`, `file`) with `changes` applied.
+fn stripe_object(kind: &str, changes: serde_json::Value) -> serde_json::Value {
+    let fixtures: serde_json::Value = serde_json::from_str(STRIPE_FIXTURES).unwrap();
+    let mut object = fixtures["resources"][kind].clone();
+    for (key, value) in changes.as_object().unwrap() {
+        object[key] = value.clone();
+    }
+    object
+}
+
+/// Mounts the Stripe calls of a submission: the dispute (`needs_response`), one upload per slot answering
+/// `file_<slot>`, and the evidence POST.
+async fn mount_stripe_submission(server: &MockServer, dispute_id: &str, key: &str) {
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/disputes/{dispute_id}")))
+        .and(header("Authorization", "Bearer sk_test_123"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_object(
+            "dispute",
+            json!({"id": dispute_id, "status": "needs_response"}),
+        )))
+        .expect(1)
+        .mount(server)
+        .await;
+    for slot in ["document", "item-0", "item-1"] {
+        Mock::given(method("POST"))
+            .and(path("/v1/files"))
+            .and(header("Authorization", "Bearer sk_test_123"))
+            .and(header("Idempotency-Key", format!("{key}:file:{slot}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(stripe_object(
+                "file",
+                json!({"id": format!("file_{slot}"), "purpose": "dispute_evidence"}),
+            )))
+            .expect(1)
+            .mount(server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path(format!("/v1/disputes/{dispute_id}")))
+        .and(header("Idempotency-Key", key))
+        .and(header("Authorization", "Bearer sk_test_123"))
+        .and(header("Content-Type", "application/x-www-form-urlencoded"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_object(
+            "dispute",
+            json!({"id": dispute_id, "status": "under_review"}),
+        )))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
 #[tokio::test]
-async fn stripe_evidence_is_a_form_post_with_submit_and_the_idempotency_key() {
+async fn stripe_uploads_each_file_then_submits_text_and_file_fields_from_the_items_and_facts() {
     install_crypto();
     let server = MockServer::start().await;
+    mount_stripe_submission(&server, "dp_1Q2w3E4r", "key-ev").await;
+    let api = StripeApi::new(&server.uri(), "sk_test_123").unwrap();
+    let disputed = stripe_dispute();
+    let reply = api
+        .submit_evidence(&disputed, &super::full_submission(), "key-ev")
+        .await
+        .unwrap();
+    assert_eq!(reply.reference.as_deref(), Some("dp_1Q2w3E4r"));
+    assert_eq!(reply.decided_outcome, None);
+
+    let requests = server.received_requests().await.unwrap();
+    let uploads: Vec<&Request> = requests.iter().filter(|r| r.url.path() == "/v1/files").collect();
+    // The photo finds no free field (the document holds `uncategorized_file`): three uploads, not four.
+    assert_eq!(uploads.len(), 3);
+    let expected = [
+        ("defense-v2.pdf", "application/pdf", &b"%PDF-1.7 defense document"[..]),
+        ("pod.png", "image/png", &b"\x89PNG proof of delivery"[..]),
+        ("chat.pdf", "application/pdf", &b"%PDF-1.7 chat"[..]),
+    ];
+    for (upload, (file_name, content_type, bytes)) in uploads.iter().zip(expected) {
+        let parts = super::multipart_parts(upload);
+        assert_eq!(parts.len(), 2, "{parts:?}");
+        assert_eq!(
+            (parts[0].name.as_str(), parts[0].body.as_slice()),
+            ("purpose", &b"dispute_evidence"[..])
+        );
+        assert_eq!(parts[1].name, "file");
+        assert_eq!(parts[1].file_name.as_deref(), Some(file_name));
+        assert_eq!(parts[1].content_type.as_deref(), Some(content_type));
+        assert_eq!(parts[1].body, bytes);
+    }
+
+    let submit = requests
+        .iter()
+        .find(|r| r.method.as_str() == "POST" && r.url.path() == "/v1/disputes/dp_1Q2w3E4r")
+        .unwrap();
+    let fields = form(submit);
+    let get = |k: &str| fields.get(k).map(String::as_str);
+    assert_eq!(get("submit"), Some("true"));
+    assert_eq!(get("evidence[uncategorized_file]"), Some("file_document"));
+    assert_eq!(get("evidence[shipping_documentation]"), Some("file_item-0"));
+    assert_eq!(get("evidence[customer_communication]"), Some("file_item-1"));
+    assert_eq!(get("evidence[customer_name]"), Some("Jeanne Dupont"));
+    assert_eq!(
+        get("evidence[customer_email_address]"),
+        Some("jeanne.dupont@example.fr")
+    );
+    assert_eq!(get("evidence[customer_purchase_ip]"), Some("203.0.113.7"));
+    assert_eq!(
+        get("evidence[product_description]"),
+        Some("iPhone 13 128 GB, grade excellent, battery 91%.")
+    );
+    assert_eq!(get("evidence[shipping_carrier]"), Some("Colissimo"));
+    assert_eq!(get("evidence[shipping_tracking_number]"), Some("6A12345678901"));
+    assert_eq!(get("evidence[shipping_date]"), Some("2026-09-24"));
+    assert_eq!(
+        get("evidence[shipping_address]"),
+        Some("12 rue des Lilas, 69003 Lyon, FR")
+    );
+    assert_eq!(
+        get("evidence[refund_policy_disclosure]"),
+        Some(
+            "30-day returns, refund within 14 days of receipt\n\nShown at checkout and accepted by the customer on \
+             2026-09-23."
+        )
+    );
+    let other = get("evidence[uncategorized_text]").unwrap();
+    assert!(
+        other.contains("Delivery: Delivered on 2026-09-26; signed for by J. Dupont; Signed at delivery."),
+        "{other}"
+    );
+    assert!(
+        other.contains("Payment checks: AVS Y, CVV M, 3-D Secure authenticated."),
+        "{other}"
+    );
+    assert!(
+        other.contains("Customer communication:\nThe customer confirmed receipt on 27 September."),
+        "{other}"
+    );
+    assert_eq!(
+        get("metadata[verdict_dispute_id]"),
+        Some(disputed.id.to_string().as_str())
+    );
+
+    // Every evidence field sent is one of Stripe's (its OpenAPI `dispute_evidence` parameters).
+    let spec: serde_json::Value = serde_json::from_str(STRIPE_SPEC).unwrap();
+    let known = &spec["paths"]["/v1/disputes/{dispute}"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+        ["schema"]["properties"]["evidence"]["properties"];
+    let sent: Vec<&String> = fields.keys().filter(|k| k.starts_with("evidence[")).collect();
+    assert_eq!(sent.len(), 13, "{sent:?}");
+    for key in sent {
+        let name = key.trim_start_matches("evidence[").trim_end_matches(']');
+        assert!(known.get(name).is_some(), "{name} is not a Stripe evidence field");
+    }
+    let file_field = &known["uncategorized_file"];
+    assert!(file_field.is_object());
+}
+
+#[tokio::test]
+async fn stripe_uploads_files_to_the_configured_files_host() {
+    install_crypto();
+    let api_server = MockServer::start().await;
+    let files_server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "dp_1Q2w3E4r", "status": "needs_response"})),
+        )
+        .mount(&api_server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/disputes/dp_1Q2w3E4r"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "dp_1Q2w3E4r"})))
+        .expect(1)
+        .mount(&api_server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/files"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "file_x"})))
+        .expect(3)
+        .mount(&files_server)
+        .await;
+    let api = StripeApi::new(&api_server.uri(), "sk_test_123")
+        .unwrap()
+        .with_files_base_url(&files_server.uri())
+        .unwrap();
+    api.submit_evidence(&stripe_dispute(), &super::full_submission(), "k")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn stripe_evidence_already_under_review_is_not_sent_again() {
+    install_crypto();
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/disputes/dp_1Q2w3E4r"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_object(
+            "dispute",
+            json!({"id": "dp_1Q2w3E4r", "status": "under_review"}),
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let api = StripeApi::new(&server.uri(), "sk_test_123").unwrap();
+    let reply = api
+        .submit_evidence(&stripe_dispute(), &super::full_submission(), "key-ev")
+        .await
+        .unwrap();
+    assert_eq!(reply.reference.as_deref(), Some("dp_1Q2w3E4r"));
+    // Only the look: no upload, no evidence.
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_old_stripe_payload_still_reaches_stripe_with_its_fields() {
+    install_crypto();
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "dp_1Q2w3E4r", "status": "needs_response"})),
+        )
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .and(path("/v1/disputes/dp_1Q2w3E4r"))
         .and(header("Idempotency-Key", "key-evidence-1"))
-        .and(header("Authorization", "Bearer sk_test_123"))
-        .and(header("Content-Type", "application/x-www-form-urlencoded"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "dp_1Q2w3E4r", "object": "dispute"})))
         .expect(1)
         .mount(&server)
@@ -61,15 +275,11 @@ async fn stripe_evidence_is_a_form_post_with_submit_and_the_idempotency_key() {
     .unwrap()
     .into_submission()
     .unwrap();
-    let reply = api
-        .submit_evidence(&stripe_dispute(), &submission, "key-evidence-1")
+    api.submit_evidence(&stripe_dispute(), &submission, "key-evidence-1")
         .await
         .unwrap();
-    assert_eq!(reply.reference.as_deref(), Some("dp_1Q2w3E4r"));
-    assert_eq!(reply.decided_outcome, None);
     let requests = server.received_requests().await.unwrap();
-    let fields = form(&requests[0]);
-    assert_eq!(fields.get("submit").map(String::as_str), Some("true"));
+    let fields = form(requests.last().unwrap());
     assert_eq!(
         fields.get("evidence[shipping_tracking_number]").map(String::as_str),
         Some("1Z999AA10123456784")
@@ -78,15 +288,11 @@ async fn stripe_evidence_is_a_form_post_with_submit_and_the_idempotency_key() {
         fields.get("evidence[product_description]").map(String::as_str),
         Some("Refurbished iPhone 13")
     );
+    // Without order facts, the customer is the dispute's.
     assert_eq!(
         fields.get("evidence[customer_name]").map(String::as_str),
         Some("Jeanne Dupont")
     );
-    assert_eq!(
-        fields.get("evidence[customer_email_address]").map(String::as_str),
-        Some("jeanne.dupont@example.fr")
-    );
-    assert!(fields.contains_key("metadata[verdict_dispute_id]"));
 }
 
 #[tokio::test]
@@ -163,24 +369,48 @@ async fn stripe_refunds_a_payment_intent_or_a_charge_for_the_amount() {
     );
 }
 
+const ADYEN_SPEC: &str = include_str!("../fixtures/processor-apis/adyen/openapi-DisputeService-v30.json");
+
+/// The spec's recorded example answer of an operation (`retrieveApplicableDefenseReasons-retrieve-defense-reasons-200`).
+fn adyen_example(name: &str) -> serde_json::Value {
+    let spec: serde_json::Value = serde_json::from_str(ADYEN_SPEC).unwrap();
+    spec["components"]["examples"][name]["value"].clone()
+}
+
 #[tokio::test]
-async fn adyen_supplies_documents_then_defends_each_with_its_own_idempotency_key() {
+async fn adyen_chooses_the_reason_it_can_meet_supplies_its_documents_then_defends() {
     install_crypto();
     let server = MockServer::start().await;
+    let dispute_body = json!({"disputePspReference": "9913333333333333", "merchantAccountCode": "VerdictShopECOM"});
+    Mock::given(method("POST"))
+        .and(path("/disputes/v30/retrieveApplicableDefenseReasons"))
+        .and(header("X-API-Key", "adyen_key"))
+        .and(body_json(&dispute_body))
+        .respond_with(ResponseTemplate::new(200).set_body_json(adyen_example(
+            "post-retrieveApplicableDefenseReasons-retrieve-defense-reasons-200",
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The spec's example lists four reasons; only SupplyDefenseMaterial (DefenseMaterial required) can be met:
+    // the others require GoodsNotReturned, GoodsRepairedOrReplaced or a TIDorInvoice that Verdict has not.
     Mock::given(method("POST"))
         .and(path("/disputes/v30/supplyDefenseDocument"))
         .and(header("X-API-Key", "adyen_key"))
-        .and(header("Idempotency-Key", "key-ev:documents"))
+        .and(header("Idempotency-Key", "key-ev:documents:DefenseMaterial"))
         .and(body_json(json!({
             "disputePspReference": "9913333333333333",
             "merchantAccountCode": "VerdictShopECOM",
             "defenseDocuments": [{
-                "content": "JVBERi0xLjcK",
+                "content": "JVBERi0xLjcgZGVmZW5zZSBkb2N1bWVudA==",
                 "contentType": "application/pdf",
                 "defenseDocumentTypeCode": "DefenseMaterial"
             }]
         })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"disputeServiceResult": {"success": true}})))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(adyen_example("post-supplyDefenseDocument-supply-defense-document-200")),
+        )
         .expect(1)
         .mount(&server)
         .await;
@@ -193,7 +423,7 @@ async fn adyen_supplies_documents_then_defends_each_with_its_own_idempotency_key
             "merchantAccountCode": "VerdictShopECOM",
             "defenseReasonCode": "SupplyDefenseMaterial"
         })))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"disputeServiceResult": {"success": true}})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(adyen_example("post-defendDispute-defend-dispute-200")))
         .expect(1)
         .mount(&server)
         .await;
@@ -204,19 +434,118 @@ async fn adyen_supplies_documents_then_defends_each_with_its_own_idempotency_key
         "VerdictShopECOM",
     )
     .unwrap();
-    let submission = verdict_engine::effects::Evidence::from_payload(Some(&json!({
-        "documents": [{"type_code": "DefenseMaterial", "content_type": "application/pdf", "content_base64": "JVBERi0xLjcK"}]
-    })))
-    .unwrap()
-    .into_submission()
-    .unwrap();
-    api.submit_evidence(&adyen_dispute(), &submission, "key-ev")
+    api.submit_evidence(&adyen_dispute(), &super::full_submission(), "key-ev")
         .await
         .unwrap();
     let requests = server.received_requests().await.unwrap();
-    assert_eq!(requests.len(), 2);
-    assert!(requests[0].url.path().ends_with("/supplyDefenseDocument"));
-    assert!(requests[1].url.path().ends_with("/defendDispute"));
+    let paths: Vec<&str> = requests.iter().map(|r| r.url.path()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/disputes/v30/retrieveApplicableDefenseReasons",
+            "/disputes/v30/supplyDefenseDocument",
+            "/disputes/v30/defendDispute"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn adyen_prefers_the_reason_with_more_documents_and_skips_those_already_available() {
+    install_crypto();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/retrieveApplicableDefenseReasons"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "defenseReasons": [
+                {"defenseReasonCode": "SupplyDefenseMaterial", "satisfied": false, "defenseDocumentTypes": [
+                    {"defenseDocumentTypeCode": "DefenseMaterial", "requirementLevel": "Required", "available": false}]},
+                {"defenseReasonCode": "GoodsWereAsDescribed", "satisfied": false, "defenseDocumentTypes": [
+                    {"defenseDocumentTypeCode": "GoodsWereAsDescribed", "requirementLevel": "Required", "available": false},
+                    {"defenseDocumentTypeCode": "DefenseMaterial", "requirementLevel": "OneOrMore", "available": true}]}
+            ],
+            "disputeServiceResult": {"success": true}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/supplyDefenseDocument"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"disputeServiceResult": {"success": true}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/defendDispute"))
+        .and(body_json(json!({
+            "disputePspReference": "9913333333333333",
+            "merchantAccountCode": "VerdictShopECOM",
+            "defenseReasonCode": "GoodsWereAsDescribed"
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"disputeServiceResult": {"success": true}})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let api = AdyenApi::new(&server.uri(), &server.uri(), "adyen_key", "VerdictShopECOM").unwrap();
+    api.submit_evidence(&adyen_dispute(), &super::full_submission(), "key-ev")
+        .await
+        .unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let supplied: serde_json::Value = serde_json::from_slice(&requests[1].body).unwrap();
+    // The photo (the only file of a kind that shows the goods as described); DefenseMaterial is available.
+    assert_eq!(
+        supplied["defenseDocuments"],
+        json!([{"content": "/9j/IHBob3Rv", "contentType": "image/jpeg", "defenseDocumentTypeCode": "GoodsWereAsDescribed"}])
+    );
+}
+
+#[tokio::test]
+async fn adyen_without_a_reason_it_can_meet_sends_nothing_and_says_what_is_needed() {
+    install_crypto();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/retrieveApplicableDefenseReasons"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "defenseReasons": [{"defenseReasonCode": "GoodsNotReturned", "satisfied": false, "defenseDocumentTypes": [
+                {"defenseDocumentTypeCode": "GoodsNotReturned", "requirementLevel": "Required", "available": false}]}],
+            "disputeServiceResult": {"success": true}
+        })))
+        .mount(&server)
+        .await;
+    let api = AdyenApi::new(&server.uri(), &server.uri(), "adyen_key", "VerdictShopECOM").unwrap();
+    let err = api
+        .submit_evidence(&adyen_dispute(), &super::full_submission(), "key-ev")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StepError::Permanent(m) if m.contains("GoodsNotReturned needs GoodsNotReturned")),
+        "{err}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn adyen_keys_longer_than_64_characters_are_hashed_the_same_every_time() {
+    install_crypto();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"disputeServiceResult": {"success": true}})))
+        .mount(&server)
+        .await;
+    let api = AdyenApi::new(&server.uri(), &server.uri(), "adyen_key", "VerdictShopECOM").unwrap();
+    let long = format!(
+        "{}:12:submit_evidence:documents:GoodsWereAsDescribed",
+        uuid::Uuid::now_v7()
+    );
+    api.accept_dispute(&adyen_dispute(), &long).await.unwrap();
+    api.accept_dispute(&adyen_dispute(), &long).await.unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let keys: Vec<String> = requests
+        .iter()
+        .map(|r| super::header_of(r, "Idempotency-Key").unwrap())
+        .collect();
+    assert!(long.len() > 64);
+    assert_eq!(keys[0].len(), 64);
+    assert_eq!(keys[0], keys[1]);
+    assert_ne!(keys[0], long);
 }
 
 #[tokio::test]
@@ -348,6 +677,15 @@ async fn a_path_changing_reference_is_refused_before_any_request() {
 async fn from_config_sends_stripe_disputes_to_stripe_and_the_rest_to_the_sandbox() {
     for h in harnesses().await {
         let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/v1/disputes/dp_stripe_cfg"))
+            .and(header("Authorization", "Bearer sk_test_cfg"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"id": "dp_stripe_cfg", "status": "needs_response"})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
         Mock::given(method("POST"))
             .and(path("/v1/disputes/dp_stripe_cfg"))
             .and(header("Authorization", "Bearer sk_test_cfg"))
@@ -389,7 +727,7 @@ async fn from_config_sends_stripe_disputes_to_stripe_and_the_rest_to_the_sandbox
             h.label
         );
         assert_eq!(follow_up_after, Some(chrono::Duration::minutes(2)), "{}", h.label);
-        assert_eq!(server.received_requests().await.unwrap().len(), 1, "{}", h.label);
+        assert_eq!(server.received_requests().await.unwrap().len(), 2, "{}", h.label);
     }
 }
 

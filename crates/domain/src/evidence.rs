@@ -658,3 +658,349 @@ pub fn compelling_evidence(
         qualifying,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::Currency;
+
+    fn item(kind: EvidenceKind) -> EvidenceItem {
+        EvidenceItem {
+            id: Uuid::now_v7(),
+            kind,
+            text: Some("text".into()),
+            file: None,
+            source: EvidenceSource::Analyst,
+            added_by: "analyst:alice".into(),
+            added_at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().unwrap_or_default(),
+        }
+    }
+
+    fn eur(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("EUR").unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn code(network: CardNetwork, raw: &str) -> ReasonCode {
+        ReasonCode::parse(network, raw).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn paid() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 10, 15, 12, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn address(street: &str) -> Address {
+        Address {
+            lines: vec![street.to_owned()],
+            postal_code: "75001".into(),
+            city: "Paris".into(),
+            country: "FR".into(),
+        }
+    }
+
+    fn checks() -> PaymentChecks {
+        PaymentChecks {
+            ip_address: Some("203.0.113.7".into()),
+            device_id: Some("device-abc-123".into()),
+            ..PaymentChecks::default()
+        }
+    }
+
+    fn prior(days_before: i64, ip: Option<&str>, device: Option<&str>, account: Option<&str>) -> PriorTransaction {
+        PriorTransaction {
+            payment_reference: format!("ch_{days_before}"),
+            paid_at: paid() - Duration::days(days_before),
+            amount: eur(19_900),
+            ip_address: ip.map(Into::into),
+            device_id: device.map(Into::into),
+            shipping_address: None,
+            account_id: account.map(Into::into),
+            disputed: false,
+        }
+    }
+
+    #[test]
+    fn every_claim_requires_something_and_lists_each_kind_once() {
+        for claim in DisputeClaim::ALL {
+            let all = expectations(claim);
+            assert!(all.iter().any(|e| e.required), "{claim}");
+            let mut kinds: Vec<_> = all.iter().map(|e| e.kind).collect();
+            kinds.sort();
+            kinds.dedup();
+            assert_eq!(kinds.len(), all.len(), "{claim}");
+            assert!(
+                all.iter()
+                    .all(|e| e.kind != EvidenceKind::Uncategorised && !e.text.is_empty())
+            );
+            // Required first.
+            let first_recommended = all.iter().position(|e| !e.required).unwrap_or(all.len());
+            assert!(all[first_recommended..].iter().all(|e| !e.required), "{claim}");
+        }
+    }
+
+    #[test]
+    fn not_received_needs_proof_of_delivery_and_tracking() {
+        let empty = completeness(DisputeClaim::NotReceived, &[]);
+        assert_eq!(empty.score, 0);
+        assert_eq!(
+            empty.required,
+            vec![EvidenceKind::ProofOfDelivery, EvidenceKind::Tracking]
+        );
+        assert_eq!(empty.missing.len(), 5);
+        assert!(!empty.is_complete());
+        let half = completeness(DisputeClaim::NotReceived, &[item(EvidenceKind::Tracking)]);
+        assert_eq!(half.score, 40);
+        assert_eq!(half.missing[0].kind, EvidenceKind::ProofOfDelivery);
+        let recommended = completeness(
+            DisputeClaim::NotReceived,
+            &[item(EvidenceKind::Tracking), item(EvidenceKind::CustomerCommunication)],
+        );
+        assert_eq!(recommended.score, 46);
+        let done = completeness(
+            DisputeClaim::NotReceived,
+            &[item(EvidenceKind::Tracking), item(EvidenceKind::ProofOfDelivery)],
+        );
+        assert_eq!(done.score, 100);
+        assert!(done.is_complete());
+        assert_eq!(done.missing.len(), 3);
+        assert!(done.missing.iter().all(|m| !m.required));
+    }
+
+    #[test]
+    fn uncategorised_items_count_for_nothing() {
+        let items = vec![item(EvidenceKind::Uncategorised); 5];
+        assert_eq!(completeness(DisputeClaim::Fraud, &items).score, 0);
+    }
+
+    #[test]
+    fn evidence_text_is_trimmed_and_bounded() {
+        assert_eq!(evidence_text(Some("  hi ")), Ok(Some("hi".into())));
+        assert_eq!(evidence_text(None), Ok(None));
+        assert!(evidence_text(Some("   ")).is_err());
+        assert!(evidence_text(Some(&"x".repeat(MAX_EVIDENCE_TEXT_CHARS + 1))).is_err());
+        assert!(evidence_text(Some(&"é".repeat(MAX_EVIDENCE_TEXT_CHARS))).is_ok());
+    }
+
+    #[test]
+    fn file_names_lose_their_paths_and_control_characters() {
+        assert_eq!(display_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(display_file_name("C:\\Users\\x\\scan.pdf"), "scan.pdf");
+        assert_eq!(display_file_name("a\nb.pdf"), "ab.pdf");
+        assert_eq!(display_file_name(".."), "upload");
+        assert_eq!(display_file_name(""), "upload");
+        assert_eq!(display_file_name(&"n".repeat(400)).chars().count(), MAX_FILE_NAME_CHARS);
+    }
+
+    #[test]
+    fn two_priors_sharing_ip_and_account_make_visa_10_4_eligible() {
+        let checks = checks();
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: None,
+        };
+        let priors = vec![
+            prior(200, Some("203.0.113.7"), None, Some("cust-1")),
+            prior(130, None, Some("device-abc-123"), Some("cust-1")),
+            prior(150, Some("198.51.100.1"), None, Some("cust-1")),
+        ];
+        let ce = compelling_evidence(&code(CardNetwork::Visa, "10.4"), &disputed, &priors);
+        assert_eq!(ce.program, Some(CompellingEvidenceProgram::VisaCe3));
+        assert!(ce.eligible, "{}", ce.reason);
+        assert_eq!(
+            ce.qualifying
+                .iter()
+                .map(|q| q.payment_reference.as_str())
+                .collect::<Vec<_>>(),
+            vec!["ch_200", "ch_130"]
+        );
+        assert_eq!(
+            ce.qualifying[0].shared,
+            vec![SharedIdentifier::IpAddress, SharedIdentifier::AccountId]
+        );
+        assert_eq!(ce.qualifying[1].days_before, 130);
+        assert!(ce.reason.starts_with("eligible for Visa Compelling Evidence 3.0"));
+    }
+
+    #[test]
+    fn one_qualifying_prior_is_not_enough() {
+        let checks = checks();
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: None,
+        };
+        let priors = vec![prior(200, Some("203.0.113.7"), Some("device-abc-123"), None)];
+        let ce = compelling_evidence(&code(CardNetwork::Mastercard, "4837"), &disputed, &priors);
+        assert_eq!(ce.program, Some(CompellingEvidenceProgram::MastercardFirstPartyTrust));
+        assert!(!ce.eligible);
+        assert_eq!(ce.qualifying.len(), 1);
+        assert!(ce.reason.contains("1 of 1"), "{}", ce.reason);
+    }
+
+    #[test]
+    fn account_and_address_without_ip_or_device_do_not_qualify() {
+        let checks = checks();
+        let home = address("1 rue de Rivoli");
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: Some(&home),
+        };
+        let mut p = prior(200, None, None, Some("cust-1"));
+        p.shipping_address = Some(address(" 1 Rue de  Rivoli"));
+        assert_eq!(
+            shared_identifiers(&disputed, &p),
+            vec![SharedIdentifier::AccountId, SharedIdentifier::ShippingAddress]
+        );
+        assert!(qualifying_transaction(&disputed, &p).is_none());
+        p.device_id = Some("DEVICE-ABC-123".into());
+        assert_eq!(qualifying_transaction(&disputed, &p).map(|q| q.shared.len()), Some(3));
+        // IP alone is one identifier: not enough.
+        let only_ip = prior(200, Some("203.0.113.7"), None, Some("someone-else"));
+        assert!(qualifying_transaction(&disputed, &only_ip).is_none());
+    }
+
+    #[test]
+    fn the_window_is_120_to_365_days_inclusive() {
+        let checks = checks();
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: None,
+        };
+        let at = |days| qualifying_transaction(&disputed, &prior(days, Some("203.0.113.7"), None, Some("cust-1")));
+        assert!(at(119).is_none());
+        assert!(at(120).is_some());
+        assert!(at(365).is_some());
+        assert!(at(366).is_none());
+        assert!(at(-150).is_none());
+    }
+
+    #[test]
+    fn other_codes_have_no_programme() {
+        let checks = checks();
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: None,
+        };
+        let priors = vec![
+            prior(200, Some("203.0.113.7"), None, Some("cust-1")),
+            prior(210, Some("203.0.113.7"), None, Some("cust-1")),
+        ];
+        for (network, raw) in [
+            (CardNetwork::Visa, "13.1"),
+            (CardNetwork::Mastercard, "4853"),
+            (CardNetwork::Visa, "10.3"),
+        ] {
+            let ce = compelling_evidence(&code(network, raw), &disputed, &priors);
+            assert_eq!(ce.program, None);
+            assert!(!ce.eligible);
+            assert!(ce.qualifying.is_empty());
+        }
+    }
+
+    #[test]
+    fn empty_identifiers_never_match() {
+        let blank = PaymentChecks {
+            ip_address: Some("  ".into()),
+            device_id: None,
+            ..PaymentChecks::default()
+        };
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &blank,
+            account_id: Some(""),
+            shipping_address: None,
+        };
+        let p = prior(200, Some("  "), None, Some(""));
+        assert!(shared_identifiers(&disputed, &p).is_empty());
+    }
+
+    fn any_kind() -> impl Strategy<Value = EvidenceKind> {
+        proptest::sample::select(EvidenceKind::ALL.to_vec())
+    }
+
+    fn any_claim() -> impl Strategy<Value = DisputeClaim> {
+        proptest::sample::select(DisputeClaim::ALL.to_vec())
+    }
+
+    fn maybe(values: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(proptest::sample::select(values.to_vec()).prop_map(str::to_owned))
+    }
+
+    prop_compose! {
+        fn any_prior()(
+            days in -30_i64..500,
+            ip in maybe(&["203.0.113.7", "198.51.100.1"]),
+            device in maybe(&["device-abc-123", "device-other"]),
+            account in maybe(&["cust-1", "cust-2"]),
+            disputed in any::<bool>(),
+        ) -> PriorTransaction {
+            let mut p = prior(days, ip.as_deref(), device.as_deref(), account.as_deref());
+            p.disputed = disputed;
+            p
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn adding_an_item_never_lowers_the_score(
+            claim in any_claim(),
+            kinds in proptest::collection::vec(any_kind(), 0..12),
+            extra in any_kind(),
+        ) {
+            let items: Vec<_> = kinds.iter().map(|k| item(*k)).collect();
+            let before = completeness(claim, &items);
+            let mut more = items.clone();
+            more.push(item(extra));
+            let after = completeness(claim, &more);
+            prop_assert!(after.score >= before.score);
+            prop_assert!(after.missing.len() <= before.missing.len());
+        }
+
+        #[test]
+        fn the_score_is_100_exactly_when_nothing_required_is_missing(
+            claim in any_claim(),
+            kinds in proptest::collection::vec(any_kind(), 0..12),
+        ) {
+            let items: Vec<_> = kinds.iter().map(|k| item(*k)).collect();
+            let c = completeness(claim, &items);
+            prop_assert!(c.score <= 100);
+            let required_missing = c.missing.iter().any(|m| m.required);
+            prop_assert_eq!(c.score == 100, !required_missing);
+            prop_assert_eq!(c.is_complete(), !required_missing);
+            for m in &c.missing {
+                prop_assert!(!kinds.contains(&m.kind));
+            }
+        }
+
+        #[test]
+        fn out_of_window_or_disputed_priors_never_qualify(
+            priors in proptest::collection::vec(any_prior(), 0..8),
+            network in proptest::sample::select(vec![(CardNetwork::Visa, "10.4"), (CardNetwork::Mastercard, "4837")]),
+        ) {
+            let checks = checks();
+            let disputed = DisputedPayment { paid_at: paid(), checks: &checks, account_id: Some("cust-1"), shipping_address: None };
+            let ce = compelling_evidence(&code(network.0, network.1), &disputed, &priors);
+            for q in &ce.qualifying {
+                let source = priors.iter().find(|p| p.payment_reference == q.payment_reference && p.paid_at == q.paid_at);
+                prop_assert!(source.is_some_and(|p| !p.disputed));
+                prop_assert!((CE_MIN_DAYS_BEFORE..=CE_MAX_DAYS_BEFORE).contains(&q.days_before));
+                prop_assert!(q.shared.len() >= 2);
+                prop_assert!(q.shared.iter().any(|s| matches!(s, SharedIdentifier::IpAddress | SharedIdentifier::DeviceId)));
+            }
+            prop_assert_eq!(ce.eligible, ce.qualifying.len() >= CE_MIN_QUALIFYING);
+        }
+    }
+}

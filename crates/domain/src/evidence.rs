@@ -659,6 +659,213 @@ pub fn compelling_evidence(
     }
 }
 
+/// An item drawn from the marketplace facts: its kind and its text.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct DrawnEvidence {
+    pub kind: EvidenceKind,
+    pub text: String,
+}
+
+impl fmt::Debug for DrawnEvidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrawnEvidence")
+            .field("kind", &self.kind)
+            .field("text_chars", &self.text.chars().count())
+            .finish()
+    }
+}
+
+fn day(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Cuts `text` to [`MAX_EVIDENCE_TEXT_CHARS`], saying so, so a drawn item is always a valid item.
+fn bounded(text: String) -> String {
+    if text.chars().count() <= MAX_EVIDENCE_TEXT_CHARS {
+        return text;
+    }
+    const CUT: &str = "\n[cut: longer than the item limit]";
+    let mut cut: String = text
+        .chars()
+        .take(MAX_EVIDENCE_TEXT_CHARS - CUT.chars().count())
+        .collect();
+    cut.push_str(CUT);
+    cut
+}
+
+/// The evidence the order facts give, one item per kind, in [`EvidenceKind`] order: proof of delivery and
+/// tracking from the shipment, the listing and grade report, the IMEI/serial record, the messages, the refund
+/// and warranty policies, the terms accepted, the prior undisputed payments and the cancellation or refunds.
+/// Kinds the facts say nothing about are left out.
+pub fn draw_from_facts(facts: &OrderFacts) -> Vec<DrawnEvidence> {
+    let mut drawn = Vec::new();
+    let mut push = |kind: EvidenceKind, text: String| {
+        let text = text.trim().to_owned();
+        if !text.is_empty() {
+            drawn.push(DrawnEvidence {
+                kind,
+                text: bounded(text),
+            });
+        }
+    };
+    if let Some(shipment) = &facts.shipment {
+        if shipment.delivered_at.is_some() || shipment.proof_of_delivery.is_some() || shipment.signed_by.is_some() {
+            let mut text = format!(
+                "Order {} was delivered to the address on the order: {}.",
+                facts.order_reference,
+                shipment.address.one_line()
+            );
+            if let Some(at) = shipment.delivered_at {
+                text.push_str(&format!(" Delivered {} by {}.", day(at), shipment.carrier));
+            }
+            if let Some(proof) = &shipment.proof_of_delivery {
+                text.push_str(&format!(" Carrier's proof of delivery: {proof}."));
+            }
+            if let Some(signed) = &shipment.signed_by {
+                text.push_str(&format!(" Signed for by {signed}."));
+            }
+            push(EvidenceKind::ProofOfDelivery, text);
+        }
+        let mut text = format!(
+            "Carrier {}, tracking number {}.",
+            shipment.carrier, shipment.tracking_number
+        );
+        if let Some(at) = shipment.shipped_at {
+            text.push_str(&format!(" Shipped {}.", day(at)));
+        }
+        if let Some(at) = shipment.delivered_at {
+            text.push_str(&format!(" Delivered {}.", day(at)));
+        }
+        push(EvidenceKind::Tracking, text);
+    }
+    let described: Vec<String> = facts
+        .lines
+        .iter()
+        .map(|line| {
+            let mut text = format!("{}, grade {}, {}.", line.device_model, line.grade, line.price);
+            if let Some(description) = &line.description {
+                text.push_str(&format!(" Listing: {description}"));
+            }
+            if let Some(report) = &line.grade_report {
+                text.push_str(&format!(" Grade report: {report}"));
+            }
+            text
+        })
+        .collect();
+    if !described.is_empty() {
+        push(
+            EvidenceKind::ProductDescription,
+            format!(
+                "Order {} placed {} for {}:\n{}",
+                facts.order_reference,
+                day(facts.placed_at),
+                facts.total,
+                described.join("\n")
+            ),
+        );
+    }
+    let serials: Vec<String> = facts
+        .lines
+        .iter()
+        .filter_map(|line| {
+            line.imei_or_serial
+                .as_ref()
+                .map(|serial| format!("{}: IMEI/serial {serial}", line.device_model))
+        })
+        .collect();
+    if !serials.is_empty() {
+        push(
+            EvidenceKind::ImeiSerialRecord,
+            format!(
+                "Devices shipped on order {}:\n{}",
+                facts.order_reference,
+                serials.join("\n")
+            ),
+        );
+    }
+    if !facts.messages.is_empty() {
+        let mut messages: Vec<&crate::facts::OrderMessage> = facts.messages.iter().collect();
+        messages.sort_by_key(|m| m.sent_at);
+        let lines: Vec<String> = messages
+            .iter()
+            .map(|m| {
+                let author = match m.author {
+                    crate::facts::MessageAuthor::Customer => "customer",
+                    crate::facts::MessageAuthor::Marketplace => "marketplace",
+                    crate::facts::MessageAuthor::Seller => "seller",
+                };
+                format!("[{}] {author} ({}): {}", day(m.sent_at), m.locale.as_str(), m.body)
+            })
+            .collect();
+        push(EvidenceKind::CustomerCommunication, lines.join("\n"));
+    }
+    let policies: Vec<String> = [
+        facts
+            .policies
+            .refund_policy
+            .as_ref()
+            .map(|p| format!("Refund policy shown at checkout: {p}")),
+        facts
+            .policies
+            .warranty_policy
+            .as_ref()
+            .map(|p| format!("Warranty: {p}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !policies.is_empty() {
+        push(EvidenceKind::RefundPolicy, policies.join("\n"));
+    }
+    if let Some(at) = facts.policies.terms_accepted_at {
+        push(
+            EvidenceKind::TermsAccepted,
+            format!(
+                "The customer (account {}) accepted the terms and the refund policy at checkout on {}.",
+                facts.customer.account_id,
+                day(at)
+            ),
+        );
+    }
+    let priors: Vec<String> = facts
+        .prior_transactions
+        .iter()
+        .filter(|p| !p.disputed)
+        .map(|p| format!("{} on {}, {}", p.payment_reference, day(p.paid_at), p.amount))
+        .collect();
+    if !priors.is_empty() {
+        push(
+            EvidenceKind::PriorUndisputedTransactions,
+            format!(
+                "{} earlier payments by the same customer (account {}) were never disputed:\n{}",
+                priors.len(),
+                facts.customer.account_id,
+                priors.join("\n")
+            ),
+        );
+    }
+    let mut cancellation: Vec<String> = Vec::new();
+    if let Some(c) = &facts.cancellation {
+        cancellation.push(format!("Order cancelled on {}: {}", day(c.cancelled_at), c.reason));
+    }
+    for refund in &facts.refunds {
+        cancellation.push(format!(
+            "Refunded {} on {}{}",
+            refund.amount,
+            day(refund.refunded_at),
+            refund
+                .reference
+                .as_ref()
+                .map(|r| format!(" (reference {r})"))
+                .unwrap_or_default()
+        ));
+    }
+    if !cancellation.is_empty() {
+        push(EvidenceKind::Cancellation, cancellation.join("\n"));
+    }
+    drawn
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone};
@@ -925,6 +1132,141 @@ mod tests {
         };
         let p = prior(200, Some("  "), None, Some(""));
         assert!(shared_identifiers(&disputed, &p).is_empty());
+    }
+
+    fn order() -> OrderFacts {
+        use crate::facts::*;
+        OrderFacts {
+            order_reference: "ORD-1".into(),
+            payment_references: vec!["ch_1".into()],
+            placed_at: paid(),
+            total: eur(45_000),
+            seller: SellerFacts {
+                seller_id: "s-1".into(),
+                name: "Refurb Co".into(),
+                email: None,
+                ships_itself: true,
+            },
+            lines: vec![OrderLine {
+                device_model: "iPhone 13 128 GB Midnight".into(),
+                grade: "excellent".into(),
+                imei_or_serial: Some("356789104512345".into()),
+                price: eur(45_000),
+                description: Some("Like new, battery above 90%".into()),
+                grade_report: Some("Battery 92%, no scratches".into()),
+            }],
+            shipment: Some(Shipment {
+                carrier: "Colissimo".into(),
+                tracking_number: "6A123".into(),
+                shipped_at: Some(paid() + Duration::days(1)),
+                delivered_at: Some(paid() + Duration::days(3)),
+                address: address("1 rue de Rivoli"),
+                proof_of_delivery: Some("signature scan".into()),
+                signed_by: Some("J. Doe".into()),
+            }),
+            customer: CustomerFacts {
+                account_id: "cust-1".into(),
+                name: "Jane Doe".into(),
+                email: "jane@example.com".into(),
+                locale: crate::Locale::Fr,
+                account_created_at: paid() - Duration::days(700),
+                previous_orders: 3,
+                previous_disputes: 0,
+            },
+            payment_checks: checks(),
+            prior_transactions: vec![prior(200, Some("203.0.113.7"), None, Some("cust-1")), {
+                let mut p = prior(150, None, None, None);
+                p.disputed = true;
+                p
+            }],
+            messages: vec![OrderMessage {
+                sent_at: paid() + Duration::days(4),
+                author: MessageAuthor::Customer,
+                locale: crate::Locale::Fr,
+                body: "Bien reçu, merci".into(),
+            }],
+            policies: CheckoutPolicies {
+                refund_policy: Some("30 days".into()),
+                warranty_policy: Some("12 months".into()),
+                terms_accepted_at: Some(paid()),
+            },
+            cancellation: None,
+            refunds: vec![],
+        }
+    }
+
+    #[test]
+    fn facts_give_one_item_per_kind_they_speak_of() {
+        let drawn = draw_from_facts(&order());
+        let kinds: Vec<_> = drawn.iter().map(|d| d.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EvidenceKind::ProofOfDelivery,
+                EvidenceKind::Tracking,
+                EvidenceKind::ProductDescription,
+                EvidenceKind::ImeiSerialRecord,
+                EvidenceKind::CustomerCommunication,
+                EvidenceKind::RefundPolicy,
+                EvidenceKind::TermsAccepted,
+                EvidenceKind::PriorUndisputedTransactions,
+            ]
+        );
+        let text = |k| {
+            drawn
+                .iter()
+                .find(|d| d.kind == k)
+                .map(|d| d.text.clone())
+                .unwrap_or_default()
+        };
+        assert!(text(EvidenceKind::ProofOfDelivery).contains("1 rue de Rivoli, 75001 Paris, FR"));
+        assert!(text(EvidenceKind::Tracking).contains("6A123"));
+        assert!(text(EvidenceKind::ImeiSerialRecord).contains("356789104512345"));
+        assert!(text(EvidenceKind::ProductDescription).contains("Battery 92%"));
+        assert!(text(EvidenceKind::CustomerCommunication).contains("Bien reçu"));
+        // The disputed prior payment is left out.
+        assert!(text(EvidenceKind::PriorUndisputedTransactions).starts_with("1 earlier payments"));
+        assert!(drawn.iter().all(|d| evidence_text(Some(&d.text)).is_ok()));
+        // With everything drawn, a not-received claim is complete.
+        let items: Vec<_> = kinds.iter().map(|k| item(*k)).collect();
+        assert_eq!(completeness(DisputeClaim::NotReceived, &items).score, 100);
+    }
+
+    #[test]
+    fn an_unshipped_cancelled_order_gives_its_cancellation_and_no_delivery() {
+        let mut facts = order();
+        facts.shipment = None;
+        facts.messages.clear();
+        facts.cancellation = Some(crate::facts::Cancellation {
+            cancelled_at: paid(),
+            reason: "customer request".into(),
+        });
+        facts.refunds.push(crate::facts::OrderRefund {
+            refunded_at: paid(),
+            amount: eur(45_000),
+            reference: Some("re_1".into()),
+        });
+        facts.messages.push(crate::facts::OrderMessage {
+            sent_at: paid(),
+            author: crate::facts::MessageAuthor::Customer,
+            locale: crate::Locale::En,
+            body: "x".repeat(MAX_EVIDENCE_TEXT_CHARS * 2),
+        });
+        let drawn = draw_from_facts(&facts);
+        assert!(
+            drawn
+                .iter()
+                .all(|d| !matches!(d.kind, EvidenceKind::ProofOfDelivery | EvidenceKind::Tracking))
+        );
+        let cancellation = drawn
+            .iter()
+            .find(|d| d.kind == EvidenceKind::Cancellation)
+            .map(|d| d.text.as_str());
+        assert!(cancellation.is_some_and(|t| t.contains("customer request") && t.contains("re_1")));
+        let long = drawn.iter().find(|d| d.kind == EvidenceKind::CustomerCommunication);
+        assert!(
+            long.is_some_and(|d| d.text.chars().count() == MAX_EVIDENCE_TEXT_CHARS && d.text.ends_with("item limit]"))
+        );
     }
 
     fn any_kind() -> impl Strategy<Value = EvidenceKind> {

@@ -21,9 +21,9 @@ pub use claim::DisputeClaim;
 pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
 pub use error::DomainError;
 pub use evidence::{
-    CompellingEvidence, CompellingEvidenceProgram, Completeness, DisputedPayment, EvidenceContentType, EvidenceFile,
-    EvidenceItem, EvidenceKind, EvidenceSource, Expectation, QualifyingTransaction, SharedIdentifier,
-    compelling_evidence, completeness, expectations,
+    CompellingEvidence, CompellingEvidenceProgram, Completeness, DisputedPayment, DrawnEvidence, EvidenceContentType,
+    EvidenceFile, EvidenceItem, EvidenceKind, EvidenceSource, Expectation, QualifyingTransaction, SharedIdentifier,
+    compelling_evidence, completeness, draw_from_facts, expectations,
 };
 pub use ids::DisputeId;
 pub use machine::{

@@ -6,6 +6,7 @@
 
 mod clock;
 pub mod effects;
+pub mod evidence;
 pub mod ingest;
 pub mod schedules;
 pub mod timers;

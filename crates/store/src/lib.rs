@@ -9,6 +9,7 @@ mod batch;
 mod convert;
 pub mod entity;
 mod error;
+mod evidence;
 mod inbox;
 mod keys;
 mod mailbox;
@@ -18,6 +19,7 @@ mod schedules;
 pub mod testing;
 
 pub use error::StoreError;
+pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
 pub use inbox::{
     ClaimedNotifications, InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, NotificationRecord,
 };

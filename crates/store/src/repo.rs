@@ -301,7 +301,8 @@ impl Store {
         decision: &Decision,
         fence: Option<crate::queue::Fence>,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, fence, None).await
+        self.commit_all(expected_version, after, decision, fence, None, &[])
+            .await
     }
 
     /// [`Store::commit`] that also records the outcome on the inbox row the decision came from, in the same
@@ -313,17 +314,18 @@ impl Store {
         decision: &Decision,
         finish: &crate::inbox::InboxFinish,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, None, Some(finish))
+        self.commit_all(expected_version, after, decision, None, Some(finish), &[])
             .await
     }
 
-    async fn commit_all(
+    pub(crate) async fn commit_all(
         &self,
         expected_version: Option<i64>,
         after: &Dispute,
         decision: &Decision,
         fence: Option<crate::queue::Fence>,
         finish: Option<&crate::inbox::InboxFinish>,
+        evidence: &[crate::evidence::EvidenceWrite],
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
         let row = to_row(after);
@@ -391,6 +393,8 @@ impl Store {
                     }
                 })?;
         }
+        // The evidence rows the events name, in the same transaction as the events.
+        crate::evidence::write(&txn, after.id, evidence).await?;
         let now = after.updated_at;
         // Before the timer instructions: a firing timer is completed first, so that its own command's
         // CancelAll does not cancel it.

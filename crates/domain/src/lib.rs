@@ -5,6 +5,7 @@
 //! means at a given instant, persists the resulting [`Decision`] in one transaction, and folds the events
 //! back with [`apply`].
 
+pub mod defense;
 pub mod dispute;
 pub mod error;
 pub mod evidence;

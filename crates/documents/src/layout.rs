@@ -12,11 +12,18 @@ pub(crate) fn footer(dispute: &DisputeView, what: &str) -> String {
 
 fn timeline_table(entries: &[TimelineView], last: &str) -> Block {
     Block::Table {
-        widths: vec![0.22, 0.25, 0.17, 0.36],
+        widths: vec![0.23, 0.25, 0.17, 0.35],
         header: vec!["When".into(), "What".into(), "By".into(), last.into()],
         rows: entries
             .iter()
-            .map(|e| vec![e.at.clone(), e.what.clone(), e.by.clone(), e.detail.clone().unwrap_or_default()])
+            .map(|e| {
+                vec![
+                    e.at.clone(),
+                    e.what.clone(),
+                    e.by.clone(),
+                    e.detail.clone().unwrap_or_default(),
+                ]
+            })
             .collect(),
     }
 }
@@ -27,7 +34,7 @@ fn dash(value: &Option<String>) -> String {
 
 fn evidence_index(items: &[EvidenceView]) -> Block {
     Block::Table {
-        widths: vec![0.05, 0.18, 0.38, 0.17, 0.09, 0.13],
+        widths: vec![0.04, 0.17, 0.31, 0.24, 0.09, 0.15],
         header: vec![
             "#".into(),
             "Kind".into(),
@@ -45,7 +52,9 @@ fn evidence_index(items: &[EvidenceView]) -> Block {
                     i.description.clone(),
                     dash(&i.file_name),
                     dash(&i.size),
-                    i.sha256_prefix.as_ref().map_or_else(|| "–".to_owned(), |s| format!("{s}…")),
+                    i.sha256_prefix
+                        .as_ref()
+                        .map_or_else(|| "–".to_owned(), |s| format!("{s}…")),
                 ]
             })
             .collect(),
@@ -72,7 +81,12 @@ pub(crate) fn defense(view: &DefenseView) -> Vec<Block> {
         Some(m) => format!("On behalf of {m}, we contest dispute "),
         None => "We contest dispute ".to_owned(),
     };
-    let mut reason = format!("({}, {}, reason code {}", d.stage.to_lowercase(), d.amount, d.reason_code);
+    let mut reason = format!(
+        "({}, {}, reason code {}",
+        d.stage.to_lowercase(),
+        d.amount,
+        d.reason_code
+    );
     if let Some(title) = &d.reason_title {
         reason.push_str(&format!(": {title}"));
     }
@@ -86,10 +100,10 @@ pub(crate) fn defense(view: &DefenseView) -> Vec<Block> {
     for paragraph in &view.paragraphs {
         blocks.push(Block::Paragraph(vec![Span::bold(paragraph.heading.clone())]));
         for point in &paragraph.points {
-            blocks.push(Block::Bullet(vec![Span::regular(point.statement.clone())]));
-            if !point.rests_on.is_empty() {
-                blocks.push(Block::Note(format!("Rests on: {}", point.rests_on.join("; "))));
-            }
+            blocks.push(Block::Bullet {
+                spans: vec![Span::regular(point.statement.clone())],
+                note: (!point.rests_on.is_empty()).then(|| format!("Rests on: {}", point.rests_on.join("; "))),
+            });
         }
         blocks.push(Block::Space(4.0));
     }
@@ -191,7 +205,9 @@ pub(crate) fn case_file(view: &CaseFileView) -> Vec<Block> {
                 });
             }
         }
-        None => blocks.push(Block::Paragraph(vec![Span::regular("The dispute is not linked to an order.")])),
+        None => blocks.push(Block::Paragraph(vec![Span::regular(
+            "The dispute is not linked to an order.",
+        )])),
     }
     blocks.push(Block::Heading("Argument".into()));
     blocks.push(Block::Paragraph(vec![Span::bold(view.position.clone())]));
@@ -211,7 +227,13 @@ pub(crate) fn case_file(view: &CaseFileView) -> Vec<Block> {
     } else {
         blocks.push(Block::Table {
             widths: vec![0.05, 0.2, 0.35, 0.22, 0.18],
-            header: vec!["#".into(), "Kind".into(), "Description".into(), "File".into(), "Added".into()],
+            header: vec![
+                "#".into(),
+                "Kind".into(),
+                "Description".into(),
+                "File".into(),
+                "Added".into(),
+            ],
             rows: view
                 .evidence
                 .iter()

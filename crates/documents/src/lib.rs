@@ -98,7 +98,11 @@ pub fn render_defense(input: &DefenseInput<'_>) -> Result<RenderedDocument, Docu
     let defense = argue(input);
     let view = view::defense(input, &defense);
     let html = html::render("defense.html", &view)?;
-    let pdf = pdf::write(&view.title, &layout::footer(&view.dispute, "Dispute response"), &layout::defense(&view))?;
+    let pdf = pdf::write(
+        &view.title,
+        &layout::footer(&view.dispute, "Dispute response"),
+        &layout::defense(&view),
+    )?;
     Ok(RenderedDocument {
         kind: DocumentKind::Defense,
         html,
@@ -112,7 +116,11 @@ pub fn render_case_file(input: &CaseFileInput<'_>) -> Result<RenderedDocument, D
     let defense = argue(input);
     let view = view::case_file(input, &defense);
     let html = html::render("case_file.html", &view)?;
-    let pdf = pdf::write(&view.title, &layout::footer(&view.dispute, "Case file"), &layout::case_file(&view))?;
+    let pdf = pdf::write(
+        &view.title,
+        &layout::footer(&view.dispute, "Case file"),
+        &layout::case_file(&view),
+    )?;
     Ok(RenderedDocument {
         kind: DocumentKind::CaseFile,
         html,
@@ -122,5 +130,5 @@ pub fn render_case_file(input: &CaseFileInput<'_>) -> Result<RenderedDocument, D
 }
 
 fn argue(input: &DocumentInput<'_>) -> Defense {
-    verdict_domain::defense::argue(input.dispute, input.facts, input.evidence, input.generated_at)
+    verdict_domain::defense::argue(input.dispute, input.facts, input.evidence)
 }

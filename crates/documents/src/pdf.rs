@@ -70,11 +70,16 @@ pub(crate) enum Block {
     Subtitle(String),
     Heading(String),
     Paragraph(Vec<Span>),
-    Bullet(Vec<Span>),
-    /// Small grey text under a bullet: what the point rests on.
-    Note(String),
+    /// A bullet point, with small grey text under it (what the point rests on); kept on one page.
+    Bullet {
+        spans: Vec<Span>,
+        note: Option<String>,
+    },
     /// A customer's words as written, with a label saying who, when and in which language.
-    Quote { label: String, text: String },
+    Quote {
+        label: String,
+        text: String,
+    },
     /// Columns as fractions of the width; the header repeats on each page the table spans.
     Table {
         widths: Vec<f32>,
@@ -84,7 +89,10 @@ pub(crate) enum Block {
     /// Label and value pairs in two columns.
     Facts(Vec<(String, String)>),
     /// A highlighted box (what is missing), one line per entry.
-    Callout { title: String, lines: Vec<String> },
+    Callout {
+        title: String,
+        lines: Vec<String>,
+    },
     Space(f32),
 }
 
@@ -92,7 +100,7 @@ struct Fonts {
     regular: Font,
     bold: Font,
     italic: Font,
-    faces: [ttf_parser::Face<'static>; 3],
+    faces: [rustybuzz::Face<'static>; 3],
 }
 
 fn fonts() -> Result<&'static Fonts, DocumentError> {
@@ -100,7 +108,7 @@ fn fonts() -> Result<&'static Fonts, DocumentError> {
     FONTS
         .get_or_init(|| {
             let font = |bytes: &'static [u8]| Font::new(bytes.into(), 0);
-            let face = |bytes: &'static [u8]| ttf_parser::Face::parse(bytes, 0).ok();
+            let face = |bytes: &'static [u8]| rustybuzz::Face::from_slice(bytes, 0);
             Some(Fonts {
                 regular: font(REGULAR)?,
                 bold: font(BOLD)?,
@@ -121,7 +129,7 @@ impl Fonts {
         }
     }
 
-    fn face(&self, style: Style) -> &ttf_parser::Face<'static> {
+    fn face(&self, style: Style) -> &rustybuzz::Face<'static> {
         match style {
             Style::Regular => &self.faces[0],
             Style::Bold => &self.faces[1],
@@ -129,19 +137,16 @@ impl Fonts {
         }
     }
 
-    /// Width of `text` at `size`, from the glyphs' advances (kerning ignored: lines come out a hair short).
+    /// Width of `text` at `size`, shaped as krilla shapes it (kerning included).
     fn width(&self, style: Style, size: f32, text: &str) -> f32 {
         let face = self.face(style);
-        let units = f32::from(face.units_per_em().max(1));
-        let advance: f32 = text
-            .chars()
-            .map(|c| {
-                face.glyph_index(c)
-                    .and_then(|g| face.glyph_hor_advance(g))
-                    .map_or(f32::from(face.units_per_em()) / 2.0, f32::from)
-            })
-            .sum();
-        advance * size / units
+        let units = face.units_per_em().max(1) as f32;
+        let mut buffer = rustybuzz::UnicodeBuffer::new();
+        buffer.push_str(text);
+        buffer.set_direction(rustybuzz::Direction::LeftToRight);
+        let shaped = rustybuzz::shape(face, &[], buffer);
+        let advance: i64 = shaped.glyph_positions().iter().map(|p| i64::from(p.x_advance)).sum();
+        advance as f32 * size / units
     }
 }
 
@@ -257,7 +262,15 @@ fn wrap(fonts: &Fonts, spans: &[Span], size: f32, width: f32) -> Vec<Line> {
 fn wrap_text(fonts: &Fonts, style: Style, text: &str, size: f32, width: f32) -> Vec<Line> {
     text.lines()
         .flat_map(|l| {
-            let wrapped = wrap(fonts, &[Span { style, text: l.trim_end().to_owned() }], size, width);
+            let wrapped = wrap(
+                fonts,
+                &[Span {
+                    style,
+                    text: l.trim_end().to_owned(),
+                }],
+                size,
+                width,
+            );
             if wrapped.is_empty() { vec![Vec::new()] } else { wrapped }
         })
         .collect()
@@ -361,10 +374,14 @@ impl<'f> Pager<'f> {
                 self.lines(MARGIN_X, &lines, BODY, INK);
                 self.y += 5.0;
             }
-            Block::Bullet(spans) => {
+            Block::Bullet { spans, note } => {
                 let indent = 14.0;
                 let lines = wrap(fonts, spans, BODY, CONTENT_W - indent);
-                self.room(BODY * LEADING);
+                let note_lines = note
+                    .as_deref()
+                    .map(|n| wrap_text(fonts, Style::Regular, n, SMALL, CONTENT_W - indent))
+                    .unwrap_or_default();
+                self.room(lines.len() as f32 * BODY * LEADING + note_lines.len() as f32 * SMALL * LEADING);
                 let baseline = self.y + BODY;
                 self.ops().push(Op::Text {
                     x: MARGIN_X + 3.0,
@@ -375,12 +392,7 @@ impl<'f> Pager<'f> {
                     text: "•".into(),
                 });
                 self.lines(MARGIN_X + indent, &lines, BODY, INK);
-                self.y += 1.5;
-            }
-            Block::Note(text) => {
-                let indent = 14.0;
-                let lines = wrap_text(fonts, Style::Regular, text, SMALL, CONTENT_W - indent);
-                self.lines(MARGIN_X + indent, &lines, SMALL, GREY);
+                self.lines(MARGIN_X + indent, &note_lines, SMALL, GREY);
                 self.y += 3.0;
             }
             Block::Quote { label, text } => {
@@ -397,7 +409,11 @@ impl<'f> Pager<'f> {
                         page = self.pages.len();
                     }
                 }
-                let top = if page == self.pages.len() && self.y > start { start } else { MARGIN_TOP };
+                let top = if page == self.pages.len() && self.y > start {
+                    start
+                } else {
+                    MARGIN_TOP
+                };
                 let bottom = self.y;
                 self.ops().push(Op::Rect {
                     x: MARGIN_X + 2.0,
@@ -511,7 +527,10 @@ impl<'f> Pager<'f> {
             });
         };
         let header_h = row_height(&header_lines);
-        let first_h = rows.first().map(|r| row_height(&cell_lines(r, Style::Regular))).unwrap_or(0.0);
+        let first_h = rows
+            .first()
+            .map(|r| row_height(&cell_lines(r, Style::Regular)))
+            .unwrap_or(0.0);
         self.room(header_h + first_h);
         draw_row(self, &header_lines, Some(SHADE));
         for row in rows {
@@ -559,7 +578,12 @@ fn draw(surface: &mut Surface<'_>, fonts: &Fonts, op: &Op) {
                 TextDirection::LeftToRight,
             );
         }
-        Op::Line { from, to, width, color: c } => {
+        Op::Line {
+            from,
+            to,
+            width,
+            color: c,
+        } => {
             let mut path = PathBuilder::new();
             path.move_to(from.0, from.1);
             path.line_to(to.0, to.1);
@@ -654,9 +678,7 @@ pub(crate) fn write(title: &str, footer: &str, blocks: &[Block]) -> Result<Vec<u
         surface.finish();
         page.finish();
     }
-    document
-        .finish()
-        .map_err(|e| DocumentError::Pdf(format!("{e:?}")))
+    document.finish().map_err(|e| DocumentError::Pdf(format!("{e:?}")))
 }
 
 #[cfg(test)]
@@ -670,14 +692,20 @@ mod tests {
         let lines = wrap(fonts, &[Span::regular(text.clone())], BODY, 200.0);
         assert!(lines.len() > 5);
         for line in &lines {
-            let width: f32 = line.iter().map(|(x, s, t)| x + fonts.width(*s, BODY, t)).fold(0.0, f32::max);
+            let width: f32 = line
+                .iter()
+                .map(|(x, s, t)| x + fonts.width(*s, BODY, t))
+                .fold(0.0, f32::max);
             assert!(width <= 200.5, "{width}");
         }
         let joined: Vec<String> = lines
             .iter()
             .map(|l| l.iter().map(|(_, _, t)| t.as_str()).collect::<String>())
             .collect();
-        assert_eq!(joined.join(" ").split_whitespace().count(), text.split_whitespace().count());
+        assert_eq!(
+            joined.join(" ").split_whitespace().count(),
+            text.split_whitespace().count()
+        );
     }
 
     #[test]
@@ -698,7 +726,9 @@ mod tests {
             header: vec!["A".into(), "B".into()],
             rows,
         }];
-        let Ok(pdf) = write("t", "f", &blocks) else { panic!("pdf") };
+        let Ok(pdf) = write("t", "f", &blocks) else {
+            panic!("pdf")
+        };
         assert!(pdf.starts_with(b"%PDF-"));
         let Ok(fonts) = fonts() else { panic!("fonts") };
         let mut pager = Pager::new(fonts);

@@ -252,12 +252,10 @@ fn points(defense: &Defense, items: &[EvidenceItem]) -> Vec<ParagraphView> {
                         .iter()
                         .map(|basis| match basis {
                             Basis::Fact { label, value } => format!("{label}: {value}"),
-                            Basis::Evidence { item_id, kind } => {
-                                match items.iter().position(|i| i.id == *item_id) {
-                                    Some(n) => format!("Evidence {} ({})", n + 1, kind_label(*kind).to_lowercase()),
-                                    None => kind_label(*kind).to_owned(),
-                                }
-                            }
+                            Basis::Evidence { item_id, kind } => match items.iter().position(|i| i.id == *item_id) {
+                                Some(n) => format!("Evidence {} ({})", n + 1, kind_label(*kind)),
+                                None => kind_label(*kind).to_owned(),
+                            },
                         })
                         .collect(),
                 })
@@ -347,23 +345,33 @@ fn describe(change: &Change, internal: bool) -> Option<(String, Option<String>)>
                 parts.push(format!("status {} → {}", status(*from), status(*to)));
             }
             if stage_from != stage_to {
-                parts.push(format!("stage {} → {}", status_stage(*stage_from), status_stage(*stage_to)));
+                parts.push(format!(
+                    "stage {} → {}",
+                    status_stage(*stage_from),
+                    status_stage(*stage_to)
+                ));
             }
             if let Some(d) = due_by_to {
                 parts.push(format!("respond by {}", format_time(*d)));
             }
-            ("Processor update".to_owned(), Some(parts.join("; ")).filter(|p| !p.is_empty()))
+            (
+                "Processor update".to_owned(),
+                Some(parts.join("; ")).filter(|p| !p.is_empty()),
+            )
         }
         Change::OutcomeReceived { to, .. } => (format!("Outcome: {}", status(*to)), None),
-        Change::OutcomeOverridden { to, .. } if internal => (format!("Outcome recorded by a lead: {}", status(*to)), None),
+        Change::OutcomeOverridden { to, .. } if internal => {
+            (format!("Outcome recorded by a lead: {}", status(*to)), None)
+        }
         Change::Assigned { to, .. } if internal => (
             "Assigned".to_owned(),
             Some(to.clone().unwrap_or_else(|| "nobody".to_owned())),
         ),
         Change::NoteAdded { note } if internal => ("Note".to_owned(), Some(one_line(note, 400))),
-        Change::ReminderRecorded { hours_before } if internal => {
-            ("Deadline reminder".to_owned(), Some(format!("{hours_before} h before acting")))
-        }
+        Change::ReminderRecorded { hours_before } if internal => (
+            "Deadline reminder".to_owned(),
+            Some(format!("{hours_before} h before acting")),
+        ),
         Change::OutcomeEscalated if internal => ("Overdue outcome escalated".to_owned(), None),
         Change::ActByPassed { .. } if internal => ("Act-by time passed".to_owned(), None),
         other if internal => (title_case(other.kind().as_str()), None),
@@ -375,10 +383,15 @@ fn status_stage(stage: verdict_domain::Stage) -> String {
     title_case(stage.as_str()).to_lowercase()
 }
 
-fn dispute_timeline(input: &DocumentInput<'_>, internal: bool) -> Vec<(DateTime<Utc>, TimelineView)> {
+fn dispute_timeline(
+    input: &DocumentInput<'_>,
+    internal: bool,
+    keep: impl Fn(&DisputeEvent) -> bool,
+) -> Vec<(DateTime<Utc>, TimelineView)> {
     input
         .events
         .iter()
+        .filter(|e| keep(e))
         .filter_map(|event| {
             let (what, detail) = describe(&event.change, internal)?;
             let by = if internal {
@@ -454,7 +467,11 @@ fn order_timeline(facts: &OrderFacts) -> Vec<(DateTime<Utc>, TimelineView)> {
         ));
     }
     for refund in &facts.refunds {
-        out.push(entry(refund.refunded_at, "Refund issued", Some(refund.amount.to_string())));
+        out.push(entry(
+            refund.refunded_at,
+            "Refund issued",
+            Some(refund.amount.to_string()),
+        ));
     }
     if let Some(c) = &facts.cancellation {
         out.push(entry(c.cancelled_at, "Order cancelled", Some(one_line(&c.reason, 200))));
@@ -470,12 +487,15 @@ fn sorted(mut entries: Vec<(DateTime<Utc>, TimelineView)>) -> Vec<TimelineView> 
 
 pub(crate) fn defense(input: &DocumentInput<'_>, defense: &Defense) -> DefenseView {
     let dispute = dispute_view(input.dispute);
-    let mut timeline = dispute_timeline(input, false);
+    let mut timeline = dispute_timeline(input, false, |_| true);
     if let Some(facts) = input.facts {
         timeline.extend(order_timeline(facts));
     }
     DefenseView {
-        title: format!("Dispute response – {} case {}", dispute.processor, dispute.processor_dispute_id),
+        title: format!(
+            "Dispute response – {} case {}",
+            dispute.processor, dispute.processor_dispute_id
+        ),
         generated_at: format_time(input.generated_at),
         merchant: input.facts.map(|f| f.seller.name.clone()),
         position: defense.position.clone(),
@@ -503,10 +523,7 @@ pub(crate) fn case_file(input: &DocumentInput<'_>, defense: &Defense) -> CaseFil
             customer.push(("Name".to_owned(), f.customer.name.clone()));
         }
         customer.push(("Account".to_owned(), f.customer.account_id.clone()));
-        customer.push((
-            "Account opened".to_owned(),
-            format_date(f.customer.account_created_at),
-        ));
+        customer.push(("Account opened".to_owned(), format_date(f.customer.account_created_at)));
         customer.push((
             "History".to_owned(),
             format!(
@@ -518,7 +535,10 @@ pub(crate) fn case_file(input: &DocumentInput<'_>, defense: &Defense) -> CaseFil
             ("Order".to_owned(), f.order_reference.clone()),
             ("Placed".to_owned(), format_time(f.placed_at)),
             ("Total".to_owned(), f.total.to_string()),
-            ("Seller".to_owned(), format!("{} ({})", f.seller.name, f.seller.seller_id)),
+            (
+                "Seller".to_owned(),
+                format!("{} ({})", f.seller.name, f.seller.seller_id),
+            ),
         ];
         match &f.shipment {
             Some(s) => {
@@ -526,7 +546,9 @@ pub(crate) fn case_file(input: &DocumentInput<'_>, defense: &Defense) -> CaseFil
                 facts.push(("Delivery address".to_owned(), s.address.one_line()));
                 facts.push((
                     "Delivered".to_owned(),
-                    s.delivered_at.map(format_time).unwrap_or_else(|| "not recorded".to_owned()),
+                    s.delivered_at
+                        .map(format_time)
+                        .unwrap_or_else(|| "not recorded".to_owned()),
                 ));
             }
             None => facts.push(("Shipment".to_owned(), "none recorded".to_owned())),
@@ -558,21 +580,23 @@ pub(crate) fn case_file(input: &DocumentInput<'_>, defense: &Defense) -> CaseFil
                 .collect(),
         }
     });
-    let all = dispute_timeline(input, true);
-    let decisions = all
-        .iter()
-        .filter(|(_, _)| true)
-        .zip(input.events.iter().filter(|e| describe(&e.change, true).is_some()))
-        .filter(|(_, event)| event.actor.kind == ActorKind::Analyst || event.reason.is_some())
-        .map(|((_, view), _)| view.clone())
-        .collect();
-    let mut timeline = all;
+    // Decisions: what people did, and whatever was done with a stated reason.
+    let decisions = dispute_timeline(input, true, |e| {
+        e.actor.kind == ActorKind::Analyst || e.reason.is_some()
+    })
+    .into_iter()
+    .map(|(_, view)| view)
+    .collect();
+    let mut timeline = dispute_timeline(input, true, |_| true);
     if let Some(facts) = input.facts {
         timeline.extend(order_timeline(facts));
     }
     let dispute = dispute_view(d);
     CaseFileView {
-        title: format!("Case file – {} case {}", dispute.processor, dispute.processor_dispute_id),
+        title: format!(
+            "Case file – {} case {}",
+            dispute.processor, dispute.processor_dispute_id
+        ),
         generated_at: format_time(input.generated_at),
         customer,
         order,

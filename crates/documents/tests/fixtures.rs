@@ -11,8 +11,9 @@ use verdict_domain::facts::{
 };
 use verdict_domain::machine::{Action, Actor, Command, apply, decide, open, replay};
 use verdict_domain::{
-    CardNetwork, Currency, Customer, CustomerEmail, CustomerName, Dispute, DisputeEvent, DisputeId, EvidenceContentType,
-    EvidenceFile, EvidenceItem, EvidenceKind, EvidenceSource, Locale, Money, NewDispute, Processor, ReasonCode, Stage,
+    CardNetwork, Currency, Customer, CustomerEmail, CustomerName, Dispute, DisputeEvent, DisputeId,
+    EvidenceContentType, EvidenceFile, EvidenceItem, EvidenceKind, EvidenceSource, Locale, Money, NewDispute,
+    Processor, ReasonCode, Stage,
 };
 
 pub fn at(day: i64, hour: i64) -> DateTime<Utc> {
@@ -148,16 +149,35 @@ pub fn case(locale: Locale) -> Case {
     };
     let id = DisputeId::from_uuid(uuid(1_000 + locale as u128));
     let processor = Actor::processor(Processor::Stripe);
-    let decision = open(id, &Command::new(processor, Action::Open(Box::new(new))), at(30, 0))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let decision =
+        open(id, &Command::new(processor, Action::Open(Box::new(new))), at(30, 0)).unwrap_or_else(|e| panic!("{e}"));
     let mut events = decision.events;
     let mut dispute = replay(&events).unwrap_or_else(|| panic!("replay"));
     let analyst = Actor::analyst("camille");
     for (hour, command) in [
         (2, Command::new(Actor::system("triage"), Action::Triage { queue: None })),
-        (3, Command::new(analyst.clone(), Action::Assign { assignee: Some("camille".into()) })),
-        (5, Command::new(analyst.clone(), Action::StartEvidenceGathering).because("the order is delivered; we fight")),
-        (6, Command::new(analyst.clone(), Action::AddNote { note: "Carrier confirmed the signature by phone.".into() })),
+        (
+            3,
+            Command::new(
+                analyst.clone(),
+                Action::Assign {
+                    assignee: Some("camille".into()),
+                },
+            ),
+        ),
+        (
+            5,
+            Command::new(analyst.clone(), Action::StartEvidenceGathering).because("the order is delivered; we fight"),
+        ),
+        (
+            6,
+            Command::new(
+                analyst.clone(),
+                Action::AddNote {
+                    note: "Carrier confirmed the signature by phone.".into(),
+                },
+            ),
+        ),
     ] {
         let decision = decide(&dispute, &command, at(30, hour)).unwrap_or_else(|e| panic!("{e}"));
         for event in decision.events {
@@ -186,9 +206,11 @@ pub fn case(locale: Locale) -> Case {
                  at least 85%, unlocked, with a 12-month warranty."
                     .into(),
             ),
-            grade_report: Some("Battery health 91%. Screen: no scratches. Housing: two micro-marks on the frame. \
+            grade_report: Some(
+                "Battery health 91%. Screen: no scratches. Housing: two micro-marks on the frame. \
                                 Face ID, cameras, speakers: pass."
-                .into()),
+                    .into(),
+            ),
         }],
         shipment: Some(Shipment {
             carrier: "Colissimo".into(),
@@ -252,9 +274,11 @@ pub fn case(locale: Locale) -> Case {
             },
         ],
         policies: CheckoutPolicies {
-            refund_policy: Some("Returns accepted within 30 days of delivery; refunds within 14 days of receiving \
+            refund_policy: Some(
+                "Returns accepted within 30 days of delivery; refunds within 14 days of receiving \
                                  the return."
-                .into()),
+                    .into(),
+            ),
             warranty_policy: Some("12-month warranty: repair, replacement or refund of a faulty device.".into()),
             terms_accepted_at: Some(at(0, 0)),
         },
@@ -304,7 +328,12 @@ pub fn case(locale: Locale) -> Case {
             Some("Listing and technician's grade report"),
             Some(("listing-and-grade-report.pdf", 96_210, EvidenceContentType::Pdf)),
         ),
-        item(4, EvidenceKind::ImeiSerialRecord, Some("IMEI 356789104563218 recorded at dispatch"), None),
+        item(
+            4,
+            EvidenceKind::ImeiSerialRecord,
+            Some("IMEI 356789104563218 recorded at dispatch"),
+            None,
+        ),
         item(
             5,
             EvidenceKind::Photos,
@@ -317,8 +346,18 @@ pub fn case(locale: Locale) -> Case {
             Some("Two earlier payments from the same IP address and device, never disputed"),
             None,
         ),
-        item(7, EvidenceKind::RefundPolicy, Some("Refund policy shown at checkout"), None),
-        item(8, EvidenceKind::CustomerCommunication, Some("Messages with the customer"), None),
+        item(
+            7,
+            EvidenceKind::RefundPolicy,
+            Some("Refund policy shown at checkout"),
+            None,
+        ),
+        item(
+            8,
+            EvidenceKind::CustomerCommunication,
+            Some("Messages with the customer"),
+            None,
+        ),
     ];
     Case {
         dispute,

@@ -9,7 +9,9 @@ use verdict_domain::Locale;
 use crate::fixtures::case;
 
 fn check(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         return;
@@ -21,7 +23,7 @@ fn check(name: &str, actual: &str) {
             .lines()
             .zip(actual.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(|| expected.lines().count().min(actual.lines().count()), |n| n);
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
         panic!(
             "{name} differs from the golden file at line {}:\n expected: {:?}\n   actual: {:?}\n(UPDATE_GOLDEN=1 \
              regenerates it)",
@@ -66,7 +68,11 @@ fn customer_messages_are_quoted_in_their_language_and_marked_as_such() {
     assert!(doc.html.contains(r#"<blockquote lang="fr">"#), "{}", doc.html);
     assert!(doc.html.contains("original language: French"));
     // Quoted as written (escaped for HTML, never translated).
-    assert!(doc.html.contains("je n&#x27;ai jamais reçu le téléphone commandé"), "{}", doc.html);
+    assert!(
+        doc.html.contains("je n&#x27;ai jamais reçu le téléphone commandé"),
+        "{}",
+        doc.html
+    );
     let english = render_defense(&crate::fixtures::case(Locale::En).input()).unwrap_or_else(|e| panic!("{e}"));
     assert!(english.html.contains(r#"<blockquote lang="en">"#));
     assert!(!english.html.contains("original language"));
@@ -78,5 +84,9 @@ fn what_a_customer_wrote_cannot_inject_markup() {
     case.facts.messages[0].body = "<script>alert(1)</script> & <b>bold</b>".into();
     let doc = render_defense(&case.input()).unwrap_or_else(|e| panic!("{e}"));
     assert!(!doc.html.contains("<script>"));
-    assert!(doc.html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "{}", doc.html);
+    assert!(
+        doc.html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "{}",
+        doc.html
+    );
 }

@@ -73,39 +73,12 @@ pub fn format_date(at: DateTime<Utc>) -> String {
 // The rules.
 // ---------------------------------------------------------------------------------------------------------
 
-use crate::facts::{MessageAuthor, OrderFacts, PriorTransaction};
-use crate::{Dispute, EvidenceItem};
-
-/// What the cardholder claims, which decides the argument.
-pub use self::claim::DisputeClaim;
-
-mod claim {
-    //! Stand-in until the evidence rules' `DisputeClaim` lands; replaced by it at merge.
-    use crate::{Dispute, ReasonCategory};
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-    pub enum DisputeClaim {
-        NotReceived,
-        NotAsDescribed,
-        Fraud,
-        CreditNotProcessed,
-        Cancelled,
-        DuplicateOrProcessingError,
-        Authorization,
-        General,
-    }
-
-    impl DisputeClaim {
-        pub fn of(dispute: &Dispute) -> Self {
-            match dispute.reason_code.category() {
-                ReasonCategory::Fraud => DisputeClaim::Fraud,
-                ReasonCategory::Authorization => DisputeClaim::Authorization,
-                ReasonCategory::ProcessingError => DisputeClaim::DuplicateOrProcessingError,
-                ReasonCategory::ConsumerDispute => DisputeClaim::General,
-            }
-        }
-    }
-}
+use crate::evidence::{
+    CE_MAX_DAYS_BEFORE, CE_MIN_DAYS_BEFORE, CE_MIN_QUALIFYING, CompellingEvidence, CompellingEvidenceProgram,
+    DisputedPayment, SharedIdentifier, compelling_evidence, shared_identifiers,
+};
+use crate::facts::{MessageAuthor, OrderFacts};
+use crate::{Dispute, DisputeClaim, EvidenceItem};
 
 /// Characters of a quoted text (a listing, a policy) kept in a point.
 const QUOTE_CHARS: usize = 300;
@@ -185,9 +158,9 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// The argument a defense of `dispute` makes, from what the file holds at `now`.
-pub fn argue(dispute: &Dispute, facts: Option<&OrderFacts>, evidence: &[EvidenceItem], now: DateTime<Utc>) -> Defense {
-    let claim = DisputeClaim::of(dispute);
+/// The argument a defense of `dispute` makes, from what the file holds.
+pub fn argue(dispute: &Dispute, facts: Option<&OrderFacts>, evidence: &[EvidenceItem]) -> Defense {
+    let claim = DisputeClaim::of_dispute(dispute);
     let mut b = Builder {
         evidence,
         paragraphs: Vec::new(),
@@ -208,7 +181,7 @@ pub fn argue(dispute: &Dispute, facts: Option<&OrderFacts>, evidence: &[Evidence
     let position = match claim {
         DisputeClaim::NotReceived => not_received(&mut b, facts),
         DisputeClaim::NotAsDescribed => not_as_described(&mut b, facts),
-        DisputeClaim::Fraud => fraud(&mut b, facts, now),
+        DisputeClaim::Fraud => fraud(&mut b, facts, dispute),
         DisputeClaim::CreditNotProcessed => credit_not_processed(&mut b, facts, dispute),
         DisputeClaim::Cancelled => cancelled(&mut b, facts),
         DisputeClaim::DuplicateOrProcessingError => processing_error(&mut b, facts, dispute),
@@ -227,8 +200,14 @@ pub fn argue(dispute: &Dispute, facts: Option<&OrderFacts>, evidence: &[Evidence
 fn delivery(b: &mut Builder<'_>, facts: &OrderFacts) -> bool {
     let p = b.paragraph("Delivery to the address on the order");
     let Some(shipment) = &facts.shipment else {
-        b.missing("The shipment: carrier and tracking number", "to show the order was sent");
-        b.missing("The delivery date and the carrier's proof of delivery", "to show the order arrived");
+        b.missing(
+            "The shipment: carrier and tracking number",
+            "to show the order was sent",
+        );
+        b.missing(
+            "The delivery date and the carrier's proof of delivery",
+            "to show the order arrived",
+        );
         return false;
     };
     let address = shipment.address.one_line();
@@ -239,7 +218,10 @@ fn delivery(b: &mut Builder<'_>, facts: &OrderFacts) -> bool {
             facts.order_reference,
             format_date(facts.placed_at)
         ),
-        vec![fact("Order", facts.order_reference.clone()), fact("Delivery address", address.clone())],
+        vec![
+            fact("Order", facts.order_reference.clone()),
+            fact("Delivery address", address.clone()),
+        ],
     );
     let mut sent = vec![
         fact("Carrier", shipment.carrier.clone()),
@@ -377,7 +359,9 @@ fn not_as_described(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
                 rests.extend(b.evidence_of(&[EvidenceKind::ImeiSerialRecord]));
                 b.point(
                     condition,
-                    format!("The device shipped is identified by IMEI or serial number {id}, recorded before dispatch."),
+                    format!(
+                        "The device shipped is identified by IMEI or serial number {id}, recorded before dispatch."
+                    ),
                     rests,
                 );
             }
@@ -400,7 +384,10 @@ fn not_as_described(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
         offered = true;
         b.point(
             ret,
-            format!("The warranty shown at checkout offers a repair, replacement or return: \"{}\"", quote(warranty)),
+            format!(
+                "The warranty shown at checkout offers a repair, replacement or return: \"{}\"",
+                quote(warranty)
+            ),
             vec![fact("Warranty policy", quote(warranty))],
         );
     }
@@ -410,17 +397,27 @@ fn not_as_described(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
         rests.extend(b.evidence_of(&[EvidenceKind::RefundPolicy]));
         b.point(
             ret,
-            format!("The refund policy shown at checkout lets the customer return the device: \"{}\"", quote(refund)),
+            format!(
+                "The refund policy shown at checkout lets the customer return the device: \"{}\"",
+                quote(refund)
+            ),
             rests,
         );
     }
     if let Some(at) = policies.terms_accepted_at {
         let mut rests = vec![fact("Terms accepted", format_time(at))];
         rests.extend(b.evidence_of(&[EvidenceKind::TermsAccepted]));
-        b.point(ret, format!("The customer accepted these terms on {}.", format_time(at)), rests);
+        b.point(
+            ret,
+            format!("The customer accepted these terms on {}.", format_time(at)),
+            rests,
+        );
     }
     if !offered {
-        b.missing("The return and warranty terms offered to the customer", "to show a return was offered");
+        b.missing(
+            "The return and warranty terms offered to the customer",
+            "to show a return was offered",
+        );
     }
     if facts.shipment.as_ref().and_then(|s| s.delivered_at).is_some() {
         delivery(b, facts);
@@ -440,9 +437,7 @@ fn check_meaning(check: &str, value: &str) -> String {
         ("AVS", "N") => Some("no match"),
         ("CVV", "M" | "Y" | "PASS" | "MATCH") => Some("the security code matches"),
         ("CVV", "N" | "FAIL") => Some("the security code does not match"),
-        ("3-D Secure", "AUTHENTICATED" | "Y" | "SUCCEEDED") => {
-            Some("the cardholder was authenticated by the issuer")
-        }
+        ("3-D Secure", "AUTHENTICATED" | "Y" | "SUCCEEDED") => Some("the cardholder was authenticated by the issuer"),
         ("3-D Secure", "ATTEMPTED" | "A") => Some("authentication was attempted"),
         _ => None,
     };
@@ -452,28 +447,31 @@ fn check_meaning(check: &str, value: &str) -> String {
     }
 }
 
-fn shares_identifier(prior: &PriorTransaction, facts: &OrderFacts) -> Vec<Basis> {
-    let checks = &facts.payment_checks;
-    let mut shared = Vec::new();
-    if let (Some(a), Some(b)) = (&prior.ip_address, &checks.ip_address)
-        && a == b
-    {
-        shared.push(fact("IP address", a.clone()));
+/// A shared identifier as a fact of the disputed purchase.
+fn shared_fact(shared: SharedIdentifier, facts: &OrderFacts) -> (String, Basis) {
+    let value = |v: Option<&String>| v.cloned().unwrap_or_default();
+    match shared {
+        SharedIdentifier::IpAddress => (
+            "IP address".to_owned(),
+            fact("IP address", value(facts.payment_checks.ip_address.as_ref())),
+        ),
+        SharedIdentifier::DeviceId => (
+            "device".to_owned(),
+            fact("Device", value(facts.payment_checks.device_id.as_ref())),
+        ),
+        SharedIdentifier::AccountId => ("account".to_owned(), fact("Account", facts.customer.account_id.clone())),
+        SharedIdentifier::ShippingAddress => (
+            "shipping address".to_owned(),
+            fact(
+                "Shipping address",
+                facts
+                    .shipment
+                    .as_ref()
+                    .map(|s| s.address.one_line())
+                    .unwrap_or_default(),
+            ),
+        ),
     }
-    if let (Some(a), Some(b)) = (&prior.device_id, &checks.device_id)
-        && a == b
-    {
-        shared.push(fact("Device", a.clone()));
-    }
-    if let (Some(a), Some(s)) = (&prior.shipping_address, &facts.shipment)
-        && a.one_line() == s.address.one_line()
-    {
-        shared.push(fact("Shipping address", a.one_line()));
-    }
-    if prior.account_id.as_deref() == Some(facts.customer.account_id.as_str()) {
-        shared.push(fact("Account", facts.customer.account_id.clone()));
-    }
-    shared
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -485,7 +483,43 @@ fn english_list(items: &[String]) -> String {
     }
 }
 
-fn fraud(b: &mut Builder<'_>, facts: &OrderFacts, now: DateTime<Utc>) -> String {
+/// The compelling-evidence programme's verdict, stated only when the reason code falls under one.
+fn compelling(b: &mut Builder<'_>, p: usize, ce: &CompellingEvidence) {
+    let Some(program) = ce.program else { return };
+    let name = match program {
+        CompellingEvidenceProgram::VisaCe3 => "Visa Compelling Evidence 3.0",
+        CompellingEvidenceProgram::MastercardFirstPartyTrust => "Mastercard First-Party Trust",
+    };
+    if ce.eligible {
+        let mut rests: Vec<Basis> = ce
+            .qualifying
+            .iter()
+            .map(|q| {
+                fact(
+                    "Qualifying payment",
+                    format!("{} ({} days before)", q.payment_reference, q.days_before),
+                )
+            })
+            .collect();
+        rests.push(fact("Programme", name));
+        b.point(
+            p,
+            format!(
+                "{} of these payments were made {CE_MIN_DAYS_BEFORE} to {CE_MAX_DAYS_BEFORE} days before the disputed \
+                 one and share its IP address or device and another identifier: the dispute qualifies for {name}.",
+                ce.qualifying.len()
+            ),
+            rests,
+        );
+    } else {
+        b.missing(
+            &format!("{CE_MIN_QUALIFYING} earlier payments that qualify for {name}"),
+            &ce.reason,
+        );
+    }
+}
+
+fn fraud(b: &mut Builder<'_>, facts: &OrderFacts, dispute: &Dispute) -> String {
     let auth = b.paragraph("How the payment was authenticated");
     let checks = &facts.payment_checks;
     let mut authenticated = false;
@@ -511,7 +545,11 @@ fn fraud(b: &mut Builder<'_>, facts: &OrderFacts, now: DateTime<Utc>) -> String 
     }
     let history = b.paragraph("The cardholder's device, network and account history");
     if let Some(ip) = &checks.ip_address {
-        b.point(history, format!("The order was placed from IP address {ip}."), vec![fact("IP address", ip.clone())]);
+        b.point(
+            history,
+            format!("The order was placed from IP address {ip}."),
+            vec![fact("IP address", ip.clone())],
+        );
     }
     if let Some(device) = &checks.device_id {
         b.point(
@@ -521,7 +559,10 @@ fn fraud(b: &mut Builder<'_>, facts: &OrderFacts, now: DateTime<Utc>) -> String 
         );
     }
     if checks.ip_address.is_none() && checks.device_id.is_none() {
-        b.missing("The IP address and device of the purchase", "to compare the purchase with the cardholder's history");
+        b.missing(
+            "The IP address and device of the purchase",
+            "to compare the purchase with the cardholder's history",
+        );
     }
     let c = &facts.customer;
     b.point(
@@ -539,32 +580,21 @@ fn fraud(b: &mut Builder<'_>, facts: &OrderFacts, now: DateTime<Utc>) -> String 
         ],
     );
     let priors = b.paragraph("Earlier undisputed payments by the same cardholder");
-    let mut sharing = 0;
-    let mut eligible_age = 0;
+    let disputed = DisputedPayment::of_order(facts);
     let prior_evidence = b.evidence_of(&[EvidenceKind::PriorUndisputedTransactions]);
+    let mut sharing = 0;
     for prior in facts.prior_transactions.iter().filter(|p| !p.disputed) {
-        let shared = shares_identifier(prior, facts);
+        let shared = shared_identifiers(&disputed, prior);
         if shared.is_empty() {
             continue;
         }
         sharing += 1;
-        let age = (now - prior.paid_at).num_days();
-        if (120..=365).contains(&age) {
-            eligible_age += 1;
-        }
-        let names: Vec<String> = shared
-            .iter()
-            .filter_map(|s| match s {
-                Basis::Fact { label, .. } if label == "IP address" => Some(label.clone()),
-                Basis::Fact { label, .. } => Some(label.to_lowercase()),
-                Basis::Evidence { .. } => None,
-            })
-            .collect();
+        let (names, bases): (Vec<String>, Vec<Basis>) = shared.iter().map(|s| shared_fact(*s, facts)).unzip();
         let mut rests = vec![
             fact("Payment", prior.payment_reference.clone()),
             fact("Paid", format_date(prior.paid_at)),
         ];
-        rests.extend(shared);
+        rests.extend(bases);
         rests.extend(prior_evidence.iter().cloned());
         b.point(
             priors,
@@ -578,19 +608,12 @@ fn fraud(b: &mut Builder<'_>, facts: &OrderFacts, now: DateTime<Utc>) -> String 
             rests,
         );
     }
+    let ce = compelling_evidence(&dispute.reason_code, &disputed, &facts.prior_transactions);
+    compelling(b, priors, &ce);
     if sharing == 0 {
         b.missing(
             "Earlier undisputed payments sharing the purchase's IP address, device or address",
             "to show the cardholder made this purchase as they made earlier ones",
-        );
-    } else if eligible_age >= 2 {
-        b.point(
-            priors,
-            format!(
-                "{eligible_age} of these payments are 120 to 365 days old, as Visa's Compelling Evidence 3.0 asks \
-                 of prior transactions."
-            ),
-            vec![fact("Qualifying prior payments", eligible_age.to_string())],
         );
     }
     b.expect_evidence(
@@ -630,7 +653,11 @@ fn refund_points(b: &mut Builder<'_>, facts: &OrderFacts, p: usize) -> i64 {
                 "A refund of {} was made on {}{}.",
                 refund.amount,
                 format_date(refund.refunded_at),
-                refund.reference.as_ref().map(|r| format!(" (reference {r})")).unwrap_or_default()
+                refund
+                    .reference
+                    .as_ref()
+                    .map(|r| format!(" (reference {r})"))
+                    .unwrap_or_default()
             ),
             rests,
         );
@@ -641,19 +668,33 @@ fn refund_points(b: &mut Builder<'_>, facts: &OrderFacts, p: usize) -> i64 {
 fn policy_points(b: &mut Builder<'_>, facts: &OrderFacts, p: usize) -> bool {
     let policies = &facts.policies;
     let Some(policy) = &policies.refund_policy else {
-        b.missing("The refund policy shown at checkout", "to show which refunds the customer is owed");
+        b.missing(
+            "The refund policy shown at checkout",
+            "to show which refunds the customer is owed",
+        );
         return false;
     };
     let mut rests = vec![fact("Refund policy", quote(policy))];
     rests.extend(b.evidence_of(&[EvidenceKind::RefundPolicy]));
-    b.point(p, format!("The refund policy shown at checkout says: \"{}\"", quote(policy)), rests);
+    b.point(
+        p,
+        format!("The refund policy shown at checkout says: \"{}\"", quote(policy)),
+        rests,
+    );
     match policies.terms_accepted_at {
         Some(at) => {
             let mut rests = vec![fact("Terms accepted", format_time(at))];
             rests.extend(b.evidence_of(&[EvidenceKind::TermsAccepted]));
-            b.point(p, format!("The customer accepted it on {} before paying.", format_time(at)), rests);
+            b.point(
+                p,
+                format!("The customer accepted it on {} before paying.", format_time(at)),
+                rests,
+            );
         }
-        None => b.missing("When the customer accepted the terms", "to show the policy was agreed to"),
+        None => b.missing(
+            "When the customer accepted the terms",
+            "to show the policy was agreed to",
+        ),
     }
     true
 }
@@ -663,7 +704,10 @@ fn credit_not_processed(b: &mut Builder<'_>, facts: &OrderFacts, dispute: &Dispu
     let refunded = refund_points(b, facts, p);
     let policy = b.paragraph("Refund policy");
     let has_policy = policy_points(b, facts, policy);
-    let currency_matches = facts.refunds.iter().all(|r| r.amount.currency() == dispute.amount.currency());
+    let currency_matches = facts
+        .refunds
+        .iter()
+        .all(|r| r.amount.currency() == dispute.amount.currency());
     if refunded > 0 && currency_matches && refunded >= dispute.amount.minor_units() {
         "The disputed amount was already refunded to the cardholder; no credit remains due.".to_owned()
     } else if refunded > 0 {
@@ -688,7 +732,11 @@ fn cancelled(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
             rests.extend(b.evidence_of(&[EvidenceKind::Cancellation]));
             b.point(
                 p,
-                format!("The order was cancelled on {}: {}", format_time(c.cancelled_at), quote(&c.reason)),
+                format!(
+                    "The order was cancelled on {}: {}",
+                    format_time(c.cancelled_at),
+                    quote(&c.reason)
+                ),
                 rests,
             );
             if let Some(shipped) = facts.shipment.as_ref().and_then(|s| s.shipped_at)
@@ -742,7 +790,8 @@ fn processing_error(b: &mut Builder<'_>, facts: &OrderFacts, dispute: &Dispute) 
             fact("Order total", facts.total.to_string()),
         ],
     );
-    if facts.total.currency() == dispute.amount.currency() && facts.total.minor_units() == dispute.amount.minor_units() {
+    if facts.total.currency() == dispute.amount.currency() && facts.total.minor_units() == dispute.amount.minor_units()
+    {
         b.point(
             p,
             "The amount charged is the order's total.".to_owned(),
@@ -760,7 +809,11 @@ fn processing_error(b: &mut Builder<'_>, facts: &OrderFacts, dispute: &Dispute) 
 fn authorization(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
     let p = b.paragraph("Authorisation");
     let checks = &facts.payment_checks;
-    for (label, value) in [("AVS", &checks.avs_result), ("CVV", &checks.cvv_result), ("3-D Secure", &checks.three_d_secure)] {
+    for (label, value) in [
+        ("AVS", &checks.avs_result),
+        ("CVV", &checks.cvv_result),
+        ("3-D Secure", &checks.three_d_secure),
+    ] {
         if let Some(v) = value {
             b.point(
                 p,
@@ -769,7 +822,10 @@ fn authorization(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
             );
         }
     }
-    b.missing("The authorisation code and date of the payment", "to show the issuer approved the payment");
+    b.missing(
+        "The authorisation code and date of the payment",
+        "to show the issuer approved the payment",
+    );
     "The payment was approved by the card issuer at authorisation.".to_owned()
 }
 
@@ -785,7 +841,11 @@ fn general(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
 }
 
 fn correspondence(b: &mut Builder<'_>, facts: &OrderFacts) {
-    let from_customer: Vec<_> = facts.messages.iter().filter(|m| m.author == MessageAuthor::Customer).collect();
+    let from_customer: Vec<_> = facts
+        .messages
+        .iter()
+        .filter(|m| m.author == MessageAuthor::Customer)
+        .collect();
     let p = b.paragraph("Correspondence");
     if let Some(first) = from_customer.first() {
         let mut rests = vec![

@@ -5,6 +5,7 @@
 //! means at a given instant, persists the resulting [`Decision`] in one transaction, and folds the events
 //! back with [`apply`].
 
+pub mod claim;
 pub mod defense;
 pub mod dispute;
 pub mod error;
@@ -16,12 +17,17 @@ pub mod money;
 pub mod personal;
 pub mod reason;
 
+pub use claim::DisputeClaim;
 pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
 pub use error::DomainError;
-pub use evidence::{EvidenceContentType, EvidenceFile, EvidenceItem, EvidenceKind, EvidenceSource};
+pub use evidence::{
+    CompellingEvidence, CompellingEvidenceProgram, Completeness, DisputedPayment, EvidenceContentType, EvidenceFile,
+    EvidenceItem, EvidenceKind, EvidenceSource, Expectation, QualifyingTransaction, SharedIdentifier,
+    compelling_evidence, completeness, expectations,
+};
 pub use ids::DisputeId;
 pub use machine::{
-    Action, Actor, ActorKind, Change, Command, Decision, DisputeEvent, EventKind, StepKind, StepRequest,
+    Action, Actor, ActorKind, Change, Command, Decision, DisputeEvent, EventKind, EvidenceRef, StepKind, StepRequest,
     TimerInstruction, TimerKind, apply, decide, expiry_at, is_outcome, open, opened, processor_transition_allowed,
     replay, transition_allowed,
 };

@@ -7,7 +7,11 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Dispute, DisputeId, DomainError, NewDispute, Processor, Queue, Stage, Status};
+use uuid::Uuid;
+
+use crate::{
+    Dispute, DisputeId, DomainError, EvidenceKind, EvidenceSource, NewDispute, Processor, Queue, Stage, Status,
+};
 
 /// Reminders before the act-by time, in hours.
 pub const REMINDER_HOURS: [i64; 3] = [72, 24, 4];
@@ -213,6 +217,23 @@ pub enum Action {
     /// The internal act-by time passed with nothing the deadline policy could submit or accept (a timer):
     /// recorded and the assignee told; the dispute stays open until the processor's own deadline.
     RecordActByPassed,
+    /// Evidence items were added (typed, uploaded, or drawn from the marketplace facts in one action). The
+    /// content is stored beside the event, in the evidence table; the event names only kinds and ids.
+    AddEvidence {
+        items: Vec<EvidenceRef>,
+        source: EvidenceSource,
+    },
+    /// An evidence item is withdrawn from the defense; it stays stored, marked removed.
+    RemoveEvidence {
+        item: EvidenceRef,
+    },
+}
+
+/// An evidence item as the event log names it: its id and kind, never its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRef {
+    pub item_id: Uuid,
+    pub kind: EvidenceKind,
 }
 
 /// A command: an action, who asks for it and why.
@@ -310,6 +331,13 @@ pub enum Change {
     ActByPassed {
         due_by: DateTime<Utc>,
     },
+    EvidenceAdded {
+        items: Vec<EvidenceRef>,
+        source: EvidenceSource,
+    },
+    EvidenceRemoved {
+        item: EvidenceRef,
+    },
 }
 
 /// The name of an event in the history, as clients see it.
@@ -338,6 +366,8 @@ pub enum EventKind {
     OutcomeReceived,
     OutcomeOverridden,
     ActByPassed,
+    EvidenceAdded,
+    EvidenceRemoved,
 }
 
 impl EventKind {
@@ -365,6 +395,8 @@ impl EventKind {
             EventKind::OutcomeReceived => "outcome_received",
             EventKind::OutcomeOverridden => "outcome_overridden",
             EventKind::ActByPassed => "act_by_passed",
+            EventKind::EvidenceAdded => "evidence_added",
+            EventKind::EvidenceRemoved => "evidence_removed",
         }
     }
 }
@@ -397,6 +429,8 @@ impl Change {
             Change::OutcomeReceived { .. } => EventKind::OutcomeReceived,
             Change::OutcomeOverridden { .. } => EventKind::OutcomeOverridden,
             Change::ActByPassed { .. } => EventKind::ActByPassed,
+            Change::EvidenceAdded { .. } => EventKind::EvidenceAdded,
+            Change::EvidenceRemoved { .. } => EventKind::EvidenceRemoved,
         }
     }
 
@@ -414,7 +448,9 @@ impl Change {
             | Change::NoteAdded { .. }
             | Change::ReminderRecorded { .. }
             | Change::OutcomeEscalated
-            | Change::ActByPassed { .. } => None,
+            | Change::ActByPassed { .. }
+            | Change::EvidenceAdded { .. }
+            | Change::EvidenceRemoved { .. } => None,
         }
     }
 }
@@ -606,6 +642,17 @@ fn flagged(reason: Option<String>, flag: Option<String>) -> Option<String> {
         (reason, None) => reason,
         (None, flag) => flag,
     }
+}
+
+/// Evidence can change while the defense is being prepared: an open dispute not yet submitted.
+fn evidence_open(dispute: &Dispute) -> Result<(), DomainError> {
+    if !dispute.status.is_open() || dispute.status == Status::Submitted {
+        return Err(DomainError::InvalidInput(format!(
+            "the evidence of a {} dispute can no longer change",
+            dispute.status
+        )));
+    }
+    Ok(())
 }
 
 /// Opens a new dispute: the first event of its log.
@@ -1032,6 +1079,20 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             }
             Change::ActByPassed { due_by }
         }
+        Action::AddEvidence { items, source } => {
+            evidence_open(dispute)?;
+            if items.is_empty() {
+                return Err(DomainError::invalid("no evidence to add"));
+            }
+            Change::EvidenceAdded {
+                items: items.clone(),
+                source: *source,
+            }
+        }
+        Action::RemoveEvidence { item } => {
+            evidence_open(dispute)?;
+            Change::EvidenceRemoved { item: *item }
+        }
     };
     let event = DisputeEvent {
         dispute_id: dispute.id,
@@ -1131,7 +1192,10 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         Change::NoteAdded { .. }
         | Change::ReminderRecorded { .. }
         | Change::OutcomeEscalated
-        | Change::ActByPassed { .. } => {}
+        | Change::ActByPassed { .. }
+        // Evidence lives in its own table; the projection only counts the version.
+        | Change::EvidenceAdded { .. }
+        | Change::EvidenceRemoved { .. } => {}
     }
     dispute.version = event.version;
     dispute.updated_at = event.at;

@@ -119,6 +119,8 @@ pub struct ReasonCode {
 struct CatalogueEntry {
     title: String,
     category: ReasonCategory,
+    /// Stripe's generic reason for the code (the catalogue's last column): what the cardholder claims.
+    stripe_reason: String,
 }
 
 type Catalogue = HashMap<(CardNetwork, String), CatalogueEntry>;
@@ -171,7 +173,7 @@ fn catalogue() -> &'static Catalogue {
         for line in CATALOGUE_CSV.lines().skip(1) {
             let fields: Vec<&str> = line.split(',').collect();
             // The file is ours and checked by a test; a malformed row is skipped rather than aborting start-up.
-            if let [network, code, title @ .., category, _stripe_reason] = fields.as_slice()
+            if let [network, code, title @ .., category, stripe_reason] = fields.as_slice()
                 && let (Ok(network), Ok(category)) = (network.parse::<CardNetwork>(), category.parse())
             {
                 map.insert(
@@ -179,6 +181,7 @@ fn catalogue() -> &'static Catalogue {
                     CatalogueEntry {
                         title: title.join(","),
                         category,
+                        stripe_reason: stripe_reason.trim().to_owned(),
                     },
                 );
             }
@@ -272,6 +275,17 @@ impl ReasonCode {
         catalogue()
             .get(&(self.network, self.code.clone()))
             .map(|entry| entry.title.as_str())
+    }
+
+    /// Stripe's generic reason for the code (`fraudulent`, `product_not_received`, ...), where the catalogue
+    /// has the code; for network `other` the code is itself the generic reason.
+    pub fn stripe_reason(&self) -> Option<&str> {
+        if self.network == CardNetwork::Other && GENERIC_REASONS.iter().any(|(name, _)| *name == self.code) {
+            return Some(self.code.as_str());
+        }
+        catalogue()
+            .get(&(self.network, self.code.clone()))
+            .map(|entry| entry.stripe_reason.as_str())
     }
 }
 

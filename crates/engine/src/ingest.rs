@@ -337,6 +337,8 @@ fn action_label(action: &Action) -> String {
         ),
         Action::OverrideOutcome { to, .. } => format!("override outcome to {to}"),
         Action::RecordActByPassed => "act-by time passed".into(),
+        Action::AddEvidence { .. } => "add evidence".into(),
+        Action::RemoveEvidence { .. } => "remove evidence".into(),
     }
 }
 

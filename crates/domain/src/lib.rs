@@ -6,6 +6,7 @@
 //! back with [`apply`].
 
 pub mod claim;
+pub mod defense;
 pub mod dispute;
 pub mod error;
 pub mod evidence;

@@ -35,6 +35,7 @@ mod reconcile;
 mod sandbox;
 mod seller;
 mod stripe;
+mod submission;
 mod templates;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub use reconcile::{LOOKBACK_DAYS, MAX_PAGES, StripeReconciler, synthetic_event}
 pub use sandbox::{SandboxProcessor, sandbox_outcome};
 pub use seller::{SellerChannel, SellerNotice, SellerWebhook, sign_webhook, verify_webhook_signature};
 pub use stripe::StripeApi;
+pub use submission::{StoredSubmission, SubmissionSource};
 pub use templates::{MessageExtras, MessageKind, RenderedMessage, Templates, format_amount};
 
 fn nonblank(value: &Option<String>) -> Option<&str> {
@@ -255,6 +257,9 @@ pub struct Effects {
     mailbox: Mailbox,
     templates: Arc<Templates>,
     sandbox_outcome_delay: Duration,
+    /// Builds what a submission sends from stored evidence, the defense document and the order facts; without
+    /// one, a submission sends what its step's payload holds.
+    submissions: Option<Arc<dyn SubmissionSource>>,
 }
 
 impl Effects {
@@ -354,6 +359,7 @@ impl Effects {
             mailbox,
             templates: Arc::new(Templates::new()),
             sandbox_outcome_delay: Duration::seconds(config::DEFAULT_SANDBOX_OUTCOME_DELAY_SECS as i64),
+            submissions: None,
         }
     }
 
@@ -382,6 +388,12 @@ impl Effects {
 
     pub fn with_seller_channel(mut self, seller: Arc<dyn SellerChannel>) -> Self {
         self.seller = seller;
+        self
+    }
+
+    /// Submissions are built from stored evidence, the defense document and the order facts.
+    pub fn with_submissions(mut self, submissions: Arc<dyn SubmissionSource>) -> Self {
+        self.submissions = Some(submissions);
         self
     }
 
@@ -424,10 +436,15 @@ impl Effects {
     }
 
     async fn submit_evidence(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
-        // The step's own payload, if any (the actions that build submissions from stored evidence and the
-        // defense document replace this).
-        let submission = Evidence::from_payload(ctx.payload.as_ref())?.into_submission()?;
+        // The processor first: a step that waits for an adapter reads and renders nothing.
         let api = self.processor_for(&ctx.dispute)?;
+        // A step with its own evidence payload sends that; otherwise the stored evidence, the defense document and
+        // the order facts, read now.
+        let has_payload = ctx.payload.as_ref().is_some_and(|p| !p.is_null());
+        let submission = match &self.submissions {
+            Some(source) if !has_payload => source.submission(&ctx.dispute).await?,
+            _ => Evidence::from_payload(ctx.payload.as_ref())?.into_submission()?,
+        };
         let reply = api
             .submit_evidence(&ctx.dispute, &submission, &ctx.idempotency_key)
             .await?;

@@ -1,7 +1,12 @@
 //! Stripe: form-encoded requests with the secret key as a bearer token and the step's idempotency key in
 //! `Idempotency-Key`.
 //!
-//! - evidence: `POST /v1/disputes/{id}` with `evidence[...]` fields and `submit=true`
+//! - evidence: each file uploaded (`POST {files}/v1/files`, multipart, `purpose=dispute_evidence`, key
+//!   `<step key>:file:<document|item-N>`), then `POST /v1/disputes/{id}` with `evidence[...]` text fields (customer,
+//!   shipping and policy fields from the order facts, items' texts by kind, the rest in `uncategorized_text`),
+//!   file fields (one file id each: the defense document in `uncategorized_file`, items by kind in
+//!   `shipping_documentation`, `customer_communication`, `refund_policy`, `cancellation_policy`...; a file
+//!   with no free field is not sent and is logged as a count) and `submit=true`
 //! - accept: `POST /v1/disputes/{id}/close`
 //! - refund: `POST /v1/refunds` with `payment_intent` (`pi_...`) or `charge` (`ch_...`, `py_...`), `amount`
 //!   and `metadata[verdict_dispute_id]`
@@ -14,7 +19,8 @@
 //! `pending` or `requires_action` one is waited for (a transient failure, checked again at the next try); a
 //! `failed` or `canceled` one paid nothing and does not count. Before an acceptance Verdict reads the dispute
 //! (`GET /v1/disputes/{id}`): once it is closed (`lost`, `won`, `warning_closed`, `charge_refunded`) there is
-//! nothing left to accept. A refund answered `pending` is likewise not yet a success: the step succeeds (and
+//! nothing left to accept; before evidence it reads the dispute too: once it is under review or closed the
+//! evidence is not sent again. A refund answered `pending` is likewise not yet a success: the step succeeds (and
 //! the customer is told) only once Stripe says `succeeded`.
 
 use reqwest::header::CONTENT_TYPE;

@@ -761,3 +761,82 @@ async fn configured_processors_replace_the_sandbox_only_for_their_disputes() {
         assert_eq!(done, StepOutcome::done(), "{}", h.label);
     }
 }
+
+#[tokio::test]
+async fn from_config_sends_paypal_and_braintree_disputes_to_their_adapters() {
+    for h in harnesses().await {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/paypal/v1/oauth2/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "tok", "expires_in": 3600})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/paypal/v1/customer/disputes/PP-D-9"))
+            .and(header("Authorization", "Bearer tok"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "RESOLVED"})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/bt/merchants/mid_9/disputes/bt9"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("<dispute><status>accepted</status></dispute>"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let mut config = EffectsConfig::default();
+        config.processors.paypal_client_id = Some("client".into());
+        config.processors.paypal_client_secret = Some("secret".into());
+        config.processors.paypal_base_url = format!("{}/paypal", server.uri());
+        config.processors.braintree_merchant_id = Some("mid_9".into());
+        config.processors.braintree_public_key = Some("pub".into());
+        config.processors.braintree_private_key = Some("priv".into());
+        config.processors.braintree_base_url = format!("{}/bt", server.uri());
+        let effects = Effects::from_config(&config, h.engine.store().clone(), h.clock.clone()).unwrap();
+
+        let mut on_paypal = dispute(
+            Processor::Paypal,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Accepted,
+        );
+        on_paypal.processor_dispute_id = "PP-D-9".into();
+        let mut on_braintree = dispute(
+            Processor::Braintree,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Accepted,
+        );
+        on_braintree.processor_dispute_id = "bt9".into();
+        for d in [on_paypal, on_braintree] {
+            let outcome = effects
+                .perform(&ctx(StepKind::AcceptAtProcessor, d, None))
+                .await
+                .unwrap();
+            assert_eq!(outcome, StepOutcome::done(), "{}", h.label);
+        }
+        server.verify().await;
+        // Only half the credentials: no adapter, the step waits.
+        config.processors.braintree_private_key = None;
+        let effects = Effects::from_config(&config, h.engine.store().clone(), h.clock.clone()).unwrap();
+        let d = dispute(
+            Processor::Braintree,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Accepted,
+        );
+        let err = effects
+            .perform(&ctx(StepKind::AcceptAtProcessor, d, None))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("waiting_for_adapter") && err.to_string().contains("braintree_private_key"),
+            "{}: {err}",
+            h.label
+        );
+    }
+}

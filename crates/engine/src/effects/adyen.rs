@@ -1,15 +1,22 @@
-//! Adyen: JSON requests with `X-API-Key` and the step's idempotency key in `Idempotency-Key`.
+//! Adyen: JSON requests with `X-API-Key` and the step's idempotency key in `Idempotency-Key` (at most 64
+//! characters: a longer key is sent as its SHA-256, the same on every try).
 //!
-//! - evidence: Disputes API `POST {disputes}/supplyDefenseDocument` (when the payload carries documents), then
-//!   `POST {disputes}/defendDispute` with a defense reason code. The two calls use the step's key with
-//!   `:documents` and `:defend` appended, so each is idempotent on its own and a retry repeats neither.
+//! - evidence: `POST {disputes}/retrieveApplicableDefenseReasons`; Verdict chooses the reason whose required
+//!   document types the submission can meet ([`choose_defense`]: the defense document stands for the generic
+//!   `DefenseMaterial` and for `AlternativeRequired` types, item files for the types of
+//!   [`DOCUMENT_TYPES_BY_KIND`]), then `POST {disputes}/supplyDefenseDocument` once per document type (base64
+//!   content, key `<step key>:documents:<type>`), then `POST {disputes}/defendDispute` with that reason (key
+//!   `<step key>:defend`). Document types the answer marks `available` (supplied by an earlier try) are not
+//!   supplied again. A dispute no reason of which can be met gets nothing sent: a permanent failure naming
+//!   what each reason needs.
 //! - accept: `POST {disputes}/acceptDispute`
 //! - refund: Checkout API `POST {checkout}/payments/{paymentPspReference}/refunds` with `amount` and
 //!   `merchantAccount`
 //!
 //! ## What Adyen cannot be asked
 //! Unlike Stripe, Adyen offers no call that lists a payment's refunds or reads a dispute's status, so a refund
-//! or acceptance cannot be checked before it is sent again. What protects a retry is the idempotency key, which
+//! or acceptance cannot be checked before it is sent again (the defense reasons tell only which documents are
+//! already supplied, not whether the dispute was defended). What protects a retry is the idempotency key, which
 //! Adyen keeps for at least 31 days (its API idempotency documentation): a lead's retry within that time is
 //! harmless, a retry after it could refund twice. A refund is also asynchronous at Adyen (`status: received`;
 //! the result comes in a `REFUND` webhook, which Verdict does not process yet), so a received refund is
@@ -270,7 +277,7 @@ impl ProcessorApi for AdyenApi {
                 "adyen: retrieving the applicable defense reasons",
                 format!("{}/retrieveApplicableDefenseReasons", self.disputes_url),
                 &Value::Object(self.dispute_body(dispute)),
-                &adyen_key(&format!("{idempotency_key}:reasons")),
+                &format!("{idempotency_key}:reasons"),
             )
             .await?;
         let reasons: Vec<DefenseReason> = reasons
@@ -298,7 +305,7 @@ impl ProcessorApi for AdyenApi {
                 "adyen: supplying defense documents",
                 format!("{}/supplyDefenseDocument", self.disputes_url),
                 &Value::Object(body),
-                &adyen_key(&format!("{idempotency_key}:documents:{code}")),
+                &format!("{idempotency_key}:documents:{code}"),
             )
             .await?;
         }
@@ -308,7 +315,7 @@ impl ProcessorApi for AdyenApi {
             "adyen: defending the dispute",
             format!("{}/defendDispute", self.disputes_url),
             &Value::Object(body),
-            &adyen_key(&format!("{idempotency_key}:defend")),
+            &format!("{idempotency_key}:defend"),
         )
         .await?;
         Ok(ProcessorReply {

@@ -5,15 +5,15 @@
 //!
 //! | system | trait | real adapter | local default |
 //! |---|---|---|---|
-//! | processor API (evidence, accept, refund) | [`ProcessorApi`] | [`StripeApi`], [`AdyenApi`] | none: the step waits for an adapter ([`WAITING_FOR_ADAPTER`]); [`SandboxProcessor`] only with `sandbox` (demo, tests) |
+//! | processor API (evidence, accept, refund) | [`ProcessorApi`] | [`StripeApi`], [`AdyenApi`], [`PaypalApi`], [`BraintreeApi`] | none: the step waits for an adapter ([`WAITING_FOR_ADAPTER`]); [`SandboxProcessor`] only with `sandbox` (demo, tests) |
 //! | mail to customers | [`Mailer`] | [`SmtpMailer`] | [`Mailbox`] (a table shown in GraphQL) |
 //! | seller channel | [`SellerChannel`] | [`SellerWebhook`] (HMAC-signed) | [`Mailbox`] |
 //! | assignee notices | — | — | [`Mailbox`] |
 //!
 //! The sandbox processor invents outcomes (every refund and acceptance done, won or lost by a fixed rule), so
 //! it is used only when the configuration says `sandbox = true`, which `verdict demo` does and `verdict serve`
-//! refuses. Without it, a processor step for a processor that has no adapter (PayPal, Braintree, manual
-//! disputes, Stripe or Adyen without credentials) is dead-lettered at once with a `waiting_for_adapter: ...`
+//! refuses. Without it, a processor step for a processor that has no adapter (manual disputes, or any
+//! processor without credentials) is dead-lettered at once with a `waiting_for_adapter: ...`
 //! reason, visible in GraphQL (`deadLetteredSteps`, `Dispute.steps`): nothing is sent, nothing succeeds, no
 //! outcome is invented, and a lead retries it once the adapter is configured.
 //!
@@ -23,6 +23,19 @@
 //! Every call carries the step's idempotency key where the outside system sees it (the processor's
 //! `Idempotency-Key` header, the mailbox's unique message id, the webhook's header and body), so a step that
 //! is retried after a crash is performed effectively once.
+//!
+//! ## Submissions and processors
+//! Evidence reaches a processor as one processor-neutral [`Submission`] (the defense document, typed evidence
+//! items, the order facts); each adapter maps it to its processor's format:
+//!
+//! | processor | evidence | accept | refund | idempotency; what is read before re-sending |
+//! |---|---|---|---|---|
+//! | Stripe | each file `POST files.stripe.com/v1/files`, then `POST /v1/disputes/{id}` with `evidence[...]` text and file fields, `submit=true` | `POST /v1/disputes/{id}/close` | `POST /v1/refunds` | `Idempotency-Key` (~24 h; uploads `<key>:file:<slot>`); the dispute (evidence, acceptance), the payment's refunds |
+//! | Adyen | `supplyDefenseDocument` (base64, type codes of the reason chosen from `retrieveApplicableDefenseReasons`), `defendDispute` | `acceptDispute` | Checkout `payments/{psp}/refunds` | `Idempotency-Key` (≤ 64 chars, 31 days; not declared by the Disputes API); the reasons' `available` document types |
+//! | PayPal | `provide-evidence` (multipart `input` JSON + `evidence-file`) | `accept-claim` | `POST /v2/payments/captures/{id}/refund` | `PayPal-Request-Id` (refunds: 45 days); the dispute's status |
+//! | Braintree | text evidence, document upload + file evidence, `finalize` (XML as the Ruby SDK renders it) | `PUT /disputes/{id}/accept` | `POST /transactions/{id}/refund` | refund `api-request-key`; the dispute's status and its attached evidence |
+//!
+//! A processor's `Retry-After` becomes [`StepError::RetryAfter`], and the worker does not try again sooner.
 
 mod adyen;
 mod braintree;

@@ -1,7 +1,13 @@
 //! Stripe: form-encoded requests with the secret key as a bearer token and the step's idempotency key in
 //! `Idempotency-Key`.
 //!
-//! - evidence: `POST /v1/disputes/{id}` with `evidence[...]` fields and `submit=true`
+//! - evidence: each file uploaded (`POST {files}/v1/files`, multipart, `purpose=dispute_evidence`, key
+//!   `<step key>:file:<document|item-N>`), then `POST /v1/disputes/{id}` with `evidence[...]` text fields (customer,
+//!   shipping and policy fields from the order facts, items' texts by kind, the rest in `uncategorized_text`),
+//!   file fields (one file id each: the defense document in `uncategorized_file`, items by kind in
+//!   `shipping_documentation`, `customer_communication`, `refund_policy`, `cancellation_policy`...; a file
+//!   with no free field is not sent and is logged as a count), Visa Compelling Evidence 3.0 when the dispute
+//!   read first lists it in `enhanced_eligibility_types` ([`compelling_evidence_3`]), and `submit=true`
 //! - accept: `POST /v1/disputes/{id}/close`
 //! - refund: `POST /v1/refunds` with `payment_intent` (`pi_...`) or `charge` (`ch_...`, `py_...`), `amount`
 //!   and `metadata[verdict_dispute_id]`
@@ -14,7 +20,8 @@
 //! `pending` or `requires_action` one is waited for (a transient failure, checked again at the next try); a
 //! `failed` or `canceled` one paid nothing and does not count. Before an acceptance Verdict reads the dispute
 //! (`GET /v1/disputes/{id}`): once it is closed (`lost`, `won`, `warning_closed`, `charge_refunded`) there is
-//! nothing left to accept. A refund answered `pending` is likewise not yet a success: the step succeeds (and
+//! nothing left to accept; before evidence it reads the dispute too: once it is under review or closed the
+//! evidence is not sent again. A refund answered `pending` is likewise not yet a success: the step succeeds (and
 //! the customer is told) only once Stripe says `succeeded`.
 
 use reqwest::header::CONTENT_TYPE;
@@ -459,6 +466,109 @@ pub(crate) fn stripe_evidence<'a>(dispute: &Dispute, submission: &'a Submission)
     StripeEvidence { text, files, left_out }
 }
 
+/// Where Visa Compelling Evidence 3.0 fields go.
+const CE3: &str = "evidence[enhanced_evidence][visa_compelling_evidence_3]";
+
+fn address_fields(prefix: &str, address: &verdict_domain::facts::Address, out: &mut Vec<(String, String)>) {
+    let mut lines = address.lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty());
+    if let Some(line1) = lines.next() {
+        out.push((format!("{prefix}[shipping_address][line1]"), at_most(line1, 5_000)));
+    }
+    let rest = lines.collect::<Vec<_>>().join(", ");
+    if !rest.is_empty() {
+        out.push((format!("{prefix}[shipping_address][line2]"), at_most(&rest, 5_000)));
+    }
+    for (field, value) in [
+        ("postal_code", &address.postal_code),
+        ("city", &address.city),
+        ("country", &address.country),
+    ] {
+        if !value.trim().is_empty() {
+            out.push((
+                format!("{prefix}[shipping_address][{field}]"),
+                at_most(value.trim(), 5_000),
+            ));
+        }
+    }
+}
+
+/// Visa Compelling Evidence 3.0, sent only when Stripe lists the dispute as eligible
+/// (`enhanced_eligibility_types`): the disputed payment's identifiers and exactly two prior undisputed
+/// Stripe charges, paid 120 to 365 days before the order, that share its IP address or device id (the two
+/// most recent). Without two such charges nothing is sent and the ordinary evidence stands alone.
+pub(crate) fn compelling_evidence_3(submission: &Submission) -> Vec<(String, String)> {
+    let Some(facts) = submission.facts.as_ref() else {
+        return Vec::new();
+    };
+    let checks = &facts.payment_checks;
+    let shares = |ip: &Option<String>, device: &Option<String>| {
+        let same = |a: &Option<String>, b: &Option<String>| matches!((a.as_deref(), b.as_deref()), (Some(a), Some(b)) if !a.trim().is_empty() && a.trim() == b.trim());
+        same(ip, &checks.ip_address) || same(device, &checks.device_id)
+    };
+    let mut priors: Vec<_> = facts
+        .prior_transactions
+        .iter()
+        .filter(|p| !p.disputed)
+        .filter(|p| p.payment_reference.starts_with("ch_") || p.payment_reference.starts_with("py_"))
+        .filter(|p| {
+            let age = facts.placed_at - p.paid_at;
+            age >= chrono::Duration::days(120) && age <= chrono::Duration::days(365)
+        })
+        .filter(|p| shares(&p.ip_address, &p.device_id))
+        .collect();
+    if priors.len() < 2 {
+        return Vec::new();
+    }
+    priors.sort_by_key(|p| std::cmp::Reverse(p.paid_at));
+    let mut out = Vec::new();
+    let disputed = format!("{CE3}[disputed_transaction]");
+    let put = |out: &mut Vec<(String, String)>, prefix: &str, field: &str, value: Option<&str>| {
+        if let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) {
+            out.push((format!("{prefix}[{field}]"), at_most(value, 5_000)));
+        }
+    };
+    put(
+        &mut out,
+        &disputed,
+        "customer_account_id",
+        Some(&facts.customer.account_id),
+    );
+    put(&mut out, &disputed, "customer_device_id", checks.device_id.as_deref());
+    put(
+        &mut out,
+        &disputed,
+        "customer_email_address",
+        Some(&facts.customer.email),
+    );
+    put(
+        &mut out,
+        &disputed,
+        "customer_purchase_ip",
+        checks.ip_address.as_deref(),
+    );
+    put(&mut out, &disputed, "merchandise_or_services", Some("merchandise"));
+    put(
+        &mut out,
+        &disputed,
+        "product_description",
+        facts.lines.first().map(|l| l.device_model.as_str()),
+    );
+    if let Some(shipment) = &facts.shipment {
+        address_fields(&disputed, &shipment.address, &mut out);
+    }
+    for (index, prior) in priors.into_iter().take(2).enumerate() {
+        let prefix = format!("{CE3}[prior_undisputed_transactions][{index}]");
+        put(&mut out, &prefix, "charge", Some(&prior.payment_reference));
+        put(&mut out, &prefix, "customer_account_id", prior.account_id.as_deref());
+        put(&mut out, &prefix, "customer_device_id", prior.device_id.as_deref());
+        put(&mut out, &prefix, "customer_purchase_ip", prior.ip_address.as_deref());
+        if let Some(address) = &prior.shipping_address {
+            address_fields(&prefix, address, &mut out);
+        }
+    }
+    out
+}
+
 impl StripeApi {
     /// Uploads one evidence file (`POST {files}/v1/files`, `purpose=dispute_evidence`); answers its id.
     async fn upload(&self, file: &SubmissionFile, idempotency_key: &str) -> Result<String, StepError> {
@@ -521,6 +631,13 @@ impl ProcessorApi for StripeApi {
             );
         }
         let mut form = evidence.form(dispute);
+        let ce3_eligible = current
+            .get("enhanced_eligibility_types")
+            .and_then(Value::as_array)
+            .is_some_and(|types| types.iter().any(|t| t.as_str() == Some("visa_compelling_evidence_3")));
+        if ce3_eligible {
+            form.extend(compelling_evidence_3(submission));
+        }
         for upload in &evidence.files {
             let file_id = self
                 .upload(upload.file, &format!("{idempotency_key}:file:{}", upload.slot))

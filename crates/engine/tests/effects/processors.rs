@@ -761,3 +761,213 @@ async fn configured_processors_replace_the_sandbox_only_for_their_disputes() {
         assert_eq!(done, StepOutcome::done(), "{}", h.label);
     }
 }
+
+#[tokio::test]
+async fn from_config_sends_paypal_and_braintree_disputes_to_their_adapters() {
+    for h in harnesses().await {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/paypal/v1/oauth2/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "tok", "expires_in": 3600})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/paypal/v1/customer/disputes/PP-D-9"))
+            .and(header("Authorization", "Bearer tok"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "RESOLVED"})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/bt/merchants/mid_9/disputes/bt9"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("<dispute><status>accepted</status></dispute>"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let mut config = EffectsConfig::default();
+        config.processors.paypal_client_id = Some("client".into());
+        config.processors.paypal_client_secret = Some("secret".into());
+        config.processors.paypal_base_url = format!("{}/paypal", server.uri());
+        config.processors.braintree_merchant_id = Some("mid_9".into());
+        config.processors.braintree_public_key = Some("pub".into());
+        config.processors.braintree_private_key = Some("priv".into());
+        config.processors.braintree_base_url = format!("{}/bt", server.uri());
+        let effects = Effects::from_config(&config, h.engine.store().clone(), h.clock.clone()).unwrap();
+
+        let mut on_paypal = dispute(
+            Processor::Paypal,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Accepted,
+        );
+        on_paypal.processor_dispute_id = "PP-D-9".into();
+        let mut on_braintree = dispute(
+            Processor::Braintree,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Accepted,
+        );
+        on_braintree.processor_dispute_id = "bt9".into();
+        for d in [on_paypal, on_braintree] {
+            let outcome = effects
+                .perform(&ctx(StepKind::AcceptAtProcessor, d, None))
+                .await
+                .unwrap();
+            assert_eq!(outcome, StepOutcome::done(), "{}", h.label);
+        }
+        server.verify().await;
+        // Only half the credentials: no adapter, the step waits.
+        config.processors.braintree_private_key = None;
+        let effects = Effects::from_config(&config, h.engine.store().clone(), h.clock.clone()).unwrap();
+        let d = dispute(
+            Processor::Braintree,
+            CardNetwork::Visa,
+            "13.1",
+            Stage::Chargeback,
+            Status::Accepted,
+        );
+        let err = effects
+            .perform(&ctx(StepKind::AcceptAtProcessor, d, None))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("waiting_for_adapter") && err.to_string().contains("braintree_private_key"),
+            "{}: {err}",
+            h.label
+        );
+    }
+}
+
+/// A prior payment of the customer, `days` before the order.
+fn prior(
+    reference: &str,
+    days: i64,
+    ip: Option<&str>,
+    device: Option<&str>,
+    disputed: bool,
+) -> verdict_domain::facts::PriorTransaction {
+    let facts = super::order_facts();
+    verdict_domain::facts::PriorTransaction {
+        payment_reference: reference.into(),
+        paid_at: facts.placed_at - chrono::Duration::days(days),
+        amount: facts.total,
+        ip_address: ip.map(str::to_owned),
+        device_id: device.map(str::to_owned),
+        shipping_address: None,
+        account_id: Some("cust-4411".into()),
+        disputed,
+    }
+}
+
+async fn ce3_form(eligible: bool) -> HashMap<String, String> {
+    install_crypto();
+    let server = MockServer::start().await;
+    let types = if eligible {
+        json!(["visa_compelling_evidence_3"])
+    } else {
+        json!([])
+    };
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(stripe_object(
+            "dispute",
+            json!({"id": "dp_1Q2w3E4r", "status": "needs_response", "enhanced_eligibility_types": types}),
+        )))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "file_x"})))
+        .mount(&server)
+        .await;
+    let mut submission = super::full_submission();
+    submission.document = None;
+    submission.items.clear();
+    let facts = submission.facts.as_mut().unwrap();
+    facts.prior_transactions = vec![
+        prior("ch_older", 200, Some("203.0.113.7"), None, false),
+        prior("ch_newer", 150, None, Some("dev-88"), false),
+        prior("ch_oldest", 300, Some("203.0.113.7"), None, false),
+        prior("ch_too_recent", 60, Some("203.0.113.7"), None, false),
+        prior("ch_disputed", 130, Some("203.0.113.7"), None, true),
+        prior("pi_not_a_charge", 140, Some("203.0.113.7"), None, false),
+        prior("ch_unrelated", 170, Some("198.51.100.1"), Some("dev-1"), false),
+    ];
+    let mut d = dispute(
+        Processor::Stripe,
+        CardNetwork::Visa,
+        "10.4",
+        Stage::Chargeback,
+        Status::Submitted,
+    );
+    d.processor_dispute_id = "dp_1Q2w3E4r".into();
+    StripeApi::new(&server.uri(), "sk_test_123")
+        .unwrap()
+        .submit_evidence(&d, &submission, "k")
+        .await
+        .unwrap();
+    let requests = server.received_requests().await.unwrap();
+    form(requests.last().unwrap())
+}
+
+#[tokio::test]
+async fn stripe_sends_compelling_evidence_3_with_the_two_latest_qualifying_charges_when_stripe_says_eligible() {
+    let fields = ce3_form(true).await;
+    let ce3 = "evidence[enhanced_evidence][visa_compelling_evidence_3]";
+    let get = |k: &str| fields.get(&format!("{ce3}{k}")).map(String::as_str);
+    assert_eq!(get("[prior_undisputed_transactions][0][charge]"), Some("ch_newer"));
+    assert_eq!(
+        get("[prior_undisputed_transactions][0][customer_device_id]"),
+        Some("dev-88")
+    );
+    assert_eq!(get("[prior_undisputed_transactions][1][charge]"), Some("ch_older"));
+    assert_eq!(
+        get("[prior_undisputed_transactions][1][customer_purchase_ip]"),
+        Some("203.0.113.7")
+    );
+    assert_eq!(get("[prior_undisputed_transactions][2][charge]"), None, "exactly two");
+    assert_eq!(get("[disputed_transaction][customer_account_id]"), Some("cust-4411"));
+    assert_eq!(get("[disputed_transaction][customer_purchase_ip]"), Some("203.0.113.7"));
+    assert_eq!(get("[disputed_transaction][customer_device_id]"), Some("dev-88"));
+    assert_eq!(
+        get("[disputed_transaction][merchandise_or_services]"),
+        Some("merchandise")
+    );
+    assert_eq!(
+        get("[disputed_transaction][shipping_address][line1]"),
+        Some("12 rue des Lilas")
+    );
+    assert_eq!(get("[disputed_transaction][shipping_address][country]"), Some("FR"));
+
+    // Every field is one of the spec's `visa_compelling_evidence_3` parameters.
+    let spec: serde_json::Value = serde_json::from_str(STRIPE_SPEC).unwrap();
+    let ce3_spec = &spec["paths"]["/v1/disputes/{dispute}"]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
+        ["schema"]["properties"]["evidence"]["properties"]["enhanced_evidence"]["anyOf"][0]["properties"]["visa_compelling_evidence_3"]
+        ["properties"];
+    for key in fields.keys().filter_map(|k| k.strip_prefix(ce3)) {
+        let names: Vec<&str> = key
+            .trim_matches(['[', ']'])
+            .split("][")
+            .filter(|n| n.parse::<usize>().is_err())
+            .collect();
+        let mut node = ce3_spec;
+        for (i, name) in names.iter().enumerate() {
+            node = &node[*name];
+            assert!(!node.is_null(), "{key}: {name} is not a Stripe CE 3.0 parameter");
+            if i + 1 < names.len() {
+                node = if node["items"].is_object() {
+                    &node["items"]["properties"]
+                } else {
+                    &node["properties"]
+                };
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn stripe_sends_no_compelling_evidence_3_unless_stripe_says_the_dispute_is_eligible() {
+    let fields = ce3_form(false).await;
+    assert!(fields.keys().all(|k| !k.contains("enhanced_evidence")), "{fields:?}");
+}

@@ -675,13 +675,15 @@ impl Decision {
         self.steps.extend(next.steps);
     }
 
-    /// Replaces the references the link step looks the order up by (an opening decision's; the engine passes
-    /// every reference the notification carried, which the opened dispute alone cannot hold).
+    /// Adds references for the link step to look the order up by (to an opening decision's; the engine passes
+    /// every reference the notification carried, which the opened dispute alone cannot hold). A value already
+    /// there takes the kind given here, which is the more precise (`charge` rather than `payment_reference`).
     pub fn link_by(&mut self, references: Vec<TaggedReference>) {
-        let references = lookup_references(references);
         for step in &mut self.steps {
             if step.kind == StepKind::LinkOrder {
-                step.payload = Some(link_payload(&references));
+                let known = link_references(step.payload.as_ref());
+                let all = lookup_references(references.iter().cloned().chain(known));
+                step.payload = Some(link_payload(&all));
             }
         }
     }
@@ -810,7 +812,9 @@ pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Deci
     let reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
     let reason = flagged(reason, check_due_by(&command.actor, new.due_by, now)?);
     let timers = deadline_timers(new.due_by, now);
-    // Linking asks the marketplace, which may be slow or down: a durable step, never part of this decision.
+    // Linking asks the marketplace, which may be slow or down: a durable step, never part of this decision. A
+    // dispute that arrives with its seller and the customer's email (an analyst's) has nothing to fill in.
+    let needs_link = new.seller_id.is_none() || new.customer.email.is_none();
     let mut references = Vec::new();
     if let Some(order) = &new.order_reference {
         references.push(TaggedReference::new(ReferenceKind::OrderReference, order.clone()));
@@ -835,7 +839,7 @@ pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Deci
     Ok(Decision {
         events: vec![event],
         timers,
-        steps: vec![link],
+        steps: if needs_link { vec![link] } else { Vec::new() },
     })
 }
 

@@ -860,12 +860,26 @@ fn linked_customer() -> Customer {
     }
 }
 
+/// As a webhook opens it: no seller, no customer's email.
+fn unlinked(stage: Stage) -> NewDispute {
+    NewDispute {
+        seller_id: None,
+        ..new_dispute(stage, CardNetwork::Visa, "10.4")
+    }
+}
+
+#[test]
+fn a_dispute_that_comes_with_its_seller_and_customer_needs_no_link() {
+    let mut complete = new_dispute(Stage::Chargeback, CardNetwork::Visa, "10.4");
+    complete.customer = linked_customer();
+    let command = Command::new(analyst(), Action::Open(Box::new(complete)));
+    let decision = open(DisputeId::new_v7(), &command, at(0)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(decision.steps.is_empty(), "{:?}", decision.steps);
+}
+
 #[test]
 fn opening_enqueues_the_link_step_with_the_references_order_first() {
-    let command = Command::new(
-        analyst(),
-        Action::Open(Box::new(new_dispute(Stage::Chargeback, CardNetwork::Visa, "10.4"))),
-    );
+    let command = Command::new(analyst(), Action::Open(Box::new(unlinked(Stage::Chargeback))));
     let decision = open(DisputeId::new_v7(), &command, at(0)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(decision.steps.len(), 1);
     let link = &decision.steps[0];
@@ -886,10 +900,7 @@ fn opening_enqueues_the_link_step_with_the_references_order_first() {
 
 #[test]
 fn the_engine_may_widen_the_link_references_and_duplicates_and_blanks_are_dropped() {
-    let command = Command::new(
-        analyst(),
-        Action::Open(Box::new(new_dispute(Stage::Chargeback, CardNetwork::Visa, "10.4"))),
-    );
+    let command = Command::new(analyst(), Action::Open(Box::new(unlinked(Stage::Chargeback))));
     let mut decision = open(DisputeId::new_v7(), &command, at(0)).unwrap_or_else(|e| panic!("{e}"));
     decision.link_by(vec![
         TaggedReference::new(ReferenceKind::Charge, "ch_1"),
@@ -902,6 +913,7 @@ fn the_engine_may_widen_the_link_references_and_duplicates_and_blanks_are_droppe
         link_references(decision.steps[0].payload.as_ref()),
         vec![
             TaggedReference::new(ReferenceKind::OrderId, "A-17"),
+            TaggedReference::new(ReferenceKind::OrderReference, "order-1"),
             TaggedReference::new(ReferenceKind::Charge, "ch_1"),
             TaggedReference::new(ReferenceKind::PaymentIntent, "pi_1"),
         ]

@@ -56,6 +56,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use tracing::instrument;
 use verdict_domain::{Action, Dispute, Processor, StepKind};
+use verdict_facts::{FactsError, MarketplaceFacts, OrderLookup, TablesFacts};
 use verdict_store::Store;
 
 use crate::Clock;
@@ -273,6 +274,8 @@ pub struct Effects {
     /// Builds what a submission sends from stored evidence, the defense document and the order facts; without
     /// one, a submission sends what its step's payload holds.
     submissions: Option<Arc<dyn SubmissionSource>>,
+    /// Where the link step finds a dispute's order.
+    facts: Arc<dyn MarketplaceFacts>,
 }
 
 impl Effects {
@@ -360,6 +363,7 @@ impl Effects {
     /// Every outside system replaced by its local stand-in: the sandbox processor and the mailbox. For tests and
     /// the demo only: the sandbox invents outcomes.
     pub fn local(store: Store, clock: Arc<dyn Clock>) -> Self {
+        let facts: Arc<dyn MarketplaceFacts> = Arc::new(TablesFacts::new(store.db().clone()));
         let mailbox = Mailbox::new(store, clock);
         Self {
             stripe: None,
@@ -373,7 +377,14 @@ impl Effects {
             templates: Arc::new(Templates::new()),
             sandbox_outcome_delay: Duration::seconds(config::DEFAULT_SANDBOX_OUTCOME_DELAY_SECS as i64),
             submissions: None,
+            facts,
         }
+    }
+
+    /// The marketplace facts the link step asks (the engine's, as configured by `[marketplace]`).
+    pub fn with_facts(mut self, facts: Arc<dyn MarketplaceFacts>) -> Self {
+        self.facts = facts;
+        self
     }
 
     /// Replaces the adapter used for one processor's disputes (manual disputes use the sandbox's place).
@@ -600,6 +611,39 @@ impl Effects {
         ))
     }
 
+    /// Finds the dispute's order by the references its notification carried and records what came of it: the
+    /// link (seller and customer from the order) or that no order matched. An unavailable source is a transient
+    /// failure, retried with backoff and dead-lettered like any step; an answer that cannot be read is permanent.
+    async fn link_order(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let references = verdict_domain::link_references(ctx.payload.as_ref());
+        let lookup = OrderLookup::from_references(ctx.dispute.processor, &references);
+        let source = self.facts.name().to_owned();
+        let found = self.facts.find_order(&lookup).await.map_err(|err| match err {
+            FactsError::Unavailable(message) => StepError::Transient(message),
+            other => StepError::Permanent(other.to_string()),
+        })?;
+        let action = match found {
+            Some(order) => {
+                tracing::info!(source = %source, "order found");
+                Action::LinkOrder {
+                    customer: order.dispute_customer(),
+                    order_reference: order.order_reference,
+                    source,
+                    seller_id: order.seller.seller_id,
+                }
+            }
+            None => {
+                let tried: Vec<_> = references.iter().map(|r| r.kind).collect();
+                tracing::info!(source = %source, tried = tried.len(), "no order matches the dispute's references");
+                Action::RecordOrderNotFound { source, tried }
+            }
+        };
+        Ok(StepOutcome::Done {
+            follow_up: Some(action),
+            follow_up_after: None,
+        })
+    }
+
     /// The assignee, or the dispute's queue while nobody is assigned (staff messages are in English).
     async fn notify_assignee(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let dispute = &ctx.dispute;
@@ -671,11 +715,7 @@ impl StepPerformer for Effects {
             StepKind::Refund => self.refund(ctx).await,
             StepKind::CustomerMessage => self.customer_message(ctx).await,
             StepKind::SellerMessage => self.seller_message(ctx).await,
-            // Performed by the marketplace facts' link step once it is wired in (h-facts); until then it waits,
-            // visibly, and nothing is invented.
-            StepKind::LinkOrder => Err(StepError::Permanent(format!(
-                "{WAITING_FOR_ADAPTER}: the order link step has no handler in this build"
-            ))),
+            StepKind::LinkOrder => self.link_order(ctx).await,
         }
     }
 }

@@ -40,6 +40,24 @@ pub struct Config {
     /// Limits of `/graphql` (`[graphql]`): body size, query cost and depth, time, answer size, and the share
     /// of the pool its reads may hold. `VERDICT_GRAPHQL_*`.
     pub graphql: verdict_api::GraphqlLimits,
+    /// Evidence files (`[evidence]`): where uploads are kept.
+    pub evidence: EvidenceConfig,
+}
+
+/// `[evidence]`: uploaded evidence files live under `dir` (default `evidence`, beside the working directory),
+/// one file per sha256. `VERDICT_EVIDENCE_DIR`. Object storage can come later behind the same `FileStore` trait.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceConfig {
+    pub dir: std::path::PathBuf,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            dir: std::path::PathBuf::from("evidence"),
+        }
+    }
 }
 
 /// Webhook secrets. `Debug` says what is set, never the values.
@@ -298,6 +316,7 @@ impl Default for Config {
             sandbox_outcome_delay_secs: verdict_engine::effects::EffectsConfig::default().sandbox_outcome_delay_secs,
             scheduling: Default::default(),
             graphql: Default::default(),
+            evidence: Default::default(),
         }
     }
 }
@@ -364,6 +383,9 @@ impl Config {
         self.webhooks.apply_env(&var);
         self.apply_effects_env(&var);
         self.apply_graphql_env(&var);
+        if let Some(dir) = var("VERDICT_EVIDENCE_DIR").filter(|v| !v.trim().is_empty()) {
+            self.evidence.dir = std::path::PathBuf::from(dir.trim());
+        }
     }
 
     /// `VERDICT_GRAPHQL_BODY_LIMIT_BYTES`, `_MAX_COMPLEXITY`, `_MAX_DEPTH`, `_TIMEOUT_SECS`,

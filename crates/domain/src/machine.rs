@@ -1213,3 +1213,6 @@ pub fn replay<'a>(events: impl IntoIterator<Item = &'a DisputeEvent>) -> Option<
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod evidence_tests;

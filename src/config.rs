@@ -50,6 +50,24 @@ pub struct Config {
     /// A `VERDICT_MARKETPLACE_*` value that did not parse, refused by `check`.
     #[serde(skip)]
     pub marketplace_env_error: Option<String>,
+    /// Evidence files (`[evidence]`): where uploads are kept.
+    pub evidence: EvidenceConfig,
+}
+
+/// `[evidence]`: uploaded evidence files live under `dir` (default `evidence`, beside the working directory),
+/// one file per sha256. `VERDICT_EVIDENCE_DIR`. Object storage can come later behind the same `FileStore` trait.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceConfig {
+    pub dir: std::path::PathBuf,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            dir: std::path::PathBuf::from("evidence"),
+        }
+    }
 }
 
 /// Webhook secrets. `Debug` says what is set, never the values.
@@ -311,6 +329,7 @@ impl Default for Config {
             refunds: Default::default(),
             marketplace: Default::default(),
             marketplace_env_error: None,
+            evidence: Default::default(),
         }
     }
 }
@@ -389,6 +408,9 @@ impl Config {
         self.apply_effects_env(&var);
         self.apply_graphql_env(&var);
         self.apply_marketplace_env(&var);
+        if let Some(dir) = var("VERDICT_EVIDENCE_DIR").filter(|v| !v.trim().is_empty()) {
+            self.evidence.dir = std::path::PathBuf::from(dir.trim());
+        }
     }
 
     /// `VERDICT_MARKETPLACE_SOURCE`, `_URL`, `_TOKEN` (the token belongs in the environment, not the file) and

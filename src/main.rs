@@ -152,7 +152,10 @@ async fn serve_configured(
         .with_webhooks(webhooks)
         .with_graphql_limits(config.graphql.clone())
         .with_refund_limits(config.refunds)
-        .with_allowed_origins(config.cors_origins()?);
+        .with_allowed_origins(config.cors_origins()?)
+        .with_evidence_files(std::sync::Arc::new(verdict_evidence::LocalDirStore::new(
+            config.evidence.dir.clone(),
+        )));
     let worker = verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
     verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await
 }

@@ -20,6 +20,9 @@ pub struct TestApp {
     pub lead: String,
     pub analyst: String,
     pub viewer: String,
+    /// Where this app keeps evidence files (a temporary folder of its own).
+    pub evidence_dir: std::path::PathBuf,
+    _evidence: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -58,20 +61,34 @@ impl TestApp {
     }
 
     async fn start_with_keys(db: &TestDatabase, keys: Option<[String; 4]>) -> TestApp {
-        Self::start_configured(db, keys, verdict_api::webhooks::WebhookSecrets::default()).await
+        Self::start_configured(db, keys, verdict_api::webhooks::WebhookSecrets::default(), None).await
+    }
+
+    /// Starts the app reading order facts from `facts` (a test double of the marketplace).
+    pub async fn start_with_facts(db: &TestDatabase, facts: Arc<dyn verdict_facts::MarketplaceFacts>) -> TestApp {
+        Self::start_configured(db, None, verdict_api::webhooks::WebhookSecrets::default(), Some(facts)).await
     }
 
     /// Starts the app with webhook secrets (and fresh keys).
     pub async fn start_with_webhooks(db: &TestDatabase, secrets: verdict_api::webhooks::WebhookSecrets) -> TestApp {
-        Self::start_configured(db, None, secrets).await
+        Self::start_configured(db, None, secrets, None).await
     }
 
     async fn start_configured(
         db: &TestDatabase,
         keys: Option<[String; 4]>,
         secrets: verdict_api::webhooks::WebhookSecrets,
+        facts: Option<Arc<dyn verdict_facts::MarketplaceFacts>>,
     ) -> TestApp {
-        Self::start_full(db, keys, secrets, None, verdict_api::graphql::RefundLimits::default()).await
+        Self::start_full(
+            db,
+            keys,
+            secrets,
+            facts,
+            None,
+            verdict_api::graphql::RefundLimits::default(),
+        )
+        .await
     }
 
     /// Starts the app as `verdict serve` runs it: webhook secrets, the outside systems `effects` configures (real
@@ -82,13 +99,14 @@ impl TestApp {
         effects: verdict_engine::effects::EffectsConfig,
         refunds: verdict_api::graphql::RefundLimits,
     ) -> TestApp {
-        Self::start_full(db, None, secrets, Some(effects), refunds).await
+        Self::start_full(db, None, secrets, None, Some(effects), refunds).await
     }
 
     async fn start_full(
         db: &TestDatabase,
         keys: Option<[String; 4]>,
         secrets: verdict_api::webhooks::WebhookSecrets,
+        facts: Option<Arc<dyn verdict_facts::MarketplaceFacts>>,
         effects: Option<verdict_engine::effects::EffectsConfig>,
         refunds: verdict_api::graphql::RefundLimits,
     ) -> TestApp {
@@ -122,9 +140,15 @@ impl TestApp {
             secrets: Arc::new(secrets),
             ..Default::default()
         };
-        let state = verdict_api::AppState::new(engine)
+        let evidence = tempfile::tempdir().unwrap();
+        let evidence_dir = evidence.path().join("evidence");
+        let mut state = verdict_api::AppState::new(engine)
             .with_webhooks(webhooks)
-            .with_refund_limits(refunds);
+            .with_refund_limits(refunds)
+            .with_evidence_files(Arc::new(verdict_evidence::LocalDirStore::new(evidence_dir.clone())));
+        if let Some(facts) = facts {
+            state = state.with_facts(facts);
+        }
         let shutdown = async {
             let _ = stopped.await;
         };
@@ -147,6 +171,8 @@ impl TestApp {
             lead,
             analyst,
             viewer,
+            evidence_dir,
+            _evidence: evidence,
             stop: Some(stop),
             server: Some(server),
         }

@@ -85,9 +85,10 @@ fn stripe_effects(mock: &MockServer) -> EffectsConfig {
 /// A Stripe event built from the published `charge.dispute.*` fixture with this test's ids, reason, amount
 /// and due date.
 fn stripe_event(kind: &str, event_id: &str, dispute_id: &str, status: &str, reason: &str) -> Vec<u8> {
-    let mut event: Value =
-        serde_json::from_slice(&fixture("stripe/unofficial-stripe-ruby-mock/event-charge.dispute.funds_withdrawn.json"))
-            .unwrap();
+    let mut event: Value = serde_json::from_slice(&fixture(
+        "stripe/unofficial-stripe-ruby-mock/event-charge.dispute.funds_withdrawn.json",
+    ))
+    .unwrap();
     let now = chrono::Utc::now();
     event["id"] = json!(event_id);
     event["type"] = json!(kind);
@@ -163,7 +164,9 @@ fn refund_input(id: &str, version: i64, request_id: &str, minor_units: Option<i6
 async fn no_prior_refunds(mock: &MockServer) {
     Mock::given(method("GET"))
         .and(path("/v1/refunds"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "object": "list", "data": [], "has_more": false })))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "object": "list", "data": [], "has_more": false })),
+        )
         .mount(mock)
         .await;
 }
@@ -197,7 +200,9 @@ async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does
             .mount(&stripe)
             .await;
         let id = open_stripe_inquiry(&app, "dp_e2e_refund_refused", 4_000).await;
-        let resolved = app.gql(&app.analyst, RESOLVE, refund_input(&id, 1, "goodwill-1", None)).await;
+        let resolved = app
+            .gql(&app.analyst, RESOLVE, refund_input(&id, 1, "goodwill-1", None))
+            .await;
         let payload = &resolved.data()["resolveWithRefund"];
         assert_eq!(payload["dispute"]["status"], "RESOLVED", "{}", app.label);
         let steps = payload["steps"].as_array().unwrap();
@@ -220,7 +225,11 @@ async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = dispute(&app, &id).await;
         assert!(step(&after, "customer_message").is_none(), "{}: {after}", app.label);
-        assert!(after["messages"].as_array().unwrap().is_empty(), "{}: {after}", app.label);
+        assert!(
+            after["messages"].as_array().unwrap().is_empty(),
+            "{}: {after}",
+            app.label
+        );
         assert!(!event_types(&after).contains(&"message_sent".to_owned()));
 
         // The next refund succeeds: then, and only then, the customer is told, in French, with the amount refunded.
@@ -230,8 +239,14 @@ async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does
             .mount(&stripe)
             .await;
         let id = open_stripe_inquiry(&app, "dp_e2e_refund_ok", 10_000).await;
-        let refunded = app.gql(&app.analyst, REFUND, refund_input(&id, 1, "partial-1", Some(2_550))).await;
-        assert_eq!(refunded.data()["refund"]["dispute"]["status"], "NOTIFIED", "a refund alone leaves it open");
+        let refunded = app
+            .gql(&app.analyst, REFUND, refund_input(&id, 1, "partial-1", Some(2_550)))
+            .await;
+        assert_eq!(
+            refunded.data()["refund"]["dispute"]["status"],
+            "NOTIFIED",
+            "a refund alone leaves it open"
+        );
         let told = wait_until(&app, &id, "the refund's message recorded as sent", |d| {
             event_types(d).contains(&"message_sent".to_owned())
         })
@@ -250,7 +265,10 @@ async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does
         let refunds = received_to(&posted, "POST", "/v1/refunds");
         let last = form(refunds.last().unwrap());
         assert!(last.contains(&("amount".into(), "2550".into())), "{last:?}");
-        assert!(last.contains(&("payment_intent".into(), "pi_e2e_refund".into())), "{last:?}");
+        assert!(
+            last.contains(&("payment_intent".into(), "pi_e2e_refund".into())),
+            "{last:?}"
+        );
         assert!(refunds.last().unwrap().headers.get("idempotency-key").is_some());
         app.stop().await;
     }
@@ -273,23 +291,38 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
         let mut app = TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), limits).await;
         let id = open_stripe_inquiry(&app, "dp_e2e_limits", 100_000).await;
 
-        let over = app.gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(5_001))).await;
+        let over = app
+            .gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(5_001)))
+            .await;
         assert_eq!(over.error_code(), "FORBIDDEN", "{}: {}", app.label, over.body);
-        let over = app.gql(&app.lead, REFUND, refund_input(&id, 1, "r1", Some(20_001))).await;
+        let over = app
+            .gql(&app.lead, REFUND, refund_input(&id, 1, "r1", Some(20_001)))
+            .await;
         assert_eq!(over.error_code(), "FORBIDDEN", "{}", app.label);
         let viewer = app.gql(&app.viewer, REFUND, refund_input(&id, 1, "r1", Some(1))).await;
         assert_eq!(viewer.error_code(), "FORBIDDEN");
-        assert_eq!(dispute(&app, &id).await["version"], 1, "{}: refusals change nothing", app.label);
+        assert_eq!(
+            dispute(&app, &id).await["version"],
+            1,
+            "{}: refusals change nothing",
+            app.label
+        );
 
-        let analyst = app.gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(5_000))).await;
+        let analyst = app
+            .gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(5_000)))
+            .await;
         assert_eq!(analyst.data()["refund"]["dispute"]["version"], 2);
-        let lead = app.gql(&app.lead, REFUND, refund_input(&id, 2, "r2", Some(20_000))).await;
+        let lead = app
+            .gql(&app.lead, REFUND, refund_input(&id, 2, "r2", Some(20_000)))
+            .await;
         assert_eq!(lead.data()["refund"]["dispute"]["version"], 3);
         // The same request again is refused, whoever sends it.
         let twice = app.gql(&app.admin, REFUND, refund_input(&id, 3, "r1", Some(100))).await;
         assert_eq!(twice.error_code(), "INVALID_INPUT", "{}: {}", app.label, twice.body);
         // An admin has no limit of their own, but never beyond what is left of the disputed 1,000.00 EUR.
-        let beyond = app.gql(&app.admin, REFUND, refund_input(&id, 3, "r3", Some(75_001))).await;
+        let beyond = app
+            .gql(&app.admin, REFUND, refund_input(&id, 3, "r3", Some(75_001)))
+            .await;
         assert_eq!(beyond.error_code(), "INVALID_INPUT", "{}", app.label);
         // Without an amount, everything left is refunded.
         let rest = app.gql(&app.admin, REFUND, refund_input(&id, 3, "r3", None)).await;
@@ -322,7 +355,12 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
             .collect();
         let mut sorted = amounts.clone();
         sorted.sort();
-        assert_eq!(sorted, ["20000", "5000", "75000"], "{}: one refund per request", app.label);
+        assert_eq!(
+            sorted,
+            ["20000", "5000", "75000"],
+            "{}: one refund per request",
+            app.label
+        );
         app.stop().await;
     }
 }
@@ -335,13 +373,18 @@ async fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
             TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), RefundLimits::default()).await;
         let id = open_stripe_inquiry(&app, "dp_e2e_stale", 10_000).await;
         let note = "mutation($input: AddNoteInput!) { addNote(input: $input) { version } }";
-        app.gql(&app.analyst, note, json!({"input": {"id": id, "note": "called the customer"}}))
-            .await
-            .data();
+        app.gql(
+            &app.analyst,
+            note,
+            json!({"input": {"id": id, "note": "called the customer"}}),
+        )
+        .await
+        .data();
         let before = dispute(&app, &id).await;
         assert_eq!(before["version"], 2);
         let stale: Vec<Answer> = vec![
-            app.gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(100))).await,
+            app.gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(100)))
+                .await,
             app.gql(&app.analyst, RESOLVE, refund_input(&id, 1, "r1", None)).await,
             app.gql(
                 &app.lead,
@@ -359,7 +402,13 @@ async fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
             .await,
         ];
         for answer in &stale {
-            assert_eq!(answer.error_code(), "VERSION_CONFLICT", "{}: {}", app.label, answer.body);
+            assert_eq!(
+                answer.error_code(),
+                "VERSION_CONFLICT",
+                "{}: {}",
+                app.label,
+                answer.body
+            );
         }
         let after = dispute(&app, &id).await;
         assert_eq!(after["version"], 2, "{}", app.label);
@@ -372,8 +421,16 @@ async fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
                 .map(|s| s["idempotencyKey"].clone())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(keys(&after), keys(&before), "{}: nothing enqueued by a refused action", app.label);
-        assert!(stripe.received_requests().await.unwrap().is_empty(), "nothing reached Stripe");
+        assert_eq!(
+            keys(&after),
+            keys(&before),
+            "{}: nothing enqueued by a refused action",
+            app.label
+        );
+        assert!(
+            stripe.received_requests().await.unwrap().is_empty(),
+            "nothing reached Stripe"
+        );
         app.stop().await;
     }
 }
@@ -412,7 +469,10 @@ async fn a_customer_message_goes_out_in_their_language_with_the_free_text_and_is
         let message = &done["messages"][0];
         assert!(message["subject"].as_str().unwrap().contains("ORD-E2E-REFUND"));
         assert!(message["body"].as_str().unwrap().contains(text), "{message}");
-        assert!(message["body"].as_str().unwrap().contains("Bonjour Jeanne Dupont"), "{message}");
+        assert!(
+            message["body"].as_str().unwrap().contains("Bonjour Jeanne Dupont"),
+            "{message}"
+        );
         app.stop().await;
     }
 }
@@ -470,10 +530,18 @@ async fn stripe_a_signed_dispute_is_defended_at_stripe_and_closed_by_its_outcome
 
         // Required evidence is missing: an analyst is refused, and may not override.
         let refused = app
-            .gql(&app.analyst, SUBMIT, json!({"input": {"id": id, "expectedVersion": opened["version"]}}))
+            .gql(
+                &app.analyst,
+                SUBMIT,
+                json!({"input": {"id": id, "expectedVersion": opened["version"]}}),
+            )
             .await;
         assert_eq!(refused.error_code(), "INVALID_INPUT", "{}: {}", app.label, refused.body);
-        assert!(refused.body.to_string().contains("proof_of_delivery"), "{}", refused.body);
+        assert!(
+            refused.body.to_string().contains("proof_of_delivery"),
+            "{}",
+            refused.body
+        );
         let not_a_lead = app
             .gql(
                 &app.analyst,
@@ -505,7 +573,11 @@ async fn stripe_a_signed_dispute_is_defended_at_stripe_and_closed_by_its_outcome
             .find(|e| e["type"] == "defense_submitted")
             .unwrap()
             .clone();
-        assert!(overridden["details"]["missing_overridden"].as_array().is_some_and(|m| !m.is_empty()));
+        assert!(
+            overridden["details"]["missing_overridden"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty())
+        );
         assert!(overridden["reason"].as_str().unwrap().contains("signed slip"));
         let posted = stripe.received_requests().await.unwrap();
         let submissions = received_to(&posted, "POST", "/v1/disputes/dp_e2e_stripe");
@@ -531,4 +603,3 @@ async fn stripe_a_signed_dispute_is_defended_at_stripe_and_closed_by_its_outcome
         app.stop().await;
     }
 }
-

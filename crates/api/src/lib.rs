@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod evidence_files;
 pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub allowed_origins: Vec<HeaderValue>,
     /// How much one refund may be, by role (`[refunds]`).
     pub refund_limits: graphql::RefundLimits,
+    /// Where evidence files are kept (`[evidence] dir`); without one, uploads and downloads answer an error.
+    pub evidence_files: Option<std::sync::Arc<dyn verdict_evidence::FileStore>>,
+    /// The order behind a dispute, for drawing evidence and Compelling Evidence; given to GraphQL per request.
+    pub facts: Option<std::sync::Arc<dyn verdict_facts::MarketplaceFacts>>,
 }
 
 impl AppState {
@@ -63,15 +68,20 @@ impl AppState {
             graphql_limits,
             graphql_reads,
             allowed_origins: Vec::new(),
+            evidence_files: None,
+            facts: None,
         }
     }
 
     /// The same state with other GraphQL limits (`[graphql]` in the configuration).
     pub fn with_graphql_limits(self, limits: GraphqlLimits) -> Self {
         let (webhooks, allowed_origins) = (self.webhooks, self.allowed_origins);
+        let (evidence_files, facts) = (self.evidence_files, self.facts);
         Self {
             webhooks,
             allowed_origins,
+            evidence_files,
+            facts,
             ..Self::with_limits(self.engine, limits, self.refund_limits)
         }
     }
@@ -79,9 +89,12 @@ impl AppState {
     /// The same state with other refund limits by role (`[refunds]` in the configuration).
     pub fn with_refund_limits(self, refunds: graphql::RefundLimits) -> Self {
         let (webhooks, allowed_origins) = (self.webhooks, self.allowed_origins);
+        let (evidence_files, facts) = (self.evidence_files, self.facts);
         Self {
             webhooks,
             allowed_origins,
+            evidence_files,
+            facts,
             ..Self::with_limits(self.engine, self.graphql_limits, refunds)
         }
     }
@@ -89,6 +102,18 @@ impl AppState {
     /// The same state with these CORS origins (`https://app.example.com`) allowed on `/graphql`.
     pub fn with_allowed_origins(mut self, origins: Vec<HeaderValue>) -> Self {
         self.allowed_origins = origins;
+        self
+    }
+
+    /// The same state keeping evidence files in `files`.
+    pub fn with_evidence_files(mut self, files: std::sync::Arc<dyn verdict_evidence::FileStore>) -> Self {
+        self.evidence_files = Some(files);
+        self
+    }
+
+    /// The same state reading order facts from `facts`.
+    pub fn with_facts(mut self, facts: std::sync::Arc<dyn verdict_facts::MarketplaceFacts>) -> Self {
+        self.facts = Some(facts);
         self
     }
 
@@ -110,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .merge(webhooks::routes())
+        .merge(evidence_files::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -192,7 +218,11 @@ async fn graphql_answer(state: &AppState, headers: &HeaderMap, body: Body) -> Re
             .into_response();
         }
     };
-    let mut response = state.schema.execute(request.data(principal)).await;
+    let mut request = request.data(principal);
+    if let Some(facts) = &state.facts {
+        request = request.data(facts.clone());
+    }
+    let mut response = state.schema.execute(request).await;
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_some() {
@@ -242,7 +272,7 @@ fn graphql_error(err: ApiError) -> Response {
     Json(body).into_response()
 }
 
-fn is_length_limit(err: &axum::Error) -> bool {
+pub(crate) fn is_length_limit(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cause) = source {
         if cause.is::<http_body_util::LengthLimitError>() {

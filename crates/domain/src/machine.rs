@@ -1729,3 +1729,6 @@ pub fn replay<'a>(events: impl IntoIterator<Item = &'a DisputeEvent>) -> Option<
 mod respond_tests;
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod evidence_tests;

@@ -300,6 +300,34 @@ impl MutationRoot {
         super::operations_admin::revoke_api_key(ctx, input).await
     }
 
+    /// Adds an evidence item (text, an uploaded file, or both) to the dispute as the analyst saw it.
+    async fn add_evidence(
+        &self,
+        ctx: &Context<'_>,
+        input: super::evidence::AddEvidenceInput,
+    ) -> async_graphql::Result<super::evidence::EvidencePayload> {
+        super::evidence::add(ctx, input).await
+    }
+
+    /// Withdraws an evidence item from the defense; it stays listed with `includeRemoved`.
+    async fn remove_evidence(
+        &self,
+        ctx: &Context<'_>,
+        input: super::evidence::RemoveEvidenceInput,
+    ) -> async_graphql::Result<super::evidence::EvidencePayload> {
+        super::evidence::remove(ctx, input).await
+    }
+
+    /// Creates the evidence the dispute's order facts give (proof of delivery, tracking, listing and grade
+    /// report, IMEI/serial, messages, policies, terms, prior payments, cancellation) in one event.
+    async fn draw_evidence_from_facts(
+        &self,
+        ctx: &Context<'_>,
+        input: super::evidence::DrawEvidenceFromFactsInput,
+    ) -> async_graphql::Result<super::evidence::EvidencePayload> {
+        super::evidence::draw(ctx, input).await
+    }
+
     /// Admins only. The token is returned once and never stored.
     async fn create_api_key(
         &self,

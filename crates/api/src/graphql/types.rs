@@ -393,6 +393,36 @@ impl Dispute {
     ) -> async_graphql::Result<Vec<super::notifications::ProcessorNotification>> {
         super::notifications::raw(ctx, &self.0).await
     }
+    /// What the cardholder claims, from the reason code (and the processor's reason for ambiguous codes).
+    async fn claim(&self) -> super::evidence::DisputeClaim {
+        verdict_domain::DisputeClaim::of_dispute(&self.0).into()
+    }
+    /// The evidence of the dispute's defense, oldest first; withdrawn items too with `includeRemoved`.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
+    async fn evidence(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] include_removed: bool,
+    ) -> async_graphql::Result<Vec<super::evidence::EvidenceItem>> {
+        super::evidence::items(ctx, &self.0, include_removed).await
+    }
+    /// How complete the evidence is for the dispute's claim, and what is missing.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
+    async fn evidence_completeness(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<super::evidence::EvidenceCompleteness> {
+        super::evidence::completeness(ctx, &self.0).await
+    }
+    /// Whether prior undisputed payments answer a card-absent fraud claim (Visa CE 3.0, Mastercard First-Party
+    /// Trust), from the order facts.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
+    async fn compelling_evidence(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<super::evidence::CompellingEvidence> {
+        super::evidence::compelling(ctx, &self.0).await
+    }
 }
 
 #[derive(SimpleObject)]

@@ -87,8 +87,12 @@ impl StoredSubmission {
 fn domain_event(dispute: &Dispute, record: EventRecord) -> Result<DisputeEvent, StepError> {
     let change: Change = serde_json::from_value(record.change)
         .map_err(|e| StepError::Permanent(format!("event {} does not read back: {e}", record.version)))?;
-    let (kind, name) = record.actor.split_once(':').unwrap_or(("system", record.actor.as_str()));
-    let kind: ActorKind = serde_json::from_value(serde_json::Value::String(kind.to_owned())).unwrap_or(ActorKind::System);
+    let (kind, name) = record
+        .actor
+        .split_once(':')
+        .unwrap_or(("system", record.actor.as_str()));
+    let kind: ActorKind =
+        serde_json::from_value(serde_json::Value::String(kind.to_owned())).unwrap_or(ActorKind::System);
     Ok(DisputeEvent {
         dispute_id: dispute.id,
         version: record.version,

@@ -276,7 +276,7 @@ async fn timers(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
         );
         ids.push(engine.open(command).await?.id);
     }
-    let worker = crate::workers::local_pool(engine).await?;
+    let worker = crate::workers::local_pool(engine, None).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker.run(async move {
         let _ = stopped.await;

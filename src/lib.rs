@@ -62,7 +62,7 @@ pub async fn serve_with_sandbox(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let worker = workers::local_pool(&state.engine).await?;
+    let worker = workers::local_pool(&state.engine, state.evidence_files.clone()).await?;
     serve_with_workers(listener, state, Some(worker), shutdown).await
 }
 

@@ -156,7 +156,13 @@ async fn serve_configured(
         .with_evidence_files(std::sync::Arc::new(verdict_evidence::LocalDirStore::new(
             config.evidence.dir.clone(),
         )));
-    let worker = verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
+    let worker = verdict::workers::configured_pool(
+        &state.engine,
+        &config.scheduling,
+        &config.effects(),
+        state.evidence_files.clone(),
+    )
+    .await?;
     verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await
 }
 

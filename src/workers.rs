@@ -5,10 +5,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use chrono::Duration;
 use verdict_engine::Engine;
-use verdict_engine::effects::{Effects, EffectsConfig, StepPerformer, StripeReconciler};
+use verdict_engine::effects::{Effects, EffectsConfig, StepPerformer, StoredSubmission, StripeReconciler};
 use verdict_engine::schedules::{MailboxDigests, NoopReconciler, Reconciler, Scheduler};
 use verdict_engine::timers::{SchedulingConfig, TimingPolicy};
 use verdict_engine::worker::{Worker, WorkerOptions};
+use verdict_evidence::FileStore;
 
 /// A worker id unique to this process: host name (when known), process id and a random suffix.
 pub fn worker_id() -> String {
@@ -55,15 +56,26 @@ pub async fn pool_with_reconcilers(
     Ok(Worker::new(engine.clone(), performer, options).with_scheduler(scheduler))
 }
 
-/// The pool with the configured outside systems (local defaults for whatever is not configured).
+/// The pool with the configured outside systems (local defaults for whatever is not configured). With
+/// `evidence_files` (where uploads are kept), a submission sends the stored evidence and its files, the order
+/// facts and the defense document rendered from them; without, only what its step's payload holds.
 pub async fn configured_pool(
     engine: &Engine,
     scheduling: &SchedulingConfig,
     effects: &EffectsConfig,
+    evidence_files: Option<Arc<dyn FileStore>>,
 ) -> anyhow::Result<Worker> {
-    let performer = Effects::from_config(effects, engine.store().clone(), engine.clock().clone())
+    let mut performer = Effects::from_config(effects, engine.store().clone(), engine.clock().clone())
         .context("configuring step handlers")?
         .with_facts(engine.facts().clone());
+    if let Some(files) = evidence_files {
+        performer = performer.with_submissions(Arc::new(StoredSubmission::new(
+            engine.store().clone(),
+            files,
+            engine.facts().clone(),
+            engine.clock().clone(),
+        )));
+    }
     let reconciler: Arc<dyn Reconciler> =
         match StripeReconciler::from_config(&effects.processors).context("configuring Stripe reconciliation")? {
             Some(stripe) => Arc::new(stripe),
@@ -74,10 +86,10 @@ pub async fn configured_pool(
 
 /// The pool with default settings and local stand-ins for the outside systems (the sandbox processor, which
 /// invents outcomes, and the mailbox): for tests, benchmarks and the demo, never for `serve`.
-pub async fn local_pool(engine: &Engine) -> anyhow::Result<Worker> {
+pub async fn local_pool(engine: &Engine, evidence_files: Option<Arc<dyn FileStore>>) -> anyhow::Result<Worker> {
     let effects = EffectsConfig {
         sandbox: true,
         ..EffectsConfig::default()
     };
-    configured_pool(engine, &SchedulingConfig::default(), &effects).await
+    configured_pool(engine, &SchedulingConfig::default(), &effects, evidence_files).await
 }

@@ -156,9 +156,14 @@ impl TestApp {
             None => tokio::spawn(verdict::serve_with_sandbox(listener, state, shutdown)),
             Some(effects) => {
                 let scheduling = verdict_engine::timers::SchedulingConfig::default();
-                let worker = verdict::workers::configured_pool(&state.engine, &scheduling, &effects)
-                    .await
-                    .unwrap();
+                let worker = verdict::workers::configured_pool(
+                    &state.engine,
+                    &scheduling,
+                    &effects,
+                    state.evidence_files.clone(),
+                )
+                .await
+                .unwrap();
                 tokio::spawn(verdict::serve_with_workers(listener, state, Some(worker), shutdown))
             }
         };

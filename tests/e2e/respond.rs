@@ -97,7 +97,7 @@ fn stripe_event(kind: &str, event_id: &str, dispute_id: &str, status: &str, reas
     object["id"] = json!(dispute_id);
     object["charge"] = json!("ch_e2e_respond");
     object["payment_intent"] = json!("pi_e2e_respond");
-    object["amount"] = json!(48_900);
+    object["amount"] = json!(45_900);
     object["currency"] = json!("eur");
     object["status"] = json!(status);
     object["reason"] = json!(reason);
@@ -132,8 +132,19 @@ const MESSAGE_CUSTOMER: &str = "mutation($input: MessageCustomerInput!) { messag
 const ACCEPT: &str = "mutation($input: AcceptDisputeInput!) { acceptDispute(input: $input) { \
     dispute { id status version } steps { kind status idempotencyKey } } }";
 
-/// An inquiry opened by hand for a Stripe payment, with the customer's email (refunds settle inquiries).
-async fn open_stripe_inquiry(app: &TestApp, processor_dispute_id: &str, minor_units: i64) -> String {
+/// Waits until the dispute's order link step has run (it records `order_linked` or `order_not_found`), and
+/// answers the dispute's version then.
+async fn settled_version(app: &TestApp, id: &str) -> i64 {
+    let settled = wait_until(app, id, "the order link step run", |d| {
+        step(d, "link_order").is_none_or(|s| s["status"] != "pending")
+    })
+    .await;
+    settled["version"].as_i64().unwrap()
+}
+
+/// An inquiry opened by hand for a Stripe payment, with the customer's email (refunds settle inquiries); its id
+/// and its version once the order link step has run.
+async fn open_stripe_inquiry(app: &TestApp, processor_dispute_id: &str, minor_units: i64) -> (String, i64) {
     let open = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { id } }";
     let input = json!({
         "processor": "STRIPE",
@@ -149,7 +160,9 @@ async fn open_stripe_inquiry(app: &TestApp, processor_dispute_id: &str, minor_un
         "dueBy": due_in_days(10)
     });
     let answer = app.gql(&app.analyst, open, json!({ "input": input })).await;
-    answer.data()["openDispute"]["id"].as_str().unwrap().to_owned()
+    let id = answer.data()["openDispute"]["id"].as_str().unwrap().to_owned();
+    let version = settled_version(app, &id).await;
+    (id, version)
 }
 
 fn refund_input(id: &str, version: i64, request_id: &str, minor_units: Option<i64>) -> Value {
@@ -199,9 +212,9 @@ async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does
             .up_to_n_times(1)
             .mount(&stripe)
             .await;
-        let id = open_stripe_inquiry(&app, "dp_e2e_refund_refused", 4_000).await;
+        let (id, v) = open_stripe_inquiry(&app, "dp_e2e_refund_refused", 4_000).await;
         let resolved = app
-            .gql(&app.analyst, RESOLVE, refund_input(&id, 1, "goodwill-1", None))
+            .gql(&app.analyst, RESOLVE, refund_input(&id, v, "goodwill-1", None))
             .await;
         let payload = &resolved.data()["resolveWithRefund"];
         assert_eq!(payload["dispute"]["status"], "RESOLVED", "{}", app.label);
@@ -238,9 +251,9 @@ async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "re_e2e_1", "status": "succeeded" })))
             .mount(&stripe)
             .await;
-        let id = open_stripe_inquiry(&app, "dp_e2e_refund_ok", 10_000).await;
+        let (id, v) = open_stripe_inquiry(&app, "dp_e2e_refund_ok", 10_000).await;
         let refunded = app
-            .gql(&app.analyst, REFUND, refund_input(&id, 1, "partial-1", Some(2_550)))
+            .gql(&app.analyst, REFUND, refund_input(&id, v, "partial-1", Some(2_550)))
             .await;
         assert_eq!(
             refunded.data()["refund"]["dispute"]["status"],
@@ -289,45 +302,49 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
             lead_max_minor_units: 20_000,
         };
         let mut app = TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), limits).await;
-        let id = open_stripe_inquiry(&app, "dp_e2e_limits", 100_000).await;
+        let (id, v) = open_stripe_inquiry(&app, "dp_e2e_limits", 100_000).await;
 
         let over = app
-            .gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(5_001)))
+            .gql(&app.analyst, REFUND, refund_input(&id, v, "r1", Some(5_001)))
             .await;
         assert_eq!(over.error_code(), "FORBIDDEN", "{}: {}", app.label, over.body);
         let over = app
-            .gql(&app.lead, REFUND, refund_input(&id, 1, "r1", Some(20_001)))
+            .gql(&app.lead, REFUND, refund_input(&id, v, "r1", Some(20_001)))
             .await;
         assert_eq!(over.error_code(), "FORBIDDEN", "{}", app.label);
-        let viewer = app.gql(&app.viewer, REFUND, refund_input(&id, 1, "r1", Some(1))).await;
+        let viewer = app.gql(&app.viewer, REFUND, refund_input(&id, v, "r1", Some(1))).await;
         assert_eq!(viewer.error_code(), "FORBIDDEN");
         assert_eq!(
             dispute(&app, &id).await["version"],
-            1,
+            v,
             "{}: refusals change nothing",
             app.label
         );
 
         let analyst = app
-            .gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(5_000)))
+            .gql(&app.analyst, REFUND, refund_input(&id, v, "r1", Some(5_000)))
             .await;
-        assert_eq!(analyst.data()["refund"]["dispute"]["version"], 2);
+        assert_eq!(analyst.data()["refund"]["dispute"]["version"], v + 1);
         let lead = app
-            .gql(&app.lead, REFUND, refund_input(&id, 2, "r2", Some(20_000)))
+            .gql(&app.lead, REFUND, refund_input(&id, v + 1, "r2", Some(20_000)))
             .await;
-        assert_eq!(lead.data()["refund"]["dispute"]["version"], 3);
+        assert_eq!(lead.data()["refund"]["dispute"]["version"], v + 2);
         // The same request again is refused, whoever sends it.
-        let twice = app.gql(&app.admin, REFUND, refund_input(&id, 3, "r1", Some(100))).await;
+        let twice = app
+            .gql(&app.admin, REFUND, refund_input(&id, v + 2, "r1", Some(100)))
+            .await;
         assert_eq!(twice.error_code(), "INVALID_INPUT", "{}: {}", app.label, twice.body);
         // An admin has no limit of their own, but never beyond what is left of the disputed 1,000.00 EUR.
         let beyond = app
-            .gql(&app.admin, REFUND, refund_input(&id, 3, "r3", Some(75_001)))
+            .gql(&app.admin, REFUND, refund_input(&id, v + 2, "r3", Some(75_001)))
             .await;
         assert_eq!(beyond.error_code(), "INVALID_INPUT", "{}", app.label);
         // Without an amount, everything left is refunded.
-        let rest = app.gql(&app.admin, REFUND, refund_input(&id, 3, "r3", None)).await;
-        assert_eq!(rest.data()["refund"]["dispute"]["version"], 4);
-        let done = app.gql(&app.admin, REFUND, refund_input(&id, 4, "r4", Some(1))).await;
+        let rest = app.gql(&app.admin, REFUND, refund_input(&id, v + 2, "r3", None)).await;
+        assert_eq!(rest.data()["refund"]["dispute"]["version"], v + 3);
+        let done = app
+            .gql(&app.admin, REFUND, refund_input(&id, v + 3, "r4", Some(1)))
+            .await;
         assert_eq!(done.error_code(), "INVALID_INPUT", "{}", app.label);
 
         let settled = wait_until(&app, &id, "three refunds made", |d| {
@@ -371,7 +388,7 @@ async fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
         let stripe = MockServer::start().await;
         let mut app =
             TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), RefundLimits::default()).await;
-        let id = open_stripe_inquiry(&app, "dp_e2e_stale", 10_000).await;
+        let (id, v) = open_stripe_inquiry(&app, "dp_e2e_stale", 10_000).await;
         let note = "mutation($input: AddNoteInput!) { addNote(input: $input) { version } }";
         app.gql(
             &app.analyst,
@@ -381,23 +398,23 @@ async fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
         .await
         .data();
         let before = dispute(&app, &id).await;
-        assert_eq!(before["version"], 2);
+        assert_eq!(before["version"], v + 1);
         let stale: Vec<Answer> = vec![
-            app.gql(&app.analyst, REFUND, refund_input(&id, 1, "r1", Some(100)))
+            app.gql(&app.analyst, REFUND, refund_input(&id, v, "r1", Some(100)))
                 .await,
-            app.gql(&app.analyst, RESOLVE, refund_input(&id, 1, "r1", None)).await,
+            app.gql(&app.analyst, RESOLVE, refund_input(&id, v, "r1", None)).await,
             app.gql(
                 &app.lead,
                 SUBMIT,
-                json!({"input": {"id": id, "expectedVersion": 1, "overrideReason": "paper proof"}}),
+                json!({"input": {"id": id, "expectedVersion": v, "overrideReason": "paper proof"}}),
             )
             .await,
-            app.gql(&app.analyst, ACCEPT, json!({"input": {"id": id, "expectedVersion": 1}}))
+            app.gql(&app.analyst, ACCEPT, json!({"input": {"id": id, "expectedVersion": v}}))
                 .await,
             app.gql(
                 &app.analyst,
                 MESSAGE_CUSTOMER,
-                json!({"input": {"id": id, "expectedVersion": 1, "template": "CASE_UPDATE", "text": "x"}}),
+                json!({"input": {"id": id, "expectedVersion": v, "template": "CASE_UPDATE", "text": "x"}}),
             )
             .await,
         ];
@@ -411,7 +428,7 @@ async fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
             );
         }
         let after = dispute(&app, &id).await;
-        assert_eq!(after["version"], 2, "{}", app.label);
+        assert_eq!(after["version"], v + 1, "{}", app.label);
         assert_eq!(after["events"], before["events"]);
         let keys = |d: &Value| {
             d["steps"]
@@ -441,13 +458,13 @@ async fn a_customer_message_goes_out_in_their_language_with_the_free_text_and_is
         let stripe = MockServer::start().await;
         let mut app =
             TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), RefundLimits::default()).await;
-        let id = open_stripe_inquiry(&app, "dp_e2e_message", 10_000).await;
+        let (id, v) = open_stripe_inquiry(&app, "dp_e2e_message", 10_000).await;
         let text = "Nous pouvons vous envoyer une étiquette de retour dès aujourd'hui.";
         let sent = app
             .gql(
                 &app.analyst,
                 MESSAGE_CUSTOMER,
-                json!({"input": {"id": id, "expectedVersion": 1, "template": "REQUEST_INFORMATION", "text": text}}),
+                json!({"input": {"id": id, "expectedVersion": v, "template": "REQUEST_INFORMATION", "text": text}}),
             )
             .await;
         let steps = sent.data()["messageCustomer"]["steps"].as_array().unwrap().clone();
@@ -482,7 +499,8 @@ async fn transition_dispute_is_a_leads_correction() {
     for db in test_databases().await.unwrap() {
         let mut app = TestApp::start(&db).await;
         let id = crate::app::open_dispute(&app, "dp_e2e_correction").await;
-        let input = json!({"input": {"id": id, "to": "TRIAGED", "reason": "wrong queue", "expectedVersion": 1}});
+        let v = settled_version(&app, &id).await;
+        let input = json!({"input": {"id": id, "to": "TRIAGED", "reason": "wrong queue", "expectedVersion": v}});
         let refused = app.gql(&app.analyst, crate::app::TRANSITION, input.clone()).await;
         assert_eq!(refused.error_code(), "FORBIDDEN", "{}", app.label);
         app.gql(&app.lead, crate::app::TRANSITION, input).await.data();
@@ -495,24 +513,125 @@ async fn transition_dispute_is_a_leads_correction() {
     }
 }
 
-/// Stripe, end to end: the signed `charge.dispute.created` opens the dispute, the defense goes to Stripe's
-/// dispute endpoint with the evidence fields and `submit=true`, and the signed `charge.dispute.closed` (won)
-/// closes it.
+/// A 1×1 PNG: the carrier's delivery photo, as far as the sniffer and the processor can tell.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49,
+    0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d,
+    0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
+/// The marketplace's order behind this test's payments, recorded in Verdict's own tables (the default source),
+/// from the facts fixture with this test's references.
+async fn record_order(db: &verdict_store::testing::TestDatabase, order_reference: &str, payments: &[&str]) {
+    let mut order: verdict_domain::facts::OrderFacts = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/orders/order-a17.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    order.order_reference = order_reference.to_owned();
+    order.payment_references = payments.iter().map(|p| (*p).to_owned()).collect();
+    let store = db.store().await.unwrap();
+    verdict_facts::TablesFacts::new(store.db().clone())
+        .record(order, chrono::Utc::now())
+        .await
+        .unwrap();
+}
+
+const COMPLETENESS: &str =
+    "query($id: ID!) { dispute(id: $id) { version evidenceCompleteness { score missing { kind required } } } }";
+
+/// Draws the evidence the order facts give, uploads a photo and adds it, and answers the completeness then.
+async fn gather_evidence(app: &TestApp, id: &str) -> Value {
+    let version = dispute(app, id).await["version"].clone();
+    let draw = "mutation($input: DrawEvidenceFromFactsInput!) { drawEvidenceFromFacts(input: $input) { \
+        dispute { version } items { kind source } } }";
+    let drawn = app
+        .gql(
+            &app.analyst,
+            draw,
+            json!({"input": {"id": id, "expectedVersion": version}}),
+        )
+        .await;
+    let items = drawn.data()["drawEvidenceFromFacts"]["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        items.iter().any(|i| i["kind"] == "TRACKING"),
+        "{}: tracking drawn from the shipment: {items:?}",
+        app.label
+    );
+    let upload = app
+        .client
+        .post(app.url(&format!("/disputes/{id}/evidence-files")))
+        .bearer_auth(&app.analyst)
+        .header("x-file-name", "delivery-photo.png")
+        .body(PNG.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        upload.status().is_success(),
+        "{}: upload {}",
+        app.label,
+        upload.status()
+    );
+    let uploaded: Value = upload.json().await.unwrap();
+    let file_id = uploaded["fileId"].as_str().unwrap().to_owned();
+    let version = dispute(app, id).await["version"].clone();
+    let add = "mutation($input: AddEvidenceInput!) { addEvidence(input: $input) { dispute { version } } }";
+    app.gql(
+        &app.analyst,
+        add,
+        json!({"input": {"id": id, "expectedVersion": version, "kind": "PROOF_OF_DELIVERY", "fileId": file_id,
+                         "text": "The carrier's photo of the parcel at the door"}}),
+    )
+    .await
+    .data();
+    app.gql(&app.analyst, COMPLETENESS, json!({ "id": id })).await.data()["dispute"].clone()
+}
+
+/// Stripe, end to end: the signed `charge.dispute.created` opens the dispute and links it to its order (customer
+/// and seller); evidence is drawn from the facts and a photo uploaded until the evidence is complete; the
+/// defense goes to Stripe's API (files uploaded, evidence fields, `submit=true`) and the signed
+/// `charge.dispute.closed` (won) closes it.
 #[tokio::test]
-async fn stripe_a_signed_dispute_is_defended_at_stripe_and_closed_by_its_outcome() {
+async fn stripe_a_signed_dispute_is_linked_gathered_defended_at_stripe_and_closed_by_its_outcome() {
     for db in test_databases().await.unwrap() {
+        record_order(&db, "ORD-E2E-1", &["ch_e2e_respond", "pi_e2e_respond"]).await;
         let stripe = MockServer::start().await;
+        let bearer = format!("Bearer {STRIPE_API_KEY}");
+        Mock::given(method("GET"))
+            .and(path("/v1/disputes/dp_e2e_stripe"))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "dp_e2e_stripe", "object": "dispute", "status": "needs_response",
+                "enhanced_eligibility_types": []
+            })))
+            .mount(&stripe)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/files"))
+            .and(header("authorization", bearer.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "id": "file_e2e", "object": "file" })))
+            .mount(&stripe)
+            .await;
         Mock::given(method("POST"))
             .and(path("/v1/disputes/dp_e2e_stripe"))
-            .and(header("authorization", format!("Bearer {STRIPE_API_KEY}").as_str()))
+            .and(header("authorization", bearer.as_str()))
             .respond_with(
                 ResponseTemplate::new(200)
                     .set_body_json(json!({ "id": "dp_e2e_stripe", "object": "dispute", "status": "under_review" })),
             )
             .mount(&stripe)
             .await;
-        let mut app =
-            TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), RefundLimits::default()).await;
+        let mut effects = stripe_effects(&stripe);
+        effects.processors.stripe_files_base_url = Some(stripe.uri());
+        let mut app = TestApp::start_serving(&db, stripe_secrets(), effects, RefundLimits::default()).await;
         post_stripe(
             &app,
             stripe_event(
@@ -525,65 +644,100 @@ async fn stripe_a_signed_dispute_is_defended_at_stripe_and_closed_by_its_outcome
         )
         .await;
         let id = dispute_id_of(&app, "dp_e2e_stripe").await;
-        let opened = dispute(&app, &id).await;
-        assert_eq!(opened["status"], "NOTIFIED", "{}", app.label);
+        let linked = wait_until(&app, &id, "the dispute linked to its order", |d| {
+            event_types(d).contains(&"order_linked".to_owned())
+        })
+        .await;
+        assert_eq!(linked["status"], "NOTIFIED", "{}", app.label);
+        assert_eq!(linked["customer"]["email"], "jeanne.dupont@example.fr", "{}", app.label);
+        assert_eq!(linked["customer"]["locale"], "FR");
 
-        // Required evidence is missing: an analyst is refused, and may not override.
+        // Nothing gathered yet: the defense is refused.
         let refused = app
             .gql(
                 &app.analyst,
                 SUBMIT,
-                json!({"input": {"id": id, "expectedVersion": opened["version"]}}),
+                json!({"input": {"id": id, "expectedVersion": linked["version"]}}),
             )
             .await;
         assert_eq!(refused.error_code(), "INVALID_INPUT", "{}: {}", app.label, refused.body);
-        assert!(
-            refused.body.to_string().contains("proof_of_delivery"),
-            "{}",
-            refused.body
+        assert!(refused.body.to_string().contains("missing"), "{}", refused.body);
+
+        let complete = gather_evidence(&app, &id).await;
+        assert_eq!(
+            complete["evidenceCompleteness"]["score"], 100,
+            "{}: {complete}",
+            app.label
         );
-        let not_a_lead = app
+        let submitted = app
             .gql(
                 &app.analyst,
                 SUBMIT,
-                json!({"input": {"id": id, "expectedVersion": opened["version"], "overrideReason": "trust me"}}),
-            )
-            .await;
-        assert_eq!(not_a_lead.error_code(), "FORBIDDEN", "{}", app.label);
-
-        let submitted = app
-            .gql(
-                &app.lead,
-                SUBMIT,
-                json!({"input": {"id": id, "expectedVersion": opened["version"],
-                                 "overrideReason": "the carrier's signed slip is on paper"}}),
+                json!({"input": {"id": id, "expectedVersion": complete["version"]}}),
             )
             .await;
         let payload = &submitted.data()["submitDefense"];
         assert_eq!(payload["dispute"]["status"], "SUBMITTED", "{}", app.label);
         assert_eq!(payload["steps"][0]["kind"], "submit_evidence");
         let sent = wait_until(&app, &id, "the submission sent to Stripe", |d| {
-            step(d, "submit_evidence").is_some_and(|s| s["status"] == "succeeded")
+            step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
         })
         .await;
-        let overridden = sent["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["type"] == "defense_submitted")
-            .unwrap()
-            .clone();
-        assert!(
-            overridden["details"]["missing_overridden"]
-                .as_array()
-                .is_some_and(|m| !m.is_empty())
+        assert_eq!(
+            step(&sent, "submit_evidence").unwrap()["status"],
+            "succeeded",
+            "{}: {sent}",
+            app.label
         );
-        assert!(overridden["reason"].as_str().unwrap().contains("signed slip"));
+        let timers = "query($id: ID!) { dispute(id: $id) { timers { kind status } } }";
+        let timers = app.gql(&app.viewer, timers, json!({ "id": id })).await.data()["dispute"]["timers"].clone();
+        assert!(
+            timers
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["kind"] == "outcome_check" && t["status"] == "pending"),
+            "{}: {timers}",
+            app.label
+        );
+
         let posted = stripe.received_requests().await.unwrap();
+        let files = received_to(&posted, "POST", "/v1/files");
+        assert!(
+            files.iter().any(|f| f.body.windows(5).any(|w| w == b"%PDF-")),
+            "{}: the defense document was uploaded",
+            app.label
+        );
+        assert!(
+            files.iter().any(|f| f.body.windows(PNG.len()).any(|w| w == PNG)),
+            "{}: the uploaded delivery photo was sent",
+            app.label
+        );
         let submissions = received_to(&posted, "POST", "/v1/disputes/dp_e2e_stripe");
         assert_eq!(submissions.len(), 1, "{}", app.label);
         let fields = form(submissions[0]);
-        assert!(fields.contains(&("submit".into(), "true".into())), "{fields:?}");
+        let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(field("submit").as_deref(), Some("true"), "{fields:?}");
+        assert_eq!(
+            field("evidence[shipping_tracking_number]").as_deref(),
+            Some("6A12345678901"),
+            "{fields:?}"
+        );
+        assert_eq!(
+            field("evidence[shipping_carrier]").as_deref(),
+            Some("Colissimo"),
+            "{fields:?}"
+        );
+        assert_eq!(
+            field("evidence[uncategorized_file]").as_deref(),
+            Some("file_e2e"),
+            "{fields:?}"
+        );
+        assert_eq!(
+            field("evidence[shipping_documentation]").as_deref(),
+            Some("file_e2e"),
+            "{fields:?}"
+        );
         let key = submissions[0].headers.get("idempotency-key").unwrap().to_str().unwrap();
         assert_eq!(key, step(&sent, "submit_evidence").unwrap()["idempotencyKey"]);
 

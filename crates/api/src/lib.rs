@@ -60,6 +60,7 @@ impl AppState {
     fn with_limits(engine: Engine, graphql_limits: GraphqlLimits, refund_limits: graphql::RefundLimits) -> Self {
         let graphql_reads = ReadGate::new(graphql_limits.read_connections_of(engine.store().max_connections()));
         let schema = graphql::build_schema_full(engine.clone(), &graphql_limits, graphql_reads.clone(), refund_limits);
+        let facts = Some(engine.facts().clone());
         Self {
             refund_limits,
             engine,
@@ -69,7 +70,9 @@ impl AppState {
             graphql_reads,
             allowed_origins: Vec::new(),
             evidence_files: None,
-            facts: None,
+            // The engine's configured `[marketplace]` source, so drawing evidence reads the orders the link step
+            // reads; `with_facts` replaces it.
+            facts,
         }
     }
 

@@ -239,7 +239,6 @@ pub(crate) fn render_xml(root: &str, children: &[(&str, XmlValue)]) -> String {
 }
 
 /// One evidence to add: a text (with an optional category and sequence number) or a file.
-#[derive(Debug)]
 pub(crate) enum BraintreeEvidence<'a> {
     Text {
         comments: String,

@@ -167,7 +167,8 @@ fn path_id(what: &str, id: &str) -> Result<String, StepError> {
     Ok(id.to_owned())
 }
 
-/// PayPal's `evidence_type` for an item of `kind`.
+/// PayPal's `evidence_type` for an item of `kind` (proof of fulfilment when the shipment's tracking goes with
+/// it; see [`provide_evidence_input`]).
 pub fn evidence_type(kind: EvidenceKind) -> &'static str {
     match kind {
         EvidenceKind::ProofOfDelivery | EvidenceKind::Tracking => "PROOF_OF_FULFILLMENT",
@@ -255,11 +256,21 @@ pub(crate) fn provide_evidence_input(submission: &Submission) -> (Value, Vec<&Su
             files.push(file);
         }
         let mut evidence = serde_json::Map::new();
-        evidence.insert("evidence_type".into(), json!(evidence_type(kind)));
+        // PayPal expects `evidence_info` with a proof of fulfilment: the first such evidence carries the
+        // tracking; without tracking (or after it) delivery proof goes as what it is.
         let fulfilment = evidence_type(kind) == "PROOF_OF_FULFILLMENT";
         if fulfilment && !tracking.is_empty() && !tracking_used {
+            evidence.insert("evidence_type".into(), json!("PROOF_OF_FULFILLMENT"));
             evidence.insert("evidence_info".into(), json!({ "tracking_info": tracking }));
             tracking_used = true;
+        } else if fulfilment {
+            let fallback = match kind {
+                EvidenceKind::Tracking => "ONLINE_TRACKING_INFORMATION",
+                _ => "DELIVERY_RECEIPT",
+            };
+            evidence.insert("evidence_type".into(), json!(fallback));
+        } else {
+            evidence.insert("evidence_type".into(), json!(evidence_type(kind)));
         }
         let text = format!("{}: {}", heading(kind), notes.join("\n"));
         evidence.insert("notes".into(), json!(at_most(&text, NOTES_LIMIT)));
@@ -270,6 +281,18 @@ pub(crate) fn provide_evidence_input(submission: &Submission) -> (Value, Vec<&Su
             "evidence_type": "PROOF_OF_FULFILLMENT",
             "evidence_info": { "tracking_info": tracking },
             "notes": "Shipped with tracking, as recorded on the order.",
+        }));
+    }
+    let refund_ids: Vec<String> = submission
+        .facts
+        .as_ref()
+        .map(|f| f.refunds.iter().filter_map(|r| r.reference.clone()).collect())
+        .unwrap_or_default();
+    if !refund_ids.is_empty() {
+        evidences.push(json!({
+            "evidence_type": "PROOF_OF_REFUND",
+            "evidence_info": { "refund_ids": refund_ids },
+            "notes": "Refunds already made for this order.",
         }));
     }
     (json!({ "evidences": evidences }), files)

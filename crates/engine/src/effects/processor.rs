@@ -213,11 +213,22 @@ impl fmt::Debug for SubmissionFile {
 }
 
 /// One evidence item as the processor receives it: its kind decides the processor's field or document type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` prints the text's length only (it may quote the customer).
+#[derive(Clone, PartialEq, Eq)]
 pub struct SubmissionItem {
     pub kind: verdict_domain::EvidenceKind,
     pub text: Option<String>,
     pub file: Option<SubmissionFile>,
+}
+
+impl fmt::Debug for SubmissionItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmissionItem")
+            .field("kind", &self.kind)
+            .field("text_chars", &self.text.as_ref().map(|t| t.chars().count()))
+            .field("file", &self.file)
+            .finish()
+    }
 }
 
 /// Everything a defense sends, in Verdict's terms; each adapter maps it to its processor's format (Stripe

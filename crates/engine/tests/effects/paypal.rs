@@ -337,3 +337,56 @@ async fn paypal_refuses_files_over_its_limits_before_sending_anything() {
     assert!(matches!(err, StepError::Permanent(_)), "{err}");
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn paypal_without_tracking_sends_delivery_proof_as_a_receipt_and_known_refunds_as_proof_of_refund() {
+    install_crypto();
+    let server = MockServer::start().await;
+    mount_token(&server, 32_400, 1).await;
+    mount_dispute(&server, "WAITING_FOR_SELLER_RESPONSE").await;
+    Mock::given(method("POST"))
+        .and(path("/v1/customer/disputes/PP-D-27803/provide-evidence"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(subsequent_action()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let mut submission = full_submission();
+    submission.document = None;
+    submission.items.truncate(1);
+    submission.items.push(verdict_engine::effects::SubmissionItem {
+        kind: verdict_domain::EvidenceKind::Tracking,
+        text: Some("https://www.laposte.fr/outils/suivre-vos-envois?code=6A12345678901".into()),
+        file: None,
+    });
+    let facts = submission.facts.as_mut().unwrap();
+    facts.shipment = None;
+    facts.refunds = vec![verdict_domain::facts::OrderRefund {
+        refunded_at: super::t0(),
+        amount: facts.total,
+        reference: Some("1JU08902781691411".into()),
+    }];
+    api(&server)
+        .submit_evidence(&paypal_dispute(), &submission, "key-ev")
+        .await
+        .unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let parts = multipart_parts(requests.last().unwrap());
+    let input: serde_json::Value = serde_json::from_slice(&parts[0].body).unwrap();
+    assert_eq!(
+        input,
+        json!({"evidences": [
+            {"evidence_type": "DELIVERY_RECEIPT", "notes": "Proof of delivery: File: pod.png"},
+            {"evidence_type": "ONLINE_TRACKING_INFORMATION",
+             "notes": "Tracking: https://www.laposte.fr/outils/suivre-vos-envois?code=6A12345678901"},
+            {"evidence_type": "PROOF_OF_REFUND", "evidence_info": {"refund_ids": ["1JU08902781691411"]},
+             "notes": "Refunds already made for this order."}
+        ]})
+    );
+    let spec: serde_json::Value = serde_json::from_str(DISPUTES_SPEC).unwrap();
+    let types = spec["components"]["schemas"]["evidence"]["properties"]["evidence_type"]["enum"]
+        .as_array()
+        .unwrap();
+    for evidence in input["evidences"].as_array().unwrap() {
+        assert!(types.contains(&evidence["evidence_type"]), "{evidence}");
+    }
+}

@@ -334,6 +334,8 @@ async fn stripe_refunds_a_payment_intent_or_a_charge_for_the_amount() {
         .await;
     Mock::given(method("POST"))
         .and(path("/v1/refunds"))
+        .and(header("Authorization", "Bearer sk_test_123"))
+        .and(header("Content-Type", "application/x-www-form-urlencoded"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "re_123", "status": "succeeded"})))
         .expect(2)
         .mount(&server)

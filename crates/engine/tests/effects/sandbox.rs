@@ -222,3 +222,20 @@ async fn a_malformed_evidence_payload_is_permanent() {
         assert!(matches!(err, StepError::Permanent(_)), "{}: {err}", h.label);
     }
 }
+
+#[test]
+fn a_submission_prints_no_text_file_name_or_customer_detail() {
+    let printed = format!("{:?}", super::full_submission());
+    // (The order facts' own `Debug`, in the domain, is theirs to keep clean; the shipment's `signed_by` shows today.)
+    for personal in [
+        "confirmed receipt",
+        "Jeanne",
+        "jeanne.dupont",
+        "rue des Lilas",
+        "203.0.113.7",
+        "chat.pdf",
+    ] {
+        assert!(!printed.contains(personal), "{personal} in {printed}");
+    }
+    assert!(printed.contains("CustomerCommunication"), "{printed}");
+}

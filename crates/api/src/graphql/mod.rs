@@ -1,5 +1,6 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
+mod facts;
 pub mod limits;
 mod loaders;
 mod mailbox;

@@ -129,7 +129,7 @@ pub(crate) fn order(o: &DemoOrder<'_>) -> OrderFacts {
                 "disputes@{}.example",
                 o.seller_id.trim_start_matches("seller-")
             )),
-            ships_itself: i % 2 == 0,
+            ships_itself: i.is_multiple_of(2),
         },
         lines: vec![OrderLine {
             device_model: o.item.trim_start_matches("Refurbished ").to_owned(),
@@ -155,7 +155,7 @@ pub(crate) fn order(o: &DemoOrder<'_>) -> OrderFacts {
             address: address.clone(),
             proof_of_delivery: delivered_at
                 .map(|_| "Delivered, photo of the parcel at the door and GPS scan".to_owned()),
-            signed_by: delivered_at.filter(|_| i % 3 == 0).map(|_| name.to_owned()),
+            signed_by: delivered_at.filter(|_| i.is_multiple_of(3)).map(|_| name.to_owned()),
         }),
         customer: CustomerFacts {
             account_id: format!("cust-demo-{:04}", i % 7),
@@ -164,12 +164,12 @@ pub(crate) fn order(o: &DemoOrder<'_>) -> OrderFacts {
             locale,
             account_created_at: o.placed_at - Duration::days(400 + (i as i64 % 7) * 90),
             previous_orders: (2 + i % 5) as u32,
-            previous_disputes: u32::from(i % 13 == 0),
+            previous_disputes: u32::from(i.is_multiple_of(13)),
         },
         payment_checks: PaymentChecks {
             avs_result: Some("Y".to_owned()),
             cvv_result: Some("M".to_owned()),
-            three_d_secure: Some(if i % 4 == 0 { "attempted" } else { "authenticated" }.to_owned()),
+            three_d_secure: Some(if i.is_multiple_of(4) { "attempted" } else { "authenticated" }.to_owned()),
             ip_address: Some(ip.clone()),
             device_id: Some(device_id.clone()),
         },

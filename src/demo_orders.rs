@@ -169,7 +169,14 @@ pub(crate) fn order(o: &DemoOrder<'_>) -> OrderFacts {
         payment_checks: PaymentChecks {
             avs_result: Some("Y".to_owned()),
             cvv_result: Some("M".to_owned()),
-            three_d_secure: Some(if i.is_multiple_of(4) { "attempted" } else { "authenticated" }.to_owned()),
+            three_d_secure: Some(
+                if i.is_multiple_of(4) {
+                    "attempted"
+                } else {
+                    "authenticated"
+                }
+                .to_owned(),
+            ),
             ip_address: Some(ip.clone()),
             device_id: Some(device_id.clone()),
         },

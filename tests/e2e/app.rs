@@ -66,13 +66,35 @@ impl TestApp {
         Self::start_configured(db, None, secrets).await
     }
 
+    /// Starts the app with webhook secrets and another source of marketplace facts (the order service).
+    pub async fn start_with_marketplace(
+        db: &TestDatabase,
+        secrets: verdict_api::webhooks::WebhookSecrets,
+        marketplace: &verdict_facts::MarketplaceConfig,
+    ) -> TestApp {
+        Self::start_with(db, None, secrets, Some(marketplace)).await
+    }
+
     async fn start_configured(
         db: &TestDatabase,
         keys: Option<[String; 4]>,
         secrets: verdict_api::webhooks::WebhookSecrets,
     ) -> TestApp {
+        Self::start_with(db, keys, secrets, None).await
+    }
+
+    async fn start_with(
+        db: &TestDatabase,
+        keys: Option<[String; 4]>,
+        secrets: verdict_api::webhooks::WebhookSecrets,
+        marketplace: Option<&verdict_facts::MarketplaceConfig>,
+    ) -> TestApp {
         verdict::install_crypto_provider();
-        let engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
+        let mut engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
+        if let Some(marketplace) = marketplace {
+            let facts = verdict_facts::from_config(marketplace, engine.store().db().clone()).unwrap();
+            engine = engine.with_facts(facts);
+        }
         let keys = match keys {
             Some(keys) => keys,
             None => {

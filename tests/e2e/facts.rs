@@ -71,19 +71,22 @@ async fn dispute_id(app: &TestApp, processor_dispute_id: &str) -> String {
         .unwrap_or_else(|| panic!("{}: no dispute {processor_dispute_id}", app.label))
 }
 
-/// The dispute as `token` sees it once its link step has finished (succeeded or dead).
+/// The dispute as `token` sees it once its link step has recorded what it found. (A dispute's fields are read
+/// one after the other: the step may show succeeded in an answer whose events were read just before.)
 async fn after_the_link(app: &TestApp, token: &str, id: &str) -> Value {
     for _ in 0..200 {
         let answer = app.gql(token, DISPUTE, json!({ "id": id })).await;
         let dispute = answer.data()["dispute"].clone();
-        let link = dispute["steps"]
+        let recorded = event_types(&dispute)
+            .iter()
+            .any(|t| t == "order_linked" || t == "order_not_found");
+        let dead = dispute["steps"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["kind"] == "link_order")
-            .cloned();
-        if link.is_some_and(|s| s["status"] == "succeeded" || s["status"] == "dead") {
-            return dispute;
+            .any(|s| s["kind"] == "link_order" && s["status"] == "dead");
+        if recorded || dead {
+            return app.gql(token, DISPUTE, json!({ "id": id })).await.data()["dispute"].clone();
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -74,6 +74,24 @@ impl TestApp {
         Self::start_configured(db, None, secrets, None).await
     }
 
+    /// Starts the app with webhook secrets and another source of marketplace facts (the order service).
+    pub async fn start_with_marketplace(
+        db: &TestDatabase,
+        secrets: verdict_api::webhooks::WebhookSecrets,
+        marketplace: &verdict_facts::MarketplaceConfig,
+    ) -> TestApp {
+        Self::start_full(
+            db,
+            None,
+            secrets,
+            None,
+            Some(marketplace),
+            None,
+            verdict_api::graphql::RefundLimits::default(),
+        )
+        .await
+    }
+
     async fn start_configured(
         db: &TestDatabase,
         keys: Option<[String; 4]>,
@@ -85,6 +103,7 @@ impl TestApp {
             keys,
             secrets,
             facts,
+            None,
             None,
             verdict_api::graphql::RefundLimits::default(),
         )
@@ -99,7 +118,7 @@ impl TestApp {
         effects: verdict_engine::effects::EffectsConfig,
         refunds: verdict_api::graphql::RefundLimits,
     ) -> TestApp {
-        Self::start_full(db, None, secrets, None, Some(effects), refunds).await
+        Self::start_full(db, None, secrets, None, None, Some(effects), refunds).await
     }
 
     async fn start_full(
@@ -107,11 +126,16 @@ impl TestApp {
         keys: Option<[String; 4]>,
         secrets: verdict_api::webhooks::WebhookSecrets,
         facts: Option<Arc<dyn verdict_facts::MarketplaceFacts>>,
+        marketplace: Option<&verdict_facts::MarketplaceConfig>,
         effects: Option<verdict_engine::effects::EffectsConfig>,
         refunds: verdict_api::graphql::RefundLimits,
     ) -> TestApp {
         verdict::install_crypto_provider();
-        let engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
+        let mut engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
+        if let Some(marketplace) = marketplace {
+            let facts = verdict_facts::from_config(marketplace, engine.store().db().clone()).unwrap();
+            engine = engine.with_facts(facts);
+        }
         let keys = match keys {
             Some(keys) => keys,
             None => {

@@ -164,8 +164,15 @@ impl MarketplaceFacts for HttpFacts {
             }
         }
         let body = bounded_body(response).await?;
-        let facts: OrderFacts = serde_json::from_slice(&body)
-            .map_err(|e| FactsError::Malformed(format!("the order service's answer is not OrderFacts: {e}")))?;
+        // serde's message may quote a value (a name, an address): only where and what kind of error.
+        let facts: OrderFacts = serde_json::from_slice(&body).map_err(|e| {
+            FactsError::Malformed(format!(
+                "the order service's answer is not OrderFacts ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         let facts = facts
             .validated()
             .map_err(|e| FactsError::Malformed(format!("the order service's answer is invalid: {e}")))?;

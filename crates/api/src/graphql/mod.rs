@@ -2,6 +2,7 @@
 
 pub mod actions;
 mod evidence;
+mod facts;
 pub mod limits;
 mod loaders;
 mod mailbox;

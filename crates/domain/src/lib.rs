@@ -30,6 +30,7 @@ pub use machine::{
     TimerInstruction, TimerKind, apply, decide, expiry_at, is_outcome, open, opened, processor_transition_allowed,
     replay, transition_allowed,
 };
+pub use machine::{link_payload, link_references};
 pub use money::{Currency, Money};
 pub use personal::{Customer, CustomerEmail, CustomerName, Locale};
 pub use reason::{CardNetwork, ReasonCategory, ReasonCode};

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use tracing::instrument;
 use verdict_domain::{Action, Command, Dispute, DisputeId, DomainError, apply, decide, open};
+use verdict_facts::{MarketplaceFacts, TablesFacts};
 use verdict_store::{Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -42,16 +43,31 @@ pub struct Engine {
     ingest: Arc<ingest::IngestCounters>,
     /// When timers fire and what the deadline does (see timers.rs).
     timing: Arc<timers::TimingPolicy>,
+    /// Where the marketplace's orders are read (the link step, GraphQL): Verdict's own tables unless
+    /// configured otherwise.
+    facts: Arc<dyn MarketplaceFacts>,
 }
 
 impl Engine {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        let facts: Arc<dyn MarketplaceFacts> = Arc::new(TablesFacts::new(store.db().clone()));
         Self {
             store,
             clock,
             ingest: Arc::default(),
             timing: Arc::default(),
+            facts,
         }
+    }
+
+    /// The same engine reading marketplace facts from `facts` (the configured `[marketplace]` source).
+    pub fn with_facts(mut self, facts: Arc<dyn MarketplaceFacts>) -> Self {
+        self.facts = facts;
+        self
+    }
+
+    pub fn facts(&self) -> &Arc<dyn MarketplaceFacts> {
+        &self.facts
     }
 
     /// The same engine with another timing policy (reminder offsets, submit margin, deadline policy).

@@ -457,7 +457,7 @@ impl Store {
                 locked_by: Set(None),
                 locked_until: Set(None),
                 last_error: Set(None),
-                payload: Set(None),
+                payload: Set(s.payload.clone()),
                 created_at: Set(now),
                 updated_at: Set(now),
             });

@@ -349,4 +349,24 @@ impl MutationRoot {
             token,
         })
     }
+
+    /// Leads and admins. Records an order's facts in Verdict's own tables (the default source), replacing what
+    /// was recorded for the same order number; refused when the facts come from the order service (http).
+    async fn record_order(
+        &self,
+        ctx: &Context<'_>,
+        input: super::facts::RecordOrderInput,
+    ) -> async_graphql::Result<super::facts::RecordOrderPayload> {
+        super::facts::record_order(ctx, input).await
+    }
+
+    /// Links a dispute to its marketplace order by hand (when the automatic link found none): the dispute
+    /// takes the order's seller and customer, recorded as `order_linked`.
+    async fn link_order(
+        &self,
+        ctx: &Context<'_>,
+        input: super::facts::LinkOrderInput,
+    ) -> async_graphql::Result<Dispute> {
+        super::facts::link_order(ctx, input).await
+    }
 }

@@ -165,7 +165,9 @@ pub struct DisputeEvent {
     /// What happened: opened, triaged, evidence_gathering_started, submitted, won, lost, accepted, expired,
     /// withdrawn, resolved, reopened, manually_transitioned, stage_advanced, due_by_changed, assigned, note_added,
     /// reminder_recorded, outcome_escalated, act_by_passed; from the processor: processor_update (status, stage
-    /// or due date as it reported them) and outcome_received; a lead's outcome by hand: outcome_overridden.
+    /// or due date as it reported them) and outcome_received; a lead's outcome by hand: outcome_overridden; the
+    /// marketplace order: order_linked (its order reference and source) and order_not_found (the kinds of
+    /// reference tried).
     #[graphql(name = "type")]
     pub kind: String,
     pub from_status: Option<DisputeStatus>,
@@ -186,6 +188,11 @@ impl From<EventRecord> for DisputeEvent {
             .pointer_mut("/dispute/customer")
             .and_then(|c| c.as_object_mut())
         {
+            customer.remove("name");
+            customer.remove("email");
+        }
+        // `order_linked` carries the customer taken from the order: shown on the dispute, never in history.
+        if let Some(customer) = e.change.pointer_mut("/customer").and_then(|c| c.as_object_mut()) {
             customer.remove("name");
             customer.remove("email");
         }
@@ -376,6 +383,12 @@ impl Dispute {
     #[graphql(complexity = "nested_list_cost(child_complexity)")]
     async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::mailbox::MailboxMessage>> {
         super::mailbox::of_dispute(ctx, &self.0).await
+    }
+    /// The marketplace's order behind the dispute (by its order reference, else its payment reference), from
+    /// the configured source; personal data masked for viewers. Null when no order matches.
+    #[graphql(complexity = "5 + child_complexity")]
+    async fn order(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::facts::Order>> {
+        super::facts::of_dispute(ctx, self).await
     }
     /// Processor notifications that contradicted the state machine: kept and shown, never applied.
     #[graphql(complexity = "nested_list_cost(child_complexity)")]

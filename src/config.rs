@@ -326,10 +326,10 @@ impl Default for Config {
             sandbox_outcome_delay_secs: verdict_engine::effects::EffectsConfig::default().sandbox_outcome_delay_secs,
             scheduling: Default::default(),
             graphql: Default::default(),
-            refunds: Default::default(),
+            evidence: Default::default(),
             marketplace: Default::default(),
             marketplace_env_error: None,
-            evidence: Default::default(),
+            refunds: Default::default(),
         }
     }
 }
@@ -407,10 +407,10 @@ impl Config {
         self.webhooks.apply_env(&var);
         self.apply_effects_env(&var);
         self.apply_graphql_env(&var);
-        self.apply_marketplace_env(&var);
         if let Some(dir) = var("VERDICT_EVIDENCE_DIR").filter(|v| !v.trim().is_empty()) {
             self.evidence.dir = std::path::PathBuf::from(dir.trim());
         }
+        self.apply_marketplace_env(&var);
     }
 
     /// `VERDICT_MARKETPLACE_SOURCE`, `_URL`, `_TOKEN` (the token belongs in the environment, not the file) and

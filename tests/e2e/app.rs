@@ -166,13 +166,14 @@ impl TestApp {
         };
         let evidence = tempfile::tempdir().unwrap();
         let evidence_dir = evidence.path().join("evidence");
-        let mut state = verdict_api::AppState::new(engine)
+        let engine = match facts {
+            Some(facts) => engine.with_facts(facts),
+            None => engine,
+        };
+        let state = verdict_api::AppState::new(engine)
             .with_webhooks(webhooks)
             .with_refund_limits(refunds)
             .with_evidence_files(Arc::new(verdict_evidence::LocalDirStore::new(evidence_dir.clone())));
-        if let Some(facts) = facts {
-            state = state.with_facts(facts);
-        }
         let shutdown = async {
             let _ = stopped.await;
         };

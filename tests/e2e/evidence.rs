@@ -582,10 +582,11 @@ async fn a_10_4_dispute_draws_its_evidence_from_the_order_and_shows_compelling_e
 }
 
 #[tokio::test]
-async fn without_a_facts_source_drawing_is_refused_and_nothing_changes() {
+async fn without_a_known_order_drawing_is_refused_and_nothing_changes() {
     for db in test_databases().await.unwrap() {
+        // Verdict's own tables, where no order was recorded.
         let app = TestApp::start(&db).await;
-        let (id, version) = open_with(&app, "dp_evidence_no_facts", "10.4").await;
+        let (id, version) = open_with(&app, "dp_evidence_no_order", "10.4").await;
         let refused = app
             .gql(
                 &app.analyst,
@@ -593,11 +594,17 @@ async fn without_a_facts_source_drawing_is_refused_and_nothing_changes() {
                 json!({ "input": { "id": id, "expectedVersion": version } }),
             )
             .await;
-        assert_eq!(refused.error_code(), "INVALID_INPUT", "{}", app.label);
+        assert_eq!(refused.error_code(), "NOT_FOUND", "{}", app.label);
         let seen = view(&app, &app.analyst, &id).await;
         assert_eq!(seen["version"], version);
         assert_eq!(seen["evidence"], json!([]));
         assert_eq!(seen["compellingEvidence"]["eligible"], false);
         assert_eq!(seen["compellingEvidence"]["program"], "VISA_CE3");
+        assert!(
+            seen["compellingEvidence"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no order")
+        );
     }
 }

@@ -48,8 +48,6 @@ pub struct AppState {
     pub refund_limits: graphql::RefundLimits,
     /// Where evidence files are kept (`[evidence] dir`); without one, uploads and downloads answer an error.
     pub evidence_files: Option<std::sync::Arc<dyn verdict_evidence::FileStore>>,
-    /// The order behind a dispute, for drawing evidence and Compelling Evidence; given to GraphQL per request.
-    pub facts: Option<std::sync::Arc<dyn verdict_facts::MarketplaceFacts>>,
 }
 
 impl AppState {
@@ -60,7 +58,6 @@ impl AppState {
     fn with_limits(engine: Engine, graphql_limits: GraphqlLimits, refund_limits: graphql::RefundLimits) -> Self {
         let graphql_reads = ReadGate::new(graphql_limits.read_connections_of(engine.store().max_connections()));
         let schema = graphql::build_schema_full(engine.clone(), &graphql_limits, graphql_reads.clone(), refund_limits);
-        let facts = Some(engine.facts().clone());
         Self {
             refund_limits,
             engine,
@@ -70,21 +67,17 @@ impl AppState {
             graphql_reads,
             allowed_origins: Vec::new(),
             evidence_files: None,
-            // The engine's configured `[marketplace]` source, so drawing evidence reads the orders the link step
-            // reads; `with_facts` replaces it.
-            facts,
         }
     }
 
     /// The same state with other GraphQL limits (`[graphql]` in the configuration).
     pub fn with_graphql_limits(self, limits: GraphqlLimits) -> Self {
         let (webhooks, allowed_origins) = (self.webhooks, self.allowed_origins);
-        let (evidence_files, facts) = (self.evidence_files, self.facts);
+        let evidence_files = self.evidence_files;
         Self {
             webhooks,
             allowed_origins,
             evidence_files,
-            facts,
             ..Self::with_limits(self.engine, limits, self.refund_limits)
         }
     }
@@ -92,12 +85,11 @@ impl AppState {
     /// The same state with other refund limits by role (`[refunds]` in the configuration).
     pub fn with_refund_limits(self, refunds: graphql::RefundLimits) -> Self {
         let (webhooks, allowed_origins) = (self.webhooks, self.allowed_origins);
-        let (evidence_files, facts) = (self.evidence_files, self.facts);
+        let evidence_files = self.evidence_files;
         Self {
             webhooks,
             allowed_origins,
             evidence_files,
-            facts,
             ..Self::with_limits(self.engine, self.graphql_limits, refunds)
         }
     }
@@ -111,12 +103,6 @@ impl AppState {
     /// The same state keeping evidence files in `files`.
     pub fn with_evidence_files(mut self, files: std::sync::Arc<dyn verdict_evidence::FileStore>) -> Self {
         self.evidence_files = Some(files);
-        self
-    }
-
-    /// The same state reading order facts from `facts`.
-    pub fn with_facts(mut self, facts: std::sync::Arc<dyn verdict_facts::MarketplaceFacts>) -> Self {
-        self.facts = Some(facts);
         self
     }
 
@@ -221,11 +207,7 @@ async fn graphql_answer(state: &AppState, headers: &HeaderMap, body: Body) -> Re
             .into_response();
         }
     };
-    let mut request = request.data(principal);
-    if let Some(facts) = &state.facts {
-        request = request.data(facts.clone());
-    }
-    let mut response = state.schema.execute(request).await;
+    let mut response = state.schema.execute(request.data(principal)).await;
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_some() {

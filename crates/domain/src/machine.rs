@@ -255,16 +255,6 @@ pub enum Action {
         template: String,
         message_id: String,
     },
-    /// Evidence items were added (typed, uploaded, or drawn from the marketplace facts in one action). The
-    /// content is stored beside the event, in the evidence table; the event names only kinds and ids.
-    AddEvidence {
-        items: Vec<EvidenceRef>,
-        source: EvidenceSource,
-    },
-    /// An evidence item is withdrawn from the defense; it stays stored, marked removed.
-    RemoveEvidence {
-        item: EvidenceRef,
-    },
     /// The dispute's order was found (by the link step, or named by an analyst): the dispute takes the order's
     /// seller and customer. `source` says which facts answered (`tables`, `http`).
     LinkOrder {
@@ -278,6 +268,16 @@ pub enum Action {
     RecordOrderNotFound {
         source: String,
         tried: Vec<ReferenceKind>,
+    },
+    /// Evidence items were added (typed, uploaded, or drawn from the marketplace facts in one action). The
+    /// content is stored beside the event, in the evidence table; the event names only kinds and ids.
+    AddEvidence {
+        items: Vec<EvidenceRef>,
+        source: EvidenceSource,
+    },
+    /// An evidence item is withdrawn from the defense; it stays stored, marked removed.
+    RemoveEvidence {
+        item: EvidenceRef,
     },
 }
 
@@ -562,8 +562,9 @@ impl Change {
             | Change::OutcomeEscalated
             | Change::ActByPassed { .. }
             | Change::EvidenceAdded { .. }
-            | Change::EvidenceRemoved { .. } => None,
-            Change::OrderLinked { .. } | Change::OrderNotFound { .. } => None,
+            | Change::EvidenceRemoved { .. }
+            | Change::OrderLinked { .. }
+            | Change::OrderNotFound { .. } => None,
         }
     }
 }
@@ -1706,10 +1707,10 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         | Change::ReminderRecorded { .. }
         | Change::OutcomeEscalated
         | Change::ActByPassed { .. }
-        | Change::OrderNotFound { .. }
         // Evidence lives in its own table; the projection only counts the version.
         | Change::EvidenceAdded { .. }
-        | Change::EvidenceRemoved { .. } => {}
+        | Change::EvidenceRemoved { .. }
+        | Change::OrderNotFound { .. } => {}
     }
     dispute.version = event.version;
     dispute.updated_at = event.at;

@@ -5,15 +5,13 @@
 //! before the body is read, bounded by the processor's per-file limit) and returns the `fileId` that
 //! `addEvidence` references. Item texts carry personal data (addresses, messages), so viewers get them as null.
 
-use std::sync::Arc;
-
 use async_graphql::{Context, Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use verdict_domain::{self as domain, DisputeClaim as DomainClaim, EvidenceSource as DomainSource};
 use verdict_engine::Engine;
 use verdict_engine::evidence::NewEvidence;
-use verdict_facts::{FactsError, MarketplaceFacts, OrderLookup};
+use verdict_facts::OrderLookup;
 
 use super::query::{parse_id, principal};
 use super::types::{Dispute, Money};
@@ -273,24 +271,13 @@ pub(crate) async fn completeness(
 
 /// The order behind a dispute, from the configured marketplace facts.
 async fn order_of(ctx: &Context<'_>, dispute: &domain::Dispute) -> Result<Option<domain::facts::OrderFacts>, ApiError> {
-    let Some(facts) = ctx.data_opt::<Arc<dyn MarketplaceFacts>>() else {
-        return Err(ApiError::InvalidInput(
-            "no marketplace facts source is configured, so the order cannot be read".into(),
-        ));
-    };
+    let facts = ctx.data::<Engine>().map_err(|e| ApiError::Internal(e.message))?.facts();
     let lookup = OrderLookup {
         processor: dispute.processor,
         order_reference: dispute.order_reference.clone(),
         payment_references: vec![dispute.payment_reference.clone()],
     };
-    facts.find_order(&lookup).await.map_err(|err| match err {
-        // Reading an order never records one; the other errors cannot come from a lookup.
-        FactsError::Unavailable(_)
-        | FactsError::Malformed(_)
-        | FactsError::Invalid(_)
-        | FactsError::Conflict(_)
-        | FactsError::ReadOnly(_) => ApiError::Internal(err.to_string()),
-    })
+    Ok(facts.find_order(&lookup).await?)
 }
 
 /// `Dispute.compellingEvidence`.

@@ -3,6 +3,7 @@
 //! Authentication and the mapping of internal errors to client-facing codes happen here and only here.
 
 pub mod auth;
+mod documents;
 pub mod error;
 pub mod graphiql;
 pub mod graphql;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .merge(webhooks::routes())
+        .merge(documents::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

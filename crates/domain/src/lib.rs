@@ -8,6 +8,7 @@
 pub mod claim;
 pub mod defense;
 pub mod dispute;
+pub mod document;
 pub mod error;
 pub mod evidence;
 pub mod facts;
@@ -19,6 +20,7 @@ pub mod reason;
 
 pub use claim::DisputeClaim;
 pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
+pub use document::{DocumentKind, DocumentRef};
 pub use error::DomainError;
 pub use evidence::{
     CompellingEvidence, CompellingEvidenceProgram, Completeness, DisputedPayment, EvidenceContentType, EvidenceFile,

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    Dispute, DisputeId, DomainError, EvidenceKind, EvidenceSource, NewDispute, Processor, Queue, Stage, Status,
+    Dispute, DisputeId, DocumentKind, DocumentRef, DomainError, EvidenceKind, EvidenceSource, NewDispute, Processor,
+    Queue, Stage, Status,
 };
 
 /// Reminders before the act-by time, in hours.
@@ -227,6 +228,11 @@ pub enum Action {
     RemoveEvidence {
         item: EvidenceRef,
     },
+    /// A document (the defense, the case file) was generated; its content is stored beside the event, in the
+    /// documents table, and the event names it.
+    RecordDocument {
+        document: DocumentRef,
+    },
 }
 
 /// An evidence item as the event log names it: its id and kind, never its content.
@@ -338,6 +344,9 @@ pub enum Change {
     EvidenceRemoved {
         item: EvidenceRef,
     },
+    DocumentGenerated {
+        document: DocumentRef,
+    },
 }
 
 /// The name of an event in the history, as clients see it.
@@ -368,6 +377,7 @@ pub enum EventKind {
     ActByPassed,
     EvidenceAdded,
     EvidenceRemoved,
+    DocumentGenerated,
 }
 
 impl EventKind {
@@ -397,6 +407,7 @@ impl EventKind {
             EventKind::ActByPassed => "act_by_passed",
             EventKind::EvidenceAdded => "evidence_added",
             EventKind::EvidenceRemoved => "evidence_removed",
+            EventKind::DocumentGenerated => "document_generated",
         }
     }
 }
@@ -431,6 +442,7 @@ impl Change {
             Change::ActByPassed { .. } => EventKind::ActByPassed,
             Change::EvidenceAdded { .. } => EventKind::EvidenceAdded,
             Change::EvidenceRemoved { .. } => EventKind::EvidenceRemoved,
+            Change::DocumentGenerated { .. } => EventKind::DocumentGenerated,
         }
     }
 
@@ -450,7 +462,8 @@ impl Change {
             | Change::OutcomeEscalated
             | Change::ActByPassed { .. }
             | Change::EvidenceAdded { .. }
-            | Change::EvidenceRemoved { .. } => None,
+            | Change::EvidenceRemoved { .. }
+            | Change::DocumentGenerated { .. } => None,
         }
     }
 }
@@ -1093,6 +1106,24 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             evidence_open(dispute)?;
             Change::EvidenceRemoved { item: *item }
         }
+        Action::RecordDocument { document } => {
+            // A defense is prepared while the dispute can still be answered; a case file may be exported at any
+            // time, also after the outcome.
+            if document.kind == DocumentKind::Defense
+                && (!dispute.status.is_open() || dispute.status == Status::Submitted)
+            {
+                return Err(DomainError::InvalidInput(format!(
+                    "a {} dispute can no longer be answered: no defense document is generated for it",
+                    dispute.status
+                )));
+            }
+            if document.version < 1 {
+                return Err(DomainError::invalid("a document's version starts at 1"));
+            }
+            Change::DocumentGenerated {
+                document: document.clone(),
+            }
+        }
     };
     let event = DisputeEvent {
         dispute_id: dispute.id,
@@ -1195,7 +1226,9 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         | Change::ActByPassed { .. }
         // Evidence lives in its own table; the projection only counts the version.
         | Change::EvidenceAdded { .. }
-        | Change::EvidenceRemoved { .. } => {}
+        | Change::EvidenceRemoved { .. }
+        // Documents live in their own table; the projection only counts the version.
+        | Change::DocumentGenerated { .. } => {}
     }
     dispute.version = event.version;
     dispute.updated_at = event.at;

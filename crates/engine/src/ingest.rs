@@ -339,6 +339,7 @@ fn action_label(action: &Action) -> String {
         Action::RecordActByPassed => "act-by time passed".into(),
         Action::AddEvidence { .. } => "add evidence".into(),
         Action::RemoveEvidence { .. } => "remove evidence".into(),
+        Action::RecordDocument { .. } => "record a document".into(),
     }
 }
 

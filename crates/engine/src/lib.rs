@@ -5,6 +5,7 @@
 //! appended event with an actor, a reason and a time.
 
 mod clock;
+pub mod documents;
 pub mod effects;
 pub mod ingest;
 pub mod schedules;
@@ -18,6 +19,7 @@ use verdict_domain::{Action, Command, Dispute, DisputeId, DomainError, apply, de
 use verdict_store::{Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use documents::{DocumentSources, GeneratedDocument, NoSources};
 pub use ingest::{ApplyOutcome, IngestStats, Received, Source};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,9 @@ pub enum EngineError {
     Domain(#[from] DomainError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A document failed to render: a defect in Verdict, never the caller's input.
+    #[error("document rendering failed: {0}")]
+    Document(String),
 }
 
 /// How often a command is re-decided on fresh state after losing a race; a manual transition carries the
@@ -41,6 +46,8 @@ pub struct Engine {
     ingest: Arc<ingest::IngestCounters>,
     /// When timers fire and what the deadline does (see timers.rs).
     timing: Arc<timers::TimingPolicy>,
+    /// Where documents get the marketplace facts and the evidence (documents.rs); none by default.
+    document_sources: Arc<dyn documents::DocumentSources>,
 }
 
 impl Engine {
@@ -50,7 +57,18 @@ impl Engine {
             clock,
             ingest: Arc::default(),
             timing: Arc::default(),
+            document_sources: Arc::new(documents::NoSources),
         }
+    }
+
+    /// The same engine with documents drawing their facts and evidence from `sources`.
+    pub fn with_document_sources(mut self, sources: Arc<dyn documents::DocumentSources>) -> Self {
+        self.document_sources = sources;
+        self
+    }
+
+    pub fn document_sources(&self) -> &Arc<dyn documents::DocumentSources> {
+        &self.document_sources
     }
 
     /// The same engine with another timing policy (reminder offsets, submit margin, deadline policy).

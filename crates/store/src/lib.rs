@@ -7,6 +7,7 @@
 
 mod batch;
 mod convert;
+mod documents;
 pub mod entity;
 mod error;
 mod inbox;
@@ -17,6 +18,7 @@ mod repo;
 mod schedules;
 pub mod testing;
 
+pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::StoreError;
 pub use inbox::{
     ClaimedNotifications, InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, NotificationRecord,

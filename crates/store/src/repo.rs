@@ -301,7 +301,8 @@ impl Store {
         decision: &Decision,
         fence: Option<crate::queue::Fence>,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, fence, None).await
+        self.commit_all(expected_version, after, decision, fence, None, None)
+            .await
     }
 
     /// [`Store::commit`] that also records the outcome on the inbox row the decision came from, in the same
@@ -313,17 +314,18 @@ impl Store {
         decision: &Decision,
         finish: &crate::inbox::InboxFinish,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, None, Some(finish))
+        self.commit_all(expected_version, after, decision, None, Some(finish), None)
             .await
     }
 
-    async fn commit_all(
+    pub(crate) async fn commit_all(
         &self,
         expected_version: Option<i64>,
         after: &Dispute,
         decision: &Decision,
         fence: Option<crate::queue::Fence>,
         finish: Option<&crate::inbox::InboxFinish>,
+        document: Option<&crate::documents::NewDocument>,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
         let row = to_row(after);
@@ -381,6 +383,19 @@ impl Store {
             .collect::<Result<_, StoreError>>()?;
         if !events.is_empty() {
             dispute_event::Entity::insert_many(events)
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|err| {
+                    if is_unique_violation(&err) {
+                        StoreError::Conflict(after.id)
+                    } else {
+                        err.into()
+                    }
+                })?;
+        }
+        if let Some(document) = document {
+            // Another generation that took this version first is a conflict like a stale dispute version.
+            crate::entity::document::Entity::insert(crate::documents::active_model(document))
                 .exec_without_returning(&txn)
                 .await
                 .map_err(|err| {

@@ -1,5 +1,6 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
+mod documents;
 pub mod limits;
 mod loaders;
 mod mailbox;
@@ -9,14 +10,20 @@ mod operations_admin;
 mod query;
 mod types;
 
-use async_graphql::{Context, EmptySubscription, Schema};
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 use verdict_engine::Engine;
 
 pub use limits::{GraphqlLimits, ReadGate};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 
-pub type VerdictSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub use documents::DocumentsMutation;
+
+/// Every mutation: the analysts' commands and the documents' (documents.rs).
+#[derive(MergedObject, Default)]
+pub struct Mutation(MutationRoot, DocumentsMutation);
+
+pub type VerdictSchema = Schema<QueryRoot, Mutation, EmptySubscription>;
 
 /// The schema with the default [`GraphqlLimits`] and a read gate sized to a share of the engine's pool.
 pub fn build_schema(engine: Engine) -> VerdictSchema {
@@ -28,7 +35,7 @@ pub fn build_schema(engine: Engine) -> VerdictSchema {
 /// The schema with the given limits; every read of a dispute's data passes `gate`.
 pub fn build_schema_with(engine: Engine, limits: &GraphqlLimits, gate: ReadGate) -> VerdictSchema {
     let lists = loaders::loader(engine.store().clone(), gate.clone());
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(QueryRoot, Mutation::default(), EmptySubscription)
         .data(engine)
         .data(gate)
         .data(lists)
@@ -40,7 +47,9 @@ pub fn build_schema_with(engine: Engine, limits: &GraphqlLimits, gate: ReadGate)
 
 /// The SDL that `verdict schema` prints and graphql/schema.graphql holds.
 pub fn schema_sdl() -> String {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription).finish().sdl()
+    Schema::build(QueryRoot, Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
 }
 
 /// Runs a database read of this request through the [`ReadGate`].

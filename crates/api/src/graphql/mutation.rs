@@ -10,6 +10,7 @@ use super::types::{CardNetwork, CustomerInput, Dispute, DisputeStage, DisputeSta
 use crate::auth::{Role, create_api_key};
 use crate::error::ApiError;
 
+#[derive(Default)]
 pub struct MutationRoot;
 
 /// A dispute entered by hand; webhooks feed the same shape.

@@ -165,7 +165,8 @@ pub struct DisputeEvent {
     /// What happened: opened, triaged, evidence_gathering_started, submitted, won, lost, accepted, expired,
     /// withdrawn, resolved, reopened, manually_transitioned, stage_advanced, due_by_changed, assigned, note_added,
     /// reminder_recorded, outcome_escalated, act_by_passed; from the processor: processor_update (status, stage
-    /// or due date as it reported them) and outcome_received; a lead's outcome by hand: outcome_overridden.
+    /// or due date as it reported them) and outcome_received; a lead's outcome by hand: outcome_overridden; a
+    /// defense document or case file stored: document_generated.
     #[graphql(name = "type")]
     pub kind: String,
     pub from_status: Option<DisputeStatus>,
@@ -376,6 +377,11 @@ impl Dispute {
     #[graphql(complexity = "nested_list_cost(child_complexity)")]
     async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::mailbox::MailboxMessage>> {
         super::mailbox::of_dispute(ctx, &self.0).await
+    }
+    /// Generated documents (defense, case file), newest first; their content is served at their URLs.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
+    async fn documents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::documents::Document>> {
+        super::documents::of_dispute(ctx, &self.0).await
     }
     /// Processor notifications that contradicted the state machine: kept and shown, never applied.
     #[graphql(complexity = "nested_list_cost(child_complexity)")]

@@ -3,6 +3,7 @@
 pub mod api_key;
 pub mod dispute;
 pub mod dispute_event;
+pub mod document;
 pub mod notification;
 pub mod step;
 pub mod timer;

@@ -7,6 +7,7 @@ mod app;
 mod cli;
 mod crash;
 mod disputes;
+mod documents;
 mod evidence;
 mod facts;
 mod limits;

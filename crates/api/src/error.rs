@@ -143,6 +143,7 @@ impl From<EngineError> for ApiError {
             EngineError::NotFound(id) => ApiError::NotFound(format!("dispute {id} not found")),
             EngineError::Domain(err) => err.into(),
             EngineError::Store(err) => err.into(),
+            EngineError::Document(cause) => ApiError::Internal(cause),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Authentication and the mapping of internal errors to client-facing codes happen here and only here.
 
 pub mod auth;
+mod documents;
 pub mod error;
 pub mod evidence_files;
 pub mod graphiql;
@@ -125,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .merge(webhooks::routes())
         .merge(evidence_files::routes())
+        .merge(documents::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

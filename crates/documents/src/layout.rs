@@ -34,7 +34,7 @@ fn dash(value: &Option<String>) -> String {
 
 fn evidence_index(items: &[EvidenceView]) -> Block {
     Block::Table {
-        widths: vec![0.04, 0.17, 0.31, 0.24, 0.09, 0.15],
+        widths: vec![0.04, 0.17, 0.29, 0.24, 0.09, 0.17],
         header: vec![
             "#".into(),
             "Kind".into(),
@@ -256,7 +256,7 @@ pub(crate) fn case_file(view: &CaseFileView) -> Vec<Block> {
     if view.decisions.is_empty() {
         blocks.push(Block::Paragraph(vec![Span::regular("No decisions recorded yet.")]));
     } else {
-        blocks.push(timeline_table(&view.decisions, "Why"));
+        blocks.push(timeline_table(&view.decisions, "Detail"));
     }
     blocks.push(Block::Heading("Timeline".into()));
     blocks.push(timeline_table(&view.timeline, "Detail"));

@@ -16,27 +16,10 @@ mod view;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+pub use verdict_domain::DocumentKind;
 use verdict_domain::defense::Defense;
 use verdict_domain::facts::OrderFacts;
 use verdict_domain::{Dispute, DisputeEvent, EvidenceItem};
-
-/// Which document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DocumentKind {
-    /// The cover letter, evidence index and timeline sent to the processor.
-    Defense,
-    /// One page of the dispute's facts, evidence, decisions and timeline, for people.
-    CaseFile,
-}
-
-impl DocumentKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            DocumentKind::Defense => "defense",
-            DocumentKind::CaseFile => "case_file",
-        }
-    }
-}
 
 /// Everything a document is rendered from. The evidence items are listed (and numbered) in the order given.
 #[derive(Debug, Clone, Copy)]

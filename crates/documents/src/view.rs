@@ -373,6 +373,18 @@ fn describe(change: &Change, internal: bool) -> Option<(String, Option<String>)>
             Some(format!("{hours_before} h before acting")),
         ),
         Change::OutcomeEscalated if internal => ("Overdue outcome escalated".to_owned(), None),
+        Change::DocumentGenerated { document } if internal => (
+            match document.kind {
+                verdict_domain::DocumentKind::Defense => "Defense document generated",
+                verdict_domain::DocumentKind::CaseFile => "Case file generated",
+            }
+            .to_owned(),
+            Some(format!(
+                "version {}, SHA-256 {}…",
+                document.version,
+                document.sha256.chars().take(12).collect::<String>()
+            )),
+        ),
         Change::ActByPassed { .. } if internal => ("Act-by time passed".to_owned(), None),
         other if internal => (title_case(other.kind().as_str()), None),
         _ => return None,

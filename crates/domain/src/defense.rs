@@ -864,3 +864,411 @@ fn correspondence(b: &mut Builder<'_>, facts: &OrderFacts) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::facts::{
+        Address, Cancellation, CheckoutPolicies, CustomerFacts, OrderLine, OrderMessage, OrderRefund, PaymentChecks,
+        PriorTransaction, SellerFacts, Shipment,
+    };
+    use crate::machine::{Action, Actor, Command, open, replay};
+    use crate::{CardNetwork, Currency, Customer, DisputeId, EvidenceSource, Locale, Money, NewDispute, Processor};
+    use crate::{ReasonCode, Stage};
+
+    fn at(day: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 9, 1, 9, 0, 0).single().unwrap_or_default() + Duration::days(day)
+    }
+
+    fn eur(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("EUR").unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn dispute(network: CardNetwork, code: &str) -> Dispute {
+        let new = NewDispute {
+            processor: Processor::Stripe,
+            processor_dispute_id: "dp_1".into(),
+            payment_reference: "ch_1".into(),
+            order_reference: Some("BM-1".into()),
+            seller_id: None,
+            customer: Customer {
+                name: None,
+                email: None,
+                locale: Locale::Fr,
+            },
+            amount: eur(34_900),
+            reason_code: ReasonCode::parse(network, code).unwrap_or_else(|e| panic!("{e}")),
+            reason_code_raw: code.into(),
+            stage: Stage::Chargeback,
+            due_by: None,
+            opened_at: at(30),
+        };
+        let command = Command::new(Actor::system("test"), Action::Open(Box::new(new)));
+        let decision = open(DisputeId::new_v7(), &command, at(30)).unwrap_or_else(|e| panic!("{e}"));
+        replay(&decision.events).unwrap_or_else(|| panic!("no dispute"))
+    }
+
+    fn address() -> Address {
+        Address {
+            lines: vec!["27 rue de la Côte-d'Or".into()],
+            postal_code: "69003".into(),
+            city: "Lyon".into(),
+            country: "FR".into(),
+        }
+    }
+
+    fn prior(reference: &str, day: i64, ip: Option<&str>, device: Option<&str>) -> PriorTransaction {
+        PriorTransaction {
+            payment_reference: reference.into(),
+            paid_at: at(day),
+            amount: eur(1_990),
+            ip_address: ip.map(str::to_owned),
+            device_id: device.map(str::to_owned),
+            shipping_address: Some(address()),
+            account_id: Some("cust-1".into()),
+            disputed: false,
+        }
+    }
+
+    fn facts() -> OrderFacts {
+        OrderFacts {
+            order_reference: "BM-1".into(),
+            payment_references: vec!["ch_1".into()],
+            placed_at: at(0),
+            total: eur(34_900),
+            seller: SellerFacts {
+                seller_id: "s-1".into(),
+                name: "Atelier".into(),
+                email: None,
+                ships_itself: true,
+            },
+            lines: vec![OrderLine {
+                device_model: "iPhone 13".into(),
+                grade: "excellent".into(),
+                imei_or_serial: Some("356789104563218".into()),
+                price: eur(34_900),
+                description: Some("Excellent condition, battery at least 85%".into()),
+                grade_report: Some("Battery 91%, no scratches".into()),
+            }],
+            shipment: Some(Shipment {
+                carrier: "Colissimo".into(),
+                tracking_number: "6A219".into(),
+                shipped_at: Some(at(1)),
+                delivered_at: Some(at(3)),
+                address: address(),
+                proof_of_delivery: Some("signature at the door".into()),
+                signed_by: Some("Hélène".into()),
+            }),
+            customer: CustomerFacts {
+                account_id: "cust-1".into(),
+                name: "Hélène Lefèvre".into(),
+                email: "helene@example.fr".into(),
+                locale: Locale::Fr,
+                account_created_at: at(-700),
+                previous_orders: 3,
+                previous_disputes: 0,
+            },
+            payment_checks: PaymentChecks {
+                avs_result: Some("Y".into()),
+                cvv_result: Some("M".into()),
+                three_d_secure: Some("authenticated".into()),
+                ip_address: Some("203.0.113.24".into()),
+                device_id: Some("dev-7f3a9c".into()),
+            },
+            prior_transactions: vec![
+                prior("ch_prior_1", -200, Some("203.0.113.24"), Some("dev-7f3a9c")),
+                prior("ch_prior_2", -150, Some("203.0.113.24"), None),
+            ],
+            messages: vec![OrderMessage {
+                sent_at: at(20),
+                author: MessageAuthor::Customer,
+                locale: Locale::Fr,
+                body: "Je n'ai rien reçu".into(),
+            }],
+            policies: CheckoutPolicies {
+                refund_policy: Some("Returns within 30 days".into()),
+                warranty_policy: Some("12-month warranty".into()),
+                terms_accepted_at: Some(at(0)),
+            },
+            cancellation: None,
+            refunds: Vec::new(),
+        }
+    }
+
+    fn item(kind: EvidenceKind) -> EvidenceItem {
+        EvidenceItem {
+            id: Uuid::now_v7(),
+            kind,
+            text: Some(kind.as_str().to_owned()),
+            file: None,
+            source: EvidenceSource::Analyst,
+            added_by: "analyst:test".into(),
+            added_at: at(31),
+        }
+    }
+
+    fn statements(defense: &Defense) -> Vec<&str> {
+        defense
+            .paragraphs
+            .iter()
+            .flat_map(|p| p.points.iter().map(|pt| pt.statement.as_str()))
+            .collect()
+    }
+
+    fn missing(defense: &Defense) -> Vec<&str> {
+        defense.missing.iter().map(|m| m.fact.as_str()).collect()
+    }
+
+    #[test]
+    fn not_received_argues_delivery_to_the_address_on_the_order_with_tracking_and_proof() {
+        let evidence = [item(EvidenceKind::ProofOfDelivery), item(EvidenceKind::Tracking)];
+        let defense = argue(&dispute(CardNetwork::Visa, "13.1"), Some(&facts()), &evidence);
+        assert!(
+            defense.position.contains("delivered by Colissimo"),
+            "{}",
+            defense.position
+        );
+        let all = statements(&defense).join("\n");
+        assert!(all.contains("27 rue de la Côte-d'Or, 69003 Lyon, FR"), "{all}");
+        assert!(all.contains("tracking number 6A219"));
+        assert!(all.contains("recorded the delivery to that address on 2026-09-04"));
+        assert!(all.contains("signed for by Hélène"));
+        assert!(missing(&defense).is_empty(), "{:?}", defense.missing);
+        // The delivery point cites the proof of delivery item.
+        let cites = defense.paragraphs[0].points.iter().any(|p| {
+            p.rests_on.iter().any(|b| {
+                matches!(
+                    b,
+                    Basis::Evidence {
+                        kind: EvidenceKind::ProofOfDelivery,
+                        ..
+                    }
+                )
+            })
+        });
+        assert!(cites);
+    }
+
+    #[test]
+    fn not_received_without_a_delivery_never_claims_one_and_says_what_is_missing() {
+        let mut f = facts();
+        if let Some(s) = f.shipment.as_mut() {
+            s.delivered_at = None;
+            s.proof_of_delivery = None;
+            s.signed_by = None;
+        }
+        let defense = argue(&dispute(CardNetwork::Visa, "13.1"), Some(&f), &[]);
+        assert!(
+            defense.position.contains("does not yet show its delivery"),
+            "{}",
+            defense.position
+        );
+        assert!(!statements(&defense).iter().any(|s| s.contains("recorded the delivery")));
+        let missing = missing(&defense);
+        assert!(missing.contains(&"The delivery date"), "{missing:?}");
+        assert!(missing.contains(&"The carrier's proof of delivery or signature"));
+        assert!(missing.contains(&"The carrier's tracking record as an evidence item"));
+
+        f.shipment = None;
+        let defense = argue(&dispute(CardNetwork::Visa, "13.1"), Some(&f), &[]);
+        assert_eq!(
+            defense.position,
+            "The file does not yet show that the order was shipped."
+        );
+        assert!(missing_has(&defense, "The shipment"));
+    }
+
+    fn missing_has(defense: &Defense, prefix: &str) -> bool {
+        defense.missing.iter().any(|m| m.fact.starts_with(prefix))
+    }
+
+    #[test]
+    fn not_as_described_argues_the_listing_the_grade_report_the_imei_and_the_return_offer() {
+        let evidence = [
+            item(EvidenceKind::ProductDescription),
+            item(EvidenceKind::ImeiSerialRecord),
+            item(EvidenceKind::Photos),
+        ];
+        let defense = argue(&dispute(CardNetwork::Visa, "13.3"), Some(&facts()), &evidence);
+        let headings: Vec<&str> = defense.paragraphs.iter().map(|p| p.heading.as_str()).collect();
+        assert_eq!(
+            &headings[..3],
+            [
+                "The listing the customer bought from",
+                "Condition and identity of the device shipped",
+                "The return offered"
+            ]
+        );
+        let all = statements(&defense).join("\n");
+        assert!(all.contains("listed in grade \"excellent\""), "{all}");
+        assert!(all.contains("Battery 91%, no scratches"));
+        assert!(all.contains("IMEI or serial number 356789104563218"));
+        assert!(all.contains("Photos of the device"));
+        assert!(all.contains("Returns within 30 days"));
+
+        let mut f = facts();
+        f.lines[0].grade_report = None;
+        f.lines[0].imei_or_serial = None;
+        f.policies = CheckoutPolicies::default();
+        let defense = argue(&dispute(CardNetwork::Visa, "13.3"), Some(&f), &[]);
+        assert!(missing_has(&defense, "The technician's grade report"));
+        assert!(missing_has(&defense, "The IMEI or serial number"));
+        assert!(missing_has(&defense, "The return and warranty terms"));
+        assert!(!statements(&defense).iter().any(|s| s.contains("IMEI")));
+        assert!(
+            !statements(&defense).iter().any(|s| s.contains("Photos")),
+            "no photos, no claim of photos"
+        );
+    }
+
+    #[test]
+    fn fraud_argues_the_checks_the_history_and_compelling_evidence_when_eligible() {
+        let d = dispute(CardNetwork::Visa, "10.4");
+        let defense = argue(&d, Some(&facts()), &[item(EvidenceKind::PriorUndisputedTransactions)]);
+        assert!(defense.position.contains("3-D Secure"), "{}", defense.position);
+        let all = statements(&defense).join("\n");
+        assert!(
+            all.contains("AVS result at authorisation: Y (street address and postal code match)"),
+            "{all}"
+        );
+        assert!(all.contains("CVV result at authorisation: M"));
+        assert!(all.contains("IP address 203.0.113.24"));
+        assert!(all.contains("Payment ch_prior_1"));
+        assert!(all.contains("qualifies for Visa Compelling Evidence 3.0"), "{all}");
+
+        // One qualifying prior payment is not enough: CE 3.0 is listed as missing, never claimed.
+        let mut f = facts();
+        f.prior_transactions.truncate(1);
+        let defense = argue(&d, Some(&f), &[]);
+        assert!(!statements(&defense).join("\n").contains("qualifies for"));
+        assert!(missing_has(
+            &defense,
+            "2 earlier payments that qualify for Visa Compelling Evidence 3.0"
+        ));
+
+        // Without 3-D Secure, the position does not claim authentication.
+        let mut f = facts();
+        f.payment_checks.three_d_secure = None;
+        let defense = argue(&d, Some(&f), &[]);
+        assert!(!defense.position.contains("3-D Secure"), "{}", defense.position);
+        assert!(missing_has(&defense, "The 3-D Secure result"));
+    }
+
+    #[test]
+    fn compelling_evidence_is_mentioned_only_for_the_codes_it_covers() {
+        let defense = argue(&dispute(CardNetwork::Visa, "10.5"), Some(&facts()), &[]);
+        let all = statements(&defense).join("\n");
+        assert!(!all.contains("Compelling Evidence"), "{all}");
+        assert!(!defense.missing.iter().any(|m| m.fact.contains("Compelling Evidence")));
+    }
+
+    #[test]
+    fn credit_not_processed_answers_with_the_refund_or_the_policy() {
+        let d = dispute(CardNetwork::Visa, "13.6");
+        let mut f = facts();
+        f.refunds = vec![OrderRefund {
+            refunded_at: at(10),
+            amount: eur(34_900),
+            reference: Some("re_1".into()),
+        }];
+        let defense = argue(&d, Some(&f), &[]);
+        assert!(defense.position.contains("already refunded"), "{}", defense.position);
+        assert!(
+            statements(&defense)
+                .join("\n")
+                .contains("A refund of 349.00 EUR was made on 2026-09-11 (reference re_1).")
+        );
+
+        let defense = argue(&d, Some(&facts()), &[]);
+        assert!(defense.position.starts_with("No credit is due"), "{}", defense.position);
+
+        let mut f = facts();
+        f.policies = CheckoutPolicies::default();
+        let defense = argue(&d, Some(&f), &[]);
+        assert!(defense.position.contains("does not yet show"), "{}", defense.position);
+        assert!(missing_has(&defense, "The refund policy shown at checkout"));
+    }
+
+    #[test]
+    fn a_cancellation_is_answered_with_its_dates_and_the_policy() {
+        let d = dispute(CardNetwork::Visa, "13.2");
+        let mut f = facts();
+        f.cancellation = Some(Cancellation {
+            cancelled_at: at(5),
+            reason: "customer asked after delivery".into(),
+        });
+        let defense = argue(&d, Some(&f), &[]);
+        let all = statements(&defense).join("\n");
+        assert!(all.contains("The order was cancelled on 2026-09-06"), "{all}");
+        assert!(all.contains("already shipped on 2026-09-02, before the cancellation"));
+        assert!(all.contains("Returns within 30 days"));
+        let defense = argue(&d, Some(&facts()), &[]);
+        assert!(
+            defense.position.starts_with("The order was not cancelled"),
+            "{}",
+            defense.position
+        );
+    }
+
+    #[test]
+    fn without_an_order_no_argument_is_made_and_the_order_is_missing() {
+        let defense = argue(&dispute(CardNetwork::Visa, "13.1"), None, &[]);
+        assert!(!defense.has_argument());
+        assert!(missing_has(&defense, "The order behind the payment"));
+    }
+
+    const CODES: [&str; 9] = ["10.4", "10.5", "11.3", "12.6", "13.1", "13.2", "13.3", "13.6", "13.8"];
+
+    proptest! {
+        /// Whatever the claim and whichever facts are known, every point rests on something, every fact it
+        /// rests on has a value, and no statement mentions a fact the file does not hold.
+        #[test]
+        fn every_point_rests_on_facts_that_exist(
+            code in 0..CODES.len(),
+            shipped in any::<bool>(),
+            delivered in any::<bool>(),
+            checks in any::<bool>(),
+            policies in any::<bool>(),
+            imei in any::<bool>(),
+            priors in any::<bool>(),
+        ) {
+            let mut f = facts();
+            if !shipped {
+                f.shipment = None;
+            } else if let (false, Some(s)) = (delivered, f.shipment.as_mut()) {
+                s.delivered_at = None;
+            }
+            if !checks {
+                f.payment_checks = PaymentChecks::default();
+            }
+            if !policies {
+                f.policies = CheckoutPolicies::default();
+            }
+            if !imei {
+                f.lines[0].imei_or_serial = None;
+            }
+            if !priors {
+                f.prior_transactions.clear();
+            }
+            let defense = argue(&dispute(CardNetwork::Visa, CODES[code]), Some(&f), &[]);
+            for point in defense.paragraphs.iter().flat_map(|p| &p.points) {
+                prop_assert!(!point.rests_on.is_empty(), "{}", point.statement);
+                for basis in &point.rests_on {
+                    if let Basis::Fact { label, value } = basis {
+                        prop_assert!(!value.trim().is_empty(), "{label} is empty in `{}`", point.statement);
+                    }
+                }
+                let s = &point.statement;
+                prop_assert!(shipped || !s.contains("tracking number"), "{s}");
+                prop_assert!(delivered && shipped || !s.contains("recorded the delivery"), "{s}");
+                prop_assert!(imei || !s.contains("IMEI"), "{s}");
+                prop_assert!(checks || !s.contains("result at authorisation"), "{s}");
+                prop_assert!(priors || !s.contains("never disputed"), "{s}");
+            }
+            prop_assert!(defense.paragraphs.iter().all(|p| !p.points.is_empty()));
+        }
+    }
+}

@@ -8,6 +8,7 @@
 pub mod claim;
 pub mod defense;
 pub mod dispute;
+pub mod document;
 pub mod error;
 pub mod evidence;
 pub mod facts;
@@ -20,6 +21,7 @@ pub mod respond;
 
 pub use claim::DisputeClaim;
 pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
+pub use document::{DocumentKind, DocumentRef};
 pub use error::DomainError;
 pub use evidence::{
     CompellingEvidence, CompellingEvidenceProgram, Completeness, DisputedPayment, DrawnEvidence, EvidenceContentType,

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use crate::facts::{ReferenceKind, TaggedReference, lookup_references};
 use crate::respond::{self, MessageChannel, MessageTemplate, RefundRecord};
 use crate::{
-    Customer, Dispute, DisputeId, DomainError, EvidenceKind, EvidenceSource, Locale, Money, NewDispute, Processor,
-    Queue, Stage, Status,
+    Customer, Dispute, DisputeId, DocumentKind, DocumentRef, DomainError, EvidenceKind, EvidenceSource, Locale, Money,
+    NewDispute, Processor, Queue, Stage, Status,
 };
 
 /// Reminders before the act-by time, in hours.
@@ -279,6 +279,11 @@ pub enum Action {
     RemoveEvidence {
         item: EvidenceRef,
     },
+    /// A document (the defense, the case file) was generated; its content is stored beside the event, in the
+    /// documents table, and the event names it.
+    RecordDocument {
+        document: DocumentRef,
+    },
 }
 
 /// An evidence item as the event log names it: its id and kind, never its content.
@@ -427,6 +432,9 @@ pub enum Change {
         source: String,
         tried: Vec<ReferenceKind>,
     },
+    DocumentGenerated {
+        document: DocumentRef,
+    },
 }
 
 /// The name of an event in the history, as clients see it.
@@ -465,6 +473,7 @@ pub enum EventKind {
     EvidenceRemoved,
     OrderLinked,
     OrderNotFound,
+    DocumentGenerated,
 }
 
 impl EventKind {
@@ -501,6 +510,7 @@ impl EventKind {
             EventKind::EvidenceRemoved => "evidence_removed",
             EventKind::OrderLinked => "order_linked",
             EventKind::OrderNotFound => "order_not_found",
+            EventKind::DocumentGenerated => "document_generated",
         }
     }
 }
@@ -541,6 +551,7 @@ impl Change {
             Change::EvidenceRemoved { .. } => EventKind::EvidenceRemoved,
             Change::OrderLinked { .. } => EventKind::OrderLinked,
             Change::OrderNotFound { .. } => EventKind::OrderNotFound,
+            Change::DocumentGenerated { .. } => EventKind::DocumentGenerated,
         }
     }
 
@@ -565,6 +576,7 @@ impl Change {
             | Change::EvidenceRemoved { .. }
             | Change::OrderLinked { .. }
             | Change::OrderNotFound { .. } => None,
+            Change::DocumentGenerated { .. } => None,
         }
     }
 }
@@ -1297,6 +1309,24 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             tried.dedup();
             Change::OrderNotFound { source, tried }
         }
+        Action::RecordDocument { document } => {
+            // A defense is prepared while the dispute can still be answered; a case file may be exported at any
+            // time, also after the outcome.
+            if document.kind == DocumentKind::Defense
+                && (!dispute.status.is_open() || dispute.status == Status::Submitted)
+            {
+                return Err(DomainError::InvalidInput(format!(
+                    "a {} dispute can no longer be answered: no defense document is generated for it",
+                    dispute.status
+                )));
+            }
+            if document.version < 1 {
+                return Err(DomainError::invalid("a document's version starts at 1"));
+            }
+            Change::DocumentGenerated {
+                document: document.clone(),
+            }
+        }
     };
     let event = DisputeEvent {
         dispute_id: dispute.id,
@@ -1710,7 +1740,9 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         // Evidence lives in its own table; the projection only counts the version.
         | Change::EvidenceAdded { .. }
         | Change::EvidenceRemoved { .. }
-        | Change::OrderNotFound { .. } => {}
+        | Change::OrderNotFound { .. }
+        // Documents live in their own table; the projection only counts the version.
+        | Change::DocumentGenerated { .. } => {}
     }
     dispute.version = event.version;
     dispute.updated_at = event.at;

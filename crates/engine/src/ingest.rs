@@ -346,6 +346,7 @@ fn action_label(action: &Action) -> String {
         Action::RecordMessageSent { .. } => "record a message sent".into(),
         Action::AddEvidence { .. } => "add evidence".into(),
         Action::RemoveEvidence { .. } => "remove evidence".into(),
+        Action::RecordDocument { .. } => "record a document".into(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! appended event with an actor, a reason and a time.
 
 mod clock;
+pub mod documents;
 pub mod effects;
 pub mod evidence;
 pub mod ingest;
@@ -20,6 +21,7 @@ use verdict_facts::{MarketplaceFacts, TablesFacts};
 use verdict_store::{Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use documents::{DocumentSources, GeneratedDocument, NoSources};
 pub use ingest::{ApplyOutcome, IngestStats, Received, Source};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +32,9 @@ pub enum EngineError {
     Domain(#[from] DomainError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A document failed to render: a defect in Verdict, never the caller's input.
+    #[error("document rendering failed: {0}")]
+    Document(String),
 }
 
 /// How often a command is re-decided on fresh state after losing a race; a manual transition carries the
@@ -46,6 +51,8 @@ pub struct Engine {
     /// Where the marketplace's orders are read (the link step, GraphQL): Verdict's own tables unless
     /// configured otherwise.
     facts: Arc<dyn MarketplaceFacts>,
+    /// Where documents get the marketplace facts and the evidence (documents.rs); none by default.
+    document_sources: Arc<dyn documents::DocumentSources>,
 }
 
 impl Engine {
@@ -57,6 +64,7 @@ impl Engine {
             ingest: Arc::default(),
             timing: Arc::default(),
             facts,
+            document_sources: Arc::new(documents::NoSources),
         }
     }
 
@@ -68,6 +76,16 @@ impl Engine {
 
     pub fn facts(&self) -> &Arc<dyn MarketplaceFacts> {
         &self.facts
+    }
+
+    /// The same engine with documents drawing their facts and evidence from `sources`.
+    pub fn with_document_sources(mut self, sources: Arc<dyn documents::DocumentSources>) -> Self {
+        self.document_sources = sources;
+        self
+    }
+
+    pub fn document_sources(&self) -> &Arc<dyn documents::DocumentSources> {
+        &self.document_sources
     }
 
     /// The same engine with another timing policy (reminder offsets, submit margin, deadline policy).

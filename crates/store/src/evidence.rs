@@ -223,7 +223,7 @@ impl Store {
         decision: &Decision,
         writes: &[EvidenceWrite],
     ) -> Result<(), StoreError> {
-        self.commit_all(Some(expected_version), after, decision, None, None, writes)
+        self.commit_all(Some(expected_version), after, decision, None, None, writes, None)
             .await
     }
 

@@ -7,6 +7,7 @@
 
 mod batch;
 mod convert;
+mod documents;
 pub mod entity;
 mod error;
 mod evidence;
@@ -18,6 +19,7 @@ mod repo;
 mod schedules;
 pub mod testing;
 
+pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::StoreError;
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
 pub use inbox::{

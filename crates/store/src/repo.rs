@@ -301,7 +301,7 @@ impl Store {
         decision: &Decision,
         fence: Option<crate::queue::Fence>,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, fence, None, &[])
+        self.commit_all(expected_version, after, decision, fence, None, &[], None)
             .await
     }
 
@@ -314,7 +314,7 @@ impl Store {
         decision: &Decision,
         finish: &crate::inbox::InboxFinish,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, None, Some(finish), &[])
+        self.commit_all(expected_version, after, decision, None, Some(finish), &[], None)
             .await
     }
 
@@ -326,6 +326,7 @@ impl Store {
         fence: Option<crate::queue::Fence>,
         finish: Option<&crate::inbox::InboxFinish>,
         evidence: &[crate::evidence::EvidenceWrite],
+        document: Option<&crate::documents::NewDocument>,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
         let row = to_row(after);
@@ -395,6 +396,19 @@ impl Store {
         }
         // The evidence rows the events name, in the same transaction as the events.
         crate::evidence::write(&txn, after.id, evidence).await?;
+        if let Some(document) = document {
+            // Another generation that took this version first is a conflict like a stale dispute version.
+            crate::entity::document::Entity::insert(crate::documents::active_model(document))
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|err| {
+                    if is_unique_violation(&err) {
+                        StoreError::Conflict(after.id)
+                    } else {
+                        err.into()
+                    }
+                })?;
+        }
         let now = after.updated_at;
         // Before the timer instructions: a firing timer is completed first, so that its own command's
         // CancelAll does not cancel it.

@@ -9,7 +9,7 @@ use std::hash::Hash;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use verdict_domain::DisputeId;
-use verdict_store::{EventRecord, MailboxMessage, NotificationRecord, StepRecord, Store, TimerRecord};
+use verdict_store::{DocumentRecord, EventRecord, MailboxMessage, NotificationRecord, StepRecord, Store, TimerRecord};
 
 use super::limits::ReadGate;
 use crate::error::ApiError;
@@ -40,6 +40,8 @@ pub struct MessagesOf(pub DisputeId);
 pub struct FlaggedNotificationsOf(pub DisputeId);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct NotificationsOf(pub DisputeId);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DocumentsOf(pub DisputeId);
 
 fn rekey<K: Eq + Hash, V>(rows: HashMap<DisputeId, V>, key: impl Fn(DisputeId) -> K) -> HashMap<K, V> {
     rows.into_iter().map(|(id, v)| (key(id), v)).collect()
@@ -69,3 +71,5 @@ list_loader!(FlaggedNotificationsOf, NotificationRecord, |store, ids| store
     .notifications_of_disputes(&ids, true));
 list_loader!(NotificationsOf, NotificationRecord, |store, ids| store
     .notifications_of_disputes(&ids, false));
+list_loader!(DocumentsOf, DocumentRecord, |store, ids| store
+    .documents_of_disputes(&ids));

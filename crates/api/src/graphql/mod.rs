@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
 pub mod actions;
+mod documents;
 mod evidence;
 mod facts;
 pub mod limits;
@@ -20,10 +21,12 @@ pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 
 pub use actions::{ActionsMutation, RefundLimits};
+pub use documents::DocumentsMutation;
 
-/// Every mutation: the analysts' commands and the actions that reach the outside world (actions.rs).
+/// Every mutation: the analysts' commands, the actions that reach the outside world (actions.rs) and the
+/// documents' (documents.rs).
 #[derive(MergedObject, Default)]
-pub struct Mutation(MutationRoot, ActionsMutation);
+pub struct Mutation(MutationRoot, ActionsMutation, DocumentsMutation);
 
 pub type VerdictSchema = Schema<QueryRoot, Mutation, EmptySubscription>;
 

@@ -167,7 +167,7 @@ pub struct DisputeEvent {
     /// reminder_recorded, outcome_escalated, act_by_passed; from the processor: processor_update (status, stage
     /// or due date as it reported them) and outcome_received; a lead's outcome by hand: outcome_overridden; the
     /// marketplace order: order_linked (its order reference and source) and order_not_found (the kinds of
-    /// reference tried).
+    /// reference tried); a defense document or case file stored: document_generated.
     #[graphql(name = "type")]
     pub kind: String,
     pub from_status: Option<DisputeStatus>,
@@ -389,6 +389,12 @@ impl Dispute {
     #[graphql(complexity = "5 + child_complexity")]
     async fn order(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::facts::Order>> {
         super::facts::of_dispute(ctx, self).await
+    }
+
+    /// Generated documents (defense, case file), newest first; their content is served at their URLs.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
+    async fn documents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::documents::Document>> {
+        super::documents::of_dispute(ctx, &self.0).await
     }
     /// Processor notifications that contradicted the state machine: kept and shown, never applied.
     #[graphql(complexity = "nested_list_cost(child_complexity)")]

@@ -3,6 +3,7 @@
 pub mod api_key;
 pub mod dispute;
 pub mod dispute_event;
+pub mod document;
 pub mod evidence_file;
 pub mod evidence_item;
 pub mod notification;

@@ -368,7 +368,7 @@ async fn client_mistakes_are_not_logged_as_errors_and_the_start_up_line_is_reada
     let db = verdict_store::testing::TestDatabase::sqlite().await.unwrap();
     let token = last_line(&verdict(
         &db.url,
-        &["apikey", "create", "--name", "ana", "--role", "analyst"],
+        &["apikey", "create", "--name", "ana", "--role", "lead"],
     ));
     let served = serve(&db.url, "debug");
     let client = reqwest::Client::new();

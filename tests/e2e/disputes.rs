@@ -41,11 +41,11 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
         let id = opened["id"].as_str().unwrap().to_owned();
         assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
 
-        let triaged = transition(&app, &app.analyst, &id, "TRIAGED", 1, "fraud pattern, card absent").await;
+        let triaged = transition(&app, &app.lead, &id, "TRIAGED", 1, "fraud pattern, card absent").await;
         assert_eq!(triaged.data()["transitionDispute"]["queue"], "FRAUD");
         transition(
             &app,
-            &app.analyst,
+            &app.lead,
             &id,
             "EVIDENCE_GATHERING",
             2,
@@ -67,7 +67,7 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
             .gql(&app.analyst, assign, json!({"input": {"id": id, "assignee": "alice"}}))
             .await;
         assert_eq!(taken.data()["assignDispute"]["assignee"], "alice");
-        transition(&app, &app.analyst, &id, "SUBMITTED", 5, "evidence complete")
+        transition(&app, &app.lead, &id, "SUBMITTED", 5, "evidence complete")
             .await
             .data();
 
@@ -92,24 +92,24 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
             vec![
                 ("opened".into(), Value::Null, json!("NOTIFIED"), "analyst:alice".into()),
                 (
-                    "manually_transitioned".into(),
+                    "corrected".into(),
                     json!("NOTIFIED"),
                     json!("TRIAGED"),
-                    "analyst:alice".into()
+                    "analyst:lena".into()
                 ),
                 (
-                    "manually_transitioned".into(),
+                    "corrected".into(),
                     json!("TRIAGED"),
                     json!("EVIDENCE_GATHERING"),
-                    "analyst:alice".into()
+                    "analyst:lena".into()
                 ),
                 ("note_added".into(), Value::Null, Value::Null, "analyst:alice".into()),
                 ("assigned".into(), Value::Null, Value::Null, "analyst:alice".into()),
                 (
-                    "manually_transitioned".into(),
+                    "corrected".into(),
                     json!("EVIDENCE_GATHERING"),
                     json!("SUBMITTED"),
-                    "analyst:alice".into()
+                    "analyst:lena".into()
                 ),
             ],
             "{}",
@@ -156,7 +156,7 @@ async fn a_restarted_server_still_has_every_dispute_with_its_history() {
     for db in test_databases().await.unwrap() {
         let app = TestApp::start(&db).await;
         let id = open_dispute(&app, "dp_restart").await;
-        transition(&app, &app.analyst, &id, "TRIAGED", 1, "first look")
+        transition(&app, &app.lead, &id, "TRIAGED", 1, "first look")
             .await
             .data();
         let before = get(&app, &id).await;
@@ -174,8 +174,8 @@ async fn concurrent_transitions_at_one_version_give_one_success_and_one_conflict
         let mut app = TestApp::start(&db).await;
         let id = open_dispute(&app, "dp_race_api").await;
         let (a, b) = tokio::join!(
-            transition(&app, &app.analyst, &id, "TRIAGED", 1, "first analyst"),
-            transition(&app, &app.lead, &id, "ACCEPTED", 1, "second analyst")
+            transition(&app, &app.lead, &id, "TRIAGED", 1, "first lead"),
+            transition(&app, &app.lead, &id, "ACCEPTED", 1, "second lead")
         );
         let mut codes: Vec<String> = [&a, &b]
             .iter()
@@ -265,25 +265,17 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         let mut app = TestApp::start(&db).await;
         let id = open_dispute(&app, "dp_bad_input").await;
 
-        let illegal = transition(&app, &app.analyst, &id, "SUBMITTED", 1, "skip ahead").await;
+        let illegal = transition(&app, &app.lead, &id, "SUBMITTED", 1, "skip ahead").await;
         assert_eq!(illegal.error_code(), "ILLEGAL_TRANSITION", "{}", app.label);
-        let stale = transition(&app, &app.analyst, &id, "TRIAGED", 7, "old screen").await;
+        let stale = transition(&app, &app.lead, &id, "TRIAGED", 7, "old screen").await;
         assert_eq!(stale.error_code(), "VERSION_CONFLICT");
-        let empty_reason = transition(&app, &app.analyst, &id, "TRIAGED", 1, "   ").await;
+        let empty_reason = transition(&app, &app.lead, &id, "TRIAGED", 1, "   ").await;
         assert_eq!(empty_reason.error_code(), "INVALID_INPUT");
         let viewer = transition(&app, &app.viewer, &id, "TRIAGED", 1, "I only read").await;
         assert_eq!(viewer.error_code(), "FORBIDDEN");
-        let unknown = transition(
-            &app,
-            &app.analyst,
-            &uuid::Uuid::now_v7().to_string(),
-            "TRIAGED",
-            1,
-            "who",
-        )
-        .await;
+        let unknown = transition(&app, &app.lead, &uuid::Uuid::now_v7().to_string(), "TRIAGED", 1, "who").await;
         assert_eq!(unknown.error_code(), "NOT_FOUND");
-        let malformed = transition(&app, &app.analyst, "dispute-42", "TRIAGED", 1, "typo").await;
+        let malformed = transition(&app, &app.lead, "dispute-42", "TRIAGED", 1, "typo").await;
         assert_eq!(malformed.error_code(), "INVALID_INPUT");
         let missing = app
             .gql(&app.viewer, GET, json!({ "id": uuid::Uuid::now_v7().to_string() }))
@@ -421,11 +413,11 @@ async fn health_and_readiness_answer() {
     app.stop().await;
 }
 
-/// Walks a dispute to SUBMITTED as the analyst; returns its id (at version 4).
+/// Walks a dispute to SUBMITTED by a lead's corrections; returns its id (at version 4).
 async fn submitted_dispute(app: &TestApp, processor_dispute_id: &str) -> String {
     let id = open_dispute(app, processor_dispute_id).await;
     for (version, to) in ["TRIAGED", "EVIDENCE_GATHERING", "SUBMITTED"].iter().enumerate() {
-        transition(app, &app.analyst, &id, to, version as i64 + 1, "walk")
+        transition(app, &app.lead, &id, to, version as i64 + 1, "walk")
             .await
             .data();
     }

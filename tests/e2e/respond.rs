@@ -142,6 +142,16 @@ async fn settled_version(app: &TestApp, id: &str) -> i64 {
     settled["version"].as_i64().unwrap()
 }
 
+/// Waits until none of the dispute's steps is pending (refunds made, their messages sent and recorded) and
+/// answers its version then.
+async fn quiet_version(app: &TestApp, id: &str) -> i64 {
+    let quiet = wait_until(app, id, "every step done", |d| {
+        d["steps"].as_array().unwrap().iter().all(|s| s["status"] != "pending")
+    })
+    .await;
+    quiet["version"].as_i64().unwrap()
+}
+
 /// An inquiry opened by hand for a Stripe payment, with the customer's email (refunds settle inquiries); its id
 /// and its version once the order link step has run.
 async fn open_stripe_inquiry(app: &TestApp, processor_dispute_id: &str, minor_units: i64) -> (String, i64) {
@@ -325,26 +335,26 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
             .gql(&app.analyst, REFUND, refund_input(&id, v, "r1", Some(5_000)))
             .await;
         assert_eq!(analyst.data()["refund"]["dispute"]["version"], v + 1);
+        // Each refund's message is recorded as sent once it went out: the version moves on by itself.
+        let v = quiet_version(&app, &id).await;
         let lead = app
-            .gql(&app.lead, REFUND, refund_input(&id, v + 1, "r2", Some(20_000)))
+            .gql(&app.lead, REFUND, refund_input(&id, v, "r2", Some(20_000)))
             .await;
-        assert_eq!(lead.data()["refund"]["dispute"]["version"], v + 2);
+        assert_eq!(lead.data()["refund"]["dispute"]["version"], v + 1);
+        let v = quiet_version(&app, &id).await;
         // The same request again is refused, whoever sends it.
-        let twice = app
-            .gql(&app.admin, REFUND, refund_input(&id, v + 2, "r1", Some(100)))
-            .await;
+        let twice = app.gql(&app.admin, REFUND, refund_input(&id, v, "r1", Some(100))).await;
         assert_eq!(twice.error_code(), "INVALID_INPUT", "{}: {}", app.label, twice.body);
         // An admin has no limit of their own, but never beyond what is left of the disputed 1,000.00 EUR.
         let beyond = app
-            .gql(&app.admin, REFUND, refund_input(&id, v + 2, "r3", Some(75_001)))
+            .gql(&app.admin, REFUND, refund_input(&id, v, "r3", Some(75_001)))
             .await;
         assert_eq!(beyond.error_code(), "INVALID_INPUT", "{}", app.label);
         // Without an amount, everything left is refunded.
-        let rest = app.gql(&app.admin, REFUND, refund_input(&id, v + 2, "r3", None)).await;
-        assert_eq!(rest.data()["refund"]["dispute"]["version"], v + 3);
-        let done = app
-            .gql(&app.admin, REFUND, refund_input(&id, v + 3, "r4", Some(1)))
-            .await;
+        let rest = app.gql(&app.admin, REFUND, refund_input(&id, v, "r3", None)).await;
+        assert_eq!(rest.data()["refund"]["dispute"]["version"], v + 1);
+        let v = quiet_version(&app, &id).await;
+        let done = app.gql(&app.admin, REFUND, refund_input(&id, v, "r4", Some(1))).await;
         assert_eq!(done.error_code(), "INVALID_INPUT", "{}", app.label);
 
         let settled = wait_until(&app, &id, "three refunds made", |d| {
@@ -644,12 +654,17 @@ async fn stripe_a_signed_dispute_is_linked_gathered_defended_at_stripe_and_close
         )
         .await;
         let id = dispute_id_of(&app, "dp_e2e_stripe").await;
+        // The projection is read before its history: wait for both to show the link.
         let linked = wait_until(&app, &id, "the dispute linked to its order", |d| {
-            event_types(d).contains(&"order_linked".to_owned())
+            event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
         })
         .await;
         assert_eq!(linked["status"], "NOTIFIED", "{}", app.label);
-        assert_eq!(linked["customer"]["email"], "jeanne.dupont@example.fr", "{}", app.label);
+        assert_eq!(
+            linked["customer"]["email"], "jeanne.dupont@example.fr",
+            "{}: {linked}",
+            app.label
+        );
         assert_eq!(linked["customer"]["locale"], "FR");
 
         // Nothing gathered yet: the defense is refused.
@@ -754,6 +769,376 @@ async fn stripe_a_signed_dispute_is_linked_gathered_defended_at_stripe_and_close
         .await;
         let closed = dispute(&app, &id).await;
         assert_eq!(closed["status"], "WON", "{}: {}", app.label, closed);
+        app.stop().await;
+    }
+}
+
+const ADYEN_HMAC_KEY: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
+const ADYEN_API_KEY: &str = "adyen_e2e_api_key";
+const ADYEN_MERCHANT: &str = "VerdictShopECOM";
+
+fn adyen_secrets() -> WebhookSecrets {
+    WebhookSecrets {
+        adyen_hmac_key: Some(ADYEN_HMAC_KEY.into()),
+        adyen_basic_auth: Some(("adyen".into(), "s3cret".into())),
+        ..WebhookSecrets::default()
+    }
+}
+
+/// One Adyen notification item built from the published CHARGEBACK example with this test's references, a Visa
+/// "merchandise not received" reason and a due date ahead, signed with the test key.
+fn adyen_item(event_code: &str, psp: &str, event_date: chrono::DateTime<chrono::Utc>) -> Value {
+    let example: Value = serde_json::from_slice(&fixture("adyen/openapi-webhooks-v1-chargeback.json")).unwrap();
+    let mut item = example["notificationItems"][0]["NotificationRequestItem"].clone();
+    item["eventCode"] = json!(event_code);
+    item["eventDate"] = json!(event_date.to_rfc3339());
+    item["pspReference"] = json!(psp);
+    item["originalReference"] = json!("9913140798220028");
+    item["merchantReference"] = json!("ORD-E2E-ADYEN");
+    item["merchantAccountCode"] = json!(ADYEN_MERCHANT);
+    item["paymentMethod"] = json!("visa");
+    item["amount"] = json!({ "currency": "EUR", "value": 45_900 });
+    let data = &mut item["additionalData"];
+    data["chargebackReasonCode"] = json!("13.1");
+    data["chargebackSchemeCode"] = json!("visa");
+    data["defensePeriodEndsAt"] = json!((chrono::Utc::now() + chrono::Duration::days(20)).to_rfc3339());
+    let signature = verdict_ingest::adyen_item_signature(&item, ADYEN_HMAC_KEY).unwrap();
+    item["additionalData"]["hmacSignature"] = json!(signature);
+    item
+}
+
+async fn post_adyen(app: &TestApp, item: Value) {
+    let body = json!({ "live": "false", "notificationItems": [{ "NotificationRequestItem": item }] });
+    let response = app
+        .client
+        .post(app.url("/webhooks/adyen"))
+        .basic_auth("adyen", Some("s3cret"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}: {}", app.label, response.status());
+}
+
+/// Adyen batches are applied after the answer: waits for the dispute to appear.
+async fn wait_for_dispute(app: &TestApp, processor_dispute_id: &str) -> String {
+    let query = "{ disputes(first: 100) { edges { node { id processorDisputeId } } } }";
+    for _ in 0..200 {
+        let answer = app.gql(&app.lead, query, json!({})).await;
+        if let Some(id) = answer.data()["disputes"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["node"]["processorDisputeId"] == processor_dispute_id)
+            .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+        {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{}: no dispute {processor_dispute_id}", app.label);
+}
+
+/// Adyen, end to end: the signed CHARGEBACK opens the dispute linked by its merchant reference; evidence is
+/// drawn and uploaded to 100%; the defense goes to Adyen's Disputes API (the defense document supplied as
+/// `DefenseMaterial`, then `defendDispute`), and the signed CHARGEBACK_REVERSED closes it as won.
+#[tokio::test]
+async fn adyen_a_signed_chargeback_is_linked_gathered_defended_at_adyen_and_closed_by_its_outcome() {
+    for db in test_databases().await.unwrap() {
+        record_order(&db, "ORD-E2E-ADYEN", &["9913140798220028"]).await;
+        let adyen = MockServer::start().await;
+        let ok = json!({ "disputeServiceResult": { "success": true } });
+        Mock::given(method("POST"))
+            .and(path("/disputes/v30/retrieveApplicableDefenseReasons"))
+            .and(header("x-api-key", ADYEN_API_KEY))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "defenseReasons": [{
+                    "defenseReasonCode": "SupplyDefenseMaterial", "satisfied": false,
+                    "defenseDocumentTypes": [
+                        { "defenseDocumentTypeCode": "DefenseMaterial", "requirementLevel": "Required", "available": false }
+                    ]
+                }],
+                "disputeServiceResult": { "success": true }
+            })))
+            .mount(&adyen)
+            .await;
+        for operation in ["supplyDefenseDocument", "defendDispute"] {
+            Mock::given(method("POST"))
+                .and(path(format!("/disputes/v30/{operation}")))
+                .and(header("x-api-key", ADYEN_API_KEY))
+                .respond_with(ResponseTemplate::new(200).set_body_json(ok.clone()))
+                .mount(&adyen)
+                .await;
+        }
+        let mut effects = EffectsConfig::default();
+        effects.processors.adyen_api_key = Some(ADYEN_API_KEY.into());
+        effects.processors.adyen_merchant_account = Some(ADYEN_MERCHANT.into());
+        effects.processors.adyen_disputes_base_url = format!("{}/disputes/v30", adyen.uri());
+        effects.processors.adyen_checkout_base_url = format!("{}/checkout/v71", adyen.uri());
+        let mut app = TestApp::start_serving(&db, adyen_secrets(), effects, RefundLimits::default()).await;
+        let opened_at = chrono::Utc::now() - chrono::Duration::minutes(5);
+        post_adyen(&app, adyen_item("CHARGEBACK", "E2EADYENPSP00001", opened_at)).await;
+        let id = wait_for_dispute(&app, "E2EADYENPSP00001").await;
+        // The projection is read before its history: wait for both to show the link.
+        let linked = wait_until(&app, &id, "the dispute linked to its order", |d| {
+            event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
+        })
+        .await;
+        assert_eq!(
+            linked["customer"]["email"], "jeanne.dupont@example.fr",
+            "{}: {linked}",
+            app.label
+        );
+
+        let complete = gather_evidence(&app, &id).await;
+        assert_eq!(
+            complete["evidenceCompleteness"]["score"], 100,
+            "{}: {complete}",
+            app.label
+        );
+        let submitted = app
+            .gql(
+                &app.analyst,
+                SUBMIT,
+                json!({"input": {"id": id, "expectedVersion": complete["version"]}}),
+            )
+            .await;
+        assert_eq!(submitted.data()["submitDefense"]["dispute"]["status"], "SUBMITTED");
+        let sent = wait_until(&app, &id, "the defense sent to Adyen", |d| {
+            step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
+        })
+        .await;
+        assert_eq!(
+            step(&sent, "submit_evidence").unwrap()["status"],
+            "succeeded",
+            "{}: {sent}",
+            app.label
+        );
+        let posted = adyen.received_requests().await.unwrap();
+        let paths: Vec<&str> = posted.iter().map(|r| r.url.path()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/disputes/v30/retrieveApplicableDefenseReasons",
+                "/disputes/v30/supplyDefenseDocument",
+                "/disputes/v30/defendDispute"
+            ],
+            "{}",
+            app.label
+        );
+        let supplied: Value = serde_json::from_slice(&posted[1].body).unwrap();
+        assert_eq!(supplied["disputePspReference"], "E2EADYENPSP00001");
+        assert_eq!(supplied["merchantAccountCode"], ADYEN_MERCHANT);
+        let document = &supplied["defenseDocuments"][0];
+        assert_eq!(document["defenseDocumentTypeCode"], "DefenseMaterial");
+        assert_eq!(document["contentType"], "application/pdf");
+        assert!(
+            document["content"].as_str().unwrap().starts_with("JVBERi"),
+            "a PDF, base64"
+        );
+        let defended: Value = serde_json::from_slice(&posted[2].body).unwrap();
+        assert_eq!(defended["defenseReasonCode"], "SupplyDefenseMaterial");
+
+        post_adyen(
+            &app,
+            adyen_item("CHARGEBACK_REVERSED", "E2EADYENPSP00001", chrono::Utc::now()),
+        )
+        .await;
+        wait_until(&app, &id, "the dispute won", |d| d["status"] == "WON").await;
+        app.stop().await;
+    }
+}
+
+const BT_PUBLIC: &str = "bt_e2e_public";
+const BT_PRIVATE: &str = "bt_e2e_private";
+const BT_MERCHANT: &str = "m_e2e";
+
+fn braintree_secrets() -> WebhookSecrets {
+    WebhookSecrets {
+        braintree: vec![verdict_ingest::BraintreeCredentials {
+            public_key: BT_PUBLIC.into(),
+            private_key: BT_PRIVATE.into(),
+        }],
+        ..WebhookSecrets::default()
+    }
+}
+
+/// A Braintree notification from the SDK's `dispute_opened` sample with this test's dispute, transaction,
+/// order, amount, reason and reply-by date.
+fn braintree_notification(kind: &str, status: &str) -> String {
+    let sample = String::from_utf8(fixture("braintree/ruby-sdk-sample-notification-dispute_opened.xml")).unwrap();
+    let now = chrono::Utc::now();
+    sample
+        .replacen("<id>my_id</id>", "<id>bt_e2e_dispute</id>", 1)
+        .replacen("<id>my_id</id>", "<id>bt_e2e_txn</id>", 1)
+        .replace("<kind>dispute_opened</kind>", &format!("<kind>{kind}</kind>"))
+        .replace(
+            "<timestamp type=\"datetime\">2024-01-01T00:00:00Z</timestamp>",
+            &format!(
+                "<timestamp type=\"datetime\">{}</timestamp>",
+                now.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+        )
+        .replace(
+            "<status>open</status>\n          <updated-at",
+            &format!("<status>{status}</status>\n          <updated-at"),
+        )
+        .replace("100.00", "459.00")
+        .replace(
+            "<currency-iso-code>USD</currency-iso-code>",
+            "<currency-iso-code>EUR</currency-iso-code>",
+        )
+        .replace("<reason>fraud</reason>", "<reason>product_not_received</reason>")
+        .replace("<order-id nil=\"true\"/>", "<order-id>ORD-E2E-BT</order-id>")
+        .replace(
+            "<reply-by-date type=\"date\">2016-02-22</reply-by-date>",
+            &format!(
+                "<reply-by-date type=\"date\">{}</reply-by-date>",
+                (now + chrono::Duration::days(20)).format("%Y-%m-%d")
+            ),
+        )
+}
+
+async fn post_braintree(app: &TestApp, xml: &str) {
+    let payload = verdict_ingest::braintree_payload(xml);
+    let signature = verdict_ingest::sign_braintree(&payload, BT_PUBLIC, BT_PRIVATE).unwrap();
+    let form = form_urlencoded::Serializer::new(String::new())
+        .append_pair("bt_signature", &signature)
+        .append_pair("bt_payload", &payload)
+        .finish();
+    let response = app
+        .client
+        .post(app.url("/webhooks/braintree"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}: {}", app.label, response.status());
+}
+
+/// Braintree, end to end: the signed `dispute_opened` opens the dispute linked by its order id; evidence is drawn
+/// and uploaded to 100%; the defense goes to the gateway (documents uploaded, text and file evidence, then
+/// finalize) and the signed `dispute_won` closes it.
+#[tokio::test]
+async fn braintree_a_signed_dispute_is_linked_gathered_defended_at_braintree_and_closed_by_its_outcome() {
+    for db in test_databases().await.unwrap() {
+        record_order(&db, "ORD-E2E-BT", &["bt_e2e_txn"]).await;
+        let gateway = MockServer::start().await;
+        let base = format!("/merchants/{BT_MERCHANT}");
+        let xml = |body: &str| {
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "application/xml")
+                .set_body_string(format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}"))
+        };
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/disputes/bt_e2e_dispute")))
+            .respond_with(xml(
+                "<dispute><id>bt_e2e_dispute</id><status>open</status><evidence type=\"array\"/></dispute>",
+            ))
+            .mount(&gateway)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("{base}/document_uploads")))
+            .respond_with(xml("<document-upload><id>doc_e2e</id></document-upload>"))
+            .mount(&gateway)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("{base}/disputes/bt_e2e_dispute/evidence")))
+            .respond_with(xml("<evidence><id>ev_e2e</id></evidence>"))
+            .mount(&gateway)
+            .await;
+        Mock::given(method("PUT"))
+            .and(path(format!("{base}/disputes/bt_e2e_dispute/finalize")))
+            .respond_with(xml("<success type=\"boolean\">true</success>"))
+            .mount(&gateway)
+            .await;
+        let mut effects = EffectsConfig::default();
+        effects.processors.braintree_merchant_id = Some(BT_MERCHANT.into());
+        effects.processors.braintree_public_key = Some(BT_PUBLIC.into());
+        effects.processors.braintree_private_key = Some(BT_PRIVATE.into());
+        effects.processors.braintree_base_url = gateway.uri();
+        let mut app = TestApp::start_serving(&db, braintree_secrets(), effects, RefundLimits::default()).await;
+        post_braintree(&app, &braintree_notification("dispute_opened", "open")).await;
+        let id = wait_for_dispute(&app, "bt_e2e_dispute").await;
+        // The projection is read before its history: wait for both to show the link.
+        let linked = wait_until(&app, &id, "the dispute linked to its order", |d| {
+            event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
+        })
+        .await;
+        assert_eq!(
+            linked["customer"]["email"], "jeanne.dupont@example.fr",
+            "{}: {linked}",
+            app.label
+        );
+
+        let complete = gather_evidence(&app, &id).await;
+        assert_eq!(
+            complete["evidenceCompleteness"]["score"], 100,
+            "{}: {complete}",
+            app.label
+        );
+        let submitted = app
+            .gql(
+                &app.analyst,
+                SUBMIT,
+                json!({"input": {"id": id, "expectedVersion": complete["version"]}}),
+            )
+            .await;
+        assert_eq!(submitted.data()["submitDefense"]["dispute"]["status"], "SUBMITTED");
+        let sent = wait_until(&app, &id, "the defense sent to Braintree", |d| {
+            step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
+        })
+        .await;
+        assert_eq!(
+            step(&sent, "submit_evidence").unwrap()["status"],
+            "succeeded",
+            "{}: {sent}",
+            app.label
+        );
+        let posted = gateway.received_requests().await.unwrap();
+        let auth = posted[0]
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(auth.starts_with("Basic "), "{}", app.label);
+        let uploads = received_to(&posted, "POST", &format!("{base}/document_uploads"));
+        assert!(
+            uploads.iter().any(|u| u.body.windows(5).any(|w| w == b"%PDF-")),
+            "{}: the defense document was uploaded",
+            app.label
+        );
+        assert!(
+            uploads.iter().any(|u| u.body.windows(PNG.len()).any(|w| w == PNG)),
+            "{}",
+            app.label
+        );
+        let evidence: Vec<String> = received_to(&posted, "POST", &format!("{base}/disputes/bt_e2e_dispute/evidence"))
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect();
+        assert!(
+            evidence
+                .iter()
+                .any(|e| e.contains("6A12345678901") && e.contains("TRACKING_NUMBER")),
+            "{}: {evidence:?}",
+            app.label
+        );
+        assert!(
+            evidence.iter().any(|e| e.contains("doc_e2e")),
+            "{}: {evidence:?}",
+            app.label
+        );
+        assert_eq!(
+            posted.last().unwrap().url.path(),
+            format!("{base}/disputes/bt_e2e_dispute/finalize")
+        );
+
+        post_braintree(&app, &braintree_notification("dispute_won", "won")).await;
+        wait_until(&app, &id, "the dispute won", |d| d["status"] == "WON").await;
         app.stop().await;
     }
 }

@@ -158,7 +158,20 @@ impl MutationRoot {
         input: TransitionDisputeInput,
     ) -> async_graphql::Result<Dispute> {
         let to: domain::Status = input.to.into();
-        let caller = principal(ctx, Role::Lead)?;
+        let caller = principal(ctx, Role::Analyst)?;
+        if caller.role < Role::Lead {
+            return Err(ApiError::Forbidden(if domain::is_outcome(to) {
+                format!(
+                    "{to} is an outcome: outcomes come from the processor, and recording one by hand is a lead's \
+                     override with a reason"
+                )
+            } else {
+                "transitionDispute is a lead's correction; analysts act through submitDefense, acceptDispute, \
+                 refund, resolveWithRefund, messageCustomer and messageSeller"
+                    .to_owned()
+            })
+            .into());
+        }
         let id = parse_id(&input.id)?;
         let action = if domain::is_outcome(to) {
             if input.stage.is_some() || input.due_by.is_some() {

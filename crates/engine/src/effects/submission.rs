@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use verdict_documents::{DocumentInput, render_defense};
-use verdict_domain::{Actor, ActorKind, Change, Dispute, DisputeEvent, EvidenceContentType, EvidenceItem};
+use verdict_domain::{
+    Actor, ActorKind, Change, Dispute, DisputeEvent, DocumentKind, EvidenceContentType, EvidenceItem,
+};
 use verdict_evidence::FileStore;
 use verdict_facts::{MarketplaceFacts, OrderLookup};
 use verdict_store::{EventRecord, Store};
@@ -83,6 +85,24 @@ impl StoredSubmission {
     }
 }
 
+/// Whether the stored document `id` still shows the file: no evidence was added or removed and no order linked
+/// after the event that recorded it.
+fn still_current(id: uuid::Uuid, events: &[DisputeEvent]) -> bool {
+    let Some(generated) = events.iter().find_map(|e| match &e.change {
+        Change::DocumentGenerated { document } if document.document_id == id => Some(e.version),
+        _ => None,
+    }) else {
+        return false;
+    };
+    !events.iter().any(|e| {
+        e.version > generated
+            && matches!(
+                e.change,
+                Change::EvidenceAdded { .. } | Change::EvidenceRemoved { .. } | Change::OrderLinked { .. }
+            )
+    })
+}
+
 /// An event as stored, read back into the domain's terms (for the document's timeline).
 fn domain_event(dispute: &Dispute, record: EventRecord) -> Result<DisputeEvent, StepError> {
     let change: Change = serde_json::from_value(record.change)
@@ -127,14 +147,28 @@ impl SubmissionSource for StoredSubmission {
             .map(|record| domain_event(dispute, record))
             .collect::<Result<Vec<_>, _>>()?;
         let facts = self.order_facts(dispute).await?;
-        let document = render_defense(&DocumentInput {
-            dispute,
-            facts: facts.as_ref(),
-            evidence: &evidence,
-            events: &events,
-            generated_at: self.clock.now(),
-        })
-        .map_err(|e| StepError::Permanent(format!("rendering the defense document: {e}")))?;
+        let latest = self
+            .store
+            .latest_document(dispute.id, DocumentKind::Defense)
+            .await
+            .map_err(|e| transient("the latest defense document", e))?
+            .filter(|doc| still_current(doc.record.id, &events));
+        let (file_name, pdf) = match latest {
+            // The analyst's latest generated defense, when nothing it rests on changed since.
+            Some(doc) => (format!("defense-{}-v{}.pdf", dispute.id, doc.record.version), doc.pdf),
+            // None yet, or the evidence or the order changed after it: rendered now from what is stored.
+            None => {
+                let rendered = render_defense(&DocumentInput {
+                    dispute,
+                    facts: facts.as_ref(),
+                    evidence: &evidence,
+                    events: &events,
+                    generated_at: self.clock.now(),
+                })
+                .map_err(|e| StepError::Permanent(format!("rendering the defense document: {e}")))?;
+                (format!("defense-{}.pdf", dispute.id), rendered.pdf)
+            }
+        };
         let mut items = Vec::with_capacity(evidence.len());
         for item in &evidence {
             items.push(SubmissionItem {
@@ -145,12 +179,70 @@ impl SubmissionSource for StoredSubmission {
         }
         Ok(Submission {
             document: Some(SubmissionFile {
-                file_name: format!("defense-{}-v{}.pdf", dispute.id, dispute.version),
+                file_name,
                 content_type: EvidenceContentType::Pdf,
-                bytes: document.pdf,
+                bytes: pdf,
             }),
             items,
             facts,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use verdict_domain::{DisputeId, DocumentRef, EvidenceKind, EvidenceSource, machine::EvidenceRef};
+
+    use super::*;
+
+    fn event(version: i64, change: Change) -> DisputeEvent {
+        DisputeEvent {
+            dispute_id: DisputeId::new_v7(),
+            version,
+            at: Utc::now(),
+            actor: Actor::analyst("jane"),
+            reason: None,
+            change,
+        }
+    }
+
+    fn generated(id: uuid::Uuid) -> Change {
+        Change::DocumentGenerated {
+            document: DocumentRef {
+                document_id: id,
+                kind: DocumentKind::Defense,
+                version: 1,
+                sha256: "0".repeat(64),
+            },
+        }
+    }
+
+    fn evidence_added() -> Change {
+        Change::EvidenceAdded {
+            items: vec![EvidenceRef {
+                item_id: uuid::Uuid::now_v7(),
+                kind: EvidenceKind::Tracking,
+            }],
+            source: EvidenceSource::Analyst,
+        }
+    }
+
+    #[test]
+    fn a_stored_defense_is_sent_only_while_nothing_it_shows_changed_since() {
+        let id = uuid::Uuid::now_v7();
+        let note = Change::NoteAdded { note: "called".into() };
+        assert!(still_current(
+            id,
+            &[event(2, evidence_added()), event(3, generated(id)), event(4, note)]
+        ));
+        assert!(!still_current(
+            id,
+            &[event(2, generated(id)), event(3, evidence_added())]
+        ));
+        assert!(
+            !still_current(id, &[event(2, generated(uuid::Uuid::now_v7()))]),
+            "another document"
+        );
     }
 }

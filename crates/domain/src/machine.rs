@@ -1496,7 +1496,6 @@ pub fn refund_step_key(dispute: DisputeId, request_id: &str) -> String {
     format!("{dispute}:{}:{request_id}", StepKind::Refund.as_str())
 }
 
-#[allow(clippy::too_many_arguments)]
 fn refund(
     dispute: &Dispute,
     command: &Command,

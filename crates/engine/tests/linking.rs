@@ -265,7 +265,9 @@ async fn a_notification_of_each_processor_links_by_the_references_it_carries() {
         "<order-id>ORDER-BRAINTREE</order-id>",
         1,
     );
-    let cases: Vec<(Source, String, Vec<verdict_ingest::Parsed>, &str, Vec<&str>)> = vec![
+    /// The source, the raw body, what it parses to, the order it must link to and that order's payments.
+    type Case<'a> = (Source, String, Vec<verdict_ingest::Parsed>, &'a str, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             Source::Stripe,
             stripe.clone(),

@@ -155,6 +155,7 @@ pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
     ];
     let currencies = ["EUR", "USD", "GBP", "EUR"];
     let mut seeded = Seeded { created: 0, skipped: 0 };
+    let mut orders_recorded = true;
     for i in 0..50_usize {
         let processor = processors[i % processors.len()];
         let (item, price) = ITEMS[i % ITEMS.len()];
@@ -174,23 +175,50 @@ pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
         } else {
             due_in
         };
+        let amount = Money::new(price + (i as i64 % 5) * 100, currency).map_err(EngineError::Domain)?;
+        let opened_at = now - Duration::days(2 + (i as i64 % 9));
+        let order = crate::demo_orders::order(&crate::demo_orders::DemoOrder {
+            index: i,
+            order_reference: format!("ORD-{:06}", 731_000 + i * 7),
+            payment_reference: format!("pay-demo-{:06}", 204_800 + i * 13),
+            seller_id: SELLERS[i % SELLERS.len()],
+            customer: (name, email, locale),
+            item,
+            amount,
+            placed_at: opened_at - Duration::days(20),
+            fraud: network_category_is_fraud(network, code),
+        });
+        if orders_recorded {
+            orders_recorded = record_order(engine, order.clone()).await?;
+        }
+        // New Stripe disputes arrive as a webhook opens them (references only): the link step finds their
+        // order, seller and customer. The others come with them, as before.
+        let as_webhook = processor == Processor::Stripe && status == Status::Notified;
         let new = NewDispute {
             processor,
             processor_dispute_id: format!("demo-{}-{:04}", processor.as_str(), 1000 + i),
-            payment_reference: format!("pay-demo-{:06}", 204_800 + i * 13),
-            order_reference: Some(format!("ORD-{:06}", 731_000 + i * 7)),
-            seller_id: Some(SELLERS[i % SELLERS.len()].to_owned()),
-            customer: Customer {
-                name: Some(CustomerName::parse(name).map_err(EngineError::Domain)?),
-                email: Some(CustomerEmail::parse(email).map_err(EngineError::Domain)?),
-                locale,
+            payment_reference: order.payment_references[0].clone(),
+            order_reference: (!as_webhook).then(|| order.order_reference.clone()),
+            seller_id: (!as_webhook).then(|| order.seller.seller_id.clone()),
+            customer: if as_webhook {
+                Customer {
+                    name: None,
+                    email: None,
+                    locale: Locale::En,
+                }
+            } else {
+                Customer {
+                    name: Some(CustomerName::parse(name).map_err(EngineError::Domain)?),
+                    email: Some(CustomerEmail::parse(email).map_err(EngineError::Domain)?),
+                    locale,
+                }
             },
-            amount: Money::new(price + (i as i64 % 5) * 100, currency).map_err(EngineError::Domain)?,
+            amount,
             reason_code: ReasonCode::parse(network, code).map_err(EngineError::Domain)?,
             reason_code_raw: code.to_owned(),
             stage,
             due_by: Some(now + due_in),
-            opened_at: now - Duration::days(2 + (i as i64 % 9)),
+            opened_at,
         };
         let actor = if processor == Processor::Manual {
             Actor::analyst("demo-analyst")
@@ -247,6 +275,28 @@ pub async fn seed(engine: &Engine) -> Result<Seeded, EngineError> {
     Ok(seeded)
 }
 
+fn network_category_is_fraud(network: CardNetwork, code: &str) -> bool {
+    ReasonCode::parse(network, code).is_ok_and(|c| c.category() == verdict_domain::ReasonCategory::Fraud)
+}
+
+/// Records a demo order in the own tables; `false` (and a warning, once) when the configured source does not
+/// record orders (the marketplace's order service over HTTP), so the demo seeds its disputes without them.
+async fn record_order(engine: &Engine, order: verdict_domain::facts::OrderFacts) -> Result<bool, EngineError> {
+    match engine.facts().record_order(order, engine.clock().now()).await {
+        Ok(_) => Ok(true),
+        Err(verdict_facts::FactsError::ReadOnly(source)) => {
+            tracing::warn!(
+                source,
+                "the marketplace facts come from the order service: no demo orders recorded"
+            );
+            Ok(false)
+        }
+        Err(err) => Err(EngineError::Store(StoreError::Corrupt(format!(
+            "recording a demo order: {err}"
+        )))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +306,66 @@ mod tests {
         for status in Status::ALL {
             assert!(STATUSES.contains(status), "{status} missing from the demo");
             let _ = path_to(*status);
+        }
+    }
+
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn every_demo_dispute_finds_its_order_and_webhook_style_ones_are_linked() {
+        use std::sync::Arc;
+        use verdict_engine::effects::Effects;
+        use verdict_engine::worker::{Worker, WorkerOptions};
+        use verdict_facts::OrderLookup;
+
+        for db in verdict_store::testing::test_databases().await.unwrap() {
+            let clock = Arc::new(verdict_engine::SystemClock);
+            let engine = Engine::new(db.store().await.unwrap(), clock.clone());
+            seed(&engine).await.unwrap();
+            let effects = Effects::local(engine.store().clone(), clock).with_facts(engine.facts().clone());
+            let worker = Worker::new(engine.clone(), Arc::new(effects), WorkerOptions::default());
+            worker.drain().await.unwrap();
+            let page = engine
+                .store()
+                .list(&verdict_store::DisputeFilter::default(), 100, None)
+                .await
+                .unwrap();
+            assert_eq!(page.items.len(), 50, "{}", db.label);
+            let mut linked = 0;
+            for (_, dispute) in &page.items {
+                let lookup = OrderLookup {
+                    processor: dispute.processor,
+                    order_reference: dispute.order_reference.clone(),
+                    payment_references: vec![dispute.payment_reference.clone()],
+                };
+                let order = engine.facts().find_order(&lookup).await.unwrap().unwrap();
+                assert_eq!(
+                    dispute.seller_id.as_deref(),
+                    Some(order.seller.seller_id.as_str()),
+                    "{}",
+                    db.label
+                );
+                assert_eq!(dispute.customer.locale, order.customer.locale);
+                assert_eq!(
+                    order.messages[0].locale, order.customer.locale,
+                    "messages in the customer's language"
+                );
+                let kinds: Vec<String> = engine
+                    .store()
+                    .events(dispute.id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| e.kind)
+                    .collect();
+                if kinds.iter().any(|k| k == "order_linked") {
+                    linked += 1;
+                }
+            }
+            assert!(
+                linked >= 2,
+                "{}: the webhook-style Stripe disputes are linked by the step",
+                db.label
+            );
         }
     }
 }

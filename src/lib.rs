@@ -5,6 +5,7 @@ pub mod bench;
 pub mod config;
 pub mod database;
 pub mod demo;
+mod demo_orders;
 pub mod import;
 pub mod import_orders;
 pub mod workers;

@@ -74,14 +74,40 @@ impl TestApp {
         Self::start_configured(db, None, secrets, None).await
     }
 
+    /// Starts the app with webhook secrets and another source of marketplace facts (the order service).
+    pub async fn start_with_marketplace(
+        db: &TestDatabase,
+        secrets: verdict_api::webhooks::WebhookSecrets,
+        marketplace: &verdict_facts::MarketplaceConfig,
+    ) -> TestApp {
+        Self::start_with(db, None, secrets, Some(marketplace), None).await
+    }
+
     async fn start_configured(
         db: &TestDatabase,
         keys: Option<[String; 4]>,
         secrets: verdict_api::webhooks::WebhookSecrets,
         facts: Option<Arc<dyn verdict_facts::MarketplaceFacts>>,
     ) -> TestApp {
+        Self::start_with(db, keys, secrets, None, facts).await
+    }
+
+    async fn start_with(
+        db: &TestDatabase,
+        keys: Option<[String; 4]>,
+        secrets: verdict_api::webhooks::WebhookSecrets,
+        marketplace: Option<&verdict_facts::MarketplaceConfig>,
+        facts: Option<Arc<dyn verdict_facts::MarketplaceFacts>>,
+    ) -> TestApp {
         verdict::install_crypto_provider();
-        let engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
+        let mut engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
+        if let Some(marketplace) = marketplace {
+            let facts = verdict_facts::from_config(marketplace, engine.store().db().clone()).unwrap();
+            engine = engine.with_facts(facts);
+        }
+        if let Some(facts) = facts {
+            engine = engine.with_facts(facts);
+        }
         let keys = match keys {
             Some(keys) => keys,
             None => {
@@ -112,10 +138,6 @@ impl TestApp {
         };
         let evidence = tempfile::tempdir().unwrap();
         let evidence_dir = evidence.path().join("evidence");
-        let engine = match facts {
-            Some(facts) => engine.with_facts(facts),
-            None => engine,
-        };
         let state = verdict_api::AppState::new(engine)
             .with_webhooks(webhooks)
             .with_evidence_files(Arc::new(verdict_evidence::LocalDirStore::new(evidence_dir.clone())));

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod disputes;
 mod evidence;
+mod facts;
 mod limits;
 mod observability;
 mod sandbox;

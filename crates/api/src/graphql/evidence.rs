@@ -287,13 +287,30 @@ pub(crate) async fn compelling(
 ) -> async_graphql::Result<CompellingEvidence> {
     principal(ctx, Role::Viewer)?;
     let program = domain::CompellingEvidenceProgram::for_reason(&dispute.reason_code);
-    let result = match (program, order_of(ctx, dispute).await) {
-        (Some(_), Ok(Some(order))) => domain::compelling_evidence(
+    // The order is read only when a programme applies: the answer for other codes needs no facts.
+    let order = match program {
+        Some(_) => Some(order_of(ctx, dispute).await),
+        None => None,
+    };
+    let result = match (program, order) {
+        (Some(_), Some(Ok(Some(order)))) => domain::compelling_evidence(
             &dispute.reason_code,
             &domain::DisputedPayment::of_order(&order),
             &order.prior_transactions,
         ),
-        (None, _) => domain::compelling_evidence(
+        (Some(program), Some(Ok(None))) => domain::CompellingEvidence {
+            program: Some(program),
+            eligible: false,
+            reason: "no order was found for this dispute, so its prior payments are unknown".into(),
+            qualifying: Vec::new(),
+        },
+        (Some(program), Some(Err(err))) => domain::CompellingEvidence {
+            program: Some(program),
+            eligible: false,
+            reason: format!("the order's prior payments could not be read: {}", err.message()),
+            qualifying: Vec::new(),
+        },
+        (None, _) | (Some(_), None) => domain::compelling_evidence(
             &dispute.reason_code,
             &domain::DisputedPayment {
                 paid_at: dispute.opened_at,
@@ -303,18 +320,6 @@ pub(crate) async fn compelling(
             },
             &[],
         ),
-        (Some(program), Ok(None)) => domain::CompellingEvidence {
-            program: Some(program),
-            eligible: false,
-            reason: "no order was found for this dispute, so its prior payments are unknown".into(),
-            qualifying: Vec::new(),
-        },
-        (Some(program), Err(err)) => domain::CompellingEvidence {
-            program: Some(program),
-            eligible: false,
-            reason: format!("the order's prior payments could not be read: {}", err.message()),
-            qualifying: Vec::new(),
-        },
     };
     Ok(CompellingEvidence {
         eligible: result.eligible,

@@ -1184,6 +1184,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             seller_id,
             customer,
         } => {
+            refuse_late_link(dispute, &command.actor)?;
             let order_reference = clean_reference("order reference", order_reference)?;
             let seller_id = clean_reference("seller id", seller_id)?;
             let source = clean_text("source", Some(source), 100)?.unwrap_or_default();
@@ -1203,6 +1204,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             }
         }
         Action::RecordOrderNotFound { source, tried } => {
+            refuse_late_link(dispute, &command.actor)?;
             let source = clean_text("source", Some(source), 100)?.unwrap_or_default();
             let mut tried = tried.clone();
             tried.sort();
@@ -1223,6 +1225,17 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
         timers,
         steps,
     })
+}
+
+/// The link step's result arrives late when it was retried (the marketplace was down): a dispute that has its
+/// seller and the customer's email by then (an analyst linked it by hand) keeps them.
+fn refuse_late_link(dispute: &Dispute, actor: &Actor) -> Result<(), DomainError> {
+    if actor.kind == ActorKind::Step && dispute.seller_id.is_some() && dispute.customer.email.is_some() {
+        return Err(DomainError::invalid(
+            "the dispute already has its seller and customer; the link step's result no longer applies",
+        ));
+    }
+    Ok(())
 }
 
 fn clean_reference(field: &str, value: &str) -> Result<String, DomainError> {

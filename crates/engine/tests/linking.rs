@@ -227,3 +227,113 @@ async fn an_unavailable_source_is_retried_with_backoff_then_dead_lettered_visibl
         assert_eq!(kinds(&engine, &other).await, vec!["opened"], "{label}");
     }
 }
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/processors/");
+
+fn fixture(path: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}{path}")).unwrap()
+}
+
+/// Each processor's published notification, received as a webhook would be: the link step finds the order by a
+/// reference other than the dispute's own payment reference (Stripe's payment intent, Adyen's capture PSP
+/// reference, PayPal's custom id, Braintree's order id), so the test fails if the notification's references
+/// do not reach the step.
+#[tokio::test]
+async fn a_notification_of_each_processor_links_by_the_references_it_carries() {
+    use serde_json::{Value, json};
+    use verdict_engine::Source;
+
+    let stripe = {
+        let mut event: Value = serde_json::from_str(&fixture(
+            "stripe/unofficial-stripe-ruby-mock/event-charge.dispute.created.json",
+        ))
+        .unwrap();
+        event["data"]["object"]["payment_intent"] = json!("pi_order_stripe");
+        event.to_string()
+    };
+    let adyen = fixture("adyen/openapi-webhooks-v1-chargeback.json");
+    let paypal = {
+        let mut event: Value = serde_json::from_str(&fixture(
+            "paypal/unofficial-mirror/customer-dispute-created-sample.json",
+        ))
+        .unwrap();
+        event["resource"]["disputed_transactions"][0]["custom"] = json!("ORDER-PAYPAL");
+        event.to_string()
+    };
+    let braintree = fixture("braintree/ruby-sdk-sample-notification-dispute_opened.xml").replacen(
+        "<order-id nil=\"true\"/>",
+        "<order-id>ORDER-BRAINTREE</order-id>",
+        1,
+    );
+    /// The source, the raw body, what it parses to, the order it must link to and that order's payments.
+    type Case<'a> = (Source, String, Vec<verdict_ingest::Parsed>, &'a str, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            Source::Stripe,
+            stripe.clone(),
+            verdict_ingest::parse_stripe(stripe.as_bytes()).unwrap(),
+            "ORDER-STRIPE",
+            vec!["pi_order_stripe"],
+        ),
+        (
+            Source::Adyen,
+            adyen.clone(),
+            verdict_ingest::parse_adyen(adyen.as_bytes()).unwrap(),
+            "ORDER-ADYEN",
+            vec!["8636172945333378"],
+        ),
+        (
+            Source::Paypal,
+            paypal.clone(),
+            verdict_ingest::parse_paypal(paypal.as_bytes()).unwrap(),
+            "ORDER-PAYPAL",
+            vec![],
+        ),
+        (
+            Source::Braintree,
+            braintree.clone(),
+            verdict_ingest::parse_braintree_xml(&braintree).unwrap(),
+            "ORDER-BRAINTREE",
+            vec![],
+        ),
+    ];
+    for db in test_databases().await.unwrap() {
+        let label = db.label;
+        let store = db.store().await.unwrap();
+        let clock = Arc::new(ManualClock::new(t0()));
+        let engine = Engine::new(store.clone(), clock.clone());
+        let tables = TablesFacts::new(store.db().clone());
+        for (source, raw, parsed, order_reference, payments) in &cases {
+            let mut order = order();
+            order.order_reference = (*order_reference).to_owned();
+            order.payment_references = payments.iter().map(|p| (*p).to_owned()).collect();
+            tables.record(order, t0()).await.unwrap();
+            let received = engine.receive(*source, parsed.clone(), raw).await.unwrap();
+            assert_eq!(received.stored, 1, "{label} {source:?}");
+        }
+        worker(&engine, &clock, engine.facts().clone()).drain().await.unwrap();
+        for (source, _, parsed, order_reference, _) in &cases {
+            let n = parsed[0].as_dispute().unwrap();
+            let dispute = store
+                .find_by_processor_id(n.processor, &n.processor_dispute_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                dispute.order_reference.as_deref(),
+                Some(*order_reference),
+                "{label} {source:?}: {:?}",
+                kinds(&engine, &dispute).await
+            );
+            assert_eq!(
+                dispute.seller_id.as_deref(),
+                Some("seller-refurb-lyon"),
+                "{label} {source:?}"
+            );
+            assert!(
+                kinds(&engine, &dispute).await.contains(&"order_linked".to_owned()),
+                "{label} {source:?}"
+            );
+        }
+    }
+}

@@ -48,6 +48,16 @@ impl OrderLookup {
         }
     }
 
+    /// The order behind a dispute as it stands: its order reference (the linked order's, once linked), else its
+    /// payment reference. What evidence drawing and documents ask with.
+    pub fn of_dispute(dispute: &verdict_domain::Dispute) -> Self {
+        Self {
+            processor: dispute.processor,
+            order_reference: dispute.order_reference.clone(),
+            payment_references: vec![dispute.payment_reference.clone()],
+        }
+    }
+
     /// A lookup by one order number (an analyst's `linkOrder`).
     pub fn by_order(processor: Processor, order_reference: impl Into<String>) -> Self {
         Self {

@@ -341,12 +341,7 @@ pub(crate) async fn order(ctx: &Context<'_>, reference: String) -> async_graphql
 
 /// `Dispute.order`: the order by the dispute's order reference, else its payment reference.
 pub(crate) async fn of_dispute(ctx: &Context<'_>, dispute: &Dispute) -> async_graphql::Result<Option<Order>> {
-    let d = &dispute.0;
-    let lookup = OrderLookup {
-        processor: d.processor,
-        order_reference: d.order_reference.clone(),
-        payment_references: vec![d.payment_reference.clone()],
-    };
+    let lookup = OrderLookup::of_dispute(&dispute.0);
     let found = super::read(ctx, engine(ctx)?.facts().find_order(&lookup)).await?;
     Ok(found.map(|f| Order::new(f, &Masking::of(ctx))))
 }

@@ -1001,3 +1001,38 @@ fn an_order_not_found_is_recorded_with_the_kinds_tried_and_nothing_else_changes(
     assert_eq!(dispute.seller_id, before.seller_id);
     assert_eq!(dispute.version, before.version + 1);
 }
+
+#[test]
+fn a_late_link_step_leaves_a_dispute_an_analyst_linked_meanwhile() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    run(
+        &mut dispute,
+        Action::LinkOrder {
+            order_reference: "A-17".into(),
+            source: "tables".into(),
+            seller_id: "seller-9".into(),
+            customer: linked_customer(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let step = Actor {
+        kind: ActorKind::Step,
+        name: "link_order".into(),
+    };
+    for action in [
+        Action::LinkOrder {
+            order_reference: "B-2".into(),
+            source: "http".into(),
+            seller_id: "seller-other".into(),
+            customer: linked_customer(),
+        },
+        Action::RecordOrderNotFound {
+            source: "http".into(),
+            tried: vec![ReferenceKind::Charge],
+        },
+    ] {
+        let result = decide(&dispute, &Command::new(step.clone(), action), at(2));
+        assert!(matches!(result, Err(DomainError::InvalidInput(_))), "{result:?}");
+    }
+    assert_eq!(dispute.order_reference.as_deref(), Some("A-17"));
+}

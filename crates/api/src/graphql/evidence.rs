@@ -272,11 +272,7 @@ pub(crate) async fn completeness(
 /// The order behind a dispute, from the configured marketplace facts.
 async fn order_of(ctx: &Context<'_>, dispute: &domain::Dispute) -> Result<Option<domain::facts::OrderFacts>, ApiError> {
     let facts = ctx.data::<Engine>().map_err(|e| ApiError::Internal(e.message))?.facts();
-    let lookup = OrderLookup {
-        processor: dispute.processor,
-        order_reference: dispute.order_reference.clone(),
-        payment_references: vec![dispute.payment_reference.clone()],
-    };
+    let lookup = OrderLookup::of_dispute(dispute);
     Ok(facts.find_order(&lookup).await?)
 }
 

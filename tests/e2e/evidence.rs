@@ -608,3 +608,32 @@ async fn without_a_known_order_drawing_is_refused_and_nothing_changes() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_order_recorded_in_verdicts_own_tables_gives_the_evidence() {
+    for db in test_databases().await.unwrap() {
+        let app = TestApp::start(&db).await;
+        let record = "mutation($facts: JSON!) { recordOrder(input: { facts: $facts }) { outcome } }";
+        let facts = serde_json::to_value(order()).unwrap();
+        app.gql(&app.lead, record, json!({ "facts": facts })).await.data();
+        let (id, version) = open_with(&app, "dp_evidence_tables", "13.1").await;
+        let drawn = app
+            .gql(
+                &app.analyst,
+                DRAW,
+                json!({ "input": { "id": id, "expectedVersion": version } }),
+            )
+            .await;
+        assert_eq!(
+            drawn.data()["drawEvidenceFromFacts"]["items"].as_array().unwrap().len(),
+            8,
+            "{}",
+            app.label
+        );
+        let seen = view(&app, &app.analyst, &id).await;
+        assert_eq!(seen["claim"], "NOT_RECEIVED");
+        assert_eq!(seen["evidenceCompleteness"]["score"], 100);
+        // 13.1 falls under no Compelling Evidence programme, whatever the priors.
+        assert_eq!(seen["compellingEvidence"]["program"], Value::Null);
+    }
+}

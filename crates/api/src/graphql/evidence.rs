@@ -272,11 +272,7 @@ pub(crate) async fn completeness(
 /// The order behind a dispute, from the configured marketplace facts.
 async fn order_of(ctx: &Context<'_>, dispute: &domain::Dispute) -> Result<Option<domain::facts::OrderFacts>, ApiError> {
     let facts = ctx.data::<Engine>().map_err(|e| ApiError::Internal(e.message))?.facts();
-    let lookup = OrderLookup {
-        processor: dispute.processor,
-        order_reference: dispute.order_reference.clone(),
-        payment_references: vec![dispute.payment_reference.clone()],
-    };
+    let lookup = OrderLookup::of_dispute(dispute);
     Ok(facts.find_order(&lookup).await?)
 }
 
@@ -287,13 +283,30 @@ pub(crate) async fn compelling(
 ) -> async_graphql::Result<CompellingEvidence> {
     principal(ctx, Role::Viewer)?;
     let program = domain::CompellingEvidenceProgram::for_reason(&dispute.reason_code);
-    let result = match (program, order_of(ctx, dispute).await) {
-        (Some(_), Ok(Some(order))) => domain::compelling_evidence(
+    // The order is read only when a programme applies: the answer for other codes needs no facts.
+    let order = match program {
+        Some(_) => Some(order_of(ctx, dispute).await),
+        None => None,
+    };
+    let result = match (program, order) {
+        (Some(_), Some(Ok(Some(order)))) => domain::compelling_evidence(
             &dispute.reason_code,
             &domain::DisputedPayment::of_order(&order),
             &order.prior_transactions,
         ),
-        (None, _) => domain::compelling_evidence(
+        (Some(program), Some(Ok(None))) => domain::CompellingEvidence {
+            program: Some(program),
+            eligible: false,
+            reason: "no order was found for this dispute, so its prior payments are unknown".into(),
+            qualifying: Vec::new(),
+        },
+        (Some(program), Some(Err(err))) => domain::CompellingEvidence {
+            program: Some(program),
+            eligible: false,
+            reason: format!("the order's prior payments could not be read: {}", err.message()),
+            qualifying: Vec::new(),
+        },
+        (None, _) | (Some(_), None) => domain::compelling_evidence(
             &dispute.reason_code,
             &domain::DisputedPayment {
                 paid_at: dispute.opened_at,
@@ -303,18 +316,6 @@ pub(crate) async fn compelling(
             },
             &[],
         ),
-        (Some(program), Ok(None)) => domain::CompellingEvidence {
-            program: Some(program),
-            eligible: false,
-            reason: "no order was found for this dispute, so its prior payments are unknown".into(),
-            qualifying: Vec::new(),
-        },
-        (Some(program), Err(err)) => domain::CompellingEvidence {
-            program: Some(program),
-            eligible: false,
-            reason: format!("the order's prior payments could not be read: {}", err.message()),
-            qualifying: Vec::new(),
-        },
     };
     Ok(CompellingEvidence {
         eligible: result.eligible,

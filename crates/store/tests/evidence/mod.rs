@@ -251,3 +251,30 @@ async fn uploads_stop_at_the_disputes_byte_and_file_limits() {
         );
     }
 }
+
+#[tokio::test]
+async fn concurrent_uploads_cannot_both_slip_under_the_disputes_total() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let dispute = open_in(&store, "dp_evidence_race", Some(20)).await;
+        for round in 0..5_u64 {
+            let (a, b) = (upload(dispute.id, 'a', 3_000), upload(dispute.id, 'b', 3_000));
+            // Room for exactly one more file.
+            let (before, _) = store.evidence_files_in_use(dispute.id).await.unwrap();
+            let limit = before + 5_000;
+            let (first, second) = tokio::join!(
+                store.record_evidence_file(&a, limit, 50),
+                store.record_evidence_file(&b, limit, 50)
+            );
+            // Each is recorded or refused; a SQLite writer may also lose the race with a busy error, which
+            // writes nothing either. Never both.
+            let recorded = [&first, &second]
+                .iter()
+                .filter(|r| matches!(r, Ok(FileRecorded::Recorded)))
+                .count();
+            assert_eq!(recorded, 1, "{} round {round}: {first:?} {second:?}", db.label);
+            let (used, _) = store.evidence_files_in_use(dispute.id).await.unwrap();
+            assert!(used <= limit, "{}: {used} > {limit}", db.label);
+        }
+    }
+}

@@ -40,6 +40,31 @@ pub struct Config {
     /// Limits of `/graphql` (`[graphql]`): body size, query cost and depth, time, answer size, and the share
     /// of the pool its reads may hold. `VERDICT_GRAPHQL_*`.
     pub graphql: verdict_api::GraphqlLimits,
+    /// Where the marketplace's orders are read (`[marketplace]`): `source = "tables"` (default, Verdict's own
+    /// tables) or `"http"` with `url`, `token` and `timeout_secs`. `VERDICT_MARKETPLACE_SOURCE`, `_URL`,
+    /// `_TOKEN`, `_TIMEOUT_SECS`.
+    pub marketplace: verdict_facts::MarketplaceConfig,
+    /// A `VERDICT_MARKETPLACE_*` value that did not parse, refused by `check`.
+    #[serde(skip)]
+    pub marketplace_env_error: Option<String>,
+    /// Evidence files (`[evidence]`): where uploads are kept.
+    pub evidence: EvidenceConfig,
+}
+
+/// `[evidence]`: uploaded evidence files live under `dir` (default `evidence`, beside the working directory),
+/// one file per sha256. `VERDICT_EVIDENCE_DIR`. Object storage can come later behind the same `FileStore` trait.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvidenceConfig {
+    pub dir: std::path::PathBuf,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        Self {
+            dir: std::path::PathBuf::from("evidence"),
+        }
+    }
 }
 
 /// Webhook secrets. `Debug` says what is set, never the values.
@@ -298,6 +323,9 @@ impl Default for Config {
             sandbox_outcome_delay_secs: verdict_engine::effects::EffectsConfig::default().sandbox_outcome_delay_secs,
             scheduling: Default::default(),
             graphql: Default::default(),
+            evidence: Default::default(),
+            marketplace: Default::default(),
+            marketplace_env_error: None,
         }
     }
 }
@@ -334,6 +362,10 @@ impl Config {
             "database_min_connections / VERDICT_DATABASE_MIN_CONNECTIONS must be 1 to 32, not {}",
             self.database_min_connections
         );
+        if let Some(problem) = &self.marketplace_env_error {
+            anyhow::bail!("{problem}");
+        }
+        self.marketplace.check().map_err(|err| anyhow::anyhow!("{err}"))?;
         Ok(())
     }
 
@@ -364,6 +396,39 @@ impl Config {
         self.webhooks.apply_env(&var);
         self.apply_effects_env(&var);
         self.apply_graphql_env(&var);
+        if let Some(dir) = var("VERDICT_EVIDENCE_DIR").filter(|v| !v.trim().is_empty()) {
+            self.evidence.dir = std::path::PathBuf::from(dir.trim());
+        }
+        self.apply_marketplace_env(&var);
+    }
+
+    /// `VERDICT_MARKETPLACE_SOURCE`, `_URL`, `_TOKEN` (the token belongs in the environment, not the file) and
+    /// `_TIMEOUT_SECS`. A source or timeout that does not parse is refused by `check`, not ignored.
+    fn apply_marketplace_env(&mut self, var: &impl Fn(&str) -> Option<String>) {
+        let var = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let marketplace = &mut self.marketplace;
+        if let Some(source) = var("VERDICT_MARKETPLACE_SOURCE") {
+            match source.parse::<verdict_facts::FactsSource>() {
+                Ok(source) => marketplace.source = source,
+                Err(err) => self.marketplace_env_error = Some(format!("VERDICT_MARKETPLACE_SOURCE: {err}")),
+            }
+        }
+        if let Some(url) = var("VERDICT_MARKETPLACE_URL") {
+            marketplace.url = Some(url);
+        }
+        if let Some(token) = var("VERDICT_MARKETPLACE_TOKEN") {
+            marketplace.token = Some(token);
+        }
+        if let Some(timeout) = var("VERDICT_MARKETPLACE_TIMEOUT_SECS") {
+            match timeout.parse() {
+                Ok(secs) => marketplace.timeout_secs = secs,
+                Err(_) => {
+                    self.marketplace_env_error = Some(format!(
+                        "VERDICT_MARKETPLACE_TIMEOUT_SECS must be a number of seconds, not {timeout:?}"
+                    ));
+                }
+            }
+        }
     }
 
     /// `VERDICT_GRAPHQL_BODY_LIMIT_BYTES`, `_MAX_COMPLEXITY`, `_MAX_DEPTH`, `_TIMEOUT_SECS`,
@@ -591,5 +656,42 @@ mod tests {
     #[test]
     fn unknown_keys_are_an_error() {
         assert!(toml::from_str::<Config>("listne = \"x\"").is_err());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod marketplace_config_tests {
+    use super::*;
+
+    #[test]
+    fn the_marketplace_defaults_to_the_own_tables_and_http_is_checked_at_start_up() {
+        let mut config = Config::default();
+        config.check().unwrap();
+        assert_eq!(config.marketplace.source, verdict_facts::FactsSource::Tables);
+
+        let mut config: Config = toml::from_str("[marketplace]\nsource = \"http\"\ntimeout_secs = 3\n").unwrap();
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("url"), "{err}");
+        config.apply_env(|name| match name {
+            "VERDICT_MARKETPLACE_URL" => Some("https://orders.example.com/api".to_owned()),
+            "VERDICT_MARKETPLACE_TOKEN" => Some("tok_orders_secret".to_owned()),
+            _ => None,
+        });
+        config.check().unwrap();
+        assert_eq!(config.marketplace.timeout_secs, 3);
+        assert!(!format!("{config:?}").contains("tok_orders_secret"));
+
+        let mut config = Config::default();
+        config.apply_env(|name| (name == "VERDICT_MARKETPLACE_SOURCE").then(|| "files".to_owned()));
+        assert!(
+            config
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("VERDICT_MARKETPLACE_SOURCE")
+        );
+        assert!(toml::from_str::<Config>("[marketplace]\nsource = \"ftp\"\n").is_err());
+        assert!(toml::from_str::<Config>("[marketplace]\ntimeout = 3\n").is_err());
     }
 }

@@ -62,7 +62,10 @@ pub async fn connect(config: &Config, size: PoolSize) -> anyhow::Result<Engine> 
         })?
     };
     store.migrate().await.context("applying migrations")?;
-    Ok(Engine::new(store, Arc::new(SystemClock)))
+    let facts = verdict_facts::from_config(&config.marketplace, store.db().clone())
+        .map_err(|err| anyhow::anyhow!("configuring the marketplace facts: {err}"))?;
+    tracing::info!(source = facts.name(), "marketplace facts");
+    Ok(Engine::new(store, Arc::new(SystemClock)).with_facts(facts))
 }
 
 /// What a URL points at, for messages: the SQLite file or the PostgreSQL address (never a password).

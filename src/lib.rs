@@ -6,6 +6,7 @@ pub mod config;
 pub mod database;
 pub mod demo;
 pub mod import;
+pub mod import_orders;
 pub mod workers;
 
 use std::future::Future;

@@ -79,10 +79,15 @@ enum CommandLine {
     /// vouches for the files. Stripe, Adyen, PayPal and alert files hold one JSON event per line (an Adyen
     /// line may be a whole notification body or one item). Braintree files hold one XML document per file, or
     /// one base64 bt_payload per line. Events already received are skipped (deduplicated by event id).
+    ///
+    /// `verdict import orders FILE...` imports marketplace orders instead (one OrderFacts JSON per line).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Import {
+        #[command(subcommand)]
+        what: Option<ImportCommand>,
         /// stripe, adyen, paypal, braintree or alerts.
-        #[arg(long)]
-        processor: String,
+        #[arg(long, required = true)]
+        processor: Option<String>,
         /// Files to import, in order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -114,6 +119,16 @@ enum ApikeyCommand {
         /// The key's id (as `apikey list` shows it).
         #[arg(long)]
         id: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Marketplace orders into Verdict's own tables: one OrderFacts JSON object per line (docs/marketplace-api.md).
+    /// A line that is refused is reported as file:line and the import goes on; importing twice changes nothing.
+    Orders {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -151,7 +166,10 @@ async fn serve_configured(
     let state = verdict_api::AppState::new(engine)
         .with_webhooks(webhooks)
         .with_graphql_limits(config.graphql.clone())
-        .with_allowed_origins(config.cors_origins()?);
+        .with_allowed_origins(config.cors_origins()?)
+        .with_evidence_files(std::sync::Arc::new(verdict_evidence::LocalDirStore::new(
+            config.evidence.dir.clone(),
+        )));
     let worker = verdict::workers::configured_pool(&state.engine, &config.scheduling, &config.effects()).await?;
     verdict::serve_with_workers(listener, state, Some(worker), shutdown_signal()).await
 }
@@ -227,8 +245,32 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("binding {}", config.listen))?;
             serve_configured(&config, engine, listener).await?;
         }
-        CommandLine::Import { processor, files } => {
+        CommandLine::Import {
+            what: Some(ImportCommand::Orders { files }),
+            ..
+        } => {
             init_tracing(&config)?;
+            let engine = connect_one_off(&config).await?;
+            let report = verdict::import_orders::import_orders(&engine, &files).await?;
+            for problem in &report.refused {
+                eprintln!("skipped {problem}");
+            }
+            println!(
+                "{} orders: {} created, {} replaced, {} unchanged, {} refused",
+                report.lines,
+                report.created,
+                report.replaced,
+                report.unchanged,
+                report.refused.len()
+            );
+        }
+        CommandLine::Import {
+            what: None,
+            processor,
+            files,
+        } => {
+            init_tracing(&config)?;
+            let processor = processor.unwrap_or_default();
             let source: verdict_engine::Source = processor.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             let engine = connect_one_off(&config).await?;
             let report = verdict::import::import(&engine, source, &files, std::io::stderr().is_terminal()).await?;

@@ -62,7 +62,8 @@ pub async fn configured_pool(
     effects: &EffectsConfig,
 ) -> anyhow::Result<Worker> {
     let performer = Effects::from_config(effects, engine.store().clone(), engine.clock().clone())
-        .context("configuring step handlers")?;
+        .context("configuring step handlers")?
+        .with_facts(engine.facts().clone());
     let reconciler: Arc<dyn Reconciler> =
         match StripeReconciler::from_config(&effects.processors).context("configuring Stripe reconciliation")? {
             Some(stripe) => Arc::new(stripe),

@@ -31,6 +31,8 @@ mod m20261125_000005_queue_fillfactor;
 mod m20261125_000006_payload_retention;
 mod m20261125_000007_mailbox_channels;
 mod m20261130_000008_inbox_leases_and_raw_bodies;
+mod m20261201_000009_marketplace_facts;
+mod m20261201_000010_evidence;
 mod m20261201_000011_documents;
 
 pub struct Migrator;
@@ -47,6 +49,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_payload_retention::Migration),
             Box::new(m20261125_000007_mailbox_channels::Migration),
             Box::new(m20261130_000008_inbox_leases_and_raw_bodies::Migration),
+            Box::new(m20261201_000009_marketplace_facts::Migration),
+            Box::new(m20261201_000010_evidence::Migration),
             Box::new(m20261201_000011_documents::Migration),
         ]
     }

@@ -20,6 +20,9 @@ pub struct TestApp {
     pub lead: String,
     pub analyst: String,
     pub viewer: String,
+    /// Where this app keeps evidence files (a temporary folder of its own).
+    pub evidence_dir: std::path::PathBuf,
+    _evidence: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -58,18 +61,24 @@ impl TestApp {
     }
 
     async fn start_with_keys(db: &TestDatabase, keys: Option<[String; 4]>) -> TestApp {
-        Self::start_configured(db, keys, verdict_api::webhooks::WebhookSecrets::default()).await
+        Self::start_configured(db, keys, verdict_api::webhooks::WebhookSecrets::default(), None).await
+    }
+
+    /// Starts the app reading order facts from `facts` (a test double of the marketplace).
+    pub async fn start_with_facts(db: &TestDatabase, facts: Arc<dyn verdict_facts::MarketplaceFacts>) -> TestApp {
+        Self::start_configured(db, None, verdict_api::webhooks::WebhookSecrets::default(), Some(facts)).await
     }
 
     /// Starts the app with webhook secrets (and fresh keys).
     pub async fn start_with_webhooks(db: &TestDatabase, secrets: verdict_api::webhooks::WebhookSecrets) -> TestApp {
-        Self::start_configured(db, None, secrets).await
+        Self::start_configured(db, None, secrets, None).await
     }
 
     async fn start_configured(
         db: &TestDatabase,
         keys: Option<[String; 4]>,
         secrets: verdict_api::webhooks::WebhookSecrets,
+        facts: Option<Arc<dyn verdict_facts::MarketplaceFacts>>,
     ) -> TestApp {
         verdict::install_crypto_provider();
         let engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
@@ -101,7 +110,15 @@ impl TestApp {
             secrets: Arc::new(secrets),
             ..Default::default()
         };
-        let state = verdict_api::AppState::new(engine).with_webhooks(webhooks);
+        let evidence = tempfile::tempdir().unwrap();
+        let evidence_dir = evidence.path().join("evidence");
+        let engine = match facts {
+            Some(facts) => engine.with_facts(facts),
+            None => engine,
+        };
+        let state = verdict_api::AppState::new(engine)
+            .with_webhooks(webhooks)
+            .with_evidence_files(Arc::new(verdict_evidence::LocalDirStore::new(evidence_dir.clone())));
         let server = tokio::spawn(verdict::serve_with_sandbox(listener, state, async {
             let _ = stopped.await;
         }));
@@ -114,6 +131,8 @@ impl TestApp {
             lead,
             analyst,
             viewer,
+            evidence_dir,
+            _evidence: evidence,
             stop: Some(stop),
             server: Some(server),
         }

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod disputes;
 mod documents;
+mod evidence;
 mod limits;
 mod observability;
 mod sandbox;

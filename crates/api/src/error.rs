@@ -34,6 +34,8 @@ pub enum ApiError {
     ResponseTooLarge(String),
     /// The request ran longer than the configured limit and was abandoned.
     Timeout(String),
+    /// An outside system Verdict depends on (the marketplace's order service) cannot answer now (HTTP 503).
+    Unavailable(String),
     /// The cause is logged, never shown.
     Internal(String),
 }
@@ -53,7 +55,8 @@ impl ApiError {
             | ApiError::QueryTooComplex(m)
             | ApiError::QueryTooDeep(m)
             | ApiError::ResponseTooLarge(m)
-            | ApiError::Timeout(m) => m.clone(),
+            | ApiError::Timeout(m)
+            | ApiError::Unavailable(m) => m.clone(),
             ApiError::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::QueryTooDeep(_) => "QUERY_TOO_DEEP",
             ApiError::ResponseTooLarge(_) => "RESPONSE_TOO_LARGE",
             ApiError::Timeout(_) => "TIMEOUT",
+            ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -89,7 +93,7 @@ impl ApiError {
             | ApiError::QueryTooDeep(_)
             | ApiError::ResponseTooLarge(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -121,6 +125,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<verdict_facts::FactsError> for ApiError {
+    fn from(err: verdict_facts::FactsError) -> Self {
+        use verdict_facts::FactsError;
+        match err {
+            FactsError::Unavailable(_) | FactsError::Malformed(_) => ApiError::Unavailable(err.to_string()),
+            FactsError::Invalid(m) => ApiError::InvalidInput(format!("invalid order facts: {m}")),
+            FactsError::Conflict(m) => ApiError::AlreadyExists(m),
+            FactsError::ReadOnly(_) => ApiError::InvalidInput(err.to_string()),
+        }
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
         match err {
@@ -128,6 +144,7 @@ impl From<EngineError> for ApiError {
             EngineError::Domain(err) => err.into(),
             EngineError::Store(err) => err.into(),
             EngineError::Document(cause) => ApiError::Internal(cause),
+            EngineError::Facts(err) => err.into(),
         }
     }
 }

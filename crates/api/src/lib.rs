@@ -5,6 +5,7 @@
 pub mod auth;
 mod documents;
 pub mod error;
+pub mod evidence_files;
 pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub graphql_reads: ReadGate,
     /// Browser origins allowed to call `/graphql` from another site (CORS); none by default.
     pub allowed_origins: Vec<HeaderValue>,
+    /// Where evidence files are kept (`[evidence] dir`); without one, uploads and downloads answer an error.
+    pub evidence_files: Option<std::sync::Arc<dyn verdict_evidence::FileStore>>,
 }
 
 impl AppState {
@@ -61,15 +64,18 @@ impl AppState {
             graphql_limits,
             graphql_reads,
             allowed_origins: Vec::new(),
+            evidence_files: None,
         }
     }
 
     /// The same state with other GraphQL limits (`[graphql]` in the configuration).
     pub fn with_graphql_limits(self, limits: GraphqlLimits) -> Self {
         let (webhooks, allowed_origins) = (self.webhooks, self.allowed_origins);
+        let evidence_files = self.evidence_files;
         Self {
             webhooks,
             allowed_origins,
+            evidence_files,
             ..Self::with_limits(self.engine, limits)
         }
     }
@@ -77,6 +83,12 @@ impl AppState {
     /// The same state with these CORS origins (`https://app.example.com`) allowed on `/graphql`.
     pub fn with_allowed_origins(mut self, origins: Vec<HeaderValue>) -> Self {
         self.allowed_origins = origins;
+        self
+    }
+
+    /// The same state keeping evidence files in `files`.
+    pub fn with_evidence_files(mut self, files: std::sync::Arc<dyn verdict_evidence::FileStore>) -> Self {
+        self.evidence_files = Some(files);
         self
     }
 
@@ -98,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .merge(webhooks::routes())
+        .merge(evidence_files::routes())
         .merge(documents::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -231,7 +244,7 @@ fn graphql_error(err: ApiError) -> Response {
     Json(body).into_response()
 }
 
-fn is_length_limit(err: &axum::Error) -> bool {
+pub(crate) fn is_length_limit(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cause) = source {
         if cause.is::<http_body_util::LengthLimitError>() {

@@ -658,3 +658,691 @@ pub fn compelling_evidence(
         qualifying,
     }
 }
+
+/// An item drawn from the marketplace facts: its kind and its text.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct DrawnEvidence {
+    pub kind: EvidenceKind,
+    pub text: String,
+}
+
+impl fmt::Debug for DrawnEvidence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrawnEvidence")
+            .field("kind", &self.kind)
+            .field("text_chars", &self.text.chars().count())
+            .finish()
+    }
+}
+
+fn day(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// Cuts `text` to [`MAX_EVIDENCE_TEXT_CHARS`], saying so, so a drawn item is always a valid item.
+fn bounded(text: String) -> String {
+    if text.chars().count() <= MAX_EVIDENCE_TEXT_CHARS {
+        return text;
+    }
+    const CUT: &str = "\n[cut: longer than the item limit]";
+    let mut cut: String = text
+        .chars()
+        .take(MAX_EVIDENCE_TEXT_CHARS - CUT.chars().count())
+        .collect();
+    cut.push_str(CUT);
+    cut
+}
+
+/// The evidence the order facts give, one item per kind, in [`EvidenceKind`] order: proof of delivery and
+/// tracking from the shipment, the listing and grade report, the IMEI/serial record, the messages, the refund
+/// and warranty policies, the terms accepted, the prior undisputed payments and the cancellation or refunds.
+/// Kinds the facts say nothing about are left out.
+pub fn draw_from_facts(facts: &OrderFacts) -> Vec<DrawnEvidence> {
+    let mut drawn = Vec::new();
+    let mut push = |kind: EvidenceKind, text: String| {
+        let text = text.trim().to_owned();
+        if !text.is_empty() {
+            drawn.push(DrawnEvidence {
+                kind,
+                text: bounded(text),
+            });
+        }
+    };
+    if let Some(shipment) = &facts.shipment {
+        if shipment.delivered_at.is_some() || shipment.proof_of_delivery.is_some() || shipment.signed_by.is_some() {
+            let mut text = format!(
+                "Order {} was delivered to the address on the order: {}.",
+                facts.order_reference,
+                shipment.address.one_line()
+            );
+            if let Some(at) = shipment.delivered_at {
+                text.push_str(&format!(" Delivered {} by {}.", day(at), shipment.carrier));
+            }
+            if let Some(proof) = &shipment.proof_of_delivery {
+                text.push_str(&format!(" Carrier's proof of delivery: {proof}."));
+            }
+            if let Some(signed) = &shipment.signed_by {
+                text.push_str(&format!(" Signed for by {signed}."));
+            }
+            push(EvidenceKind::ProofOfDelivery, text);
+        }
+        let mut text = format!(
+            "Carrier {}, tracking number {}.",
+            shipment.carrier, shipment.tracking_number
+        );
+        if let Some(at) = shipment.shipped_at {
+            text.push_str(&format!(" Shipped {}.", day(at)));
+        }
+        if let Some(at) = shipment.delivered_at {
+            text.push_str(&format!(" Delivered {}.", day(at)));
+        }
+        push(EvidenceKind::Tracking, text);
+    }
+    let described: Vec<String> = facts
+        .lines
+        .iter()
+        .map(|line| {
+            let mut text = format!("{}, grade {}, {}.", line.device_model, line.grade, line.price);
+            if let Some(description) = &line.description {
+                text.push_str(&format!(" Listing: {description}"));
+            }
+            if let Some(report) = &line.grade_report {
+                text.push_str(&format!(" Grade report: {report}"));
+            }
+            text
+        })
+        .collect();
+    if !described.is_empty() {
+        push(
+            EvidenceKind::ProductDescription,
+            format!(
+                "Order {} placed {} for {}:\n{}",
+                facts.order_reference,
+                day(facts.placed_at),
+                facts.total,
+                described.join("\n")
+            ),
+        );
+    }
+    let serials: Vec<String> = facts
+        .lines
+        .iter()
+        .filter_map(|line| {
+            line.imei_or_serial
+                .as_ref()
+                .map(|serial| format!("{}: IMEI/serial {serial}", line.device_model))
+        })
+        .collect();
+    if !serials.is_empty() {
+        push(
+            EvidenceKind::ImeiSerialRecord,
+            format!(
+                "Devices shipped on order {}:\n{}",
+                facts.order_reference,
+                serials.join("\n")
+            ),
+        );
+    }
+    if !facts.messages.is_empty() {
+        let mut messages: Vec<&crate::facts::OrderMessage> = facts.messages.iter().collect();
+        messages.sort_by_key(|m| m.sent_at);
+        let lines: Vec<String> = messages
+            .iter()
+            .map(|m| {
+                let author = match m.author {
+                    crate::facts::MessageAuthor::Customer => "customer",
+                    crate::facts::MessageAuthor::Marketplace => "marketplace",
+                    crate::facts::MessageAuthor::Seller => "seller",
+                };
+                format!("[{}] {author} ({}): {}", day(m.sent_at), m.locale.as_str(), m.body)
+            })
+            .collect();
+        push(EvidenceKind::CustomerCommunication, lines.join("\n"));
+    }
+    let policies: Vec<String> = [
+        facts
+            .policies
+            .refund_policy
+            .as_ref()
+            .map(|p| format!("Refund policy shown at checkout: {p}")),
+        facts
+            .policies
+            .warranty_policy
+            .as_ref()
+            .map(|p| format!("Warranty: {p}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !policies.is_empty() {
+        push(EvidenceKind::RefundPolicy, policies.join("\n"));
+    }
+    if let Some(at) = facts.policies.terms_accepted_at {
+        push(
+            EvidenceKind::TermsAccepted,
+            format!(
+                "The customer (account {}) accepted the terms and the refund policy at checkout on {}.",
+                facts.customer.account_id,
+                day(at)
+            ),
+        );
+    }
+    let priors: Vec<String> = facts
+        .prior_transactions
+        .iter()
+        .filter(|p| !p.disputed)
+        .map(|p| format!("{} on {}, {}", p.payment_reference, day(p.paid_at), p.amount))
+        .collect();
+    if !priors.is_empty() {
+        push(
+            EvidenceKind::PriorUndisputedTransactions,
+            format!(
+                "{} earlier payments by the same customer (account {}) were never disputed:\n{}",
+                priors.len(),
+                facts.customer.account_id,
+                priors.join("\n")
+            ),
+        );
+    }
+    let mut cancellation: Vec<String> = Vec::new();
+    if let Some(c) = &facts.cancellation {
+        cancellation.push(format!("Order cancelled on {}: {}", day(c.cancelled_at), c.reason));
+    }
+    for refund in &facts.refunds {
+        cancellation.push(format!(
+            "Refunded {} on {}{}",
+            refund.amount,
+            day(refund.refunded_at),
+            refund
+                .reference
+                .as_ref()
+                .map(|r| format!(" (reference {r})"))
+                .unwrap_or_default()
+        ));
+    }
+    if !cancellation.is_empty() {
+        push(EvidenceKind::Cancellation, cancellation.join("\n"));
+    }
+    drawn
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::Currency;
+
+    fn item(kind: EvidenceKind) -> EvidenceItem {
+        EvidenceItem {
+            id: Uuid::now_v7(),
+            kind,
+            text: Some("text".into()),
+            file: None,
+            source: EvidenceSource::Analyst,
+            added_by: "analyst:alice".into(),
+            added_at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).single().unwrap_or_default(),
+        }
+    }
+
+    fn eur(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("EUR").unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn code(network: CardNetwork, raw: &str) -> ReasonCode {
+        ReasonCode::parse(network, raw).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn paid() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 10, 15, 12, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn address(street: &str) -> Address {
+        Address {
+            lines: vec![street.to_owned()],
+            postal_code: "75001".into(),
+            city: "Paris".into(),
+            country: "FR".into(),
+        }
+    }
+
+    fn checks() -> PaymentChecks {
+        PaymentChecks {
+            ip_address: Some("203.0.113.7".into()),
+            device_id: Some("device-abc-123".into()),
+            ..PaymentChecks::default()
+        }
+    }
+
+    fn prior(days_before: i64, ip: Option<&str>, device: Option<&str>, account: Option<&str>) -> PriorTransaction {
+        PriorTransaction {
+            payment_reference: format!("ch_{days_before}"),
+            paid_at: paid() - Duration::days(days_before),
+            amount: eur(19_900),
+            ip_address: ip.map(Into::into),
+            device_id: device.map(Into::into),
+            shipping_address: None,
+            account_id: account.map(Into::into),
+            disputed: false,
+        }
+    }
+
+    #[test]
+    fn every_claim_requires_something_and_lists_each_kind_once() {
+        for claim in DisputeClaim::ALL {
+            let all = expectations(claim);
+            assert!(all.iter().any(|e| e.required), "{claim}");
+            let mut kinds: Vec<_> = all.iter().map(|e| e.kind).collect();
+            kinds.sort();
+            kinds.dedup();
+            assert_eq!(kinds.len(), all.len(), "{claim}");
+            assert!(
+                all.iter()
+                    .all(|e| e.kind != EvidenceKind::Uncategorised && !e.text.is_empty())
+            );
+            // Required first.
+            let first_recommended = all.iter().position(|e| !e.required).unwrap_or(all.len());
+            assert!(all[first_recommended..].iter().all(|e| !e.required), "{claim}");
+        }
+    }
+
+    #[test]
+    fn not_received_needs_proof_of_delivery_and_tracking() {
+        let empty = completeness(DisputeClaim::NotReceived, &[]);
+        assert_eq!(empty.score, 0);
+        assert_eq!(
+            empty.required,
+            vec![EvidenceKind::ProofOfDelivery, EvidenceKind::Tracking]
+        );
+        assert_eq!(empty.missing.len(), 5);
+        assert!(!empty.is_complete());
+        let half = completeness(DisputeClaim::NotReceived, &[item(EvidenceKind::Tracking)]);
+        assert_eq!(half.score, 40);
+        assert_eq!(half.missing[0].kind, EvidenceKind::ProofOfDelivery);
+        let recommended = completeness(
+            DisputeClaim::NotReceived,
+            &[item(EvidenceKind::Tracking), item(EvidenceKind::CustomerCommunication)],
+        );
+        assert_eq!(recommended.score, 46);
+        let done = completeness(
+            DisputeClaim::NotReceived,
+            &[item(EvidenceKind::Tracking), item(EvidenceKind::ProofOfDelivery)],
+        );
+        assert_eq!(done.score, 100);
+        assert!(done.is_complete());
+        assert_eq!(done.missing.len(), 3);
+        assert!(done.missing.iter().all(|m| !m.required));
+    }
+
+    #[test]
+    fn uncategorised_items_count_for_nothing() {
+        let items = vec![item(EvidenceKind::Uncategorised); 5];
+        assert_eq!(completeness(DisputeClaim::Fraud, &items).score, 0);
+    }
+
+    #[test]
+    fn evidence_text_is_trimmed_and_bounded() {
+        assert_eq!(evidence_text(Some("  hi ")), Ok(Some("hi".into())));
+        assert_eq!(evidence_text(None), Ok(None));
+        assert!(evidence_text(Some("   ")).is_err());
+        assert!(evidence_text(Some(&"x".repeat(MAX_EVIDENCE_TEXT_CHARS + 1))).is_err());
+        assert!(evidence_text(Some(&"é".repeat(MAX_EVIDENCE_TEXT_CHARS))).is_ok());
+    }
+
+    #[test]
+    fn file_names_lose_their_paths_and_control_characters() {
+        assert_eq!(display_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(display_file_name("C:\\Users\\x\\scan.pdf"), "scan.pdf");
+        assert_eq!(display_file_name("a\nb.pdf"), "ab.pdf");
+        assert_eq!(display_file_name(".."), "upload");
+        assert_eq!(display_file_name(""), "upload");
+        assert_eq!(display_file_name(&"n".repeat(400)).chars().count(), MAX_FILE_NAME_CHARS);
+    }
+
+    #[test]
+    fn two_priors_sharing_ip_and_account_make_visa_10_4_eligible() {
+        let checks = checks();
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: None,
+        };
+        let priors = vec![
+            prior(200, Some("203.0.113.7"), None, Some("cust-1")),
+            prior(130, None, Some("device-abc-123"), Some("cust-1")),
+            prior(150, Some("198.51.100.1"), None, Some("cust-1")),
+        ];
+        let ce = compelling_evidence(&code(CardNetwork::Visa, "10.4"), &disputed, &priors);
+        assert_eq!(ce.program, Some(CompellingEvidenceProgram::VisaCe3));
+        assert!(ce.eligible, "{}", ce.reason);
+        assert_eq!(
+            ce.qualifying
+                .iter()
+                .map(|q| q.payment_reference.as_str())
+                .collect::<Vec<_>>(),
+            vec!["ch_200", "ch_130"]
+        );
+        assert_eq!(
+            ce.qualifying[0].shared,
+            vec![SharedIdentifier::IpAddress, SharedIdentifier::AccountId]
+        );
+        assert_eq!(ce.qualifying[1].days_before, 130);
+        assert!(ce.reason.starts_with("eligible for Visa Compelling Evidence 3.0"));
+    }
+
+    #[test]
+    fn one_qualifying_prior_is_not_enough() {
+        let checks = checks();
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: None,
+        };
+        let priors = vec![prior(200, Some("203.0.113.7"), Some("device-abc-123"), None)];
+        let ce = compelling_evidence(&code(CardNetwork::Mastercard, "4837"), &disputed, &priors);
+        assert_eq!(ce.program, Some(CompellingEvidenceProgram::MastercardFirstPartyTrust));
+        assert!(!ce.eligible);
+        assert_eq!(ce.qualifying.len(), 1);
+        assert!(ce.reason.contains("1 of 1"), "{}", ce.reason);
+    }
+
+    #[test]
+    fn account_and_address_without_ip_or_device_do_not_qualify() {
+        let checks = checks();
+        let home = address("1 rue de Rivoli");
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: Some(&home),
+        };
+        let mut p = prior(200, None, None, Some("cust-1"));
+        p.shipping_address = Some(address(" 1 Rue de  Rivoli"));
+        assert_eq!(
+            shared_identifiers(&disputed, &p),
+            vec![SharedIdentifier::AccountId, SharedIdentifier::ShippingAddress]
+        );
+        assert!(qualifying_transaction(&disputed, &p).is_none());
+        p.device_id = Some("DEVICE-ABC-123".into());
+        assert_eq!(qualifying_transaction(&disputed, &p).map(|q| q.shared.len()), Some(3));
+        // IP alone is one identifier: not enough.
+        let only_ip = prior(200, Some("203.0.113.7"), None, Some("someone-else"));
+        assert!(qualifying_transaction(&disputed, &only_ip).is_none());
+    }
+
+    #[test]
+    fn the_window_is_120_to_365_days_inclusive() {
+        let checks = checks();
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: None,
+        };
+        let at = |days| qualifying_transaction(&disputed, &prior(days, Some("203.0.113.7"), None, Some("cust-1")));
+        assert!(at(119).is_none());
+        assert!(at(120).is_some());
+        assert!(at(365).is_some());
+        assert!(at(366).is_none());
+        assert!(at(-150).is_none());
+    }
+
+    #[test]
+    fn other_codes_have_no_programme() {
+        let checks = checks();
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &checks,
+            account_id: Some("cust-1"),
+            shipping_address: None,
+        };
+        let priors = vec![
+            prior(200, Some("203.0.113.7"), None, Some("cust-1")),
+            prior(210, Some("203.0.113.7"), None, Some("cust-1")),
+        ];
+        for (network, raw) in [
+            (CardNetwork::Visa, "13.1"),
+            (CardNetwork::Mastercard, "4853"),
+            (CardNetwork::Visa, "10.3"),
+        ] {
+            let ce = compelling_evidence(&code(network, raw), &disputed, &priors);
+            assert_eq!(ce.program, None);
+            assert!(!ce.eligible);
+            assert!(ce.qualifying.is_empty());
+        }
+    }
+
+    #[test]
+    fn empty_identifiers_never_match() {
+        let blank = PaymentChecks {
+            ip_address: Some("  ".into()),
+            device_id: None,
+            ..PaymentChecks::default()
+        };
+        let disputed = DisputedPayment {
+            paid_at: paid(),
+            checks: &blank,
+            account_id: Some(""),
+            shipping_address: None,
+        };
+        let p = prior(200, Some("  "), None, Some(""));
+        assert!(shared_identifiers(&disputed, &p).is_empty());
+    }
+
+    fn order() -> OrderFacts {
+        use crate::facts::*;
+        OrderFacts {
+            order_reference: "ORD-1".into(),
+            payment_references: vec!["ch_1".into()],
+            placed_at: paid(),
+            total: eur(45_000),
+            seller: SellerFacts {
+                seller_id: "s-1".into(),
+                name: "Refurb Co".into(),
+                email: None,
+                ships_itself: true,
+            },
+            lines: vec![OrderLine {
+                device_model: "iPhone 13 128 GB Midnight".into(),
+                grade: "excellent".into(),
+                imei_or_serial: Some("356789104512345".into()),
+                price: eur(45_000),
+                description: Some("Like new, battery above 90%".into()),
+                grade_report: Some("Battery 92%, no scratches".into()),
+            }],
+            shipment: Some(Shipment {
+                carrier: "Colissimo".into(),
+                tracking_number: "6A123".into(),
+                shipped_at: Some(paid() + Duration::days(1)),
+                delivered_at: Some(paid() + Duration::days(3)),
+                address: address("1 rue de Rivoli"),
+                proof_of_delivery: Some("signature scan".into()),
+                signed_by: Some("J. Doe".into()),
+            }),
+            customer: CustomerFacts {
+                account_id: "cust-1".into(),
+                name: "Jane Doe".into(),
+                email: "jane@example.com".into(),
+                locale: crate::Locale::Fr,
+                account_created_at: paid() - Duration::days(700),
+                previous_orders: 3,
+                previous_disputes: 0,
+            },
+            payment_checks: checks(),
+            prior_transactions: vec![prior(200, Some("203.0.113.7"), None, Some("cust-1")), {
+                let mut p = prior(150, None, None, None);
+                p.disputed = true;
+                p
+            }],
+            messages: vec![OrderMessage {
+                sent_at: paid() + Duration::days(4),
+                author: MessageAuthor::Customer,
+                locale: crate::Locale::Fr,
+                body: "Bien reçu, merci".into(),
+            }],
+            policies: CheckoutPolicies {
+                refund_policy: Some("30 days".into()),
+                warranty_policy: Some("12 months".into()),
+                terms_accepted_at: Some(paid()),
+            },
+            cancellation: None,
+            refunds: vec![],
+        }
+    }
+
+    #[test]
+    fn facts_give_one_item_per_kind_they_speak_of() {
+        let drawn = draw_from_facts(&order());
+        let kinds: Vec<_> = drawn.iter().map(|d| d.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EvidenceKind::ProofOfDelivery,
+                EvidenceKind::Tracking,
+                EvidenceKind::ProductDescription,
+                EvidenceKind::ImeiSerialRecord,
+                EvidenceKind::CustomerCommunication,
+                EvidenceKind::RefundPolicy,
+                EvidenceKind::TermsAccepted,
+                EvidenceKind::PriorUndisputedTransactions,
+            ]
+        );
+        let text = |k| {
+            drawn
+                .iter()
+                .find(|d| d.kind == k)
+                .map(|d| d.text.clone())
+                .unwrap_or_default()
+        };
+        assert!(text(EvidenceKind::ProofOfDelivery).contains("1 rue de Rivoli, 75001 Paris, FR"));
+        assert!(text(EvidenceKind::Tracking).contains("6A123"));
+        assert!(text(EvidenceKind::ImeiSerialRecord).contains("356789104512345"));
+        assert!(text(EvidenceKind::ProductDescription).contains("Battery 92%"));
+        assert!(text(EvidenceKind::CustomerCommunication).contains("Bien reçu"));
+        // The disputed prior payment is left out.
+        assert!(text(EvidenceKind::PriorUndisputedTransactions).starts_with("1 earlier payments"));
+        assert!(drawn.iter().all(|d| evidence_text(Some(&d.text)).is_ok()));
+        // With everything drawn, a not-received claim is complete.
+        let items: Vec<_> = kinds.iter().map(|k| item(*k)).collect();
+        assert_eq!(completeness(DisputeClaim::NotReceived, &items).score, 100);
+    }
+
+    #[test]
+    fn an_unshipped_cancelled_order_gives_its_cancellation_and_no_delivery() {
+        let mut facts = order();
+        facts.shipment = None;
+        facts.messages.clear();
+        facts.cancellation = Some(crate::facts::Cancellation {
+            cancelled_at: paid(),
+            reason: "customer request".into(),
+        });
+        facts.refunds.push(crate::facts::OrderRefund {
+            refunded_at: paid(),
+            amount: eur(45_000),
+            reference: Some("re_1".into()),
+        });
+        facts.messages.push(crate::facts::OrderMessage {
+            sent_at: paid(),
+            author: crate::facts::MessageAuthor::Customer,
+            locale: crate::Locale::En,
+            body: "x".repeat(MAX_EVIDENCE_TEXT_CHARS * 2),
+        });
+        let drawn = draw_from_facts(&facts);
+        assert!(
+            drawn
+                .iter()
+                .all(|d| !matches!(d.kind, EvidenceKind::ProofOfDelivery | EvidenceKind::Tracking))
+        );
+        let cancellation = drawn
+            .iter()
+            .find(|d| d.kind == EvidenceKind::Cancellation)
+            .map(|d| d.text.as_str());
+        assert!(cancellation.is_some_and(|t| t.contains("customer request") && t.contains("re_1")));
+        let long = drawn.iter().find(|d| d.kind == EvidenceKind::CustomerCommunication);
+        assert!(
+            long.is_some_and(|d| d.text.chars().count() == MAX_EVIDENCE_TEXT_CHARS && d.text.ends_with("item limit]"))
+        );
+    }
+
+    fn any_kind() -> impl Strategy<Value = EvidenceKind> {
+        proptest::sample::select(EvidenceKind::ALL.to_vec())
+    }
+
+    fn any_claim() -> impl Strategy<Value = DisputeClaim> {
+        proptest::sample::select(DisputeClaim::ALL.to_vec())
+    }
+
+    fn maybe(values: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(proptest::sample::select(values.to_vec()).prop_map(str::to_owned))
+    }
+
+    prop_compose! {
+        fn any_prior()(
+            days in -30_i64..500,
+            ip in maybe(&["203.0.113.7", "198.51.100.1"]),
+            device in maybe(&["device-abc-123", "device-other"]),
+            account in maybe(&["cust-1", "cust-2"]),
+            disputed in any::<bool>(),
+        ) -> PriorTransaction {
+            let mut p = prior(days, ip.as_deref(), device.as_deref(), account.as_deref());
+            p.disputed = disputed;
+            p
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn adding_an_item_never_lowers_the_score(
+            claim in any_claim(),
+            kinds in proptest::collection::vec(any_kind(), 0..12),
+            extra in any_kind(),
+        ) {
+            let items: Vec<_> = kinds.iter().map(|k| item(*k)).collect();
+            let before = completeness(claim, &items);
+            let mut more = items.clone();
+            more.push(item(extra));
+            let after = completeness(claim, &more);
+            prop_assert!(after.score >= before.score);
+            prop_assert!(after.missing.len() <= before.missing.len());
+        }
+
+        #[test]
+        fn the_score_is_100_exactly_when_nothing_required_is_missing(
+            claim in any_claim(),
+            kinds in proptest::collection::vec(any_kind(), 0..12),
+        ) {
+            let items: Vec<_> = kinds.iter().map(|k| item(*k)).collect();
+            let c = completeness(claim, &items);
+            prop_assert!(c.score <= 100);
+            let required_missing = c.missing.iter().any(|m| m.required);
+            prop_assert_eq!(c.score == 100, !required_missing);
+            prop_assert_eq!(c.is_complete(), !required_missing);
+            for m in &c.missing {
+                prop_assert!(!kinds.contains(&m.kind));
+            }
+        }
+
+        #[test]
+        fn out_of_window_or_disputed_priors_never_qualify(
+            priors in proptest::collection::vec(any_prior(), 0..8),
+            network in proptest::sample::select(vec![(CardNetwork::Visa, "10.4"), (CardNetwork::Mastercard, "4837")]),
+        ) {
+            let checks = checks();
+            let disputed = DisputedPayment { paid_at: paid(), checks: &checks, account_id: Some("cust-1"), shipping_address: None };
+            let ce = compelling_evidence(&code(network.0, network.1), &disputed, &priors);
+            for q in &ce.qualifying {
+                let source = priors.iter().find(|p| p.payment_reference == q.payment_reference && p.paid_at == q.paid_at);
+                prop_assert!(source.is_some_and(|p| !p.disputed));
+                prop_assert!((CE_MIN_DAYS_BEFORE..=CE_MAX_DAYS_BEFORE).contains(&q.days_before));
+                prop_assert!(q.shared.len() >= 2);
+                prop_assert!(q.shared.iter().any(|s| matches!(s, SharedIdentifier::IpAddress | SharedIdentifier::DeviceId)));
+            }
+            prop_assert_eq!(ce.eligible, ce.qualifying.len() >= CE_MIN_QUALIFYING);
+        }
+    }
+}

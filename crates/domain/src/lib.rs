@@ -23,9 +23,9 @@ pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
 pub use document::{DocumentKind, DocumentRef};
 pub use error::DomainError;
 pub use evidence::{
-    CompellingEvidence, CompellingEvidenceProgram, Completeness, DisputedPayment, EvidenceContentType, EvidenceFile,
-    EvidenceItem, EvidenceKind, EvidenceSource, Expectation, QualifyingTransaction, SharedIdentifier,
-    compelling_evidence, completeness, expectations,
+    CompellingEvidence, CompellingEvidenceProgram, Completeness, DisputedPayment, DrawnEvidence, EvidenceContentType,
+    EvidenceFile, EvidenceItem, EvidenceKind, EvidenceSource, Expectation, QualifyingTransaction, SharedIdentifier,
+    compelling_evidence, completeness, draw_from_facts, expectations,
 };
 pub use ids::DisputeId;
 pub use machine::{
@@ -33,6 +33,7 @@ pub use machine::{
     TimerInstruction, TimerKind, apply, decide, expiry_at, is_outcome, open, opened, processor_transition_allowed,
     replay, transition_allowed,
 };
+pub use machine::{link_payload, link_references};
 pub use money::{Currency, Money};
 pub use personal::{Customer, CustomerEmail, CustomerName, Locale};
 pub use reason::{CardNetwork, ReasonCategory, ReasonCode};

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use uuid::Uuid;
 
+use crate::facts::{ReferenceKind, TaggedReference, lookup_references};
 use crate::{
-    Dispute, DisputeId, DocumentKind, DocumentRef, DomainError, EvidenceKind, EvidenceSource, NewDispute, Processor,
-    Queue, Stage, Status,
+    Customer, Dispute, DisputeId, DocumentKind, DocumentRef, DomainError, EvidenceKind, EvidenceSource, NewDispute,
+    Processor, Queue, Stage, Status,
 };
 
 /// Reminders before the act-by time, in hours.
@@ -218,6 +219,20 @@ pub enum Action {
     /// The internal act-by time passed with nothing the deadline policy could submit or accept (a timer):
     /// recorded and the assignee told; the dispute stays open until the processor's own deadline.
     RecordActByPassed,
+    /// The dispute's order was found (by the link step, or named by an analyst): the dispute takes the order's
+    /// seller and customer. `source` says which facts answered (`tables`, `http`).
+    LinkOrder {
+        order_reference: String,
+        source: String,
+        seller_id: String,
+        customer: Customer,
+    },
+    /// The link step asked the marketplace facts with every reference the notification carried and none
+    /// matched; `tried` names the kinds of reference (never their values).
+    RecordOrderNotFound {
+        source: String,
+        tried: Vec<ReferenceKind>,
+    },
     /// Evidence items were added (typed, uploaded, or drawn from the marketplace facts in one action). The
     /// content is stored beside the event, in the evidence table; the event names only kinds and ids.
     AddEvidence {
@@ -344,6 +359,18 @@ pub enum Change {
     EvidenceRemoved {
         item: EvidenceRef,
     },
+    /// The dispute was linked to its marketplace order; the seller and the customer are the order's.
+    OrderLinked {
+        order_reference: String,
+        source: String,
+        seller_id: String,
+        customer: Customer,
+    },
+    /// No order matched the references the notification carried (their kinds are named, not their values).
+    OrderNotFound {
+        source: String,
+        tried: Vec<ReferenceKind>,
+    },
     DocumentGenerated {
         document: DocumentRef,
     },
@@ -377,6 +404,8 @@ pub enum EventKind {
     ActByPassed,
     EvidenceAdded,
     EvidenceRemoved,
+    OrderLinked,
+    OrderNotFound,
     DocumentGenerated,
 }
 
@@ -407,6 +436,8 @@ impl EventKind {
             EventKind::ActByPassed => "act_by_passed",
             EventKind::EvidenceAdded => "evidence_added",
             EventKind::EvidenceRemoved => "evidence_removed",
+            EventKind::OrderLinked => "order_linked",
+            EventKind::OrderNotFound => "order_not_found",
             EventKind::DocumentGenerated => "document_generated",
         }
     }
@@ -442,6 +473,8 @@ impl Change {
             Change::ActByPassed { .. } => EventKind::ActByPassed,
             Change::EvidenceAdded { .. } => EventKind::EvidenceAdded,
             Change::EvidenceRemoved { .. } => EventKind::EvidenceRemoved,
+            Change::OrderLinked { .. } => EventKind::OrderLinked,
+            Change::OrderNotFound { .. } => EventKind::OrderNotFound,
             Change::DocumentGenerated { .. } => EventKind::DocumentGenerated,
         }
     }
@@ -463,6 +496,8 @@ impl Change {
             | Change::ActByPassed { .. }
             | Change::EvidenceAdded { .. }
             | Change::EvidenceRemoved { .. }
+            | Change::OrderLinked { .. }
+            | Change::OrderNotFound { .. }
             | Change::DocumentGenerated { .. } => None,
         }
     }
@@ -528,6 +563,8 @@ pub enum StepKind {
     Refund,
     CustomerMessage,
     SellerMessage,
+    /// Finds the dispute's marketplace order by the references its notification carried (the step's payload).
+    LinkOrder,
 }
 
 impl StepKind {
@@ -540,6 +577,7 @@ impl StepKind {
             StepKind::Refund => "refund",
             StepKind::CustomerMessage => "customer_message",
             StepKind::SellerMessage => "seller_message",
+            StepKind::LinkOrder => "link_order",
         }
     }
 }
@@ -549,6 +587,9 @@ impl StepKind {
 pub struct StepRequest {
     pub kind: StepKind,
     pub idempotency_key: String,
+    /// What the step needs beyond the dispute (the link step: the references to look the order up by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// Everything a command causes, to be persisted atomically.
@@ -567,6 +608,32 @@ impl Decision {
         self.timers.extend(next.timers);
         self.steps.extend(next.steps);
     }
+
+    /// Adds references for the link step to look the order up by (to an opening decision's; the engine passes
+    /// every reference the notification carried, which the opened dispute alone cannot hold). A value already
+    /// there takes the kind given here, which is the more precise (`charge` rather than `payment_reference`).
+    pub fn link_by(&mut self, references: Vec<TaggedReference>) {
+        for step in &mut self.steps {
+            if step.kind == StepKind::LinkOrder {
+                let known = link_references(step.payload.as_ref());
+                let all = lookup_references(references.iter().cloned().chain(known));
+                step.payload = Some(link_payload(&all));
+            }
+        }
+    }
+}
+
+/// The link step's payload: `{"references": [{"kind": "charge", "value": "ch_..."}, ...]}`.
+pub fn link_payload(references: &[TaggedReference]) -> serde_json::Value {
+    serde_json::json!({ "references": references })
+}
+
+/// The references of a link step's payload; none for a payload that is missing or unreadable.
+pub fn link_references(payload: Option<&serde_json::Value>) -> Vec<TaggedReference> {
+    payload
+        .and_then(|p| p.get("references"))
+        .and_then(|r| serde_json::from_value::<Vec<TaggedReference>>(r.clone()).ok())
+        .unwrap_or_default()
 }
 
 fn clean_text(field: &str, text: Option<&str>, max: usize) -> Result<Option<String>, DomainError> {
@@ -679,6 +746,22 @@ pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Deci
     let reason = clean_text("reason", command.reason.as_deref(), MAX_REASON_CHARS)?;
     let reason = flagged(reason, check_due_by(&command.actor, new.due_by, now)?);
     let timers = deadline_timers(new.due_by, now);
+    // Linking asks the marketplace, which may be slow or down: a durable step, never part of this decision. A
+    // dispute that arrives with its seller and the customer's email (an analyst's) has nothing to fill in.
+    let needs_link = new.seller_id.is_none() || new.customer.email.is_none();
+    let mut references = Vec::new();
+    if let Some(order) = &new.order_reference {
+        references.push(TaggedReference::new(ReferenceKind::OrderReference, order.clone()));
+    }
+    references.push(TaggedReference::new(
+        ReferenceKind::PaymentReference,
+        new.payment_reference.clone(),
+    ));
+    let link = StepRequest {
+        kind: StepKind::LinkOrder,
+        idempotency_key: format!("{id}:1:{}", StepKind::LinkOrder.as_str()),
+        payload: Some(link_payload(&lookup_references(references))),
+    };
     let event = DisputeEvent {
         dispute_id: id,
         version: 1,
@@ -690,7 +773,7 @@ pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Deci
     Ok(Decision {
         events: vec![event],
         timers,
-        steps: Vec::new(),
+        steps: if needs_link { vec![link] } else { Vec::new() },
     })
 }
 
@@ -742,6 +825,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
     let step = |kind: StepKind| StepRequest {
         kind,
         idempotency_key: format!("{}:{}:{}", dispute.id, dispute.version + 1, kind.as_str()),
+        payload: None,
     };
     let mut timers = Vec::new();
     let mut steps = Vec::new();
@@ -1106,6 +1190,37 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             evidence_open(dispute)?;
             Change::EvidenceRemoved { item: *item }
         }
+        Action::LinkOrder {
+            order_reference,
+            source,
+            seller_id,
+            customer,
+        } => {
+            let order_reference = clean_reference("order reference", order_reference)?;
+            let seller_id = clean_reference("seller id", seller_id)?;
+            let source = clean_text("source", Some(source), 100)?.unwrap_or_default();
+            if dispute.order_reference.as_deref() == Some(order_reference.as_str())
+                && dispute.seller_id.as_deref() == Some(seller_id.as_str())
+                && dispute.customer == *customer
+            {
+                return Err(DomainError::invalid(format!(
+                    "the dispute is already linked to order {order_reference}"
+                )));
+            }
+            Change::OrderLinked {
+                order_reference,
+                source,
+                seller_id,
+                customer: customer.clone(),
+            }
+        }
+        Action::RecordOrderNotFound { source, tried } => {
+            let source = clean_text("source", Some(source), 100)?.unwrap_or_default();
+            let mut tried = tried.clone();
+            tried.sort();
+            tried.dedup();
+            Change::OrderNotFound { source, tried }
+        }
         Action::RecordDocument { document } => {
             // A defense is prepared while the dispute can still be answered; a case file may be exported at any
             // time, also after the outcome.
@@ -1138,6 +1253,16 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
         timers,
         steps,
     })
+}
+
+fn clean_reference(field: &str, value: &str) -> Result<String, DomainError> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > 255 || value.chars().any(char::is_control) {
+        return Err(DomainError::invalid(format!(
+            "{field} must be 1 to 255 printable characters"
+        )));
+    }
+    Ok(value.to_owned())
 }
 
 /// Builds a dispute from its opening event; `None` for any other event.
@@ -1220,6 +1345,16 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
             }
         }
         Change::OutcomeOverridden { to, .. } => dispute.status = *to,
+        Change::OrderLinked {
+            order_reference,
+            seller_id,
+            customer,
+            ..
+        } => {
+            dispute.order_reference = Some(order_reference.clone());
+            dispute.seller_id = Some(seller_id.clone());
+            dispute.customer = customer.clone();
+        }
         Change::NoteAdded { .. }
         | Change::ReminderRecorded { .. }
         | Change::OutcomeEscalated
@@ -1227,6 +1362,7 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         // Evidence lives in its own table; the projection only counts the version.
         | Change::EvidenceAdded { .. }
         | Change::EvidenceRemoved { .. }
+        | Change::OrderNotFound { .. }
         // Documents live in their own table; the projection only counts the version.
         | Change::DocumentGenerated { .. } => {}
     }
@@ -1246,3 +1382,6 @@ pub fn replay<'a>(events: impl IntoIterator<Item = &'a DisputeEvent>) -> Option<
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod evidence_tests;

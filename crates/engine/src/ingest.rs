@@ -316,6 +316,8 @@ fn action_label(action: &Action) -> String {
         Action::AddNote { .. } => "note".into(),
         Action::RecordReminder { hours_before } => format!("reminder {hours_before}h before the deadline"),
         Action::EscalateOverdueOutcome => "escalate overdue outcome".into(),
+        Action::LinkOrder { .. } => "link order".into(),
+        Action::RecordOrderNotFound { .. } => "order not found".into(),
         Action::Transition { to, .. } => format!("move to {to}"),
         Action::ProcessorUpdate { status, stage, due_by } => {
             let mut parts = Vec::new();
@@ -780,7 +782,8 @@ impl Engine {
                         }
                         let command =
                             Command::new(actor.clone(), Action::Open(Box::new(new))).because(clip(reason, 2_000));
-                        let decision = self.timing.adjust(open(DisputeId::new_v7(), &command, now)?, now);
+                        let mut decision = self.timing.adjust(open(DisputeId::new_v7(), &command, now)?, now);
+                        decision.link_by(n.references.clone());
                         let dispute = replay(&decision.events)
                             .ok_or_else(|| DomainError::InvalidInput("opening produced no dispute".into()))?;
                         Ok((decision, dispute))

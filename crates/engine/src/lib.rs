@@ -7,6 +7,7 @@
 mod clock;
 pub mod documents;
 pub mod effects;
+pub mod evidence;
 pub mod ingest;
 pub mod schedules;
 pub mod timers;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use tracing::instrument;
 use verdict_domain::{Action, Command, Dispute, DisputeId, DomainError, apply, decide, open};
+use verdict_facts::{MarketplaceFacts, TablesFacts};
 use verdict_store::{Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -30,6 +32,9 @@ pub enum EngineError {
     Domain(#[from] DomainError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The marketplace facts could not be read (a document needs them).
+    #[error(transparent)]
+    Facts(#[from] verdict_facts::FactsError),
     /// A document failed to render: a defect in Verdict, never the caller's input.
     #[error("document rendering failed: {0}")]
     Document(String),
@@ -46,29 +51,42 @@ pub struct Engine {
     ingest: Arc<ingest::IngestCounters>,
     /// When timers fire and what the deadline does (see timers.rs).
     timing: Arc<timers::TimingPolicy>,
-    /// Where documents get the marketplace facts and the evidence (documents.rs); none by default.
-    document_sources: Arc<dyn documents::DocumentSources>,
+    /// Where documents get the marketplace facts and the evidence (documents.rs); by default the configured
+    /// marketplace facts and the stored evidence.
+    document_sources: Option<Arc<dyn documents::DocumentSources>>,
+    /// Where the marketplace's orders are read (the link step, GraphQL): Verdict's own tables unless
+    /// configured otherwise.
+    facts: Arc<dyn MarketplaceFacts>,
 }
 
 impl Engine {
     pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        let facts: Arc<dyn MarketplaceFacts> = Arc::new(TablesFacts::new(store.db().clone()));
         Self {
             store,
             clock,
             ingest: Arc::default(),
             timing: Arc::default(),
-            document_sources: Arc::new(documents::NoSources),
+            document_sources: None,
+            facts,
         }
     }
 
-    /// The same engine with documents drawing their facts and evidence from `sources`.
+    /// The same engine with documents drawing their facts and evidence from `sources` instead of the
+    /// configured marketplace facts and the stored evidence.
     pub fn with_document_sources(mut self, sources: Arc<dyn documents::DocumentSources>) -> Self {
-        self.document_sources = sources;
+        self.document_sources = Some(sources);
         self
     }
 
-    pub fn document_sources(&self) -> &Arc<dyn documents::DocumentSources> {
-        &self.document_sources
+    /// The same engine reading marketplace facts from `facts` (the configured `[marketplace]` source).
+    pub fn with_facts(mut self, facts: Arc<dyn MarketplaceFacts>) -> Self {
+        self.facts = facts;
+        self
+    }
+
+    pub fn facts(&self) -> &Arc<dyn MarketplaceFacts> {
+        &self.facts
     }
 
     /// The same engine with another timing policy (reminder offsets, submit margin, deadline policy).

@@ -4,5 +4,6 @@
 
 mod effects;
 mod ingest;
+mod linking;
 mod reconcile;
 mod scheduling;

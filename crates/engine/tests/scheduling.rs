@@ -119,10 +119,11 @@ fn new_dispute(pid: &str, code: &str, minor: i64, due_in: Option<Duration>) -> N
         processor_dispute_id: pid.into(),
         payment_reference: format!("pi_{pid}"),
         order_reference: None,
-        seller_id: None,
+        // With its seller and the customer's email the dispute needs no link step: these tests count others.
+        seller_id: Some("seller-1".into()),
         customer: Customer {
             name: None,
-            email: None,
+            email: Some(verdict_domain::CustomerEmail::parse("customer@example.com").unwrap()),
             locale: Locale::En,
         },
         amount: Money::new(minor, Currency::parse("EUR").unwrap()).unwrap(),

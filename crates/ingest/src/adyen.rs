@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::Mac;
 use serde_json::Value;
+use verdict_domain::facts::{ReferenceKind, TaggedReference};
 use verdict_domain::{Processor, Stage};
 
 use crate::common::{
@@ -227,9 +228,31 @@ fn parse_item(item: &Value) -> Result<Parsed, ParseError> {
         due_by: str_at(item, &["additionalData", "defensePeriodEndsAt"]).and_then(crate::common::rfc3339),
         payment_reference: owned(item, &["originalReference"]),
         order_reference: owned(item, &["merchantReference"]),
+        references: references(item),
         occurred_at: required_time(event_date, "eventDate")?,
         raw_status: dispute_status.map(str::to_owned),
     }))
+}
+
+/// The merchant reference (the order) and the PSP references of the payment and its capture; the capture's
+/// merchant reference too, which merchants often set to the order number as well.
+fn references(item: &serde_json::Value) -> Vec<TaggedReference> {
+    let found = [
+        (ReferenceKind::MerchantReference, &["merchantReference"][..]),
+        (
+            ReferenceKind::MerchantReference,
+            &["additionalData", "captureMerchantReference"][..],
+        ),
+        (ReferenceKind::PspReference, &["originalReference"][..]),
+        (
+            ReferenceKind::PspReference,
+            &["additionalData", "capturePspReference"][..],
+        ),
+    ];
+    found
+        .into_iter()
+        .filter_map(|(kind, path)| owned(item, path).map(|value| TaggedReference::new(kind, value)))
+        .collect()
 }
 
 /// The defence window closed; `disputeStatus` says how it ended. Without a known outcome the merchant simply

@@ -6,6 +6,7 @@
 //! [`Stage::PreDispute`] with its (short) response deadline.
 
 use chrono::{DateTime, Duration, Utc};
+use verdict_domain::facts::{ReferenceKind, TaggedReference};
 use verdict_domain::{Processor, Stage};
 
 use crate::common::{
@@ -107,6 +108,13 @@ fn parse_alert_unescaped(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
         due_by,
         payment_reference: owned(&doc, &["payment_reference"]),
         order_reference: owned(&doc, &["order_reference"]),
+        references: [
+            (ReferenceKind::OrderReference, owned(&doc, &["order_reference"])),
+            (ReferenceKind::PaymentReference, owned(&doc, &["payment_reference"])),
+        ]
+        .into_iter()
+        .filter_map(|(kind, value)| value.map(|v| TaggedReference::new(kind, v)))
+        .collect(),
         occurred_at: required_time(occurred_at_text, "occurred_at")?,
         raw_status: outcome.map(str::to_owned),
     })])

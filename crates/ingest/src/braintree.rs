@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use roxmltree::{Document, Node};
 use sha1::{Digest, Sha1};
+use verdict_domain::facts::{ReferenceKind, TaggedReference};
 use verdict_domain::{CardNetwork, Processor, ReasonCode, Stage};
 
 use crate::common::{date_start_utc, money_decimal, network_from_brand, reason_code, required_time};
@@ -245,6 +246,13 @@ fn parse_braintree_xml_unescaped(xml: &str) -> Result<Vec<Parsed>, ParseError> {
         due_by: text(dispute, "reply-by-date").and_then(|d| date_start_utc(&d)),
         payment_reference: transaction.and_then(|t| text(t, "id")),
         order_reference: transaction.and_then(|t| text(t, "order-id")),
+        references: [
+            (ReferenceKind::OrderId, transaction.and_then(|t| text(t, "order-id"))),
+            (ReferenceKind::TransactionId, transaction.and_then(|t| text(t, "id"))),
+        ]
+        .into_iter()
+        .filter_map(|(kind, value)| value.map(|v| TaggedReference::new(kind, v)))
+        .collect(),
         occurred_at,
         raw_status: text(dispute, "status"),
     })])

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use verdict_domain::facts::TaggedReference;
 use verdict_domain::{CardNetwork, Money, Processor, ReasonCode, Stage};
 
 /// What a notification says happened to a dispute, independent of the processor's vocabulary.
@@ -103,6 +104,11 @@ pub struct Notification {
     pub due_by: Option<DateTime<Utc>>,
     pub payment_reference: Option<String>,
     pub order_reference: Option<String>,
+    /// Every reference the notification carries that may name the order, with what each is (Stripe charge,
+    /// payment intent and `metadata[order_id]`; Adyen merchant reference and PSP reference; PayPal invoice id,
+    /// custom id and seller transaction id; Braintree transaction id and order id): the link step tries them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<TaggedReference>,
     pub occurred_at: DateTime<Utc>,
     pub raw_status: Option<String>,
 }
@@ -182,6 +188,9 @@ pub(crate) fn without_nul(mut parsed: Vec<Parsed>) -> Vec<Parsed> {
                 .flatten()
                 {
                     escape_in_place(text);
+                }
+                for reference in &mut n.references {
+                    escape_in_place(&mut reference.value);
                 }
             }
             Parsed::Ignored { event_id, event_type } => {

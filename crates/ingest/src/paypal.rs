@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls_pki_types::CertificateDer;
 use serde_json::Value;
+use verdict_domain::facts::{ReferenceKind, TaggedReference};
 use verdict_domain::{CardNetwork, Processor, ReasonCode, Stage};
 
 use crate::common::{money_decimal, owned, parse_json, required, required_time, rfc3339, str_at};
@@ -221,9 +222,43 @@ fn parse_paypal_unescaped(body: &[u8]) -> Result<Vec<Parsed>, ParseError> {
         order_reference: transaction
             .and_then(|t| owned(t, &["invoice_number"]).or_else(|| owned(t, &["invoice_id"])))
             .or_else(|| owned(resource, &["invoice_id"])),
+        references: references(resource),
         occurred_at,
         raw_status: status,
     })])
+}
+
+/// Of each disputed transaction: the invoice id (the order, as the merchant sent it to PayPal), the custom id
+/// (free merchant data, often the order too) and the seller's transaction id (the capture).
+fn references(resource: &Value) -> Vec<TaggedReference> {
+    let mut references = Vec::new();
+    let transactions = resource
+        .get("disputed_transactions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for t in transactions {
+        let found = [
+            (
+                ReferenceKind::InvoiceId,
+                owned(t, &["invoice_number"]).or_else(|| owned(t, &["invoice_id"])),
+            ),
+            (
+                ReferenceKind::CustomId,
+                owned(t, &["custom"]).or_else(|| owned(t, &["custom_id"])),
+            ),
+            (ReferenceKind::TransactionId, owned(t, &["seller_transaction_id"])),
+        ];
+        references.extend(
+            found
+                .into_iter()
+                .filter_map(|(kind, v)| v.map(|v| TaggedReference::new(kind, v))),
+        );
+    }
+    if let Some(invoice) = owned(resource, &["invoice_id"]) {
+        references.push(TaggedReference::new(ReferenceKind::InvoiceId, invoice));
+    }
+    references
 }
 
 fn resolved(outcome: Option<&str>) -> NotificationKind {

@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
+use verdict_domain::facts::{ReferenceKind, TaggedReference};
 use verdict_domain::{CardNetwork, Processor, ReasonCode, Stage};
 
 use crate::common::{at, int_at, money_minor, network_from_brand, owned, parse_json, required, str_at, unix_seconds};
@@ -97,11 +98,35 @@ fn is_inquiry(object: &Value) -> bool {
 
 fn order_reference(object: &Value) -> Option<String> {
     owned(object, &["metadata", "order_id"]).or_else(|| {
+        ["charge", "payment_intent"].into_iter().find_map(|key| {
+            object
+                .get(key)
+                .filter(|c| c.is_object())
+                .and_then(|c| owned(c, &["metadata", "order_id"]))
+        })
+    })
+}
+
+/// Every reference the order may be known by: `metadata[order_id]` (the dispute's, or an expanded charge's or
+/// payment intent's), the charge and the payment intent (an expanded charge names its payment intent).
+fn references(object: &Value) -> Vec<TaggedReference> {
+    let mut references = Vec::new();
+    if let Some(order) = order_reference(object) {
+        references.push(TaggedReference::new(ReferenceKind::OrderId, order));
+    }
+    if let Some(charge) = id_or_object(object, "charge") {
+        references.push(TaggedReference::new(ReferenceKind::Charge, charge));
+    }
+    let intent = id_or_object(object, "payment_intent").or_else(|| {
         object
             .get("charge")
             .filter(|c| c.is_object())
-            .and_then(|c| owned(c, &["metadata", "order_id"]))
-    })
+            .and_then(|c| id_or_object(c, "payment_intent"))
+    });
+    if let Some(intent) = intent {
+        references.push(TaggedReference::new(ReferenceKind::PaymentIntent, intent));
+    }
+    references
 }
 
 fn dispute(event: &Value, event_id: String, event_type: String) -> Result<Notification, ParseError> {
@@ -164,6 +189,7 @@ fn dispute(event: &Value, event_id: String, event_type: String) -> Result<Notifi
         due_by,
         payment_reference: id_or_object(object, "charge").or_else(|| id_or_object(object, "payment_intent")),
         order_reference: order_reference(object),
+        references: references(object),
         occurred_at: occurred_at(event)?,
         raw_status: status,
     })
@@ -193,6 +219,7 @@ fn early_fraud_warning(event: &Value, event_id: String, event_type: String) -> R
         due_by: None,
         payment_reference: id_or_object(object, "charge").or_else(|| id_or_object(object, "payment_intent")),
         order_reference: order_reference(object),
+        references: references(object),
         occurred_at: occurred_at(event)?,
         raw_status: object
             .get("actionable")

@@ -7,6 +7,7 @@ mod parse_adyen;
 mod parse_braintree;
 mod parse_paypal;
 mod parse_stripe;
+mod references;
 mod signatures;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -151,7 +151,7 @@ impl Store {
         decision: &Decision,
         document: &NewDocument,
     ) -> Result<(), StoreError> {
-        self.commit_all(Some(expected_version), after, decision, None, None, Some(document))
+        self.commit_all(Some(expected_version), after, decision, None, None, Some(document), &[])
             .await
     }
 

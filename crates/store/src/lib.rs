@@ -10,6 +10,7 @@ mod convert;
 mod documents;
 pub mod entity;
 mod error;
+mod evidence;
 mod inbox;
 mod keys;
 mod mailbox;
@@ -20,6 +21,7 @@ pub mod testing;
 
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::StoreError;
+pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
 pub use inbox::{
     ClaimedNotifications, InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, NotificationRecord,
 };

@@ -301,7 +301,7 @@ impl Store {
         decision: &Decision,
         fence: Option<crate::queue::Fence>,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, fence, None, None)
+        self.commit_all(expected_version, after, decision, fence, None, None, &[])
             .await
     }
 
@@ -314,10 +314,13 @@ impl Store {
         decision: &Decision,
         finish: &crate::inbox::InboxFinish,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, None, Some(finish), None)
+        self.commit_all(expected_version, after, decision, None, Some(finish), None, &[])
             .await
     }
 
+    // One transaction with every row a decision may bring along (a fence, an inbox outcome, a document, evidence):
+    // each caller passes its own and leaves the rest empty, so the arguments stay explicit.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn commit_all(
         &self,
         expected_version: Option<i64>,
@@ -326,6 +329,7 @@ impl Store {
         fence: Option<crate::queue::Fence>,
         finish: Option<&crate::inbox::InboxFinish>,
         document: Option<&crate::documents::NewDocument>,
+        evidence: &[crate::evidence::EvidenceWrite],
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
         let row = to_row(after);
@@ -406,6 +410,8 @@ impl Store {
                     }
                 })?;
         }
+        // The evidence rows the events name, in the same transaction as the events.
+        crate::evidence::write(&txn, after.id, evidence).await?;
         let now = after.updated_at;
         // Before the timer instructions: a firing timer is completed first, so that its own command's
         // CancelAll does not cancel it.
@@ -468,7 +474,7 @@ impl Store {
                 locked_by: Set(None),
                 locked_until: Set(None),
                 last_error: Set(None),
-                payload: Set(None),
+                payload: Set(s.payload.clone()),
                 created_at: Set(now),
                 updated_at: Set(now),
             });

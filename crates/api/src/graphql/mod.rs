@@ -1,6 +1,8 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
 mod documents;
+mod evidence;
+mod facts;
 pub mod limits;
 mod loaders;
 mod mailbox;

@@ -307,6 +307,34 @@ impl MutationRoot {
         super::operations_admin::revoke_api_key(ctx, input).await
     }
 
+    /// Adds an evidence item (text, an uploaded file, or both) to the dispute as the analyst saw it.
+    async fn add_evidence(
+        &self,
+        ctx: &Context<'_>,
+        input: super::evidence::AddEvidenceInput,
+    ) -> async_graphql::Result<super::evidence::EvidencePayload> {
+        super::evidence::add(ctx, input).await
+    }
+
+    /// Withdraws an evidence item from the defense; it stays listed with `includeRemoved`.
+    async fn remove_evidence(
+        &self,
+        ctx: &Context<'_>,
+        input: super::evidence::RemoveEvidenceInput,
+    ) -> async_graphql::Result<super::evidence::EvidencePayload> {
+        super::evidence::remove(ctx, input).await
+    }
+
+    /// Creates the evidence the dispute's order facts give (proof of delivery, tracking, listing and grade
+    /// report, IMEI/serial, messages, policies, terms, prior payments, cancellation) in one event.
+    async fn draw_evidence_from_facts(
+        &self,
+        ctx: &Context<'_>,
+        input: super::evidence::DrawEvidenceFromFactsInput,
+    ) -> async_graphql::Result<super::evidence::EvidencePayload> {
+        super::evidence::draw(ctx, input).await
+    }
+
     /// Admins only. The token is returned once and never stored.
     async fn create_api_key(
         &self,
@@ -321,5 +349,25 @@ impl MutationRoot {
             role: input.role,
             token,
         })
+    }
+
+    /// Leads and admins. Records an order's facts in Verdict's own tables (the default source), replacing what
+    /// was recorded for the same order number; refused when the facts come from the order service (http).
+    async fn record_order(
+        &self,
+        ctx: &Context<'_>,
+        input: super::facts::RecordOrderInput,
+    ) -> async_graphql::Result<super::facts::RecordOrderPayload> {
+        super::facts::record_order(ctx, input).await
+    }
+
+    /// Links a dispute to its marketplace order by hand (when the automatic link found none): the dispute
+    /// takes the order's seller and customer, recorded as `order_linked`.
+    async fn link_order(
+        &self,
+        ctx: &Context<'_>,
+        input: super::facts::LinkOrderInput,
+    ) -> async_graphql::Result<Dispute> {
+        super::facts::link_order(ctx, input).await
     }
 }

@@ -131,6 +131,12 @@ impl QueryRoot {
             role: principal.role,
         })
     }
+
+    /// The marketplace's order known by `reference` (its order number or one of its payment references), from
+    /// the configured source; personal data masked for viewers.
+    async fn order(&self, ctx: &Context<'_>, reference: String) -> async_graphql::Result<Option<super::facts::Order>> {
+        super::facts::order(ctx, reference).await
+    }
 }
 
 #[cfg(test)]

@@ -165,8 +165,9 @@ pub struct DisputeEvent {
     /// What happened: opened, triaged, evidence_gathering_started, submitted, won, lost, accepted, expired,
     /// withdrawn, resolved, reopened, manually_transitioned, stage_advanced, due_by_changed, assigned, note_added,
     /// reminder_recorded, outcome_escalated, act_by_passed; from the processor: processor_update (status, stage
-    /// or due date as it reported them) and outcome_received; a lead's outcome by hand: outcome_overridden; a
-    /// defense document or case file stored: document_generated.
+    /// or due date as it reported them) and outcome_received; a lead's outcome by hand: outcome_overridden; the
+    /// marketplace order: order_linked (its order reference and source) and order_not_found (the kinds of
+    /// reference tried); a defense document or case file stored: document_generated.
     #[graphql(name = "type")]
     pub kind: String,
     pub from_status: Option<DisputeStatus>,
@@ -187,6 +188,11 @@ impl From<EventRecord> for DisputeEvent {
             .pointer_mut("/dispute/customer")
             .and_then(|c| c.as_object_mut())
         {
+            customer.remove("name");
+            customer.remove("email");
+        }
+        // `order_linked` carries the customer taken from the order: shown on the dispute, never in history.
+        if let Some(customer) = e.change.pointer_mut("/customer").and_then(|c| c.as_object_mut()) {
             customer.remove("name");
             customer.remove("email");
         }
@@ -378,6 +384,12 @@ impl Dispute {
     async fn messages(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::mailbox::MailboxMessage>> {
         super::mailbox::of_dispute(ctx, &self.0).await
     }
+    /// The marketplace's order behind the dispute (by its order reference, else its payment reference), from
+    /// the configured source; personal data masked for viewers. Null when no order matches.
+    #[graphql(complexity = "5 + child_complexity")]
+    async fn order(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::facts::Order>> {
+        super::facts::of_dispute(ctx, self).await
+    }
     /// Generated documents (defense, case file), newest first; their content is served at their URLs.
     #[graphql(complexity = "nested_list_cost(child_complexity)")]
     async fn documents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::documents::Document>> {
@@ -398,6 +410,36 @@ impl Dispute {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<super::notifications::ProcessorNotification>> {
         super::notifications::raw(ctx, &self.0).await
+    }
+    /// What the cardholder claims, from the reason code (and the processor's reason for ambiguous codes).
+    async fn claim(&self) -> super::evidence::DisputeClaim {
+        verdict_domain::DisputeClaim::of_dispute(&self.0).into()
+    }
+    /// The evidence of the dispute's defense, oldest first; withdrawn items too with `includeRemoved`.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
+    async fn evidence(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] include_removed: bool,
+    ) -> async_graphql::Result<Vec<super::evidence::EvidenceItem>> {
+        super::evidence::items(ctx, &self.0, include_removed).await
+    }
+    /// How complete the evidence is for the dispute's claim, and what is missing.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
+    async fn evidence_completeness(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<super::evidence::EvidenceCompleteness> {
+        super::evidence::completeness(ctx, &self.0).await
+    }
+    /// Whether prior undisputed payments answer a card-absent fraud claim (Visa CE 3.0, Mastercard First-Party
+    /// Trust), from the order facts.
+    #[graphql(complexity = "nested_list_cost(child_complexity)")]
+    async fn compelling_evidence(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<super::evidence::CompellingEvidence> {
+        super::evidence::compelling(ctx, &self.0).await
     }
 }
 

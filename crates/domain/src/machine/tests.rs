@@ -2,6 +2,7 @@ use chrono::TimeZone;
 use proptest::prelude::*;
 
 use super::*;
+use crate::facts::{ReferenceKind, TaggedReference};
 use crate::{CardNetwork, Currency, Customer, Locale, Money, ReasonCode};
 
 fn at(hour: i64) -> DateTime<Utc> {
@@ -728,6 +729,20 @@ fn any_action() -> impl Strategy<Value = Action> {
         (any::<bool>(), prop::option::of(stage)).prop_map(|(won, stage)| Action::ReceiveOutcome { won, stage }),
         (status, 0_i64..12).prop_map(|(to, expected_version)| Action::OverrideOutcome { to, expected_version }),
         Just(Action::RecordActByPassed),
+        (
+            prop::sample::select(vec!["order-1", "order-2", " "]),
+            prop::sample::select(vec!["seller-1", "seller-2"])
+        )
+            .prop_map(|(order, seller)| Action::LinkOrder {
+                order_reference: order.to_owned(),
+                source: "tables".to_owned(),
+                seller_id: seller.to_owned(),
+                customer: linked_customer(),
+            }),
+        Just(Action::RecordOrderNotFound {
+            source: "tables".to_owned(),
+            tried: vec![ReferenceKind::Charge, ReferenceKind::OrderId],
+        }),
     ]
 }
 
@@ -835,4 +850,154 @@ fn changing_the_due_date_after_submission_keeps_the_outcome_check() {
     let decision = run(&mut dispute, Action::ChangeDueBy { due_by: Some(later) }).unwrap_or_else(|e| panic!("{e}"));
     assert!(decision.timers.is_empty(), "{:?}", decision.timers);
     assert_eq!(dispute.due_by, Some(later));
+}
+
+fn linked_customer() -> Customer {
+    Customer {
+        name: crate::CustomerName::parse("Jeanne Dupont").ok(),
+        email: crate::CustomerEmail::parse("jeanne@example.fr").ok(),
+        locale: Locale::Fr,
+    }
+}
+
+/// As a webhook opens it: no seller, no customer's email.
+fn unlinked(stage: Stage) -> NewDispute {
+    NewDispute {
+        seller_id: None,
+        ..new_dispute(stage, CardNetwork::Visa, "10.4")
+    }
+}
+
+#[test]
+fn a_dispute_that_comes_with_its_seller_and_customer_needs_no_link() {
+    let mut complete = new_dispute(Stage::Chargeback, CardNetwork::Visa, "10.4");
+    complete.customer = linked_customer();
+    let command = Command::new(analyst(), Action::Open(Box::new(complete)));
+    let decision = open(DisputeId::new_v7(), &command, at(0)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(decision.steps.is_empty(), "{:?}", decision.steps);
+}
+
+#[test]
+fn opening_enqueues_the_link_step_with_the_references_order_first() {
+    let command = Command::new(analyst(), Action::Open(Box::new(unlinked(Stage::Chargeback))));
+    let decision = open(DisputeId::new_v7(), &command, at(0)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(decision.steps.len(), 1);
+    let link = &decision.steps[0];
+    assert_eq!(link.kind, StepKind::LinkOrder);
+    assert!(
+        link.idempotency_key.ends_with(":1:link_order"),
+        "{}",
+        link.idempotency_key
+    );
+    assert_eq!(
+        link_references(link.payload.as_ref()),
+        vec![
+            TaggedReference::new(ReferenceKind::OrderReference, "order-1"),
+            TaggedReference::new(ReferenceKind::PaymentReference, "pi_1"),
+        ]
+    );
+}
+
+#[test]
+fn the_engine_may_widen_the_link_references_and_duplicates_and_blanks_are_dropped() {
+    let command = Command::new(analyst(), Action::Open(Box::new(unlinked(Stage::Chargeback))));
+    let mut decision = open(DisputeId::new_v7(), &command, at(0)).unwrap_or_else(|e| panic!("{e}"));
+    decision.link_by(vec![
+        TaggedReference::new(ReferenceKind::Charge, "ch_1"),
+        TaggedReference::new(ReferenceKind::PaymentIntent, "pi_1"),
+        TaggedReference::new(ReferenceKind::Charge, " ch_1 "),
+        TaggedReference::new(ReferenceKind::OrderId, "A-17"),
+        TaggedReference::new(ReferenceKind::CustomId, "  "),
+    ]);
+    assert_eq!(
+        link_references(decision.steps[0].payload.as_ref()),
+        vec![
+            TaggedReference::new(ReferenceKind::OrderId, "A-17"),
+            TaggedReference::new(ReferenceKind::OrderReference, "order-1"),
+            TaggedReference::new(ReferenceKind::Charge, "ch_1"),
+            TaggedReference::new(ReferenceKind::PaymentIntent, "pi_1"),
+        ]
+    );
+}
+
+#[test]
+fn linking_an_order_sets_the_seller_and_the_customer() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    let decision = run(
+        &mut dispute,
+        Action::LinkOrder {
+            order_reference: " A-17 ".into(),
+            source: "tables".into(),
+            seller_id: "seller-9".into(),
+            customer: linked_customer(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(decision.events[0].change.kind(), EventKind::OrderLinked);
+    assert_eq!(decision.events[0].change.kind().as_str(), "order_linked");
+    assert!(decision.steps.is_empty() && decision.timers.is_empty());
+    assert_eq!(dispute.order_reference.as_deref(), Some("A-17"));
+    assert_eq!(dispute.seller_id.as_deref(), Some("seller-9"));
+    assert_eq!(dispute.customer, linked_customer());
+    assert_eq!(dispute.status, Status::Notified, "linking moves no status");
+}
+
+#[test]
+fn linking_the_same_order_twice_is_refused_and_changes_nothing() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    let link = Action::LinkOrder {
+        order_reference: "A-17".into(),
+        source: "tables".into(),
+        seller_id: "seller-9".into(),
+        customer: linked_customer(),
+    };
+    run(&mut dispute, link.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let before = dispute.clone();
+    assert!(matches!(run(&mut dispute, link), Err(DomainError::InvalidInput(_))));
+    assert_eq!(dispute, before);
+}
+
+#[test]
+fn a_blank_order_reference_cannot_be_linked() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    let result = run(
+        &mut dispute,
+        Action::LinkOrder {
+            order_reference: "  ".into(),
+            source: "tables".into(),
+            seller_id: "seller-9".into(),
+            customer: linked_customer(),
+        },
+    );
+    assert!(matches!(result, Err(DomainError::InvalidInput(_))));
+}
+
+#[test]
+fn an_order_not_found_is_recorded_with_the_kinds_tried_and_nothing_else_changes() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    let before = dispute.clone();
+    let decision = run(
+        &mut dispute,
+        Action::RecordOrderNotFound {
+            source: "http".into(),
+            tried: vec![
+                ReferenceKind::PaymentIntent,
+                ReferenceKind::Charge,
+                ReferenceKind::Charge,
+            ],
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let change = &decision.events[0].change;
+    assert_eq!(change.kind().as_str(), "order_not_found");
+    assert_eq!(
+        change,
+        &Change::OrderNotFound {
+            source: "http".into(),
+            tried: vec![ReferenceKind::Charge, ReferenceKind::PaymentIntent],
+        }
+    );
+    assert_eq!(dispute.customer, before.customer);
+    assert_eq!(dispute.seller_id, before.seller_id);
+    assert_eq!(dispute.version, before.version + 1);
 }

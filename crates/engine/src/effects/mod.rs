@@ -40,6 +40,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use tracing::instrument;
 use verdict_domain::{Action, Dispute, Processor, StepKind};
+use verdict_facts::{FactsError, MarketplaceFacts, OrderLookup, TablesFacts};
 use verdict_store::Store;
 
 use crate::Clock;
@@ -157,6 +158,8 @@ pub struct Effects {
     mailbox: Mailbox,
     templates: Arc<Templates>,
     sandbox_outcome_delay: Duration,
+    /// Where the link step finds a dispute's order.
+    facts: Arc<dyn MarketplaceFacts>,
 }
 
 impl Effects {
@@ -216,6 +219,7 @@ impl Effects {
     /// Every outside system replaced by its local stand-in: the sandbox processor and the mailbox. For tests and
     /// the demo only: the sandbox invents outcomes.
     pub fn local(store: Store, clock: Arc<dyn Clock>) -> Self {
+        let facts: Arc<dyn MarketplaceFacts> = Arc::new(TablesFacts::new(store.db().clone()));
         let mailbox = Mailbox::new(store, clock);
         Self {
             stripe: None,
@@ -226,7 +230,14 @@ impl Effects {
             mailbox,
             templates: Arc::new(Templates::new()),
             sandbox_outcome_delay: Duration::seconds(config::DEFAULT_SANDBOX_OUTCOME_DELAY_SECS as i64),
+            facts,
         }
+    }
+
+    /// The marketplace facts the link step asks (the engine's, as configured by `[marketplace]`).
+    pub fn with_facts(mut self, facts: Arc<dyn MarketplaceFacts>) -> Self {
+        self.facts = facts;
+        self
     }
 
     /// Replaces the adapter used for one processor's disputes (Stripe or Adyen; others use the sandbox).
@@ -379,6 +390,39 @@ impl Effects {
         Ok(StepOutcome::done())
     }
 
+    /// Finds the dispute's order by the references its notification carried and records what came of it: the
+    /// link (seller and customer from the order) or that no order matched. An unavailable source is a transient
+    /// failure, retried with backoff and dead-lettered like any step; an answer that cannot be read is permanent.
+    async fn link_order(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let references = verdict_domain::link_references(ctx.payload.as_ref());
+        let lookup = OrderLookup::from_references(ctx.dispute.processor, &references);
+        let source = self.facts.name().to_owned();
+        let found = self.facts.find_order(&lookup).await.map_err(|err| match err {
+            FactsError::Unavailable(message) => StepError::Transient(message),
+            other => StepError::Permanent(other.to_string()),
+        })?;
+        let action = match found {
+            Some(order) => {
+                tracing::info!(source = %source, "order found");
+                Action::LinkOrder {
+                    customer: order.dispute_customer(),
+                    order_reference: order.order_reference,
+                    source,
+                    seller_id: order.seller.seller_id,
+                }
+            }
+            None => {
+                let tried: Vec<_> = references.iter().map(|r| r.kind).collect();
+                tracing::info!(source = %source, tried = tried.len(), "no order matches the dispute's references");
+                Action::RecordOrderNotFound { source, tried }
+            }
+        };
+        Ok(StepOutcome::Done {
+            follow_up: Some(action),
+            follow_up_after: None,
+        })
+    }
+
     /// The assignee, or the dispute's queue while nobody is assigned (staff messages are in English).
     async fn notify_assignee(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
         let dispute = &ctx.dispute;
@@ -450,6 +494,7 @@ impl StepPerformer for Effects {
             StepKind::Refund => self.refund(ctx).await,
             StepKind::CustomerMessage => self.customer_message(ctx).await,
             StepKind::SellerMessage => self.seller_message(ctx).await,
+            StepKind::LinkOrder => self.link_order(ctx).await,
         }
     }
 }

@@ -4,6 +4,8 @@ pub mod api_key;
 pub mod dispute;
 pub mod dispute_event;
 pub mod document;
+pub mod evidence_file;
+pub mod evidence_item;
 pub mod notification;
 pub mod step;
 pub mod timer;

@@ -203,3 +203,57 @@ async fn the_case_file_is_rendered_on_request_for_roles_that_see_personal_data()
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_defense_document_argues_from_the_linked_order_and_the_drawn_evidence() {
+    use std::sync::Arc;
+
+    use crate::evidence::{OneOrder, order};
+
+    let draw = "mutation($input: DrawEvidenceFromFactsInput!) { drawEvidenceFromFacts(input: $input) { \
+        dispute { version } } }";
+    for db in test_databases().await.unwrap() {
+        let mut app = TestApp::start_with_facts(&db, Arc::new(OneOrder(order()))).await;
+        // A Stripe Visa 10.4 (fraud) dispute on the order's payment pi_3Nx.
+        let id = open_dispute(&app, "dp_docs_4").await;
+        let drawn = app
+            .gql(&app.analyst, draw, json!({"input": {"id": id, "expectedVersion": 1}}))
+            .await;
+        let version = drawn.data()["drawEvidenceFromFacts"]["dispute"]["version"]
+            .as_i64()
+            .unwrap();
+        let generated = app
+            .gql(
+                &app.analyst,
+                GENERATE,
+                json!({"input": {"id": id, "expectedVersion": version}}),
+            )
+            .await;
+        let doc_id = generated.data()["generateDefenseDocument"]["document"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let html = get(&app, Some(&app.analyst), &format!("/documents/{doc_id}.html")).await;
+        let text = html.text().await.unwrap();
+        for expected in [
+            "On behalf of TechRenew, we contest dispute",
+            "AVS result at authorisation: Y (street address and postal code match)",
+            "qualifies for Visa Compelling Evidence 3.0",
+            "Payment ch_prior_a",
+            "The 3-D Secure result",
+            "Prior undisputed transactions",
+            "356789104512345",
+            r#"<blockquote lang="fr">"#,
+            "original language: French",
+            "Reçu, merci !",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{}: `{expected}` missing from\n{text}",
+                app.label
+            );
+        }
+        assert!(!text.contains("ch_prior_disputed"), "a disputed payment is never cited");
+        app.stop().await;
+    }
+}

@@ -29,7 +29,7 @@ const EVIDENCE: &str = "query($id: ID!) { dispute(id: $id) { version claim \
     events { type details } } }";
 
 /// The marketplace as a test double: one order, found by its order or payment reference.
-struct OneOrder(OrderFacts);
+pub(crate) struct OneOrder(pub(crate) OrderFacts);
 
 #[async_trait::async_trait]
 impl MarketplaceFacts for OneOrder {
@@ -63,7 +63,7 @@ fn home() -> Address {
 
 /// The order behind `open_input`'s dispute (payment `pi_3Nx`), with two priors that qualify for CE 3.0, one
 /// too recent, and one disputed.
-fn order() -> OrderFacts {
+pub(crate) fn order() -> OrderFacts {
     let placed = Utc::now() - Duration::days(20);
     let prior = |reference: &str, days: i64, ip: &str, disputed: bool| PriorTransaction {
         payment_reference: reference.into(),

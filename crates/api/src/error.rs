@@ -144,6 +144,7 @@ impl From<EngineError> for ApiError {
             EngineError::Domain(err) => err.into(),
             EngineError::Store(err) => err.into(),
             EngineError::Document(cause) => ApiError::Internal(cause),
+            EngineError::Facts(err) => err.into(),
         }
     }
 }

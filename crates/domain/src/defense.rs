@@ -85,6 +85,8 @@ const QUOTE_CHARS: usize = 300;
 
 fn quote(text: &str) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // A quoted sentence's own full stop would run into the next basis (`…return.; Evidence 7`).
+    let flat = flat.strip_suffix('.').map(str::to_owned).unwrap_or(flat);
     if flat.chars().count() <= QUOTE_CHARS {
         flat
     } else {
@@ -342,7 +344,7 @@ fn not_as_described(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
             Some(report) => b.point(
                 condition,
                 format!(
-                    "Before dispatch, a technician graded the {}: {}",
+                    "Before dispatch, a technician graded the {}: {}.",
                     line.device_model,
                     quote(report)
                 ),
@@ -385,7 +387,7 @@ fn not_as_described(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
         b.point(
             ret,
             format!(
-                "The warranty shown at checkout offers a repair, replacement or return: \"{}\"",
+                "The warranty shown at checkout offers a repair, replacement or return: \"{}\".",
                 quote(warranty)
             ),
             vec![fact("Warranty policy", quote(warranty))],
@@ -398,7 +400,7 @@ fn not_as_described(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
         b.point(
             ret,
             format!(
-                "The refund policy shown at checkout lets the customer return the device: \"{}\"",
+                "The refund policy shown at checkout lets the customer return the device: \"{}\".",
                 quote(refund)
             ),
             rests,
@@ -678,7 +680,7 @@ fn policy_points(b: &mut Builder<'_>, facts: &OrderFacts, p: usize) -> bool {
     rests.extend(b.evidence_of(&[EvidenceKind::RefundPolicy]));
     b.point(
         p,
-        format!("The refund policy shown at checkout says: \"{}\"", quote(policy)),
+        format!("The refund policy shown at checkout says: \"{}\".", quote(policy)),
         rests,
     );
     match policies.terms_accepted_at {
@@ -733,7 +735,7 @@ fn cancelled(b: &mut Builder<'_>, facts: &OrderFacts) -> String {
             b.point(
                 p,
                 format!(
-                    "The order was cancelled on {}: {}",
+                    "The order was cancelled on {}: {}.",
                     format_time(c.cancelled_at),
                     quote(&c.reason)
                 ),
@@ -856,9 +858,12 @@ fn correspondence(b: &mut Builder<'_>, facts: &OrderFacts) {
         b.point(
             p,
             format!(
-                "The customer wrote to us {} time{}; the messages are quoted below in the language they were written in.",
-                from_customer.len(),
-                if from_customer.len() == 1 { "" } else { "s" }
+                "The customer wrote to us {}; the messages are quoted below in the language they were written in.",
+                match from_customer.len() {
+                    1 => "once".to_owned(),
+                    2 => "twice".to_owned(),
+                    n => format!("{n} times"),
+                }
             ),
             rests,
         );

@@ -2,9 +2,9 @@
 //! marketplace facts and the evidence, store it as the next version, and record the generation as an event,
 //! both in one transaction.
 //!
-//! Where the facts and the evidence come from is a [`DocumentSources`] the caller gives: the marketplace facts
-//! (Verdict's tables or the order service) and the evidence store. Without one ([`NoSources`]) the documents
-//! say plainly that the dispute is not linked to an order and has no evidence: nothing is invented.
+//! The facts come from the engine's marketplace facts (Verdict's tables or the order service) and the evidence
+//! from the store, unless the engine was given other [`DocumentSources`]. A dispute without an order or evidence
+//! gets documents that say so plainly ([`NoSources`] gives exactly that): nothing is invented.
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use verdict_domain::{
     Action, Actor, Command, Dispute, DisputeEvent, DisputeId, DocumentKind, DocumentRef, DomainError, EvidenceItem,
     apply, decide,
 };
+use verdict_facts::OrderLookup;
 use verdict_store::{DocumentRecord, EventRecord, NewDocument, StoreError};
 
 use crate::{ATTEMPTS_ON_CONFLICT, Engine, EngineError};
@@ -116,13 +117,33 @@ async fn render(
 }
 
 impl Engine {
+    /// The order facts and the evidence items (not removed, in the order they were added) of `dispute`.
+    async fn material(&self, dispute: &Dispute) -> Result<(Option<OrderFacts>, Vec<EvidenceItem>), EngineError> {
+        if let Some(sources) = &self.document_sources {
+            return Ok((sources.facts(dispute).await?, sources.evidence(dispute).await?));
+        }
+        let lookup = OrderLookup {
+            processor: dispute.processor,
+            order_reference: dispute.order_reference.clone(),
+            payment_references: vec![dispute.payment_reference.clone()],
+        };
+        let facts = self.facts.find_order(&lookup).await?;
+        let evidence = self
+            .store
+            .evidence_items(dispute.id, false)
+            .await?
+            .into_iter()
+            .map(|record| record.item)
+            .collect();
+        Ok((facts, evidence))
+    }
+
     /// Renders the dispute's `kind` document as it stands now, without storing it or recording anything: an
     /// export (the case file served at `/disputes/{id}/case-file.pdf`).
     pub async fn render_document(&self, id: DisputeId, kind: DocumentKind) -> Result<RenderedDocument, EngineError> {
         let dispute = self.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
         let events = domain_events(id, self.store.events(id).await?)?;
-        let facts = self.document_sources.facts(&dispute).await?;
-        let evidence = self.document_sources.evidence(&dispute).await?;
+        let (facts, evidence) = self.material(&dispute).await?;
         render(kind, dispute, facts, evidence, events, self.clock.now()).await
     }
 }
@@ -140,7 +161,6 @@ impl Engine {
         actor: Actor,
         expected_version: Option<i64>,
     ) -> Result<GeneratedDocument, EngineError> {
-        let sources = self.document_sources.clone();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -155,8 +175,7 @@ impl Engine {
                 .into());
             }
             let events = domain_events(id, self.store.events(id).await?)?;
-            let facts = sources.facts(&dispute).await?;
-            let evidence = sources.evidence(&dispute).await?;
+            let (facts, evidence) = self.material(&dispute).await?;
             let version = self.store.next_document_version(id, kind).await?;
             let now = self.clock.now();
             let rendered = render(kind, dispute.clone(), facts, evidence, events, now).await?;

@@ -32,6 +32,9 @@ pub enum EngineError {
     Domain(#[from] DomainError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The marketplace facts could not be read (a document needs them).
+    #[error(transparent)]
+    Facts(#[from] verdict_facts::FactsError),
     /// A document failed to render: a defect in Verdict, never the caller's input.
     #[error("document rendering failed: {0}")]
     Document(String),
@@ -48,11 +51,12 @@ pub struct Engine {
     ingest: Arc<ingest::IngestCounters>,
     /// When timers fire and what the deadline does (see timers.rs).
     timing: Arc<timers::TimingPolicy>,
+    /// Where documents get the marketplace facts and the evidence (documents.rs); by default the configured
+    /// marketplace facts and the stored evidence.
+    document_sources: Option<Arc<dyn documents::DocumentSources>>,
     /// Where the marketplace's orders are read (the link step, GraphQL): Verdict's own tables unless
     /// configured otherwise.
     facts: Arc<dyn MarketplaceFacts>,
-    /// Where documents get the marketplace facts and the evidence (documents.rs); none by default.
-    document_sources: Arc<dyn documents::DocumentSources>,
 }
 
 impl Engine {
@@ -63,9 +67,16 @@ impl Engine {
             clock,
             ingest: Arc::default(),
             timing: Arc::default(),
+            document_sources: None,
             facts,
-            document_sources: Arc::new(documents::NoSources),
         }
+    }
+
+    /// The same engine with documents drawing their facts and evidence from `sources` instead of the
+    /// configured marketplace facts and the stored evidence.
+    pub fn with_document_sources(mut self, sources: Arc<dyn documents::DocumentSources>) -> Self {
+        self.document_sources = Some(sources);
+        self
     }
 
     /// The same engine reading marketplace facts from `facts` (the configured `[marketplace]` source).
@@ -76,16 +87,6 @@ impl Engine {
 
     pub fn facts(&self) -> &Arc<dyn MarketplaceFacts> {
         &self.facts
-    }
-
-    /// The same engine with documents drawing their facts and evidence from `sources`.
-    pub fn with_document_sources(mut self, sources: Arc<dyn documents::DocumentSources>) -> Self {
-        self.document_sources = sources;
-        self
-    }
-
-    pub fn document_sources(&self) -> &Arc<dyn documents::DocumentSources> {
-        &self.document_sources
     }
 
     /// The same engine with another timing policy (reminder offsets, submit margin, deadline policy).

@@ -280,7 +280,8 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Delivers the ledger's notifications to `base` until `stop` and every one is acknowledged.
-pub async fn deliver(ledger: Arc<Ledger>, base: String, started: Instant, stop: Arc<AtomicBool>, redeliver: f64) {
+/// Each attempt goes to one of `bases` at random (replicas behind a load balancer).
+pub async fn deliver(ledger: Arc<Ledger>, bases: Vec<String>, started: Instant, stop: Arc<AtomicBool>, redeliver: f64) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -288,8 +289,8 @@ pub async fn deliver(ledger: Arc<Ledger>, base: String, started: Instant, stop: 
     let queue: Arc<Mutex<VecDeque<usize>>> = Arc::new(Mutex::new((0..lock(&ledger.deliveries).len()).collect()));
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (ledger, base, queue, stop, http) =
-            (ledger.clone(), base.clone(), queue.clone(), stop.clone(), http.clone());
+        let (ledger, bases, queue, stop, http) =
+            (ledger.clone(), bases.clone(), queue.clone(), stop.clone(), http.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let next = lock(&queue).pop_front();
@@ -310,6 +311,7 @@ pub async fn deliver(ledger: Arc<Ledger>, base: String, started: Instant, stop: 
                     continue;
                 }
                 let (path, headers, body) = request(&delivery);
+                let base = &bases[rand::rng().random_range(0..bases.len())];
                 let mut req = http.post(format!("{base}{path}")).body(body);
                 for (k, v) in headers {
                     req = req.header(k, v);
@@ -393,7 +395,7 @@ pub async fn graphql(
 
 /// Analysts: triage what is new, resolve inquiries and alerts (a refund), accept chargebacks (an acceptance
 /// at the processor), add notes; each command carries a unique token in its reason or note.
-pub async fn analysts(ledger: Arc<Ledger>, base: String, token: String, stop: Arc<AtomicBool>, pause: Duration) {
+pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, stop: Arc<AtomicBool>, pause: Duration) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -401,6 +403,7 @@ pub async fn analysts(ledger: Arc<Ledger>, base: String, token: String, stop: Ar
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(pause).await;
+        let base = bases[rand::rng().random_range(0..bases.len())].clone();
         let (outcome, data) = graphql(
             &http,
             &base,

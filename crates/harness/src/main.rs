@@ -9,6 +9,7 @@ mod fake;
 mod faults;
 mod load;
 mod modes;
+mod replicas;
 mod setup;
 mod soak;
 
@@ -47,6 +48,11 @@ enum Mode {
         /// Longest time a round runs before its kill, in milliseconds.
         #[arg(long, default_value_t = 4000)]
         max_uptime_ms: u64,
+    },
+    /// Three replicas on one PostgreSQL killed at random (sometimes all) under timer-heavy load, cron every 2-3 s.
+    Replicas {
+        #[arg(long, default_value_t = 90)]
+        seconds: u64,
     },
     /// Network faults toward the processor: slow, reset, 429 with Retry-After, 5xx bursts, a dead processor.
     NetFaults,
@@ -87,6 +93,7 @@ fn main() -> anyhow::Result<()> {
                 disputes,
                 max_uptime_ms,
             } => modes::crash(&ctx, rounds, disputes, max_uptime_ms).await,
+            Mode::Replicas { seconds } => replicas::replicas(&ctx, seconds).await,
             Mode::NetFaults => faults::net_faults(&ctx).await,
             Mode::Backup => faults::backup(&ctx).await,
             Mode::Soak {

@@ -115,10 +115,16 @@ async fn crash_on(
     *lock(&ledger.deliveries) = load::plan(&tag, disputes, spread, chrono::Duration::seconds(due_in));
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
-    let sender = tokio::spawn(load::deliver(ledger.clone(), base.clone(), t0, stop.clone(), 0.05));
+    let sender = tokio::spawn(load::deliver(
+        ledger.clone(),
+        vec![base.clone()],
+        t0,
+        stop.clone(),
+        0.05,
+    ));
     let analysts = tokio::spawn(load::analysts(
         ledger.clone(),
-        base.clone(),
+        vec![base.clone()],
         token.clone(),
         stop.clone(),
         Duration::from_millis(40),

@@ -69,7 +69,7 @@ async fn soak_on(ctx: &Ctx, db: &Db, seconds: u64, rate: f64, every: u64) -> any
     let stop = Arc::new(AtomicBool::new(false));
     let analysts = tokio::spawn(load::analysts(
         ledger.clone(),
-        base.clone(),
+        vec![base.clone()],
         token.clone(),
         stop.clone(),
         Duration::from_millis(100),

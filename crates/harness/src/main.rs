@@ -5,6 +5,7 @@
 //! record that nothing acknowledged was lost and nothing happened twice. See docs/reliability.md.
 
 mod check;
+mod dbfaults;
 mod fake;
 mod faults;
 mod load;
@@ -54,6 +55,8 @@ enum Mode {
         #[arg(long, default_value_t = 90)]
         seconds: u64,
     },
+    /// Database faults: PostgreSQL backends paused (SIGSTOP) and cut, statement_timeout; SQLite read-only and full.
+    DbFaults,
     /// Network faults toward the processor: slow, reset, 429 with Retry-After, 5xx bursts, a dead processor.
     NetFaults,
     /// Backup, restore into a fresh database, replay the inbox since the backup, compare the disputes.
@@ -94,6 +97,7 @@ fn main() -> anyhow::Result<()> {
                 max_uptime_ms,
             } => modes::crash(&ctx, rounds, disputes, max_uptime_ms).await,
             Mode::Replicas { seconds } => replicas::replicas(&ctx, seconds).await,
+            Mode::DbFaults => dbfaults::db_faults(&ctx).await,
             Mode::NetFaults => faults::net_faults(&ctx).await,
             Mode::Backup => faults::backup(&ctx).await,
             Mode::Soak {

@@ -31,6 +31,7 @@ mod m20261125_000005_queue_fillfactor;
 mod m20261125_000006_payload_retention;
 mod m20261125_000007_mailbox_channels;
 mod m20261130_000008_inbox_leases_and_raw_bodies;
+mod m20261201_000012_hot_table_upkeep;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_payload_retention::Migration),
             Box::new(m20261125_000007_mailbox_channels::Migration),
             Box::new(m20261130_000008_inbox_leases_and_raw_bodies::Migration),
+            Box::new(m20261201_000012_hot_table_upkeep::Migration),
         ]
     }
 }

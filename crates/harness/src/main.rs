@@ -71,7 +71,7 @@ enum Mode {
         #[arg(long, default_value_t = 60)]
         sample_every: u64,
     },
-    /// The short form CI runs: crash (6 rounds) and backup on SQLite and PostgreSQL (if set), network faults.
+    /// The short form CI runs: crash (12 rounds) and backup on SQLite and PostgreSQL (if set), network faults.
     Ci,
 }
 

@@ -212,7 +212,9 @@ pub async fn ci(ctx: &Ctx) -> anyhow::Result<()> {
             pg,
             keep: ctx.keep,
         };
-        crash_with(&ctx, 6, 12, 2500, 10).await?;
+        // Kills every 0.1 to 1.5 s while webhooks arrive densely: this catches an event committed without its
+        // timers (docs/reliability.md), which sparser kills miss.
+        crash_with(&ctx, 12, 24, 1500, 10).await?;
         // Network faults concern the processor, not the database: once is enough.
         if !postgres {
             crate::faults::net_faults(&ctx).await?;

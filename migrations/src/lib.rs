@@ -34,6 +34,7 @@ mod m20261130_000008_inbox_leases_and_raw_bodies;
 mod m20261201_000009_marketplace_facts;
 mod m20261201_000010_evidence;
 mod m20261201_000011_documents;
+mod m20261201_000012_hot_table_upkeep;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_marketplace_facts::Migration),
             Box::new(m20261201_000010_evidence::Migration),
             Box::new(m20261201_000011_documents::Migration),
+            Box::new(m20261201_000012_hot_table_upkeep::Migration),
         ]
     }
 }

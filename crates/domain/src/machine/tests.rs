@@ -758,6 +758,10 @@ fn any_actor() -> impl Strategy<Value = Actor> {
 }
 
 proptest! {
+    // `VERDICT_FUZZ_CASES` runs the state machine's properties longer (docs/reliability.md); 256 by default.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("VERDICT_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256)
+    ))]
     #[test]
     fn folding_accepted_events_reproduces_the_projection(
         start in prop::sample::select(Stage::ALL.to_vec()),

@@ -156,7 +156,11 @@ async fn dead_lettered_steps_are_listed_and_only_leads_retry_or_cancel_them() {
             "FORBIDDEN"
         );
         let retried = app.gql(&app.lead, retry, json!({ "id": step_id })).await;
-        assert_eq!(retried.data()["retryStep"]["status"], "pending", "{}", app.label);
+        // Back in the queue: a worker may already have performed it by the time the answer is read.
+        let status = retried.data()["retryStep"]["status"].clone();
+        assert!(status == "pending" || status == "succeeded", "{}: {status}", app.label);
+        let dead = app.gql(&app.analyst, list, json!({})).await;
+        assert_eq!(dead.data()["deadLetteredSteps"], json!([]), "{}", app.label);
         let unknown = app
             .gql(&app.lead, retry, json!({ "id": uuid::Uuid::now_v7().to_string() }))
             .await;

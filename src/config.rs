@@ -40,7 +40,7 @@ pub struct Config {
     /// Limits of `/graphql` (`[graphql]`): body size, query cost and depth, time, answer size, and the share
     /// of the pool its reads may hold. `VERDICT_GRAPHQL_*`.
     pub graphql: verdict_api::GraphqlLimits,
-    /// How much one refund may be by role (`[refunds]`: `analyst_max_minor_units`, `lead_max_minor_units`, in
+    /// How much a dispute may be refunded in all, by role (`[refunds]`: `analyst_max_minor_units`, `lead_max_minor_units`, in
     /// minor units of the dispute's currency; admins have no limit of their own).
     pub refunds: verdict_api::graphql::RefundLimits,
     /// Where the marketplace's orders are read (`[marketplace]`): `source = "tables"` (default, Verdict's own

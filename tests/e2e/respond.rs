@@ -135,21 +135,24 @@ const ACCEPT: &str = "mutation($input: AcceptDisputeInput!) { acceptDispute(inpu
 /// Waits until the dispute's order link step has run (it records `order_linked` or `order_not_found`), and
 /// answers the dispute's version then.
 async fn settled_version(app: &TestApp, id: &str) -> i64 {
-    let settled = wait_until(app, id, "the order link step run", |d| {
+    wait_until(app, id, "the order link step run", |d| {
         step(d, "link_order").is_none_or(|s| s["status"] != "pending")
     })
     .await;
-    settled["version"].as_i64().unwrap()
+    // Read once more: the answer that showed the step done may hold the version read before it committed.
+    dispute(app, id).await["version"].as_i64().unwrap()
 }
 
 /// Waits until none of the dispute's steps is pending (refunds made, their messages sent and recorded) and
 /// answers its version then.
 async fn quiet_version(app: &TestApp, id: &str) -> i64 {
-    let quiet = wait_until(app, id, "every step done", |d| {
+    wait_until(app, id, "every step done", |d| {
         d["steps"].as_array().unwrap().iter().all(|s| s["status"] != "pending")
     })
     .await;
-    quiet["version"].as_i64().unwrap()
+    // A dispute's fields are read one after another: the answer that showed the last step done may hold the
+    // version read just before that step's completion (which moves it) committed. Read once more.
+    dispute(app, id).await["version"].as_i64().unwrap()
 }
 
 /// An inquiry opened by hand for a Stripe payment, with the customer's email (refunds settle inquiries); its id
@@ -337,8 +340,17 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
         assert_eq!(analyst.data()["refund"]["dispute"]["version"], v + 1);
         // Each refund's message is recorded as sent once it went out: the version moves on by itself.
         let v = quiet_version(&app, &id).await;
+        // The limit is on what the dispute is refunded in all: splitting does not get past it.
+        let split = app
+            .gql(&app.analyst, REFUND, refund_input(&id, v, "r1b", Some(1)))
+            .await;
+        assert_eq!(split.error_code(), "FORBIDDEN", "{}: {}", app.label, split.body);
+        let over = app
+            .gql(&app.lead, REFUND, refund_input(&id, v, "r2", Some(15_001)))
+            .await;
+        assert_eq!(over.error_code(), "FORBIDDEN", "{}", app.label);
         let lead = app
-            .gql(&app.lead, REFUND, refund_input(&id, v, "r2", Some(20_000)))
+            .gql(&app.lead, REFUND, refund_input(&id, v, "r2", Some(15_000)))
             .await;
         assert_eq!(lead.data()["refund"]["dispute"]["version"], v + 1);
         let v = quiet_version(&app, &id).await;
@@ -347,7 +359,7 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
         assert_eq!(twice.error_code(), "INVALID_INPUT", "{}: {}", app.label, twice.body);
         // An admin has no limit of their own, but never beyond what is left of the disputed 1,000.00 EUR.
         let beyond = app
-            .gql(&app.admin, REFUND, refund_input(&id, v, "r3", Some(75_001)))
+            .gql(&app.admin, REFUND, refund_input(&id, v, "r3", Some(80_001)))
             .await;
         assert_eq!(beyond.error_code(), "INVALID_INPUT", "{}", app.label);
         // Without an amount, everything left is refunded.
@@ -374,7 +386,7 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
             .filter(|e| e["type"] == "refund_requested")
             .map(|e| e["details"]["amount"]["minor_units"].as_i64().unwrap())
             .collect();
-        assert_eq!(requested, [5_000, 20_000, 75_000], "{}", app.label);
+        assert_eq!(requested, [5_000, 15_000, 80_000], "{}", app.label);
         let posted = stripe.received_requests().await.unwrap();
         let amounts: Vec<String> = received_to(&posted, "POST", "/v1/refunds")
             .iter()
@@ -384,7 +396,7 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
         sorted.sort();
         assert_eq!(
             sorted,
-            ["20000", "5000", "75000"],
+            ["15000", "5000", "80000"],
             "{}: one refund per request",
             app.label
         );

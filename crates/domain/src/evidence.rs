@@ -101,7 +101,7 @@ impl EvidenceContentType {
 }
 
 /// A stored file: its content lives in the evidence store under `sha256`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvidenceFile {
     /// Lower-case hex; also the key in the file store.
     pub sha256: String,
@@ -110,6 +110,18 @@ pub struct EvidenceFile {
     pub content_type: EvidenceContentType,
     /// The name the uploader gave, for people; never used as a path.
     pub file_name: String,
+}
+
+/// The uploader's file name often names a person (`passport-jane-doe.pdf`): `Debug` gives its length only.
+impl fmt::Debug for EvidenceFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EvidenceFile")
+            .field("sha256", &self.sha256)
+            .field("size_bytes", &self.size_bytes)
+            .field("content_type", &self.content_type)
+            .field("file_name_chars", &self.file_name.chars().count())
+            .finish()
+    }
 }
 
 /// Where an item came from.

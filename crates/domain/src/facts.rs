@@ -39,7 +39,7 @@ pub struct OrderFacts {
     pub refunds: Vec<OrderRefund>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SellerFacts {
     pub seller_id: String,
     pub name: String,
@@ -47,6 +47,16 @@ pub struct SellerFacts {
     pub email: Option<String>,
     /// The seller ships the order itself (not the marketplace's warehouse): the seller owns "not received".
     pub ships_itself: bool,
+}
+
+/// The seller's name and email stay out of `Debug`: a seller is often a person trading under their own name.
+impl std::fmt::Debug for SellerFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SellerFacts")
+            .field("seller_id", &self.seller_id)
+            .field("ships_itself", &self.ships_itself)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A refurbished device sold on the order.

@@ -1478,16 +1478,20 @@ fn submit_defense(
             due_at: now + Duration::days(OUTCOME_CHECK_DAYS),
         },
     ];
-    last.steps = vec![StepRequest {
-        kind: StepKind::SubmitEvidence,
-        idempotency_key: format!(
-            "{}:{}:{}",
-            ready.id,
-            ready.version + 1,
-            StepKind::SubmitEvidence.as_str()
-        ),
-        payload: None,
-    }];
+    // A manual dispute has no processor Verdict can reach: the analyst sends the defense and records it, as
+    // with an acceptance; a step there would wait for an adapter that can never exist.
+    if ready.processor != Processor::Manual {
+        last.steps = vec![StepRequest {
+            kind: StepKind::SubmitEvidence,
+            idempotency_key: format!(
+                "{}:{}:{}",
+                ready.id,
+                ready.version + 1,
+                StepKind::SubmitEvidence.as_str()
+            ),
+            payload: None,
+        }];
+    }
     decision.then(last);
     Ok(decision)
 }

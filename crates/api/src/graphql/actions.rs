@@ -22,9 +22,9 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RefundLimits {
-    /// Analysts refund at most this much at once (default 250.00 in a two-decimal currency).
+    /// Analysts refund at most this much on one dispute, in all (default 250.00 in a two-decimal currency).
     pub analyst_max_minor_units: i64,
-    /// Leads refund at most this much at once (default 2,500.00).
+    /// Leads refund at most this much on one dispute, in all (default 2,500.00).
     pub lead_max_minor_units: i64,
 }
 
@@ -38,7 +38,7 @@ impl Default for RefundLimits {
 }
 
 impl RefundLimits {
-    /// The largest refund `role` may make at once; `None` is no limit of its own (admins).
+    /// The most `role` may refund on one dispute, in all; `None` is no limit of its own (admins).
     pub fn limit_for(&self, role: Role) -> Option<i64> {
         match role {
             Role::Viewer => Some(0),
@@ -48,10 +48,15 @@ impl RefundLimits {
         }
     }
 
-    fn check(&self, caller: &Principal, amount: domain::Money) -> Result<(), ApiError> {
+    /// The limit holds for what the dispute has been refunded in all, this refund included, so that splitting a
+    /// refund into several requests does not get past it.
+    fn check(&self, caller: &Principal, amount: domain::Money, prior: &[RefundRecord]) -> Result<(), ApiError> {
+        let already: i64 = prior.iter().map(|r| r.amount.minor_units()).sum();
+        let total = already.saturating_add(amount.minor_units());
         match self.limit_for(caller.role) {
-            Some(limit) if amount.minor_units() > limit => Err(ApiError::Forbidden(format!(
-                "a refund of {amount} exceeds the {} role's limit of {limit} minor units; ask a lead or an admin",
+            Some(limit) if total > limit => Err(ApiError::Forbidden(format!(
+                "a refund of {amount} brings the dispute's refunds to {total} minor units, over the {} role's \
+                 limit of {limit}; ask a lead or an admin",
                 caller.role
             ))),
             _ => Ok(()),
@@ -263,7 +268,7 @@ async fn refund(ctx: &Context<'_>, request: RefundRequest) -> async_graphql::Res
             domain::Money::new(left, dispute.amount.currency())?
         }
     };
-    limits.check(caller, amount)?;
+    limits.check(caller, amount, &prior)?;
     let mut command = Command::new(
         caller.actor(),
         Action::Refund {

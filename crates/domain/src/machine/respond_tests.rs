@@ -334,3 +334,16 @@ fn a_message_to_nobody_is_refused() {
     assert_eq!(decision.steps[0].kind, StepKind::SellerMessage);
     assert_eq!(decision.steps[0].payload.clone().unwrap_or_default()["locale"], "en");
 }
+
+#[test]
+fn a_manual_disputes_defense_is_recorded_without_a_step_that_could_never_reach_a_processor() {
+    let mut d = dispute(Stage::Chargeback, true);
+    d.processor = Processor::Manual;
+    let action = Action::SubmitDefense {
+        missing: vec![],
+        override_reason: None,
+    };
+    let decision = decide(&d, &command(action, 1), at(1)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(after(&d, &decision).status, Status::Submitted);
+    assert!(decision.steps.is_empty(), "{:?}", decision.steps);
+}

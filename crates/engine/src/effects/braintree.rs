@@ -325,8 +325,9 @@ pub fn api_request_key(idempotency_key: &str) -> String {
     uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string()
 }
 
-/// Statuses in which the evidence is already with Braintree's processor, or the dispute is decided.
-const SUBMITTED_STATUSES: [&str; 5] = ["disputed", "under_review", "won", "lost", "expired"];
+/// Statuses in which the merchant's evidence is with Braintree's processor (finalized). A dispute won, lost or
+/// expired without it was decided before anything was sent, which is reported, never called a submission.
+const SUBMITTED_STATUSES: [&str; 2] = ["disputed", "under_review"];
 const ACCEPTED_STATUSES: [&str; 2] = ["accepted", "auto_accepted"];
 
 #[async_trait::async_trait]

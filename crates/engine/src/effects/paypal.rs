@@ -39,11 +39,17 @@ pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 pub const MAX_FILES_BYTES_PER_CALL: usize = 50 * 1024 * 1024;
 /// `evidence.notes` is at most 2,000 characters.
 const NOTES_LIMIT: usize = 2_000;
-/// Dispute statuses in which evidence or an acceptance is already with PayPal.
-const HANDED_OVER_STATUSES: [&str; 2] = ["UNDER_REVIEW", "RESOLVED"];
+/// Outcomes of a resolved dispute in which the buyer got the money back: an acceptance has nothing left to do.
+const BUYER_FAVOUR_OUTCOMES: [&str; 2] = ["RESOLVED_BUYER_FAVOUR", "ACCEPTED"];
 /// Carriers PayPal names as themselves in `tracking_info.carrier_name`; any other is `OTHER` with
 /// `carrier_name_other`.
 const CARRIERS: [&str; 7] = ["UPS", "USPS", "FEDEX", "DHL", "TNT", "ROYAL_MAIL", "PARCELFORCE"];
+
+struct PaypalDisputeState {
+    status: Option<String>,
+    merchant_evidence: bool,
+    outcome: Option<String>,
+}
 
 struct Token {
     value: String,
@@ -122,14 +128,34 @@ impl PaypalApi {
         paypal_answer(what, response).await
     }
 
-    async fn dispute_status(&self, id: &str) -> Result<Option<String>, StepError> {
+    /// The dispute as PayPal holds it: its status, whether the merchant already provided evidence, and the
+    /// outcome once resolved. Read before sending, so a retried step never sends twice, and a dispute closed
+    /// before Verdict sent anything is reported as such rather than as done.
+    async fn dispute_state(&self, id: &str) -> Result<PaypalDisputeState, StepError> {
         let json = self
             .send(
                 "paypal: reading the dispute",
                 self.http.get(format!("{}/v1/customer/disputes/{id}", self.base_url)),
             )
             .await?;
-        Ok(json_str(&json, &["status"]))
+        let merchant_evidence = json
+            .get("evidences")
+            .and_then(Value::as_array)
+            .is_some_and(|evidences| {
+                evidences.iter().any(|e| {
+                    e.get("source")
+                        .and_then(Value::as_str)
+                        .is_none_or(|source| source == "SUBMITTED_BY_SELLER")
+                })
+            });
+        Ok(PaypalDisputeState {
+            status: json_str(&json, &["status"]),
+            merchant_evidence,
+            outcome: json
+                .pointer("/dispute_outcome/outcome_code")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
     }
 
     fn multipart_post(&self, path: &str, idempotency_key: &str, multipart: Multipart) -> reqwest::RequestBuilder {
@@ -324,15 +350,20 @@ impl ProcessorApi for PaypalApi {
                 "paypal: the evidence files are {total} bytes together, over PayPal's 50 MB per call"
             )));
         }
-        if let Some(status) = self.dispute_status(&id).await?
-            && HANDED_OVER_STATUSES.contains(&status.as_str())
-        {
-            tracing::info!(%status, "the dispute is already with PayPal; the evidence is not sent again");
+        let state = self.dispute_state(&id).await?;
+        if state.merchant_evidence {
+            tracing::info!(status = ?state.status, "PayPal already holds the merchant's evidence; it is not sent again");
             return Ok(ProcessorReply {
                 reference: Some(id),
                 decided_outcome: None,
                 acknowledged_only: false,
             });
+        }
+        if state.status.as_deref() == Some("RESOLVED") {
+            return Err(StepError::Permanent(format!(
+                "paypal: the dispute was resolved ({}) before any evidence was sent",
+                state.outcome.as_deref().unwrap_or("no outcome given")
+            )));
         }
         let input = serde_json::to_vec(&input)
             .map_err(|e| StepError::Permanent(format!("paypal: encoding the evidence: {e}")))?;
@@ -358,15 +389,24 @@ impl ProcessorApi for PaypalApi {
 
     async fn accept_dispute(&self, dispute: &Dispute, idempotency_key: &str) -> Result<ProcessorReply, StepError> {
         let id = path_id("the processor dispute id", &dispute.processor_dispute_id)?;
-        if let Some(status) = self.dispute_status(&id).await?
-            && HANDED_OVER_STATUSES.contains(&status.as_str())
-        {
-            tracing::info!(%status, "the dispute is already with PayPal; nothing to accept");
-            return Ok(ProcessorReply {
-                reference: Some(id),
-                decided_outcome: None,
-                acknowledged_only: false,
-            });
+        let state = self.dispute_state(&id).await?;
+        if state.status.as_deref() == Some("RESOLVED") {
+            if state
+                .outcome
+                .as_deref()
+                .is_some_and(|o| BUYER_FAVOUR_OUTCOMES.contains(&o))
+            {
+                tracing::info!(outcome = ?state.outcome, "PayPal already resolved the dispute for the buyer; nothing to accept");
+                return Ok(ProcessorReply {
+                    reference: Some(id),
+                    decided_outcome: None,
+                    acknowledged_only: false,
+                });
+            }
+            return Err(StepError::Permanent(format!(
+                "paypal: the dispute was resolved ({}) before the acceptance was sent",
+                state.outcome.as_deref().unwrap_or("no outcome given")
+            )));
         }
         let input = json!({ "note": "The merchant accepts the claim." }).to_string();
         self.send(

@@ -117,18 +117,12 @@ async fn stripe_answer(what: &str, response: reqwest::Response) -> Result<Value,
 
 /// Refund pages read at most when looking for Verdict's refund of a payment (100 refunds each).
 const MAX_REFUND_PAGES: usize = 10;
-/// Dispute statuses after which there is nothing left to accept.
-const CLOSED_DISPUTE_STATUSES: [&str; 4] = ["lost", "won", "warning_closed", "charge_refunded"];
-/// Dispute statuses after which evidence is not sent again: under review (submitted) or closed.
-const SUBMITTED_DISPUTE_STATUSES: [&str; 7] = [
-    "under_review",
-    "warning_under_review",
-    "lost",
-    "won",
-    "warning_closed",
-    "charge_refunded",
-    "prevented",
-];
+/// Dispute statuses in which the cardholder already has the money: an acceptance has nothing left to do.
+const CONCEDED_DISPUTE_STATUSES: [&str; 2] = ["lost", "charge_refunded"];
+/// Closed dispute statuses: nothing can be sent any more.
+const CLOSED_DISPUTE_STATUSES: [&str; 5] = ["lost", "won", "warning_closed", "charge_refunded", "prevented"];
+/// Dispute statuses in which Stripe holds submitted evidence.
+const UNDER_REVIEW_STATUSES: [&str; 2] = ["under_review", "warning_under_review"];
 
 /// What the payment's refunds say about the refund Verdict would make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -612,15 +606,24 @@ impl ProcessorApi for StripeApi {
         let current = self
             .get("stripe: reading the dispute", &format!("/v1/disputes/{id}"))
             .await?;
-        if let Some(status) = json_str(&current, &["status"])
-            && SUBMITTED_DISPUTE_STATUSES.contains(&status.as_str())
-        {
+        let status = json_str(&current, &["status"]).unwrap_or_default();
+        let submissions = current
+            .pointer("/evidence_details/submission_count")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(0);
+        if submissions > 0 || UNDER_REVIEW_STATUSES.contains(&status.as_str()) {
             tracing::info!(%status, "the dispute's evidence is already with Stripe; not sending it again");
             return Ok(ProcessorReply {
                 reference: json_str(&current, &["id"]),
                 decided_outcome: None,
                 acknowledged_only: false,
             });
+        }
+        if CLOSED_DISPUTE_STATUSES.contains(&status.as_str()) {
+            // Closed before anything was sent (an auto-loss at the deadline, say): not a submission.
+            return Err(StepError::Permanent(format!(
+                "stripe: the dispute was closed ({status}) before any evidence was sent"
+            )));
         }
         let evidence = stripe_evidence(dispute, submission);
         if evidence.left_out > 0 {
@@ -664,15 +667,19 @@ impl ProcessorApi for StripeApi {
         let current = self
             .get("stripe: reading the dispute", &format!("/v1/disputes/{id}"))
             .await?;
-        if let Some(status) = json_str(&current, &["status"])
-            && CLOSED_DISPUTE_STATUSES.contains(&status.as_str())
-        {
-            tracing::info!(%status, "the dispute is already closed at Stripe; nothing to accept");
+        let status = json_str(&current, &["status"]).unwrap_or_default();
+        if CONCEDED_DISPUTE_STATUSES.contains(&status.as_str()) {
+            tracing::info!(%status, "the dispute is already closed for the cardholder at Stripe; nothing to accept");
             return Ok(ProcessorReply {
                 reference: json_str(&current, &["id"]),
                 decided_outcome: None,
                 acknowledged_only: false,
             });
+        }
+        if CLOSED_DISPUTE_STATUSES.contains(&status.as_str()) {
+            return Err(StepError::Permanent(format!(
+                "stripe: the dispute was closed ({status}) before the acceptance was sent"
+            )));
         }
         let json = self
             .post(

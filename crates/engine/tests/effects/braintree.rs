@@ -198,9 +198,11 @@ async fn braintree_reads_the_sdk_sample_evidence_and_sends_no_evidence_to_a_disp
     install_crypto();
     for (status, sent) in [
         ("disputed", true),
-        ("won", true),
+        ("under_review", true),
+        ("won", false),
+        ("lost", false),
         ("accepted", false),
-        ("expired", true),
+        ("expired", false),
     ] {
         let server = MockServer::start().await;
         mount_dispute(&server, status, EVIDENCE_ARRAY).await;
@@ -208,7 +210,7 @@ async fn braintree_reads_the_sdk_sample_evidence_and_sends_no_evidence_to_a_disp
             .submit_evidence(&bt_dispute(), &full_submission(), "k")
             .await;
         match sent {
-            // Already with the processor (or decided): done, nothing sent again.
+            // Already with the processor: done, nothing sent again; decided without it: reported.
             true => assert!(result.is_ok(), "{status}: {result:?}"),
             false => assert!(matches!(result, Err(StepError::Permanent(_))), "{status}: {result:?}"),
         }

@@ -57,15 +57,24 @@ async fn mount_token(server: &MockServer, expires_in: u64, times: u64) {
         .await;
 }
 
+/// The dispute as PayPal shows it; a RESOLVED one was resolved in the buyer's favour.
 async fn mount_dispute(server: &MockServer, status: &str) {
+    let mut body = json!({
+        "dispute_id": "PP-D-27803",
+        "status": status,
+        "dispute_life_cycle_stage": "CHARGEBACK"
+    });
+    if status == "RESOLVED" {
+        body["dispute_outcome"] = json!({"outcome_code": "RESOLVED_BUYER_FAVOUR"});
+    }
+    mount_dispute_body(server, body).await;
+}
+
+async fn mount_dispute_body(server: &MockServer, body: serde_json::Value) {
     Mock::given(method("GET"))
         .and(path("/v1/customer/disputes/PP-D-27803"))
         .and(header("Authorization", "Bearer A21AAtoken"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "dispute_id": "PP-D-27803",
-            "status": status,
-            "dispute_life_cycle_stage": "CHARGEBACK"
-        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
         .mount(server)
         .await;
 }
@@ -213,25 +222,65 @@ async fn paypal_provides_evidence_as_multipart_input_json_and_files_with_one_tok
 }
 
 #[tokio::test]
-async fn paypal_sends_nothing_again_once_the_dispute_is_under_review_or_resolved() {
+async fn paypal_sends_nothing_again_once_it_holds_the_evidence_or_resolved_for_the_buyer() {
     install_crypto();
-    for status in ["UNDER_REVIEW", "RESOLVED"] {
-        let server = MockServer::start().await;
-        mount_token(&server, 32_400, 1).await;
-        mount_dispute(&server, status).await;
-        let api = api(&server);
-        api.submit_evidence(&paypal_dispute(), &full_submission(), "key-ev")
-            .await
-            .unwrap();
-        api.accept_dispute(&paypal_dispute(), "key-accept").await.unwrap();
+    let server = MockServer::start().await;
+    mount_token(&server, 32_400, 1).await;
+    mount_dispute_body(
+        &server,
+        json!({"dispute_id": "PP-D-27803", "status": "UNDER_REVIEW",
+               "evidences": [{"evidence_type": "PROOF_OF_FULFILLMENT", "source": "SUBMITTED_BY_SELLER"}]}),
+    )
+    .await;
+    api(&server)
+        .submit_evidence(&paypal_dispute(), &full_submission(), "key-ev")
+        .await
+        .unwrap();
+
+    let resolved = MockServer::start().await;
+    mount_token(&resolved, 32_400, 1).await;
+    mount_dispute(&resolved, "RESOLVED").await;
+    api(&resolved)
+        .accept_dispute(&paypal_dispute(), "key-accept")
+        .await
+        .unwrap();
+
+    for server in [&server, &resolved] {
         let requests = server.received_requests().await.unwrap();
         assert!(
             requests
                 .iter()
-                .all(|r| !r.url.path().contains("provide-evidence") && !r.url.path().contains("accept-claim")),
-            "{status}"
+                .all(|r| !r.url.path().contains("provide-evidence") && !r.url.path().contains("accept-claim"))
         );
     }
+}
+
+#[tokio::test]
+async fn paypal_reports_a_dispute_closed_before_anything_was_sent_instead_of_calling_it_done() {
+    install_crypto();
+    let server = MockServer::start().await;
+    mount_token(&server, 32_400, 1).await;
+    mount_dispute_body(
+        &server,
+        json!({"dispute_id": "PP-D-27803", "status": "RESOLVED",
+               "dispute_outcome": {"outcome_code": "RESOLVED_SELLER_FAVOUR"},
+               "evidences": [{"evidence_type": "OTHER", "source": "SUBMITTED_BY_BUYER"}]}),
+    )
+    .await;
+    let api = api(&server);
+    let err = api
+        .submit_evidence(&paypal_dispute(), &full_submission(), "key-ev")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StepError::Permanent(_)), "{err}");
+    let err = api.accept_dispute(&paypal_dispute(), "key-accept").await.unwrap_err();
+    assert!(matches!(err, StepError::Permanent(_)), "{err}");
+    let requests = server.received_requests().await.unwrap();
+    assert!(
+        requests
+            .iter()
+            .all(|r| !r.url.path().contains("provide-evidence") && !r.url.path().contains("accept-claim"))
+    );
 }
 
 #[tokio::test]

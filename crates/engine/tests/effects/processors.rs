@@ -252,6 +252,27 @@ async fn stripe_evidence_already_under_review_is_not_sent_again() {
 }
 
 #[tokio::test]
+async fn stripe_evidence_for_a_dispute_closed_before_anything_was_sent_is_not_called_submitted() {
+    install_crypto();
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/disputes/dp_1Q2w3E4r"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "dp_1Q2w3E4r", "status": "lost", "evidence_details": {"submission_count": 0}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let api = StripeApi::new(&server.uri(), "sk_test_123").unwrap();
+    let err = api
+        .submit_evidence(&stripe_dispute(), &super::full_submission(), "key-ev")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StepError::Permanent(_)), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn an_old_stripe_payload_still_reaches_stripe_with_its_fields() {
     install_crypto();
     let server = MockServer::start().await;
@@ -777,7 +798,9 @@ async fn from_config_sends_paypal_and_braintree_disputes_to_their_adapters() {
         Mock::given(method("GET"))
             .and(path("/paypal/v1/customer/disputes/PP-D-9"))
             .and(header("Authorization", "Bearer tok"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "RESOLVED"})))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"status": "RESOLVED", "dispute_outcome": {"outcome_code": "RESOLVED_BUYER_FAVOUR"}}),
+            ))
             .expect(1)
             .mount(&server)
             .await;

@@ -83,7 +83,7 @@ impl TestApp {
         Self::start_full(
             db,
             None,
-            secrets,
+            webhooks_with(secrets),
             None,
             Some(marketplace),
             None,
@@ -101,7 +101,7 @@ impl TestApp {
         Self::start_full(
             db,
             keys,
-            secrets,
+            webhooks_with(secrets),
             facts,
             None,
             None,
@@ -118,13 +118,23 @@ impl TestApp {
         effects: verdict_engine::effects::EffectsConfig,
         refunds: verdict_api::graphql::RefundLimits,
     ) -> TestApp {
-        Self::start_full(db, None, secrets, None, None, Some(effects), refunds).await
+        Self::start_full(db, None, webhooks_with(secrets), None, None, Some(effects), refunds).await
+    }
+
+    /// As [`TestApp::start_serving`], with the webhooks' certificate cache given too (PayPal's certificates).
+    pub async fn start_serving_webhooks(
+        db: &TestDatabase,
+        webhooks: verdict_api::webhooks::Webhooks,
+        effects: verdict_engine::effects::EffectsConfig,
+        refunds: verdict_api::graphql::RefundLimits,
+    ) -> TestApp {
+        Self::start_full(db, None, webhooks, None, None, Some(effects), refunds).await
     }
 
     async fn start_full(
         db: &TestDatabase,
         keys: Option<[String; 4]>,
-        secrets: verdict_api::webhooks::WebhookSecrets,
+        webhooks: verdict_api::webhooks::Webhooks,
         facts: Option<Arc<dyn verdict_facts::MarketplaceFacts>>,
         marketplace: Option<&verdict_facts::MarketplaceConfig>,
         effects: Option<verdict_engine::effects::EffectsConfig>,
@@ -160,10 +170,6 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let webhooks = verdict_api::webhooks::Webhooks {
-            secrets: Arc::new(secrets),
-            ..Default::default()
-        };
         let evidence = tempfile::tempdir().unwrap();
         let evidence_dir = evidence.path().join("evidence");
         let engine = match facts {
@@ -322,5 +328,13 @@ pub async fn assign_and_wait_for_the_notice(app: &TestApp, id: &str) {
         }
         assert!(attempt < 200, "{}: the notify step never ran: {steps:?}", app.label);
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Webhooks with these secrets and the default certificate cache.
+fn webhooks_with(secrets: verdict_api::webhooks::WebhookSecrets) -> verdict_api::webhooks::Webhooks {
+    verdict_api::webhooks::Webhooks {
+        secrets: Arc::new(secrets),
+        ..Default::default()
     }
 }

@@ -1154,3 +1154,212 @@ async fn braintree_a_signed_dispute_is_linked_gathered_defended_at_braintree_and
         app.stop().await;
     }
 }
+
+const PAYPAL_WEBHOOK_ID: &str = "WH-VERDICT-E2E";
+const PAYPAL_CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-verdict-e2e-test";
+const PAYPAL_DISPUTE: &str = "PP-D-E2E-1";
+
+/// Webhooks that verify PayPal with the test signer's certificate (tests/fixtures/processors/paypal/
+/// verdict-test-signing), cached under a PayPal certificate URL as Verdict caches PayPal's own.
+fn paypal_webhooks() -> verdict_api::webhooks::Webhooks {
+    let certificates = verdict_api::webhooks::CachedCertificates::offline();
+    certificates.preload(PAYPAL_CERT_URL, fixture("paypal/verdict-test-signing/test-cert.pem"));
+    verdict_api::webhooks::Webhooks {
+        secrets: std::sync::Arc::new(WebhookSecrets {
+            paypal_webhook_id: Some(PAYPAL_WEBHOOK_ID.into()),
+            ..Default::default()
+        }),
+        certificates: std::sync::Arc::new(certificates),
+    }
+}
+
+/// PayPal's dispute sample as a chargeback on a Verdict test order: `event_type` and the resource's status and
+/// outcome as given.
+fn paypal_event(event_id: &str, event_type: &str, status: &str, outcome: Option<&str>) -> Vec<u8> {
+    let mut event: Value = serde_json::from_slice(&fixture(
+        "paypal/unofficial-mirror/customer-dispute-created-sample.json",
+    ))
+    .unwrap();
+    event["id"] = json!(event_id);
+    event["event_type"] = json!(event_type);
+    event["create_time"] = json!(chrono::Utc::now().to_rfc3339());
+    let resource = &mut event["resource"];
+    resource["dispute_id"] = json!(PAYPAL_DISPUTE);
+    resource["status"] = json!(status);
+    resource["dispute_life_cycle_stage"] = json!("CHARGEBACK");
+    resource["dispute_amount"] = json!({"currency_code": "EUR", "value": "329.00"});
+    resource["disputed_transactions"][0]["seller_transaction_id"] = json!("pp_e2e_capture");
+    resource["seller_response_due_date"] = json!(due_in_days(10));
+    if let Some(outcome) = outcome {
+        resource["dispute_outcome"] = json!({ "outcome_code": outcome });
+    }
+    serde_json::to_vec(&event).unwrap()
+}
+
+/// Posts `body` signed as PayPal signs (SHA256withRSA over `id|time|webhook id|crc32(body)`), with the test key.
+async fn post_paypal(app: &TestApp, body: Vec<u8>) {
+    use base64::Engine as _;
+    let key = ring::signature::RsaKeyPair::from_der(&fixture("paypal/verdict-test-signing/test-key.der")).unwrap();
+    let transmission_id = uuid::Uuid::now_v7().to_string();
+    let transmission_time = chrono::Utc::now().to_rfc3339();
+    let message = format!(
+        "{transmission_id}|{transmission_time}|{PAYPAL_WEBHOOK_ID}|{}",
+        crc32fast::hash(&body)
+    );
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        message.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    let response = app
+        .client
+        .post(app.url("/webhooks/paypal"))
+        .header("content-type", "application/json")
+        .header("paypal-transmission-id", transmission_id)
+        .header("paypal-transmission-time", transmission_time)
+        .header("paypal-auth-algo", "SHA256withRSA")
+        .header("paypal-cert-url", PAYPAL_CERT_URL)
+        .header(
+            "paypal-transmission-sig",
+            base64::engine::general_purpose::STANDARD.encode(signature),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}: {}", app.label, response.status());
+}
+
+/// PayPal, end to end: the signed `CUSTOMER.DISPUTE.CREATED` opens the dispute linked by its seller transaction
+/// id; evidence is drawn and uploaded to 100%; the defense goes to PayPal (OAuth token, the dispute read, then
+/// provide-evidence with the input JSON and the files) and the signed `CUSTOMER.DISPUTE.RESOLVED` in the
+/// seller's favour closes it as won.
+#[tokio::test]
+async fn paypal_a_signed_dispute_is_linked_gathered_defended_at_paypal_and_closed_by_its_outcome() {
+    for db in test_databases().await.unwrap() {
+        record_order(&db, "ORD-E2E-PP", &["pp_e2e_capture"]).await;
+        let paypal = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/oauth2/token"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"access_token": "A21AAe2e", "expires_in": 32400})),
+            )
+            .mount(&paypal)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/customer/disputes/{PAYPAL_DISPUTE}")))
+            .and(header("authorization", "Bearer A21AAe2e"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"dispute_id": PAYPAL_DISPUTE, "status": "WAITING_FOR_SELLER_RESPONSE", "evidences": []}),
+            ))
+            .mount(&paypal)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(format!("/v1/customer/disputes/{PAYPAL_DISPUTE}/provide-evidence")))
+            .and(header("authorization", "Bearer A21AAe2e"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"links": []})))
+            .mount(&paypal)
+            .await;
+        let mut effects = EffectsConfig::default();
+        effects.processors.paypal_client_id = Some("client-e2e".into());
+        effects.processors.paypal_client_secret = Some("secret-e2e".into());
+        effects.processors.paypal_base_url = paypal.uri();
+        let mut app = TestApp::start_serving_webhooks(&db, paypal_webhooks(), effects, RefundLimits::default()).await;
+        post_paypal(
+            &app,
+            paypal_event("WH-E2E-CREATED", "CUSTOMER.DISPUTE.CREATED", "OPEN", None),
+        )
+        .await;
+        let id = wait_for_dispute(&app, PAYPAL_DISPUTE).await;
+        let linked = wait_until(&app, &id, "the dispute linked to its order", |d| {
+            event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
+        })
+        .await;
+        assert_eq!(
+            linked["customer"]["email"], "jeanne.dupont@example.fr",
+            "{}: {linked}",
+            app.label
+        );
+
+        let complete = gather_evidence(&app, &id).await;
+        assert_eq!(
+            complete["evidenceCompleteness"]["score"], 100,
+            "{}: {complete}",
+            app.label
+        );
+        let submitted = app
+            .gql(
+                &app.analyst,
+                SUBMIT,
+                json!({"input": {"id": id, "expectedVersion": complete["version"]}}),
+            )
+            .await;
+        assert_eq!(
+            submitted.data()["submitDefense"]["dispute"]["status"],
+            "SUBMITTED",
+            "{}",
+            app.label
+        );
+        let sent = wait_until(&app, &id, "the defense sent to PayPal", |d| {
+            step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
+        })
+        .await;
+        assert_eq!(
+            step(&sent, "submit_evidence").unwrap()["status"],
+            "succeeded",
+            "{}: {sent}",
+            app.label
+        );
+        let posted = paypal.received_requests().await.unwrap();
+        let provided = received_to(
+            &posted,
+            "POST",
+            &format!("/v1/customer/disputes/{PAYPAL_DISPUTE}/provide-evidence"),
+        );
+        assert_eq!(provided.len(), 1, "{}", app.label);
+        let request = provided[0];
+        assert!(
+            request.headers.get("paypal-request-id").is_some(),
+            "{}: the idempotency header",
+            app.label
+        );
+        let content_type = request
+            .headers
+            .get("content-type")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(content_type.starts_with("multipart/form-data"), "{}", app.label);
+        let body = &request.body;
+        assert!(
+            body.windows(5).any(|w| w == b"%PDF-"),
+            "{}: the defense document is attached",
+            app.label
+        );
+        assert!(body.windows(PNG.len()).any(|w| w == PNG), "{}: the photo", app.label);
+        let text = String::from_utf8_lossy(body);
+        assert!(
+            text.contains("name=\"input\"") && text.contains("evidence_type"),
+            "{}: the input part",
+            app.label
+        );
+        assert!(text.contains("6A12345678901"), "{}: the tracking number", app.label);
+
+        post_paypal(
+            &app,
+            paypal_event(
+                "WH-E2E-RESOLVED",
+                "CUSTOMER.DISPUTE.RESOLVED",
+                "RESOLVED",
+                Some("RESOLVED_SELLER_FAVOUR"),
+            ),
+        )
+        .await;
+        wait_until(&app, &id, "the dispute won", |d| d["status"] == "WON").await;
+        app.stop().await;
+    }
+}

@@ -716,6 +716,20 @@ async fn stripe_a_signed_dispute_is_linked_gathered_defended_at_stripe_and_close
             "{}: {sent}",
             app.label
         );
+        // The document sent was generated and recorded just before the submission, so the history names it.
+        let types = event_types(&sent);
+        let submitted_at = types.iter().position(|t| t == "defense_submitted").unwrap();
+        let generated_at = types[..submitted_at]
+            .iter()
+            .rposition(|t| t == "document_generated")
+            .unwrap_or_else(|| panic!("{}: no document before the submission: {types:?}", app.label));
+        assert!(
+            types[generated_at + 1..submitted_at]
+                .iter()
+                .all(|t| t == "triaged" || t == "evidence_gathering_started"),
+            "{}: {types:?}",
+            app.label
+        );
         let timers = "query($id: ID!) { dispute(id: $id) { timers { kind status } } }";
         let timers = app.gql(&app.viewer, timers, json!({ "id": id })).await.data()["dispute"]["timers"].clone();
         assert!(

@@ -349,6 +349,23 @@ impl ActionsMutation {
             )
             .into());
         }
+        let mut expected_version = input.expected_version;
+        if missing.is_empty() || override_reason.is_some() {
+            // The defense document the processor receives is generated and recorded (`document_generated`)
+            // before the submission, at the version the analyst saw, so the history names the very document
+            // that was sent and the step sends that stored one.
+            let generated = ctx
+                .data::<Engine>()?
+                .generate_document(
+                    id,
+                    domain::DocumentKind::Defense,
+                    caller.actor(),
+                    Some(expected_version),
+                )
+                .await
+                .map_err(ApiError::from)?;
+            expected_version = generated.dispute.version;
+        }
         let mut command = Command::new(
             caller.actor(),
             Action::SubmitDefense {
@@ -356,7 +373,7 @@ impl ActionsMutation {
                 override_reason,
             },
         )
-        .expecting(input.expected_version);
+        .expecting(expected_version);
         command.reason = input.reason;
         let (dispute, steps) = act(ctx, id, command).await?;
         Ok(SubmitDefensePayload { dispute, steps })

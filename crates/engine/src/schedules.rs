@@ -28,7 +28,8 @@ pub enum Job {
     Sweep,
     /// Asks each processor adapter for disputes changed since the last run.
     Reconcile,
-    /// Blanks raw notification bodies older than the retention period (they carry customer data).
+    /// Blanks raw notification bodies older than the retention period (they carry customer data), and deletes
+    /// the finished timers and steps of disputes closed for longer than it (the queue tables stay small).
     PurgePayloads,
 }
 
@@ -298,7 +299,21 @@ impl Scheduler {
             tracing::info!(purged, %before, "raw notification bodies past retention purged");
             metrics::counter!("verdict_notification_payloads_purged_total").increment(purged as u64);
         }
-        Ok(purged)
+        // The same retention for the queue tables: finished timers and steps of disputes closed since before it.
+        let (mut timers, mut steps) = (0, 0);
+        for _ in 0..PURGE_BATCHES_PER_RUN {
+            let (t, s) = self.engine.store().purge_finished_work(before, PURGE_BATCH).await?;
+            timers += t;
+            steps += s;
+            if t < PURGE_BATCH && s < PURGE_BATCH {
+                break;
+            }
+        }
+        if timers + steps > 0 {
+            tracing::info!(timers, steps, %before, "finished timers and steps of closed disputes deleted");
+            metrics::counter!("verdict_finished_work_deleted_total").increment(timers + steps);
+        }
+        Ok(purged + (timers + steps) as usize)
     }
 
     pub fn with_digest_sink(mut self, sink: Arc<dyn DigestSink>) -> Self {

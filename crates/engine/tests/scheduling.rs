@@ -903,3 +903,53 @@ async fn the_run_loop_works_and_stops_gracefully() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn retention_deletes_finished_timers_and_steps_of_long_closed_disputes_only() {
+    for setup in Setup::all().await {
+        let label = setup.db.label;
+        let r = setup.replica("a", &SchedulingConfig::default()).await;
+        let open_one = open(&r.engine, "dp_keep", "13.1", 9_900, Some(Duration::days(10))).await;
+        let closed = open(&r.engine, "dp_gone", "13.1", 9_900, Some(Duration::days(10))).await;
+        act(&r.engine, &closed, Action::Withdraw).await;
+        let store = r.engine.store();
+        // Every timer and step counts as finished, and both disputes last changed long ago.
+        store
+            .execute_unprepared("UPDATE timers SET status = 'fired'")
+            .await
+            .unwrap();
+        store
+            .execute_unprepared("UPDATE steps SET status = 'succeeded'")
+            .await
+            .unwrap();
+        store
+            .execute_unprepared("UPDATE disputes SET updated_at = '2020-01-01 00:00:00+00'")
+            .await
+            .unwrap();
+        let closed_timers = store.timers(closed.id).await.unwrap().len();
+        let open_timers = store.timers(open_one.id).await.unwrap().len();
+        assert!(closed_timers > 0 && open_timers > 0, "{label}");
+
+        // Closed after the cut-off: nothing goes.
+        let before = Utc.with_ymd_and_hms(2019, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            store.purge_finished_work(before, 1_000).await.unwrap(),
+            (0, 0),
+            "{label}"
+        );
+
+        let before = Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0).unwrap();
+        let (timers, _steps) = store.purge_finished_work(before, 1_000).await.unwrap();
+        assert_eq!(timers as usize, closed_timers, "{label}");
+        assert!(store.timers(closed.id).await.unwrap().is_empty(), "{label}");
+        // The open dispute keeps its fired timers: the sweep reads them to know none is missing.
+        assert_eq!(store.timers(open_one.id).await.unwrap().len(), open_timers, "{label}");
+        assert_eq!(
+            verdict_engine::schedules::sweep_missing_timers(&r.engine, setup.clock.now())
+                .await
+                .unwrap(),
+            0,
+            "{label}"
+        );
+    }
+}

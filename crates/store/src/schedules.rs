@@ -197,6 +197,50 @@ impl Store {
             .collect()
     }
 
+    /// Deletes up to `limit` finished timers (fired or cancelled) and up to `limit` finished steps (succeeded
+    /// or cancelled) of disputes closed and untouched since `closed_before`, so that the hot queue tables hold
+    /// live work and recent history only; returns how many timers and steps went. Open disputes keep theirs:
+    /// the sweep reads their fired deadline and outcome-check timers to know none is missing. Dead steps stay
+    /// until a lead retries or cancels them. The dispute's events remain the history.
+    pub async fn purge_finished_work(
+        &self,
+        closed_before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<(u64, u64), StoreError> {
+        let statuses = open_statuses();
+        let open = in_list(1, statuses.len());
+        let at = statuses.len() + 1;
+        let values = |statuses: &[&str]| -> Vec<Value> {
+            let mut values: Vec<Value> = statuses.iter().map(|s| Value::from(*s)).collect();
+            values.push(closed_before.into());
+            values.push((limit as i64).into());
+            values
+        };
+        let timers = format!(
+            "DELETE FROM timers WHERE id IN (SELECT t.id FROM timers t JOIN disputes d ON d.id = t.dispute_id \
+             WHERE t.status IN ('fired', 'cancelled') AND d.status NOT IN ({open}) AND d.updated_at < ${at} \
+             LIMIT ${})",
+            at + 1
+        );
+        let steps = format!(
+            "DELETE FROM steps WHERE id IN (SELECT s.id FROM steps s JOIN disputes d ON d.id = s.dispute_id \
+             WHERE s.status IN ('succeeded', 'cancelled') AND d.status NOT IN ({open}) AND d.updated_at < ${at} \
+             LIMIT ${})",
+            at + 1
+        );
+        let timers = self
+            .db()
+            .execute_raw(self.stmt(&timers, values(&statuses)))
+            .await?
+            .rows_affected();
+        let steps = self
+            .db()
+            .execute_raw(self.stmt(&steps, values(&statuses)))
+            .await?
+            .rows_affected();
+        Ok((timers, steps))
+    }
+
     /// When the dispute last entered `status` (from its event log).
     pub async fn entered_status_at(&self, id: Uuid, status: Status) -> Result<Option<DateTime<Utc>>, StoreError> {
         let row = self

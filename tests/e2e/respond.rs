@@ -868,6 +868,53 @@ async fn wait_for_dispute(app: &TestApp, processor_dispute_id: &str) -> String {
 /// Adyen, end to end: the signed CHARGEBACK opens the dispute linked by its merchant reference; evidence is
 /// drawn and uploaded to 100%; the defense goes to Adyen's Disputes API (the defense document supplied as
 /// `DefenseMaterial`, then `defendDispute`), and the signed CHARGEBACK_REVERSED closes it as won.
+/// The analyst's path once a signed notification opened `processor_dispute_id`: the dispute is linked to its
+/// recorded order (customer and seller), the evidence gathered to 100%, the defense submitted and its step
+/// performed (`what` names it). Answers the dispute's id.
+async fn link_gather_and_submit(app: &TestApp, processor_dispute_id: &str, what: &str) -> String {
+    let id = wait_for_dispute(app, processor_dispute_id).await;
+    // The projection is read before its history: wait for both to show the link.
+    let linked = wait_until(app, &id, "the dispute linked to its order", |d| {
+        event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
+    })
+    .await;
+    assert_eq!(
+        linked["customer"]["email"], "jeanne.dupont@example.fr",
+        "{}: {linked}",
+        app.label
+    );
+    let complete = gather_evidence(app, &id).await;
+    assert_eq!(
+        complete["evidenceCompleteness"]["score"], 100,
+        "{}: {complete}",
+        app.label
+    );
+    let submitted = app
+        .gql(
+            &app.analyst,
+            SUBMIT,
+            json!({"input": {"id": id, "expectedVersion": complete["version"]}}),
+        )
+        .await;
+    assert_eq!(
+        submitted.data()["submitDefense"]["dispute"]["status"],
+        "SUBMITTED",
+        "{}",
+        app.label
+    );
+    let sent = wait_until(app, &id, what, |d| {
+        step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
+    })
+    .await;
+    assert_eq!(
+        step(&sent, "submit_evidence").unwrap()["status"],
+        "succeeded",
+        "{}: {sent}",
+        app.label
+    );
+    id
+}
+
 #[tokio::test]
 async fn adyen_a_signed_chargeback_is_linked_gathered_defended_at_adyen_and_closed_by_its_outcome() {
     for db in test_databases().await.unwrap() {
@@ -904,42 +951,7 @@ async fn adyen_a_signed_chargeback_is_linked_gathered_defended_at_adyen_and_clos
         let mut app = TestApp::start_serving(&db, adyen_secrets(), effects, RefundLimits::default()).await;
         let opened_at = chrono::Utc::now() - chrono::Duration::minutes(5);
         post_adyen(&app, adyen_item("CHARGEBACK", "E2EADYENPSP00001", opened_at)).await;
-        let id = wait_for_dispute(&app, "E2EADYENPSP00001").await;
-        // The projection is read before its history: wait for both to show the link.
-        let linked = wait_until(&app, &id, "the dispute linked to its order", |d| {
-            event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
-        })
-        .await;
-        assert_eq!(
-            linked["customer"]["email"], "jeanne.dupont@example.fr",
-            "{}: {linked}",
-            app.label
-        );
-
-        let complete = gather_evidence(&app, &id).await;
-        assert_eq!(
-            complete["evidenceCompleteness"]["score"], 100,
-            "{}: {complete}",
-            app.label
-        );
-        let submitted = app
-            .gql(
-                &app.analyst,
-                SUBMIT,
-                json!({"input": {"id": id, "expectedVersion": complete["version"]}}),
-            )
-            .await;
-        assert_eq!(submitted.data()["submitDefense"]["dispute"]["status"], "SUBMITTED");
-        let sent = wait_until(&app, &id, "the defense sent to Adyen", |d| {
-            step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
-        })
-        .await;
-        assert_eq!(
-            step(&sent, "submit_evidence").unwrap()["status"],
-            "succeeded",
-            "{}: {sent}",
-            app.label
-        );
+        let id = link_gather_and_submit(&app, "E2EADYENPSP00001", "the defense sent to Adyen").await;
         let posted = adyen.received_requests().await.unwrap();
         let paths: Vec<&str> = posted.iter().map(|r| r.url.path()).collect();
         assert_eq!(
@@ -1086,42 +1098,7 @@ async fn braintree_a_signed_dispute_is_linked_gathered_defended_at_braintree_and
         effects.processors.braintree_base_url = gateway.uri();
         let mut app = TestApp::start_serving(&db, braintree_secrets(), effects, RefundLimits::default()).await;
         post_braintree(&app, &braintree_notification("dispute_opened", "open")).await;
-        let id = wait_for_dispute(&app, "bt_e2e_dispute").await;
-        // The projection is read before its history: wait for both to show the link.
-        let linked = wait_until(&app, &id, "the dispute linked to its order", |d| {
-            event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
-        })
-        .await;
-        assert_eq!(
-            linked["customer"]["email"], "jeanne.dupont@example.fr",
-            "{}: {linked}",
-            app.label
-        );
-
-        let complete = gather_evidence(&app, &id).await;
-        assert_eq!(
-            complete["evidenceCompleteness"]["score"], 100,
-            "{}: {complete}",
-            app.label
-        );
-        let submitted = app
-            .gql(
-                &app.analyst,
-                SUBMIT,
-                json!({"input": {"id": id, "expectedVersion": complete["version"]}}),
-            )
-            .await;
-        assert_eq!(submitted.data()["submitDefense"]["dispute"]["status"], "SUBMITTED");
-        let sent = wait_until(&app, &id, "the defense sent to Braintree", |d| {
-            step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
-        })
-        .await;
-        assert_eq!(
-            step(&sent, "submit_evidence").unwrap()["status"],
-            "succeeded",
-            "{}: {sent}",
-            app.label
-        );
+        let id = link_gather_and_submit(&app, "bt_e2e_dispute", "the defense sent to Braintree").await;
         let posted = gateway.received_requests().await.unwrap();
         let auth = posted[0]
             .headers
@@ -1287,46 +1264,7 @@ async fn paypal_a_signed_dispute_is_linked_gathered_defended_at_paypal_and_close
             paypal_event("WH-E2E-CREATED", "CUSTOMER.DISPUTE.CREATED", "OPEN", None),
         )
         .await;
-        let id = wait_for_dispute(&app, PAYPAL_DISPUTE).await;
-        let linked = wait_until(&app, &id, "the dispute linked to its order", |d| {
-            event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
-        })
-        .await;
-        assert_eq!(
-            linked["customer"]["email"], "jeanne.dupont@example.fr",
-            "{}: {linked}",
-            app.label
-        );
-
-        let complete = gather_evidence(&app, &id).await;
-        assert_eq!(
-            complete["evidenceCompleteness"]["score"], 100,
-            "{}: {complete}",
-            app.label
-        );
-        let submitted = app
-            .gql(
-                &app.analyst,
-                SUBMIT,
-                json!({"input": {"id": id, "expectedVersion": complete["version"]}}),
-            )
-            .await;
-        assert_eq!(
-            submitted.data()["submitDefense"]["dispute"]["status"],
-            "SUBMITTED",
-            "{}",
-            app.label
-        );
-        let sent = wait_until(&app, &id, "the defense sent to PayPal", |d| {
-            step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
-        })
-        .await;
-        assert_eq!(
-            step(&sent, "submit_evidence").unwrap()["status"],
-            "succeeded",
-            "{}: {sent}",
-            app.label
-        );
+        let id = link_gather_and_submit(&app, PAYPAL_DISPUTE, "the defense sent to PayPal").await;
         let posted = paypal.received_requests().await.unwrap();
         let provided = received_to(
             &posted,

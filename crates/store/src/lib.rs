@@ -17,7 +17,9 @@ mod mailbox;
 mod queue;
 mod repo;
 mod schedules;
+mod sellers;
 pub mod testing;
+mod users;
 
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::StoreError;
@@ -35,3 +37,5 @@ pub use repo::{
     Backend, DisputeFilter, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS,
 };
 pub use schedules::{DueSoon, ScheduleClaim, ScheduleRow};
+pub use sellers::{NewRecovery, RecoveryRecord, SellerCounts};
+pub use users::{SignIn, UserRecord};

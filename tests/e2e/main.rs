@@ -13,6 +13,7 @@ mod facts;
 mod identity;
 mod limits;
 mod observability;
+mod readiness;
 mod respond;
 mod sandbox;
 mod schema;

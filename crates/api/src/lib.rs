@@ -11,6 +11,7 @@ pub mod graphql;
 pub mod identity;
 pub mod metrics;
 pub mod seller_links;
+mod readiness;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub oidc: Option<identity::OidcVerifier>,
     /// Signs and checks sellers' upload links (`[sellers] upload_secret`); without it there are none.
     pub seller_links: Option<seller_links::SellerLinks>,
+    /// `/readyz`'s write probe and its cached answer.
+    readiness: std::sync::Arc<readiness::Readiness>,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             evidence_files: None,
             oidc: None,
             seller_links: None,
+            readiness: std::sync::Arc::default(),
         }
     }
 
@@ -307,16 +311,7 @@ pub(crate) fn is_length_limit(err: &axum::Error) -> bool {
     false
 }
 
+/// 200 when the database takes a write (see readiness.rs), else 503 with the reason.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.engine.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(err) => {
-            tracing::warn!(error = %err, "database not reachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "database unreachable"})),
-            )
-                .into_response()
-        }
-    }
+    state.readiness.respond(state.engine.store()).await
 }

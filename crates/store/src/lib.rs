@@ -7,6 +7,7 @@
 
 mod batch;
 mod convert;
+mod crash;
 mod documents;
 pub mod entity;
 mod error;
@@ -22,7 +23,7 @@ pub mod testing;
 mod users;
 
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
-pub use error::StoreError;
+pub use error::{StorageFault, StoreError};
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
 pub use inbox::{
     ClaimedNotifications, InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, NotificationRecord,

@@ -10,8 +10,8 @@ pub mod graphiql;
 pub mod graphql;
 pub mod identity;
 pub mod metrics;
-pub mod seller_links;
 mod readiness;
+pub mod seller_links;
 pub mod webhooks;
 
 use std::time::Duration;

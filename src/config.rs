@@ -52,6 +52,15 @@ pub struct Config {
     pub marketplace_env_error: Option<String>,
     /// Evidence files (`[evidence]`): where uploads are kept.
     pub evidence: EvidenceConfig,
+    /// People's sign-in through the organisation's OpenID Connect provider (`[oidc]`): `issuer`, `audience`
+    /// (the client id), `role_claim` and `roles` (claim value to Verdict role). Without it, only API keys
+    /// authenticate. `VERDICT_OIDC_ISSUER`, `VERDICT_OIDC_AUDIENCE`.
+    pub oidc: verdict_api::identity::OidcConfig,
+    /// Seller-owned disputes (`[sellers]`): how long before the processor's deadline a seller's answer is due
+    /// (`task_margin_hours`), the marketplace's payout service that recoveries go to (`payout_url`,
+    /// `payout_token`; `VERDICT_SELLERS_PAYOUT_URL`, `VERDICT_SELLERS_PAYOUT_TOKEN`) and the dispute rate above
+    /// which a seller is flagged (`dispute_rate_threshold_bps`).
+    pub sellers: verdict_engine::effects::SellersConfig,
 }
 
 /// `[evidence]`: uploaded evidence files live under `dir` (default `evidence`, beside the working directory),
@@ -330,6 +339,8 @@ impl Default for Config {
             marketplace: Default::default(),
             marketplace_env_error: None,
             refunds: Default::default(),
+            oidc: Default::default(),
+            sellers: Default::default(),
         }
     }
 }
@@ -377,6 +388,9 @@ impl Config {
             anyhow::bail!("{problem}");
         }
         self.marketplace.check().map_err(|err| anyhow::anyhow!("{err}"))?;
+        self.oidc.check()?;
+        self.sellers.task_policy()?;
+        self.seller_links()?;
         Ok(())
     }
 
@@ -411,6 +425,18 @@ impl Config {
             self.evidence.dir = std::path::PathBuf::from(dir.trim());
         }
         self.apply_marketplace_env(&var);
+        let named = [
+            ("VERDICT_OIDC_ISSUER", &mut self.oidc.issuer),
+            ("VERDICT_OIDC_AUDIENCE", &mut self.oidc.audience),
+            ("VERDICT_SELLERS_PAYOUT_URL", &mut self.sellers.payout_url),
+            ("VERDICT_SELLERS_PAYOUT_TOKEN", &mut self.sellers.payout_token),
+            ("VERDICT_SELLERS_UPLOAD_SECRET", &mut self.sellers.upload_secret),
+        ];
+        for (name, field) in named {
+            if let Some(value) = var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+                *field = Some(value);
+            }
+        }
     }
 
     /// `VERDICT_MARKETPLACE_SOURCE`, `_URL`, `_TOKEN` (the token belongs in the environment, not the file) and
@@ -468,6 +494,17 @@ impl Config {
 }
 
 impl Config {
+    /// Sellers' upload links, when `[sellers] upload_secret` is set.
+    pub fn seller_links(&self) -> anyhow::Result<Option<verdict_api::seller_links::SellerLinks>> {
+        let Some(secret) = self.sellers.upload_secret.as_deref().filter(|s| !s.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let lifetime = chrono::Duration::hours(self.sellers.upload_link_hours);
+        verdict_api::seller_links::SellerLinks::new(secret.as_bytes(), lifetime)
+            .map(Some)
+            .map_err(|err| anyhow::anyhow!("[sellers] upload_secret / upload_link_hours: {err}"))
+    }
+
     /// What the step handlers need: `Effects::from_config(&config.effects(), store, clock)`.
     pub fn effects(&self) -> verdict_engine::effects::EffectsConfig {
         verdict_engine::effects::EffectsConfig {
@@ -476,6 +513,7 @@ impl Config {
             seller_webhook: self.seller_webhook.clone(),
             sandbox: self.sandbox,
             sandbox_outcome_delay_secs: self.sandbox_outcome_delay_secs,
+            sellers: self.sellers.clone(),
         }
     }
 
@@ -734,5 +772,22 @@ mod marketplace_config_tests {
         );
         assert!(toml::from_str::<Config>("[marketplace]\nsource = \"ftp\"\n").is_err());
         assert!(toml::from_str::<Config>("[marketplace]\ntimeout = 3\n").is_err());
+    }
+
+    #[test]
+    fn oidc_comes_from_the_file_and_the_environment_and_half_of_it_is_refused() {
+        let mut config: Config = toml::from_str(
+            "[oidc]\nissuer = \"https://login.example.com/realms/care\"\naudience = \"verdict\"\n\
+             role_claim = \"groups\"\nroles = { \"disputes-lead\" = \"lead\" }\n",
+        )
+        .unwrap();
+        config.check().unwrap();
+        assert_eq!(config.oidc.role_claim, "groups");
+        assert_eq!(config.oidc.roles.get("disputes-lead").map(String::as_str), Some("lead"));
+        let mut config = Config::default();
+        config.apply_env(|name| (name == "VERDICT_OIDC_ISSUER").then(|| "https://login.example.com".to_owned()));
+        let refused = config.check().unwrap_err().to_string();
+        assert!(refused.contains("issuer and audience"), "{refused}");
+        assert!(toml::from_str::<Config>("[oidc]\nrole_claims = \"x\"\n").is_err());
     }
 }

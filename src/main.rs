@@ -162,12 +162,16 @@ async fn serve_configured(
         ..Default::default()
     };
     tracing::info!("{}", config.webhooks.summary());
-    let engine = verdict::workers::with_timing(engine, &config.scheduling);
+    let engine = verdict::workers::with_timing(engine, &config.scheduling)
+        .with_seller_tasks(config.sellers.task_policy()?)
+        .with_seller_rate_threshold(config.sellers.dispute_rate_threshold_bps);
     let state = verdict_api::AppState::new(engine)
         .with_webhooks(webhooks)
         .with_graphql_limits(config.graphql.clone())
         .with_refund_limits(config.refunds)
         .with_allowed_origins(config.cors_origins()?)
+        .with_oidc(verdict_api::identity::OidcVerifier::from_config(&config.oidc)?)
+        .with_seller_links(config.seller_links()?)
         .with_evidence_files(std::sync::Arc::new(verdict_evidence::LocalDirStore::new(
             config.evidence.dir.clone(),
         )));

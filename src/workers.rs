@@ -67,7 +67,8 @@ pub async fn configured_pool(
 ) -> anyhow::Result<Worker> {
     let mut performer = Effects::from_config(effects, engine.store().clone(), engine.clock().clone())
         .context("configuring step handlers")?
-        .with_facts(engine.facts().clone());
+        .with_facts(engine.facts().clone())
+        .with_seller_tasks(engine.seller_tasks());
     if let Some(files) = evidence_files {
         performer = performer.with_submissions(Arc::new(StoredSubmission::new(
             engine.store().clone(),

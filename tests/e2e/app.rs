@@ -69,6 +69,21 @@ impl TestApp {
         Self::start_configured(db, None, verdict_api::webhooks::WebhookSecrets::default(), Some(facts)).await
     }
 
+    /// Starts the app letting people sign in through `oidc` (a test's own provider), with the usual keys.
+    pub async fn start_with_oidc(db: &TestDatabase, oidc: verdict_api::identity::OidcVerifier) -> TestApp {
+        Self::start_full(
+            db,
+            None,
+            webhooks_with(verdict_api::webhooks::WebhookSecrets::default()),
+            None,
+            None,
+            None,
+            verdict_api::graphql::RefundLimits::default(),
+            Some(oidc),
+        )
+        .await
+    }
+
     /// Starts the app with webhook secrets (and fresh keys).
     pub async fn start_with_webhooks(db: &TestDatabase, secrets: verdict_api::webhooks::WebhookSecrets) -> TestApp {
         Self::start_configured(db, None, secrets, None).await
@@ -88,6 +103,7 @@ impl TestApp {
             Some(marketplace),
             None,
             verdict_api::graphql::RefundLimits::default(),
+            None,
         )
         .await
     }
@@ -106,6 +122,7 @@ impl TestApp {
             None,
             None,
             verdict_api::graphql::RefundLimits::default(),
+            None,
         )
         .await
     }
@@ -118,7 +135,17 @@ impl TestApp {
         effects: verdict_engine::effects::EffectsConfig,
         refunds: verdict_api::graphql::RefundLimits,
     ) -> TestApp {
-        Self::start_full(db, None, webhooks_with(secrets), None, None, Some(effects), refunds).await
+        Self::start_full(
+            db,
+            None,
+            webhooks_with(secrets),
+            None,
+            None,
+            Some(effects),
+            refunds,
+            None,
+        )
+        .await
     }
 
     /// As [`TestApp::start_serving`], with the webhooks' certificate cache given too (PayPal's certificates).
@@ -128,9 +155,11 @@ impl TestApp {
         effects: verdict_engine::effects::EffectsConfig,
         refunds: verdict_api::graphql::RefundLimits,
     ) -> TestApp {
-        Self::start_full(db, None, webhooks, None, None, Some(effects), refunds).await
+        Self::start_full(db, None, webhooks, None, None, Some(effects), refunds, None).await
     }
 
+    // One place builds every test app; its options are plain arguments, each named at the call sites.
+    #[allow(clippy::too_many_arguments)]
     async fn start_full(
         db: &TestDatabase,
         keys: Option<[String; 4]>,
@@ -139,6 +168,7 @@ impl TestApp {
         marketplace: Option<&verdict_facts::MarketplaceConfig>,
         effects: Option<verdict_engine::effects::EffectsConfig>,
         refunds: verdict_api::graphql::RefundLimits,
+        oidc: Option<verdict_api::identity::OidcVerifier>,
     ) -> TestApp {
         verdict::install_crypto_provider();
         let mut engine = verdict::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
@@ -177,6 +207,7 @@ impl TestApp {
             None => engine,
         };
         let state = verdict_api::AppState::new(engine)
+            .with_oidc(oidc)
             .with_webhooks(webhooks)
             .with_refund_limits(refunds)
             .with_evidence_files(Arc::new(verdict_evidence::LocalDirStore::new(evidence_dir.clone())));
@@ -312,11 +343,11 @@ pub async fn open_dispute(app: &TestApp, processor_dispute_id: &str) -> String {
     answer.data()["openDispute"]["id"].as_str().unwrap().to_owned()
 }
 
-/// The lead assigns the dispute to bob and waits until every step it has succeeded (the assignee's notice), so a
+/// The lead assigns the dispute to alice (the analyst's key) and waits until every step it has succeeded (the assignee's notice), so a
 /// test can then put that step in whatever state it needs without racing the worker.
 pub async fn assign_and_wait_for_the_notice(app: &TestApp, id: &str) {
     let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { version } }";
-    app.gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "bob"}}))
+    app.gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "alice"}}))
         .await
         .data();
     let steps_query = "query($id: ID!) { dispute(id: $id) { steps { status } } }";

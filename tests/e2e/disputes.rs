@@ -290,10 +290,16 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             .await;
         assert_eq!(for_bob.error_code(), "FORBIDDEN");
         assert_unchanged(&app, &id, 1, 1).await;
-        let by_lead = app
+        // Nobody called bob has signed in or holds a key: assigning him is refused.
+        let nobody = app
             .gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "bob"}}))
             .await;
-        assert_eq!(by_lead.data()["assignDispute"]["assignee"], "bob");
+        assert_eq!(nobody.error_code(), "INVALID_INPUT", "{}", nobody.body);
+        assert_unchanged(&app, &id, 1, 1).await;
+        let by_lead = app
+            .gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "alice"}}))
+            .await;
+        assert_eq!(by_lead.data()["assignDispute"]["assignee"], "alice");
 
         let mut cases: Vec<(&str, Value)> = Vec::new();
         let mut negative = open_input("dp_negative");
@@ -620,7 +626,7 @@ async fn two_analysts_taking_one_dispute_exactly_one_wins() {
             .gql(
                 &app.lead,
                 assign,
-                json!({"input": {"id": id, "assignee": "omar", "expectedAssignee": null}}),
+                json!({"input": {"id": id, "assignee": "alice", "expectedAssignee": null}}),
             )
             .await;
         assert_eq!(stale.error_code(), "VERSION_CONFLICT", "{}", app.label);

@@ -10,6 +10,7 @@ mod disputes;
 mod documents;
 mod evidence;
 mod facts;
+mod identity;
 mod limits;
 mod observability;
 mod readiness;

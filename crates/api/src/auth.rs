@@ -1,5 +1,7 @@
-//! API keys and roles. A token is shown once at creation; only its hash is stored. Every GraphQL request
-//! carries `Authorization: Bearer TOKEN`, and every event records the key's name as its actor.
+//! API keys, people and roles. A key's token is shown once at creation; only its hash is stored. Every
+//! GraphQL request carries `Authorization: Bearer TOKEN`: an API key (services) or, when `[oidc]` is
+//! configured, a person's ID token from the organisation's provider (see identity.rs). Every event records
+//! the key's name or the person's handle as its actor.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,9 +9,10 @@ use std::str::FromStr;
 use axum::http::{HeaderMap, header};
 use rand::RngCore;
 use verdict_domain::Actor;
-use verdict_store::{ApiKeyRecord, KeySelector, Revocation, Store, StoreError, hash_token};
+use verdict_store::{ApiKeyRecord, KeySelector, Revocation, SignIn, Store, StoreError, hash_token};
 
 use crate::error::ApiError;
+use crate::identity::OidcVerifier;
 
 /// What a key may do; each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, async_graphql::Enum)]
@@ -56,11 +59,21 @@ impl fmt::Display for Role {
     }
 }
 
-/// The caller of a request, from its API key.
+/// How the caller of a request authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A service (or a script) with an API key; `name` is the key's name.
+    ApiKey,
+    /// A person signed in through the OpenID Connect provider; `name` is their handle in `users`.
+    User,
+}
+
+/// The caller of a request, from its API key or its ID token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
     pub role: Role,
+    pub kind: PrincipalKind,
 }
 
 impl Principal {
@@ -69,9 +82,18 @@ impl Principal {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
-                "this needs the {role} role; key {:?} is {}",
-                self.name, self.role
+                "this needs the {role} role; {} is {}",
+                self.describe(),
+                self.role
             )))
+        }
+    }
+
+    /// `key "name"` or `user "name"`, for messages.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            PrincipalKind::ApiKey => format!("key {:?}", self.name),
+            PrincipalKind::User => format!("user {:?}", self.name),
         }
     }
 
@@ -156,8 +178,17 @@ pub async fn revoke_api_key(
     }
 }
 
-/// The principal behind the request's bearer token.
-pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// How long a person's `last_seen_at` may lag behind their requests: one write per person per minute at most.
+const LAST_SEEN_EVERY: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The principal behind the request's bearer token: an API key, or (with `oidc`) a person's ID token, whose
+/// person is recorded in `users` as of `now`.
+pub async fn authenticate(
+    store: &Store,
+    oidc: Option<&OidcVerifier>,
+    headers: &HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Principal, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::Unauthenticated("missing Authorization: Bearer token".into()))?;
@@ -168,6 +199,11 @@ pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principa
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ApiError::Unauthenticated("the Authorization header must be 'Bearer TOKEN'".into()))?;
+    if let Some(oidc) = oidc
+        && OidcVerifier::looks_like_jwt(token)
+    {
+        return sign_in(store, oidc, token, now).await;
+    }
     let key = store
         .find_api_key(&hash_token(token))
         .await
@@ -177,5 +213,41 @@ pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Principa
         .role
         .parse()
         .map_err(|_| ApiError::Internal(format!("key {} has a bad role", key.name)))?;
-    Ok(Principal { name: key.name, role })
+    Ok(Principal {
+        name: key.name,
+        role,
+        kind: PrincipalKind::ApiKey,
+    })
+}
+
+/// A person's request: the token verified, the person recorded (or refreshed) in `users`.
+async fn sign_in(
+    store: &Store,
+    oidc: &OidcVerifier,
+    token: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Principal, ApiError> {
+    let person = oidc.verify(token).await?;
+    let who = SignIn {
+        issuer: person.issuer,
+        subject: person.subject,
+        username: person.username,
+        name: person.name,
+        email: person.email,
+        role: person.role.as_str().to_owned(),
+    };
+    let user = store
+        .record_sign_in(&who, now, LAST_SEEN_EVERY)
+        .await
+        .map_err(|err| match err {
+            StoreError::Duplicate(what) => ApiError::Forbidden(format!(
+                "{what} already uses this handle in Verdict; ask an admin to rename one of you at the identity provider"
+            )),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    Ok(Principal {
+        name: user.username,
+        role: person.role,
+        kind: PrincipalKind::User,
+    })
 }

@@ -13,8 +13,8 @@ use axum::routing::get;
 use uuid::Uuid;
 use verdict_domain::{DisputeId, DocumentKind};
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::{AppState, auth};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -76,14 +76,12 @@ fn answer(format: Format, file_name: &str, pdf: Vec<u8>, html: String) -> Respon
 
 /// The caller, if their role may see personal data.
 async fn authorised(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let principal = state
-        .graphql_reads
-        .run(auth::authenticate(state.engine.store(), headers))
-        .await?;
+    let principal = state.caller(headers).await?;
     if !principal.sees_personal_data() {
         return Err(ApiError::Forbidden(format!(
-            "documents hold personal data; key {:?} is a {}",
-            principal.name, principal.role
+            "documents hold personal data; {} is a {}",
+            principal.describe(),
+            principal.role
         )));
     }
     Ok(())

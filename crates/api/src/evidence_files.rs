@@ -25,7 +25,7 @@ use verdict_evidence::{FileStore, FileStoreError, MAX_FILES_PER_DISPUTE, inspect
 use verdict_store::{FileRecorded, NewEvidenceFile};
 
 use crate::AppState;
-use crate::auth::{Principal, Role, authenticate};
+use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 
 /// The header that carries the uploader's file name.
@@ -35,6 +35,7 @@ pub(crate) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/disputes/{id}/evidence-files", post(upload))
         .route("/disputes/{id}/evidence-files/{file_id}", get(download))
+        .route("/seller-uploads/{token}", post(seller_upload))
 }
 
 /// What an upload answers.
@@ -63,10 +64,7 @@ fn file_store(state: &AppState) -> Result<&Arc<dyn FileStore>, ApiError> {
 }
 
 async fn caller(state: &AppState, headers: &HeaderMap, role: Role) -> Result<Principal, ApiError> {
-    let principal = state
-        .graphql_reads
-        .run(authenticate(state.engine.store(), headers))
-        .await?;
+    let principal = state.caller(headers).await?;
     principal.require(role)?;
     Ok(principal)
 }
@@ -115,8 +113,48 @@ async fn upload(State(state): State<AppState>, Path(id): Path<String>, headers: 
 async fn upload_inner(state: &AppState, id: &str, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     // Who asks comes first: an unknown caller's body is never read.
     let caller = caller(state, headers, Role::Analyst).await?;
-    let files = file_store(state)?;
     let id = dispute_id(id)?;
+    store_upload(state, id, caller.actor().label(), headers, body).await
+}
+
+/// `POST /seller-uploads/{token}`: a seller's file for the dispute a signed, unexpired link names (see
+/// seller_links.rs), recorded as uploaded by `seller:<seller id>`; the same limits as an analyst's upload.
+async fn seller_upload(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let answer = async {
+        let links = state
+            .seller_links
+            .as_ref()
+            .ok_or_else(|| ApiError::NotFound("seller upload links are not configured".into()))?;
+        let id = links.verify(&token, state.engine.clock().now())?;
+        let dispute = state
+            .engine
+            .store()
+            .load(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("dispute {id} not found")))?;
+        let seller = dispute.seller_id.unwrap_or_else(|| "unknown".to_owned());
+        store_upload(&state, id, format!("seller:{seller}"), &headers, body).await
+    };
+    match answer.await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Stores one evidence file of dispute `id` for `uploaded_by`, within the processor's limits.
+async fn store_upload(
+    state: &AppState,
+    id: DisputeId,
+    uploaded_by: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let files = file_store(state)?;
     let store = state.engine.store();
     let dispute = store
         .load(id)
@@ -185,7 +223,7 @@ async fn upload_inner(state: &AppState, id: &str, headers: &HeaderMap, body: Bod
         size_bytes: stored.size_bytes,
         content_type: stored.content_type,
         file_name: file_name(headers),
-        uploaded_by: caller.actor().label(),
+        uploaded_by,
         uploaded_at: state.engine.clock().now(),
     };
     // A refusal here (another upload won the race) leaves the stored bytes unreferenced: harmless, since a

@@ -8,8 +8,10 @@ pub mod error;
 pub mod evidence_files;
 pub mod graphiql;
 pub mod graphql;
+pub mod identity;
 pub mod metrics;
 mod readiness;
+pub mod seller_links;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -50,6 +52,10 @@ pub struct AppState {
     pub refund_limits: graphql::RefundLimits,
     /// Where evidence files are kept (`[evidence] dir`); without one, uploads and downloads answer an error.
     pub evidence_files: Option<std::sync::Arc<dyn verdict_evidence::FileStore>>,
+    /// The organisation's OpenID Connect provider (`[oidc]`); without one, only API keys authenticate.
+    pub oidc: Option<identity::OidcVerifier>,
+    /// Signs and checks sellers' upload links (`[sellers] upload_secret`); without it there are none.
+    pub seller_links: Option<seller_links::SellerLinks>,
     /// `/readyz`'s write probe and its cached answer.
     readiness: std::sync::Arc<readiness::Readiness>,
 }
@@ -71,6 +77,8 @@ impl AppState {
             graphql_reads,
             allowed_origins: Vec::new(),
             evidence_files: None,
+            oidc: None,
+            seller_links: None,
             readiness: std::sync::Arc::default(),
         }
     }
@@ -78,11 +86,13 @@ impl AppState {
     /// The same state with other GraphQL limits (`[graphql]` in the configuration).
     pub fn with_graphql_limits(self, limits: GraphqlLimits) -> Self {
         let (webhooks, allowed_origins) = (self.webhooks, self.allowed_origins);
-        let evidence_files = self.evidence_files;
+        let (evidence_files, oidc, seller_links) = (self.evidence_files, self.oidc, self.seller_links);
         Self {
             webhooks,
             allowed_origins,
             evidence_files,
+            oidc,
+            seller_links,
             ..Self::with_limits(self.engine, limits, self.refund_limits)
         }
     }
@@ -90,11 +100,13 @@ impl AppState {
     /// The same state with other refund limits by role (`[refunds]` in the configuration).
     pub fn with_refund_limits(self, refunds: graphql::RefundLimits) -> Self {
         let (webhooks, allowed_origins) = (self.webhooks, self.allowed_origins);
-        let evidence_files = self.evidence_files;
+        let (evidence_files, oidc, seller_links) = (self.evidence_files, self.oidc, self.seller_links);
         Self {
             webhooks,
             allowed_origins,
             evidence_files,
+            oidc,
+            seller_links,
             ..Self::with_limits(self.engine, self.graphql_limits, refunds)
         }
     }
@@ -109,6 +121,31 @@ impl AppState {
     pub fn with_evidence_files(mut self, files: std::sync::Arc<dyn verdict_evidence::FileStore>) -> Self {
         self.evidence_files = Some(files);
         self
+    }
+
+    /// The same state letting people sign in through this OpenID Connect provider.
+    pub fn with_oidc(mut self, oidc: Option<identity::OidcVerifier>) -> Self {
+        self.oidc = oidc;
+        self
+    }
+
+    /// The same state letting sellers upload evidence through links signed by `links`.
+    pub fn with_seller_links(mut self, links: Option<seller_links::SellerLinks>) -> Self {
+        self.seller_links = links;
+        self
+    }
+
+    /// The caller of a request (API key or ID token), authenticated within the read gate.
+    pub async fn caller(&self, headers: &HeaderMap) -> Result<auth::Principal, ApiError> {
+        let now = self.engine.clock().now();
+        self.graphql_reads
+            .run(auth::authenticate(
+                self.engine.store(),
+                self.oidc.as_ref(),
+                headers,
+                now,
+            ))
+            .await
     }
 
     /// The same state with webhooks configured.
@@ -172,11 +209,7 @@ async fn graphql_handler(State(state): State<AppState>, headers: HeaderMap, body
 
 async fn graphql_answer(state: &AppState, headers: &HeaderMap, body: Body) -> Response {
     let limits = &state.graphql_limits;
-    let principal = match state
-        .graphql_reads
-        .run(auth::authenticate(state.engine.store(), headers))
-        .await
-    {
+    let principal = match state.caller(headers).await {
         Ok(principal) => principal,
         Err(err) => return err.into_response(),
     };
@@ -213,7 +246,11 @@ async fn graphql_answer(state: &AppState, headers: &HeaderMap, body: Body) -> Re
             .into_response();
         }
     };
-    let mut response = state.schema.execute(request.data(principal)).await;
+    let mut request = request.data(principal);
+    if let Some(links) = &state.seller_links {
+        request = request.data(links.clone());
+    }
+    let mut response = state.schema.execute(request).await;
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_some() {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod evidence;
 pub mod facts;
 pub mod ids;
+pub mod liability;
 pub mod machine;
 pub mod money;
 pub mod personal;
@@ -29,6 +30,10 @@ pub use evidence::{
     compelling_evidence, completeness, draw_from_facts, expectations,
 };
 pub use ids::DisputeId;
+pub use liability::{
+    LiabilityFacts, SellerLiability, SellerRate, SellerTask, SellerTaskPolicy, recovery_due, recovery_step,
+    seller_liability, seller_task_due,
+};
 pub use machine::{
     Action, Actor, ActorKind, Change, Command, Decision, DisputeEvent, EventKind, EvidenceRef, StepKind, StepRequest,
     TimerInstruction, TimerKind, apply, decide, expiry_at, is_outcome, open, opened, processor_transition_allowed,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::facts::{ReferenceKind, TaggedReference, lookup_references};
+use crate::liability::SellerTask;
 use crate::respond::{self, MessageChannel, MessageTemplate, RefundRecord};
 use crate::{
     Customer, Dispute, DisputeId, DocumentKind, DocumentRef, DomainError, EvidenceKind, EvidenceSource, Locale, Money,
@@ -262,6 +263,10 @@ pub enum Action {
         source: String,
         seller_id: String,
         customer: Customer,
+        /// The seller owns the dispute (see liability.rs): a seller task opens with the link, and the seller is
+        /// asked for what is needed by its due time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seller_task: Option<SellerTask>,
     },
     /// The link step asked the marketplace facts with every reference the notification carried and none
     /// matched; `tried` names the kinds of reference (never their values).
@@ -426,6 +431,9 @@ pub enum Change {
         source: String,
         seller_id: String,
         customer: Customer,
+        /// The seller task opened with the link, when the seller owns the dispute.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seller_task: Option<SellerTask>,
     },
     /// No order matched the references the notification carried (their kinds are named, not their values).
     OrderNotFound {
@@ -643,6 +651,9 @@ pub enum StepKind {
     SellerMessage,
     /// Finds the dispute's marketplace order by the references its notification carried (the step's payload).
     LinkOrder,
+    /// Debits a lost or accepted seller-owned dispute from the seller's payout (the marketplace's payout
+    /// service); the payload is the recovery.
+    SellerRecovery,
 }
 
 impl StepKind {
@@ -656,6 +667,7 @@ impl StepKind {
             StepKind::CustomerMessage => "customer_message",
             StepKind::SellerMessage => "seller_message",
             StepKind::LinkOrder => "link_order",
+            StepKind::SellerRecovery => "seller_recovery",
         }
     }
 }
@@ -1283,6 +1295,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             source,
             seller_id,
             customer,
+            seller_task,
         } => {
             refuse_late_link(dispute, &command.actor)?;
             let order_reference = clean_reference("order reference", order_reference)?;
@@ -1296,11 +1309,29 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                     "the dispute is already linked to order {order_reference}"
                 )));
             }
+            if let Some(task) = seller_task {
+                // The seller hears what is needed and by when, through the seller channel's message step.
+                steps.push(StepRequest {
+                    kind: StepKind::SellerMessage,
+                    idempotency_key: format!(
+                        "{}:{}:{}",
+                        dispute.id,
+                        dispute.version + 1,
+                        StepKind::SellerMessage.as_str()
+                    ),
+                    payload: Some(serde_json::json!({
+                        "template": MessageTemplate::SellerRequestEvidence.as_str(),
+                        "text": task.request_text(),
+                        "locale": Locale::En.as_str(),
+                    })),
+                });
+            }
             Change::OrderLinked {
                 order_reference,
                 source,
                 seller_id,
                 customer: customer.clone(),
+                seller_task: *seller_task,
             }
         }
         Action::RecordOrderNotFound { source, tried } => {

@@ -57,6 +57,10 @@ pub struct Engine {
     /// Where the marketplace's orders are read (the link step, GraphQL): Verdict's own tables unless
     /// configured otherwise.
     facts: Arc<dyn MarketplaceFacts>,
+    /// When a seller's answer is due on the disputes the seller owns (`[sellers]`).
+    seller_tasks: verdict_domain::SellerTaskPolicy,
+    /// Sellers with more disputes than this per 10,000 orders are flagged.
+    seller_rate_threshold_bps: u64,
 }
 
 impl Engine {
@@ -69,7 +73,30 @@ impl Engine {
             timing: Arc::default(),
             document_sources: None,
             facts,
+            seller_tasks: verdict_domain::SellerTaskPolicy::default(),
+            seller_rate_threshold_bps: 100,
         }
+    }
+
+    /// The same engine with another seller task policy (`[sellers]`: the margin before the processor's
+    /// deadline).
+    pub fn with_seller_tasks(mut self, policy: verdict_domain::SellerTaskPolicy) -> Self {
+        self.seller_tasks = policy;
+        self
+    }
+
+    pub fn seller_tasks(&self) -> verdict_domain::SellerTaskPolicy {
+        self.seller_tasks
+    }
+
+    /// The same engine flagging sellers above `bps` disputes per 10,000 orders (`[sellers]`).
+    pub fn with_seller_rate_threshold(mut self, bps: u64) -> Self {
+        self.seller_rate_threshold_bps = bps;
+        self
+    }
+
+    pub fn seller_rate_threshold_bps(&self) -> u64 {
+        self.seller_rate_threshold_bps
     }
 
     /// The same engine with documents drawing their facts and evidence from `sources` instead of the
@@ -143,6 +170,17 @@ impl Engine {
         self.decide_commit_and_tell(id, command, None).await
     }
 
+    /// The seller task of a dispute the seller owns: the one its latest order link opened.
+    pub async fn seller_task(&self, id: DisputeId) -> Result<Option<verdict_domain::SellerTask>, EngineError> {
+        let events = self.store.events(id).await?;
+        Ok(events
+            .iter()
+            .rev()
+            .find(|event| event.kind == verdict_domain::EventKind::OrderLinked.as_str())
+            .and_then(|event| event.change.get("seller_task"))
+            .and_then(|task| serde_json::from_value(task.clone()).ok()))
+    }
+
     /// Load, decide, commit; re-decided on fresh state after losing a race. With a fence, the claimed timer or
     /// step completes in the same transaction, or nothing is written.
     pub(crate) async fn decide_and_commit(
@@ -165,10 +203,17 @@ impl Engine {
             attempt += 1;
             let dispute = self.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
             let now = self.clock.now();
-            let decision = self.timing.adjust(decide(&dispute, &command, now)?, now);
+            let mut decision = self.timing.adjust(decide(&dispute, &command, now)?, now);
             let mut after = dispute.clone();
             for event in &decision.events {
                 apply(&mut after, event);
+            }
+            // A seller-owned dispute just lost or accepted is recovered from the seller, in the same commit.
+            if verdict_domain::recovery_due(after.status) && !verdict_domain::recovery_due(dispute.status) {
+                let task = self.seller_task(id).await?;
+                decision
+                    .steps
+                    .extend(verdict_domain::recovery_step(dispute.status, &after, task.as_ref()));
             }
             match self
                 .store

@@ -18,7 +18,9 @@ mod mailbox;
 mod queue;
 mod repo;
 mod schedules;
+mod sellers;
 pub mod testing;
+mod users;
 
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::{StorageFault, StoreError};
@@ -36,3 +38,5 @@ pub use repo::{
     Backend, DisputeFilter, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS,
 };
 pub use schedules::{DueSoon, ScheduleClaim, ScheduleRow};
+pub use sellers::{NewRecovery, RecoveryRecord, SellerCounts};
+pub use users::{SignIn, UserRecord};

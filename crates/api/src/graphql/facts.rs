@@ -374,11 +374,14 @@ pub(crate) async fn link_order(ctx: &Context<'_>, input: LinkOrderInput) -> asyn
         .await
         .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::NotFound(format!("no order {reference:?} in the marketplace facts")))?;
+    let seller_task =
+        verdict_domain::SellerTask::for_order(&dispute, &order, &engine.seller_tasks(), engine.clock().now());
     let action = Action::LinkOrder {
         customer: order.dispute_customer(),
         order_reference: order.order_reference,
         source: engine.facts().name().to_owned(),
         seller_id: order.seller.seller_id,
+        seller_task,
     };
     let mut command = Command::new(caller.actor(), action).expecting(input.expected_version);
     if let Some(reason) = input.reason {

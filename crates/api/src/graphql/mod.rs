@@ -11,7 +11,9 @@ mod mutation;
 mod notifications;
 mod operations_admin;
 mod query;
+mod sellers;
 mod types;
+mod users;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
 use verdict_engine::Engine;

@@ -62,7 +62,8 @@ pub struct ChangeDueByInput {
 #[derive(InputObject)]
 pub struct AssignDisputeInput {
     pub id: ID,
-    /// Null unassigns: analysts may release their own assignment this way.
+    /// The handle of a person who has signed in (see `users`) or an active API key's name; anyone else is
+    /// INVALID_INPUT. Null unassigns: analysts may release their own assignment this way.
     pub assignee: Option<String>,
     pub reason: Option<String>,
     /// Whom the caller expects as the current assignee (null: nobody); another one is a VERSION_CONFLICT, so of
@@ -237,6 +238,15 @@ impl MutationRoot {
             // Taking expects nobody, releasing expects oneself: anything else is someone else's dispute.
             expected.get_or_insert(if assignee.is_some() { None } else { own });
         }
+        if let Some(name) = &assignee
+            && !engine.store().is_known_assignee(name).await.map_err(ApiError::from)?
+        {
+            return Err(ApiError::InvalidInput(format!(
+                "nobody is called {name:?} in Verdict: assign a person who has signed in (see the users query) or \
+                 an active API key's name"
+            ))
+            .into());
+        }
         let mut command = Command {
             actor: caller.actor(),
             reason: input.reason,
@@ -273,6 +283,17 @@ impl MutationRoot {
             command.expected_version = Some(current.version);
         }
         Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
+    }
+
+    /// A signed, expiring link through which the dispute's seller uploads evidence files without an account
+    /// (analysts and up): send it in a seller message. Files arrive as the dispute's uploads, by
+    /// `seller:<seller id>`.
+    async fn create_seller_upload_link(
+        &self,
+        ctx: &Context<'_>,
+        input: super::sellers::CreateSellerUploadLinkInput,
+    ) -> async_graphql::Result<super::sellers::CreateSellerUploadLinkPayload> {
+        super::sellers::create_upload_link(ctx, input).await
     }
 
     async fn add_note(&self, ctx: &Context<'_>, input: AddNoteInput) -> async_graphql::Result<Dispute> {

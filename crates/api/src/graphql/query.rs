@@ -10,7 +10,7 @@ use verdict_store::PageCursor;
 
 use super::limits::list_cost;
 use super::types::{Dispute, DisputeConnection, DisputeEdge, DisputeFilter, PageInfo};
-use crate::auth::{Principal, Role};
+use crate::auth::{Principal, PrincipalKind, Role};
 use crate::error::ApiError;
 
 const MAX_PAGE: i32 = 500;
@@ -46,10 +46,23 @@ fn decode_cursor(cursor: &str) -> Result<PageCursor, ApiError> {
     })
 }
 
+/// The caller of the request.
 #[derive(SimpleObject)]
 pub struct Me {
+    /// The API key's name or the person's handle: what events record as the actor.
     pub name: String,
     pub role: Role,
+    /// How the caller signed in.
+    pub kind: CallerKind,
+}
+
+/// How a caller authenticated.
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+pub enum CallerKind {
+    /// A service (or a script) with an API key.
+    ApiKey,
+    /// A person signed in through the organisation's OpenID Connect provider.
+    User,
 }
 
 #[Object]
@@ -123,12 +136,43 @@ impl QueryRoot {
         super::operations_admin::api_keys(ctx).await
     }
 
-    /// The caller's key name and role.
+    /// Recoveries of lost or accepted disputes the seller owned, debited from the sellers' payouts, newest
+    /// first (leads and up).
+    #[graphql(complexity = "list_cost(first, child_complexity)")]
+    async fn seller_recoveries(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+    ) -> async_graphql::Result<Vec<super::sellers::SellerRecovery>> {
+        super::sellers::recoveries(ctx, first).await
+    }
+
+    /// Sellers' disputes against their orders over the last `days` days (default 90), highest rate first,
+    /// those above the configured threshold flagged (leads and up).
+    async fn seller_dispute_rates(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 90)] days: i32,
+    ) -> async_graphql::Result<Vec<super::sellers::SellerDisputeRate>> {
+        super::sellers::rates(ctx, days).await
+    }
+
+    /// Every person who signed in through the identity provider, by handle: whom a dispute can be assigned
+    /// to (leads and up; emails whole for admins only).
+    async fn users(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<super::users::User>> {
+        super::users::users(ctx).await
+    }
+
+    /// The caller's key name or handle, role, and how they signed in.
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
         let principal = principal(ctx, Role::Viewer)?;
         Ok(Me {
             name: principal.name.clone(),
             role: principal.role,
+            kind: match principal.kind {
+                PrincipalKind::ApiKey => CallerKind::ApiKey,
+                PrincipalKind::User => CallerKind::User,
+            },
         })
     }
 

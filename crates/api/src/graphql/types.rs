@@ -412,6 +412,12 @@ impl Dispute {
     ) -> async_graphql::Result<Vec<super::notifications::ProcessorNotification>> {
         super::notifications::raw(ctx, &self.0).await
     }
+    /// The seller's task when the seller owns this dispute (opened when it was linked to its order): why, what
+    /// the seller is asked for, and when their answer is due (before the processor's deadline). Null otherwise.
+    #[graphql(complexity = "5 + child_complexity")]
+    async fn seller_task(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::sellers::SellerTask>> {
+        super::sellers::task_of(ctx, &self.0).await
+    }
     /// What the cardholder claims, from the reason code (and the processor's reason for ambiguous codes).
     async fn claim(&self) -> super::evidence::DisputeClaim {
         verdict_domain::DisputeClaim::of_dispute(&self.0).into()

@@ -738,6 +738,7 @@ fn any_action() -> impl Strategy<Value = Action> {
                 source: "tables".to_owned(),
                 seller_id: seller.to_owned(),
                 customer: linked_customer(),
+                seller_task: None,
             }),
         Just(Action::RecordOrderNotFound {
             source: "tables".to_owned(),
@@ -934,6 +935,7 @@ fn linking_an_order_sets_the_seller_and_the_customer() {
             source: "tables".into(),
             seller_id: "seller-9".into(),
             customer: linked_customer(),
+            seller_task: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -947,6 +949,42 @@ fn linking_an_order_sets_the_seller_and_the_customer() {
 }
 
 #[test]
+fn a_seller_owned_link_records_the_task_and_asks_the_seller_for_what_is_needed() {
+    let mut dispute = opened_dispute(Stage::Chargeback);
+    let task = crate::SellerTask {
+        liability: crate::SellerLiability::NotReceivedSellerShipped,
+        due_at: dispute.due_by.unwrap_or_else(Utc::now) - Duration::days(3),
+    };
+    let decision = run(
+        &mut dispute,
+        Action::LinkOrder {
+            order_reference: "A-17".into(),
+            source: "tables".into(),
+            seller_id: "seller-9".into(),
+            customer: linked_customer(),
+            seller_task: Some(task),
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let change = serde_json::to_value(&decision.events[0].change).unwrap_or_default();
+    assert_eq!(change["seller_task"]["liability"], "not_received_seller_shipped");
+    let asks: Vec<&StepRequest> = decision
+        .steps
+        .iter()
+        .filter(|s| s.kind == StepKind::SellerMessage)
+        .collect();
+    assert_eq!(asks.len(), 1, "{:?}", decision.steps);
+    let payload = asks[0].payload.clone().unwrap_or_default();
+    assert_eq!(payload["template"], "seller_request_evidence");
+    assert!(
+        payload["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("proof_of_delivery")
+    );
+}
+
+#[test]
 fn linking_the_same_order_twice_is_refused_and_changes_nothing() {
     let mut dispute = opened_dispute(Stage::Chargeback);
     let link = Action::LinkOrder {
@@ -954,6 +992,7 @@ fn linking_the_same_order_twice_is_refused_and_changes_nothing() {
         source: "tables".into(),
         seller_id: "seller-9".into(),
         customer: linked_customer(),
+        seller_task: None,
     };
     run(&mut dispute, link.clone()).unwrap_or_else(|e| panic!("{e}"));
     let before = dispute.clone();
@@ -971,6 +1010,7 @@ fn a_blank_order_reference_cannot_be_linked() {
             source: "tables".into(),
             seller_id: "seller-9".into(),
             customer: linked_customer(),
+            seller_task: None,
         },
     );
     assert!(matches!(result, Err(DomainError::InvalidInput(_))));
@@ -1016,6 +1056,7 @@ fn a_late_link_step_leaves_a_dispute_an_analyst_linked_meanwhile() {
             source: "tables".into(),
             seller_id: "seller-9".into(),
             customer: linked_customer(),
+            seller_task: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -1029,6 +1070,7 @@ fn a_late_link_step_leaves_a_dispute_an_analyst_linked_meanwhile() {
             source: "http".into(),
             seller_id: "seller-other".into(),
             customer: linked_customer(),
+            seller_task: None,
         },
         Action::RecordOrderNotFound {
             source: "http".into(),

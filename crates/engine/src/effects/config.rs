@@ -33,6 +33,8 @@ pub struct EffectsConfig {
     pub sandbox: bool,
     /// How long after evidence is submitted the sandbox processor reports its outcome.
     pub sandbox_outcome_delay_secs: u64,
+    /// Seller tasks and recoveries (`[sellers]`): the payout service recoveries are sent to.
+    pub sellers: super::payout::SellersConfig,
 }
 
 impl Default for EffectsConfig {
@@ -43,6 +45,7 @@ impl Default for EffectsConfig {
             seller_webhook: SellerWebhookConfig::default(),
             sandbox: false,
             sandbox_outcome_delay_secs: DEFAULT_SANDBOX_OUTCOME_DELAY_SECS,
+            sellers: Default::default(),
         }
     }
 }

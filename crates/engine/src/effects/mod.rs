@@ -42,6 +42,7 @@ mod braintree;
 mod config;
 mod http;
 mod mailer;
+mod payout;
 mod paypal;
 mod processor;
 mod reconcile;
@@ -65,6 +66,7 @@ pub use adyen::{AdyenApi, DOCUMENT_TYPES_BY_KIND, GENERIC_DOCUMENT_TYPE};
 pub use braintree::{BraintreeApi, api_request_key as braintree_api_request_key};
 pub use config::{EffectsConfig, MailConfig, ProcessorsConfig, SellerWebhookConfig};
 pub use mailer::{Delivery, Mailbox, Mailer, OutgoingMail, SmtpMailer};
+pub use payout::{FakePayouts, HttpPayouts, PayoutService, RecoveryRequest, SellersConfig};
 pub use paypal::PaypalApi;
 pub use processor::{
     DefenseDocument, Evidence, ProcessorApi, ProcessorReply, Submission, SubmissionFile, SubmissionItem,
@@ -276,6 +278,13 @@ pub struct Effects {
     submissions: Option<Arc<dyn SubmissionSource>>,
     /// Where the link step finds a dispute's order.
     facts: Arc<dyn MarketplaceFacts>,
+    /// When a seller's answer is due, for the seller task a link opens.
+    seller_tasks: verdict_domain::SellerTaskPolicy,
+    /// The marketplace's payout service; without one, recoveries wait (dead-lettered, visible).
+    payouts: Option<Arc<dyn PayoutService>>,
+    /// Where recoveries are recorded.
+    store: Store,
+    clock: Arc<dyn Clock>,
 }
 
 impl Effects {
@@ -341,7 +350,12 @@ impl Effects {
         ) {
             effects.seller = Arc::new(SellerWebhook::new(url, secret, clock)?.with_log(effects.mailbox.clone()));
         }
+        effects.seller_tasks = config.sellers.task_policy()?;
+        if let Some(url) = config.sellers.payout_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            effects.payouts = Some(Arc::new(HttpPayouts::new(url, config.sellers.payout_token.as_deref())?));
+        }
         tracing::info!(
+            payouts = effects.payouts.is_some(),
             stripe = effects.stripe.is_some(),
             adyen = effects.adyen.is_some(),
             paypal = effects.paypal.is_some(),
@@ -364,7 +378,7 @@ impl Effects {
     /// the demo only: the sandbox invents outcomes.
     pub fn local(store: Store, clock: Arc<dyn Clock>) -> Self {
         let facts: Arc<dyn MarketplaceFacts> = Arc::new(TablesFacts::new(store.db().clone()));
-        let mailbox = Mailbox::new(store, clock);
+        let mailbox = Mailbox::new(store.clone(), clock.clone());
         Self {
             stripe: None,
             adyen: None,
@@ -378,7 +392,23 @@ impl Effects {
             sandbox_outcome_delay: Duration::seconds(config::DEFAULT_SANDBOX_OUTCOME_DELAY_SECS as i64),
             submissions: None,
             facts,
+            seller_tasks: verdict_domain::SellerTaskPolicy::default(),
+            payouts: None,
+            store,
+            clock,
         }
+    }
+
+    /// Seller tasks opened by the link step are due as `policy` says.
+    pub fn with_seller_tasks(mut self, policy: verdict_domain::SellerTaskPolicy) -> Self {
+        self.seller_tasks = policy;
+        self
+    }
+
+    /// Recoveries are debited through `payouts`.
+    pub fn with_payouts(mut self, payouts: Arc<dyn PayoutService>) -> Self {
+        self.payouts = Some(payouts);
+        self
     }
 
     /// The marketplace facts the link step asks (the engine's, as configured by `[marketplace]`).
@@ -625,11 +655,14 @@ impl Effects {
         let action = match found {
             Some(order) => {
                 tracing::info!(source = %source, "order found");
+                let seller_task =
+                    verdict_domain::SellerTask::for_order(&ctx.dispute, &order, &self.seller_tasks, self.clock.now());
                 Action::LinkOrder {
                     customer: order.dispute_customer(),
                     order_reference: order.order_reference,
                     source,
                     seller_id: order.seller.seller_id,
+                    seller_task,
                 }
             }
             None => {
@@ -642,6 +675,58 @@ impl Effects {
             follow_up: Some(action),
             follow_up_after: None,
         })
+    }
+
+    /// Records the recovery of a lost or accepted seller-owned dispute (once: the step's key is unique among
+    /// recoveries) and debits it from the seller's payout through the payout service, whose idempotency key is
+    /// the same; a retry after a lost answer debits nothing twice. Without a payout service the recovery is
+    /// recorded and the step dead-lettered as waiting for one.
+    async fn seller_recovery(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let payload = ctx
+            .payload
+            .clone()
+            .ok_or_else(|| StepError::Permanent("a seller recovery step without its recovery".into()))?;
+        let mut payload = payload;
+        if let Some(map) = payload.as_object_mut() {
+            map.insert(
+                "recovery_id".into(),
+                serde_json::Value::String(ctx.idempotency_key.clone()),
+            );
+        }
+        let request: RecoveryRequest = serde_json::from_value(payload)
+            .map_err(|err| StepError::Permanent(format!("unreadable recovery: {err}")))?;
+        let recorded = self
+            .store
+            .record_recovery(
+                &verdict_store::NewRecovery {
+                    recovery_key: request.recovery_id.clone(),
+                    dispute_id: ctx.dispute.id.as_uuid(),
+                    seller_id: request.seller_id.clone(),
+                    amount_minor_units: request.amount_minor_units,
+                    currency: request.currency.clone(),
+                    liability: request.liability.clone(),
+                    outcome: request.outcome.clone(),
+                },
+                self.clock.now(),
+            )
+            .await
+            .map_err(|err| StepError::Transient(format!("recording the recovery: {err}")))?;
+        if recorded.payout_reference.is_some() {
+            return Ok(StepOutcome::done());
+        }
+        let Some(payouts) = &self.payouts else {
+            return Err(StepError::Permanent(format!(
+                "{WAITING_FOR_ADAPTER}: no payout service is configured ([sellers] payout_url); the recovery is \
+                 recorded and waits"
+            )));
+        };
+        let reference = payouts.debit(&request).await?;
+        self.store
+            .mark_recovery_sent(&request.recovery_id, &reference, self.clock.now())
+            .await
+            .map_err(|err| StepError::Transient(format!("recording the debit: {err}")))?;
+        tracing::info!(amount = request.amount_minor_units, "seller recovery debited");
+        Ok(StepOutcome::done())
     }
 
     /// The assignee, or the dispute's queue while nobody is assigned (staff messages are in English).
@@ -716,6 +801,7 @@ impl StepPerformer for Effects {
             StepKind::CustomerMessage => self.customer_message(ctx).await,
             StepKind::SellerMessage => self.seller_message(ctx).await,
             StepKind::LinkOrder => self.link_order(ctx).await,
+            StepKind::SellerRecovery => self.seller_recovery(ctx).await,
         }
     }
 }

@@ -8,6 +8,7 @@ mod paypal;
 mod processors;
 mod refunds;
 mod sandbox;
+mod sellers;
 
 use std::sync::Arc;
 

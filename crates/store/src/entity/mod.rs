@@ -7,5 +7,7 @@ pub mod document;
 pub mod evidence_file;
 pub mod evidence_item;
 pub mod notification;
+pub mod seller_recovery;
 pub mod step;
 pub mod timer;
+pub mod user;

@@ -52,6 +52,9 @@ pub struct Config {
     pub marketplace_env_error: Option<String>,
     /// Evidence files (`[evidence]`): where uploads are kept.
     pub evidence: EvidenceConfig,
+    /// Internal URLs sent every dispute event, signed (`[[outbound_webhooks]]`: `name`, `url`, `secret`,
+    /// optional `events` and `max_attempts`); none by default.
+    pub outbound_webhooks: Vec<verdict_engine::effects::OutboundWebhookConfig>,
 }
 
 /// `[evidence]`: uploaded evidence files live under `dir` (default `evidence`, beside the working directory),
@@ -327,6 +330,7 @@ impl Default for Config {
             scheduling: Default::default(),
             graphql: Default::default(),
             evidence: Default::default(),
+            outbound_webhooks: Vec::new(),
             marketplace: Default::default(),
             marketplace_env_error: None,
             refunds: Default::default(),
@@ -377,6 +381,7 @@ impl Config {
             anyhow::bail!("{problem}");
         }
         self.marketplace.check().map_err(|err| anyhow::anyhow!("{err}"))?;
+        verdict_engine::effects::outbound_routes(&self.outbound_webhooks).map_err(|err| anyhow::anyhow!("{err}"))?;
         Ok(())
     }
 
@@ -476,6 +481,7 @@ impl Config {
             seller_webhook: self.seller_webhook.clone(),
             sandbox: self.sandbox,
             sandbox_outcome_delay_secs: self.sandbox_outcome_delay_secs,
+            outbound_webhooks: self.outbound_webhooks.clone(),
         }
     }
 

@@ -12,6 +12,8 @@ mod evidence;
 mod facts;
 mod limits;
 mod observability;
+mod outbound;
 mod respond;
 mod sandbox;
 mod schema;
+mod subscriptions;

@@ -643,6 +643,9 @@ pub enum StepKind {
     SellerMessage,
     /// Finds the dispute's marketplace order by the references its notification carried (the step's payload).
     LinkOrder,
+    /// Posts one event to a configured internal webhook (`[[outbound_webhooks]]`); the payload names the
+    /// webhook and the event's version. Written by the store beside the event, never by `decide`.
+    OutboundWebhook,
 }
 
 impl StepKind {
@@ -656,6 +659,7 @@ impl StepKind {
             StepKind::CustomerMessage => "customer_message",
             StepKind::SellerMessage => "seller_message",
             StepKind::LinkOrder => "link_order",
+            StepKind::OutboundWebhook => "outbound_webhook",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! lost update.
 
 mod batch;
+mod changes;
 mod convert;
 mod documents;
 pub mod entity;
@@ -19,6 +20,7 @@ mod repo;
 mod schedules;
 pub mod testing;
 
+pub use changes::{CHANGE_BUFFER, CHANGE_CHANNEL, Change, OutboundRoute, outbound_delivery_key};
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::StoreError;
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};

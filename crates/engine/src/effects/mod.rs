@@ -42,6 +42,7 @@ mod braintree;
 mod config;
 mod http;
 mod mailer;
+mod outbound;
 mod paypal;
 mod processor;
 mod reconcile;
@@ -63,8 +64,12 @@ use crate::Clock;
 
 pub use adyen::{AdyenApi, DOCUMENT_TYPES_BY_KIND, GENERIC_DOCUMENT_TYPE};
 pub use braintree::{BraintreeApi, api_request_key as braintree_api_request_key};
-pub use config::{EffectsConfig, MailConfig, ProcessorsConfig, SellerWebhookConfig};
+pub use config::{
+    DEFAULT_OUTBOUND_MAX_ATTEMPTS, EffectsConfig, MailConfig, OutboundWebhookConfig, ProcessorsConfig,
+    SellerWebhookConfig, outbound_routes,
+};
 pub use mailer::{Delivery, Mailbox, Mailer, OutgoingMail, SmtpMailer};
+pub use outbound::{EVENT_HEADER, OutboundWebhooks};
 pub use paypal::PaypalApi;
 pub use processor::{
     DefenseDocument, Evidence, ProcessorApi, ProcessorReply, Submission, SubmissionFile, SubmissionItem,
@@ -276,6 +281,8 @@ pub struct Effects {
     submissions: Option<Arc<dyn SubmissionSource>>,
     /// Where the link step finds a dispute's order.
     facts: Arc<dyn MarketplaceFacts>,
+    /// The configured `[[outbound_webhooks]]`; none: their steps (from an earlier configuration) fail.
+    outbound: Option<OutboundWebhooks>,
 }
 
 impl Effects {
@@ -339,7 +346,11 @@ impl Effects {
             config.seller_webhook.url.as_deref().filter(|u| !u.trim().is_empty()),
             config.seller_webhook.secret.as_deref().filter(|s| !s.is_empty()),
         ) {
-            effects.seller = Arc::new(SellerWebhook::new(url, secret, clock)?.with_log(effects.mailbox.clone()));
+            effects.seller =
+                Arc::new(SellerWebhook::new(url, secret, clock.clone())?.with_log(effects.mailbox.clone()));
+        }
+        if !config.outbound_webhooks.is_empty() {
+            effects.outbound = Some(OutboundWebhooks::new(&config.outbound_webhooks, store, clock)?);
         }
         tracing::info!(
             stripe = effects.stripe.is_some(),
@@ -349,6 +360,7 @@ impl Effects {
             sandbox = config.sandbox,
             smtp = config.mail.smtp_url.is_some(),
             seller_webhook = config.seller_webhook.url.is_some(),
+            outbound_webhooks = config.outbound_webhooks.len(),
             "step handlers configured (messages without a transport go to the mailbox)"
         );
         if config.sandbox {
@@ -378,6 +390,7 @@ impl Effects {
             sandbox_outcome_delay: Duration::seconds(config::DEFAULT_SANDBOX_OUTCOME_DELAY_SECS as i64),
             submissions: None,
             facts,
+            outbound: None,
         }
     }
 
@@ -716,6 +729,12 @@ impl StepPerformer for Effects {
             StepKind::CustomerMessage => self.customer_message(ctx).await,
             StepKind::SellerMessage => self.seller_message(ctx).await,
             StepKind::LinkOrder => self.link_order(ctx).await,
+            StepKind::OutboundWebhook => match &self.outbound {
+                Some(outbound) => outbound.deliver(ctx).await,
+                None => Err(StepError::Permanent(
+                    "no [[outbound_webhooks]] are configured any more; nothing was sent".into(),
+                )),
+            },
         }
     }
 }

@@ -8,6 +8,7 @@
 mod batch;
 mod changes;
 mod convert;
+mod crash;
 mod documents;
 pub mod entity;
 mod error;
@@ -22,7 +23,7 @@ pub mod testing;
 
 pub use changes::{CHANGE_BUFFER, CHANGE_CHANNEL, Change, OutboundRoute, outbound_delivery_key};
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
-pub use error::StoreError;
+pub use error::{StorageFault, StoreError};
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
 pub use inbox::{
     ClaimedNotifications, InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, NotificationRecord,

@@ -61,6 +61,9 @@ pub struct Config {
     /// `payout_token`; `VERDICT_SELLERS_PAYOUT_URL`, `VERDICT_SELLERS_PAYOUT_TOKEN`) and the dispute rate above
     /// which a seller is flagged (`dispute_rate_threshold_bps`).
     pub sellers: verdict_engine::effects::SellersConfig,
+    /// Internal URLs sent every dispute event, signed (`[[outbound_webhooks]]`: `name`, `url`, `secret`,
+    /// optional `events` and `max_attempts`); none by default.
+    pub outbound_webhooks: Vec<verdict_engine::effects::OutboundWebhookConfig>,
 }
 
 /// `[evidence]`: uploaded evidence files live under `dir` (default `evidence`, beside the working directory),
@@ -336,6 +339,7 @@ impl Default for Config {
             scheduling: Default::default(),
             graphql: Default::default(),
             evidence: Default::default(),
+            outbound_webhooks: Vec::new(),
             marketplace: Default::default(),
             marketplace_env_error: None,
             refunds: Default::default(),
@@ -391,6 +395,7 @@ impl Config {
         self.oidc.check()?;
         self.sellers.task_policy()?;
         self.seller_links()?;
+        verdict_engine::effects::outbound_routes(&self.outbound_webhooks).map_err(|err| anyhow::anyhow!("{err}"))?;
         Ok(())
     }
 
@@ -514,6 +519,7 @@ impl Config {
             sandbox: self.sandbox,
             sandbox_outcome_delay_secs: self.sandbox_outcome_delay_secs,
             sellers: self.sellers.clone(),
+            outbound_webhooks: self.outbound_webhooks.clone(),
         }
     }
 

@@ -107,12 +107,15 @@ async fn serve_http(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "verdict listening");
     let sweeper = tokio::spawn(sweep_inbox(state.engine.clone()));
+    // PostgreSQL: this replica's one listener for changes committed anywhere (subscriptions).
+    let changes = tokio::spawn(state.engine.store().clone().run_change_listener());
     let app = verdict_api::router(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");
     sweeper.abort();
+    changes.abort();
     served?;
     tracing::info!("verdict stopped");
     Ok(())

@@ -65,6 +65,10 @@ pub async fn configured_pool(
     effects: &EffectsConfig,
     evidence_files: Option<Arc<dyn FileStore>>,
 ) -> anyhow::Result<Worker> {
+    // Every commit of this replica writes the deliveries of its events from now on.
+    let routes = verdict_engine::effects::outbound_routes(&effects.outbound_webhooks)
+        .context("configuring outbound webhooks")?;
+    engine.store().route_outbound_webhooks(routes);
     let mut performer = Effects::from_config(effects, engine.store().clone(), engine.clock().clone())
         .context("configuring step handlers")?
         .with_facts(engine.facts().clone())

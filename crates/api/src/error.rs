@@ -36,6 +36,9 @@ pub enum ApiError {
     Timeout(String),
     /// An outside system Verdict depends on (the marketplace's order service) cannot answer now (HTTP 503).
     Unavailable(String),
+    /// A subscriber fell further behind than the server buffers; its subscription ends (resubscribe, and
+    /// read what was missed with a query).
+    SubscriberLagged(String),
     /// The cause is logged, never shown.
     Internal(String),
 }
@@ -56,7 +59,8 @@ impl ApiError {
             | ApiError::QueryTooDeep(m)
             | ApiError::ResponseTooLarge(m)
             | ApiError::Timeout(m)
-            | ApiError::Unavailable(m) => m.clone(),
+            | ApiError::Unavailable(m)
+            | ApiError::SubscriberLagged(m) => m.clone(),
             ApiError::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -76,6 +80,7 @@ impl ApiError {
             ApiError::ResponseTooLarge(_) => "RESPONSE_TOO_LARGE",
             ApiError::Timeout(_) => "TIMEOUT",
             ApiError::Unavailable(_) => "UNAVAILABLE",
+            ApiError::SubscriberLagged(_) => "SUBSCRIBER_LAGGED",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -93,7 +98,9 @@ impl ApiError {
             | ApiError::QueryTooDeep(_)
             | ApiError::ResponseTooLarge(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Timeout(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) | ApiError::Unavailable(_) | ApiError::SubscriberLagged(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

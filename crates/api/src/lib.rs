@@ -161,6 +161,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors(&state.allowed_origins);
     Router::new()
         .route("/graphql", get(graphiql::page).post(graphql_handler).layer(cors))
+        .route(SUBSCRIPTIONS_PATH, get(graphql_subscriptions))
         .route(&format!("{}/{{name}}", graphiql::ASSETS_PATH), get(graphiql::asset))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -290,6 +291,63 @@ async fn graphql_answer(state: &AppState, headers: &HeaderMap, body: Body) -> Re
     ([(header::CONTENT_TYPE, "application/json")], buffer.bytes).into_response()
 }
 
+/// Where GraphQL subscriptions are served over WebSocket.
+pub const SUBSCRIPTIONS_PATH: &str = "/graphql/ws";
+
+/// `GET /graphql/ws`: GraphQL subscriptions over WebSocket, in graphql-transport-ws (graphql-ws) or the older
+/// subscriptions-transport-ws, as the client's `Sec-WebSocket-Protocol` asks. The caller authenticates in
+/// `connection_init` with the same API keys as HTTP: `{"Authorization": "Bearer TOKEN"}` (or
+/// `{"authorization": ...}`, or `{"token": "TOKEN"}`); an unknown key closes the connection before any
+/// subscription starts. A message is at most `body_limit_bytes`.
+async fn graphql_subscriptions(
+    State(state): State<AppState>,
+    protocol: async_graphql_axum::GraphQLProtocol,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    let schema = state.schema.clone();
+    let store = state.engine.store().clone();
+    let gate = state.graphql_reads.clone();
+    upgrade
+        .max_message_size(state.graphql_limits.body_limit_bytes)
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            async_graphql_axum::GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let headers = connection_init_headers(&payload);
+                    let principal = gate.run(auth::authenticate(&store, &headers)).await?;
+                    let mut data = async_graphql::Data::default();
+                    data.insert(principal);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+/// The `Authorization` header a `connection_init` payload carries, in the forms clients send it.
+fn connection_init_headers(payload: &serde_json::Value) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    let authorization = ["Authorization", "authorization"]
+        .iter()
+        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()).map(str::to_owned))
+        .or_else(|| {
+            payload
+                .get("headers")
+                .and_then(|h| h.get("Authorization").or_else(|| h.get("authorization")))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        })
+        .or_else(|| {
+            payload
+                .get("token")
+                .and_then(|v| v.as_str())
+                .map(|t| format!("Bearer {t}"))
+        });
+    if let Some(value) = authorization.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    headers
+}
+
 /// An execution-level refusal in GraphQL's shape (`errors[0].extensions.code`), answered 200 as GraphQL
 /// errors are.
 fn graphql_error(err: ApiError) -> Response {
@@ -314,4 +372,25 @@ pub(crate) fn is_length_limit(err: &axum::Error) -> bool {
 /// 200 when the database takes a write (see readiness.rs), else 503 with the reason.
 async fn readyz(State(state): State<AppState>) -> Response {
     state.readiness.respond(state.engine.store()).await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_init_carries_the_key_in_the_forms_clients_send() {
+        for payload in [
+            serde_json::json!({ "Authorization": "Bearer vdk_1" }),
+            serde_json::json!({ "authorization": "Bearer vdk_1" }),
+            serde_json::json!({ "headers": { "Authorization": "Bearer vdk_1" } }),
+            serde_json::json!({ "token": "vdk_1" }),
+        ] {
+            let headers = connection_init_headers(&payload);
+            assert_eq!(headers.get(header::AUTHORIZATION).unwrap(), "Bearer vdk_1", "{payload}");
+        }
+        assert!(connection_init_headers(&serde_json::json!({})).is_empty());
+        assert!(connection_init_headers(&serde_json::Value::Null).is_empty());
+    }
 }

@@ -654,6 +654,9 @@ pub enum StepKind {
     /// Debits a lost or accepted seller-owned dispute from the seller's payout (the marketplace's payout
     /// service); the payload is the recovery.
     SellerRecovery,
+    /// Posts one event to a configured internal webhook (`[[outbound_webhooks]]`); the payload names the
+    /// webhook and the event's version. Written by the store beside the event, never by `decide`.
+    OutboundWebhook,
 }
 
 impl StepKind {
@@ -668,6 +671,7 @@ impl StepKind {
             StepKind::SellerMessage => "seller_message",
             StepKind::LinkOrder => "link_order",
             StepKind::SellerRecovery => "seller_recovery",
+            StepKind::OutboundWebhook => "outbound_webhook",
         }
     }
 }

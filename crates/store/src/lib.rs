@@ -6,6 +6,7 @@
 //! lost update.
 
 mod batch;
+mod changes;
 mod convert;
 mod crash;
 mod documents;
@@ -22,6 +23,7 @@ mod sellers;
 pub mod testing;
 mod users;
 
+pub use changes::{CHANGE_BUFFER, CHANGE_CHANNEL, Change, OutboundRoute, outbound_delivery_key};
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::{StorageFault, StoreError};
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};

@@ -68,6 +68,8 @@ pub struct Store {
     backend: Backend,
     /// Wakes this process's workers after a commit that added timers or steps (see queue.rs).
     wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Subscribers of this process and the outbound webhook routes (see changes.rs).
+    pub(crate) changes: std::sync::Arc<crate::changes::ChangeHub>,
 }
 
 /// Which disputes a queue page shows; every field narrows the result.
@@ -124,6 +126,20 @@ pub struct StepRecord {
     pub attempts: i32,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
+}
+
+impl EventRecord {
+    /// The event without the customer's personal data: the opening event and `order_linked` carry the
+    /// customer, which the dispute shows (masked by role) and history, subscriptions and webhooks never do.
+    pub fn without_personal_data(mut self) -> Self {
+        for pointer in ["/dispute/customer", "/customer"] {
+            if let Some(customer) = self.change.pointer_mut(pointer).and_then(|c| c.as_object_mut()) {
+                customer.remove("name");
+                customer.remove("email");
+            }
+        }
+        self
+    }
 }
 
 impl From<dispute_event::Model> for EventRecord {
@@ -214,6 +230,7 @@ impl Store {
             db,
             backend,
             wake: std::sync::Arc::default(),
+            changes: std::sync::Arc::default(),
         })
     }
 
@@ -421,26 +438,39 @@ impl Store {
                 }
             }
         }
-        let events: Vec<dispute_event::ActiveModel> = decision
+        let records: Vec<EventRecord> = decision
             .events
             .iter()
             .map(|event| {
                 let (from, to) = event.change.status_change().unwrap_or((None, after.status));
                 let moved = event.change.status_change().is_some();
-                Ok(dispute_event::ActiveModel {
-                    dispute_id: Set(event.dispute_id.as_uuid()),
-                    version: Set(event.version),
-                    kind: Set(event.change.kind().as_str().to_owned()),
-                    from_status: Set(from.map(|s| s.to_string())),
-                    to_status: Set(moved.then(|| to.to_string())),
-                    actor: Set(event.actor.label()),
-                    reason: Set(event.reason.clone()),
-                    change: Set(serde_json::to_value(&event.change)
-                        .map_err(|e| StoreError::Corrupt(format!("event does not serialise: {e}")))?),
-                    at: Set(event.at),
+                Ok(EventRecord {
+                    version: event.version,
+                    kind: event.change.kind().as_str().to_owned(),
+                    from_status: from.map(|s| s.to_string()),
+                    to_status: moved.then(|| to.to_string()),
+                    actor: event.actor.label(),
+                    reason: event.reason.clone(),
+                    change: serde_json::to_value(&event.change)
+                        .map_err(|e| StoreError::Corrupt(format!("event does not serialise: {e}")))?,
+                    at: event.at,
                 })
             })
             .collect::<Result<_, StoreError>>()?;
+        let events: Vec<dispute_event::ActiveModel> = records
+            .iter()
+            .map(|r| dispute_event::ActiveModel {
+                dispute_id: Set(after.id.as_uuid()),
+                version: Set(r.version),
+                kind: Set(r.kind.clone()),
+                from_status: Set(r.from_status.clone()),
+                to_status: Set(r.to_status.clone()),
+                actor: Set(r.actor.clone()),
+                reason: Set(r.reason.clone()),
+                change: Set(r.change.clone()),
+                at: Set(r.at),
+            })
+            .collect();
         if !events.is_empty() {
             dispute_event::Entity::insert_many(events)
                 .exec_without_returning(&txn)
@@ -507,8 +537,12 @@ impl Store {
                 }),
             }
         }
+        // The outbox of the outbound webhooks (see below).
+        let outbound = self.outbound_steps(after, &records, now);
+        let publishes = !outbound.is_empty();
         let due_soon = after.updated_at + chrono::Duration::seconds(WAKE_HORIZON_SECONDS);
         let wakes_replicas = !decision.steps.is_empty()
+            || publishes
             || new_timers
                 .iter()
                 .any(|t| matches!(t.due_at, Set(due_at) if due_at <= due_soon));
@@ -539,11 +573,25 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
+        // The outbox of the outbound webhooks: one step per event and webhook that wants it, in the events'
+        // transaction, so a delivery exists exactly when its event does.
+        if publishes {
+            step::Entity::insert_many(outbound)
+                .on_conflict(OnConflict::column(step::Column::IdempotencyKey).do_nothing().to_owned())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        if let (Some(first), Some(last)) = (records.first(), records.last())
+            && self.backend == Backend::Postgres
+        {
+            self.record_change(&txn, after.id, first.version, last.version).await?;
+        }
         if let Some(finish) = finish {
             // Last, after the dispute row is locked: the order check then sees every commit before ours.
             finish.write(&txn).await?;
         }
-        let adds_work = !decision.steps.is_empty()
+        let adds_work = publishes
+            || !decision.steps.is_empty()
             || decision
                 .timers
                 .iter()
@@ -558,7 +606,49 @@ impl Store {
         if adds_work {
             self.wake.notify_one();
         }
+        if !records.is_empty() && self.backend == Backend::Sqlite {
+            // One process: its subscribers hear of the change once it is committed. (PostgreSQL's come
+            // through the listener, from whichever replica committed.)
+            self.publish_change(crate::changes::Change {
+                dispute: after.clone(),
+                events: records,
+            });
+        }
         Ok(())
+    }
+
+    fn outbound_steps(&self, after: &Dispute, events: &[EventRecord], now: DateTime<Utc>) -> Vec<step::ActiveModel> {
+        let routes = self.changes.routes();
+        let mut steps = Vec::new();
+        for route in routes.iter() {
+            for event in events.iter().filter(|e| route.wants(&e.kind)) {
+                steps.push(step::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    dispute_id: Set(Some(after.id.as_uuid())),
+                    kind: Set(verdict_domain::StepKind::OutboundWebhook.as_str().to_owned()),
+                    idempotency_key: Set(crate::changes::outbound_delivery_key(
+                        &route.name,
+                        after.id,
+                        event.version,
+                    )),
+                    status: Set("pending".to_owned()),
+                    attempts: Set(0),
+                    max_attempts: Set(Ord::max(route.max_attempts, 1)),
+                    next_attempt_at: Set(now),
+                    locked_by: Set(None),
+                    locked_until: Set(None),
+                    last_error: Set(None),
+                    payload: Set(Some(serde_json::json!({
+                        "webhook": route.name,
+                        "version": event.version,
+                        "event": event.kind,
+                    }))),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                });
+            }
+        }
+        steps
     }
 
     /// The dispute's events in order.

@@ -12,15 +12,17 @@ mod notifications;
 mod operations_admin;
 mod query;
 mod sellers;
+mod subscription;
 mod types;
 mod users;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, Schema};
 use verdict_engine::Engine;
 
 pub use limits::{GraphqlLimits, ReadGate};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
+pub use subscription::{DisputeChange, SubscriptionRoot};
 
 pub use actions::{ActionsMutation, RefundLimits};
 pub use documents::DocumentsMutation;
@@ -30,7 +32,7 @@ pub use documents::DocumentsMutation;
 #[derive(MergedObject, Default)]
 pub struct Mutation(MutationRoot, ActionsMutation, DocumentsMutation);
 
-pub type VerdictSchema = Schema<QueryRoot, Mutation, EmptySubscription>;
+pub type VerdictSchema = Schema<QueryRoot, Mutation, SubscriptionRoot>;
 
 /// The schema with the default [`GraphqlLimits`] and a read gate sized to a share of the engine's pool.
 pub fn build_schema(engine: Engine) -> VerdictSchema {
@@ -52,7 +54,7 @@ pub fn build_schema_full(
     refunds: RefundLimits,
 ) -> VerdictSchema {
     let lists = loaders::loader(engine.store().clone(), gate.clone());
-    Schema::build(QueryRoot, Mutation::default(), EmptySubscription)
+    Schema::build(QueryRoot, Mutation::default(), SubscriptionRoot)
         .data(engine)
         .data(refunds)
         .data(gate)
@@ -65,7 +67,7 @@ pub fn build_schema_full(
 
 /// The SDL that `verdict schema` prints and graphql/schema.graphql holds.
 pub fn schema_sdl() -> String {
-    Schema::build(QueryRoot, Mutation::default(), EmptySubscription)
+    Schema::build(QueryRoot, Mutation::default(), SubscriptionRoot)
         .finish()
         .sdl()
 }

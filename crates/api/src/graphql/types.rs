@@ -181,21 +181,9 @@ pub struct DisputeEvent {
 }
 
 impl From<EventRecord> for DisputeEvent {
-    fn from(mut e: EventRecord) -> Self {
-        // The opening event carries the customer; the dispute shows it (masked by role), history never does.
-        if let Some(customer) = e
-            .change
-            .pointer_mut("/dispute/customer")
-            .and_then(|c| c.as_object_mut())
-        {
-            customer.remove("name");
-            customer.remove("email");
-        }
-        // `order_linked` carries the customer taken from the order: shown on the dispute, never in history.
-        if let Some(customer) = e.change.pointer_mut("/customer").and_then(|c| c.as_object_mut()) {
-            customer.remove("name");
-            customer.remove("email");
-        }
+    fn from(e: EventRecord) -> Self {
+        // The opening event and `order_linked` carry the customer: shown on the dispute, never in history.
+        let e = e.without_personal_data();
         let status = |s: Option<String>| {
             s.and_then(|s| s.parse::<domain::Status>().ok())
                 .map(DisputeStatus::from)

@@ -35,6 +35,8 @@ pub struct EffectsConfig {
     pub sandbox_outcome_delay_secs: u64,
     /// Seller tasks and recoveries (`[sellers]`): the payout service recoveries are sent to.
     pub sellers: super::payout::SellersConfig,
+    /// Internal URLs that receive the dispute events (`[[outbound_webhooks]]`).
+    pub outbound_webhooks: Vec<OutboundWebhookConfig>,
 }
 
 impl Default for EffectsConfig {
@@ -46,6 +48,7 @@ impl Default for EffectsConfig {
             sandbox: false,
             sandbox_outcome_delay_secs: DEFAULT_SANDBOX_OUTCOME_DELAY_SECS,
             sellers: Default::default(),
+            outbound_webhooks: Vec::new(),
         }
     }
 }
@@ -169,5 +172,135 @@ impl fmt::Debug for SellerWebhookConfig {
             .field("url", &self.url)
             .field("secret", &redacted(&self.secret))
             .finish()
+    }
+}
+
+/// Attempts of one outbound delivery before it is dead-lettered, unless the webhook says otherwise.
+pub const DEFAULT_OUTBOUND_MAX_ATTEMPTS: i32 = 8;
+
+/// One `[[outbound_webhooks]]` entry: an internal URL that is sent the dispute events, signed with `secret`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundWebhookConfig {
+    /// Names the webhook in deliveries' idempotency keys and steps; keep it when the URL moves.
+    pub name: String,
+    pub url: String,
+    /// Signs each delivery (`Verdict-Signature`, HMAC-SHA256 over `<timestamp>.<body>`).
+    pub secret: String,
+    /// Event types to send (`won`, `note_added`, ...); empty or absent: every event.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// Attempts before a delivery is dead-lettered (retried with the workers' backoff in between).
+    #[serde(default = "default_outbound_max_attempts")]
+    pub max_attempts: i32,
+}
+
+fn default_outbound_max_attempts() -> i32 {
+    DEFAULT_OUTBOUND_MAX_ATTEMPTS
+}
+
+impl fmt::Debug for OutboundWebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundWebhookConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("secret", &"***")
+            .field("events", &self.events)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+impl OutboundWebhookConfig {
+    /// How the store routes events to this webhook; an unknown event type, a blank name or secret, or a
+    /// non-positive attempt count is a configuration error.
+    pub fn route(&self) -> Result<verdict_store::OutboundRoute, super::EffectsError> {
+        let bad = |why: String| super::EffectsError::Config(format!("outbound_webhooks {:?}: {why}", self.name));
+        let name = self.name.trim();
+        if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':') {
+            return Err(bad("a name is 1 to 64 characters without spaces or colons".into()));
+        }
+        if self.secret.trim().is_empty() {
+            return Err(bad("secret must not be empty".into()));
+        }
+        super::http::base_url("outbound_webhooks.url", &self.url)?;
+        if self.max_attempts < 1 {
+            return Err(bad("max_attempts must be at least 1".into()));
+        }
+        let events = self
+            .events
+            .iter()
+            .map(|e| {
+                serde_json::from_value::<verdict_domain::EventKind>(serde_json::Value::String(e.trim().to_owned()))
+                    .map_err(|_| bad(format!("unknown event type {e:?}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(verdict_store::OutboundRoute {
+            name: name.to_owned(),
+            events,
+            max_attempts: self.max_attempts,
+        })
+    }
+}
+
+/// The routes of every configured outbound webhook; two with one name are a configuration error.
+pub fn outbound_routes(
+    webhooks: &[OutboundWebhookConfig],
+) -> Result<Vec<verdict_store::OutboundRoute>, super::EffectsError> {
+    let mut routes: Vec<verdict_store::OutboundRoute> = Vec::new();
+    for webhook in webhooks {
+        let route = webhook.route()?;
+        if routes.iter().any(|r| r.name == route.name) {
+            return Err(super::EffectsError::Config(format!(
+                "two outbound_webhooks are named {:?}",
+                route.name
+            )));
+        }
+        routes.push(route);
+    }
+    Ok(routes)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod outbound_tests {
+    use super::*;
+
+    fn webhook() -> OutboundWebhookConfig {
+        OutboundWebhookConfig {
+            name: "ledger".into(),
+            url: "http://ledger.internal/hooks".into(),
+            secret: "s3cret".into(),
+            events: vec!["won".into(), "lost".into()],
+            max_attempts: 3,
+        }
+    }
+
+    #[test]
+    fn a_webhook_routes_its_event_types() {
+        let route = webhook().route().unwrap();
+        assert_eq!(route.name, "ledger");
+        assert!(route.wants("won") && !route.wants("note_added"));
+        assert!(!format!("{:?}", webhook()).contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_webhooks_are_refused() {
+        let unknown = OutboundWebhookConfig {
+            events: vec!["wonn".into()],
+            ..webhook()
+        };
+        assert!(unknown.route().unwrap_err().to_string().contains("wonn"));
+        let blank = OutboundWebhookConfig {
+            secret: " ".into(),
+            ..webhook()
+        };
+        assert!(blank.route().is_err());
+        let ftp = OutboundWebhookConfig {
+            url: "ftp://x".into(),
+            ..webhook()
+        };
+        assert!(ftp.route().is_err());
+        assert!(outbound_routes(&[webhook(), webhook()]).is_err());
     }
 }

@@ -43,6 +43,7 @@ mod config;
 mod http;
 mod mailer;
 mod payout;
+mod outbound;
 mod paypal;
 mod processor;
 mod reconcile;
@@ -64,9 +65,13 @@ use crate::Clock;
 
 pub use adyen::{AdyenApi, DOCUMENT_TYPES_BY_KIND, GENERIC_DOCUMENT_TYPE};
 pub use braintree::{BraintreeApi, api_request_key as braintree_api_request_key};
-pub use config::{EffectsConfig, MailConfig, ProcessorsConfig, SellerWebhookConfig};
+pub use config::{
+    DEFAULT_OUTBOUND_MAX_ATTEMPTS, EffectsConfig, MailConfig, OutboundWebhookConfig, ProcessorsConfig,
+    SellerWebhookConfig, outbound_routes,
+};
 pub use mailer::{Delivery, Mailbox, Mailer, OutgoingMail, SmtpMailer};
 pub use payout::{FakePayouts, HttpPayouts, PayoutService, RecoveryRequest, SellersConfig};
+pub use outbound::{EVENT_HEADER, OutboundWebhooks};
 pub use paypal::PaypalApi;
 pub use processor::{
     DefenseDocument, Evidence, ProcessorApi, ProcessorReply, Submission, SubmissionFile, SubmissionItem,
@@ -285,6 +290,8 @@ pub struct Effects {
     /// Where recoveries are recorded.
     store: Store,
     clock: Arc<dyn Clock>,
+    /// The configured `[[outbound_webhooks]]`; none: their steps (from an earlier configuration) fail.
+    outbound: Option<OutboundWebhooks>,
 }
 
 impl Effects {
@@ -348,7 +355,11 @@ impl Effects {
             config.seller_webhook.url.as_deref().filter(|u| !u.trim().is_empty()),
             config.seller_webhook.secret.as_deref().filter(|s| !s.is_empty()),
         ) {
-            effects.seller = Arc::new(SellerWebhook::new(url, secret, clock)?.with_log(effects.mailbox.clone()));
+            effects.seller =
+                Arc::new(SellerWebhook::new(url, secret, clock.clone())?.with_log(effects.mailbox.clone()));
+        }
+        if !config.outbound_webhooks.is_empty() {
+            effects.outbound = Some(OutboundWebhooks::new(&config.outbound_webhooks, store, clock)?);
         }
         effects.seller_tasks = config.sellers.task_policy()?;
         if let Some(url) = config.sellers.payout_url.as_deref().filter(|u| !u.trim().is_empty()) {
@@ -363,6 +374,7 @@ impl Effects {
             sandbox = config.sandbox,
             smtp = config.mail.smtp_url.is_some(),
             seller_webhook = config.seller_webhook.url.is_some(),
+            outbound_webhooks = config.outbound_webhooks.len(),
             "step handlers configured (messages without a transport go to the mailbox)"
         );
         if config.sandbox {
@@ -396,6 +408,7 @@ impl Effects {
             payouts: None,
             store,
             clock,
+            outbound: None,
         }
     }
 
@@ -802,6 +815,12 @@ impl StepPerformer for Effects {
             StepKind::SellerMessage => self.seller_message(ctx).await,
             StepKind::LinkOrder => self.link_order(ctx).await,
             StepKind::SellerRecovery => self.seller_recovery(ctx).await,
+            StepKind::OutboundWebhook => match &self.outbound {
+                Some(outbound) => outbound.deliver(ctx).await,
+                None => Err(StepError::Permanent(
+                    "no [[outbound_webhooks]] are configured any more; nothing was sent".into(),
+                )),
+            },
         }
     }
 }

@@ -44,7 +44,22 @@ impl SellerNotice {
             other => format!("dispute.{other}"),
         };
         let rendered = templates.render(MessageKind::SellerOutcome, Locale::En, dispute)?;
-        let data = json!({
+        let data = dispute_summary(dispute);
+        Ok(Self {
+            dispute_id: dispute.id,
+            seller_id: dispute.seller_id.clone(),
+            event,
+            idempotency_key: idempotency_key.to_owned(),
+            subject: rendered.subject,
+            body: rendered.body,
+            data,
+        })
+    }
+}
+
+/// A dispute as webhooks describe it: ids, amount, reason and status, no personal data of the customer.
+pub(crate) fn dispute_summary(dispute: &Dispute) -> serde_json::Value {
+    json!({
             "dispute_id": dispute.id.to_string(),
             "seller_id": dispute.seller_id,
             "processor": dispute.processor.as_str(),
@@ -58,17 +73,7 @@ impl SellerNotice {
             "reason_code": dispute.reason_code.code(),
             "network": dispute.reason_code.network().as_str(),
             "reason_category": dispute.reason_code.category().as_str(),
-        });
-        Ok(Self {
-            dispute_id: dispute.id,
-            seller_id: dispute.seller_id.clone(),
-            event,
-            idempotency_key: idempotency_key.to_owned(),
-            subject: rendered.subject,
-            body: rendered.body,
-            data,
-        })
-    }
+    })
 }
 
 /// Tells sellers about their disputes.

@@ -305,16 +305,15 @@ async fn graphql_subscriptions(
     upgrade: axum::extract::ws::WebSocketUpgrade,
 ) -> Response {
     let schema = state.schema.clone();
-    let store = state.engine.store().clone();
-    let gate = state.graphql_reads.clone();
+    let max_message_size = state.graphql_limits.body_limit_bytes;
     upgrade
-        .max_message_size(state.graphql_limits.body_limit_bytes)
+        .max_message_size(max_message_size)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
             async_graphql_axum::GraphQLWebSocket::new(socket, schema, protocol)
                 .on_connection_init(move |payload| async move {
                     let headers = connection_init_headers(&payload);
-                    let principal = gate.run(auth::authenticate(&store, &headers)).await?;
+                    let principal = state.caller(&headers).await?;
                     let mut data = async_graphql::Data::default();
                     data.insert(principal);
                     Ok(data)

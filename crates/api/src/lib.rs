@@ -9,6 +9,7 @@ pub mod evidence_files;
 pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
+pub mod patterns;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(evidence_files::routes())
         .merge(documents::routes())
+        .merge(patterns::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -15,6 +15,7 @@ pub mod facts;
 pub mod ids;
 pub mod machine;
 pub mod money;
+pub mod patterns;
 pub mod personal;
 pub mod reason;
 pub mod respond;
@@ -36,6 +37,7 @@ pub use machine::{
 };
 pub use machine::{link_payload, link_references};
 pub use money::{Currency, Money};
+pub use patterns::{MonitoringLevel, MonitoringProgram, MonitoringThresholds, OutcomeClass, PatternDimension};
 pub use personal::{Customer, CustomerEmail, CustomerName, Locale};
 pub use reason::{CardNetwork, ReasonCategory, ReasonCode};
 pub use respond::{MessageChannel, MessageTemplate, RefundRecord};

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use uuid::Uuid;
 
-use crate::facts::{ReferenceKind, TaggedReference, lookup_references};
+use crate::facts::{OrderProfile, ReferenceKind, TaggedReference, lookup_references};
 use crate::respond::{self, MessageChannel, MessageTemplate, RefundRecord};
 use crate::{
     Customer, Dispute, DisputeId, DocumentKind, DocumentRef, DomainError, EvidenceKind, EvidenceSource, Locale, Money,
@@ -262,6 +262,9 @@ pub enum Action {
         source: String,
         seller_id: String,
         customer: Customer,
+        /// What patterns group by (device, grade, country); none from callers that do not know the order's lines.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<OrderProfile>,
     },
     /// The link step asked the marketplace facts with every reference the notification carried and none
     /// matched; `tried` names the kinds of reference (never their values).
@@ -426,6 +429,9 @@ pub enum Change {
         source: String,
         seller_id: String,
         customer: Customer,
+        /// The order's device, grade and shipping country, for patterns (absent in events recorded before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<OrderProfile>,
     },
     /// No order matched the references the notification carried (their kinds are named, not their values).
     OrderNotFound {
@@ -1283,6 +1289,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             source,
             seller_id,
             customer,
+            profile,
         } => {
             refuse_late_link(dispute, &command.actor)?;
             let order_reference = clean_reference("order reference", order_reference)?;
@@ -1296,11 +1303,13 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                     "the dispute is already linked to order {order_reference}"
                 )));
             }
+            let profile = profile.as_ref().map(clean_profile).transpose()?;
             Change::OrderLinked {
                 order_reference,
                 source,
                 seller_id,
                 customer: customer.clone(),
+                profile,
             }
         }
         Action::RecordOrderNotFound { source, tried } => {
@@ -1655,6 +1664,24 @@ fn clean_reference(field: &str, value: &str) -> Result<String, DomainError> {
         )));
     }
     Ok(value.to_owned())
+}
+
+/// An order profile as a link states it: each value trimmed, a blank one dropped, at most 255 printable
+/// characters (they become grouping keys).
+fn clean_profile(profile: &OrderProfile) -> Result<OrderProfile, DomainError> {
+    let clean = |field: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| clean_reference(field, v))
+            .transpose()
+    };
+    Ok(OrderProfile {
+        device_model: clean("device model", &profile.device_model)?,
+        grade: clean("grade", &profile.grade)?,
+        country: clean("country", &profile.country)?,
+    })
 }
 
 /// Builds a dispute from its opening event; `None` for any other event.

@@ -376,6 +376,7 @@ pub(crate) async fn link_order(ctx: &Context<'_>, input: LinkOrderInput) -> asyn
         .ok_or_else(|| ApiError::NotFound(format!("no order {reference:?} in the marketplace facts")))?;
     let action = Action::LinkOrder {
         customer: order.dispute_customer(),
+        profile: Some(order.profile()),
         order_reference: order.order_reference,
         source: engine.facts().name().to_owned(),
         seller_id: order.seller.seller_id,

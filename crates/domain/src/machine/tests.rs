@@ -738,6 +738,7 @@ fn any_action() -> impl Strategy<Value = Action> {
                 source: "tables".to_owned(),
                 seller_id: seller.to_owned(),
                 customer: linked_customer(),
+                profile: None,
             }),
         Just(Action::RecordOrderNotFound {
             source: "tables".to_owned(),
@@ -934,6 +935,7 @@ fn linking_an_order_sets_the_seller_and_the_customer() {
             source: "tables".into(),
             seller_id: "seller-9".into(),
             customer: linked_customer(),
+            profile: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -954,6 +956,7 @@ fn linking_the_same_order_twice_is_refused_and_changes_nothing() {
         source: "tables".into(),
         seller_id: "seller-9".into(),
         customer: linked_customer(),
+        profile: None,
     };
     run(&mut dispute, link.clone()).unwrap_or_else(|e| panic!("{e}"));
     let before = dispute.clone();
@@ -971,6 +974,7 @@ fn a_blank_order_reference_cannot_be_linked() {
             source: "tables".into(),
             seller_id: "seller-9".into(),
             customer: linked_customer(),
+            profile: None,
         },
     );
     assert!(matches!(result, Err(DomainError::InvalidInput(_))));
@@ -1016,6 +1020,7 @@ fn a_late_link_step_leaves_a_dispute_an_analyst_linked_meanwhile() {
             source: "tables".into(),
             seller_id: "seller-9".into(),
             customer: linked_customer(),
+            profile: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -1029,6 +1034,7 @@ fn a_late_link_step_leaves_a_dispute_an_analyst_linked_meanwhile() {
             source: "http".into(),
             seller_id: "seller-other".into(),
             customer: linked_customer(),
+            profile: None,
         },
         Action::RecordOrderNotFound {
             source: "http".into(),

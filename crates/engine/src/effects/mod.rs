@@ -627,6 +627,7 @@ impl Effects {
                 tracing::info!(source = %source, "order found");
                 Action::LinkOrder {
                     customer: order.dispute_customer(),
+                    profile: Some(order.profile()),
                     order_reference: order.order_reference,
                     source,
                     seller_id: order.seller.seller_id,

@@ -13,6 +13,7 @@ mod facts;
 mod limits;
 mod observability;
 mod patterns;
+mod readiness;
 mod respond;
 mod sandbox;
 mod schema;

@@ -7,6 +7,7 @@
 
 mod batch;
 mod convert;
+mod crash;
 mod documents;
 pub mod entity;
 mod error;
@@ -21,7 +22,7 @@ mod schedules;
 pub mod testing;
 
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
-pub use error::StoreError;
+pub use error::{StorageFault, StoreError};
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
 pub use inbox::{
     ClaimedNotifications, InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, NotificationRecord,

@@ -36,6 +36,7 @@ mod m20261201_000010_evidence;
 mod m20261201_000011_documents;
 mod m20261201_000012_hot_table_upkeep;
 mod m20261202_000013_readiness_probe;
+mod m20261202_000017_dispute_patterns;
 mod m20261202_000018_change_feed;
 mod m20261202_000019_users;
 mod m20261202_000020_seller_recoveries;
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_documents::Migration),
             Box::new(m20261201_000012_hot_table_upkeep::Migration),
             Box::new(m20261202_000013_readiness_probe::Migration),
+            Box::new(m20261202_000017_dispute_patterns::Migration),
             Box::new(m20261202_000018_change_feed::Migration),
             Box::new(m20261202_000019_users::Migration),
             Box::new(m20261202_000020_seller_recoveries::Migration),

@@ -14,6 +14,7 @@ mod identity;
 mod limits;
 mod observability;
 mod outbound;
+mod patterns;
 mod readiness;
 mod respond;
 mod sandbox;

@@ -10,6 +10,7 @@ pub mod graphiql;
 pub mod graphql;
 pub mod identity;
 pub mod metrics;
+pub mod patterns;
 mod readiness;
 pub mod seller_links;
 pub mod webhooks;
@@ -169,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(evidence_files::routes())
         .merge(documents::routes())
+        .merge(patterns::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

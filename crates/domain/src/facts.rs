@@ -424,7 +424,32 @@ fn check_address(field: &str, address: &Address) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// What dispute patterns group an order's disputes by: the device and grade of its first line and the country it
+/// was shipped to. No personal data; carried by `order_linked` so the grouping columns follow the event log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderProfile {
+    pub device_model: Option<String>,
+    pub grade: Option<String>,
+    /// ISO 3166-1 alpha-2, upper case.
+    pub country: Option<String>,
+}
+
 impl OrderFacts {
+    /// The order's profile for patterns: its first line (the device the order was placed for) and the shipping
+    /// country, when there is a shipment.
+    pub fn profile(&self) -> OrderProfile {
+        let line = self.lines.first();
+        let text = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+        OrderProfile {
+            device_model: line.and_then(|l| text(&l.device_model)),
+            grade: line.and_then(|l| text(&l.grade.to_ascii_lowercase())),
+            country: self
+                .shipment
+                .as_ref()
+                .and_then(|s| text(&s.address.country.to_ascii_uppercase())),
+        }
+    }
+
     /// Checks what a marketplace or an operator sent (amounts, email, sizes, references) and returns the
     /// facts with references trimmed, country codes upper-cased and payment references deduplicated. Errors
     /// name the field, never its value (values may be personal).

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod liability;
 pub mod machine;
 pub mod money;
+pub mod patterns;
 pub mod personal;
 pub mod reason;
 pub mod respond;
@@ -41,6 +42,7 @@ pub use machine::{
 };
 pub use machine::{link_payload, link_references};
 pub use money::{Currency, Money};
+pub use patterns::{MonitoringLevel, MonitoringProgram, MonitoringThresholds, OutcomeClass, PatternDimension};
 pub use personal::{Customer, CustomerEmail, CustomerName, Locale};
 pub use reason::{CardNetwork, ReasonCategory, ReasonCode};
 pub use respond::{MessageChannel, MessageTemplate, RefundRecord};

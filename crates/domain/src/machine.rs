@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use uuid::Uuid;
 
-use crate::facts::{ReferenceKind, TaggedReference, lookup_references};
+use crate::facts::{OrderProfile, ReferenceKind, TaggedReference, lookup_references};
 use crate::liability::SellerTask;
 use crate::respond::{self, MessageChannel, MessageTemplate, RefundRecord};
 use crate::{
@@ -267,6 +267,9 @@ pub enum Action {
         /// asked for what is needed by its due time.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seller_task: Option<SellerTask>,
+        /// What patterns group by (device, grade, country); none from callers that do not know the order's lines.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<OrderProfile>,
     },
     /// The link step asked the marketplace facts with every reference the notification carried and none
     /// matched; `tried` names the kinds of reference (never their values).
@@ -434,6 +437,9 @@ pub enum Change {
         /// The seller task opened with the link, when the seller owns the dispute.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         seller_task: Option<SellerTask>,
+        /// The order's device, grade and shipping country, for patterns (absent in events recorded before).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<OrderProfile>,
     },
     /// No order matched the references the notification carried (their kinds are named, not their values).
     OrderNotFound {
@@ -1300,6 +1306,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             seller_id,
             customer,
             seller_task,
+            profile,
         } => {
             refuse_late_link(dispute, &command.actor)?;
             let order_reference = clean_reference("order reference", order_reference)?;
@@ -1330,12 +1337,14 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                     })),
                 });
             }
+            let profile = profile.as_ref().map(clean_profile).transpose()?;
             Change::OrderLinked {
                 order_reference,
                 source,
                 seller_id,
                 customer: customer.clone(),
                 seller_task: *seller_task,
+                profile,
             }
         }
         Action::RecordOrderNotFound { source, tried } => {
@@ -1690,6 +1699,24 @@ fn clean_reference(field: &str, value: &str) -> Result<String, DomainError> {
         )));
     }
     Ok(value.to_owned())
+}
+
+/// An order profile as a link states it: each value trimmed, a blank one dropped, at most 255 printable
+/// characters (they become grouping keys).
+fn clean_profile(profile: &OrderProfile) -> Result<OrderProfile, DomainError> {
+    let clean = |field: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| clean_reference(field, v))
+            .transpose()
+    };
+    Ok(OrderProfile {
+        device_model: clean("device model", &profile.device_model)?,
+        grade: clean("grade", &profile.grade)?,
+        country: clean("country", &profile.country)?,
+    })
 }
 
 /// Builds a dispute from its opening event; `None` for any other event.

@@ -16,6 +16,7 @@ mod evidence;
 mod inbox;
 mod keys;
 mod mailbox;
+mod patterns;
 mod queue;
 mod repo;
 mod schedules;
@@ -32,6 +33,7 @@ pub use inbox::{
 };
 pub use keys::{ApiKeyRecord, KeySelector, Revocation, hash_token};
 pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessage};
+pub use patterns::{MAX_PATTERN_GROUPS, MonitoringCount, MonitoringQuery, PatternKey, PatternQuery, PatternRow};
 pub use queue::{
     Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewStep, NewTimer, StepFailure, StepRow,
     WORK_CHANNEL,

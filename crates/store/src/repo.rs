@@ -483,6 +483,8 @@ impl Store {
                     }
                 })?;
         }
+        // The patterns' grouping and outcome columns follow the events in the same transaction.
+        crate::patterns::write_pattern_columns(self, &txn, after, decision).await?;
         // The evidence rows the events name, in the same transaction as the events.
         crate::evidence::write(&txn, after.id, evidence).await?;
         if let Some(document) = document {

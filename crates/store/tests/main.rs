@@ -372,3 +372,4 @@ async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
 }
 
 mod evidence;
+mod patterns;

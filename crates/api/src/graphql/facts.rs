@@ -378,6 +378,7 @@ pub(crate) async fn link_order(ctx: &Context<'_>, input: LinkOrderInput) -> asyn
         verdict_domain::SellerTask::for_order(&dispute, &order, &engine.seller_tasks(), engine.clock().now());
     let action = Action::LinkOrder {
         customer: order.dispute_customer(),
+        profile: Some(order.profile()),
         order_reference: order.order_reference,
         source: engine.facts().name().to_owned(),
         seller_id: order.seller.seller_id,

@@ -10,6 +10,7 @@ mod mailbox;
 mod mutation;
 mod notifications;
 mod operations_admin;
+mod patterns;
 mod query;
 mod sellers;
 mod subscription;

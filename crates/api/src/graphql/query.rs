@@ -181,6 +181,29 @@ impl QueryRoot {
     async fn order(&self, ctx: &Context<'_>, reference: String) -> async_graphql::Result<Option<super::facts::Order>> {
         super::facts::order(ctx, reference).await
     }
+
+    /// Dispute figures grouped by any combination of `groupBy` (none: one group per currency), computed in the
+    /// database: counts, amounts per currency, outcomes, win rate, median time to resolution and deadline
+    /// misses. Analysts and up; no personal data. At most 10,000 groups (narrow the filter or group by less).
+    async fn dispute_patterns(
+        &self,
+        ctx: &Context<'_>,
+        group_by: Vec<super::patterns::PatternDimension>,
+        filter: Option<super::patterns::PatternFilter>,
+    ) -> async_graphql::Result<Vec<super::patterns::DisputePattern>> {
+        super::patterns::dispute_patterns(ctx, group_by, filter).await
+    }
+
+    /// Each seller's and the whole marketplace's monthly ratio of disputes to orders against the Visa VAMP and
+    /// Mastercard ECM thresholds (Verdict's reference data, with sources), flagged when a level is reached.
+    /// Analysts and up.
+    async fn dispute_monitoring(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<super::patterns::MonitoringFilter>,
+    ) -> async_graphql::Result<Vec<super::patterns::MonitoringRatio>> {
+        super::patterns::dispute_monitoring(ctx, filter).await
+    }
 }
 
 #[cfg(test)]

@@ -739,6 +739,7 @@ fn any_action() -> impl Strategy<Value = Action> {
                 seller_id: seller.to_owned(),
                 customer: linked_customer(),
                 seller_task: None,
+                profile: None,
             }),
         Just(Action::RecordOrderNotFound {
             source: "tables".to_owned(),
@@ -936,6 +937,7 @@ fn linking_an_order_sets_the_seller_and_the_customer() {
             seller_id: "seller-9".into(),
             customer: linked_customer(),
             seller_task: None,
+            profile: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -993,6 +995,7 @@ fn linking_the_same_order_twice_is_refused_and_changes_nothing() {
         seller_id: "seller-9".into(),
         customer: linked_customer(),
         seller_task: None,
+        profile: None,
     };
     run(&mut dispute, link.clone()).unwrap_or_else(|e| panic!("{e}"));
     let before = dispute.clone();
@@ -1011,6 +1014,7 @@ fn a_blank_order_reference_cannot_be_linked() {
             seller_id: "seller-9".into(),
             customer: linked_customer(),
             seller_task: None,
+            profile: None,
         },
     );
     assert!(matches!(result, Err(DomainError::InvalidInput(_))));
@@ -1057,6 +1061,7 @@ fn a_late_link_step_leaves_a_dispute_an_analyst_linked_meanwhile() {
             seller_id: "seller-9".into(),
             customer: linked_customer(),
             seller_task: None,
+            profile: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
@@ -1071,6 +1076,7 @@ fn a_late_link_step_leaves_a_dispute_an_analyst_linked_meanwhile() {
             seller_id: "seller-other".into(),
             customer: linked_customer(),
             seller_task: None,
+            profile: None,
         },
         Action::RecordOrderNotFound {
             source: "http".into(),

@@ -672,6 +672,7 @@ impl Effects {
                     verdict_domain::SellerTask::for_order(&ctx.dispute, &order, &self.seller_tasks, self.clock.now());
                 Action::LinkOrder {
                     customer: order.dispute_customer(),
+                    profile: Some(order.profile()),
                     order_reference: order.order_reference,
                     source,
                     seller_id: order.seller.seller_id,

@@ -107,12 +107,23 @@ async fn serve_http(
     let addr: SocketAddr = listener.local_addr()?;
     tracing::info!(%addr, "verdict listening");
     let sweeper = tokio::spawn(sweep_inbox(state.engine.clone()));
+    let (stop_bulk, bulk_stopping) = tokio::sync::watch::channel(false);
+    let bulk = tokio::spawn(verdict_api::graphql::run_bulk_jobs(
+        state.engine.clone(),
+        format!("bulk-{}", uuid::Uuid::now_v7()),
+        bulk_stopping,
+    ));
     let app = verdict_api::router(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");
     sweeper.abort();
+    // The running batch finishes and records its results; the job is released for the next start.
+    let _ = stop_bulk.send(true);
+    if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, bulk).await.is_err() {
+        tracing::warn!("the bulk job worker did not stop in time; its lease will expire");
+    }
     served?;
     tracing::info!("verdict stopped");
     Ok(())

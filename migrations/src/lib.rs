@@ -35,6 +35,8 @@ mod m20261201_000009_marketplace_facts;
 mod m20261201_000010_evidence;
 mod m20261201_000011_documents;
 mod m20261201_000012_hot_table_upkeep;
+mod m20261202_000014_dispute_search;
+mod m20261202_000015_bulk_jobs;
 
 pub struct Migrator;
 
@@ -54,6 +56,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_evidence::Migration),
             Box::new(m20261201_000011_documents::Migration),
             Box::new(m20261201_000012_hot_table_upkeep::Migration),
+            Box::new(m20261202_000014_dispute_search::Migration),
+            Box::new(m20261202_000015_bulk_jobs::Migration),
         ]
     }
 }

@@ -15,3 +15,4 @@ mod observability;
 mod respond;
 mod sandbox;
 mod schema;
+mod search;

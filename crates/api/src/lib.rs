@@ -6,6 +6,7 @@ pub mod auth;
 mod documents;
 pub mod error;
 pub mod evidence_files;
+mod exports;
 pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::routes())
         .merge(evidence_files::routes())
         .merge(documents::routes())
+        .merge(exports::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

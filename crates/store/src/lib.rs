@@ -6,6 +6,7 @@
 //! lost update.
 
 mod batch;
+mod bulk;
 mod convert;
 mod documents;
 pub mod entity;
@@ -17,8 +18,10 @@ mod mailbox;
 mod queue;
 mod repo;
 mod schedules;
+mod search;
 pub mod testing;
 
+pub use bulk::{BULK_DONE, BULK_RUNNING, BulkItemResult, BulkJobRecord, BulkProgress, NewBulkJob};
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::StoreError;
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
@@ -31,7 +34,9 @@ pub use queue::{
     Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewStep, NewTimer, StepFailure, StepRow,
     WORK_CHANNEL,
 };
-pub use repo::{
-    Backend, DisputeFilter, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS,
-};
+pub use repo::{Backend, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS};
 pub use schedules::{DueSoon, ScheduleClaim, ScheduleRow};
+pub use search::{
+    AmountRange, AssigneeMatch, AuditCursor, AuditFilter, AuditPage, DisputeFilter, DisputeSort, PageWindow,
+    SearchPage, SortCursor, SortDirection, SortValue, TimeWindow,
+};

@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
 pub mod actions;
+pub mod bulk;
 mod documents;
 mod evidence;
 mod facts;
@@ -11,6 +12,7 @@ mod mutation;
 mod notifications;
 mod operations_admin;
 mod query;
+pub mod search;
 mod types;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema};
@@ -21,12 +23,13 @@ pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 
 pub use actions::{ActionsMutation, RefundLimits};
+pub use bulk::run_bulk_jobs;
 pub use documents::DocumentsMutation;
 
 /// Every mutation: the analysts' commands, the actions that reach the outside world (actions.rs) and the
-/// documents' (documents.rs).
+/// documents' (documents.rs) and the bulk actions (bulk.rs).
 #[derive(MergedObject, Default)]
-pub struct Mutation(MutationRoot, ActionsMutation, DocumentsMutation);
+pub struct Mutation(MutationRoot, ActionsMutation, DocumentsMutation, bulk::BulkMutation);
 
 pub type VerdictSchema = Schema<QueryRoot, Mutation, EmptySubscription>;
 

@@ -35,6 +35,7 @@ mod m20261201_000009_marketplace_facts;
 mod m20261201_000010_evidence;
 mod m20261201_000011_documents;
 mod m20261201_000012_hot_table_upkeep;
+mod m20261202_000013_readiness_probe;
 mod m20261202_000014_dispute_search;
 mod m20261202_000015_bulk_jobs;
 
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_evidence::Migration),
             Box::new(m20261201_000011_documents::Migration),
             Box::new(m20261201_000012_hot_table_upkeep::Migration),
+            Box::new(m20261202_000013_readiness_probe::Migration),
             Box::new(m20261202_000014_dispute_search::Migration),
             Box::new(m20261202_000015_bulk_jobs::Migration),
         ]

@@ -12,6 +12,7 @@ mod evidence;
 mod facts;
 mod limits;
 mod observability;
+mod readiness;
 mod respond;
 mod sandbox;
 mod schema;

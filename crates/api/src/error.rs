@@ -113,6 +113,14 @@ impl From<DomainError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
+        if let Some(fault) = err.storage_fault() {
+            // A passing state of the database (full disk, read-only file, lock, outage), not a bug: the client
+            // may retry once it passes. The cause is logged, at most once per interval.
+            crate::error::log_limited(&format!("store:{fault}"), |suppressed| {
+                tracing::warn!(error = %err, suppressed, "the database cannot serve this request");
+            });
+            return ApiError::Unavailable(format!("{fault}; retry later"));
+        }
         match err {
             StoreError::Conflict(_) => ApiError::VersionConflict(err.to_string()),
             StoreError::DuplicateDispute { .. } | StoreError::Duplicate(_) => ApiError::AlreadyExists(err.to_string()),

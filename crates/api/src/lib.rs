@@ -10,6 +10,7 @@ mod exports;
 pub mod graphiql;
 pub mod graphql;
 pub mod metrics;
+mod readiness;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub refund_limits: graphql::RefundLimits,
     /// Where evidence files are kept (`[evidence] dir`); without one, uploads and downloads answer an error.
     pub evidence_files: Option<std::sync::Arc<dyn verdict_evidence::FileStore>>,
+    /// `/readyz`'s write probe and its cached answer.
+    readiness: std::sync::Arc<readiness::Readiness>,
 }
 
 impl AppState {
@@ -69,6 +72,7 @@ impl AppState {
             graphql_reads,
             allowed_origins: Vec::new(),
             evidence_files: None,
+            readiness: std::sync::Arc::default(),
         }
     }
 
@@ -272,16 +276,7 @@ pub(crate) fn is_length_limit(err: &axum::Error) -> bool {
     false
 }
 
+/// 200 when the database takes a write (see readiness.rs), else 503 with the reason.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.engine.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(err) => {
-            tracing::warn!(error = %err, "database not reachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({"status": "database unreachable"})),
-            )
-                .into_response()
-        }
-    }
+    state.readiness.respond(state.engine.store()).await
 }

@@ -341,12 +341,22 @@ async fn receive(state: &AppState, source: Source, parsed: Vec<Parsed>, body: &[
         .map_err(|err| not_stored(source, &err))
 }
 
-fn not_stored(source: Source, err: &dyn fmt::Display) -> Response {
+fn not_stored(source: Source, err: &verdict_engine::EngineError) -> Response {
     // A database outage fails every delivery the same way: one line per interval, with the count left out.
     let cause = err.to_string();
     crate::error::log_limited(&format!("webhook:{source}:{cause}"), |suppressed| {
         tracing::error!(%source, error = %cause, suppressed, "storing a notification failed");
     });
+    // A database that cannot write for now (full disk, read-only file, lock, outage) is a 503: the processor
+    // redelivers either way, and the status tells operators it is not Verdict's own fault.
+    if let verdict_engine::EngineError::Store(store) = err
+        && let Some(fault) = store.storage_fault()
+    {
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("notification not stored: {fault}; retry"),
+        );
+    }
     message(StatusCode::INTERNAL_SERVER_ERROR, "notification not stored; retry")
 }
 

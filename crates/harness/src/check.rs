@@ -306,6 +306,16 @@ pub async fn all(store: &Store, ledger: &Ledger, fake: &Fake) -> anyhow::Result<
             }
         }
     }
+    let refunds = fake
+        .keys_by_target()
+        .keys()
+        .filter(|t| t.starts_with("refund:"))
+        .count();
+    report.facts.insert("refunds at the processor", refunds as i64);
+    report.facts.insert(
+        "refund requests sent twice",
+        lock(&ledger.repeated_refunds).len() as i64,
+    );
     let dead = step_keys.values().filter(|(_, s)| s == "dead").count();
     report.facts.insert("steps", step_keys.len() as i64);
     report.facts.insert("steps dead", dead as i64);

@@ -1,10 +1,11 @@
 //! Database faults under load, without restarting Verdict: PostgreSQL backends paused (SIGSTOP), connections
-//! cut (`pg_terminate_backend`), `statement_timeout` hit; SQLite's disk filled (a loop-mounted 24 MiB file
-//! system). For each: what webhooks and `/readyz` answered during the fault, how long
+//! cut (`pg_terminate_backend`), `statement_timeout` hit; SQLite's file made read-only and its disk filled (a
+//! loop-mounted 32 MiB ext4 file system). For each: what webhooks and `/readyz` answered during the fault, how long
 //! recovery took once it was lifted, then the crash checks (nothing acknowledged lost, nothing twice).
 //!
-//! PostgreSQL is not restarted or paused as a whole here: the server is shared with other work on this
-//! machine, so only this run's database's backends are touched.
+//! On PostgreSQL the run uses a private server (cluster.rs) so that the whole server can also be paused
+//! (SIGSTOP to every process of it) and restarted (`pg_ctl stop -m immediate`, down for a few seconds, start):
+//! the machine's shared server is never touched.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,16 +20,21 @@ use crate::load::{self, Ledger, lock};
 use crate::modes::{Ctx, FAST_SCHEDULING, finish};
 use crate::setup::{Db, Setup, exec, free_port, rows};
 
-/// What `/readyz` answered during a fault: status code, or 0 for no answer within 2 s.
-async fn readyz(http: &reqwest::Client, base: &str) -> u16 {
+/// What `/readyz` answered during a fault: its status and reason, or "no answer" within 2 s.
+async fn readyz(http: &reqwest::Client, base: &str) -> String {
     match http
         .get(format!("{base}/readyz"))
         .timeout(Duration::from_secs(2))
         .send()
         .await
     {
-        Ok(r) => r.status().as_u16(),
-        Err(_) => 0,
+        Ok(r) if r.status().is_success() => "200".to_owned(),
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default();
+            format!("{status} {}", body["reason"].as_str().unwrap_or("(no reason)"))
+        }
+        Err(_) => "no answer".to_owned(),
     }
 }
 
@@ -50,7 +56,7 @@ async fn episode(
     lift: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<String> {
     let before = *lock(&ledger.answers);
-    let mut ready: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut ready: BTreeMap<String, usize> = BTreeMap::new();
     let start = Instant::now();
     while start.elapsed() < hold {
         *ready.entry(readyz(http, base).await).or_default() += 1;
@@ -62,7 +68,7 @@ async fn episode(
     let mut recovered = None;
     while lifted.elapsed() < Duration::from_secs(60) {
         let acked_since = lock(&ledger.answers).0 > during.0;
-        if readyz(http, base).await == 200 && acked_since {
+        if readyz(http, base).await == "200" && acked_since {
             recovered = Some(lifted.elapsed());
             break;
         }
@@ -72,7 +78,7 @@ async fn episode(
         bail!("{name}: not recovered 60 s after the fault was lifted");
     };
     let line = format!(
-        "{name}: during {:.0} s webhooks got {} 2xx, {} 5xx, {} no answer; /readyz {:?} (0 = no answer in 2 s); \
+        "{name}: during {:.0} s webhooks got {} 2xx, {} 5xx, {} no answer; /readyz {:?}; \
          recovered {:.1} s after the fault was lifted, without a restart",
         hold.as_secs_f64(),
         during.0 - before.0,
@@ -87,9 +93,18 @@ async fn episode(
 
 pub async fn db_faults(ctx: &Ctx) -> anyhow::Result<()> {
     let started = Instant::now();
+    let cluster = match ctx.pg {
+        Some(_) => Some(crate::cluster::Cluster::start().context("starting a private PostgreSQL server")?),
+        None => None,
+    };
+    let ctx = &Ctx {
+        binary: ctx.binary.clone(),
+        pg: cluster.as_ref().map(crate::cluster::Cluster::url),
+        keep: ctx.keep,
+    };
     let db = Db::fresh(ctx.pg.as_deref()).await?;
     let mount = db.dir.path().join("small");
-    let result = db_faults_on(ctx, &db, &mount, started).await;
+    let result = db_faults_on(ctx, &db, &mount, cluster.as_ref(), started).await;
     if let Err(err) = &result {
         println!("db-faults: {err:#}");
     }
@@ -103,18 +118,28 @@ pub async fn db_faults(ctx: &Ctx) -> anyhow::Result<()> {
     result
 }
 
-async fn db_faults_on(ctx: &Ctx, db: &Db, mount: &std::path::Path, started: Instant) -> anyhow::Result<()> {
+async fn db_faults_on(
+    ctx: &Ctx,
+    db: &Db,
+    mount: &std::path::Path,
+    cluster: Option<&crate::cluster::Cluster>,
+    started: Instant,
+) -> anyhow::Result<()> {
     let (fake, fake_url) = Fake::start().await?;
-    // SQLite lives on a 24 MiB tmpfs, so that its disk can be filled without touching the machine's.
+    // SQLite lives on a 32 MiB ext4 file system in a file (a loop device), so that its disk can be filled
+    // without touching the machine's, and its file made read-only: ext4, unlike tmpfs, refuses writes to an
+    // immutable file even through descriptors opened before.
     let url = if db.postgres {
         db.url.clone()
     } else {
         std::fs::create_dir_all(mount)?;
+        let image = db.dir.path().join("small.ext4");
         sh(&format!(
-            "mount -t tmpfs -o size=24m verdict-harness {}",
+            "truncate -s 32M {0} && mkfs.ext4 -q -F {0} && mount -o loop {0} {1}",
+            image.display(),
             mount.display()
         ))
-        .context("mounting a small tmpfs (needs root)")?;
+        .context("mounting a small ext4 file system on a loop device (needs root)")?;
         format!("sqlite://{}/verdict.db?mode=rwc", mount.display())
     };
     let mut setup = Setup::new(ctx.binary.clone(), db, &fake_url, FAST_SCHEDULING)?;
@@ -236,9 +261,56 @@ async fn db_faults_on(ctx: &Ctx, db: &Db, mount: &std::path::Path, started: Inst
             )
             .await?,
         );
+        // 4. The whole server paused: the postmaster and every process it started stopped, so connections
+        // hang and new ones get no answer; then resumed.
+        let cluster = cluster.context("no private PostgreSQL server")?;
+        cluster.signal_all(true)?;
+        lines.push(
+            episode(
+                "whole server paused (SIGSTOP to all its processes)",
+                &http,
+                &base,
+                &ledger,
+                Duration::from_secs(6),
+                async { cluster.signal_all(false) },
+            )
+            .await?,
+        );
+        // 5. The whole server restarted as after a crash: stopped at once (`-m immediate`), down for 4 s, and
+        // started again (crash recovery from its WAL); Verdict's pool reconnects by itself.
+        cluster.stop_immediate()?;
+        lines.push(
+            episode(
+                "whole server restarted (pg_ctl stop -m immediate, 4 s down, start)",
+                &http,
+                &base,
+                &ledger,
+                Duration::from_secs(4),
+                async { cluster.start_again() },
+            )
+            .await?,
+        );
     } else {
-        // A read-only file mid-run cannot be made here: `chattr +i` does not stop writes through files SQLite
-        // already has open, and a file system cannot be remounted read-only while files are open for writing.
+        // Read-only file: the database and its WAL made immutable (`chattr +i`). Connections already open get
+        // "disk I/O error" on their next write (SQLite rolls the transaction back), new ones open the file
+        // read-only ("attempt to write a readonly database"). Then writable again.
+        let files = format!("{0}/verdict.db {0}/verdict.db-wal", mount.display());
+        sh(&format!("chattr +i {files}"))?;
+        let writable = async {
+            sh(&format!("chattr -i {files}"))?;
+            Ok(())
+        };
+        lines.push(
+            episode(
+                "SQLite file read-only (chattr +i)",
+                &http,
+                &base,
+                &ledger,
+                Duration::from_secs(6),
+                writable,
+            )
+            .await?,
+        );
         // Disk full: the file system filled up to its last byte, then the filler removed.
         let filler = mount.join("filler");
         let _ = std::process::Command::new("dd")

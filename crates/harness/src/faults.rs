@@ -12,6 +12,27 @@ use crate::load::{self, Delivery, Outcome, Source};
 use crate::modes::{Ctx, FAST_SCHEDULING, finish};
 use crate::setup::{Db, Setup, count, free_port, rows};
 
+/// An `https://` endpoint whose server answers the TLS ClientHello with plain-text garbage (a middlebox, a
+/// wrong port, a broken terminator); counts the handshakes it refused.
+async fn tls_garbage() -> anyhow::Result<(String, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("https://{}", listener.local_addr()?);
+    let handshakes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = handshakes.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut hello = [0_u8; 1024];
+                let _ = stream.read(&mut hello).await;
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\nnot TLS\n").await;
+            });
+        }
+    });
+    Ok((url, handshakes))
+}
+
 /// Delivers each notification until it is acknowledged.
 async fn deliver_all(base: &str, deliveries: &[Delivery]) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
@@ -219,6 +240,70 @@ async fn net_faults_on(ctx: &Ctx, db: &Db, started: Instant) -> anyhow::Result<(
     }
     wait_group(store.db(), &tag, expected, "succeeded", Duration::from_secs(60)).await?;
 
+    // TLS failure: Verdict restarted with the processors' URLs on https, at an endpoint that answers garbage to
+    // the ClientHello. Every attempt fails the handshake; the steps back off, are dead-lettered, and once the
+    // endpoint works again (restarted with the fake's URL) a lead's retry performs each once.
+    server.kill();
+    let (tls_url, handshakes) = tls_garbage().await?;
+    let tls_setup = Setup::new(ctx.binary.clone(), db, &tls_url, FAST_SCHEDULING)?;
+    let mut tls_server = tls_setup.spawn("net-tls", port, &[])?;
+    tls_server.wait_ready(&http, Duration::from_secs(60)).await?;
+    let tag = format!("nt{}", &uuid::Uuid::now_v7().simple().to_string()[26..]);
+    let tls_started = Instant::now();
+    deliver_all(&base, &group(&tag)).await?;
+    let dead = wait_group(store.db(), &tag, expected, "dead", Duration::from_secs(120))
+        .await
+        .with_context(|| tls_server.log_tail(20))?;
+    let tls_took = tls_started.elapsed();
+    tls_server.kill();
+    let min_attempts = dead.values().map(|(_, a)| *a).min().unwrap_or_default();
+    // Each attempt waits at least the smallest retry delay (1 s less 25 % jitter) after the one before.
+    let floor = Duration::from_millis(750) * u32::try_from(min_attempts.max(1) - 1).unwrap_or_default();
+    if min_attempts < 2 || tls_took < floor {
+        report.violations.push(format!(
+            "TLS failures: {min_attempts} attempts in {tls_took:?}: not retried with backoff"
+        ));
+    }
+    let errors = rows(
+        store.db(),
+        "SELECT COALESCE(last_error, '') AS e FROM steps WHERE status = 'dead' AND kind = 'accept_at_processor'",
+    )
+    .await?;
+    let tls_errors = errors
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "e").ok())
+        .filter(|e| e.to_lowercase().contains("tls") || e.to_lowercase().contains("connect"))
+        .count();
+    println!(
+        "phase TLS failure: {} steps dead-lettered after {min_attempts} attempts each in {:.1} s, {} handshakes \
+         refused, {tls_errors} dead steps name a connection or TLS error",
+        dead.len(),
+        tls_took.as_secs_f64(),
+        handshakes.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    report.facts.insert("TLS failures: dead letters", dead.len() as i64);
+    report.facts.insert(
+        "TLS failures: handshakes refused",
+        handshakes.load(std::sync::atomic::Ordering::SeqCst) as i64,
+    );
+    let setup = Setup::new(ctx.binary.clone(), db, &fake_url, FAST_SCHEDULING)?;
+    server = setup.spawn("net-after-tls", port, &[])?;
+    server.wait_ready(&http, Duration::from_secs(60)).await?;
+    for id in dead.keys() {
+        let (outcome, data) = load::graphql(
+            &http,
+            &base,
+            &token,
+            "mutation($id: ID!) { retryStep(id: $id) { status } }",
+            json!({"id": id}),
+        )
+        .await;
+        if outcome != Outcome::Acked {
+            report.violations.push(format!("retryStep {id}: {data}"));
+        }
+    }
+    wait_group(store.db(), &tag, expected, "succeeded", Duration::from_secs(60)).await?;
+
     // Backoff: after an error answer, the next call for the same dispute comes no sooner than the smallest
     // retry delay (1 s less 25 % jitter). A lead's retry of a dead letter is immediate by design: not counted.
     let calls: Vec<_> = fake.calls().into_iter().filter(|c| c.at < retried_at).collect();
@@ -257,10 +342,10 @@ async fn net_faults_on(ctx: &Ctx, db: &Db, started: Instant) -> anyhow::Result<(
         }
     }
     let accepted = fake.keys_by_target().len();
-    if accepted != expected * 5 {
+    if accepted != expected * 6 {
         report.violations.push(format!(
             "{accepted} acceptances at the processor, {} expected",
-            expected * 5
+            expected * 6
         ));
     }
     report.facts.insert("acceptances at the processor", accepted as i64);

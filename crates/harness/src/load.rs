@@ -265,6 +265,8 @@ pub struct Ledger {
     pub paypal: Mutex<Vec<String>>,
     /// Webhook answers: (2xx, 5xx, refused connections or no answer).
     pub answers: Mutex<(u64, u64, u64)>,
+    /// Refund requests (`resolveWithRefund`) sent a second time with the same request id.
+    pub repeated_refunds: Mutex<Vec<String>>,
     /// Latencies of acknowledged webhooks and GraphQL commands, for the soak.
     pub latencies: Mutex<Vec<(Instant, &'static str, Duration)>>,
 }
@@ -393,7 +395,8 @@ pub async fn graphql(
     (Outcome::Acked, body["data"].clone())
 }
 
-/// Analysts: triage what is new, resolve inquiries and alerts (a refund), accept chargebacks (an acceptance
+/// Analysts: triage what is new, resolve inquiries and alerts with a refund (`resolveWithRefund`, now and then
+/// sent twice with the same request id), accept chargebacks (an acceptance
 /// at the processor), add notes; each command carries a unique token in its reason or note.
 pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, stop: Arc<AtomicBool>, pause: Duration) {
     let http = reqwest::Client::builder()
@@ -443,10 +446,18 @@ pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, st
                 json!({"i": {"id": id, "assignee": format!("analyst-{}", n % 3), "reason": command_token,
                              "expectedAssignee": null, "expectedVersion": version}}),
             )
+        } else if node["status"].as_str() != Some("NOTIFIED")
+            && matches!(node["stage"].as_str(), Some("INQUIRY" | "PRE_DISPUTE"))
+        {
+            // Resolved with a refund at the processor, under the analyst's own request id.
+            (
+                "mutation($i: ResolveWithRefundInput!) { resolveWithRefund(input: $i) { dispute { version } } }",
+                json!({"i": {"id": id, "requestId": command_token, "reason": command_token,
+                             "expectedVersion": version}}),
+            )
         } else {
-            let to = match (node["status"].as_str(), node["stage"].as_str()) {
-                (Some("NOTIFIED"), _) => "TRIAGED",
-                (_, Some("INQUIRY" | "PRE_DISPUTE")) => "RESOLVED",
+            let to = match node["status"].as_str() {
+                Some("NOTIFIED") => "TRIAGED",
                 _ if by_timer => continue,
                 _ => "ACCEPTED",
             };
@@ -456,7 +467,13 @@ pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, st
             )
         };
         let sent = Instant::now();
-        let (outcome, _) = graphql(&http, &base, &token, query, variables).await;
+        let (outcome, _) = graphql(&http, &base, &token, query, variables.clone()).await;
+        if query.contains("resolveWithRefund") && rand::rng().random_bool(0.3) {
+            // The same request again, as a client that lost the answer would: it must not refund twice (the
+            // fake performs one refund per idempotency key, and the checks allow one key per payment).
+            let _ = graphql(&http, &base, &token, query, variables).await;
+            lock(&ledger.repeated_refunds).push(command_token.clone());
+        }
         if outcome == Outcome::Acked {
             lock(&ledger.latencies).push((sent, "graphql", sent.elapsed()));
         }

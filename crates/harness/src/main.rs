@@ -5,11 +5,13 @@
 //! record that nothing acknowledged was lost and nothing happened twice. See docs/reliability.md.
 
 mod check;
+mod cluster;
 mod dbfaults;
 mod fake;
 mod faults;
 mod load;
 mod modes;
+mod points;
 mod replicas;
 mod setup;
 mod soak;
@@ -50,6 +52,11 @@ enum Mode {
         #[arg(long, default_value_t = 4000)]
         max_uptime_ms: u64,
     },
+    /// A crash right after each of the first N commits in turn (VERDICT_CRASH_AFTER_COMMIT), one chargeback each.
+    CrashPoints {
+        #[arg(long, default_value_t = 6)]
+        points: u64,
+    },
     /// Three replicas on one PostgreSQL killed at random (sometimes all) under timer-heavy load, cron every 2-3 s.
     Replicas {
         #[arg(long, default_value_t = 90)]
@@ -71,7 +78,7 @@ enum Mode {
         #[arg(long, default_value_t = 60)]
         sample_every: u64,
     },
-    /// The short form CI runs: crash (12 rounds) and backup on SQLite and PostgreSQL (if set), network faults.
+    /// The short form CI runs: crash points, crash (12 rounds) and backup on SQLite and PostgreSQL (if set), network faults.
     Ci,
 }
 
@@ -96,6 +103,7 @@ fn main() -> anyhow::Result<()> {
                 disputes,
                 max_uptime_ms,
             } => modes::crash(&ctx, rounds, disputes, max_uptime_ms).await,
+            Mode::CrashPoints { points } => points::commit_points(&ctx, points).await,
             Mode::Replicas { seconds } => replicas::replicas(&ctx, seconds).await,
             Mode::DbFaults => dbfaults::db_faults(&ctx).await,
             Mode::NetFaults => faults::net_faults(&ctx).await,

@@ -212,6 +212,8 @@ pub async fn ci(ctx: &Ctx) -> anyhow::Result<()> {
             pg,
             keep: ctx.keep,
         };
+        // A crash right after each commit of one notification's processing: deterministic (crash-points).
+        crate::points::commit_points(&ctx, 4).await?;
         // Kills every 0.1 to 1.5 s while webhooks arrive densely: this catches an event committed without its
         // timers (docs/reliability.md), which sparser kills miss.
         crash_with(&ctx, 12, 24, 1500, 10).await?;

@@ -33,3 +33,76 @@ pub enum StoreError {
 pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
+
+/// Why the database cannot take writes now: a state of the server or its disk that passes (once there is room,
+/// the file is writable again, the lock is released, the server is back), as opposed to a fault of the request.
+/// Callers answer 503 and "retry" for these; the process recovers by itself (no restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StorageFault {
+    #[error("the database's disk is full")]
+    Full,
+    #[error("the database is read-only")]
+    ReadOnly,
+    #[error("the database is locked by another writer")]
+    Locked,
+    #[error("the database did not answer in time")]
+    TimedOut,
+    #[error("the database cannot be reached")]
+    Unreachable,
+    #[error("the database failed to read or write its files")]
+    Io,
+}
+
+impl StoreError {
+    /// The passing database condition behind this error, if it is one.
+    pub fn storage_fault(&self) -> Option<StorageFault> {
+        match self {
+            StoreError::Database(err) => storage_fault(err),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn storage_fault(err: &DbErr) -> Option<StorageFault> {
+    use sea_orm::{RuntimeErr, sqlx};
+    let sqlx_err = match err {
+        DbErr::ConnectionAcquire(_) => return Some(StorageFault::Unreachable),
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        _ => return None,
+    };
+    match &**sqlx_err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            Some(StorageFault::Unreachable)
+        }
+        sqlx::Error::PoolTimedOut => Some(StorageFault::TimedOut),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Extended result codes: the primary code is the low byte.
+                match code.parse::<i32>().map(|c| c & 0xff) {
+                    Ok(13) => Some(StorageFault::Full),
+                    Ok(8) => Some(StorageFault::ReadOnly),
+                    Ok(5 | 6) => Some(StorageFault::Locked),
+                    Ok(10 | 14) => Some(StorageFault::Io),
+                    _ => None,
+                }
+            } else {
+                // PostgreSQL SQLSTATEs: insufficient resources, read-only transaction, lock and statement
+                // timeouts, shutdowns and lost connections.
+                match code.as_ref() {
+                    "53100" => Some(StorageFault::Full),
+                    "25006" => Some(StorageFault::ReadOnly),
+                    "55P03" => Some(StorageFault::Locked),
+                    "57014" => Some(StorageFault::TimedOut),
+                    c if c.starts_with("08") || c.starts_with("57P") || c.starts_with("53") => {
+                        Some(StorageFault::Unreachable)
+                    }
+                    _ => None,
+                }
+            }
+        }
+        _ => None,
+    }
+}

@@ -268,7 +268,7 @@ impl Store {
         })
         .exec_without_returning(&txn)
         .await?;
-        txn.commit().await?;
+        crate::crash::commit(txn).await?;
         Ok(FileRecorded::Recorded)
     }
 

@@ -325,7 +325,7 @@ impl Store {
                 None => InboxInsert::Duplicate,
             });
         }
-        txn.commit().await?;
+        crate::crash::commit(txn).await?;
         Ok(inserts)
     }
 

@@ -8,6 +8,7 @@
 mod batch;
 mod bulk;
 mod convert;
+mod crash;
 mod documents;
 pub mod entity;
 mod error;
@@ -23,7 +24,7 @@ pub mod testing;
 
 pub use bulk::{BULK_DONE, BULK_RUNNING, BulkItemResult, BulkJobRecord, BulkProgress, NewBulkJob};
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
-pub use error::StoreError;
+pub use error::{StorageFault, StoreError};
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
 pub use inbox::{
     ClaimedNotifications, InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, NotificationRecord,

@@ -455,7 +455,7 @@ impl Store {
         for statement in then {
             txn.execute_raw(statement).await?;
         }
-        txn.commit().await?;
+        crate::crash::commit(txn).await?;
         if adds_work {
             self.signal_work().await;
         }
@@ -530,7 +530,7 @@ impl Store {
         for timer in timers {
             txn.execute_raw(self.insert_timer_statement(timer, now)).await?;
         }
-        txn.commit().await?;
+        crate::crash::commit(txn).await?;
         self.signal_work().await;
         Ok(())
     }

@@ -34,6 +34,25 @@ fn sqlx_error(err: sea_orm::sqlx::Error) -> StoreError {
     StoreError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(err.into())))
 }
 
+/// Whether a SQLite connection handed back to the pool may serve again, or must be closed.
+///
+/// When a write fails with `SQLITE_FULL` or an I/O error (a full disk), SQLite rolls the whole transaction back
+/// by itself; the `ROLLBACK` sqlx then sends fails ("no transaction is active") and sqlx keeps counting the
+/// connection as inside a transaction. Its next `BEGIN` becomes a `SAVEPOINT` and a failed transaction's
+/// rollback a `ROLLBACK TO`, which leaves SQLite's transaction open with the write lock held: every other
+/// connection then gets "database is locked" until the process restarts. Such a connection is closed instead
+/// (closing rolls back whatever it holds); the pool opens a fresh one. The ping first lets a rollback queued
+/// by a dropped transaction run, so a healthy connection is never counted as inside one.
+async fn sqlite_reusable(conn: &mut sea_orm::sqlx::SqliteConnection) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::Connection as _;
+    conn.ping().await?;
+    let reusable = !conn.is_in_transaction();
+    if !reusable {
+        tracing::warn!("closing a SQLite connection left inside a failed transaction (disk full or I/O error)");
+    }
+    Ok(reusable)
+}
+
 /// Advisory-lock key that replicas take while migrating ("verdict" in ASCII).
 const MIGRATION_LOCK: i64 = 0x76_65_72_64_69_63_74;
 
@@ -178,7 +197,8 @@ impl Store {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
-            });
+            })
+            .map_sqlx_sqlite_pool_opts(|pool| pool.after_release(|conn, _| Box::pin(sqlite_reusable(conn))));
         let db = Database::connect(options).await?;
         Ok(Self {
             db,
@@ -233,6 +253,42 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await?;
         Ok(())
+    }
+
+    /// Readiness that includes writing: upserts this replica's row of `readiness_probe`, in at most `within`.
+    /// A full disk, a read-only file, a writer stuck behind a lock or an unanswering server each give their
+    /// [`StorageFault`](crate::StorageFault); any other failure counts as unreachable.
+    pub async fn probe_write(&self, replica: &str, within: Duration) -> Result<(), crate::StorageFault> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "INSERT INTO readiness_probe (replica, probed_at) VALUES ($1, $2) \
+                 ON CONFLICT (replica) DO UPDATE SET probed_at = excluded.probed_at"
+            }
+            Backend::Sqlite => {
+                "INSERT INTO readiness_probe (replica, probed_at) VALUES (?, ?) \
+                 ON CONFLICT (replica) DO UPDATE SET probed_at = excluded.probed_at"
+            }
+        };
+        let statement = sea_orm::Statement::from_sql_and_values(
+            self.db.get_database_backend(),
+            sql,
+            [replica.into(), Utc::now().into()],
+        );
+        match tokio::time::timeout(within, self.db.execute_raw(statement)).await {
+            Err(_) => Err(crate::StorageFault::TimedOut),
+            Ok(Err(err)) => Err(crate::error::storage_fault(&err).unwrap_or(crate::StorageFault::Unreachable)),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
+    /// Deletes the probe rows of replicas that have not probed since `before` (they are gone).
+    pub async fn forget_probes_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let sql = match self.backend {
+            Backend::Postgres => "DELETE FROM readiness_probe WHERE probed_at < $1",
+            Backend::Sqlite => "DELETE FROM readiness_probe WHERE probed_at < ?",
+        };
+        let statement = sea_orm::Statement::from_sql_and_values(self.db.get_database_backend(), sql, [before.into()]);
+        Ok(self.db.execute_raw(statement).await?.rows_affected())
     }
 
     pub async fn load(&self, id: DisputeId) -> Result<Option<Dispute>, StoreError> {
@@ -488,7 +544,7 @@ impl Store {
             // never sleeps past WAKE_HORIZON_SECONDS anyway.
             txn.execute_unprepared("NOTIFY verdict_work").await?;
         }
-        txn.commit().await?;
+        crate::crash::commit(txn).await?;
         if adds_work {
             self.wake.notify_one();
         }

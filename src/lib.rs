@@ -109,6 +109,12 @@ async fn serve_http(
     let sweeper = tokio::spawn(sweep_inbox(state.engine.clone()));
     // PostgreSQL: this replica's one listener for changes committed anywhere (subscriptions).
     let changes = tokio::spawn(state.engine.store().clone().run_change_listener());
+    let (stop_bulk, bulk_stopping) = tokio::sync::watch::channel(false);
+    let bulk = tokio::spawn(verdict_api::graphql::run_bulk_jobs(
+        state.engine.clone(),
+        format!("bulk-{}", uuid::Uuid::now_v7()),
+        bulk_stopping,
+    ));
     let app = verdict_api::router(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -116,6 +122,11 @@ async fn serve_http(
         .context("serving HTTP");
     sweeper.abort();
     changes.abort();
+    // The running batch finishes and records its results; the job is released for the next start.
+    let _ = stop_bulk.send(true);
+    if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, bulk).await.is_err() {
+        tracing::warn!("the bulk job worker did not stop in time; its lease will expire");
+    }
     served?;
     tracing::info!("verdict stopped");
     Ok(())

@@ -36,6 +36,8 @@ mod m20261201_000010_evidence;
 mod m20261201_000011_documents;
 mod m20261201_000012_hot_table_upkeep;
 mod m20261202_000013_readiness_probe;
+mod m20261202_000014_dispute_search;
+mod m20261202_000015_bulk_jobs;
 mod m20261202_000017_dispute_patterns;
 mod m20261202_000018_change_feed;
 mod m20261202_000019_users;
@@ -60,6 +62,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_documents::Migration),
             Box::new(m20261201_000012_hot_table_upkeep::Migration),
             Box::new(m20261202_000013_readiness_probe::Migration),
+            Box::new(m20261202_000014_dispute_search::Migration),
+            Box::new(m20261202_000015_bulk_jobs::Migration),
             Box::new(m20261202_000017_dispute_patterns::Migration),
             Box::new(m20261202_000018_change_feed::Migration),
             Box::new(m20261202_000019_users::Migration),

@@ -20,3 +20,4 @@ mod respond;
 mod sandbox;
 mod schema;
 mod subscriptions;
+mod search;

@@ -6,6 +6,7 @@ pub mod auth;
 mod documents;
 pub mod error;
 pub mod evidence_files;
+mod exports;
 pub mod graphiql;
 pub mod graphql;
 pub mod identity;
@@ -171,6 +172,7 @@ pub fn router(state: AppState) -> Router {
         .merge(evidence_files::routes())
         .merge(documents::routes())
         .merge(patterns::routes())
+        .merge(exports::routes())
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -109,6 +109,12 @@ impl Stage {
 }
 
 impl Status {
+    /// Statuses in which the next move is ours (an analyst's or the deadline policy's), not the processor's:
+    /// what the queue's "needs action" filter shows. A submitted dispute waits for the outcome.
+    pub fn needs_action(&self) -> bool {
+        matches!(self, Status::Notified | Status::Triaged | Status::EvidenceGathering)
+    }
+
     /// Statuses in which the dispute still needs work and its deadline matters.
     pub fn is_open(&self) -> bool {
         match self {

@@ -7,6 +7,7 @@
 
 mod batch;
 mod changes;
+mod bulk;
 mod convert;
 mod crash;
 mod documents;
@@ -21,10 +22,12 @@ mod queue;
 mod repo;
 mod schedules;
 mod sellers;
+mod search;
 pub mod testing;
 mod users;
 
 pub use changes::{CHANGE_BUFFER, CHANGE_CHANNEL, Change, OutboundRoute, outbound_delivery_key};
+pub use bulk::{BULK_DONE, BULK_RUNNING, BulkItemResult, BulkJobRecord, BulkProgress, NewBulkJob};
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::{StorageFault, StoreError};
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
@@ -38,9 +41,11 @@ pub use queue::{
     Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewStep, NewTimer, StepFailure, StepRow,
     WORK_CHANNEL,
 };
-pub use repo::{
-    Backend, DisputeFilter, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS,
-};
+pub use repo::{Backend, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS};
 pub use schedules::{DueSoon, ScheduleClaim, ScheduleRow};
 pub use sellers::{NewRecovery, RecoveryRecord, SellerCounts};
 pub use users::{SignIn, UserRecord};
+pub use search::{
+    AmountRange, AssigneeMatch, AuditCursor, AuditFilter, AuditPage, DisputeFilter, DisputeSort, PageWindow,
+    SearchPage, SortCursor, SortDirection, SortValue, TimeWindow,
+};

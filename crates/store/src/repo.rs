@@ -11,13 +11,14 @@ use sea_orm::{
     TransactionTrait,
 };
 use uuid::Uuid;
-use verdict_domain::{Decision, Dispute, DisputeId, Processor, Stage, Status, TimerInstruction};
+use verdict_domain::{Decision, Dispute, DisputeId, Processor, TimerInstruction};
 use verdict_migrations::{Migrator, MigratorTrait};
 
 use crate::StoreError;
 use crate::convert::{to_domain, to_row};
 use crate::entity::{dispute, dispute_event, step, timer};
 use crate::error::is_unique_violation;
+use crate::search::DisputeFilter;
 
 /// Attempts a step gets before it is dead-lettered, unless its handler says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
@@ -70,17 +71,6 @@ pub struct Store {
     wake: std::sync::Arc<tokio::sync::Notify>,
     /// Subscribers of this process and the outbound webhook routes (see changes.rs).
     pub(crate) changes: std::sync::Arc<crate::changes::ChangeHub>,
-}
-
-/// Which disputes a queue page shows; every field narrows the result.
-#[derive(Debug, Clone, Default)]
-pub struct DisputeFilter {
-    pub statuses: Vec<Status>,
-    pub stage: Option<Stage>,
-    pub processor: Option<Processor>,
-    pub seller_id: Option<String>,
-    pub due_before: Option<DateTime<Utc>>,
-    pub due_after: Option<DateTime<Utc>>,
 }
 
 /// Position in the queue order (due date, then id): the last row of the previous page.
@@ -682,29 +672,6 @@ impl Store {
         Ok(rows.into_iter().map(StepRecord::from).collect())
     }
 
-    fn filtered(filter: &DisputeFilter) -> sea_orm::Select<dispute::Entity> {
-        let mut query = dispute::Entity::find();
-        if !filter.statuses.is_empty() {
-            query = query.filter(dispute::Column::Status.is_in(filter.statuses.iter().map(|s| s.as_str())));
-        }
-        if let Some(stage) = filter.stage {
-            query = query.filter(dispute::Column::Stage.eq(stage.as_str()));
-        }
-        if let Some(processor) = filter.processor {
-            query = query.filter(dispute::Column::Processor.eq(processor.as_str()));
-        }
-        if let Some(seller) = &filter.seller_id {
-            query = query.filter(dispute::Column::SellerId.eq(seller.as_str()));
-        }
-        if let Some(before) = filter.due_before {
-            query = query.filter(dispute::Column::DueBy.lt(before));
-        }
-        if let Some(after) = filter.due_after {
-            query = query.filter(dispute::Column::DueBy.gte(after));
-        }
-        query
-    }
-
     /// One page of the queue, ordered by due date then id (keyset pagination: constant cost at any depth).
     pub async fn list(
         &self,
@@ -712,7 +679,7 @@ impl Store {
         first: u64,
         after: Option<PageCursor>,
     ) -> Result<Page, StoreError> {
-        let mut query = Self::filtered(filter);
+        let mut query = filter.select();
         if let Some(cursor) = after {
             query = query.filter(
                 Expr::tuple([Expr::col(dispute::Column::SortDueAt), Expr::col(dispute::Column::Id)])
@@ -741,7 +708,7 @@ impl Store {
     }
 
     pub async fn count(&self, filter: &DisputeFilter) -> Result<u64, StoreError> {
-        Ok(Self::filtered(filter).count(&self.db).await?)
+        Ok(filter.select().count(&self.db).await?)
     }
 
     /// Runs a raw statement; for tests and administration only.

@@ -230,7 +230,10 @@ async fn queue_pages_follow_due_date_then_id_and_respect_filters() {
         assert_eq!(seen, expected, "{}", db.label);
         assert_eq!(store.count(&filter).await.unwrap(), 6);
         let due_soon = DisputeFilter {
-            due_before: Some(t0() + Duration::days(4)),
+            due: vec![verdict_store::TimeWindow {
+                from: None,
+                to: Some(t0() + Duration::days(4)),
+            }],
             ..Default::default()
         };
         assert_eq!(store.count(&due_soon).await.unwrap(), 3);

@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
 pub mod actions;
+pub mod bulk;
 mod documents;
 mod evidence;
 mod facts;
@@ -14,6 +15,7 @@ mod patterns;
 mod query;
 mod sellers;
 mod subscription;
+pub mod search;
 mod types;
 mod users;
 
@@ -26,12 +28,13 @@ pub use query::QueryRoot;
 pub use subscription::{DisputeChange, SubscriptionRoot};
 
 pub use actions::{ActionsMutation, RefundLimits};
+pub use bulk::run_bulk_jobs;
 pub use documents::DocumentsMutation;
 
 /// Every mutation: the analysts' commands, the actions that reach the outside world (actions.rs) and the
-/// documents' (documents.rs).
+/// documents' (documents.rs) and the bulk actions (bulk.rs).
 #[derive(MergedObject, Default)]
-pub struct Mutation(MutationRoot, ActionsMutation, DocumentsMutation);
+pub struct Mutation(MutationRoot, ActionsMutation, DocumentsMutation, bulk::BulkMutation);
 
 pub type VerdictSchema = Schema<QueryRoot, Mutation, SubscriptionRoot>;
 

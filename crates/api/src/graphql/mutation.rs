@@ -158,42 +158,16 @@ impl MutationRoot {
         ctx: &Context<'_>,
         input: TransitionDisputeInput,
     ) -> async_graphql::Result<Dispute> {
-        let to: domain::Status = input.to.into();
         let caller = principal(ctx, Role::Analyst)?;
-        if caller.role < Role::Lead {
-            return Err(ApiError::Forbidden(if domain::is_outcome(to) {
-                format!(
-                    "{to} is an outcome: outcomes come from the processor, and recording one by hand is a lead's \
-                     override with a reason"
-                )
-            } else {
-                "transitionDispute is a lead's correction; analysts act through submitDefense, acceptDispute, \
-                 refund, resolveWithRefund, messageCustomer and messageSeller"
-                    .to_owned()
-            })
-            .into());
-        }
         let id = parse_id(&input.id)?;
-        let action = if domain::is_outcome(to) {
-            if input.stage.is_some() || input.due_by.is_some() {
-                return Err(ApiError::InvalidInput(
-                    "an outcome override takes no stage or due date; reopen first, then record the outcome".into(),
-                )
-                .into());
-            }
-            Action::OverrideOutcome {
-                to,
-                expected_version: input.expected_version,
-            }
-        } else {
-            Action::Transition {
-                to,
-                expected_version: input.expected_version,
-                stage: input.stage.map(Into::into),
-                due_by: input.due_by,
-            }
-        };
-        let command = Command::new(caller.actor(), action).because(input.reason);
+        let command = transition_command(
+            caller,
+            input.to.into(),
+            input.reason,
+            input.expected_version,
+            input.stage.map(Into::into),
+            input.due_by,
+        )?;
         let engine = ctx.data::<Engine>()?;
         Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
     }
@@ -221,68 +195,17 @@ impl MutationRoot {
         let caller = principal(ctx, Role::Analyst)?;
         let id = parse_id(&input.id)?;
         let engine = ctx.data::<Engine>()?;
-        let assignee = input.assignee.as_deref().map(str::trim).map(str::to_owned);
-        let mut expected = match input.expected_assignee {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(name) => Some(Some(name.trim().to_owned())),
-        };
-        if caller.role < Role::Lead {
-            let own = Some(caller.name.clone());
-            if assignee.is_some() && assignee != own {
-                return Err(ApiError::Forbidden(
-                    "analysts may only take disputes for themselves; assigning someone else needs the lead role".into(),
-                )
-                .into());
-            }
-            // Taking expects nobody, releasing expects oneself: anything else is someone else's dispute.
-            expected.get_or_insert(if assignee.is_some() { None } else { own });
-        }
-        if let Some(name) = &assignee
-            && !engine.store().is_known_assignee(name).await.map_err(ApiError::from)?
-        {
-            return Err(ApiError::InvalidInput(format!(
-                "nobody is called {name:?} in Verdict: assign a person who has signed in (see the users query) or \
-                 an active API key's name"
-            ))
-            .into());
-        }
-        let mut command = Command {
-            actor: caller.actor(),
-            reason: input.reason,
-            action: Action::Assign { assignee },
-            expected_version: input.expected_version,
-        };
-        if let Some(expected) = expected {
-            // Compare, then commit only onto the version compared: a take that lost a race is refused.
-            let current = engine.store().load(id).await.map_err(ApiError::from)?;
-            let current = current.ok_or_else(|| ApiError::NotFound(format!("dispute {id} not found")))?;
-            if current.assignee != expected {
-                let name = |a: &Option<String>| a.clone().unwrap_or_else(|| "nobody".to_owned());
-                return Err(ApiError::VersionConflict(format!(
-                    "the dispute is assigned to {}, not {} as expected; reload it{}",
-                    name(&current.assignee),
-                    name(&expected),
-                    if caller.role < Role::Lead {
-                        " (reassigning needs the lead role)"
-                    } else {
-                        ""
-                    }
-                ))
-                .into());
-            }
-            if let Some(seen) = command.expected_version
-                && seen != current.version
-            {
-                return Err(ApiError::from(domain::DomainError::VersionConflict {
-                    expected: seen,
-                    actual: current.version,
-                })
-                .into());
-            }
-            command.expected_version = Some(current.version);
-        }
-        Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
+        let dispute = assign(
+            engine,
+            caller,
+            id,
+            input.assignee,
+            input.reason,
+            input.expected_assignee,
+            input.expected_version,
+        )
+        .await?;
+        Ok(Dispute(dispute))
     }
 
     /// A signed, expiring link through which the dispute's seller uploads evidence files without an account
@@ -397,4 +320,116 @@ impl MutationRoot {
     ) -> async_graphql::Result<Dispute> {
         super::facts::link_order(ctx, input).await
     }
+}
+
+/// Takes, releases or (leads) assigns a dispute as `caller`: `assignDispute` and the bulk assignment share it.
+/// Analysts take unassigned disputes for themselves and release their own; the change applies only to the
+/// dispute as the caller expects it (assignee, stated or implied, and version).
+pub(crate) async fn assign(
+    engine: &Engine,
+    caller: &crate::auth::Principal,
+    id: domain::DisputeId,
+    assignee: Option<String>,
+    reason: Option<String>,
+    expected_assignee: MaybeUndefined<String>,
+    expected_version: Option<i64>,
+) -> Result<domain::Dispute, ApiError> {
+    let assignee = assignee.as_deref().map(str::trim).map(str::to_owned);
+    let mut expected = match expected_assignee {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(name) => Some(Some(name.trim().to_owned())),
+    };
+    if caller.role < Role::Lead {
+        let own = Some(caller.name.clone());
+        if assignee.is_some() && assignee != own {
+            return Err(ApiError::Forbidden(
+                "analysts may only take disputes for themselves; assigning someone else needs the lead role".into(),
+            ));
+        }
+        // Taking expects nobody, releasing expects oneself: anything else is someone else's dispute.
+        expected.get_or_insert(if assignee.is_some() { None } else { own });
+    }
+    if let Some(name) = &assignee
+        && !engine.store().is_known_assignee(name).await?
+    {
+        return Err(ApiError::InvalidInput(format!(
+            "nobody is called {name:?} in Verdict: assign a person who has signed in (see the users query) or \
+             an active API key's name"
+        )));
+    }
+    let mut command = Command {
+        actor: caller.actor(),
+        reason,
+        action: Action::Assign { assignee },
+        expected_version,
+    };
+    if let Some(expected) = expected {
+        // Compare, then commit only onto the version compared: a take that lost a race is refused.
+        let current = engine.store().load(id).await?;
+        let current = current.ok_or_else(|| ApiError::NotFound(format!("dispute {id} not found")))?;
+        if current.assignee != expected {
+            let name = |a: &Option<String>| a.clone().unwrap_or_else(|| "nobody".to_owned());
+            return Err(ApiError::VersionConflict(format!(
+                "the dispute is assigned to {}, not {} as expected; reload it{}",
+                name(&current.assignee),
+                name(&expected),
+                if caller.role < Role::Lead {
+                    " (reassigning needs the lead role)"
+                } else {
+                    ""
+                }
+            )));
+        }
+        if let Some(seen) = command.expected_version
+            && seen != current.version
+        {
+            return Err(ApiError::from(domain::DomainError::VersionConflict {
+                expected: seen,
+                actual: current.version,
+            }));
+        }
+        command.expected_version = Some(current.version);
+    }
+    Ok(engine.handle(id, command).await?)
+}
+
+/// The command of a lead's correction to `to` (`transitionDispute` and the bulk transition share it); analysts
+/// get FORBIDDEN with how to act instead.
+pub(crate) fn transition_command(
+    caller: &crate::auth::Principal,
+    to: domain::Status,
+    reason: String,
+    expected_version: i64,
+    stage: Option<domain::Stage>,
+    due_by: Option<DateTime<Utc>>,
+) -> Result<Command, ApiError> {
+    if caller.role < Role::Lead {
+        return Err(ApiError::Forbidden(if domain::is_outcome(to) {
+            format!(
+                "{to} is an outcome: outcomes come from the processor, and recording one by hand is a lead's \
+                 override with a reason"
+            )
+        } else {
+            "transitionDispute is a lead's correction; analysts act through submitDefense, acceptDispute, \
+             refund, resolveWithRefund, messageCustomer and messageSeller"
+                .to_owned()
+        }));
+    }
+    let action = if domain::is_outcome(to) {
+        if stage.is_some() || due_by.is_some() {
+            return Err(ApiError::InvalidInput(
+                "an outcome override takes no stage or due date; reopen first, then record the outcome".into(),
+            ));
+        }
+        Action::OverrideOutcome { to, expected_version }
+    } else {
+        Action::Transition {
+            to,
+            expected_version,
+            stage,
+            due_by,
+        }
+    };
+    Ok(Command::new(caller.actor(), action).because(reason))
 }

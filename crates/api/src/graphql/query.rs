@@ -1,19 +1,14 @@
 //! Read side: one dispute with its history, and queue pages.
 
 use async_graphql::{Context, ID, Object, SimpleObject};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::DateTime;
 use verdict_domain::DisputeId;
 use verdict_engine::Engine;
-use verdict_store::PageCursor;
 
 use super::limits::list_cost;
-use super::types::{Dispute, DisputeConnection, DisputeEdge, DisputeFilter, PageInfo};
+use super::search::{AuditConnection, AuditFilter, DisputeFilter, DisputeSortInput};
+use super::types::{Dispute, DisputeConnection};
 use crate::auth::{Principal, PrincipalKind, Role};
 use crate::error::ApiError;
-
-const MAX_PAGE: i32 = 500;
 
 pub struct QueryRoot;
 
@@ -29,21 +24,6 @@ pub(crate) fn parse_id(id: &ID) -> Result<DisputeId, ApiError> {
     id.as_str()
         .parse()
         .map_err(|_| ApiError::InvalidInput(format!("{:?} is not a dispute id", id.as_str())))
-}
-
-fn encode_cursor(cursor: &PageCursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{}", cursor.sort_due_at.to_rfc3339(), cursor.id))
-}
-
-fn decode_cursor(cursor: &str) -> Result<PageCursor, ApiError> {
-    let bad = || ApiError::InvalidInput(format!("{cursor:?} is not a cursor from this API"));
-    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (at, id) = text.split_once('|').ok_or_else(bad)?;
-    Ok(PageCursor {
-        sort_due_at: DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.to_utc(),
-        id: id.parse().map_err(|_| bad())?,
-    })
 }
 
 /// The caller of the request.
@@ -75,40 +55,42 @@ impl QueryRoot {
         Ok(dispute.map(Dispute))
     }
 
-    /// A page of disputes ordered by due date (soonest first, undated last), then id. A query's cost counts
-    /// `first` times the fields asked of each dispute.
-    #[graphql(complexity = "list_cost(first, child_complexity)")]
+    /// A page of the disputes `filter` matches, in `sort` order (soonest due first by default), Relay-style:
+    /// `first`/`after` forwards or `last`/`before` backwards, at most 500 a page. Viewers and above. A query's
+    /// cost counts the page size times the fields asked of each dispute.
+    #[graphql(
+        complexity = "list_cost(first.or(last).unwrap_or(super::search::DEFAULT_PAGE).min(super::search::MAX_PAGE), child_complexity)"
+    )]
+    #[allow(clippy::too_many_arguments)]
     async fn disputes(
         &self,
         ctx: &Context<'_>,
         filter: Option<DisputeFilter>,
+        sort: Option<DisputeSortInput>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> async_graphql::Result<DisputeConnection> {
+        super::search::disputes(ctx, filter, sort, first, after, last, before).await
+    }
+
+    /// Who did what across disputes, newest first, by actor, time window and event type (leads and admins;
+    /// personal data left out as in a dispute's history). `first` is at most 500.
+    #[graphql(complexity = "list_cost(first, child_complexity)")]
+    async fn audit(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AuditFilter>,
         #[graphql(default = 50)] first: i32,
         after: Option<String>,
-    ) -> async_graphql::Result<DisputeConnection> {
-        principal(ctx, Role::Viewer)?;
-        if !(0..=MAX_PAGE).contains(&first) {
-            return Err(ApiError::InvalidInput(format!("first must be between 0 and {MAX_PAGE}")).into());
-        }
-        let after = after.as_deref().map(decode_cursor).transpose()?;
-        let filter: verdict_store::DisputeFilter = filter.unwrap_or_default().into();
-        let page = super::read(ctx, ctx.data::<Engine>()?.store().list(&filter, first as u64, after)).await?;
-        let edges: Vec<DisputeEdge> = page
-            .items
-            .into_iter()
-            .map(|(cursor, dispute)| DisputeEdge {
-                cursor: encode_cursor(&cursor),
-                node: Dispute(dispute),
-            })
-            .collect();
-        let end_cursor = edges.last().map(|e| e.cursor.clone());
-        Ok(DisputeConnection {
-            edges,
-            page_info: PageInfo {
-                has_next_page: page.has_next_page,
-                end_cursor,
-            },
-            filter,
-        })
+    ) -> async_graphql::Result<AuditConnection> {
+        super::search::audit(ctx, filter, first, after).await
+    }
+
+    /// A bulk job's progress and item results: its requester, or a lead or admin; null if there is none.
+    async fn bulk_job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<super::bulk::BulkJob>> {
+        super::bulk::bulk_job(ctx, id).await
     }
 
     /// Messages Verdict sent to customers, sellers and assignees, newest first (customers masked for viewers).
@@ -203,21 +185,5 @@ impl QueryRoot {
         filter: Option<super::patterns::MonitoringFilter>,
     ) -> async_graphql::Result<Vec<super::patterns::MonitoringRatio>> {
         super::patterns::dispute_monitoring(ctx, filter).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_rejected() {
-        let cursor = PageCursor {
-            sort_due_at: chrono::Utc::now(),
-            id: uuid::Uuid::now_v7(),
-        };
-        assert_eq!(decode_cursor(&encode_cursor(&cursor)).ok(), Some(cursor));
-        assert!(decode_cursor("!!!").is_err());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("no-separator")).is_err());
     }
 }

@@ -438,9 +438,16 @@ impl Dispute {
     }
 }
 
+/// Where a page lies in its list (Relay).
 #[derive(SimpleObject)]
 pub struct PageInfo {
+    /// Rows follow this page in the list's order.
     pub has_next_page: bool,
+    /// Rows precede this page in the list's order.
+    pub has_previous_page: bool,
+    /// The first row's cursor; pass it as `before` with `last` for the page before.
+    pub start_cursor: Option<String>,
+    /// The last row's cursor; pass it as `after` with `first` for the page after.
     pub end_cursor: Option<String>,
 }
 
@@ -466,30 +473,5 @@ impl DisputeConnection {
     #[graphql(complexity = 50)]
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
         super::read(ctx, engine(ctx)?.store().count(&self.filter)).await
-    }
-}
-
-#[derive(InputObject, Default)]
-pub struct DisputeFilter {
-    pub status: Option<Vec<DisputeStatus>>,
-    pub stage: Option<DisputeStage>,
-    pub processor: Option<Processor>,
-    pub seller_id: Option<String>,
-    /// Due strictly before this instant.
-    pub due_before: Option<DateTime<Utc>>,
-    /// Due at or after this instant.
-    pub due_after: Option<DateTime<Utc>>,
-}
-
-impl From<DisputeFilter> for verdict_store::DisputeFilter {
-    fn from(f: DisputeFilter) -> Self {
-        Self {
-            statuses: f.status.unwrap_or_default().into_iter().map(Into::into).collect(),
-            stage: f.stage.map(Into::into),
-            processor: f.processor.map(Into::into),
-            seller_id: f.seller_id,
-            due_before: f.due_before,
-            due_after: f.due_after,
-        }
     }
 }

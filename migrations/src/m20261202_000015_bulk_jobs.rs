@@ -14,6 +14,7 @@ CREATE TABLE bulk_jobs (
     input {json} NOT NULL,
     actor_name TEXT NOT NULL,
     actor_role TEXT NOT NULL,
+    actor_kind TEXT NOT NULL,
     status TEXT NOT NULL,
     total INTEGER NOT NULL,
     locked_by TEXT,

@@ -19,5 +19,5 @@ mod readiness;
 mod respond;
 mod sandbox;
 mod schema;
-mod subscriptions;
 mod search;
+mod subscriptions;

@@ -21,7 +21,7 @@ use verdict_engine::timers::TimingPolicy;
 use verdict_store::{DisputeFilter, DisputeSort, PageWindow, SortCursor, SortDirection, Store};
 
 use crate::AppState;
-use crate::auth::{self, Principal, Role};
+use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::graphql::search::{self, DisputeSortInput};
 
@@ -194,11 +194,7 @@ async fn disputes_csv(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let caller = match state
-        .graphql_reads
-        .run(auth::authenticate(state.engine.store(), &headers))
-        .await
-    {
+    let caller = match state.caller(&headers).await {
         Ok(caller) => caller,
         Err(err) => return err.into_response(),
     };

@@ -18,7 +18,7 @@ use verdict_domain::{CardNetwork, Processor};
 use verdict_store::{MonitoringCount, MonitoringQuery, PatternQuery, PatternRow, Store};
 
 use crate::AppState;
-use crate::auth::{self, Role};
+use crate::auth::Role;
 use crate::error::ApiError;
 
 /// The least role that reads patterns and monitoring.
@@ -168,10 +168,7 @@ impl PatternParams {
 
 /// The caller, if they may read patterns.
 async fn authorised(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let principal = state
-        .graphql_reads
-        .run(auth::authenticate(state.engine.store(), headers))
-        .await?;
+    let principal = state.caller(headers).await?;
     principal.require(PATTERNS_ROLE)
 }
 

@@ -28,6 +28,8 @@ pub struct NewBulkJob {
     pub input: serde_json::Value,
     pub actor_name: String,
     pub actor_role: String,
+    /// `api_key` or `user`: how the caller signed in.
+    pub actor_kind: String,
     pub dispute_ids: Vec<Uuid>,
     pub now: DateTime<Utc>,
 }
@@ -40,6 +42,8 @@ pub struct BulkJobRecord {
     pub input: serde_json::Value,
     pub actor_name: String,
     pub actor_role: String,
+    /// `api_key` or `user`: how the caller signed in.
+    pub actor_kind: String,
     pub status: String,
     pub total: i64,
     pub created_at: DateTime<Utc>,
@@ -80,6 +84,7 @@ impl From<bulk_job::Model> for BulkJobRecord {
             input: r.input,
             actor_name: r.actor_name,
             actor_role: r.actor_role,
+            actor_kind: r.actor_kind,
             status: r.status,
             total: i64::from(r.total),
             created_at: r.created_at,
@@ -113,6 +118,7 @@ impl Store {
             input: Set(job.input.clone()),
             actor_name: Set(job.actor_name.clone()),
             actor_role: Set(job.actor_role.clone()),
+            actor_kind: Set(job.actor_kind.clone()),
             status: Set(BULK_RUNNING.to_owned()),
             total: Set(total),
             locked_by: Set(None),

@@ -6,8 +6,8 @@
 //! lost update.
 
 mod batch;
-mod changes;
 mod bulk;
+mod changes;
 mod convert;
 mod crash;
 mod documents;
@@ -21,13 +21,13 @@ mod patterns;
 mod queue;
 mod repo;
 mod schedules;
-mod sellers;
 mod search;
+mod sellers;
 pub mod testing;
 mod users;
 
-pub use changes::{CHANGE_BUFFER, CHANGE_CHANNEL, Change, OutboundRoute, outbound_delivery_key};
 pub use bulk::{BULK_DONE, BULK_RUNNING, BulkItemResult, BulkJobRecord, BulkProgress, NewBulkJob};
+pub use changes::{CHANGE_BUFFER, CHANGE_CHANNEL, Change, OutboundRoute, outbound_delivery_key};
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::{StorageFault, StoreError};
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
@@ -43,9 +43,9 @@ pub use queue::{
 };
 pub use repo::{Backend, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS};
 pub use schedules::{DueSoon, ScheduleClaim, ScheduleRow};
-pub use sellers::{NewRecovery, RecoveryRecord, SellerCounts};
-pub use users::{SignIn, UserRecord};
 pub use search::{
     AmountRange, AssigneeMatch, AuditCursor, AuditFilter, AuditPage, DisputeFilter, DisputeSort, PageWindow,
     SearchPage, SortCursor, SortDirection, SortValue, TimeWindow,
 };
+pub use sellers::{NewRecovery, RecoveryRecord, SellerCounts};
+pub use users::{SignIn, UserRecord};

@@ -20,7 +20,7 @@ use verdict_store::{BulkItemResult, BulkJobRecord, BulkProgress, NewBulkJob, Pag
 use super::query::{parse_id, principal};
 use super::search::DisputeFilter;
 use super::types::{DisputeStatus, Locale};
-use crate::auth::{Principal, Role};
+use crate::auth::{Principal, PrincipalKind, Role};
 use crate::error::ApiError;
 
 /// Disputes a bulk action works through inside the request; more become a job.
@@ -415,6 +415,11 @@ async fn run(
         input: serde_json::to_value(&action).map_err(|e| ApiError::Internal(e.to_string()))?,
         actor_name: caller.name.clone(),
         actor_role: caller.role.as_str().to_owned(),
+        actor_kind: match caller.kind {
+            PrincipalKind::ApiKey => "api_key",
+            PrincipalKind::User => "user",
+        }
+        .to_owned(),
         dispute_ids: ids,
         now: engine.clock().now(),
     };
@@ -544,6 +549,10 @@ async fn work_one_job(
             .actor_role
             .parse()
             .map_err(|_| ApiError::Internal(format!("bulk job {} has a bad role", job.id)))?,
+        kind: match job.actor_kind.as_str() {
+            "user" => PrincipalKind::User,
+            _ => PrincipalKind::ApiKey,
+        },
     };
     loop {
         if *stop.borrow() {

@@ -13,9 +13,9 @@ mod notifications;
 mod operations_admin;
 mod patterns;
 mod query;
+pub mod search;
 mod sellers;
 mod subscription;
-pub mod search;
 mod types;
 mod users;
 

@@ -965,6 +965,7 @@ fn a_seller_owned_link_records_the_task_and_asks_the_seller_for_what_is_needed()
             seller_id: "seller-9".into(),
             customer: linked_customer(),
             seller_task: Some(task),
+            profile: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -24,6 +24,7 @@ async fn seller_owned(h: &Harness, pid: &str) -> (verdict_domain::Dispute, Selle
         seller_id: facts.seller.seller_id.clone(),
         customer: facts.dispute_customer(),
         seller_task: Some(task),
+        profile: None,
     };
     let (dispute, decision) = h
         .engine

@@ -9,6 +9,7 @@ pub struct Model {
     pub input: Json,
     pub actor_name: String,
     pub actor_role: String,
+    pub actor_kind: String,
     pub status: String,
     pub total: i32,
     pub locked_by: Option<String>,

@@ -67,6 +67,7 @@ async fn seed(store: &Store, case: Case) -> Dispute {
             source: "tables".into(),
             seller_id: case.seller.into(),
             customer: dispute.customer.clone(),
+            seller_task: None,
             profile: Some(OrderProfile {
                 device_model: Some(model.into()),
                 grade: Some(grade.into()),

@@ -135,8 +135,15 @@ async fn note_until_heard(writer: &TestApp, id: &str, subscriber: &mut Subscribe
             )
             .await
             .data();
-        if let Some(payload) = subscriber.next_result(sub_id, Duration::from_millis(750)).await {
-            return payload;
+        while let Some(payload) = subscriber.next_result(sub_id, Duration::from_millis(750)).await {
+            // Under load an earlier change (the opening) may arrive first: the note is what is waited for.
+            let change = payload["data"].as_object().and_then(|data| data.values().next());
+            let noted = change
+                .and_then(|change| change["events"].as_array())
+                .is_some_and(|events| events.iter().any(|event| event["type"] == "note_added"));
+            if noted {
+                return payload;
+            }
         }
     }
     panic!("{}: the subscriber heard of no change", writer.label);

@@ -148,7 +148,15 @@ impl TablesFacts {
 
     async fn record_once(&self, facts: &OrderFacts, now: DateTime<Utc>) -> Result<Recorded, RecordError> {
         let json = serde_json::to_value(facts).map_err(|e| RecordError::Facts(FactsError::Malformed(e.to_string())))?;
-        let txn = self.db.begin().await?;
+        // It reads before it writes: SQLite must take the write lock at BEGIN, or a commit by another connection
+        // since the first read makes the write fail at once with "database is locked" (PostgreSQL ignores it).
+        let txn = self
+            .db
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..sea_orm::TransactionOptions::default()
+            })
+            .await?;
         let existing = order::Entity::find()
             .filter(order::Column::OrderReference.eq(facts.order_reference.as_str()))
             .one(&txn)

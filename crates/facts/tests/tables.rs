@@ -151,3 +151,27 @@ async fn invalid_facts_are_refused_with_the_field_named_and_nothing_is_written()
     })
     .await;
 }
+
+/// Many orders recorded at once (the demo, an import and analysts together): none may fail with "database is
+/// locked". On SQLite a transaction that reads before it writes fails so when another connection commits in
+/// between, unless it took the write lock at BEGIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_recorded_concurrently_all_land() {
+    each_database(async |facts, label| {
+        let facts = std::sync::Arc::new(facts);
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..64 {
+            let facts = facts.clone();
+            tasks.spawn(async move {
+                let order = format!("A-concurrent-{i}");
+                let payment = format!("pi_concurrent_{i}");
+                facts.record(another(&order, &[payment.as_str()]), now()).await
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let recorded = joined.unwrap();
+            assert!(matches!(recorded, Ok(Recorded::Created)), "{label}: {recorded:?}");
+        }
+    })
+    .await;
+}

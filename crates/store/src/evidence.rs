@@ -236,7 +236,7 @@ impl Store {
         max_dispute_bytes: u64,
         max_files: usize,
     ) -> Result<FileRecorded, StoreError> {
-        let txn = self.db().begin().await?;
+        let txn = crate::begin_write(self.db()).await?;
         if self.backend() == Backend::Postgres {
             txn.execute_raw(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DatabaseBackend::Postgres,

@@ -25,6 +25,7 @@ mod search;
 mod sellers;
 pub mod testing;
 mod users;
+mod write;
 
 pub use bulk::{BULK_DONE, BULK_RUNNING, BulkItemResult, BulkJobRecord, BulkProgress, NewBulkJob};
 pub use changes::{CHANGE_BUFFER, CHANGE_CHANNEL, Change, OutboundRoute, outbound_delivery_key};
@@ -49,3 +50,4 @@ pub use search::{
 };
 pub use sellers::{NewRecovery, RecoveryRecord, SellerCounts};
 pub use users::{SignIn, UserRecord};
+pub use write::begin_write;

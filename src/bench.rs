@@ -28,6 +28,9 @@ pub struct BenchOptions {
     /// Disputes each writer of the transitions measurement takes turns on (1: every event on one hot row).
     pub disputes_per_writer: usize,
     /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers); empty for all.
+    /// Single steps added one at a time, `latency_rate` a second, in the step-latency measurement.
+    pub latency_probes: u64,
+    pub latency_rate: u64,
     pub only: Vec<String>,
 }
 
@@ -449,18 +452,34 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
     while worker.steps_finished() < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    // Completions are written in batches: the drain ends when every step is recorded as done, as the peer's
+    // ends when its jobs table is empty.
+    while unfinished_steps(store, &tag).await? > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let elapsed = started.elapsed();
     let done = worker.steps_finished();
     let _ = stop.send(());
     let _ = running.await;
     println!(
-        "steps: {done} of {n} no-op steps drained by one pool of {} slots in {:.2} s = {:.0} steps/s (claims as slots \
-         come free, the batch's disputes in one query, completions in batches)",
+        "steps: {done} of {n} no-op steps drained (performed and recorded as done) by one pool of {} slots in {:.2} s = \
+         {:.0} steps/s (claims as slots come free, the batch's disputes in one query, completions in batches)",
         options.step_concurrency,
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+/// The bench's steps (by tag) not yet recorded as done.
+async fn unfinished_steps(store: &verdict_store::Store, tag: &str) -> anyhow::Result<u64> {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    use verdict_store::entity::step;
+    Ok(step::Entity::find()
+        .filter(step::Column::IdempotencyKey.starts_with(format!("bench-{tag}-")))
+        .filter(step::Column::Status.eq("pending"))
+        .count(store.db())
+        .await?)
 }
 
 /// Records when each step started, by idempotency key.
@@ -481,7 +500,7 @@ impl verdict_engine::effects::StepPerformer for StartRecorder {
 }
 
 /// How long after it is added a step starts on an idle pool: one step at a time, inserted and announced the way
-/// another replica would (`NOTIFY` on PostgreSQL), 20 ms apart.
+/// another replica would (`NOTIFY` on PostgreSQL), `latency_rate` a second.
 async fn step_latency(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
     let store = engine.store();
     seed_projection(engine, 1_000).await?;
@@ -492,10 +511,12 @@ async fn step_latency(engine: &Engine, options: &BenchOptions) -> anyhow::Result
         let _ = stopped.await;
     }));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let probes = 500;
-    let mut latencies = Vec::with_capacity(probes);
+    let probes = options.latency_probes;
+    let interval = Duration::from_secs(1) / u32::try_from(options.latency_rate.max(1)).unwrap_or(1_000);
+    let mut latencies = Vec::with_capacity(usize::try_from(probes).unwrap_or_default());
     let tag = Utc::now().format("%H%M%S%f").to_string();
     for i in 0..probes {
+        let due = Instant::now() + interval;
         let key_tag = format!("{tag}-{i}");
         store
             .execute_unprepared(&insert_steps_sql(store.backend(), &key_tag, 1))
@@ -516,13 +537,14 @@ async fn step_latency(engine: &Engine, options: &BenchOptions) -> anyhow::Result
         .flatten()
         .context("a probe step did not start within 5 s")?;
         latencies.push(started.saturating_duration_since(added));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep_until(due.into()).await;
     }
     let _ = stop.send(());
     let _ = running.await;
     latencies.sort();
     println!(
-        "step start latency ({probes} single steps added to an idle pool and announced): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "step start latency ({probes} single steps added to an idle pool and announced, {}/s): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        options.latency_rate,
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or_default()

@@ -69,6 +69,12 @@ enum CommandLine {
         /// Disputes each writer of the transitions measurement takes turns on (1: one hot row per writer).
         #[arg(long, default_value_t = 64)]
         disputes_per_writer: usize,
+        /// Single steps added one at a time in the step-latency measurement.
+        #[arg(long, default_value_t = 500)]
+        latency_probes: u64,
+        /// Steps added per second in the step-latency measurement (1 to 1,000).
+        #[arg(long, default_value_t = 50)]
+        latency_rate: u64,
         /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -205,6 +211,8 @@ async fn main() -> anyhow::Result<()> {
             notifications,
             step_concurrency,
             disputes_per_writer,
+            latency_probes,
+            latency_rate,
             only,
         } => {
             let mut config = config;
@@ -232,6 +240,8 @@ async fn main() -> anyhow::Result<()> {
                 notifications,
                 step_concurrency,
                 disputes_per_writer,
+                latency_probes: latency_probes.max(1),
+                latency_rate: latency_rate.clamp(1, 1_000),
                 only,
             };
             verdict::bench::run(std::sync::Arc::new(engine), options).await?;

@@ -207,14 +207,26 @@ pub enum BulkJobStatus {
     Done,
 }
 
+/// What a bulk job does to each dispute, named after its mutation.
+#[derive(Enum, serde::Deserialize, Copy, Clone, Eq, PartialEq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkActionKind {
+    /// `bulkAssign`.
+    Assign,
+    /// `bulkTransition`.
+    Transition,
+    /// `bulkMessage`.
+    Message,
+}
+
 /// A bulk action running (or run) as a job.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct BulkJob {
     /// The job's id (`bulkJob` takes it).
     pub id: ID,
-    /// `assign`, `transition` or `message`.
-    pub action: String,
+    /// What it does to each dispute.
+    pub action: BulkActionKind,
     /// Who asked for it (the actor of its events).
     pub requested_by: String,
     /// Whether it is still working.
@@ -292,11 +304,11 @@ impl From<BulkItemResult> for BulkJobItem {
     }
 }
 
-fn job_view(job: BulkJobRecord, progress: BulkProgress) -> BulkJob {
+fn job_view(job: BulkJobRecord, progress: BulkProgress) -> Result<BulkJob, ApiError> {
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    BulkJob {
+    Ok(BulkJob {
         id: ID(job.id.to_string()),
-        action: job.action,
+        action: super::enums::label(&job.action, "bulk action")?,
         requested_by: job.actor_name,
         status: if job.status == verdict_store::BULK_DONE {
             BulkJobStatus::Done
@@ -312,7 +324,7 @@ fn job_view(job: BulkJobRecord, progress: BulkProgress) -> BulkJob {
         created_at: job.created_at,
         updated_at: job.updated_at,
         finished_at: job.finished_at,
-    }
+    })
 }
 
 /// Runs `action` on one dispute as `caller`, as the single mutation would.
@@ -472,7 +484,7 @@ async fn run(
         .ok_or_else(|| ApiError::Internal("a job just created is missing".into()))?;
     Ok(BulkActionPayload {
         results: None,
-        job: Some(job_view(record, progress)),
+        job: Some(job_view(record, progress)?),
         user_errors: Vec::new(),
     })
 }
@@ -564,7 +576,7 @@ pub(crate) async fn bulk_job(ctx: &Context<'_>, id: ID) -> async_graphql::Result
     if job.actor_name != caller.name && caller.role < Role::Lead {
         return Err(ApiError::Forbidden("only its requester, a lead or an admin may read a bulk job".into()).into());
     }
-    Ok(Some(job_view(job, progress)))
+    Ok(Some(job_view(job, progress)?))
 }
 
 /// Works through bulk jobs until `stop` turns true: takes a job's lease, runs its next batch of items as the

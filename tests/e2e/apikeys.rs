@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::app::{TestApp, test_databases};
 
 const LIST: &str = "{ apiKeys { id name role createdAt revokedAt } }";
-const REVOKE: &str = "mutation($input: RevokeApiKeyInput!) { revokeApiKey(input: $input) { id name role revokedAt } }";
+const REVOKE: &str = "mutation($input: RevokeApiKeyInput!) { revokeApiKey(input: $input) { apiKey { id name role revokedAt } userErrors { code message } } }";
 
 #[tokio::test]
 async fn admins_list_and_revoke_keys_and_a_revoked_key_fails_on_its_next_request() {
@@ -34,7 +34,7 @@ async fn admins_list_and_revoke_keys_and_a_revoked_key_fails_on_its_next_request
         // The analyst works, is revoked, and the same token is refused right after: nothing caches a key.
         assert_eq!(app.gql(&app.analyst, "{ me { name } }", json!({})).await.status, 200);
         let revoked = app.gql(&app.admin, REVOKE, json!({"input": {"name": "alice"}})).await;
-        let alice = revoked.data()["revokeApiKey"].clone();
+        let alice = revoked.data()["revokeApiKey"]["apiKey"].clone();
         assert_eq!(alice["name"], "alice");
         let revoked_at = alice["revokedAt"].as_str().unwrap().to_owned();
         let refused = app.gql(&app.analyst, "{ me { name } }", json!({})).await;
@@ -53,10 +53,10 @@ async fn admins_list_and_revoke_keys_and_a_revoked_key_fails_on_its_next_request
 
         // Revoking again changes nothing and keeps the first time; by id works as well as by name.
         let again = app.gql(&app.admin, REVOKE, json!({"input": {"id": alice["id"]}})).await;
-        assert_eq!(again.data()["revokeApiKey"]["revokedAt"], revoked_at.as_str());
+        assert_eq!(again.data()["revokeApiKey"]["apiKey"]["revokedAt"], revoked_at.as_str());
         let victor = keys[3]["id"].clone();
         let by_id = app.gql(&app.admin, REVOKE, json!({"input": {"id": victor}})).await;
-        assert_eq!(by_id.data()["revokeApiKey"]["name"], "victor");
+        assert_eq!(by_id.data()["revokeApiKey"]["apiKey"]["name"], "victor");
         assert_eq!(app.gql(&app.viewer, "{ me { name } }", json!({})).await.status, 401);
         assert_eq!(
             app.gql(&app.lead, "{ me { name } }", json!({})).await.status,

@@ -34,15 +34,53 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The data of an answer without errors: no GraphQL error, and no user error in a mutation's payload.
     pub fn data(&self) -> &Value {
         assert!(self.body.get("errors").is_none(), "unexpected errors: {}", self.body);
+        assert!(self.user_errors().is_empty(), "unexpected user errors: {}", self.body);
         &self.body["data"]
     }
 
-    /// The `extensions.code` of the first error.
+    /// The `userErrors` of every field of the answer's data (a mutation's payload).
+    pub fn user_errors(&self) -> Vec<Value> {
+        let Some(fields) = self.body["data"].as_object() else {
+            return Vec::new();
+        };
+        fields
+            .values()
+            .filter_map(|payload| payload.get("userErrors").and_then(Value::as_array))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Whether the request was refused: a GraphQL error, or a user error in a mutation's payload.
+    pub fn refused(&self) -> bool {
+        self.body.get("errors").is_some() || !self.user_errors().is_empty()
+    }
+
+    /// The message of the first error, or else of the first user error.
+    pub fn error_message(&self) -> String {
+        if let Some(message) = self.body["errors"][0]["message"].as_str() {
+            return message.to_owned();
+        }
+        let refused = self.user_errors();
+        refused
+            .first()
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or_else(|| panic!("no error in {}", self.body))
+            .to_owned()
+    }
+
+    /// The `extensions.code` of the first error, or else the code of the first user error: the same names.
     pub fn error_code(&self) -> String {
-        self.body["errors"][0]["extensions"]["code"]
-            .as_str()
+        if let Some(code) = self.body["errors"][0]["extensions"]["code"].as_str() {
+            return code.to_owned();
+        }
+        let refused = self.user_errors();
+        refused
+            .first()
+            .and_then(|e| e["code"].as_str())
             .unwrap_or_else(|| panic!("no error in {}", self.body))
             .to_owned()
     }
@@ -301,13 +339,12 @@ impl TestApp {
     }
 }
 
-pub const OPEN: &str = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { \
+pub const OPEN: &str = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { dispute { \
     id processor processorDisputeId status stage version network reasonCode reasonCategory queue assignee dueBy \
     amount { minorUnits currency formatted } customer { name email locale } \
-    events { version type fromStatus toStatus actor reason at } } }";
+    events { version type fromStatus toStatus actor reason at } } userErrors { code message } } }";
 
-pub const TRANSITION: &str =
-    "mutation($input: TransitionDisputeInput!) { transitionDispute(input: $input) { id status version stage queue } }";
+pub const TRANSITION: &str = "mutation($input: TransitionDisputeInput!) { transitionDispute(input: $input) { dispute { id status version stage queue } userErrors { code message } } }";
 
 pub const GET: &str = "query($id: ID!) { dispute(id: $id) { \
     id processor processorDisputeId status stage version network reasonCode reasonCategory queue assignee dueBy \
@@ -340,13 +377,16 @@ pub async fn open_dispute(app: &TestApp, processor_dispute_id: &str) -> String {
     let answer = app
         .gql(&app.analyst, OPEN, json!({ "input": open_input(processor_dispute_id) }))
         .await;
-    answer.data()["openDispute"]["id"].as_str().unwrap().to_owned()
+    answer.data()["openDispute"]["dispute"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// The lead assigns the dispute to alice (the analyst's key) and waits until every step it has succeeded (the assignee's notice), so a
 /// test can then put that step in whatever state it needs without racing the worker.
 pub async fn assign_and_wait_for_the_notice(app: &TestApp, id: &str) {
-    let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { version } }";
+    let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { dispute { version } userErrors { code message } } }";
     app.gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "alice"}}))
         .await
         .data();
@@ -354,7 +394,7 @@ pub async fn assign_and_wait_for_the_notice(app: &TestApp, id: &str) {
     for attempt in 0.. {
         let answer = app.gql(&app.viewer, steps_query, json!({ "id": id })).await;
         let steps = answer.data()["dispute"]["steps"].as_array().unwrap().clone();
-        if !steps.is_empty() && steps.iter().all(|s| s["status"] == "succeeded") {
+        if !steps.is_empty() && steps.iter().all(|s| s["status"] == "SUCCEEDED") {
             break;
         }
         assert!(attempt < 200, "{}: the notify step never ran: {steps:?}", app.label);

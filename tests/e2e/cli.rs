@@ -385,7 +385,10 @@ async fn client_mistakes_are_not_logged_as_errors_and_the_start_up_line_is_reada
         .json()
         .await
         .unwrap();
-    let id = opened["data"]["openDispute"]["id"].as_str().unwrap().to_owned();
+    let id = opened["data"]["openDispute"]["dispute"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut codes = Vec::new();
     for (query, variables) in [
         (crate::app::OPEN, json!({"input": crate::app::open_input("dp_log")})),
@@ -407,11 +410,15 @@ async fn client_mistakes_are_not_logged_as_errors_and_the_start_up_line_is_reada
         ),
     ] {
         let answer: serde_json::Value = gql(query, variables).await.unwrap().json().await.unwrap();
+        // Refusals a screen handles are user errors in the payload; the others GraphQL errors.
+        let payload = answer["data"].as_object().and_then(|d| d.values().next()).cloned();
+        let refusal = payload.and_then(|p| p["userErrors"][0]["code"].as_str().map(str::to_owned));
         codes.push(
             answer["errors"][0]["extensions"]["code"]
                 .as_str()
-                .unwrap_or("none")
-                .to_owned(),
+                .map(str::to_owned)
+                .or(refusal)
+                .unwrap_or_else(|| "none".to_owned()),
         );
     }
     assert_eq!(

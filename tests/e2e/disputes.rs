@@ -20,7 +20,7 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
         let answer = app
             .gql(&app.analyst, OPEN, json!({ "input": open_input("dp_e2e_1") }))
             .await;
-        let opened = &answer.data()["openDispute"];
+        let opened = &answer.data()["openDispute"]["dispute"];
         assert_eq!(opened["status"], "NOTIFIED", "{}", app.label);
         assert_eq!(opened["version"], 1);
         assert_eq!(opened["reasonCode"], "10.4", "normalised from ' 10.4 '");
@@ -42,7 +42,7 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
         assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
 
         let triaged = transition(&app, &app.lead, &id, "TRIAGED", 1, "fraud pattern, card absent").await;
-        assert_eq!(triaged.data()["transitionDispute"]["queue"], "FRAUD");
+        assert_eq!(triaged.data()["transitionDispute"]["dispute"]["queue"], "FRAUD");
         transition(
             &app,
             &app.lead,
@@ -53,7 +53,7 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
         )
         .await
         .data();
-        let note = "mutation($input: AddNoteInput!) { addNote(input: $input) { version } }";
+        let note = "mutation($input: AddNoteInput!) { addNote(input: $input) { dispute { version } userErrors { code message } } }";
         let noted = app
             .gql(
                 &app.analyst,
@@ -61,12 +61,12 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
                 json!({"input": {"id": id, "note": "Customer IP matches past orders"}}),
             )
             .await;
-        assert_eq!(noted.data()["addNote"]["version"], 4);
-        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { assignee version } }";
+        assert_eq!(noted.data()["addNote"]["dispute"]["version"], 4);
+        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { dispute { assignee version } userErrors { code message } } }";
         let taken = app
             .gql(&app.analyst, assign, json!({"input": {"id": id, "assignee": "alice"}}))
             .await;
-        assert_eq!(taken.data()["assignDispute"]["assignee"], "alice");
+        assert_eq!(taken.data()["assignDispute"]["dispute"]["assignee"], "alice");
         transition(&app, &app.lead, &id, "SUBMITTED", 5, "evidence complete")
             .await
             .data();
@@ -90,23 +90,23 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
         assert_eq!(
             summary,
             vec![
-                ("opened".into(), Value::Null, json!("NOTIFIED"), "analyst:alice".into()),
+                ("OPENED".into(), Value::Null, json!("NOTIFIED"), "analyst:alice".into()),
                 (
-                    "corrected".into(),
+                    "CORRECTED".into(),
                     json!("NOTIFIED"),
                     json!("TRIAGED"),
                     "analyst:lena".into()
                 ),
                 (
-                    "corrected".into(),
+                    "CORRECTED".into(),
                     json!("TRIAGED"),
                     json!("EVIDENCE_GATHERING"),
                     "analyst:lena".into()
                 ),
-                ("note_added".into(), Value::Null, Value::Null, "analyst:alice".into()),
-                ("assigned".into(), Value::Null, Value::Null, "analyst:alice".into()),
+                ("NOTE_ADDED".into(), Value::Null, Value::Null, "analyst:alice".into()),
+                ("ASSIGNED".into(), Value::Null, Value::Null, "analyst:alice".into()),
                 (
-                    "corrected".into(),
+                    "CORRECTED".into(),
                     json!("EVIDENCE_GATHERING"),
                     json!("SUBMITTED"),
                     "analyst:lena".into()
@@ -137,7 +137,7 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
             .map(|t| (t["kind"].as_str().unwrap(), t["status"].as_str().unwrap()))
             .collect();
         assert!(
-            timers.contains(&("deadline", "cancelled")),
+            timers.contains(&("DEADLINE", "CANCELLED")),
             "submission cancels the deadline: {timers:?}"
         );
         assert!(
@@ -145,7 +145,7 @@ async fn an_analyst_opens_and_works_a_dispute_and_its_history_is_recorded() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|s| s["kind"] == "notify_assignee")
+                .any(|s| s["kind"] == "NOTIFY_ASSIGNEE")
         );
         app.stop().await;
     }
@@ -180,7 +180,7 @@ async fn concurrent_transitions_at_one_version_give_one_success_and_one_conflict
         let mut codes: Vec<String> = [&a, &b]
             .iter()
             .map(|answer| {
-                if answer.body.get("errors").is_some() {
+                if answer.refused() {
                     answer.error_code()
                 } else {
                     "OK".into()
@@ -284,7 +284,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         assert_unchanged(&app, &id, 1, 1).await;
 
         // Analysts cannot reassign someone else's dispute; leads can.
-        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { assignee } }";
+        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { dispute { assignee } userErrors { code message } } }";
         let for_bob = app
             .gql(&app.analyst, assign, json!({"input": {"id": id, "assignee": "bob"}}))
             .await;
@@ -299,7 +299,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         let by_lead = app
             .gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "alice"}}))
             .await;
-        assert_eq!(by_lead.data()["assignDispute"]["assignee"], "alice");
+        assert_eq!(by_lead.data()["assignDispute"]["dispute"]["assignee"], "alice");
 
         let mut cases: Vec<(&str, Value)> = Vec::new();
         let mut negative = open_input("dp_negative");
@@ -380,10 +380,13 @@ async fn requests_without_a_valid_key_are_refused() {
         let page = app.client.get(app.url("/graphql")).send().await.unwrap();
         assert_eq!(page.status().as_u16(), 200, "GraphiQL loads without a key");
         assert!(page.text().await.unwrap().to_lowercase().contains("graphiql"));
-        let create = "mutation { createApiKey(input: {name: \"ops\", role: VIEWER}) { token } }";
+        let create = "mutation { createApiKey(input: {name: \"ops\", role: VIEWER}) { apiKey { token } userErrors { code message } } }";
         assert_eq!(app.gql(&app.lead, create, json!({})).await.error_code(), "FORBIDDEN");
         let created = app.gql(&app.admin, create, json!({})).await;
-        let token = created.data()["createApiKey"]["token"].as_str().unwrap().to_owned();
+        let token = created.data()["createApiKey"]["apiKey"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert_eq!(
             app.gql(&token, "{ me { role } }", json!({})).await.data()["me"]["role"],
             "VIEWER"
@@ -454,10 +457,15 @@ async fn outcomes_by_hand_are_a_leads_override_with_a_reason() {
             "won per the Stripe dashboard; webhook missed",
         )
         .await;
-        assert_eq!(won.data()["transitionDispute"]["status"], "WON", "{}", app.label);
+        assert_eq!(
+            won.data()["transitionDispute"]["dispute"]["status"],
+            "WON",
+            "{}",
+            app.label
+        );
         let dispute = get(&app, &id).await;
         let last = dispute["events"].as_array().unwrap().last().unwrap().clone();
-        assert_eq!(last["type"], "outcome_overridden", "{}", app.label);
+        assert_eq!(last["type"], "OUTCOME_OVERRIDDEN", "{}", app.label);
         assert_eq!(last["actor"], "analyst:lena");
         assert_eq!(last["reason"], "won per the Stripe dashboard; webhook missed");
         assert_eq!(
@@ -500,7 +508,7 @@ async fn a_lead_reopens_a_won_dispute_into_pre_arbitration_with_a_new_due_date()
         assert_unchanged(&app, &id, 5, 5).await;
         let due_by = due_in_days(20);
         let reopened = app.gql(&app.lead, TRANSITION, reopen(Some(due_by.clone()))).await;
-        let dispute = &reopened.data()["transitionDispute"];
+        let dispute = &reopened.data()["transitionDispute"]["dispute"];
         assert_eq!(
             (dispute["status"].as_str(), dispute["stage"].as_str()),
             (Some("EVIDENCE_GATHERING"), Some("PRE_ARBITRATION")),
@@ -517,14 +525,14 @@ async fn a_lead_reopens_a_won_dispute_into_pre_arbitration_with_a_new_due_date()
             .as_array()
             .unwrap()
             .iter()
-            .filter(|t| t["status"] == "pending")
+            .filter(|t| t["status"] == "PENDING")
             .map(|t| (t["kind"].as_str().unwrap().to_owned(), at(&t["dueAt"])))
             .collect();
         assert!(
-            pending.contains(&("deadline".to_owned(), due)),
+            pending.contains(&("DEADLINE".to_owned(), due)),
             "the new cycle's deadline is at its due date: {pending:?}"
         );
-        assert!(pending.contains(&("act_by".to_owned(), due - chrono::Duration::hours(24))));
+        assert!(pending.contains(&("ACT_BY".to_owned(), due - chrono::Duration::hours(24))));
         assert!(pending.iter().all(|(_, at)| *at > chrono::Utc::now()), "{pending:?}");
         app.stop().await;
     }
@@ -535,8 +543,8 @@ async fn change_due_by_moves_the_timers_and_refuses_absurd_dates() {
     for db in test_databases().await.unwrap() {
         let mut app = TestApp::start(&db).await;
         let id = open_dispute(&app, "dp_due").await;
-        let change = "mutation($input: ChangeDueByInput!) { changeDueBy(input: $input) { dueBy actBy version \
-            timers { kind dueAt status } } }";
+        let change = "mutation($input: ChangeDueByInput!) { changeDueBy(input: $input) { dispute { dueBy actBy version \
+            timers { kind dueAt status } } userErrors { code message } } }";
         let input = |due_by: &str, version: i64| json!({ "input": { "id": id, "dueBy": due_by, "reason": "the processor extended it", "expectedVersion": version } });
         for (what, due_by, code) in [
             ("year 9999", "9999-12-31T00:00:00Z".to_owned(), "INVALID_INPUT"),
@@ -552,7 +560,7 @@ async fn change_due_by_moves_the_timers_and_refuses_absurd_dates() {
         assert_unchanged(&app, &id, 1, 1).await;
         let new_due = due_in_days(60);
         let changed = app.gql(&app.analyst, change, input(&new_due, 1)).await;
-        let dispute = &changed.data()["changeDueBy"];
+        let dispute = &changed.data()["changeDueBy"]["dispute"];
         let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
         let due = chrono::DateTime::parse_from_rfc3339(&new_due).unwrap();
         assert_eq!(at(&dispute["dueBy"]), due, "{}", app.label);
@@ -561,17 +569,17 @@ async fn change_due_by_moves_the_timers_and_refuses_absurd_dates() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|t| t["status"] == "pending")
+            .filter(|t| t["status"] == "PENDING")
             .map(|t| (t["kind"].as_str().unwrap(), at(&t["dueAt"])))
             .collect();
-        assert!(pending.contains(&("deadline", due)), "{pending:?}");
+        assert!(pending.contains(&("DEADLINE", due)), "{pending:?}");
         assert!(
-            pending.contains(&("act_by", due - chrono::Duration::hours(24))),
+            pending.contains(&("ACT_BY", due - chrono::Duration::hours(24))),
             "{pending:?}"
         );
         let dispute = get(&app, &id).await;
         let last = dispute["events"].as_array().unwrap().last().unwrap().clone();
-        assert_eq!(last["type"], "due_by_changed");
+        assert_eq!(last["type"], "DUE_BY_CHANGED");
         app.stop().await;
     }
 }
@@ -580,12 +588,12 @@ async fn change_due_by_moves_the_timers_and_refuses_absurd_dates() {
 async fn two_analysts_taking_one_dispute_exactly_one_wins() {
     for db in test_databases().await.unwrap() {
         let mut app = TestApp::start(&db).await;
-        let create = "mutation { createApiKey(input: {name: \"bruno\", role: ANALYST}) { token } }";
-        let bruno = app.gql(&app.admin, create, json!({})).await.data()["createApiKey"]["token"]
+        let create = "mutation { createApiKey(input: {name: \"bruno\", role: ANALYST}) { apiKey { token } userErrors { code message } } }";
+        let bruno = app.gql(&app.admin, create, json!({})).await.data()["createApiKey"]["apiKey"]["token"]
             .as_str()
             .unwrap()
             .to_owned();
-        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { assignee version } }";
+        let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { dispute { assignee version } userErrors { code message } } }";
         for round in 0..5 {
             let id = open_dispute(&app, &format!("dp_take_{round}")).await;
             let (a, b) = tokio::join!(
@@ -594,7 +602,7 @@ async fn two_analysts_taking_one_dispute_exactly_one_wins() {
             );
             let winners: Vec<&str> = [(&a, "alice"), (&b, "bruno")]
                 .iter()
-                .filter(|(answer, _)| answer.body.get("errors").is_none())
+                .filter(|(answer, _)| !answer.refused())
                 .map(|(_, name)| *name)
                 .collect();
             assert_eq!(
@@ -613,7 +621,7 @@ async fn two_analysts_taking_one_dispute_exactly_one_wins() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|e| e["type"] == "assigned")
+                .filter(|e| e["type"] == "ASSIGNED")
                 .count();
             assert_eq!(assigned, 1, "the loser's take was not written");
         }
@@ -638,11 +646,11 @@ async fn two_analysts_taking_one_dispute_exactly_one_wins() {
         let released = app
             .gql(&bruno, assign, json!({"input": {"id": id, "assignee": null}}))
             .await;
-        assert_eq!(released.data()["assignDispute"]["assignee"], Value::Null);
+        assert_eq!(released.data()["assignDispute"]["dispute"]["assignee"], Value::Null);
         let taken = app
             .gql(&app.analyst, assign, json!({"input": {"id": id, "assignee": "alice"}}))
             .await;
-        assert_eq!(taken.data()["assignDispute"]["assignee"], "alice");
+        assert_eq!(taken.data()["assignDispute"]["dispute"]["assignee"], "alice");
         app.stop().await;
     }
 }

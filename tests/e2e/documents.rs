@@ -8,7 +8,7 @@ use crate::app::{TestApp, open_dispute, test_databases};
 
 const GENERATE: &str = "mutation($input: GenerateDefenseDocumentInput!) { generateDefenseDocument(input: $input) { \
     dispute { version events { type actor } } \
-    document { id kind version sha256 sizeBytes createdBy pdfUrl htmlUrl } } }";
+    document { id kind version sha256 sizeBytes createdBy pdfUrl htmlUrl } userErrors { code message } } }";
 
 const DOCUMENTS: &str = "query($id: ID!) { dispute(id: $id) { documents { id kind version sha256 } } }";
 
@@ -53,7 +53,7 @@ async fn generating_the_defense_document_stores_a_new_version_and_records_it() {
         let payload = &first.data()["generateDefenseDocument"];
         assert_eq!(payload["dispute"]["version"], 2, "{}", app.label);
         let events = payload["dispute"]["events"].as_array().unwrap();
-        assert_eq!(events.last().unwrap()["type"], "document_generated");
+        assert_eq!(events.last().unwrap()["type"], "DOCUMENT_GENERATED");
         assert_eq!(events.last().unwrap()["actor"], "analyst:alice");
         let document = &payload["document"];
         assert_eq!(document["kind"], "DEFENSE");
@@ -211,7 +211,7 @@ async fn the_defense_document_argues_from_the_linked_order_and_the_drawn_evidenc
     use crate::evidence::{OneOrder, order};
 
     let draw = "mutation($input: DrawEvidenceFromFactsInput!) { drawEvidenceFromFacts(input: $input) { \
-        dispute { version } } }";
+        dispute { version } userErrors { code message } } }";
     for db in test_databases().await.unwrap() {
         let mut app = TestApp::start_with_facts(&db, Arc::new(OneOrder(order()))).await;
         // A Stripe Visa 10.4 (fraud) dispute on the order's payment pi_3Nx.

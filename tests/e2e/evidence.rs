@@ -18,10 +18,10 @@ const PDF: &[u8] = include_bytes!("../fixtures/evidence/note.pdf");
 const PNG: &[u8] = include_bytes!("../fixtures/evidence/pixel.png");
 
 const ADD: &str = "mutation($input: AddEvidenceInput!) { addEvidence(input: $input) { \
-    dispute { version } items { id kind text source file { fileId sha256 sizeBytes contentType fileName downloadPath } } } }";
-const REMOVE: &str = "mutation($input: RemoveEvidenceInput!) { removeEvidence(input: $input) { dispute { version } } }";
+    dispute { version } items { id kind text source file { fileId sha256 sizeBytes contentType fileName downloadPath } } userErrors { code message } } }";
+const REMOVE: &str = "mutation($input: RemoveEvidenceInput!) { removeEvidence(input: $input) { dispute { version } userErrors { code message } } }";
 const DRAW: &str = "mutation($input: DrawEvidenceFromFactsInput!) { drawEvidenceFromFacts(input: $input) { \
-    dispute { version } items { id kind text source } } }";
+    dispute { version } items { id kind text source } userErrors { code message } } }";
 const EVIDENCE: &str = "query($id: ID!) { dispute(id: $id) { version claim \
     evidence { id kind text source addedBy file { fileId contentType fileName } } \
     evidenceCompleteness { claim score required missing { kind required expectation } } \
@@ -145,7 +145,7 @@ async fn open_with(app: &TestApp, pid: &str, reason_code: &str) -> (String, i64)
     let mut input = open_input(pid);
     input["reasonCode"] = json!(reason_code);
     let answer = app.gql(&app.analyst, OPEN, json!({ "input": input })).await;
-    let opened = &answer.data()["openDispute"];
+    let opened = &answer.data()["openDispute"]["dispute"];
     (
         opened["id"].as_str().unwrap().to_owned(),
         opened["version"].as_i64().unwrap(),
@@ -467,11 +467,11 @@ async fn completeness_reaches_100_as_the_required_items_are_added() {
         assert_eq!(
             kinds,
             vec![
-                "opened",
-                "evidence_added",
-                "evidence_added",
-                "evidence_added",
-                "evidence_removed"
+                "OPENED",
+                "EVIDENCE_ADDED",
+                "EVIDENCE_ADDED",
+                "EVIDENCE_ADDED",
+                "EVIDENCE_REMOVED"
             ]
         );
         let details = serde_json::to_string(&events[1..]).unwrap();
@@ -562,7 +562,7 @@ async fn a_10_4_dispute_draws_its_evidence_from_the_order_and_shows_compelling_e
         assert_eq!(after["evidenceCompleteness"]["score"], 100, "{}", app.label);
         assert_eq!(
             after["events"].as_array().unwrap().last().unwrap()["type"],
-            "evidence_added"
+            "EVIDENCE_ADDED"
         );
         // Drawing again adds nothing new.
         let again = app
@@ -613,7 +613,8 @@ async fn without_a_known_order_drawing_is_refused_and_nothing_changes() {
 async fn an_order_recorded_in_verdicts_own_tables_gives_the_evidence() {
     for db in test_databases().await.unwrap() {
         let app = TestApp::start(&db).await;
-        let record = "mutation($facts: JSON!) { recordOrder(input: { facts: $facts }) { outcome } }";
+        let record =
+            "mutation($facts: JSON!) { recordOrder(input: { facts: $facts }) { outcome userErrors { code message } } }";
         let facts = serde_json::to_value(order()).unwrap();
         app.gql(&app.lead, record, json!({ "facts": facts })).await.data();
         let (id, version) = open_with(&app, "dp_evidence_tables", "13.1").await;

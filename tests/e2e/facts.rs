@@ -14,7 +14,7 @@ const ORDER: &str = include_str!("../fixtures/orders/order-a17.json");
 const FIXTURE: &str =
     include_str!("../fixtures/processors/stripe/unofficial-stripe-ruby-mock/event-charge.dispute.created.json");
 
-const RECORD: &str = "mutation($input: RecordOrderInput!) { recordOrder(input: $input) { outcome order { orderReference seller { sellerId } customer { name email } } } }";
+const RECORD: &str = "mutation($input: RecordOrderInput!) { recordOrder(input: $input) { outcome order { orderReference seller { sellerId } customer { name email } } userErrors { code message } } }";
 const DISPUTE: &str = "query($id: ID!) { dispute(id: $id) { id version sellerId orderReference \
     customer { name email locale } events { type actor details } steps { kind status lastError } \
     order { orderReference seller { sellerId } customer { name email locale } \
@@ -79,12 +79,12 @@ async fn after_the_link(app: &TestApp, token: &str, id: &str) -> Value {
         let dispute = answer.data()["dispute"].clone();
         let recorded = event_types(&dispute)
             .iter()
-            .any(|t| t == "order_linked" || t == "order_not_found");
+            .any(|t| t == "ORDER_LINKED" || t == "ORDER_NOT_FOUND");
         let dead = dispute["steps"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|s| s["kind"] == "link_order" && s["status"] == "dead");
+            .any(|s| s["kind"] == "LINK_ORDER" && s["status"] == "DEAD");
         if recorded || dead {
             return app.gql(token, DISPUTE, json!({ "id": id })).await.data()["dispute"].clone();
         }
@@ -115,9 +115,9 @@ async fn a_stripe_dispute_is_linked_to_its_recorded_order_with_its_customer_and_
             app.label
         );
         let recorded = app.gql(&app.lead, RECORD, json!({"input": {"facts": facts}})).await;
-        assert_eq!(recorded.data()["recordOrder"]["outcome"], "created", "{}", app.label);
+        assert_eq!(recorded.data()["recordOrder"]["outcome"], "CREATED", "{}", app.label);
         let again = app.gql(&app.lead, RECORD, json!({"input": {"facts": facts}})).await;
-        assert_eq!(again.data()["recordOrder"]["outcome"], "unchanged", "{}", app.label);
+        assert_eq!(again.data()["recordOrder"]["outcome"], "UNCHANGED", "{}", app.label);
 
         // The notification names the order's charge only: the link goes by the payment reference.
         post_stripe(&app, &stripe_event("evt_facts_1", "dp_facts_1", "ch_3Ofacts17", None)).await;
@@ -125,7 +125,7 @@ async fn a_stripe_dispute_is_linked_to_its_recorded_order_with_its_customer_and_
         let dispute = after_the_link(&app, &app.analyst, &id).await;
         assert_eq!(
             event_types(&dispute),
-            vec!["opened", "order_linked"],
+            vec!["OPENED", "ORDER_LINKED"],
             "{}: {dispute}",
             app.label
         );
@@ -202,7 +202,7 @@ async fn an_unknown_reference_ends_with_order_not_found_and_an_analyst_links_by_
         let dispute = after_the_link(&app, &app.analyst, &id).await;
         assert_eq!(
             event_types(&dispute),
-            vec!["opened", "order_not_found"],
+            vec!["OPENED", "ORDER_NOT_FOUND"],
             "{}: {dispute}",
             app.label
         );
@@ -221,8 +221,7 @@ async fn an_unknown_reference_ends_with_order_not_found_and_an_analyst_links_by_
         app.gql(&app.lead, RECORD, json!({"input": {"facts": facts}}))
             .await
             .data();
-        let link =
-            "mutation($input: LinkOrderInput!) { linkOrder(input: $input) { version sellerId customer { email } } }";
+        let link = "mutation($input: LinkOrderInput!) { linkOrder(input: $input) { dispute { version sellerId customer { email } } userErrors { code message } } }";
         let version = dispute["version"].as_i64().unwrap();
         let stale = app
             .gql(
@@ -255,14 +254,14 @@ async fn an_unknown_reference_ends_with_order_not_found_and_an_analyst_links_by_
                 json!({"input": {"id": id, "expectedVersion": version, "orderReference": "A-17"}}),
             )
             .await;
-        let linked = &linked.data()["linkOrder"];
+        let linked = &linked.data()["linkOrder"]["dispute"];
         assert_eq!(linked["version"], version + 1, "{}", app.label);
         assert_eq!(linked["sellerId"], "seller-refurb-lyon", "{}", app.label);
         assert_eq!(linked["customer"]["email"], "jeanne.dupont@example.fr", "{}", app.label);
         let after = app.gql(&app.analyst, DISPUTE, json!({ "id": id })).await;
         assert_eq!(
             event_types(&after.data()["dispute"]),
-            vec!["opened", "order_not_found", "order_linked"],
+            vec!["OPENED", "ORDER_NOT_FOUND", "ORDER_LINKED"],
             "{}",
             app.label
         );
@@ -300,7 +299,7 @@ async fn with_the_order_service_configured_the_link_asks_it_over_http() {
         let dispute = after_the_link(&app, &app.analyst, &id).await;
         assert_eq!(
             event_types(&dispute),
-            vec!["opened", "order_linked"],
+            vec!["OPENED", "ORDER_LINKED"],
             "{}: {dispute}",
             app.label
         );
@@ -324,7 +323,7 @@ async fn with_the_order_service_configured_the_link_asks_it_over_http() {
         post_stripe(&app, &stripe_event("evt_facts_4", "dp_facts_4", "ch_elsewhere", None)).await;
         let other = dispute_id(&app, "dp_facts_4").await;
         let other = after_the_link(&app, &app.analyst, &other).await;
-        assert_eq!(event_types(&other), vec!["opened", "order_not_found"], "{}", app.label);
+        assert_eq!(event_types(&other), vec!["OPENED", "ORDER_NOT_FOUND"], "{}", app.label);
 
         // Orders live in the order service: recording them in Verdict is refused.
         let refused = app.gql(&app.lead, RECORD, json!({"input": {"facts": facts}})).await;

@@ -108,7 +108,10 @@ impl App {
                 json!({ "input": open_input(processor_dispute_id) }),
             )
             .await;
-        answer.data()["openDispute"]["id"].as_str().unwrap().to_owned()
+        answer.data()["openDispute"]["dispute"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Writes `head` and `body` on a fresh connection and returns the status line of the answer, which must
@@ -251,7 +254,7 @@ async fn nested_lists_of_a_page_are_read_once_per_list_not_once_per_dispute() {
                 .iter()
                 .map(|e| e["type"].as_str().unwrap())
                 .collect();
-            let stored: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+            let stored: Vec<String> = events.iter().map(|e| e.kind.to_uppercase()).collect();
             assert_eq!(shown, stored, "{}", app.label);
             let timers = store.timers(id).await.unwrap();
             assert_eq!(node["timers"].as_array().unwrap().len(), timers.len());
@@ -319,7 +322,7 @@ async fn nul_in_any_string_input_is_invalid_input_and_stores_nothing() {
         // In a literal of the query (GraphQL's \u0000 escape).
         let literal = r#"mutation { openDispute(input: { processor: STRIPE, processorDisputeId: "dp_nul\u0000_literal",
             paymentReference: "pi_nul", amount: { minorUnits: 100, currency: "EUR" }, network: VISA,
-            reasonCode: "10.4" }) { id } }"#;
+            reasonCode: "10.4" }) { dispute { id } userErrors { code message } } }"#;
         let answer = app.gql(&app.analyst, literal, json!({})).await;
         assert_eq!(answer.error_code(), "INVALID_INPUT", "{}: {}", app.label, answer.body);
 

@@ -5,6 +5,7 @@
 mod apikeys;
 mod app;
 mod cli;
+mod contract;
 mod crash;
 mod disputes;
 mod documents;

@@ -70,7 +70,7 @@ async fn flagged_notifications_show_on_the_dispute_and_raw_payloads_only_to_lead
         let flagged = node["flaggedNotifications"].as_array().unwrap();
         assert_eq!(flagged.len(), 1, "{}: {flagged:?}", app.label);
         assert_eq!(flagged[0]["eventId"], "evt_e2e_won");
-        assert_eq!(flagged[0]["status"], "flagged");
+        assert_eq!(flagged[0]["status"], "FLAGGED");
         assert_eq!(flagged[0]["payload"], Value::Null, "flagged views carry no raw payload");
 
         let raw = "query($id: ID!) { dispute(id: $id) { rawNotifications { eventId payload } } }";
@@ -145,9 +145,9 @@ async fn dead_lettered_steps_are_listed_and_only_leads_retry_or_cancel_them() {
         let dead = app.gql(&app.analyst, list, json!({})).await;
         let steps = dead.data()["deadLetteredSteps"].as_array().unwrap().clone();
         assert_eq!(steps.len(), 1, "{}: {steps:?}", app.label);
-        assert_eq!(steps[0]["kind"], "notify_assignee");
+        assert_eq!(steps[0]["kind"], "NOTIFY_ASSIGNEE");
         assert_eq!(steps[0]["lastError"], "mailbox unreachable");
-        let retry = "mutation($id: ID!) { retryStep(id: $id) { status } }";
+        let retry = "mutation($id: ID!) { retryStep(id: $id) { step { status } userErrors { code message } } }";
         let step_id = steps[0]["id"].clone();
         assert_eq!(
             app.gql(&app.analyst, retry, json!({ "id": step_id }))
@@ -157,8 +157,8 @@ async fn dead_lettered_steps_are_listed_and_only_leads_retry_or_cancel_them() {
         );
         let retried = app.gql(&app.lead, retry, json!({ "id": step_id })).await;
         // Back in the queue: a worker may already have performed it by the time the answer is read.
-        let status = retried.data()["retryStep"]["status"].clone();
-        assert!(status == "pending" || status == "succeeded", "{}: {status}", app.label);
+        let status = retried.data()["retryStep"]["step"]["status"].clone();
+        assert!(status == "PENDING" || status == "SUCCEEDED", "{}: {status}", app.label);
         let dead = app.gql(&app.analyst, list, json!({})).await;
         assert_eq!(dead.data()["deadLetteredSteps"], json!([]), "{}", app.label);
         let unknown = app
@@ -290,7 +290,7 @@ async fn metrics_have_help_lines_and_one_series_of_step_successes() {
     }
     // Committed through the server, the assignment wakes its workers (the engine above is another process's
     // view), which then run both steps.
-    let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { version } }";
+    let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { dispute { version } userErrors { code message } } }";
     app.gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "alice"}}))
         .await
         .data();
@@ -299,8 +299,8 @@ async fn metrics_have_help_lines_and_one_series_of_step_successes() {
         let answer = app.gql(&app.viewer, steps_query, json!({ "id": id })).await;
         let steps = answer.data()["dispute"]["steps"].as_array().unwrap().clone();
         let status = |kind: &str| steps.iter().find(|s| s["kind"] == kind).map(|s| s["status"].clone());
-        let notified = status("notify_assignee") == Some(json!("succeeded"));
-        let submitted = status("submit_evidence").is_some_and(|s| s != "pending");
+        let notified = status("NOTIFY_ASSIGNEE") == Some(json!("SUCCEEDED"));
+        let submitted = status("SUBMIT_EVIDENCE").is_some_and(|s| s != "PENDING");
         // Without a processor adapter the submission may stay pending (waiting); the notice must not.
         if notified && (submitted || attempt > 100) {
             break;
@@ -344,7 +344,10 @@ async fn an_old_adyen_refund_is_retried_only_with_the_leads_confirmation() {
         input["processor"] = json!("ADYEN");
         input["paymentReference"] = json!("8815555555555555");
         let opened = app.gql(&app.analyst, crate::app::OPEN, json!({ "input": input })).await;
-        let id = opened.data()["openDispute"]["id"].as_str().unwrap().to_owned();
+        let id = opened.data()["openDispute"]["dispute"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         // A step that ran: the lead assigns the dispute and the assignee's notice goes out.
         crate::app::assign_and_wait_for_the_notice(&app, &id).await;
         // A refund that failed for good, enqueued forty days ago.
@@ -361,8 +364,8 @@ async fn an_old_adyen_refund_is_retried_only_with_the_leads_confirmation() {
             .await
             .data()["deadLetteredSteps"][0]["id"]
             .clone();
-        let retry = "mutation($id: ID!) { retryStep(id: $id) { status } }";
-        let confirmed = "mutation($id: ID!) { retryStep(id: $id, confirmedNotAtProcessor: true) { status } }";
+        let retry = "mutation($id: ID!) { retryStep(id: $id) { step { status } userErrors { code message } } }";
+        let confirmed = "mutation($id: ID!) { retryStep(id: $id, confirmedNotAtProcessor: true) { step { status } userErrors { code message } } }";
         let refused = app.gql(&app.lead, retry, json!({ "id": step_id })).await;
         assert_eq!(refused.error_code(), "ILLEGAL_TRANSITION", "{}", app.label);
         let dead = app.gql(&app.lead, "{ deadLetteredSteps { id } }", json!({})).await;
@@ -374,7 +377,11 @@ async fn an_old_adyen_refund_is_retried_only_with_the_leads_confirmation() {
         );
         // Accepted once confirmed (the worker may already be running it again, so its status is not fixed).
         let retried = app.gql(&app.lead, confirmed, json!({ "id": step_id })).await;
-        assert!(retried.data()["retryStep"]["status"].is_string(), "{}", app.label);
+        assert!(
+            retried.data()["retryStep"]["step"]["status"].is_string(),
+            "{}",
+            app.label
+        );
         app.stop().await;
     }
 }

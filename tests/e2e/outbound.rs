@@ -31,7 +31,7 @@ async fn outbound_steps(app: &TestApp, id: &str) -> Vec<Value> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|s| s["kind"] == "outbound_webhook")
+        .filter(|s| s["kind"] == "OUTBOUND_WEBHOOK")
         .cloned()
         .collect()
 }
@@ -71,7 +71,7 @@ async fn events_reach_outbound_webhooks_signed_retried_and_dead_lettered() {
         };
         let app = TestApp::start_serving(&db, WebhookSecrets::default(), effects, RefundLimits::default()).await;
         let id = open_dispute(&app, &format!("dp_outbound_{}", db.label)).await;
-        let add_note = "mutation($input: AddNoteInput!) { addNote(input: $input) { __typename } }";
+        let add_note = "mutation($input: AddNoteInput!) { addNote(input: $input) { dispute { __typename } userErrors { code message } } }";
         app.gql(
             &app.analyst,
             add_note,
@@ -90,7 +90,7 @@ async fn events_reach_outbound_webhooks_signed_retried_and_dead_lettered() {
             settled = outbound_steps(&app, &id).await;
             if settled
                 .iter()
-                .all(|s| s["status"] == "succeeded" || s["status"] == "dead")
+                .all(|s| s["status"] == "SUCCEEDED" || s["status"] == "DEAD")
             {
                 break;
             }
@@ -104,10 +104,10 @@ async fn events_reach_outbound_webhooks_signed_retried_and_dead_lettered() {
                 .clone()
         };
         let flaky = status_of("outbound:flaky:");
-        assert_eq!(flaky["status"], "succeeded", "{}: {settled:?}", db.label);
+        assert_eq!(flaky["status"], "SUCCEEDED", "{}: {settled:?}", db.label);
         assert_eq!(flaky["attempts"], 2, "{}: retried once after the 500", db.label);
         let down = status_of("outbound:down:");
-        assert_eq!(down["status"], "dead", "{}: {settled:?}", db.label);
+        assert_eq!(down["status"], "DEAD", "{}: {settled:?}", db.label);
         assert_eq!(down["attempts"], 2, "{}", db.label);
         assert!(down["lastError"].as_str().unwrap().contains("HTTP 503"), "{down}");
 
@@ -120,7 +120,7 @@ async fn events_reach_outbound_webhooks_signed_retried_and_dead_lettered() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|s| s["kind"] == "outbound_webhook" && s["idempotencyKey"] == down["idempotencyKey"]),
+                .any(|s| s["kind"] == "OUTBOUND_WEBHOOK" && s["idempotencyKey"] == down["idempotencyKey"]),
             "{}: {}",
             db.label,
             dead.body

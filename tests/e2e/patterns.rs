@@ -138,11 +138,11 @@ async fn patterns_answer_the_hand_computed_figures_over_graphql_and_csv() {
         )
         .await;
         let facts: Value = serde_json::from_str(ORDER).unwrap();
-        let record = "mutation($input: RecordOrderInput!) { recordOrder(input: $input) { outcome } }";
+        let record = "mutation($input: RecordOrderInput!) { recordOrder(input: $input) { outcome userErrors { code message } } }";
         app.gql(&app.lead, record, json!({"input": {"facts": facts}}))
             .await
             .data();
-        let link = "mutation($input: LinkOrderInput!) { linkOrder(input: $input) { version } }";
+        let link = "mutation($input: LinkOrderInput!) { linkOrder(input: $input) { dispute { version } userErrors { code message } } }";
         app.gql(
             &app.analyst,
             link,

@@ -122,21 +122,21 @@ async fn post_stripe(app: &TestApp, body: Vec<u8>) {
 }
 
 const SUBMIT: &str = "mutation($input: SubmitDefenseInput!) { submitDefense(input: $input) { \
-    dispute { id status version } steps { kind status idempotencyKey } } }";
+    dispute { id status version } steps { kind status idempotencyKey } userErrors { code message } } }";
 const REFUND: &str = "mutation($input: RefundInput!) { refund(input: $input) { \
-    dispute { id status version } steps { kind status idempotencyKey } } }";
+    dispute { id status version } steps { kind status idempotencyKey } userErrors { code message } } }";
 const RESOLVE: &str = "mutation($input: ResolveWithRefundInput!) { resolveWithRefund(input: $input) { \
-    dispute { id status version } steps { kind status idempotencyKey } } }";
+    dispute { id status version } steps { kind status idempotencyKey } userErrors { code message } } }";
 const MESSAGE_CUSTOMER: &str = "mutation($input: MessageCustomerInput!) { messageCustomer(input: $input) { \
-    dispute { id version } steps { kind status idempotencyKey } } }";
+    dispute { id version } steps { kind status idempotencyKey } userErrors { code message } } }";
 const ACCEPT: &str = "mutation($input: AcceptDisputeInput!) { acceptDispute(input: $input) { \
-    dispute { id status version } steps { kind status idempotencyKey } } }";
+    dispute { id status version } steps { kind status idempotencyKey } userErrors { code message } } }";
 
 /// Waits until the dispute's order link step has run (it records `order_linked` or `order_not_found`), and
 /// answers the dispute's version then.
 async fn settled_version(app: &TestApp, id: &str) -> i64 {
     wait_until(app, id, "the order link step run", |d| {
-        step(d, "link_order").is_none_or(|s| s["status"] != "pending")
+        step(d, "LINK_ORDER").is_none_or(|s| s["status"] != "PENDING")
     })
     .await;
     // Read once more: the answer that showed the step done may hold the version read before it committed.
@@ -147,7 +147,7 @@ async fn settled_version(app: &TestApp, id: &str) -> i64 {
 /// answers its version then.
 async fn quiet_version(app: &TestApp, id: &str) -> i64 {
     wait_until(app, id, "every step done", |d| {
-        d["steps"].as_array().unwrap().iter().all(|s| s["status"] != "pending")
+        d["steps"].as_array().unwrap().iter().all(|s| s["status"] != "PENDING")
     })
     .await;
     // A dispute's fields are read one after another: the answer that showed the last step done may hold the
@@ -158,7 +158,7 @@ async fn quiet_version(app: &TestApp, id: &str) -> i64 {
 /// An inquiry opened by hand for a Stripe payment, with the customer's email (refunds settle inquiries); its id
 /// and its version once the order link step has run.
 async fn open_stripe_inquiry(app: &TestApp, processor_dispute_id: &str, minor_units: i64) -> (String, i64) {
-    let open = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { id } }";
+    let open = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { dispute { id } userErrors { code message } } }";
     let input = json!({
         "processor": "STRIPE",
         "processorDisputeId": processor_dispute_id,
@@ -173,7 +173,10 @@ async fn open_stripe_inquiry(app: &TestApp, processor_dispute_id: &str, minor_un
         "dueBy": due_in_days(10)
     });
     let answer = app.gql(&app.analyst, open, json!({ "input": input })).await;
-    let id = answer.data()["openDispute"]["id"].as_str().unwrap().to_owned();
+    let id = answer.data()["openDispute"]["dispute"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let version = settled_version(app, &id).await;
     (id, version)
 }
@@ -233,14 +236,14 @@ async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does
         assert_eq!(payload["dispute"]["status"], "RESOLVED", "{}", app.label);
         let steps = payload["steps"].as_array().unwrap();
         assert_eq!(steps.len(), 1, "{}: the refund alone is enqueued: {steps:?}", app.label);
-        assert_eq!(steps[0]["kind"], "refund");
-        assert_eq!(steps[0]["status"], "pending");
+        assert_eq!(steps[0]["kind"], "REFUND");
+        assert_eq!(steps[0]["status"], "PENDING");
         let failed = wait_until(&app, &id, "the refused refund dead-lettered", |d| {
-            step(d, "refund").is_some_and(|s| s["status"] == "dead")
+            step(d, "REFUND").is_some_and(|s| s["status"] == "DEAD")
         })
         .await;
         assert!(
-            step(&failed, "refund").unwrap()["lastError"]
+            step(&failed, "REFUND").unwrap()["lastError"]
                 .as_str()
                 .unwrap()
                 .contains("charge_disputed"),
@@ -250,13 +253,13 @@ async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does
         // Give a wrongly enqueued message every chance to show up before saying it did not.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = dispute(&app, &id).await;
-        assert!(step(&after, "customer_message").is_none(), "{}: {after}", app.label);
+        assert!(step(&after, "CUSTOMER_MESSAGE").is_none(), "{}: {after}", app.label);
         assert!(
             after["messages"].as_array().unwrap().is_empty(),
             "{}: {after}",
             app.label
         );
-        assert!(!event_types(&after).contains(&"message_sent".to_owned()));
+        assert!(!event_types(&after).contains(&"MESSAGE_SENT".to_owned()));
 
         // The next refund succeeds: then, and only then, the customer is told, in French, with the amount refunded.
         Mock::given(method("POST"))
@@ -274,10 +277,10 @@ async fn a_refused_refund_sends_the_customer_no_message_and_a_confirmed_one_does
             "a refund alone leaves it open"
         );
         let told = wait_until(&app, &id, "the refund's message recorded as sent", |d| {
-            event_types(d).contains(&"message_sent".to_owned())
+            event_types(d).contains(&"MESSAGE_SENT".to_owned())
         })
         .await;
-        assert_eq!(step(&told, "refund").unwrap()["status"], "succeeded");
+        assert_eq!(step(&told, "REFUND").unwrap()["status"], "SUCCEEDED");
         let messages = told["messages"].as_array().unwrap();
         assert_eq!(messages.len(), 1, "{}: {told}", app.label);
         assert_eq!(messages[0]["channel"], "CUSTOMER");
@@ -374,7 +377,7 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter(|s| s["kind"] == "refund" && s["status"] == "succeeded")
+                .filter(|s| s["kind"] == "REFUND" && s["status"] == "SUCCEEDED")
                 .count()
                 == 3
         })
@@ -383,7 +386,7 @@ async fn refunds_are_limited_by_role_by_what_is_left_and_never_made_twice_for_on
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["type"] == "refund_requested")
+            .filter(|e| e["type"] == "REFUND_REQUESTED")
             .map(|e| e["details"]["amount"]["minor_units"].as_i64().unwrap())
             .collect();
         assert_eq!(requested, [5_000, 15_000, 80_000], "{}", app.label);
@@ -411,7 +414,7 @@ async fn a_stale_expected_version_is_a_conflict_and_changes_nothing() {
         let mut app =
             TestApp::start_serving(&db, stripe_secrets(), stripe_effects(&stripe), RefundLimits::default()).await;
         let (id, v) = open_stripe_inquiry(&app, "dp_e2e_stale", 10_000).await;
-        let note = "mutation($input: AddNoteInput!) { addNote(input: $input) { version } }";
+        let note = "mutation($input: AddNoteInput!) { addNote(input: $input) { dispute { version } userErrors { code message } } }";
         app.gql(
             &app.analyst,
             note,
@@ -491,14 +494,14 @@ async fn a_customer_message_goes_out_in_their_language_with_the_free_text_and_is
             .await;
         let steps = sent.data()["messageCustomer"]["steps"].as_array().unwrap().clone();
         assert_eq!(steps.len(), 1);
-        assert_eq!(steps[0]["kind"], "customer_message");
+        assert_eq!(steps[0]["kind"], "CUSTOMER_MESSAGE");
         let done = wait_until(&app, &id, "the message recorded as sent", |d| {
-            event_types(d).contains(&"message_sent".to_owned())
+            event_types(d).contains(&"MESSAGE_SENT".to_owned())
         })
         .await;
         let types = event_types(&done);
-        let requested = types.iter().position(|t| t == "message_requested").unwrap();
-        let recorded = types.iter().position(|t| t == "message_sent").unwrap();
+        let requested = types.iter().position(|t| t == "MESSAGE_REQUESTED").unwrap();
+        let recorded = types.iter().position(|t| t == "MESSAGE_SENT").unwrap();
         assert!(requested < recorded);
         assert!(
             !done["events"].to_string().contains("étiquette"),
@@ -528,7 +531,7 @@ async fn transition_dispute_is_a_leads_correction() {
         app.gql(&app.lead, crate::app::TRANSITION, input).await.data();
         let after = dispute(&app, &id).await;
         let last = after["events"].as_array().unwrap().last().unwrap().clone();
-        assert_eq!(last["type"], "corrected", "{}", app.label);
+        assert_eq!(last["type"], "CORRECTED", "{}", app.label);
         assert_eq!(last["actor"], "analyst:lena");
         assert_eq!(last["reason"], "wrong queue");
         app.stop().await;
@@ -570,7 +573,7 @@ const COMPLETENESS: &str =
 async fn gather_evidence(app: &TestApp, id: &str) -> Value {
     let version = dispute(app, id).await["version"].clone();
     let draw = "mutation($input: DrawEvidenceFromFactsInput!) { drawEvidenceFromFacts(input: $input) { \
-        dispute { version } items { kind source } } }";
+        dispute { version } items { kind source } userErrors { code message } } }";
     let drawn = app
         .gql(
             &app.analyst,
@@ -605,7 +608,7 @@ async fn gather_evidence(app: &TestApp, id: &str) -> Value {
     let uploaded: Value = upload.json().await.unwrap();
     let file_id = uploaded["fileId"].as_str().unwrap().to_owned();
     let version = dispute(app, id).await["version"].clone();
-    let add = "mutation($input: AddEvidenceInput!) { addEvidence(input: $input) { dispute { version } } }";
+    let add = "mutation($input: AddEvidenceInput!) { addEvidence(input: $input) { dispute { version } userErrors { code message } } }";
     app.gql(
         &app.analyst,
         add,
@@ -668,7 +671,7 @@ async fn stripe_a_signed_dispute_is_linked_gathered_defended_at_stripe_and_close
         let id = dispute_id_of(&app, "dp_e2e_stripe").await;
         // The projection is read before its history: wait for both to show the link.
         let linked = wait_until(&app, &id, "the dispute linked to its order", |d| {
-            event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
+            event_types(d).contains(&"ORDER_LINKED".to_owned()) && !d["customer"]["email"].is_null()
         })
         .await;
         assert_eq!(linked["status"], "NOTIFIED", "{}", app.label);
@@ -687,7 +690,13 @@ async fn stripe_a_signed_dispute_is_linked_gathered_defended_at_stripe_and_close
                 json!({"input": {"id": id, "expectedVersion": linked["version"]}}),
             )
             .await;
-        assert_eq!(refused.error_code(), "INVALID_INPUT", "{}: {}", app.label, refused.body);
+        assert_eq!(
+            refused.error_code(),
+            "MISSING_EVIDENCE",
+            "{}: {}",
+            app.label,
+            refused.body
+        );
         assert!(refused.body.to_string().contains("missing"), "{}", refused.body);
 
         let complete = gather_evidence(&app, &id).await;
@@ -705,28 +714,28 @@ async fn stripe_a_signed_dispute_is_linked_gathered_defended_at_stripe_and_close
             .await;
         let payload = &submitted.data()["submitDefense"];
         assert_eq!(payload["dispute"]["status"], "SUBMITTED", "{}", app.label);
-        assert_eq!(payload["steps"][0]["kind"], "submit_evidence");
+        assert_eq!(payload["steps"][0]["kind"], "SUBMIT_EVIDENCE");
         let sent = wait_until(&app, &id, "the submission sent to Stripe", |d| {
-            step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
+            step(d, "SUBMIT_EVIDENCE").is_some_and(|s| s["status"] != "PENDING")
         })
         .await;
         assert_eq!(
-            step(&sent, "submit_evidence").unwrap()["status"],
-            "succeeded",
+            step(&sent, "SUBMIT_EVIDENCE").unwrap()["status"],
+            "SUCCEEDED",
             "{}: {sent}",
             app.label
         );
         // The document sent was generated and recorded just before the submission, so the history names it.
         let types = event_types(&sent);
-        let submitted_at = types.iter().position(|t| t == "defense_submitted").unwrap();
+        let submitted_at = types.iter().position(|t| t == "DEFENSE_SUBMITTED").unwrap();
         let generated_at = types[..submitted_at]
             .iter()
-            .rposition(|t| t == "document_generated")
+            .rposition(|t| t == "DOCUMENT_GENERATED")
             .unwrap_or_else(|| panic!("{}: no document before the submission: {types:?}", app.label));
         assert!(
             types[generated_at + 1..submitted_at]
                 .iter()
-                .all(|t| t == "triaged" || t == "evidence_gathering_started"),
+                .all(|t| t == "TRIAGED" || t == "EVIDENCE_GATHERING_STARTED"),
             "{}: {types:?}",
             app.label
         );
@@ -737,7 +746,7 @@ async fn stripe_a_signed_dispute_is_linked_gathered_defended_at_stripe_and_close
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|t| t["kind"] == "outcome_check" && t["status"] == "pending"),
+                .any(|t| t["kind"] == "OUTCOME_CHECK" && t["status"] == "PENDING"),
             "{}: {timers}",
             app.label
         );
@@ -780,7 +789,7 @@ async fn stripe_a_signed_dispute_is_linked_gathered_defended_at_stripe_and_close
             "{fields:?}"
         );
         let key = submissions[0].headers.get("idempotency-key").unwrap().to_str().unwrap();
-        assert_eq!(key, step(&sent, "submit_evidence").unwrap()["idempotencyKey"]);
+        assert_eq!(key, step(&sent, "SUBMIT_EVIDENCE").unwrap()["idempotencyKey"]);
 
         post_stripe(
             &app,
@@ -875,7 +884,7 @@ async fn link_gather_and_submit(app: &TestApp, processor_dispute_id: &str, what:
     let id = wait_for_dispute(app, processor_dispute_id).await;
     // The projection is read before its history: wait for both to show the link.
     let linked = wait_until(app, &id, "the dispute linked to its order", |d| {
-        event_types(d).contains(&"order_linked".to_owned()) && !d["customer"]["email"].is_null()
+        event_types(d).contains(&"ORDER_LINKED".to_owned()) && !d["customer"]["email"].is_null()
     })
     .await;
     assert_eq!(
@@ -903,12 +912,12 @@ async fn link_gather_and_submit(app: &TestApp, processor_dispute_id: &str, what:
         app.label
     );
     let sent = wait_until(app, &id, what, |d| {
-        step(d, "submit_evidence").is_some_and(|s| s["status"] != "pending")
+        step(d, "SUBMIT_EVIDENCE").is_some_and(|s| s["status"] != "PENDING")
     })
     .await;
     assert_eq!(
-        step(&sent, "submit_evidence").unwrap()["status"],
-        "succeeded",
+        step(&sent, "SUBMIT_EVIDENCE").unwrap()["status"],
+        "SUCCEEDED",
         "{}: {sent}",
         app.label
     );

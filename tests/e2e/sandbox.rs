@@ -83,7 +83,7 @@ async fn cancelling_a_running_step_is_refused_over_graphql() {
             .unwrap()
             .remove(0)
             .id;
-        let cancel = "mutation($id: ID!) { cancelStep(id: $id) { status } }";
+        let cancel = "mutation($id: ID!) { cancelStep(id: $id) { step { status } userErrors { code message } } }";
         let refused = app.gql(&app.lead, cancel, json!({ "id": step_id.to_string() })).await;
         assert_eq!(
             refused.error_code(),

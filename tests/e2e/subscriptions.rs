@@ -121,7 +121,8 @@ const DISPUTE_EVENTS: &str = "subscription($id: ID!) { disputeEvents(id: $id) { 
 const ALL_CHANGES: &str = "subscription { disputeChanges { dispute { id version customer { email } } \
     events { version type } } }";
 
-const ADD_NOTE: &str = "mutation($input: AddNoteInput!) { addNote(input: $input) { __typename } }";
+const ADD_NOTE: &str =
+    "mutation($input: AddNoteInput!) { addNote(input: $input) { dispute { __typename } userErrors { code message } } }";
 
 /// Adds notes to `id` on `writer` until `subscriber` hears of one (a subscription starts listening a moment
 /// after `subscribe` is sent, and the protocol does not acknowledge it), and returns what it heard.
@@ -140,7 +141,7 @@ async fn note_until_heard(writer: &TestApp, id: &str, subscriber: &mut Subscribe
             let change = payload["data"].as_object().and_then(|data| data.values().next());
             let noted = change
                 .and_then(|change| change["events"].as_array())
-                .is_some_and(|events| events.iter().any(|event| event["type"] == "note_added"));
+                .is_some_and(|events| events.iter().any(|event| event["type"] == "NOTE_ADDED"));
             if noted {
                 return payload;
             }
@@ -160,7 +161,7 @@ async fn a_subscriber_hears_each_change_of_a_dispute_masked_by_role() {
         let heard = note_until_heard(&app, &id, &mut viewer, "v").await;
         let change = &heard["data"]["disputeEvents"];
         assert_eq!(change["dispute"]["id"], id.as_str(), "{}: {heard}", db.label);
-        assert_eq!(change["events"][0]["type"], "note_added", "{}: {heard}", db.label);
+        assert_eq!(change["events"][0]["type"], "NOTE_ADDED", "{}: {heard}", db.label);
         assert_eq!(change["events"][0]["actor"], "analyst:alice");
         let email = change["dispute"]["customer"]["email"].as_str().unwrap();
         assert_ne!(
@@ -268,7 +269,7 @@ async fn a_change_committed_on_one_replica_reaches_a_subscriber_of_another() {
     subscriber.subscribe("r", DISPUTE_EVENTS, json!({ "id": id })).await;
     let heard = note_until_heard(&writer, &id, &mut subscriber, "r").await;
     assert_eq!(heard["data"]["disputeEvents"]["dispute"]["id"], id.as_str(), "{heard}");
-    assert_eq!(heard["data"]["disputeEvents"]["events"][0]["type"], "note_added");
+    assert_eq!(heard["data"]["disputeEvents"]["events"][0]["type"], "NOTE_ADDED");
 
     // The reader's listener loses its connection; a change committed meanwhile still arrives (read from the
     // change feed when it reconnects, if its notice was lost).

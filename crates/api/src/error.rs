@@ -24,6 +24,8 @@ pub enum ApiError {
     VersionConflict(String),
     InvalidInput(String),
     AlreadyExists(String),
+    /// A defense without the evidence its claim requires (a mutation's user error `MISSING_EVIDENCE`).
+    MissingEvidence(String),
     /// The request body is larger than the configured limit (HTTP 413).
     PayloadTooLarge(String),
     /// The query costs more than the configured limit, counting list sizes.
@@ -54,6 +56,7 @@ impl ApiError {
             | ApiError::VersionConflict(m)
             | ApiError::InvalidInput(m)
             | ApiError::AlreadyExists(m)
+            | ApiError::MissingEvidence(m)
             | ApiError::PayloadTooLarge(m)
             | ApiError::QueryTooComplex(m)
             | ApiError::QueryTooDeep(m)
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::VersionConflict(_) => "VERSION_CONFLICT",
             ApiError::InvalidInput(_) => "INVALID_INPUT",
             ApiError::AlreadyExists(_) => "ALREADY_EXISTS",
+            ApiError::MissingEvidence(_) => "MISSING_EVIDENCE",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
             ApiError::QueryTooDeep(_) => "QUERY_TOO_DEEP",
@@ -94,6 +98,7 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::InvalidInput(_)
+            | ApiError::MissingEvidence(_)
             | ApiError::QueryTooComplex(_)
             | ApiError::QueryTooDeep(_)
             | ApiError::ResponseTooLarge(_) => StatusCode::BAD_REQUEST,

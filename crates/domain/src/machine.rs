@@ -630,6 +630,21 @@ impl TimerKind {
             TimerKind::OutcomeCheck => "outcome_check".to_owned(),
         }
     }
+
+    /// The kind a [`TimerKind::label`] names; `None` for anything else.
+    pub fn from_label(label: &str) -> Option<TimerKind> {
+        match label {
+            "act_by" => Some(TimerKind::ActBy),
+            "deadline" => Some(TimerKind::Deadline),
+            "outcome_check" => Some(TimerKind::OutcomeCheck),
+            other => {
+                let hours = other.strip_prefix("reminder_")?.strip_suffix('h')?;
+                Some(TimerKind::Reminder {
+                    hours_before: hours.parse().ok()?,
+                })
+            }
+        }
+    }
 }
 
 /// Timers the engine must write with the events.

@@ -139,8 +139,13 @@ impl Engine {
     /// Failures are logged here at debug only: most are the caller's mistakes (illegal transition, duplicate,
     /// stale version, bad input), and the callers log internal ones at error where they map them (the API's
     /// error.rs, the workers, the webhook handlers).
-    #[instrument(skip_all, fields(actor = %command.actor.label()), err(level = "debug"))]
     pub async fn open(&self, command: Command) -> Result<Dispute, EngineError> {
+        Ok(self.open_decided(command).await?.0)
+    }
+
+    /// [`Engine::open`] that also returns what was decided (the events, timers and steps committed).
+    #[instrument(skip_all, fields(actor = %command.actor.label()), err(level = "debug"))]
+    pub async fn open_decided(&self, command: Command) -> Result<(Dispute, Decision), EngineError> {
         let id = DisputeId::new_v7();
         let now = self.clock.now();
         let decision = self.timing.adjust(open(id, &command, now)?, now);
@@ -148,7 +153,7 @@ impl Engine {
             .ok_or_else(|| DomainError::InvalidInput("opening produced no dispute".into()))?;
         self.store.commit(None, &dispute, &decision).await?;
         tracing::info!(dispute_id = %id, "dispute opened");
-        Ok(dispute)
+        Ok((dispute, decision))
     }
 
     /// Applies a command to an existing dispute and returns the dispute as it now is.

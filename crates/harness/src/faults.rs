@@ -230,7 +230,7 @@ async fn net_faults_on(ctx: &Ctx, db: &Db, started: Instant) -> anyhow::Result<(
             &http,
             &base,
             &token,
-            "mutation($id: ID!) { retryStep(id: $id) { status } }",
+            "mutation($id: ID!) { retryStep(id: $id) { step { status } userErrors { code message } } }",
             json!({"id": id}),
         )
         .await;
@@ -294,7 +294,7 @@ async fn net_faults_on(ctx: &Ctx, db: &Db, started: Instant) -> anyhow::Result<(
             &http,
             &base,
             &token,
-            "mutation($id: ID!) { retryStep(id: $id) { status } }",
+            "mutation($id: ID!) { retryStep(id: $id) { step { status } userErrors { code message } } }",
             json!({"id": id}),
         )
         .await;

@@ -390,6 +390,15 @@ pub async fn graphql(
         });
         return (if internal { Outcome::Unknown } else { Outcome::Refused }, body);
     }
+    // A mutation refused with user errors in its payload changed nothing, as one refused with an error.
+    let refused = body["data"].as_object().is_some_and(|fields| {
+        fields
+            .values()
+            .any(|p| p["userErrors"].as_array().is_some_and(|e| !e.is_empty()))
+    });
+    if refused {
+        return (Outcome::Refused, body);
+    }
     (Outcome::Acked, body["data"].clone())
 }
 
@@ -434,12 +443,12 @@ pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, st
         let roll: f64 = rand::rng().random();
         let (query, variables) = if roll < 0.25 {
             (
-                "mutation($i: AddNoteInput!) { addNote(input: $i) { version } }",
+                "mutation($i: AddNoteInput!) { addNote(input: $i) { dispute { version } userErrors { code message } } }",
                 json!({"i": {"id": id, "note": command_token}}),
             )
         } else if roll < 0.45 && node["assignee"].is_null() {
             (
-                "mutation($i: AssignDisputeInput!) { assignDispute(input: $i) { version } }",
+                "mutation($i: AssignDisputeInput!) { assignDispute(input: $i) { dispute { version } userErrors { code message } } }",
                 json!({"i": {"id": id, "assignee": format!("analyst-{}", n % 3), "reason": command_token,
                              "expectedAssignee": null, "expectedVersion": version}}),
             )
@@ -451,7 +460,7 @@ pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, st
                 _ => "ACCEPTED",
             };
             (
-                "mutation($i: TransitionDisputeInput!) { transitionDispute(input: $i) { version } }",
+                "mutation($i: TransitionDisputeInput!) { transitionDispute(input: $i) { dispute { version } userErrors { code message } } }",
                 json!({"i": {"id": id, "to": to, "reason": command_token, "expectedVersion": version}}),
             )
         };

@@ -7,13 +7,14 @@
 //! what is pending at the processor or in the outbox. Nothing here talks to a processor: the workers perform
 //! the steps.
 
-use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object};
 use serde::Deserialize;
 use verdict_domain::{self as domain, Action, Change, Command, MessageTemplate, RefundRecord};
 use verdict_engine::Engine;
 
+use super::payloads::{dispute_payload, payload};
 use super::query::{parse_id, principal};
-use super::types::{Dispute, Locale, MoneyInput, Step};
+use super::types::{Dispute, Locale, MoneyInput, Step, Timer};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 
@@ -67,43 +68,58 @@ impl RefundLimits {
 #[derive(Default)]
 pub struct ActionsMutation;
 
+/// The defense of one dispute to submit.
 #[derive(InputObject)]
 pub struct SubmitDefenseInput {
+    /// The dispute's id.
     pub id: ID,
     /// The version the analyst saw; a stale one is a VERSION_CONFLICT and nothing is sent.
     pub expected_version: i64,
     /// While required evidence is missing the defense is refused; a lead may submit anyway by saying why
     /// (recorded on the event with what was missing). Analysts get FORBIDDEN.
     pub override_reason: Option<String>,
+    /// Why, in the caller's words; recorded on the event.
     pub reason: Option<String>,
 }
 
+/// The dispute whose liability to accept.
 #[derive(InputObject)]
 pub struct AcceptDisputeInput {
+    /// The dispute's id.
     pub id: ID,
+    /// The version the caller saw; a stale one is refused as VERSION_CONFLICT.
     pub expected_version: i64,
+    /// Why, in the caller's words; recorded on the event.
     pub reason: Option<String>,
 }
 
+/// A refund of one inquiry or alert.
 #[derive(InputObject)]
 pub struct RefundInput {
+    /// The dispute's id.
     pub id: ID,
+    /// The version the caller saw; a stale one is refused as VERSION_CONFLICT.
     pub expected_version: i64,
     /// The caller's own key for this refund: one request is refunded at most once, however often it is sent.
     pub request_id: String,
     /// What to refund, in the dispute's currency; left out, everything not yet refunded.
     pub amount: Option<MoneyInput>,
+    /// Why, in the caller's words; recorded on the event.
     pub reason: Option<String>,
 }
 
+/// An inquiry or alert to resolve by refunding it.
 #[derive(InputObject)]
 pub struct ResolveWithRefundInput {
+    /// The dispute's id.
     pub id: ID,
+    /// The version the caller saw; a stale one is refused as VERSION_CONFLICT.
     pub expected_version: i64,
     /// The caller's own key for this refund: one request is refunded at most once.
     pub request_id: String,
     /// What to refund, in the dispute's currency; left out, everything not yet refunded.
     pub amount: Option<MoneyInput>,
+    /// Why, in the caller's words; recorded on the event.
     pub reason: Option<String>,
 }
 
@@ -125,10 +141,14 @@ pub enum SellerMessageTemplate {
     CaseUpdate,
 }
 
+/// A message to one dispute's customer.
 #[derive(InputObject)]
 pub struct MessageCustomerInput {
+    /// The dispute's id.
     pub id: ID,
+    /// The version the caller saw; a stale one is refused as VERSION_CONFLICT.
     pub expected_version: i64,
+    /// What to tell them.
     pub template: CustomerMessageTemplate,
     /// Free text placed in the template (at most 4,000 characters); kept in the outbox, not in the history.
     pub text: Option<String>,
@@ -136,10 +156,14 @@ pub struct MessageCustomerInput {
     pub locale: Option<Locale>,
 }
 
+/// A message to one dispute's seller.
 #[derive(InputObject)]
 pub struct MessageSellerInput {
+    /// The dispute's id.
     pub id: ID,
+    /// The version the caller saw; a stale one is refused as VERSION_CONFLICT.
     pub expected_version: i64,
+    /// What to tell them.
     pub template: SellerMessageTemplate,
     /// Free text placed in the template (at most 4,000 characters); kept in the outbox, not in the history.
     pub text: Option<String>,
@@ -147,20 +171,7 @@ pub struct MessageSellerInput {
     pub locale: Option<Locale>,
 }
 
-macro_rules! payload {
-    ($($(#[$meta:meta])* $name:ident),+ $(,)?) => {$(
-        $(#[$meta])*
-        #[derive(SimpleObject)]
-        pub struct $name {
-            /// The dispute as the action left it.
-            pub dispute: Dispute,
-            /// The steps the action enqueued (pending until a worker performs them).
-            pub steps: Vec<Step>,
-        }
-    )+};
-}
-
-payload!(
+dispute_payload!(
     /// The submission step is pending; the outcome check is set.
     SubmitDefensePayload,
     /// The acceptance at the processor is pending.
@@ -175,26 +186,15 @@ payload!(
     MessageSellerPayload,
 );
 
-/// Commits `command` and returns the dispute with the steps it enqueued.
-async fn act(
-    ctx: &Context<'_>,
-    id: domain::DisputeId,
-    command: Command,
-) -> async_graphql::Result<(Dispute, Vec<Step>)> {
+/// Commits `command` and returns the dispute with the steps and timers it created.
+async fn act(ctx: &Context<'_>, id: domain::DisputeId, command: Command) -> async_graphql::Result<(Dispute, Created)> {
     let engine = ctx.data::<Engine>()?;
     let (dispute, decision) = engine.handle_decided(id, command).await.map_err(ApiError::from)?;
-    let keys: Vec<&str> = decision.steps.iter().map(|s| s.idempotency_key.as_str()).collect();
-    let steps = engine
-        .store()
-        .steps(id)
-        .await
-        .map_err(ApiError::from)?
-        .into_iter()
-        .filter(|s| keys.contains(&s.idempotency_key.as_str()))
-        .map(Step::from)
-        .collect();
-    Ok((Dispute(dispute), steps))
+    let created = super::payloads::created(engine, id, &decision).await?;
+    Ok((Dispute(dispute), created))
 }
+
+type Created = (Vec<Step>, Vec<Timer>);
 
 /// The refunds already requested on a dispute, read from its log, which must be at `expected_version`: the
 /// refund is then decided on exactly what the caller saw, and a refund committed meanwhile makes it a
@@ -241,6 +241,26 @@ async fn prior_refunds(
     Ok((dispute, prior))
 }
 
+/// Both refund inputs, and whether the refund resolves the dispute.
+macro_rules! refund_request {
+    ($($input:ident => $resolve:literal),+) => {$(
+        impl From<$input> for RefundRequest {
+            fn from(input: $input) -> Self {
+                Self {
+                    id: input.id,
+                    expected_version: input.expected_version,
+                    request_id: input.request_id,
+                    amount: input.amount,
+                    reason: input.reason,
+                    resolve: $resolve,
+                }
+            }
+        }
+    )+};
+}
+
+refund_request!(RefundInput => false, ResolveWithRefundInput => true);
+
 struct RefundRequest {
     id: ID,
     expected_version: i64,
@@ -250,7 +270,7 @@ struct RefundRequest {
     resolve: bool,
 }
 
-async fn refund(ctx: &Context<'_>, request: RefundRequest) -> async_graphql::Result<(Dispute, Vec<Step>)> {
+async fn refund(ctx: &Context<'_>, request: RefundRequest) -> async_graphql::Result<(Dispute, Created)> {
     let caller = principal(ctx, Role::Analyst)?;
     let id = parse_id(&request.id)?;
     let engine = ctx.data::<Engine>()?;
@@ -336,80 +356,91 @@ impl ActionsMutation {
     async fn submit_defense(
         &self,
         ctx: &Context<'_>,
-        input: SubmitDefenseInput,
+        #[graphql(desc = "The dispute and the version the analyst saw.")] input: SubmitDefenseInput,
     ) -> async_graphql::Result<SubmitDefensePayload> {
-        let caller = principal(ctx, Role::Analyst)?;
-        let id = parse_id(&input.id)?;
-        let override_reason = input.override_reason.filter(|r| !r.trim().is_empty());
-        let missing = missing_evidence(ctx.data::<Engine>()?, id).await?;
-        if override_reason.is_some() && !missing.is_empty() && caller.role < Role::Lead {
-            return Err(ApiError::Forbidden(
-                "submitting with required evidence missing is a lead's override; add the evidence, or ask a lead"
-                    .into(),
-            )
-            .into());
-        }
-        let mut expected_version = input.expected_version;
-        if missing.is_empty() || override_reason.is_some() {
-            // The defense document the processor receives is generated and recorded (`document_generated`)
-            // before the submission, at the version the analyst saw, so the history names the very document
-            // that was sent and the step sends that stored one.
-            let generated = ctx
-                .data::<Engine>()?
-                .generate_document(
-                    id,
-                    domain::DocumentKind::Defense,
-                    caller.actor(),
-                    Some(expected_version),
+        let result = async {
+            let caller = principal(ctx, Role::Analyst)?;
+            let id = parse_id(&input.id)?;
+            let override_reason = input.override_reason.filter(|r| !r.trim().is_empty());
+            let missing = missing_evidence(ctx.data::<Engine>()?, id).await?;
+            if override_reason.is_some() && !missing.is_empty() && caller.role < Role::Lead {
+                return Err(ApiError::Forbidden(
+                    "submitting with required evidence missing is a lead's override; add the evidence, or ask a lead"
+                        .into(),
                 )
-                .await
-                .map_err(ApiError::from)?;
-            expected_version = generated.dispute.version;
-        }
-        let mut command = Command::new(
-            caller.actor(),
-            Action::SubmitDefense {
-                missing,
-                override_reason,
-            },
-        )
-        .expecting(expected_version);
-        command.reason = input.reason;
-        let (dispute, steps) = act(ctx, id, command).await?;
-        Ok(SubmitDefensePayload { dispute, steps })
+                .into());
+            }
+            if override_reason.is_none() {
+                // The domain's rule, answered as its own user error: the screen shows what to add.
+                domain::respond::check_defense(&missing, None).map_err(|err| {
+                    ApiError::MissingEvidence(match err {
+                        domain::DomainError::InvalidInput(message) => message,
+                        other => other.to_string(),
+                    })
+                })?;
+            }
+            let mut expected_version = input.expected_version;
+            if missing.is_empty() || override_reason.is_some() {
+                // The defense document the processor receives is generated and recorded (`document_generated`)
+                // before the submission, at the version the analyst saw, so the history names the very document
+                // that was sent and the step sends that stored one.
+                let generated = ctx
+                    .data::<Engine>()?
+                    .generate_document(
+                        id,
+                        domain::DocumentKind::Defense,
+                        caller.actor(),
+                        Some(expected_version),
+                    )
+                    .await
+                    .map_err(ApiError::from)?;
+                expected_version = generated.dispute.version;
+            }
+            let mut command = Command::new(
+                caller.actor(),
+                Action::SubmitDefense {
+                    missing,
+                    override_reason,
+                },
+            )
+            .expecting(expected_version);
+            command.reason = input.reason;
+            let (dispute, created) = act(ctx, id, command).await?;
+            Ok(SubmitDefensePayload::made(dispute, created))
+        };
+        payload(result.await, "input")
     }
 
     /// Accepts liability: the acceptance is sent to the processor (nothing is sent for a manual dispute).
     async fn accept_dispute(
         &self,
         ctx: &Context<'_>,
-        input: AcceptDisputeInput,
+        #[graphql(desc = "The dispute and the version the analyst saw.")] input: AcceptDisputeInput,
     ) -> async_graphql::Result<AcceptDisputePayload> {
-        let caller = principal(ctx, Role::Analyst)?;
-        let id = parse_id(&input.id)?;
-        let mut command = Command::new(caller.actor(), Action::Accept).expecting(input.expected_version);
-        command.reason = input.reason;
-        let (dispute, steps) = act(ctx, id, command).await?;
-        Ok(AcceptDisputePayload { dispute, steps })
+        let result = async {
+            let caller = principal(ctx, Role::Analyst)?;
+            let id = parse_id(&input.id)?;
+            let mut command = Command::new(caller.actor(), Action::Accept).expecting(input.expected_version);
+            command.reason = input.reason;
+            let (dispute, created) = act(ctx, id, command).await?;
+            Ok(AcceptDisputePayload::made(dispute, created))
+        };
+        payload(result.await, "input")
     }
 
     /// Refunds an inquiry or pre-dispute alert in full or in part, leaving it open: never more than the
     /// caller's role allows, never more than what is left of the disputed amount, never twice for one
     /// `requestId`. The customer is told once the processor confirms the refund, never before.
-    async fn refund(&self, ctx: &Context<'_>, input: RefundInput) -> async_graphql::Result<RefundPayload> {
-        let (dispute, steps) = refund(
-            ctx,
-            RefundRequest {
-                id: input.id,
-                expected_version: input.expected_version,
-                request_id: input.request_id,
-                amount: input.amount,
-                reason: input.reason,
-                resolve: false,
-            },
-        )
-        .await?;
-        Ok(RefundPayload { dispute, steps })
+    async fn refund(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The dispute, the amount and the request's own id.")] input: RefundInput,
+    ) -> async_graphql::Result<RefundPayload> {
+        let result = async {
+            let (dispute, created) = refund(ctx, input.into()).await?;
+            Ok(RefundPayload::made(dispute, created))
+        };
+        payload(result.await, "input")
     }
 
     /// Resolves an inquiry or pre-dispute alert by refunding it: the refund, then the customer's message, in
@@ -417,65 +448,63 @@ impl ActionsMutation {
     async fn resolve_with_refund(
         &self,
         ctx: &Context<'_>,
-        input: ResolveWithRefundInput,
+        #[graphql(desc = "The dispute, the amount and the request's own id.")] input: ResolveWithRefundInput,
     ) -> async_graphql::Result<ResolveWithRefundPayload> {
-        let (dispute, steps) = refund(
-            ctx,
-            RefundRequest {
-                id: input.id,
-                expected_version: input.expected_version,
-                request_id: input.request_id,
-                amount: input.amount,
-                reason: input.reason,
-                resolve: true,
-            },
-        )
-        .await?;
-        Ok(ResolveWithRefundPayload { dispute, steps })
+        let result = async {
+            let (dispute, created) = refund(ctx, input.into()).await?;
+            Ok(ResolveWithRefundPayload::made(dispute, created))
+        };
+        payload(result.await, "input")
     }
 
     /// Writes to the customer from a template in their language, with free text.
     async fn message_customer(
         &self,
         ctx: &Context<'_>,
-        input: MessageCustomerInput,
+        #[graphql(desc = "The dispute, the template and the text.")] input: MessageCustomerInput,
     ) -> async_graphql::Result<MessageCustomerPayload> {
-        let caller = principal(ctx, Role::Analyst)?;
-        let id = parse_id(&input.id)?;
-        let template = match input.template {
-            CustomerMessageTemplate::CaseUpdate => MessageTemplate::CustomerCaseUpdate,
-            CustomerMessageTemplate::RequestInformation => MessageTemplate::CustomerRequestInformation,
+        let result = async {
+            let caller = principal(ctx, Role::Analyst)?;
+            let id = parse_id(&input.id)?;
+            let template = match input.template {
+                CustomerMessageTemplate::CaseUpdate => MessageTemplate::CustomerCaseUpdate,
+                CustomerMessageTemplate::RequestInformation => MessageTemplate::CustomerRequestInformation,
+            };
+            let action = Action::SendMessage {
+                template,
+                text: input.text,
+                locale: input.locale.map(Into::into),
+            };
+            let command = Command::new(caller.actor(), action).expecting(input.expected_version);
+            let (dispute, created) = act(ctx, id, command).await?;
+            Ok(MessageCustomerPayload::made(dispute, created))
         };
-        let action = Action::SendMessage {
-            template,
-            text: input.text,
-            locale: input.locale.map(Into::into),
-        };
-        let command = Command::new(caller.actor(), action).expecting(input.expected_version);
-        let (dispute, steps) = act(ctx, id, command).await?;
-        Ok(MessageCustomerPayload { dispute, steps })
+        payload(result.await, "input")
     }
 
     /// Writes to the seller (their webhook, or the mailbox) from a template, with free text.
     async fn message_seller(
         &self,
         ctx: &Context<'_>,
-        input: MessageSellerInput,
+        #[graphql(desc = "The dispute, the template and the text.")] input: MessageSellerInput,
     ) -> async_graphql::Result<MessageSellerPayload> {
-        let caller = principal(ctx, Role::Analyst)?;
-        let id = parse_id(&input.id)?;
-        let template = match input.template {
-            SellerMessageTemplate::RequestEvidence => MessageTemplate::SellerRequestEvidence,
-            SellerMessageTemplate::CaseUpdate => MessageTemplate::SellerCaseUpdate,
+        let result = async {
+            let caller = principal(ctx, Role::Analyst)?;
+            let id = parse_id(&input.id)?;
+            let template = match input.template {
+                SellerMessageTemplate::RequestEvidence => MessageTemplate::SellerRequestEvidence,
+                SellerMessageTemplate::CaseUpdate => MessageTemplate::SellerCaseUpdate,
+            };
+            let action = Action::SendMessage {
+                template,
+                text: input.text,
+                locale: input.locale.map(Into::into),
+            };
+            let command = Command::new(caller.actor(), action).expecting(input.expected_version);
+            let (dispute, created) = act(ctx, id, command).await?;
+            Ok(MessageSellerPayload::made(dispute, created))
         };
-        let action = Action::SendMessage {
-            template,
-            text: input.text,
-            locale: input.locale.map(Into::into),
-        };
-        let command = Command::new(caller.actor(), action).expecting(input.expected_version);
-        let (dispute, steps) = act(ctx, id, command).await?;
-        Ok(MessageSellerPayload { dispute, steps })
+        payload(result.await, "input")
     }
 }
 

@@ -108,11 +108,13 @@ impl BulkOutcome {
 /// One dispute's result.
 #[derive(SimpleObject, Debug, Clone)]
 pub struct BulkItem {
+    /// The dispute.
     pub dispute_id: ID,
     /// Null while a job has not reached the dispute.
     pub outcome: Option<BulkOutcome>,
     /// The error code the single mutation would have answered (`VERSION_CONFLICT`, `FORBIDDEN`, ...).
     pub code: Option<String>,
+    /// What went wrong, for people.
     pub message: Option<String>,
 }
 
@@ -128,17 +130,22 @@ pub struct BulkTarget {
 /// Assign (leads), or take or release (analysts, for themselves), many disputes.
 #[derive(InputObject)]
 pub struct BulkAssignInput {
+    /// Which disputes.
     pub target: BulkTarget,
     /// Null unassigns.
     pub assignee: Option<String>,
+    /// Why, recorded on each event.
     pub reason: Option<String>,
 }
 
 /// A lead's correction of many disputes to one status.
 #[derive(InputObject)]
 pub struct BulkTransitionInput {
+    /// Which disputes.
     pub target: BulkTarget,
+    /// The status to correct them to.
     pub to: DisputeStatus,
+    /// Why, recorded on each event.
     pub reason: String,
 }
 
@@ -146,16 +153,22 @@ pub struct BulkTransitionInput {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "verdict_domain::MessageTemplate")]
 pub enum BulkMessageTemplate {
+    /// To the customer: the dispute is being looked at.
     CustomerCaseUpdate,
+    /// To the customer: what happened, and an offer to settle it.
     CustomerRequestInformation,
+    /// To the seller: the proof the defense needs.
     SellerRequestEvidence,
+    /// To the seller: where the dispute stands.
     SellerCaseUpdate,
 }
 
 /// The same message to the customer or seller of many disputes.
 #[derive(InputObject)]
 pub struct BulkMessageInput {
+    /// Which disputes.
     pub target: BulkTarget,
+    /// What to send.
     pub template: BulkMessageTemplate,
     /// Free text placed in the template (at most 4,000 characters).
     pub text: Option<String>,
@@ -170,34 +183,71 @@ pub struct BulkActionPayload {
     pub results: Option<Vec<BulkItem>>,
     /// The job, when the set was too large to run inline.
     pub job: Option<BulkJob>,
+    /// Why the whole action was refused (a malformed target, too many disputes); each dispute's own refusal
+    /// is in its result instead.
+    pub user_errors: Vec<super::payloads::UserError>,
+}
+
+impl super::payloads::Refusable for BulkActionPayload {
+    fn refused(user_errors: Vec<super::payloads::UserError>) -> Self {
+        Self {
+            results: None,
+            job: None,
+            user_errors,
+        }
+    }
 }
 
 /// Whether a job is still working.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum BulkJobStatus {
+    /// Items are still being worked through.
     Running,
+    /// Every item has its result.
     Done,
+}
+
+/// What a bulk job does to each dispute, named after its mutation.
+#[derive(Enum, serde::Deserialize, Copy, Clone, Eq, PartialEq, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkActionKind {
+    /// `bulkAssign`.
+    Assign,
+    /// `bulkTransition`.
+    Transition,
+    /// `bulkMessage`.
+    Message,
 }
 
 /// A bulk action running (or run) as a job.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct BulkJob {
+    /// The job's id (`bulkJob` takes it).
     pub id: ID,
-    /// `assign`, `transition` or `message`.
-    pub action: String,
+    /// What it does to each dispute.
+    pub action: BulkActionKind,
     /// Who asked for it (the actor of its events).
     pub requested_by: String,
+    /// Whether it is still working.
     pub status: BulkJobStatus,
+    /// Disputes in the job.
     pub total: i64,
     /// Items with a result so far.
     pub processed: i64,
+    /// Items done.
     pub succeeded: i64,
+    /// Items refused as CONFLICT.
     pub conflicts: i64,
+    /// Items refused as NOT_ALLOWED.
     pub not_allowed: i64,
+    /// Items that failed otherwise.
     pub errors: i64,
+    /// When it was asked for.
     pub created_at: DateTime<Utc>,
+    /// When it last progressed.
     pub updated_at: DateTime<Utc>,
+    /// When the last item got its result.
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -208,9 +258,9 @@ impl BulkJob {
     async fn items(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 100)] first: i32,
-        after: Option<i32>,
-        #[graphql(default = false)] failures_only: bool,
+        #[graphql(default = 100, desc = "How many (at most 500).")] first: i32,
+        #[graphql(desc = "The position to read after.")] after: Option<i32>,
+        #[graphql(default = false, desc = "Only the refused and failed items.")] failures_only: bool,
     ) -> async_graphql::Result<Vec<BulkJobItem>> {
         if !(0..=super::search::MAX_PAGE).contains(&first) {
             return Err(
@@ -236,6 +286,7 @@ impl BulkJob {
 pub struct BulkJobItem {
     /// The item's place in the job (pass the last one as `after` for the next page).
     pub position: i32,
+    /// Its result.
     pub result: BulkItem,
 }
 
@@ -253,11 +304,11 @@ impl From<BulkItemResult> for BulkJobItem {
     }
 }
 
-fn job_view(job: BulkJobRecord, progress: BulkProgress) -> BulkJob {
+fn job_view(job: BulkJobRecord, progress: BulkProgress) -> Result<BulkJob, ApiError> {
     let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    BulkJob {
+    Ok(BulkJob {
         id: ID(job.id.to_string()),
-        action: job.action,
+        action: super::enums::label(&job.action, "bulk action")?,
         requested_by: job.actor_name,
         status: if job.status == verdict_store::BULK_DONE {
             BulkJobStatus::Done
@@ -273,7 +324,7 @@ fn job_view(job: BulkJobRecord, progress: BulkProgress) -> BulkJob {
         created_at: job.created_at,
         updated_at: job.updated_at,
         finished_at: job.finished_at,
-    }
+    })
 }
 
 /// Runs `action` on one dispute as `caller`, as the single mutation would.
@@ -407,6 +458,7 @@ async fn run(
         return Ok(BulkActionPayload {
             results: Some(results),
             job: None,
+            user_errors: Vec::new(),
         });
     }
     let job = NewBulkJob {
@@ -432,7 +484,8 @@ async fn run(
         .ok_or_else(|| ApiError::Internal("a job just created is missing".into()))?;
     Ok(BulkActionPayload {
         results: None,
-        job: Some(job_view(record, progress)),
+        job: Some(job_view(record, progress)?),
+        user_errors: Vec::new(),
     })
 }
 
@@ -453,13 +506,20 @@ impl BulkMutation {
     /// Assigns many disputes, each as `assignDispute` would (analysts: take unassigned ones for themselves or
     /// release their own; leads: anyone). Each dispute's result is reported; a refused one changes nothing and
     /// never stops the others. More than 100 disputes run as a job (see `bulkJob`).
-    async fn bulk_assign(&self, ctx: &Context<'_>, input: BulkAssignInput) -> async_graphql::Result<BulkActionPayload> {
-        let caller = principal(ctx, Role::Analyst)?;
-        let action = BulkAction::Assign {
-            assignee: input.assignee.map(|a| a.trim().to_owned()),
-            reason: text_field("reason", input.reason)?,
+    async fn bulk_assign(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The disputes and the assignee.")] input: BulkAssignInput,
+    ) -> async_graphql::Result<BulkActionPayload> {
+        let result = async {
+            let caller = principal(ctx, Role::Analyst)?;
+            let action = BulkAction::Assign {
+                assignee: input.assignee.map(|a| a.trim().to_owned()),
+                reason: text_field("reason", input.reason)?,
+            };
+            run(ctx, caller, input.target, action).await
         };
-        run(ctx, caller, input.target, action).await
+        super::payloads::payload(result.await, "input")
     }
 
     /// A lead's correction of many disputes to one status, each as `transitionDispute` would at the dispute's
@@ -467,17 +527,20 @@ impl BulkMutation {
     async fn bulk_transition(
         &self,
         ctx: &Context<'_>,
-        input: BulkTransitionInput,
+        #[graphql(desc = "The disputes, the status, and why.")] input: BulkTransitionInput,
     ) -> async_graphql::Result<BulkActionPayload> {
-        let caller = principal(ctx, Role::Lead)?;
-        if input.reason.trim().is_empty() {
-            return Err(ApiError::InvalidInput("a correction needs a reason".into()).into());
-        }
-        let action = BulkAction::Transition {
-            to: input.to.into(),
-            reason: text_field("reason", Some(input.reason))?.unwrap_or_default(),
+        let result = async {
+            let caller = principal(ctx, Role::Lead)?;
+            if input.reason.trim().is_empty() {
+                return Err(ApiError::InvalidInput("a correction needs a reason".into()).into());
+            }
+            let action = BulkAction::Transition {
+                to: input.to.into(),
+                reason: text_field("reason", Some(input.reason))?.unwrap_or_default(),
+            };
+            run(ctx, caller, input.target, action).await
         };
-        run(ctx, caller, input.target, action).await
+        super::payloads::payload(result.await, "input")
     }
 
     /// Sends one template to the customer or seller of many disputes, each as `messageCustomer` or
@@ -485,15 +548,18 @@ impl BulkMutation {
     async fn bulk_message(
         &self,
         ctx: &Context<'_>,
-        input: BulkMessageInput,
+        #[graphql(desc = "The disputes, the template and the text.")] input: BulkMessageInput,
     ) -> async_graphql::Result<BulkActionPayload> {
-        let caller = principal(ctx, Role::Analyst)?;
-        let action = BulkAction::Message {
-            template: input.template.into(),
-            text: text_field("text", input.text)?,
-            locale: input.locale.map(Into::into),
+        let result = async {
+            let caller = principal(ctx, Role::Analyst)?;
+            let action = BulkAction::Message {
+                template: input.template.into(),
+                text: text_field("text", input.text)?,
+                locale: input.locale.map(Into::into),
+            };
+            run(ctx, caller, input.target, action).await
         };
-        run(ctx, caller, input.target, action).await
+        super::payloads::payload(result.await, "input")
     }
 }
 
@@ -510,7 +576,7 @@ pub(crate) async fn bulk_job(ctx: &Context<'_>, id: ID) -> async_graphql::Result
     if job.actor_name != caller.name && caller.role < Role::Lead {
         return Err(ApiError::Forbidden("only its requester, a lead or an admin may read a bulk job".into()).into());
     }
-    Ok(Some(job_view(job, progress)))
+    Ok(Some(job_view(job, progress)?))
 }
 
 /// Works through bulk jobs until `stop` turns true: takes a job's lease, runs its next batch of items as the

@@ -14,6 +14,7 @@ use super::types::{Dispute, lists};
 use crate::auth::Role;
 use crate::error::ApiError;
 
+/// Which document.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "verdict_domain::DocumentKind")]
 pub enum DocumentKind {
@@ -26,7 +27,9 @@ pub enum DocumentKind {
 /// A generated document: which version, its hash, and where to fetch it.
 #[derive(SimpleObject)]
 pub struct Document {
+    /// The document's id.
     pub id: ID,
+    /// Which document.
     pub kind: DocumentKind,
     /// 1 for the dispute's first document of this kind, then +1 with every generation.
     pub version: i32,
@@ -36,6 +39,7 @@ pub struct Document {
     pub size_bytes: i64,
     /// The actor who generated it (`analyst:jane`).
     pub created_by: String,
+    /// When it was generated.
     pub created_at: DateTime<Utc>,
     /// `/documents/{id}.pdf`: served with the caller's bearer token to analysts and up.
     pub pdf_url: String,
@@ -65,18 +69,34 @@ pub(crate) async fn of_dispute(ctx: &Context<'_>, dispute: &domain::Dispute) -> 
     Ok(records.into_iter().map(Into::into).collect())
 }
 
+/// The dispute whose defense document to generate.
 #[derive(InputObject)]
 pub struct GenerateDefenseDocumentInput {
+    /// The dispute's id.
     pub id: ID,
     /// The version the analyst saw; a stale one is a VERSION_CONFLICT and nothing is generated.
     pub expected_version: i64,
 }
 
+/// The document generated.
 #[derive(SimpleObject)]
 pub struct GenerateDefenseDocumentPayload {
-    /// The dispute after the `document_generated` event.
-    pub dispute: Dispute,
-    pub document: Document,
+    /// The dispute after the `document_generated` event; null when refused.
+    pub dispute: Option<Dispute>,
+    /// The document stored; null when refused.
+    pub document: Option<Document>,
+    /// Why the document was not generated; empty when it was.
+    pub user_errors: Vec<super::payloads::UserError>,
+}
+
+impl super::payloads::Refusable for GenerateDefenseDocumentPayload {
+    fn refused(user_errors: Vec<super::payloads::UserError>) -> Self {
+        Self {
+            dispute: None,
+            document: None,
+            user_errors,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -91,23 +111,27 @@ impl DocumentsMutation {
     async fn generate_defense_document(
         &self,
         ctx: &Context<'_>,
-        input: GenerateDefenseDocumentInput,
+        #[graphql(desc = "The dispute and the version the analyst saw.")] input: GenerateDefenseDocumentInput,
     ) -> async_graphql::Result<GenerateDefenseDocumentPayload> {
-        let caller = principal(ctx, Role::Analyst)?;
-        let id = parse_id(&input.id)?;
-        let engine = ctx.data::<Engine>()?;
-        let generated = engine
-            .generate_document(
-                id,
-                domain::DocumentKind::Defense,
-                caller.actor(),
-                Some(input.expected_version),
-            )
-            .await
-            .map_err(ApiError::from)?;
-        Ok(GenerateDefenseDocumentPayload {
-            dispute: Dispute(generated.dispute),
-            document: generated.record.into(),
-        })
+        let result = async {
+            let caller = principal(ctx, Role::Analyst)?;
+            let id = parse_id(&input.id)?;
+            let engine = ctx.data::<Engine>()?;
+            let generated = engine
+                .generate_document(
+                    id,
+                    domain::DocumentKind::Defense,
+                    caller.actor(),
+                    Some(input.expected_version),
+                )
+                .await
+                .map_err(ApiError::from)?;
+            Ok(GenerateDefenseDocumentPayload {
+                dispute: Some(Dispute(generated.dispute)),
+                document: Some(generated.record.into()),
+                user_errors: Vec::new(),
+            })
+        };
+        super::payloads::payload(result.await, "input")
     }
 }

@@ -18,23 +18,35 @@ use super::types::{Dispute, Money};
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 
+/// What a piece of evidence shows.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "verdict_domain::EvidenceKind")]
 pub enum EvidenceKind {
+    /// The carrier's proof that the parcel was delivered.
     ProofOfDelivery,
+    /// The parcel's tracking history.
     Tracking,
+    /// Messages with the customer.
     CustomerCommunication,
     /// The listing as the customer saw it, and the technician's grade report.
     ProductDescription,
+    /// The device's IMEI or serial number as shipped.
     ImeiSerialRecord,
+    /// Photos of the device or the parcel.
     Photos,
+    /// The refund policy the customer accepted.
     RefundPolicy,
+    /// The terms the customer accepted, and when.
     TermsAccepted,
+    /// Earlier undisputed payments by the same customer.
     PriorUndisputedTransactions,
+    /// The cancellation and its policy.
     Cancellation,
+    /// Anything else.
     Uncategorised,
 }
 
+/// Where an evidence item came from.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "verdict_domain::EvidenceSource")]
 pub enum EvidenceSource {
@@ -44,11 +56,15 @@ pub enum EvidenceSource {
     MarketplaceFacts,
 }
 
+/// The type of an evidence file, sniffed from its bytes.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "verdict_domain::EvidenceContentType")]
 pub enum EvidenceContentType {
+    /// PDF.
     Pdf,
+    /// PNG image.
     Png,
+    /// JPEG image.
     Jpeg,
 }
 
@@ -57,16 +73,25 @@ pub enum EvidenceContentType {
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "verdict_domain::DisputeClaim")]
 pub enum DisputeClaim {
+    /// The goods never arrived.
     NotReceived,
+    /// The goods differ from their description.
     NotAsDescribed,
+    /// The cardholder did not make the payment.
     Fraud,
+    /// A promised refund never came.
     CreditNotProcessed,
+    /// The order or subscription was cancelled.
     Cancelled,
+    /// Charged twice, late, or the wrong amount.
     DuplicateOrProcessingError,
+    /// The payment was not authorized properly.
     Authorization,
+    /// Nothing more specific.
     General,
 }
 
+/// A network's programme for prior undisputed payments.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "verdict_domain::CompellingEvidenceProgram")]
 pub enum CompellingEvidenceProgram {
@@ -77,12 +102,17 @@ pub enum CompellingEvidenceProgram {
     MastercardFirstPartyTrust,
 }
 
+/// What a prior payment shares with the disputed one.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "verdict_domain::SharedIdentifier")]
 pub enum SharedIdentifier {
+    /// The IP address.
     IpAddress,
+    /// The device fingerprint.
     DeviceId,
+    /// The customer account.
     AccountId,
+    /// The shipping address.
     ShippingAddress,
 }
 
@@ -91,7 +121,9 @@ pub enum SharedIdentifier {
 pub struct EvidenceFile {
     /// The upload's id (`POST /disputes/{id}/evidence-files` returned it).
     pub file_id: Option<ID>,
+    /// Lower-case hex SHA-256 of the bytes.
     pub sha256: String,
+    /// Size in bytes.
     pub size_bytes: u64,
     /// Sniffed from the bytes.
     pub content_type: EvidenceContentType,
@@ -104,22 +136,30 @@ pub struct EvidenceFile {
 /// One piece of a dispute's defense.
 #[derive(SimpleObject)]
 pub struct EvidenceItem {
+    /// The item's id.
     pub id: ID,
+    /// What it shows.
     pub kind: EvidenceKind,
     /// Null for viewers: evidence carries personal data.
     pub text: Option<String>,
+    /// Its file, if it has one.
     pub file: Option<EvidenceFile>,
+    /// Where it came from.
     pub source: EvidenceSource,
+    /// Who added it (`analyst:jane`).
     pub added_by: String,
+    /// When.
     pub added_at: DateTime<Utc>,
     /// Set when the item was withdrawn from the defense (listed only with `includeRemoved`).
     pub removed_at: Option<DateTime<Utc>>,
+    /// Who withdrew it.
     pub removed_by: Option<String>,
 }
 
 /// A kind of evidence the claim calls for that the dispute lacks.
 #[derive(SimpleObject)]
 pub struct MissingEvidence {
+    /// The kind missing.
     pub kind: EvidenceKind,
     /// Required kinds block a defense; recommended ones strengthen it.
     pub required: bool,
@@ -130,6 +170,7 @@ pub struct MissingEvidence {
 /// How far the dispute's evidence meets what its claim calls for.
 #[derive(SimpleObject)]
 pub struct EvidenceCompleteness {
+    /// The claim the evidence answers.
     pub claim: DisputeClaim,
     /// 0 to 100; exactly 100 when no required kind is missing.
     pub score: u8,
@@ -142,9 +183,13 @@ pub struct EvidenceCompleteness {
 /// A prior payment that counts for Compelling Evidence.
 #[derive(SimpleObject)]
 pub struct QualifyingTransaction {
+    /// The payment at the processor.
     pub payment_reference: String,
+    /// When it was paid.
     pub paid_at: DateTime<Utc>,
+    /// How much.
     pub amount: Money,
+    /// Days before the disputed payment.
     pub days_before: i64,
     /// What it shares with the disputed payment.
     pub shared: Vec<SharedIdentifier>,
@@ -154,18 +199,24 @@ pub struct QualifyingTransaction {
 /// First-Party Trust for 4837), computed from the order facts.
 #[derive(SimpleObject)]
 pub struct CompellingEvidence {
+    /// Whether the programme's conditions are met.
     pub eligible: bool,
     /// Null when the reason code falls under no programme.
     pub program: Option<CompellingEvidenceProgram>,
+    /// Why, or why not.
     pub reason: String,
+    /// The payments that qualify.
     pub qualifying_transactions: Vec<QualifyingTransaction>,
 }
 
+/// An evidence item to add.
 #[derive(InputObject)]
 pub struct AddEvidenceInput {
+    /// The dispute's id.
     pub id: ID,
     /// The version the analyst saw; a stale one is a VERSION_CONFLICT.
     pub expected_version: i64,
+    /// What it shows.
     pub kind: EvidenceKind,
     /// At most 20,000 characters. An item needs a text, a file, or both.
     pub text: Option<String>,
@@ -173,26 +224,64 @@ pub struct AddEvidenceInput {
     pub file_id: Option<ID>,
 }
 
+/// An evidence item to withdraw.
 #[derive(InputObject)]
 pub struct RemoveEvidenceInput {
+    /// The dispute's id.
     pub id: ID,
+    /// The version the caller saw; a stale one is refused as VERSION_CONFLICT.
     pub expected_version: i64,
+    /// The item's id.
     pub item_id: ID,
+    /// Why, in the caller's words; recorded on the event.
     pub reason: Option<String>,
 }
 
+/// The dispute to draw evidence for.
 #[derive(InputObject)]
 pub struct DrawEvidenceFromFactsInput {
+    /// The dispute's id.
     pub id: ID,
+    /// The version the caller saw; a stale one is refused as VERSION_CONFLICT.
     pub expected_version: i64,
 }
 
-/// The dispute after the change, and the items it added.
-#[derive(SimpleObject)]
-pub struct EvidencePayload {
-    pub dispute: Dispute,
-    pub items: Vec<EvidenceItem>,
+/// Declares the payloads of the evidence mutations: the dispute after the change, the items it added.
+macro_rules! evidence_payload {
+    ($($(#[$meta:meta])* $name:ident),+ $(,)?) => {$(
+        $(#[$meta])*
+        #[derive(SimpleObject)]
+        pub struct $name {
+            /// The dispute after the change; null when refused.
+            pub dispute: Option<Dispute>,
+            /// The items the change added (none for a removal).
+            pub items: Vec<EvidenceItem>,
+            /// Why the change was refused; empty when it was made.
+            pub user_errors: Vec<super::payloads::UserError>,
+        }
+
+        impl super::payloads::Refusable for $name {
+            fn refused(user_errors: Vec<super::payloads::UserError>) -> Self {
+                Self { dispute: None, items: Vec::new(), user_errors }
+            }
+        }
+
+        impl $name {
+            fn made(dispute: Dispute, items: Vec<EvidenceItem>) -> Self {
+                Self { dispute: Some(dispute), items, user_errors: Vec::new() }
+            }
+        }
+    )+};
 }
+
+evidence_payload!(
+    /// The dispute with the item added.
+    AddEvidencePayload,
+    /// The dispute with the item withdrawn.
+    RemoveEvidencePayload,
+    /// The dispute with the items drawn from the order facts.
+    DrawEvidenceFromFactsPayload,
+);
 
 fn to_item(
     principal: Option<&Principal>,
@@ -355,7 +444,7 @@ async fn stored_items(
 }
 
 /// `addEvidence`.
-pub(crate) async fn add(ctx: &Context<'_>, input: AddEvidenceInput) -> async_graphql::Result<EvidencePayload> {
+pub(crate) async fn add(ctx: &Context<'_>, input: AddEvidenceInput) -> async_graphql::Result<AddEvidencePayload> {
     let caller = principal(ctx, Role::Analyst)?;
     let id = parse_id(&input.id)?;
     let file_id = input.file_id.as_ref().map(|f| parse_uuid("a file id", f)).transpose()?;
@@ -369,14 +458,17 @@ pub(crate) async fn add(ctx: &Context<'_>, input: AddEvidenceInput) -> async_gra
         .add_evidence(id, caller.actor(), input.expected_version, DomainSource::Analyst, new)
         .await
         .map_err(ApiError::from)?;
-    Ok(EvidencePayload {
-        items: stored_items(ctx, id, &added).await?,
-        dispute: Dispute(dispute),
-    })
+    Ok(AddEvidencePayload::made(
+        Dispute(dispute),
+        stored_items(ctx, id, &added).await?,
+    ))
 }
 
 /// `removeEvidence`.
-pub(crate) async fn remove(ctx: &Context<'_>, input: RemoveEvidenceInput) -> async_graphql::Result<EvidencePayload> {
+pub(crate) async fn remove(
+    ctx: &Context<'_>,
+    input: RemoveEvidenceInput,
+) -> async_graphql::Result<RemoveEvidencePayload> {
     let caller = principal(ctx, Role::Analyst)?;
     let id = parse_id(&input.id)?;
     let item_id = parse_uuid("an evidence item id", &input.item_id)?;
@@ -385,10 +477,7 @@ pub(crate) async fn remove(ctx: &Context<'_>, input: RemoveEvidenceInput) -> asy
         .remove_evidence(id, caller.actor(), input.expected_version, item_id, input.reason)
         .await
         .map_err(ApiError::from)?;
-    Ok(EvidencePayload {
-        dispute: Dispute(dispute),
-        items: Vec::new(),
-    })
+    Ok(RemoveEvidencePayload::made(Dispute(dispute), Vec::new()))
 }
 
 /// `drawEvidenceFromFacts`: one item per kind the order facts speak of, skipping kinds already drawn and still
@@ -396,7 +485,7 @@ pub(crate) async fn remove(ctx: &Context<'_>, input: RemoveEvidenceInput) -> asy
 pub(crate) async fn draw(
     ctx: &Context<'_>,
     input: DrawEvidenceFromFactsInput,
-) -> async_graphql::Result<EvidencePayload> {
+) -> async_graphql::Result<DrawEvidenceFromFactsPayload> {
     let caller = principal(ctx, Role::Analyst)?;
     let id = parse_id(&input.id)?;
     let engine = ctx.data::<Engine>()?;
@@ -436,8 +525,8 @@ pub(crate) async fn draw(
         )
         .await
         .map_err(ApiError::from)?;
-    Ok(EvidencePayload {
-        items: stored_items(ctx, id, &added).await?,
-        dispute: Dispute(dispute),
-    })
+    Ok(DrawEvidenceFromFactsPayload::made(
+        Dispute(dispute),
+        stored_items(ctx, id, &added).await?,
+    ))
 }

@@ -20,119 +20,194 @@ use crate::error::ApiError;
 /// An order as the marketplace knows it. Personal fields are masked for viewers.
 #[derive(SimpleObject)]
 pub struct Order {
+    /// The marketplace's order number.
     pub order_reference: String,
+    /// The payments of the order at the processors.
     pub payment_references: Vec<String>,
+    /// When the order was placed.
     pub placed_at: DateTime<Utc>,
+    /// What the customer paid.
     pub total: Money,
+    /// Who sold it.
     pub seller: OrderSeller,
+    /// What was bought.
     pub lines: Vec<OrderLine>,
+    /// How it was shipped, if it was.
     pub shipment: Option<OrderShipment>,
+    /// The buyer; masked for viewers.
     pub customer: OrderCustomer,
+    /// What the payment's checks said.
     pub payment_checks: OrderPaymentChecks,
+    /// The customer's earlier payments (Compelling Evidence reads them).
     pub prior_transactions: Vec<OrderPriorTransaction>,
+    /// Messages about the order.
     pub messages: Vec<OrderMessage>,
+    /// The policies the customer agreed to.
     pub policies: OrderPolicies,
+    /// The cancellation, if the order was cancelled.
     pub cancellation: Option<OrderCancellation>,
+    /// Refunds already made on the order.
     pub refunds: Vec<OrderRefund>,
 }
 
+/// The seller of an order.
 #[derive(SimpleObject)]
 pub struct OrderSeller {
+    /// The marketplace's id of the seller.
     pub seller_id: String,
+    /// The seller's trading name.
     pub name: String,
+    /// Where the seller is written to.
     pub email: Option<String>,
+    /// The seller ships the parcel (not the marketplace's warehouse).
     pub ships_itself: bool,
 }
 
+/// A device bought in the order.
 #[derive(SimpleObject)]
 pub struct OrderLine {
+    /// The model, e.g. `iPhone 13 128 GB`.
     pub device_model: String,
+    /// The cosmetic grade as listed.
     pub grade: String,
+    /// The device's IMEI or serial number; masked for viewers.
     pub imei_or_serial: Option<String>,
+    /// What the line cost.
     pub price: Money,
+    /// The listing as the customer saw it.
     pub description: Option<String>,
+    /// The technician's grade report.
     pub grade_report: Option<String>,
 }
 
 /// A postal address; for viewers only the city and country are shown.
 #[derive(SimpleObject)]
 pub struct OrderAddress {
+    /// Street lines (empty for viewers).
     pub lines: Vec<String>,
+    /// Postal code (empty for viewers).
     pub postal_code: String,
+    /// City.
     pub city: String,
+    /// ISO 3166-1 alpha-2 country code.
     pub country: String,
 }
 
+/// How an order was shipped.
 #[derive(SimpleObject)]
 pub struct OrderShipment {
+    /// The carrier.
     pub carrier: String,
+    /// The carrier's tracking number.
     pub tracking_number: String,
+    /// When it left.
     pub shipped_at: Option<DateTime<Utc>>,
+    /// When the carrier delivered it.
     pub delivered_at: Option<DateTime<Utc>>,
+    /// Where to.
     pub address: OrderAddress,
+    /// The carrier's proof of delivery, as text.
     pub proof_of_delivery: Option<String>,
+    /// Who signed for the parcel; masked for viewers.
     pub signed_by: Option<String>,
 }
 
+/// The buyer of an order; personal fields masked for viewers.
 #[derive(SimpleObject)]
 pub struct OrderCustomer {
+    /// The marketplace's account id.
     pub account_id: String,
+    /// Their name.
     pub name: String,
+    /// Their email address.
     pub email: String,
+    /// The language they use.
     pub locale: Locale,
+    /// When the account was opened.
     pub account_created_at: DateTime<Utc>,
+    /// Orders before this one.
     pub previous_orders: u32,
+    /// Disputes before this one.
     pub previous_disputes: u32,
 }
 
+/// The payment's fraud checks, as the processor reported them.
 #[derive(SimpleObject)]
 pub struct OrderPaymentChecks {
+    /// Address verification result.
     pub avs_result: Option<String>,
+    /// Card security code check result.
     pub cvv_result: Option<String>,
+    /// 3-D Secure outcome.
     pub three_d_secure: Option<String>,
+    /// The buyer's IP address; masked for viewers.
     pub ip_address: Option<String>,
+    /// The buyer's device fingerprint; masked for viewers.
     pub device_id: Option<String>,
 }
 
+/// An earlier payment by the same customer.
 #[derive(SimpleObject)]
 pub struct OrderPriorTransaction {
+    /// The payment at the processor.
     pub payment_reference: String,
+    /// When it was paid.
     pub paid_at: DateTime<Utc>,
+    /// How much.
     pub amount: Money,
+    /// The IP address it came from; masked for viewers.
     pub ip_address: Option<String>,
+    /// The device it came from; masked for viewers.
     pub device_id: Option<String>,
+    /// Where it was shipped.
     pub shipping_address: Option<OrderAddress>,
+    /// The account that paid.
     pub account_id: Option<String>,
+    /// Whether it was disputed too.
     pub disputed: bool,
 }
 
 /// A message about the order, in the language it was written in; its body is hidden from viewers.
 #[derive(SimpleObject)]
 pub struct OrderMessage {
+    /// When it was written.
     pub sent_at: DateTime<Utc>,
-    /// `customer`, `marketplace` or `seller`.
-    pub author: String,
+    /// Who wrote it.
+    pub author: super::enums::MessageAuthor,
+    /// The language it was written in.
     pub locale: Locale,
+    /// The text; null for viewers.
     pub body: Option<String>,
 }
 
+/// The policies that applied to the order.
 #[derive(SimpleObject)]
 pub struct OrderPolicies {
+    /// The refund policy's text.
     pub refund_policy: Option<String>,
+    /// The warranty's text.
     pub warranty_policy: Option<String>,
+    /// When the customer accepted the terms.
     pub terms_accepted_at: Option<DateTime<Utc>>,
 }
 
+/// How an order was cancelled.
 #[derive(SimpleObject)]
 pub struct OrderCancellation {
+    /// When.
     pub cancelled_at: DateTime<Utc>,
+    /// Why, as recorded.
     pub reason: String,
 }
 
+/// A refund already made on the order.
 #[derive(SimpleObject)]
 pub struct OrderRefund {
+    /// When.
     pub refunded_at: DateTime<Utc>,
+    /// How much.
     pub amount: Money,
+    /// The processor's reference of the refund.
     pub reference: Option<String>,
 }
 
@@ -236,10 +311,7 @@ impl Order {
                 .iter()
                 .map(|m| OrderMessage {
                     sent_at: m.sent_at,
-                    author: serde_json::to_value(m.author)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                    author: m.author.into(),
                     locale: m.locale.into(),
                     body: (!mask.0).then(|| m.body.clone()),
                 })
@@ -267,6 +339,7 @@ impl Order {
     }
 }
 
+/// The order to record.
 #[derive(InputObject)]
 pub struct RecordOrderInput {
     /// The order's facts as JSON, exactly as docs/marketplace-api.md describes them (the order service's
@@ -274,20 +347,49 @@ pub struct RecordOrderInput {
     pub facts: Json<serde_json::Value>,
 }
 
-#[derive(SimpleObject)]
-pub struct RecordOrderPayload {
-    /// `created`, `replaced` or `unchanged` (the same facts were already recorded: nothing was written).
-    pub outcome: String,
-    pub order: Order,
+/// What recording an order did.
+#[derive(async_graphql::Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "verdict_facts::Recorded")]
+pub enum RecordOutcome {
+    /// A new order.
+    Created,
+    /// The order was known: its facts and references were replaced.
+    Replaced,
+    /// The order was known with exactly these facts: nothing was written.
+    Unchanged,
 }
 
+/// The order recorded.
+#[derive(SimpleObject)]
+pub struct RecordOrderPayload {
+    /// What recording did; null when refused.
+    pub outcome: Option<RecordOutcome>,
+    /// The order as now recorded (masked for the caller's role); null when refused.
+    pub order: Option<Order>,
+    /// Why the order was refused; empty when it was recorded.
+    pub user_errors: Vec<super::payloads::UserError>,
+}
+
+impl super::payloads::Refusable for RecordOrderPayload {
+    fn refused(user_errors: Vec<super::payloads::UserError>) -> Self {
+        Self {
+            outcome: None,
+            order: None,
+            user_errors,
+        }
+    }
+}
+
+/// The dispute and the order to link it to.
 #[derive(InputObject)]
 pub struct LinkOrderInput {
+    /// The dispute's id.
     pub id: ID,
     /// The version the analyst saw; a stale one is a VERSION_CONFLICT.
     pub expected_version: i64,
     /// The marketplace's order number (or one of its payment references).
     pub order_reference: String,
+    /// Why, in the caller's words; recorded on the event.
     pub reason: Option<String>,
 }
 
@@ -322,8 +424,9 @@ pub(crate) async fn record_order(
         .ok_or_else(|| ApiError::Internal("a recorded order cannot be read back".into()))?;
     tracing::info!(key = %caller.name, outcome = outcome.as_str(), "order recorded");
     Ok(RecordOrderPayload {
-        outcome: outcome.as_str().to_owned(),
-        order: Order::new(recorded, &Masking::of(ctx)),
+        outcome: Some(outcome.into()),
+        order: Some(Order::new(recorded, &Masking::of(ctx))),
+        user_errors: Vec::new(),
     })
 }
 
@@ -346,8 +449,11 @@ pub(crate) async fn of_dispute(ctx: &Context<'_>, dispute: &Dispute) -> async_gr
     Ok(found.map(|f| Order::new(f, &Masking::of(ctx))))
 }
 
-/// `linkOrder`: an analyst names the order when the automatic link found none (or the wrong one).
-pub(crate) async fn link_order(ctx: &Context<'_>, input: LinkOrderInput) -> async_graphql::Result<Dispute> {
+/// `linkOrder`'s command: an analyst names the order when the automatic link found none (or the wrong one).
+pub(crate) async fn link_command(
+    ctx: &Context<'_>,
+    input: LinkOrderInput,
+) -> async_graphql::Result<(verdict_domain::DisputeId, Command)> {
     let caller = principal(ctx, Role::Analyst)?;
     let id = parse_id(&input.id)?;
     let engine = engine(ctx)?;
@@ -388,5 +494,5 @@ pub(crate) async fn link_order(ctx: &Context<'_>, input: LinkOrderInput) -> asyn
     if let Some(reason) = input.reason {
         command = command.because(reason);
     }
-    Ok(Dispute(engine.handle(id, command).await.map_err(ApiError::from)?))
+    Ok((id, command))
 }

@@ -7,17 +7,23 @@ use verdict_domain as domain;
 use verdict_engine::Engine;
 use verdict_store::MailboxMessage as Stored;
 
+use super::enums::{MessageTransport, label};
+use super::types::Locale;
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 use crate::graphql::query::principal;
 
 const MAX_MESSAGES: i32 = 200;
 
+/// Who a message went to.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "verdict_store::MailboxChannel")]
 pub enum MailboxChannel {
+    /// The cardholder.
     Customer,
+    /// The order's seller.
     Seller,
+    /// The person working the dispute.
     Assignee,
     /// A queue's shared inbox: digests and reminders of unassigned disputes.
     Queue,
@@ -28,19 +34,25 @@ pub enum MailboxChannel {
 /// One message from Verdict to a customer, a seller, an assignee, a queue or its leads.
 #[derive(SimpleObject)]
 pub struct MailboxMessage {
+    /// The message's id.
     pub id: ID,
+    /// The dispute it is about.
     pub dispute_id: Option<ID>,
+    /// Who it went to.
     pub channel: MailboxChannel,
-    /// How it went out: `mailbox` (kept here only), `smtp` or `webhook`.
-    pub transport: String,
+    /// How it went out.
+    pub transport: MessageTransport,
     /// The customer's email address (masked for viewers), the seller id or the assignee's name.
     pub recipient: String,
-    /// `en`, `fr`, `es` or `it`.
-    pub locale: String,
+    /// The language it was written in.
+    pub locale: Locale,
+    /// Its subject (masked for viewers in customers' messages).
     pub subject: String,
+    /// Its text (masked for viewers in customers' messages).
     pub body: String,
     /// The idempotency key of the step that sent it; a retried step never sends a second message.
     pub message_id: String,
+    /// When it was sent.
     pub created_at: DateTime<Utc>,
 }
 
@@ -56,7 +68,9 @@ fn masked_text(text: &str, customer: &domain::Customer) -> String {
 }
 
 /// A stored message as the caller may see it; `customer` is the dispute's, for masking.
-fn view(message: Stored, unmasked: bool, customer: Option<&domain::Customer>) -> MailboxMessage {
+fn view(message: Stored, unmasked: bool, customer: Option<&domain::Customer>) -> Result<MailboxMessage, ApiError> {
+    let transport = label(&message.transport, "message transport")?;
+    let locale: domain::Locale = label(&message.locale, "message locale")?;
     let (recipient, subject, body) = if unmasked || message.channel != verdict_store::MailboxChannel::Customer {
         (message.recipient, message.subject, message.body)
     } else {
@@ -73,18 +87,18 @@ fn view(message: Stored, unmasked: bool, customer: Option<&domain::Customer>) ->
             None => (recipient, "***".to_owned(), "***".to_owned()),
         }
     };
-    MailboxMessage {
+    Ok(MailboxMessage {
         id: ID(message.id.to_string()),
         dispute_id: message.dispute_id.map(|d| ID(d.to_string())),
         channel: message.channel.into(),
-        transport: message.transport,
+        transport,
         recipient,
-        locale: message.locale,
+        locale: locale.into(),
         subject,
         body,
         message_id: message.message_id,
         created_at: message.created_at,
-    }
+    })
 }
 
 fn unmasked(ctx: &Context<'_>) -> bool {
@@ -122,7 +136,7 @@ pub(crate) async fn recent(ctx: &Context<'_>, first: i32) -> async_graphql::Resu
             let customer = message.dispute_id.and_then(|id| customers.get(&id));
             view(message, unmasked, customer)
         })
-        .collect())
+        .collect::<Result<_, _>>()?)
 }
 
 /// `Dispute.messages`: the dispute's messages, oldest first.
@@ -138,7 +152,7 @@ pub(crate) async fn of_dispute(
     Ok(messages
         .into_iter()
         .map(|m| view(m, unmasked, Some(&dispute.customer)))
-        .collect())
+        .collect::<Result<_, _>>()?)
 }
 
 #[cfg(test)]
@@ -172,20 +186,20 @@ mod tests {
     #[test]
     fn viewers_see_customer_messages_masked_and_analysts_in_full() {
         let message = stored(verdict_store::MailboxChannel::Customer, "jeanne@example.fr");
-        let masked = view(message.clone(), false, Some(&customer()));
+        let masked = view(message.clone(), false, Some(&customer())).unwrap();
         assert_eq!(masked.recipient, "j***@example.fr");
         assert!(masked.body.starts_with("Bonjour J***,"), "{}", masked.body);
         assert!(!masked.body.contains("Jeanne"));
-        let full = view(message.clone(), true, Some(&customer()));
+        let full = view(message.clone(), true, Some(&customer())).unwrap();
         assert_eq!(full.recipient, "jeanne@example.fr");
         assert!(full.body.contains("Jeanne Dupont"));
-        let orphan = view(message, false, None);
+        let orphan = view(message, false, None).unwrap();
         assert_eq!((orphan.subject.as_str(), orphan.body.as_str()), ("***", "***"));
     }
 
     #[test]
     fn seller_and_assignee_messages_are_not_masked() {
         let message = stored(verdict_store::MailboxChannel::Seller, "seller-techrenew-fr");
-        assert_eq!(view(message, false, None).recipient, "seller-techrenew-fr");
+        assert_eq!(view(message, false, None).unwrap().recipient, "seller-techrenew-fr");
     }
 }

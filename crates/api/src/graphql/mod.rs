@@ -1,8 +1,10 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
 pub mod actions;
+mod available;
 pub mod bulk;
 mod documents;
+mod enums;
 mod evidence;
 mod facts;
 pub mod limits;
@@ -12,6 +14,7 @@ mod mutation;
 mod notifications;
 mod operations_admin;
 mod patterns;
+mod payloads;
 mod query;
 pub mod search;
 mod sellers;
@@ -31,8 +34,8 @@ pub use actions::{ActionsMutation, RefundLimits};
 pub use bulk::run_bulk_jobs;
 pub use documents::DocumentsMutation;
 
-/// Every mutation: the analysts' commands, the actions that reach the outside world (actions.rs) and the
-/// documents' (documents.rs) and the bulk actions (bulk.rs).
+/// Every mutation. Each takes an `input` (the step mutations: the step's `id`) and answers its own `XPayload`: what the
+/// change made and `userErrors`, the refusals a screen handles (see docs/api.md).
 #[derive(MergedObject, Default)]
 pub struct Mutation(MutationRoot, ActionsMutation, DocumentsMutation, bulk::BulkMutation);
 

@@ -6,26 +6,37 @@ use chrono::{DateTime, Utc};
 use verdict_domain::Dispute;
 use verdict_store::NotificationRecord;
 
+use super::enums::{NotificationKind, NotificationStatus, label};
 use super::loaders::{FlaggedNotificationsOf, NotificationsOf};
 use super::query::principal;
+use super::types::Processor;
 use super::types::lists;
 use crate::auth::Role;
+use crate::error::ApiError;
 
 /// One notification as received from a processor, and what Verdict did with it.
 #[derive(SimpleObject)]
 pub struct ProcessorNotification {
+    /// The notification's id in Verdict.
     pub id: ID,
-    pub processor: String,
+    /// The processor that sent it.
+    pub processor: Processor,
+    /// The processor's id of the notification (what makes a redelivery a duplicate).
     pub event_id: String,
+    /// The processor's own name of the notification's type, as received (open-ended: each processor's
+    /// vocabulary).
     pub event_type: String,
-    /// The normalised kind (chargeback_opened, won, pre_arbitration_opened, ...), when it concerns a dispute.
-    pub kind: Option<String>,
+    /// What it says happened, in Verdict's words, when it concerns a dispute.
+    pub kind: Option<NotificationKind>,
+    /// When Verdict received it.
     pub received_at: DateTime<Utc>,
+    /// When the processor says it happened.
     pub occurred_at: Option<DateTime<Utc>>,
-    /// pending, applied, ignored, flagged or failed.
-    pub status: String,
+    /// What Verdict did with it.
+    pub status: NotificationStatus,
     /// Why it was flagged, ignored or failed, or what applying it did.
     pub note: Option<String>,
+    /// Tries at applying it.
     pub attempts: i32,
     /// The body exactly as received; only on `rawNotifications`, and empty once purged.
     pub payload: Option<String>,
@@ -33,21 +44,27 @@ pub struct ProcessorNotification {
     pub payload_purged_at: Option<DateTime<Utc>>,
 }
 
-fn view(record: NotificationRecord, with_payload: bool) -> ProcessorNotification {
-    ProcessorNotification {
+fn view(record: NotificationRecord, with_payload: bool) -> Result<ProcessorNotification, ApiError> {
+    let processor: verdict_domain::Processor = label(&record.processor, "processor")?;
+    let kind = record
+        .kind
+        .as_deref()
+        .map(|kind| label::<verdict_ingest::NotificationKind>(kind, "notification kind"))
+        .transpose()?;
+    Ok(ProcessorNotification {
         id: ID(record.id.to_string()),
-        processor: record.processor,
+        processor: processor.into(),
         event_id: record.event_id,
         event_type: record.event_type,
-        kind: record.kind,
+        kind: kind.map(Into::into),
         received_at: record.received_at,
         occurred_at: record.occurred_at,
-        status: record.status.as_str().to_owned(),
+        status: record.status.into(),
         note: record.note,
         attempts: record.attempts,
         payload: with_payload.then_some(record.payload),
         payload_purged_at: record.payload_purged_at,
-    }
+    })
 }
 
 /// Notifications that contradicted the state machine: kept, never applied, shown to analysts.
@@ -57,7 +74,7 @@ pub(crate) async fn flagged(ctx: &Context<'_>, dispute: &Dispute) -> async_graph
         .load_one(FlaggedNotificationsOf(dispute.id))
         .await?
         .unwrap_or_default();
-    Ok(records.into_iter().map(|r| view(r, false)).collect())
+    Ok(records.into_iter().map(|r| view(r, false)).collect::<Result<_, _>>()?)
 }
 
 /// Every notification of the dispute with its raw payload: leads and admins only.
@@ -67,5 +84,5 @@ pub(crate) async fn raw(ctx: &Context<'_>, dispute: &Dispute) -> async_graphql::
         .load_one(NotificationsOf(dispute.id))
         .await?
         .unwrap_or_default();
-    Ok(records.into_iter().map(|r| view(r, true)).collect())
+    Ok(records.into_iter().map(|r| view(r, true)).collect::<Result<_, _>>()?)
 }

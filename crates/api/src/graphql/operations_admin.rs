@@ -13,40 +13,72 @@ use crate::graphql::query::principal;
 
 const MAX_STEPS: i32 = 500;
 
+super::payloads::result_payload!(
+    /// The step back in the queue.
+    RetryStepPayload {
+        /// The step as it now stands.
+        step: StepDetail
+    }
+);
+
+super::payloads::result_payload!(
+    /// The step given up.
+    CancelStepPayload {
+        /// The step as it now stands.
+        step: StepDetail
+    }
+);
+
+super::payloads::result_payload!(
+    /// The key revoked.
+    RevokeApiKeyPayload {
+        /// The key, with when it was revoked.
+        api_key: ApiKey
+    }
+);
+
 /// A side effect a worker performs (a processor call, a message, a notice), with its queue details.
 #[derive(SimpleObject)]
 pub struct StepDetail {
+    /// The step's id.
     pub id: ID,
+    /// The dispute it belongs to.
     pub dispute_id: Option<ID>,
-    /// `submit_evidence`, `accept_at_processor`, `refund`, `customer_message`, `seller_message`,
-    /// `notify_assignee`.
-    pub kind: String,
+    /// What it does.
+    pub kind: super::enums::StepKind,
     /// What the outside system sees; a retry never performs the step a second time.
     pub idempotency_key: String,
-    /// `pending`, `succeeded`, `dead` or `cancelled`.
-    pub status: String,
+    /// Where it stands.
+    pub status: super::enums::StepStatus,
+    /// Tries so far.
     pub attempts: i32,
+    /// Tries before it is dead-lettered.
     pub max_attempts: i32,
+    /// When a worker tries it next.
     pub next_attempt_at: DateTime<Utc>,
     /// Why the last try failed (statuses and codes only, never personal data).
     pub last_error: Option<String>,
+    /// When it last changed.
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<StepRow> for StepDetail {
-    fn from(row: StepRow) -> Self {
-        Self {
+impl TryFrom<StepRow> for StepDetail {
+    type Error = ApiError;
+
+    fn try_from(row: StepRow) -> Result<Self, ApiError> {
+        let kind: verdict_domain::StepKind = super::enums::label(&row.kind, "step kind")?;
+        Ok(Self {
             id: ID(row.id.to_string()),
             dispute_id: row.dispute_id.map(|d| ID(d.to_string())),
-            kind: row.kind,
+            kind: kind.into(),
             idempotency_key: row.idempotency_key,
-            status: row.status,
+            status: super::enums::label(&row.status, "step status")?,
             attempts: row.attempts,
             max_attempts: row.max_attempts,
             next_attempt_at: row.next_attempt_at,
             last_error: row.last_error,
             updated_at: row.updated_at,
-        }
+        })
     }
 }
 
@@ -65,7 +97,7 @@ pub async fn dead_lettered(ctx: &Context<'_>, first: i32) -> async_graphql::Resu
     }
     let engine = ctx.data::<Engine>()?;
     let rows = engine.store().dead_steps(first as u64).await.map_err(ApiError::from)?;
-    Ok(rows.into_iter().map(StepDetail::from).collect())
+    Ok(super::types::views(rows)?)
 }
 
 /// How long Adyen keeps an idempotency key (at least 31 days, its API documentation says), less a day's margin.
@@ -141,16 +173,19 @@ async fn change(ctx: &Context<'_>, id: ID, retry: bool) -> async_graphql::Result
         return Err(ApiError::IllegalTransition(format!("a {} step cannot be {verb}", row.status)).into());
     }
     tracing::info!(step_id = %id, by = %caller.name, retry, "step changed by hand");
-    Ok(StepDetail::from(row))
+    Ok(StepDetail::try_from(row)?)
 }
 
 /// An API key as admins see it: never its token, nor the token's hash.
 #[derive(SimpleObject)]
 pub struct ApiKey {
+    /// The key's id.
     pub id: ID,
     /// The actor name its events carry (`analyst:NAME`).
     pub name: String,
+    /// What it may do.
     pub role: Role,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
     /// Set once revoked: its token is refused from then on.
     pub revoked_at: Option<DateTime<Utc>>,
@@ -176,7 +211,9 @@ impl TryFrom<ApiKeyRecord> for ApiKey {
 /// The key to revoke: by `id` or by `name`, exactly one.
 #[derive(InputObject)]
 pub struct RevokeApiKeyInput {
+    /// The key's id.
     pub id: Option<ID>,
+    /// The key's name.
     pub name: Option<String>,
 }
 

@@ -20,7 +20,9 @@ pub enum PatternDimension {
     ReasonCategory,
     /// The network's reason code (grouped within its network, which the group then names too).
     ReasonCode,
+    /// The processor that reported the dispute.
     Processor,
+    /// The card network.
     Network,
     /// The seller of the linked order (none while the dispute is not linked).
     Seller,
@@ -144,7 +146,9 @@ pub struct MonitoringFilter {
 /// A threshold of a monitoring program, from Verdict's reference data (with its source).
 #[derive(SimpleObject)]
 pub struct MonitoringThreshold {
+    /// The programme.
     pub program: MonitoringProgram,
+    /// The level.
     pub level: MonitoringLevel,
     /// The ratio must be at least this, in percent.
     pub minimum_ratio_percent: f64,
@@ -157,6 +161,7 @@ pub struct MonitoringThreshold {
 /// One program's ratio of disputes to orders for a seller, or the whole marketplace, in one month.
 #[derive(SimpleObject)]
 pub struct MonitoringRatio {
+    /// The programme.
     pub program: MonitoringProgram,
     /// Null for the whole marketplace (every dispute, linked to a seller or not).
     pub seller_id: Option<String>,

@@ -31,6 +31,7 @@ pub(crate) fn parse_id(id: &ID) -> Result<DisputeId, ApiError> {
 pub struct Me {
     /// The API key's name or the person's handle: what events record as the actor.
     pub name: String,
+    /// What the caller may do.
     pub role: Role,
     /// How the caller signed in.
     pub kind: CallerKind,
@@ -45,10 +46,15 @@ pub enum CallerKind {
     User,
 }
 
-#[Object]
+/// Every query: disputes and their history, queues, patterns, the audit trail, and administration.
+#[Object(name = "Query")]
 impl QueryRoot {
     /// One dispute by Verdict id; null if there is none.
-    async fn dispute(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Dispute>> {
+    async fn dispute(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Verdict's id of the dispute.")] id: ID,
+    ) -> async_graphql::Result<Option<Dispute>> {
         principal(ctx, Role::Viewer)?;
         let id = parse_id(&id)?;
         let dispute = super::read(ctx, ctx.data::<Engine>()?.store().load(id)).await?;
@@ -65,12 +71,12 @@ impl QueryRoot {
     async fn disputes(
         &self,
         ctx: &Context<'_>,
-        filter: Option<DisputeFilter>,
-        sort: Option<DisputeSortInput>,
-        first: Option<i32>,
-        after: Option<String>,
-        last: Option<i32>,
-        before: Option<String>,
+        #[graphql(desc = "Which disputes; none: all.")] filter: Option<DisputeFilter>,
+        #[graphql(desc = "Their order; default: soonest due first.")] sort: Option<DisputeSortInput>,
+        #[graphql(desc = "Page size forwards (default 50, at most 500).")] first: Option<i32>,
+        #[graphql(desc = "The cursor to read forwards from (an `endCursor`).")] after: Option<String>,
+        #[graphql(desc = "Page size backwards (at most 500).")] last: Option<i32>,
+        #[graphql(desc = "The cursor to read backwards from (a `startCursor`).")] before: Option<String>,
     ) -> async_graphql::Result<DisputeConnection> {
         super::search::disputes(ctx, filter, sort, first, after, last, before).await
     }
@@ -81,15 +87,19 @@ impl QueryRoot {
     async fn audit(
         &self,
         ctx: &Context<'_>,
-        filter: Option<AuditFilter>,
-        #[graphql(default = 50)] first: i32,
-        after: Option<String>,
+        #[graphql(desc = "Whose events, when, which types; none: all.")] filter: Option<AuditFilter>,
+        #[graphql(default = 50, desc = "Page size (at most 500).")] first: i32,
+        #[graphql(desc = "The cursor to read from (an `endCursor`).")] after: Option<String>,
     ) -> async_graphql::Result<AuditConnection> {
         super::search::audit(ctx, filter, first, after).await
     }
 
     /// A bulk job's progress and item results: its requester, or a lead or admin; null if there is none.
-    async fn bulk_job(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<super::bulk::BulkJob>> {
+    async fn bulk_job(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The job's id.")] id: ID,
+    ) -> async_graphql::Result<Option<super::bulk::BulkJob>> {
         super::bulk::bulk_job(ctx, id).await
     }
 
@@ -98,7 +108,7 @@ impl QueryRoot {
     async fn mailbox(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50, desc = "How many, newest first.")] first: i32,
     ) -> async_graphql::Result<Vec<super::mailbox::MailboxMessage>> {
         super::mailbox::recent(ctx, first).await
     }
@@ -108,7 +118,7 @@ impl QueryRoot {
     async fn dead_lettered_steps(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50, desc = "How many, newest first.")] first: i32,
     ) -> async_graphql::Result<Vec<super::operations_admin::StepDetail>> {
         super::operations_admin::dead_lettered(ctx, first).await
     }
@@ -124,7 +134,7 @@ impl QueryRoot {
     async fn seller_recoveries(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50, desc = "How many, newest first.")] first: i32,
     ) -> async_graphql::Result<Vec<super::sellers::SellerRecovery>> {
         super::sellers::recoveries(ctx, first).await
     }
@@ -134,7 +144,7 @@ impl QueryRoot {
     async fn seller_dispute_rates(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 90)] days: i32,
+        #[graphql(default = 90, desc = "The window, in days back from now.")] days: i32,
     ) -> async_graphql::Result<Vec<super::sellers::SellerDisputeRate>> {
         super::sellers::rates(ctx, days).await
     }
@@ -160,7 +170,11 @@ impl QueryRoot {
 
     /// The marketplace's order known by `reference` (its order number or one of its payment references), from
     /// the configured source; personal data masked for viewers.
-    async fn order(&self, ctx: &Context<'_>, reference: String) -> async_graphql::Result<Option<super::facts::Order>> {
+    async fn order(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The order number, or one of its payment references.")] reference: String,
+    ) -> async_graphql::Result<Option<super::facts::Order>> {
         super::facts::order(ctx, reference).await
     }
 
@@ -170,8 +184,10 @@ impl QueryRoot {
     async fn dispute_patterns(
         &self,
         ctx: &Context<'_>,
-        group_by: Vec<super::patterns::PatternDimension>,
-        filter: Option<super::patterns::PatternFilter>,
+        #[graphql(desc = "What to group by; none: one group per currency.")] group_by: Vec<
+            super::patterns::PatternDimension,
+        >,
+        #[graphql(desc = "Which disputes; none: all.")] filter: Option<super::patterns::PatternFilter>,
     ) -> async_graphql::Result<Vec<super::patterns::DisputePattern>> {
         super::patterns::dispute_patterns(ctx, group_by, filter).await
     }
@@ -182,7 +198,7 @@ impl QueryRoot {
     async fn dispute_monitoring(
         &self,
         ctx: &Context<'_>,
-        filter: Option<super::patterns::MonitoringFilter>,
+        #[graphql(desc = "Which months and sellers; none: all.")] filter: Option<super::patterns::MonitoringFilter>,
     ) -> async_graphql::Result<Vec<super::patterns::MonitoringRatio>> {
         super::patterns::dispute_monitoring(ctx, filter).await
     }

@@ -56,7 +56,9 @@ pub struct AmountRangeInput {
 /// An interval of time: `from` included, `to` excluded; either end may be left open.
 #[derive(InputObject, Default, Clone, Copy)]
 pub struct TimeWindowInput {
+    /// From this instant, included.
     pub from: Option<DateTime<Utc>>,
+    /// Until this instant, excluded.
     pub to: Option<DateTime<Utc>>,
 }
 
@@ -64,18 +66,27 @@ pub struct TimeWindowInput {
 /// (`processorDisputeId`, `paymentReference`, `orderReference`, `customerEmail`) are exact matches on indexes.
 #[derive(InputObject, Default, Clone)]
 pub struct DisputeFilter {
+    /// Any of these statuses.
     pub status: Option<Vec<DisputeStatus>>,
+    /// Any of these stages.
     pub stage: Option<Vec<DisputeStage>>,
+    /// Any of these processors.
     pub processor: Option<Vec<Processor>>,
+    /// Any of these networks.
     pub network: Option<Vec<CardNetwork>>,
+    /// Any of these reason categories.
     pub reason_category: Option<Vec<ReasonCategory>>,
     /// Normalised reason codes as `reasonCode` shows them, e.g. `10.4`, `4853`.
     pub reason_code: Option<Vec<String>>,
+    /// Any of these queues.
     pub queue: Option<Vec<Queue>>,
+    /// Whose disputes.
     pub assignee: Option<AssigneeFilter>,
+    /// One seller's disputes.
     pub seller_id: Option<String>,
     /// ISO 4217 codes.
     pub currency: Option<Vec<String>>,
+    /// An amount range in one currency.
     pub amount: Option<AmountRangeInput>,
     /// When the dispute was opened.
     pub opened: Option<TimeWindowInput>,
@@ -91,7 +102,9 @@ pub struct DisputeFilter {
     pub needs_action: Option<bool>,
     /// The processor's id of the dispute, whatever the processor.
     pub processor_dispute_id: Option<String>,
+    /// The disputed payment at the processor, exactly.
     pub payment_reference: Option<String>,
+    /// The marketplace's order number, exactly.
     pub order_reference: Option<String>,
     /// The customer's email, compared case-insensitively (analysts and above: viewers see emails masked, so
     /// they may not probe for one).
@@ -114,15 +127,19 @@ pub enum DisputeSortKey {
 /// Ascending or descending.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug, Default)]
 pub enum SortOrder {
+    /// Smallest (earliest) first.
     #[default]
     Asc,
+    /// Largest (latest) first.
     Desc,
 }
 
 /// How a list of disputes is ordered; by default soonest due first.
 #[derive(InputObject, Clone, Copy)]
 pub struct DisputeSortInput {
+    /// What to order by.
     pub by: DisputeSortKey,
+    /// Which way.
     #[graphql(default)]
     pub direction: SortOrder,
 }
@@ -427,28 +444,34 @@ pub struct AuditFilter {
     pub actor: Option<String>,
     /// When the events happened.
     pub at: Option<TimeWindowInput>,
-    /// Event types as history shows them (`assigned`, `note_added`, `corrected`, ...); none: all.
-    pub types: Option<Vec<String>>,
+    /// Only these types of event; none: all.
+    pub types: Option<Vec<super::enums::EventType>>,
 }
 
 /// One event of the audit trail, with the dispute it belongs to; personal data is left out as in history.
 #[derive(SimpleObject)]
 pub struct AuditEntry {
+    /// The dispute the event belongs to.
     pub dispute_id: ID,
+    /// The event.
     pub event: DisputeEvent,
 }
 
 /// An audit entry and its cursor.
 #[derive(SimpleObject)]
 pub struct AuditEdge {
+    /// Pass as `after` for the next page.
     pub cursor: String,
+    /// The entry.
     pub node: AuditEntry,
 }
 
 /// A page of the audit trail, newest first.
 #[derive(SimpleObject)]
 pub struct AuditConnection {
+    /// The page's entries, newest first.
     pub edges: Vec<AuditEdge>,
+    /// Where the page lies.
     pub page_info: PageInfo,
 }
 
@@ -491,10 +514,7 @@ pub(crate) async fn audit(
     let filter = filter.unwrap_or_default();
     let mut kinds = Vec::new();
     for kind in filter.types.iter().flatten() {
-        let kind = kind.trim();
-        let parsed: verdict_domain::EventKind = serde_json::from_value(serde_json::Value::String(kind.to_owned()))
-            .map_err(|_| ApiError::InvalidInput(format!("{kind:?} is not an event type")))?;
-        kinds.push(parsed.as_str().to_owned());
+        kinds.push(verdict_domain::EventKind::from(*kind).as_str().to_owned());
     }
     let store_filter = verdict_store::AuditFilter {
         actor: filter.actor.as_deref().map(|a| text("actor", a)).transpose()?,
@@ -503,17 +523,19 @@ pub(crate) async fn audit(
     };
     let engine = ctx.data::<Engine>()?;
     let page = super::read(ctx, engine.store().audit(&store_filter, first, after)).await?;
-    let edges: Vec<AuditEdge> = page
+    let edges = page
         .items
         .into_iter()
-        .map(|(cursor, dispute_id, event)| AuditEdge {
-            cursor: encode_audit_cursor(&cursor),
-            node: AuditEntry {
-                dispute_id: ID(dispute_id.to_string()),
-                event: event.into(),
-            },
+        .map(|(cursor, dispute_id, event)| {
+            Ok(AuditEdge {
+                cursor: encode_audit_cursor(&cursor),
+                node: AuditEntry {
+                    dispute_id: ID(dispute_id.to_string()),
+                    event: event.try_into()?,
+                },
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ApiError>>()?;
     Ok(AuditConnection {
         page_info: PageInfo {
             has_next_page: page.has_next_page,

@@ -17,17 +17,21 @@ const MAX_RECOVERIES: i32 = 500;
 /// The amount of a lost or accepted seller-owned dispute, debited from the seller's payout.
 #[derive(SimpleObject)]
 pub struct SellerRecovery {
+    /// The recovery's id.
     pub id: ID,
+    /// The dispute it recovers.
     pub dispute_id: ID,
+    /// The seller debited.
     pub seller_id: String,
+    /// How much.
     pub amount: Money,
-    /// Why the seller owns the dispute: `not_as_described_refurbished`, `not_received_seller_shipped` or
-    /// `seller_cancellation`.
-    pub liability: String,
-    /// `lost` or `accepted`.
-    pub outcome: String,
+    /// Why the seller owns the dispute.
+    pub liability: super::enums::SellerLiability,
+    /// How the dispute ended: `LOST` or `ACCEPTED`.
+    pub outcome: super::types::DisputeStatus,
     /// The payout service's reference of the debit; null while the recovery waits for it.
     pub payout_reference: Option<String>,
+    /// When it was recorded.
     pub created_at: DateTime<Utc>,
     /// When the payout service took the debit.
     pub sent_at: Option<DateTime<Utc>>,
@@ -43,8 +47,8 @@ impl SellerRecovery {
             dispute_id: ID(record.dispute_id.to_string()),
             seller_id: record.seller_id,
             amount: amount.into(),
-            liability: record.liability,
-            outcome: record.outcome,
+            liability: super::enums::label::<verdict_domain::SellerLiability>(&record.liability, "liability")?.into(),
+            outcome: super::enums::label::<verdict_domain::Status>(&record.outcome, "recovery outcome")?.into(),
             payout_reference: record.payout_reference,
             created_at: record.created_at,
             sent_at: record.sent_at,
@@ -55,13 +59,12 @@ impl SellerRecovery {
 /// The seller's part in a dispute the seller owns.
 #[derive(SimpleObject)]
 pub struct SellerTask {
-    /// Why the seller owns the dispute: `not_as_described_refurbished`, `not_received_seller_shipped` or
-    /// `seller_cancellation`.
-    pub liability: String,
+    /// Why the seller owns the dispute.
+    pub liability: super::enums::SellerLiability,
     /// When the seller's answer is due: before the processor's deadline, by the configured margin.
     pub due_at: DateTime<Utc>,
     /// The evidence kinds the seller is asked for.
-    pub needed: Vec<String>,
+    pub needed: Vec<super::evidence::EvidenceKind>,
 }
 
 /// The seller task of `dispute`, read from its latest order link.
@@ -73,15 +76,16 @@ pub async fn task_of(
     let engine = ctx.data::<Engine>()?;
     let task = super::read(ctx, engine.seller_task(dispute.id)).await?;
     Ok(task.map(|task| SellerTask {
-        liability: task.liability.as_str().to_owned(),
+        liability: task.liability.into(),
         due_at: task.due_at,
-        needed: task.liability.needed().iter().map(|k| k.as_str().to_owned()).collect(),
+        needed: task.liability.needed().iter().map(|k| (*k).into()).collect(),
     }))
 }
 
 /// A seller's disputes against their orders over the window asked for.
 #[derive(SimpleObject)]
 pub struct SellerDisputeRate {
+    /// The seller.
     pub seller_id: String,
     /// Disputes opened in the window.
     pub disputes: u64,
@@ -147,9 +151,17 @@ pub struct CreateSellerUploadLinkInput {
     pub id: ID,
 }
 
+super::payloads::result_payload!(
+    /// The seller's upload link.
+    CreateSellerUploadLinkPayload {
+        /// The link; null when refused.
+        link: SellerUploadLink
+    }
+);
+
 /// A signed link a seller can upload one evidence file at a time through, until it expires.
 #[derive(SimpleObject)]
-pub struct CreateSellerUploadLinkPayload {
+pub struct SellerUploadLink {
     /// The path to `POST` the file's bytes to (with `X-File-Name`), on this server: `/seller-uploads/TOKEN`.
     pub upload_path: String,
     /// When the link stops working.
@@ -177,8 +189,8 @@ pub async fn create_upload_link(
         return Err(ApiError::InvalidInput("the dispute has no seller: link it to its order first".into()).into());
     }
     let (token, expires_at) = links.sign(id, engine.clock().now())?;
-    Ok(CreateSellerUploadLinkPayload {
+    Ok(CreateSellerUploadLinkPayload::made(SellerUploadLink {
         upload_path: format!("/seller-uploads/{token}"),
         expires_at,
-    })
+    }))
 }

@@ -36,12 +36,14 @@ pub struct DisputeChange {
     pub events: Vec<DisputeEvent>,
 }
 
-impl From<&Change> for DisputeChange {
-    fn from(change: &Change) -> Self {
-        Self {
+impl TryFrom<&Change> for DisputeChange {
+    type Error = ApiError;
+
+    fn try_from(change: &Change) -> Result<Self, ApiError> {
+        Ok(Self {
             dispute: Dispute(change.dispute.clone()),
-            events: change.events.iter().cloned().map(Into::into).collect(),
-        }
+            events: super::types::views(change.events.clone())?,
+        })
     }
 }
 
@@ -62,7 +64,8 @@ fn changes_where(
             loop {
                 match receiver.recv().await {
                     Ok(change) if keep(&change) => {
-                        return Some((Ok(DisputeChange::from(change.as_ref())), Some(receiver)));
+                        let change = DisputeChange::try_from(change.as_ref()).map_err(Into::into);
+                        return Some((change, Some(receiver)));
                     }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(missed)) => {
@@ -79,11 +82,16 @@ fn changes_where(
     })))
 }
 
+/// Live changes over WebSocket (`/graphql/ws`): one dispute's, a queue's, or all of them.
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Every change of one dispute from now on: its events as they are committed, on any replica. Viewer and
     /// above; personal data masked for viewers.
-    async fn dispute_events(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Changes> {
+    async fn dispute_events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The dispute's id.")] id: ID,
+    ) -> async_graphql::Result<Changes> {
         principal(ctx, Role::Viewer)?;
         let id = parse_id(&id)?;
         changes_where(ctx, move |change| change.dispute.id == id)
@@ -91,7 +99,11 @@ impl SubscriptionRoot {
 
     /// Every change of a dispute that is in `queue` after the change. Viewer and above; personal data masked
     /// for viewers.
-    async fn queue_changes(&self, ctx: &Context<'_>, queue: Queue) -> async_graphql::Result<Changes> {
+    async fn queue_changes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The queue.")] queue: Queue,
+    ) -> async_graphql::Result<Changes> {
         principal(ctx, Role::Viewer)?;
         let queue: verdict_domain::Queue = queue.into();
         changes_where(ctx, move |change| change.dispute.queue == Some(queue))

@@ -1089,3 +1089,17 @@ fn a_late_link_step_leaves_a_dispute_an_analyst_linked_meanwhile() {
     }
     assert_eq!(dispute.order_reference.as_deref(), Some("A-17"));
 }
+
+#[test]
+fn a_timer_label_reads_back_as_its_kind() {
+    for kind in [
+        TimerKind::Reminder { hours_before: 72 },
+        TimerKind::ActBy,
+        TimerKind::Deadline,
+        TimerKind::OutcomeCheck,
+    ] {
+        assert_eq!(TimerKind::from_label(&kind.label()), Some(kind));
+    }
+    assert_eq!(TimerKind::from_label("reminder_xh"), None);
+    assert_eq!(TimerKind::from_label("later"), None);
+}

@@ -1,0 +1,515 @@
+//! The typed contract, checked from the schema itself: every type, field, argument and enum value is
+//! described; every query field and mutation is called by every role and answers as the rule table below says
+//! (so a new root field without a rule fails here); personal fields are masked by role; mutations answer
+//! refusals as `userErrors` and authorization as GraphQL errors.
+
+use apollo_compiler::Schema;
+use apollo_compiler::ast::Type;
+use apollo_compiler::schema::ExtendedType;
+use serde_json::json;
+
+use crate::app::{OPEN, TestApp, open_input, test_databases};
+
+fn schema() -> Schema {
+    Schema::parse_and_validate(verdict_api::schema_sdl(), "schema.graphql")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_inner()
+}
+
+fn missing(description: &Option<apollo_compiler::Node<str>>) -> bool {
+    description.as_deref().is_none_or(|d| d.trim().is_empty())
+}
+
+#[test]
+fn every_type_field_argument_and_enum_value_is_described() {
+    let schema = schema();
+    let mut undocumented = Vec::new();
+    for (name, ty) in &schema.types {
+        if ty.is_built_in() {
+            continue;
+        }
+        let described = match ty {
+            ExtendedType::Scalar(t) => !missing(&t.description),
+            ExtendedType::Object(t) => !missing(&t.description),
+            ExtendedType::Interface(t) => !missing(&t.description),
+            ExtendedType::Union(t) => !missing(&t.description),
+            ExtendedType::Enum(t) => !missing(&t.description),
+            ExtendedType::InputObject(t) => !missing(&t.description),
+        };
+        if !described {
+            undocumented.push(format!("type {name}"));
+        }
+        let fields = match ty {
+            ExtendedType::Object(t) => Some(&t.fields),
+            ExtendedType::Interface(t) => Some(&t.fields),
+            _ => None,
+        };
+        for (field, def) in fields.into_iter().flatten() {
+            if missing(&def.description) {
+                undocumented.push(format!("field {name}.{field}"));
+            }
+            for arg in &def.arguments {
+                if missing(&arg.description) {
+                    undocumented.push(format!("argument {name}.{field}({})", arg.name));
+                }
+            }
+        }
+        if let ExtendedType::InputObject(t) = ty {
+            for (field, def) in &t.fields {
+                if missing(&def.description) {
+                    undocumented.push(format!("input field {name}.{field}"));
+                }
+            }
+        }
+        if let ExtendedType::Enum(t) = ty {
+            for (value, def) in &t.values {
+                if missing(&def.description) {
+                    undocumented.push(format!("enum value {name}.{value}"));
+                }
+            }
+        }
+    }
+    assert!(
+        undocumented.is_empty(),
+        "{} undocumented schema items (add a doc comment or `desc`):\n{}",
+        undocumented.len(),
+        undocumented.join("\n")
+    );
+}
+
+#[test]
+fn every_mutation_answers_a_payload_with_user_errors() {
+    let schema = schema();
+    let ExtendedType::Object(mutation) = &schema.types["Mutation"] else {
+        panic!("no Mutation root");
+    };
+    for (name, field) in &mutation.fields {
+        let payload = field.ty.inner_named_type();
+        assert!(field.ty.is_non_null(), "{name} may answer null");
+        assert!(
+            payload.as_str().ends_with("Payload"),
+            "{name} answers {payload}, not a payload type"
+        );
+        let ExtendedType::Object(object) = &schema.types[payload] else {
+            panic!("{payload} is not an object");
+        };
+        let user_errors = object
+            .fields
+            .get("userErrors")
+            .unwrap_or_else(|| panic!("{payload} has no userErrors"));
+        assert_eq!(user_errors.ty.to_string(), "[UserError!]!", "{payload}.userErrors");
+    }
+    for root in ["Query", "Mutation", "Subscription"] {
+        assert!(schema.types.contains_key(root), "no {root} root type");
+    }
+}
+
+/// The least role each root field needs. A field of the schema missing here, or a rule naming no field, fails
+/// `every_root_field_is_authorized_as_its_rule_says`: a new query or mutation needs a rule first.
+const RULES: &[(&str, Role)] = &[
+    ("Query.dispute", Role::Viewer),
+    ("Query.disputes", Role::Viewer),
+    ("Query.audit", Role::Lead),
+    ("Query.bulkJob", Role::Analyst),
+    ("Query.mailbox", Role::Viewer),
+    ("Query.deadLetteredSteps", Role::Analyst),
+    ("Query.apiKeys", Role::Admin),
+    ("Query.sellerRecoveries", Role::Lead),
+    ("Query.sellerDisputeRates", Role::Lead),
+    ("Query.users", Role::Lead),
+    ("Query.me", Role::Viewer),
+    ("Query.order", Role::Viewer),
+    ("Query.disputePatterns", Role::Analyst),
+    ("Query.disputeMonitoring", Role::Analyst),
+    ("Mutation.openDispute", Role::Analyst),
+    ("Mutation.transitionDispute", Role::Lead),
+    ("Mutation.changeDueBy", Role::Analyst),
+    ("Mutation.assignDispute", Role::Analyst),
+    ("Mutation.createSellerUploadLink", Role::Analyst),
+    ("Mutation.addNote", Role::Analyst),
+    ("Mutation.retryStep", Role::Lead),
+    ("Mutation.cancelStep", Role::Lead),
+    ("Mutation.revokeApiKey", Role::Admin),
+    ("Mutation.addEvidence", Role::Analyst),
+    ("Mutation.removeEvidence", Role::Analyst),
+    ("Mutation.drawEvidenceFromFacts", Role::Analyst),
+    ("Mutation.createApiKey", Role::Admin),
+    ("Mutation.recordOrder", Role::Lead),
+    ("Mutation.linkOrder", Role::Analyst),
+    ("Mutation.submitDefense", Role::Analyst),
+    ("Mutation.acceptDispute", Role::Analyst),
+    ("Mutation.refund", Role::Analyst),
+    ("Mutation.resolveWithRefund", Role::Analyst),
+    ("Mutation.messageCustomer", Role::Analyst),
+    ("Mutation.messageSeller", Role::Analyst),
+    ("Mutation.generateDefenseDocument", Role::Analyst),
+    ("Mutation.bulkAssign", Role::Analyst),
+    ("Mutation.bulkTransition", Role::Lead),
+    ("Mutation.bulkMessage", Role::Analyst),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Viewer,
+    Analyst,
+    Lead,
+    Admin,
+}
+
+/// A literal of `ty` with every required part filled in: `id` for IDs, the first value of enums, the
+/// required fields of input objects. Enough to reach the resolver, which checks the role first.
+fn literal(schema: &Schema, ty: &Type, id: &str) -> String {
+    match ty {
+        Type::List(inner) | Type::NonNullList(inner) => format!("[{}]", literal(schema, inner, id)),
+        Type::Named(name) | Type::NonNullNamed(name) => match name.as_str() {
+            "ID" => format!("{id:?}"),
+            "String" => "\"x\"".to_owned(),
+            "Int" | "MinorUnits" => "1".to_owned(),
+            "Float" => "1.0".to_owned(),
+            "Boolean" => "false".to_owned(),
+            "DateTime" => "\"2026-12-24T12:00:00Z\"".to_owned(),
+            "JSON" => "{}".to_owned(),
+            other => match &schema.types[other] {
+                ExtendedType::Enum(e) => e.values.keys().next().unwrap().to_string(),
+                ExtendedType::InputObject(input) => {
+                    let fields: Vec<String> = input
+                        .fields
+                        .iter()
+                        .filter(|(_, f)| f.ty.is_non_null() && f.default_value.is_none())
+                        .map(|(n, f)| format!("{n}: {}", literal(schema, &f.ty, id)))
+                        .collect();
+                    format!("{{ {} }}", fields.join(", "))
+                }
+                _ => panic!("no literal for {other}"),
+            },
+        },
+    }
+}
+
+/// `root { field(required args) { __typename } }` for every field of `root`.
+fn root_calls(schema: &Schema, root: &str, id: &str) -> Vec<(String, String)> {
+    let ExtendedType::Object(object) = &schema.types[root] else {
+        panic!("no {root}");
+    };
+    let keyword = if root == "Mutation" { "mutation" } else { "query" };
+    object
+        .fields
+        .iter()
+        .map(|(name, field)| {
+            let args: Vec<String> = field
+                .arguments
+                .iter()
+                .filter(|a| a.ty.is_non_null() && a.default_value.is_none())
+                .map(|a| format!("{}: {}", a.name, literal(schema, &a.ty, id)))
+                .collect();
+            let args = if args.is_empty() {
+                String::new()
+            } else {
+                format!("({})", args.join(", "))
+            };
+            let selection = match &schema.types[field.ty.inner_named_type()] {
+                ExtendedType::Object(_) | ExtendedType::Interface(_) | ExtendedType::Union(_) => "{ __typename }",
+                _ => "",
+            };
+            (
+                format!("{root}.{name}"),
+                format!("{keyword} {{ {name}{args} {selection} }}"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_root_field_is_authorized_as_its_rule_says() {
+    let schema = schema();
+    let dbs = test_databases().await.unwrap();
+    // One app and one dispute serve every call: the matrix is about who may call, not what a call changes.
+    let db = &dbs[0];
+    let app = TestApp::start(db).await;
+    let opened = app
+        .gql(&app.analyst, OPEN, json!({"input": open_input("dp_contract_matrix")}))
+        .await;
+    let id = opened.data()["openDispute"]["dispute"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let calls: Vec<(String, String)> = ["Query", "Mutation"]
+        .iter()
+        .flat_map(|root| root_calls(&schema, root, &id))
+        .collect();
+    let named: Vec<&str> = calls.iter().map(|(n, _)| n.as_str()).collect();
+    let without_rule: Vec<&&str> = named.iter().filter(|n| !RULES.iter().any(|(r, _)| r == *n)).collect();
+    assert!(
+        without_rule.is_empty(),
+        "root fields without an authorization rule: {without_rule:?}"
+    );
+    let stale: Vec<&str> = RULES.iter().map(|(r, _)| *r).filter(|r| !named.contains(r)).collect();
+    assert!(stale.is_empty(), "rules naming no field of the schema: {stale:?}");
+
+    let roles = [
+        (Role::Viewer, app.viewer.clone()),
+        (Role::Analyst, app.analyst.clone()),
+        (Role::Lead, app.lead.clone()),
+        (Role::Admin, app.admin.clone()),
+    ];
+    let mut wrong = Vec::new();
+    for (name, operation) in &calls {
+        let least = RULES.iter().find(|(r, _)| r == name).unwrap().1;
+        let anonymous = app.gql_as(None, operation, json!({})).await;
+        if anonymous.status != 401 || anonymous.error_code() != "UNAUTHENTICATED" {
+            wrong.push(format!(
+                "{name} without a token: {} {}",
+                anonymous.status, anonymous.body
+            ));
+        }
+        for (role, token) in &roles {
+            let answer = app.gql(token, operation, json!({})).await;
+            let codes: Vec<&str> = answer.body["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| e["extensions"]["code"].as_str().unwrap_or("(no code)"))
+                .collect();
+            // Every error must be a resolver's (with a path): the generated call itself must be valid.
+            let invalid = answer.body["errors"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e.get("path").is_none());
+            assert!(
+                !codes.contains(&"(no code)") && !invalid,
+                "{name} as {role:?}: the generated operation is not valid: {}",
+                answer.body
+            );
+            let forbidden = codes.contains(&"FORBIDDEN");
+            match (*role >= least, forbidden) {
+                (true, true) => wrong.push(format!("{name} as {role:?} is refused: {}", answer.body)),
+                (false, false) => wrong.push(format!("{name} as {role:?} is not refused: {}", answer.body)),
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} on {}:\n{}",
+        wrong.len(),
+        app.label,
+        wrong.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn personal_fields_are_masked_below_analyst_and_whole_above() {
+    let db = &test_databases().await.unwrap()[0];
+    let app = TestApp::start(db).await;
+    let opened = app
+        .gql(&app.analyst, OPEN, json!({"input": open_input("dp_contract_masking")}))
+        .await;
+    let id = opened.data()["openDispute"]["dispute"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let add = "mutation($input: AddEvidenceInput!) { addEvidence(input: $input) { dispute { version } userErrors { code } } }";
+    let version = opened.data()["openDispute"]["dispute"]["version"].as_i64().unwrap();
+    app.gql(
+        &app.analyst,
+        add,
+        json!({"input": {"id": id, "expectedVersion": version, "kind": "CUSTOMER_COMMUNICATION",
+                         "text": "Jeanne Dupont wrote on 2 October"}}),
+    )
+    .await
+    .data();
+    let facts: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::schema::repo_file("tests/fixtures/orders/order-a17.json")).unwrap(),
+    )
+    .unwrap();
+    let record = "mutation($input: RecordOrderInput!) { recordOrder(input: $input) { outcome userErrors { code } } }";
+    app.gql(&app.lead, record, json!({"input": {"facts": facts}}))
+        .await
+        .data();
+    let read = "query($id: ID!) { dispute(id: $id) { customer { name email } evidence { text } } \
+                order(reference: \"A-17\") { customer { name email } messages { body } } }";
+    for (role, token, masked) in [
+        ("viewer", &app.viewer, true),
+        ("analyst", &app.analyst, false),
+        ("lead", &app.lead, false),
+        ("admin", &app.admin, false),
+    ] {
+        let answer = app.gql(token, read, json!({"id": id})).await;
+        let data = answer.data();
+        let customer = &data["dispute"]["customer"];
+        let order = &data["order"];
+        if masked {
+            assert_eq!(customer["name"], "J***", "{role}");
+            assert_eq!(customer["email"], "j***@example.fr", "{role}");
+            assert!(data["dispute"]["evidence"][0]["text"].is_null(), "{role}: {data}");
+            assert!(
+                !order["customer"]["email"].as_str().unwrap().starts_with("jeanne"),
+                "{role}: {order}"
+            );
+            assert!(
+                order["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|m| m["body"].is_null()),
+                "{role}"
+            );
+        } else {
+            assert_eq!(customer["name"], "Jeanne Dupont", "{role}");
+            assert_eq!(customer["email"], "jeanne.dupont@example.fr", "{role}");
+            assert_eq!(
+                data["dispute"]["evidence"][0]["text"], "Jeanne Dupont wrote on 2 October",
+                "{role}"
+            );
+            assert!(order["customer"]["email"].as_str().unwrap().contains('@'), "{role}");
+        }
+        let text = answer.body.to_string();
+        assert_eq!(text.contains("jeanne.dupont@example.fr"), !masked, "{role}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_user_errors_and_authorization_stays_an_error() {
+    let db = &test_databases().await.unwrap()[0];
+    let app = TestApp::start(db).await;
+    let opened = app
+        .gql(&app.analyst, OPEN, json!({"input": open_input("dp_contract_refusals")}))
+        .await;
+    let dispute = opened.data()["openDispute"]["dispute"].clone();
+    assert!(opened.user_errors().is_empty());
+    let id = dispute["id"].as_str().unwrap();
+    let note = "mutation($input: AddNoteInput!) { addNote(input: $input) { dispute { version } \
+                steps { kind } timers { kind } userErrors { code message field } } }";
+    let accept = "mutation($input: AcceptDisputeInput!) { acceptDispute(input: $input) { dispute { status } \
+                  steps { kind status } timers { kind } userErrors { code message field } } }";
+
+    // A stale version: a user error naming the argument, no dispute, nothing changed.
+    let stale = app
+        .gql(
+            &app.analyst,
+            accept,
+            json!({"input": {"id": id, "expectedVersion": 99}}),
+        )
+        .await;
+    assert!(stale.body.get("errors").is_none(), "{}", stale.body);
+    let payload = &stale.body["data"]["acceptDispute"];
+    assert!(payload["dispute"].is_null());
+    assert_eq!(payload["userErrors"][0]["code"], "VERSION_CONFLICT");
+    assert_eq!(payload["userErrors"][0]["field"], json!(["input", "expectedVersion"]));
+    assert_eq!(payload["steps"], json!([]));
+
+    // An unknown dispute: NOT_FOUND on the id.
+    let unknown = app
+        .gql(
+            &app.analyst,
+            note,
+            json!({"input": {"id": "0193a3c0-0000-7000-8000-000000000009", "note": "x"}}),
+        )
+        .await;
+    assert_eq!(unknown.body["data"]["addNote"]["userErrors"][0]["code"], "NOT_FOUND");
+    assert_eq!(
+        unknown.body["data"]["addNote"]["userErrors"][0]["field"],
+        json!(["input", "id"])
+    );
+
+    // A viewer is not allowed: a GraphQL error with its code, no payload.
+    let viewer = app
+        .gql(&app.viewer, note, json!({"input": {"id": id, "note": "x"}}))
+        .await;
+    assert_eq!(viewer.body["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    assert!(viewer.body["data"].is_null(), "{}", viewer.body);
+
+    // Accepting at the version seen: the acceptance step is in the payload, and accepting again is illegal.
+    let version = dispute["version"].as_i64().unwrap();
+    let accepted = app
+        .gql(
+            &app.analyst,
+            accept,
+            json!({"input": {"id": id, "expectedVersion": version}}),
+        )
+        .await;
+    let payload = &accepted.data()["acceptDispute"];
+    assert_eq!(payload["dispute"]["status"], "ACCEPTED");
+    assert_eq!(payload["steps"][0]["kind"], "ACCEPT_AT_PROCESSOR", "{payload}");
+    assert_eq!(payload["steps"][0]["status"], "PENDING");
+    let again = app
+        .gql(
+            &app.analyst,
+            accept,
+            json!({"input": {"id": id, "expectedVersion": version + 1}}),
+        )
+        .await;
+    let code = again.body["data"]["acceptDispute"]["userErrors"][0]["code"].clone();
+    assert!(
+        code == "ILLEGAL_TRANSITION" || code == "INVALID_INPUT",
+        "{}",
+        again.body
+    );
+
+    // The opening's timers are in its payload, typed.
+    let timers = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { \
+                  timers { kind hoursBefore status } userErrors { code } } }";
+    let second = app
+        .gql(&app.analyst, timers, json!({"input": open_input("dp_contract_timers")}))
+        .await;
+    let set = second.data()["openDispute"]["timers"].as_array().unwrap().clone();
+    assert!(
+        set.iter().any(|t| t["kind"] == "DEADLINE" && t["status"] == "PENDING"),
+        "{set:?}"
+    );
+    assert!(
+        set.iter().any(|t| t["kind"] == "REMINDER" && t["hoursBefore"].is_i64()),
+        "{set:?}"
+    );
+}
+
+#[tokio::test]
+async fn available_actions_follow_the_role_and_the_state_machine() {
+    let db = &test_databases().await.unwrap()[0];
+    let app = TestApp::start(db).await;
+    let opened = app
+        .gql(&app.analyst, OPEN, json!({"input": open_input("dp_contract_actions")}))
+        .await;
+    let id = opened.data()["openDispute"]["dispute"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let read = "query($id: ID!) { dispute(id: $id) { availableActions { action allowed reason statuses } } }";
+    let actions = |answer: &crate::app::Answer| -> Vec<serde_json::Value> {
+        answer.data()["dispute"]["availableActions"].as_array().unwrap().clone()
+    };
+    let find = |actions: &[serde_json::Value], name: &str| -> serde_json::Value {
+        actions.iter().find(|a| a["action"] == name).unwrap().clone()
+    };
+
+    let viewer = actions(&app.gql(&app.viewer, read, json!({"id": id})).await);
+    assert!(viewer.iter().all(|a| a["allowed"] == false), "{viewer:?}");
+    assert_eq!(find(&viewer, "ADD_NOTE")["reason"], "needs the analyst role");
+
+    let analyst = actions(&app.gql(&app.analyst, read, json!({"id": id})).await);
+    for allowed in [
+        "SUBMIT_DEFENSE",
+        "ACCEPT_DISPUTE",
+        "ADD_NOTE",
+        "TAKE",
+        "MESSAGE_CUSTOMER",
+    ] {
+        assert_eq!(find(&analyst, allowed)["allowed"], true, "{allowed}: {analyst:?}");
+    }
+    // A chargeback is not refunded through `refund` (inquiries and alerts are): the machine says why.
+    let refund = find(&analyst, "REFUND");
+    assert_eq!(refund["allowed"], false);
+    assert!(!refund["reason"].as_str().unwrap().is_empty());
+    assert_eq!(find(&analyst, "CORRECT")["reason"], "needs the lead role");
+    assert_eq!(find(&analyst, "RELEASE")["allowed"], false);
+
+    let lead = actions(&app.gql(&app.lead, read, json!({"id": id})).await);
+    let correct = find(&lead, "CORRECT");
+    assert_eq!(correct["allowed"], true, "{correct}");
+    assert!(
+        correct["statuses"].as_array().unwrap().contains(&json!("TRIAGED")),
+        "{correct}"
+    );
+    assert!(!correct["statuses"].as_array().unwrap().contains(&json!("WON")));
+}

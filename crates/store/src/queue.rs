@@ -273,6 +273,18 @@ impl Store {
         rows: &[Leased],
         now: DateTime<Utc>,
     ) -> Result<Completion, StoreError> {
+        self.complete_batch_on(self.db(), table, set, rows, now).await
+    }
+
+    /// [`Store::complete_batch`] on `conn` (the pool, or a transaction the completion is part of).
+    pub(crate) async fn complete_batch_on(
+        &self,
+        conn: &impl ConnectionTrait,
+        table: &str,
+        set: &str,
+        rows: &[Leased],
+        now: DateTime<Utc>,
+    ) -> Result<Completion, StoreError> {
         let mut report = Completion::default();
         for chunk in rows.chunks(200) {
             let mut values: Vec<Value> = vec![now.into()];
@@ -288,7 +300,7 @@ impl Store {
                  WHERE status = 'pending' AND (id, lease_token) IN (VALUES {}) RETURNING id",
                 pairs.join(", ")
             );
-            let done = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+            let done = conn.query_all_raw(self.stmt(&sql, values)).await?;
             let done: Vec<Uuid> = done.iter().map(|row| row.try_get("", "id")).collect::<Result<_, _>>()?;
             for leased in chunk {
                 if done.contains(&leased.id) {

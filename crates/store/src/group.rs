@@ -17,6 +17,8 @@
 //! Nothing is answered `Ok` before the transaction holding it has committed.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
@@ -80,12 +82,28 @@ impl<'a> From<&'a CommitRequest> for Write<'a> {
     }
 }
 
-type Reply = oneshot::Sender<Result<(), StoreError>>;
+type Reply<R> = oneshot::Sender<Result<R, StoreError>>;
+type Run<T, R> = fn(Store, Vec<T>) -> Pin<Box<dyn Future<Output = Vec<Result<R, StoreError>>> + Send>>;
 
-/// The committer's queue, shared by every clone of a store; the task starts with the first commit.
+/// One queue of jobs for a writer task, which starts with the first job.
+pub(crate) struct Queue<T, R> {
+    sender: OnceLock<mpsc::UnboundedSender<(T, Reply<R>)>>,
+}
+
+impl<T, R> Default for Queue<T, R> {
+    fn default() -> Self {
+        Self {
+            sender: OnceLock::new(),
+        }
+    }
+}
+
+/// The writer queues of one process, shared by every clone of a store: decisions, and the inbox inserts
+/// that come before a webhook's 2xx.
 #[derive(Default)]
 pub(crate) struct Committer {
-    queue: OnceLock<mpsc::UnboundedSender<(CommitRequest, Reply)>>,
+    decisions: Queue<CommitRequest, ()>,
+    pub(crate) inbox: Queue<crate::inbox::Delivery, Vec<crate::inbox::InboxInsert>>,
 }
 
 /// What one transaction did: committed everything, or refused some decisions (by their index) and wrote
@@ -98,102 +116,54 @@ enum Attempt {
 impl Store {
     /// Queues `request` for the committer and waits for its own answer.
     pub(crate) async fn commit_grouped(&self, request: CommitRequest) -> Result<(), StoreError> {
-        let queue = self.committer.queue.get_or_init(|| {
+        self.queued(
+            &self.committer.decisions,
+            request,
+            |r| Some(r.after.id.as_uuid()),
+            |store, batch| Box::pin(async move { store.commit_many(batch).await }),
+        )
+        .await
+    }
+
+    /// Hands `job` to the writer task of `queue` (started here by the first job) and waits for its answer.
+    /// The task takes what is queued, at most [`MAX_BATCH`] jobs with distinct keys, runs them together with
+    /// `run`, answers each, and repeats; a job whose key is already in the batch waits for the next.
+    pub(crate) async fn queued<T: Send + 'static, R: Send + 'static>(
+        &self,
+        queue: &Queue<T, R>,
+        job: T,
+        key: fn(&T) -> Option<Uuid>,
+        run: Run<T, R>,
+    ) -> Result<R, StoreError> {
+        let sender = queue.sender.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            // The task's store has a committer of its own that it never uses: holding this one would keep the
-            // queue (and the pool) alive after the last handle on the store is dropped.
-            let store = self.with_own_committer();
-            tokio::spawn(store.run_committer(receiver));
+            // The task's store has queues of its own that it never uses: holding these would keep them (and
+            // the pool) alive after the last handle on the store is dropped.
+            tokio::spawn(writer(self.with_own_committer(), receiver, key, run));
             sender
         });
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError((request, _))) = queue.send((request, reply)) {
-            // The committer's runtime has shut down (a store carried over to another runtime): write alone.
-            return self.commit_many(vec![request]).await.pop().unwrap_or(Ok(()));
+        if let Err(mpsc::error::SendError((job, _))) = sender.send((job, reply)) {
+            // The writer's runtime has shut down (a store carried over to another runtime): run alone.
+            return run(self.clone(), vec![job])
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(stopped()));
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(StoreError::Database(sea_orm::DbErr::Custom(
-                "the committer stopped before answering; the decision may or may not be stored".into(),
-            )))
-        })
-    }
-
-    async fn run_committer(self, mut receiver: mpsc::UnboundedReceiver<(CommitRequest, Reply)>) {
-        let mut waiting: VecDeque<(CommitRequest, Reply)> = VecDeque::new();
-        loop {
-            if waiting.is_empty() {
-                match receiver.recv().await {
-                    Some(job) => waiting.push_back(job),
-                    None => return,
-                }
-            }
-            while waiting.len() < 4 * MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(job) => waiting.push_back(job),
-                    Err(_) => break,
-                }
-            }
-            // The first decision of each dispute, in arrival order; the others keep their place for the next.
-            let mut disputes = HashSet::new();
-            let mut batch = Vec::new();
-            let mut later = VecDeque::new();
-            for job in waiting.drain(..) {
-                if batch.len() < MAX_BATCH && disputes.insert(job.0.after.id) {
-                    batch.push(job);
-                } else {
-                    later.push_back(job);
-                }
-            }
-            waiting = later;
-            let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            for (reply, result) in replies.into_iter().zip(self.commit_many(requests).await) {
-                // A caller that stopped waiting (a dropped request) gets its decision stored all the same.
-                let _ = reply.send(result);
-            }
-        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Writes decisions on distinct disputes in as few transactions as their outcomes allow, and answers each:
     /// see the module documentation. What the group committer runs; public for tests that need a batch of
     /// known composition.
     pub async fn commit_many(&self, requests: Vec<CommitRequest>) -> Vec<Result<(), StoreError>> {
-        let writes: Vec<Write<'_>> = requests.iter().map(Write::from).collect();
-        let err = match self.write_all(&writes).await {
-            Ok(results) => return results,
-            Err(err) if requests.len() == 1 => return vec![Err(err)],
-            Err(err) => err,
-        };
-        tracing::debug!(%err, decisions = requests.len(), "a batch failed; committing its decisions one by one");
-        drop(writes);
-        let mut singles = tokio::task::JoinSet::new();
-        for (index, request) in requests.into_iter().enumerate() {
-            let store = self.clone();
-            singles.spawn(async move {
-                let result = match store.write_all(&[Write::from(&request)]).await {
-                    Ok(mut results) => results.pop().unwrap_or(Ok(())),
-                    Err(err) => Err(err),
-                };
-                (index, result)
-            });
-        }
-        let mut results: Vec<Option<Result<(), StoreError>>> = Vec::new();
-        results.resize_with(singles.len(), || None);
-        while let Some(joined) = singles.join_next().await {
-            match joined {
-                Ok((index, result)) => results[index] = Some(result),
-                Err(panic) => tracing::error!(%panic, "a single commit panicked"),
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(StoreError::Database(sea_orm::DbErr::Custom(
-                        "the commit panicked".into(),
-                    )))
-                })
+        together_or_alone(self, requests, |store, requests| {
+            Box::pin(async move {
+                let writes: Vec<Write<'_>> = requests.iter().map(Write::from).collect();
+                store.write_all(&writes).await
             })
-            .collect()
+        })
+        .await
     }
 
     /// Writes `writes` (distinct disputes) in one transaction, again without those refused until none is;
@@ -512,6 +482,94 @@ impl Store {
             }
         }
         Ok(adds_work)
+    }
+}
+
+type Together<T, R> =
+    fn(Store, Vec<T>) -> Pin<Box<dyn Future<Output = Result<Vec<Result<R, StoreError>>, StoreError>> + Send>>;
+
+/// Runs `jobs` in one transaction with `together`; if that fails as a whole, runs each alone (concurrently),
+/// so that each gets the error of its own job and a job that fails never fails the others.
+pub(crate) async fn together_or_alone<T: Clone + Send + 'static, R: Send + 'static>(
+    store: &Store,
+    jobs: Vec<T>,
+    together: Together<T, R>,
+) -> Vec<Result<R, StoreError>> {
+    let count = jobs.len();
+    let err = match together(store.clone(), jobs.clone()).await {
+        Ok(results) => return results,
+        Err(err) if count == 1 => return vec![Err(err)],
+        Err(err) => err,
+    };
+    tracing::debug!(%err, jobs = count, "a batch failed; writing its jobs one by one");
+    let mut singles = tokio::task::JoinSet::new();
+    for (index, job) in jobs.into_iter().enumerate() {
+        let store = store.clone();
+        singles.spawn(async move {
+            let result = match together(store, vec![job]).await {
+                Ok(mut results) => results.pop().unwrap_or_else(|| Err(stopped())),
+                Err(err) => Err(err),
+            };
+            (index, result)
+        });
+    }
+    let mut results: Vec<Option<Result<R, StoreError>>> = Vec::new();
+    results.resize_with(count, || None);
+    while let Some(joined) = singles.join_next().await {
+        match joined {
+            Ok((index, result)) => results[index] = Some(result),
+            Err(panic) => tracing::error!(%panic, "a single write panicked"),
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(stopped())))
+        .collect()
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database(sea_orm::DbErr::Custom(
+        "the writer task stopped before answering; the write may or may not be stored".into(),
+    ))
+}
+
+async fn writer<T, R>(
+    store: Store,
+    mut receiver: mpsc::UnboundedReceiver<(T, Reply<R>)>,
+    key: fn(&T) -> Option<Uuid>,
+    run: Run<T, R>,
+) {
+    let mut waiting: VecDeque<(T, Reply<R>)> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match receiver.recv().await {
+                Some(job) => waiting.push_back(job),
+                None => return,
+            }
+        }
+        while waiting.len() < 4 * MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => break,
+            }
+        }
+        // The first job of each key, in arrival order; the others keep their place for the next batch.
+        let mut keys = HashSet::new();
+        let mut batch = Vec::new();
+        let mut later = VecDeque::new();
+        for job in waiting.drain(..) {
+            if batch.len() < MAX_BATCH && key(&job.0).is_none_or(|k| keys.insert(k)) {
+                batch.push(job);
+            } else {
+                later.push_back(job);
+            }
+        }
+        waiting = later;
+        let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        for (reply, result) in replies.into_iter().zip(run(store.clone(), jobs).await) {
+            // A caller that stopped waiting (a dropped request) gets its write stored all the same.
+            let _ = reply.send(result);
+        }
     }
 }
 

@@ -252,3 +252,56 @@ async fn a_database_error_fails_every_caller_and_stores_nothing() {
         assert_eq!(store.events(disputes[0].id).await.unwrap().len(), 2, "{}", db.label);
     }
 }
+
+#[tokio::test]
+async fn concurrent_deliveries_store_each_event_once_as_serial_inserts_would() {
+    use verdict_store::{InboxInsert, InboxLease, InboxStatus, NewNotification};
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let row = |event_id: String| NewNotification {
+            processor: "stripe".into(),
+            event_id,
+            event_type: "charge.dispute.created".into(),
+            kind: Some("chargeback_opened".into()),
+            processor_dispute_id: Some("dp_inbox".into()),
+            received_at: t0(),
+            occurred_at: Some(t0()),
+            body: b"{}".to_vec(),
+            notification: None,
+            status: InboxStatus::Pending,
+            note: None,
+        };
+        // 60 deliveries of two events each, over 30 distinct event ids: every id arrives four times.
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..60 {
+            let store = store.clone();
+            let rows = vec![row(format!("evt_{}", n % 30)), row(format!("evt_{}", (n + 15) % 30))];
+            tasks.spawn(async move {
+                let lease = InboxLease {
+                    token: uuid::Uuid::now_v7(),
+                    until: t0() + chrono::Duration::seconds(20),
+                };
+                store.insert_notifications(&rows, lease).await.unwrap()
+            });
+        }
+        let mut inserted = 0;
+        let mut retaken = 0;
+        while let Some(done) = tasks.join_next().await {
+            for insert in done.unwrap() {
+                match insert {
+                    InboxInsert::Inserted(_) => inserted += 1,
+                    InboxInsert::Retaken(_) => retaken += 1,
+                    InboxInsert::Duplicate => panic!("{}: a pending row is retaken, never a duplicate", db.label),
+                }
+            }
+        }
+        assert_eq!((inserted, retaken), (30, 90), "{}", db.label);
+        for n in 0..30 {
+            let rows = store
+                .find_notifications("stripe", Some(&format!("evt_{n}")))
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1, "{}: evt_{n}", db.label);
+        }
+    }
+}

@@ -16,7 +16,7 @@
 //!
 //! Nothing is answered `Ok` before the transaction holding it has committed.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
@@ -34,7 +34,7 @@ use verdict_domain::{Decision, Dispute, TimerInstruction};
 use crate::convert::to_row;
 use crate::entity::{dispute, dispute_event, step, timer};
 use crate::error::is_unique_violation;
-use crate::queue::Fence;
+use crate::queue::{Fence, Leased};
 use crate::repo::{Backend, DEFAULT_MAX_ATTEMPTS, WAKE_HORIZON_SECONDS};
 use crate::{EventRecord, InboxFinish, Store, StoreError};
 
@@ -238,9 +238,9 @@ impl Store {
                 }
             }
         }
-        let now = Utc::now();
         // Fenced rows before the timer instructions: a firing timer is completed first, so that its own
-        // command's CancelAll does not cancel it.
+        // command's CancelAll does not cancel it. Each is completed at its decision's time (one statement per
+        // distinct time, which in practice is one).
         for (table, set, fenced) in [
             (
                 "timers",
@@ -253,19 +253,20 @@ impl Store {
                 fenced(batch, |f| matches!(f, Fence::Step(_))),
             ),
         ] {
+            let mut by_time: BTreeMap<DateTime<Utc>, Vec<(usize, Leased)>> = BTreeMap::new();
             // A decision already refused writes nothing more (its rows may not exist).
-            let fenced: Vec<_> = fenced
-                .into_iter()
-                .filter(|(k, _)| !refused.iter().any(|(r, _)| r == k))
-                .collect();
-            if fenced.is_empty() {
-                continue;
+            for (k, leased) in fenced {
+                if !refused.iter().any(|(r, _)| *r == k) {
+                    by_time.entry(batch[k].after.updated_at).or_default().push((k, leased));
+                }
             }
-            let leased: Vec<_> = fenced.iter().map(|(_, l)| *l).collect();
-            let done = self.complete_batch_on(&txn, table, set, &leased, now).await?;
-            for (k, l) in fenced {
-                if !done.completed.contains(&l.id) {
-                    refused.push((k, StoreError::LeaseLost));
+            for (at, fenced) in by_time {
+                let leased: Vec<_> = fenced.iter().map(|(_, l)| *l).collect();
+                let done = self.complete_batch_on(&txn, table, set, &leased, at).await?;
+                for (k, l) in fenced {
+                    if !done.completed.contains(&l.id) {
+                        refused.push((k, StoreError::LeaseLost));
+                    }
                 }
             }
         }
@@ -574,7 +575,7 @@ async fn writer<T, R>(
 }
 
 /// The fenced rows of one table, by the index of their decision.
-fn fenced(batch: &[&Write<'_>], table: impl Fn(&Fence) -> bool) -> Vec<(usize, crate::queue::Leased)> {
+fn fenced(batch: &[&Write<'_>], table: impl Fn(&Fence) -> bool) -> Vec<(usize, Leased)> {
     batch
         .iter()
         .enumerate()

@@ -7,7 +7,7 @@ use verdict_domain::{Action, Actor, Command, Decision, Dispute, DisputeId, decid
 use verdict_store::testing::test_databases;
 use verdict_store::{CommitRequest, Fence, Leased, Store, StoreError};
 
-use super::{new_dispute, open_in, t0};
+use super::{act, new_dispute, open_in, t0};
 
 fn note(dispute: &Dispute, text: &str) -> (Dispute, Decision) {
     let command = Command::new(Actor::analyst("test"), Action::AddNote { note: text.into() });
@@ -303,5 +303,68 @@ async fn concurrent_deliveries_store_each_event_once_as_serial_inserts_would() {
                 .unwrap();
             assert_eq!(rows.len(), 1, "{}: evt_{n}", db.label);
         }
+    }
+}
+
+/// Steps are claimed with their disputes (one statement on PostgreSQL): each claimed step comes with its
+/// dispute as stored, a step of no dispute with none, and a claimed step is not claimed again within its lease.
+#[tokio::test]
+async fn a_claim_brings_each_steps_dispute() {
+    use verdict_store::NewStep;
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let mut opened = Vec::new();
+        for i in 0..3 {
+            // An accepted dispute has a step: the acceptance at the processor.
+            let dispute = open_in(&store, &format!("dp_claim_{i}"), Some(10)).await;
+            let triaged = act(&store, &dispute, Action::Triage { queue: None }).await.unwrap();
+            opened.push(act(&store, &triaged, Action::Accept).await.unwrap());
+        }
+        // A step of no dispute, enqueued as one step's follow-up.
+        let later = chrono::Utc::now() + chrono::Duration::days(400);
+        let lease = chrono::Duration::seconds(30);
+        let first = store.claim_steps_with_disputes("w0", later, 1, lease).await.unwrap();
+        let [(step, Some(_))] = &first[..] else {
+            panic!("{}: {first:?}", db.label);
+        };
+        let leased = Leased {
+            id: step.id,
+            lease_token: step.lease_token,
+        };
+        let follow_up = NewStep {
+            dispute_id: None,
+            kind: "digest".into(),
+            idempotency_key: "claim-test-no-dispute".into(),
+            payload: None,
+        };
+        assert!(
+            store
+                .complete_step_with_steps(leased, &[follow_up], later)
+                .await
+                .unwrap()
+        );
+        let claimed = store.claim_steps_with_disputes("w1", later, 100, lease).await.unwrap();
+        let mut with_dispute = 0;
+        for (step, dispute) in &claimed {
+            match step.dispute_id {
+                Some(id) => {
+                    let dispute = dispute.as_ref().expect("the step's dispute");
+                    assert_eq!(dispute.id.as_uuid(), id, "{}", db.label);
+                    assert_eq!(
+                        Some(dispute),
+                        store.load(dispute.id).await.unwrap().as_ref(),
+                        "{}",
+                        db.label
+                    );
+                    with_dispute += 1;
+                }
+                None => assert!(dispute.is_none(), "{}", db.label),
+            }
+            assert_eq!(step.attempts, 1, "{}", db.label);
+        }
+        assert!(with_dispute >= opened.len() - 1, "{}: {with_dispute}", db.label);
+        assert!(claimed.iter().any(|(s, _)| s.dispute_id.is_none()), "{}", db.label);
+        let again = store.claim_steps_with_disputes("w2", later, 100, lease).await.unwrap();
+        assert!(again.is_empty(), "{}: claimed twice within the lease", db.label);
     }
 }

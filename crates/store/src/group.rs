@@ -14,7 +14,8 @@
 //! - two decisions on one dispute are never in one batch: the second waits for the next, where its version
 //!   check sees the first (its caller re-decides on fresh state, as after any conflict).
 //!
-//! Nothing is answered `Ok` before the transaction holding it has committed.
+//! Nothing is answered `Ok` before the transaction holding it has committed. The inbox insert before a
+//! webhook's 2xx goes through a queue of its own with the same writer ([`Store::insert_notifications`]).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;

@@ -105,6 +105,8 @@ struct Inner {
     scheduler: Option<Scheduler>,
     limit: Arc<Semaphore>,
     step_slots: Arc<Semaphore>,
+    /// How many steps the run loop's next claim asks for at most (see [`Worker::start_steps`]).
+    claim_size: AtomicU64,
     /// Steps this pool brought to an end (succeeded, retried, dead-lettered), for benchmarks and tests.
     steps_finished: AtomicU64,
     stopping: watch::Receiver<bool>,
@@ -150,6 +152,7 @@ impl Worker {
                 scheduler,
                 limit,
                 step_slots,
+                claim_size: AtomicU64::new(MIN_CLAIM as u64),
                 steps_finished: AtomicU64::new(0),
                 stopping,
                 stop,
@@ -354,40 +357,15 @@ impl Worker {
         Done::Released
     }
 
-    /// Claims up to `limit` due steps for this pool.
-    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedStep>, EngineError> {
+    /// Claims up to `limit` due steps for this pool, each with its dispute (loaded by the claiming statement
+    /// on PostgreSQL).
+    async fn claim(&self, limit: usize) -> Result<Vec<(ClaimedStep, Option<Dispute>)>, EngineError> {
         let engine = &self.inner.engine;
         let options = &self.inner.options;
         Ok(engine
             .store()
-            .claim_steps(&options.worker_id, engine.clock().now(), limit as u64, options.lease)
+            .claim_steps_with_disputes(&options.worker_id, engine.clock().now(), limit as u64, options.lease)
             .await?)
-    }
-
-    /// Pairs each claimed step with its dispute, loaded for the whole batch in one query; a step whose dispute
-    /// is missing here loads it itself.
-    async fn with_disputes(&self, steps: Vec<ClaimedStep>) -> Vec<(ClaimedStep, Option<Dispute>)> {
-        let ids: Vec<DisputeId> = steps
-            .iter()
-            .filter_map(|s| s.dispute_id)
-            .map(DisputeId::from_uuid)
-            .collect();
-        let mut disputes: HashMap<DisputeId, Dispute> = match self.inner.engine.store().load_many(&ids).await {
-            Ok(found) => found.into_iter().map(|d| (d.id, d)).collect(),
-            Err(err) => {
-                tracing::warn!(%err, "cannot load the batch's disputes; each step loads its own");
-                HashMap::new()
-            }
-        };
-        steps
-            .into_iter()
-            .map(|step| {
-                let dispute = step
-                    .dispute_id
-                    .and_then(|id| disputes.remove(&DisputeId::from_uuid(id)));
-                (step, dispute)
-            })
-            .collect()
     }
 
     /// One round of steps for [`Worker::run_once`]: claim as many as there are slots, perform them, record
@@ -396,7 +374,7 @@ impl Worker {
         let steps = self.claim(self.inner.step_slots.available_permits().max(1)).await?;
         let count = steps.len();
         let mut tasks = JoinSet::new();
-        for (step, preloaded) in self.with_disputes(steps).await {
+        for (step, preloaded) in steps {
             let worker = self.clone();
             tasks.spawn(async move {
                 let _slot = match worker.inner.step_slots.clone().acquire_owned().await {
@@ -466,8 +444,17 @@ impl Worker {
         let Ok(mut slots) = self.inner.step_slots.clone().try_acquire_many_owned(free as u32) else {
             return Ok(0);
         };
-        let steps = self.claim(free).await?;
+        // The claim size adapts to the backlog: it doubles while claims come back full and falls back to what
+        // the last one found when they do not, so that a trickle is claimed in small batches and replicas
+        // sharing a backlog do not hoard each other's steps.
+        let size = (self.inner.claim_size.load(Ordering::Relaxed) as usize).clamp(1, free);
+        let steps = self.claim(size).await?;
         let count = steps.len();
+        let next = if count == size { size.saturating_mul(2) } else { count };
+        let most = self.inner.options.step_concurrency.max(MIN_CLAIM);
+        self.inner
+            .claim_size
+            .store(next.clamp(MIN_CLAIM, most) as u64, Ordering::Relaxed);
         if count == 0 {
             return Ok(0);
         }
@@ -475,18 +462,17 @@ impl Worker {
         drop(slots.split(free - count));
         let worker = self.clone();
         let completions = completions.clone();
-        // Loading the batch's disputes happens beside the loop, so the next claim need not wait for it.
         tokio::spawn(async move { worker.perform_batch(steps, slots, completions).await });
         Ok(count)
     }
 
     async fn perform_batch(
         self,
-        steps: Vec<ClaimedStep>,
+        steps: Vec<(ClaimedStep, Option<Dispute>)>,
         mut slots: OwnedSemaphorePermit,
         completions: mpsc::UnboundedSender<Leased>,
     ) {
-        for (step, preloaded) in self.with_disputes(steps).await {
+        for (step, preloaded) in steps {
             let slot = slots.split(1);
             let worker = self.clone();
             let completions = completions.clone();
@@ -859,6 +845,9 @@ impl Worker {
         until.clamp(options.min_idle, options.max_idle)
     }
 }
+
+/// The smallest claim of steps of the run loop (see [`Worker::start_steps`]).
+const MIN_CLAIM: usize = 16;
 
 /// How often the schedule task reads the schedules at the most: another replica may have changed them.
 const SCHEDULES_READ_EVERY: StdDuration = StdDuration::from_secs(1);

@@ -52,7 +52,18 @@ pub struct Change {
     pub events: Vec<EventRecord>,
 }
 
-/// The `NOTIFY` payload: small (PostgreSQL caps it at 8000 bytes), ids and versions only.
+/// Notices sent in one `NOTIFY` payload: each is under 100 bytes of JSON, PostgreSQL caps a payload at 8000.
+const NOTICES_PER_PAYLOAD: usize = 64;
+
+/// A `NOTIFY` payload: the notices of one committed batch, or (from a replica of an earlier release) one.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Payload {
+    Batch(Vec<Notice>),
+    One(Notice),
+}
+
+/// One change in a `NOTIFY` payload: small, ids and versions only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Notice {
     /// Position in the change feed.
@@ -142,42 +153,55 @@ impl Store {
             .map(EventRecord::from))
     }
 
-    /// Inside a commit on PostgreSQL: the feed row and the `NOTIFY` of a change, both visible only if the
-    /// transaction commits.
-    pub(crate) async fn record_change(
+    /// Inside a commit on PostgreSQL: the feed rows of a batch's changes (dispute, first and last version) and
+    /// their notices, all visible only if the transaction commits. One insert, and one `NOTIFY` per
+    /// [`NOTICES_PER_PAYLOAD`] changes.
+    pub(crate) async fn record_changes(
         &self,
         txn: &DatabaseTransaction,
-        dispute: DisputeId,
-        first_version: i64,
-        last_version: i64,
+        changes: &[(DisputeId, i64, i64)],
     ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let mut values: Vec<Value> = Vec::with_capacity(changes.len() * 4);
+        let mut tuples = Vec::with_capacity(changes.len());
+        for (dispute, first, last) in changes {
+            let n = values.len();
+            tuples.push(format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+            values.extend([dispute.as_uuid().into(), (*first).into(), (*last).into(), now.into()]);
+        }
         let insert = self.stmt(
-            "INSERT INTO change_feed (dispute_id, first_version, last_version, committed_at) \
-             VALUES ($1, $2, $3, $4) RETURNING position",
-            vec![
-                dispute.as_uuid().into(),
-                first_version.into(),
-                last_version.into(),
-                Utc::now().into(),
-            ],
+            &format!(
+                "INSERT INTO change_feed (dispute_id, first_version, last_version, committed_at) VALUES {} \
+                 RETURNING position, dispute_id, first_version, last_version",
+                tuples.join(", ")
+            ),
+            values,
         );
-        let row = txn
-            .query_one_raw(insert)
+        let notices = txn
+            .query_all_raw(insert)
             .await?
-            .ok_or_else(|| StoreError::Corrupt("the change feed returned no position".into()))?;
-        let notice = Notice {
-            p: row.try_get("", "position")?,
-            d: dispute.as_uuid(),
-            f: first_version,
-            l: last_version,
-        };
-        let payload = serde_json::to_string(&notice)
-            .map_err(|e| StoreError::Corrupt(format!("a change notice does not serialise: {e}")))?;
-        txn.execute_raw(self.stmt(
-            "SELECT pg_notify($1, $2)",
-            vec![CHANGE_CHANNEL.into(), Value::from(payload)],
-        ))
-        .await?;
+            .iter()
+            .map(|row| {
+                Ok(Notice {
+                    p: row.try_get("", "position")?,
+                    d: row.try_get("", "dispute_id")?,
+                    f: row.try_get("", "first_version")?,
+                    l: row.try_get("", "last_version")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+        for chunk in notices.chunks(NOTICES_PER_PAYLOAD) {
+            let payload = serde_json::to_string(chunk)
+                .map_err(|e| StoreError::Corrupt(format!("a change notice does not serialise: {e}")))?;
+            txn.execute_raw(self.stmt(
+                "SELECT pg_notify($1, $2)",
+                vec![CHANGE_CHANNEL.into(), Value::from(payload)],
+            ))
+            .await?;
+        }
         Ok(())
     }
 
@@ -224,8 +248,13 @@ impl Store {
         loop {
             tokio::select! {
                 received = listener.try_recv() => match received.map_err(sqlx_error)? {
-                    Some(notification) => match serde_json::from_str::<Notice>(notification.payload()) {
-                        Ok(notice) => self.deliver(state, notice).await?,
+                    Some(notification) => match serde_json::from_str::<Payload>(notification.payload()) {
+                        Ok(Payload::One(notice)) => self.deliver(state, notice).await?,
+                        Ok(Payload::Batch(notices)) => {
+                            for notice in notices {
+                                self.deliver(state, notice).await?;
+                            }
+                        }
                         Err(err) => tracing::warn!(%err, "ignoring a malformed change notice"),
                     },
                     // The connection was lost: notices sent until the next LISTEN are gone.

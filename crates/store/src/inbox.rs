@@ -157,6 +157,16 @@ pub struct NewNotification {
     pub note: Option<String>,
 }
 
+/// Rows of one multi-row insert into the inbox (19 parameters each; PostgreSQL takes 65,535 a statement).
+const INSERT_CHUNK: usize = 500;
+
+/// One delivery's rows waiting for the inbox writer.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    rows: Vec<NewNotification>,
+    lease: InboxLease,
+}
+
 /// What inserting a notification did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InboxInsert {
@@ -261,72 +271,124 @@ impl Store {
     /// redeliver the whole of it). Pending rows are claimed under `lease`; an event id already stored is a
     /// [`InboxInsert::Duplicate`], or [`InboxInsert::Retaken`] when that row is still pending: it is taken over
     /// under `lease` whoever held it, since a redelivery means the processor is still waiting for it.
+    ///
+    /// Concurrent deliveries share a transaction (group.rs): each is answered once that transaction has
+    /// committed, and as if the deliveries had been stored one after the other in the order they arrived.
     pub async fn insert_notifications(
         &self,
         rows: &[NewNotification],
         lease: InboxLease,
     ) -> Result<Vec<InboxInsert>, StoreError> {
+        let delivery = Delivery {
+            rows: rows.to_vec(),
+            lease,
+        };
+        self.queued(
+            &self.committer.inbox,
+            delivery,
+            |_| None,
+            |store, deliveries| {
+                Box::pin(async move {
+                    crate::group::together_or_alone(&store, deliveries, |store, deliveries| {
+                        Box::pin(async move { store.insert_deliveries(&deliveries).await })
+                    })
+                    .await
+                })
+            },
+        )
+        .await
+    }
+
+    /// Every delivery's rows in one transaction: one multi-row insert per [`INSERT_CHUNK`] rows, then a
+    /// take-over for each event id that was already stored.
+    async fn insert_deliveries(
+        &self,
+        deliveries: &[Delivery],
+    ) -> Result<Vec<Result<Vec<InboxInsert>, StoreError>>, StoreError> {
         use sea_orm::TransactionTrait;
         use sea_orm::sea_query::OnConflict;
         let txn = self.db().begin().await?;
-        let mut inserts = Vec::with_capacity(rows.len());
-        for new in rows {
-            let id = Uuid::now_v7();
-            let pending = new.status == InboxStatus::Pending;
-            let model = notification::ActiveModel {
-                id: Set(id),
-                processor: Set(new.processor.clone()),
-                event_id: Set(new.event_id.clone()),
-                event_type: Set(new.event_type.clone()),
-                kind: Set(new.kind.clone()),
-                processor_dispute_id: Set(new.processor_dispute_id.clone()),
-                received_at: Set(new.received_at),
-                occurred_at: Set(new.occurred_at),
-                payload: Set(String::new()),
-                body: Set(Some(new.body.clone())),
-                notification: Set(new.notification.clone()),
-                status: Set(new.status.as_str().to_owned()),
-                dispute_id: Set(None),
-                note: Set(new.note.clone()),
-                attempts: Set(0),
-                locked_until: Set(pending.then_some(lease.until)),
-                lease_token: Set(pending.then_some(lease.token)),
-                applied_at: Set(None),
-                payload_purged_at: Set(None),
-            };
+        let mut ids = Vec::new();
+        let mut models = Vec::new();
+        for delivery in deliveries {
+            let lease = delivery.lease;
+            for new in &delivery.rows {
+                let id = Uuid::now_v7();
+                let pending = new.status == InboxStatus::Pending;
+                ids.push(id);
+                models.push(notification::ActiveModel {
+                    id: Set(id),
+                    processor: Set(new.processor.clone()),
+                    event_id: Set(new.event_id.clone()),
+                    event_type: Set(new.event_type.clone()),
+                    kind: Set(new.kind.clone()),
+                    processor_dispute_id: Set(new.processor_dispute_id.clone()),
+                    received_at: Set(new.received_at),
+                    occurred_at: Set(new.occurred_at),
+                    payload: Set(String::new()),
+                    body: Set(Some(new.body.clone())),
+                    notification: Set(new.notification.clone()),
+                    status: Set(new.status.as_str().to_owned()),
+                    dispute_id: Set(None),
+                    note: Set(new.note.clone()),
+                    attempts: Set(0),
+                    locked_until: Set(pending.then_some(lease.until)),
+                    lease_token: Set(pending.then_some(lease.token)),
+                    applied_at: Set(None),
+                    payload_purged_at: Set(None),
+                });
+            }
+        }
+        let mut inserted = std::collections::HashSet::new();
+        let mut models = models.into_iter().peekable();
+        while models.peek().is_some() {
+            let chunk: Vec<_> = models.by_ref().take(INSERT_CHUNK).collect();
             // ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL an error would abort the
-            // whole transaction.
-            let inserted = notification::Entity::insert(model)
+            // whole transaction. A second row of one event id in the batch is skipped like a stored one.
+            match notification::Entity::insert_many(chunk)
                 .on_conflict(
                     OnConflict::columns([notification::Column::Processor, notification::Column::EventId])
                         .do_nothing()
                         .to_owned(),
                 )
-                .exec_without_returning(&txn)
-                .await?;
-            if inserted == 1 {
-                inserts.push(InboxInsert::Inserted(id));
-                continue;
+                .exec_with_returning_keys(&txn)
+                .await
+            {
+                Ok(keys) => inserted.extend(keys),
+                Err(sea_orm::DbErr::RecordNotInserted) => {}
+                Err(err) => return Err(err.into()),
             }
-            let retaken = txn
-                .query_one_raw(self.stmt(
-                    "UPDATE notifications SET lease_token = $1, locked_until = $2 \
-                     WHERE processor = $3 AND event_id = $4 AND status = 'pending' RETURNING id",
-                    vec![
-                        lease.token.into(),
-                        lease.until.into(),
-                        new.processor.clone().into(),
-                        new.event_id.clone().into(),
-                    ],
-                ))
-                .await?;
-            inserts.push(match retaken {
-                Some(row) => InboxInsert::Retaken(row.try_get("", "id")?),
-                None => InboxInsert::Duplicate,
-            });
+        }
+        let mut ids = ids.into_iter();
+        let mut answers = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            let mut inserts = Vec::with_capacity(delivery.rows.len());
+            for (new, id) in delivery.rows.iter().zip(ids.by_ref()) {
+                if inserted.contains(&id) {
+                    inserts.push(InboxInsert::Inserted(id));
+                    continue;
+                }
+                let retaken = txn
+                    .query_one_raw(self.stmt(
+                        "UPDATE notifications SET lease_token = $1, locked_until = $2 \
+                         WHERE processor = $3 AND event_id = $4 AND status = 'pending' RETURNING id",
+                        vec![
+                            delivery.lease.token.into(),
+                            delivery.lease.until.into(),
+                            new.processor.clone().into(),
+                            new.event_id.clone().into(),
+                        ],
+                    ))
+                    .await?;
+                inserts.push(match retaken {
+                    Some(row) => InboxInsert::Retaken(row.try_get("", "id")?),
+                    None => InboxInsert::Duplicate,
+                });
+            }
+            answers.push(Ok(inserts));
         }
         crate::crash::commit(txn).await?;
-        Ok(inserts)
+        Ok(answers)
     }
 
     pub async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>, StoreError> {

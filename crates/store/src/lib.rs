@@ -14,6 +14,7 @@ mod documents;
 pub mod entity;
 mod error;
 mod evidence;
+mod group;
 mod inbox;
 mod keys;
 mod mailbox;
@@ -32,6 +33,7 @@ pub use changes::{CHANGE_BUFFER, CHANGE_CHANNEL, Change, OutboundRoute, outbound
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
 pub use error::{StorageFault, StoreError};
 pub use evidence::{EvidenceFileRecord, EvidenceItemRecord, EvidenceWrite, FileRecorded, NewEvidenceFile};
+pub use group::{CommitRequest, MAX_BATCH};
 pub use inbox::{
     ClaimedNotifications, InboxFinish, InboxInsert, InboxLease, InboxStatus, NewNotification, NotificationRecord,
 };

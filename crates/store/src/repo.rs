@@ -3,21 +3,19 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend,
-    DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
-use verdict_domain::{Decision, Dispute, DisputeId, Processor, TimerInstruction};
+use verdict_domain::{Decision, Dispute, DisputeId, Processor};
 use verdict_migrations::{Migrator, MigratorTrait};
 
 use crate::StoreError;
-use crate::convert::{to_domain, to_row};
+use crate::convert::to_domain;
 use crate::entity::{dispute, dispute_event, step, timer};
-use crate::error::is_unique_violation;
 use crate::search::DisputeFilter;
 
 /// Attempts a step gets before it is dead-lettered, unless its handler says otherwise.
@@ -71,6 +69,8 @@ pub struct Store {
     wake: std::sync::Arc<tokio::sync::Notify>,
     /// Subscribers of this process and the outbound webhook routes (see changes.rs).
     pub(crate) changes: std::sync::Arc<crate::changes::ChangeHub>,
+    /// The queue of the group committer (group.rs), shared by every clone.
+    pub(crate) committer: std::sync::Arc<crate::group::Committer>,
 }
 
 /// Position in the queue order (due date, then id): the last row of the previous page.
@@ -221,7 +221,16 @@ impl Store {
             backend,
             wake: std::sync::Arc::default(),
             changes: std::sync::Arc::default(),
+            committer: std::sync::Arc::default(),
         })
+    }
+
+    /// A clone with a committer of its own, for the group committer's task (group.rs).
+    pub(crate) fn with_own_committer(&self) -> Self {
+        Self {
+            committer: std::sync::Arc::default(),
+            ..self.clone()
+        }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -364,8 +373,14 @@ impl Store {
         decision: &Decision,
         fence: Option<crate::queue::Fence>,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, fence, None, &[], None)
-            .await
+        self.commit_grouped(crate::group::CommitRequest {
+            expected_version,
+            after: after.clone(),
+            decision: decision.clone(),
+            fence,
+            finish: None,
+        })
+        .await
     }
 
     /// [`Store::commit`] that also records the outcome on the inbox row the decision came from, in the same
@@ -377,12 +392,18 @@ impl Store {
         decision: &Decision,
         finish: &crate::inbox::InboxFinish,
     ) -> Result<(), StoreError> {
-        self.commit_all(expected_version, after, decision, None, Some(finish), &[], None)
-            .await
+        self.commit_grouped(crate::group::CommitRequest {
+            expected_version,
+            after: after.clone(),
+            decision: decision.clone(),
+            fence: None,
+            finish: Some(finish.clone()),
+        })
+        .await
     }
 
-    // One private writer behind every commit path (plain, fenced, inbox, evidence rows, a document): the optional
-    // parts are each one caller's, and a struct for them would only rename this list.
+    /// The writer behind the evidence and document commits: one decision in its own transaction (the commands'
+    /// decisions go through the group committer, group.rs).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn commit_all(
         &self,
@@ -394,222 +415,24 @@ impl Store {
         evidence: &[crate::evidence::EvidenceWrite],
         document: Option<&crate::documents::NewDocument>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
-        let row = to_row(after);
-        match expected_version {
-            None => {
-                dispute::Entity::insert(row.clone().into_active_model())
-                    .exec_without_returning(&txn)
-                    .await
-                    .map_err(|err| {
-                        if is_unique_violation(&err) {
-                            StoreError::DuplicateDispute {
-                                processor: after.processor.to_string(),
-                                processor_dispute_id: after.processor_dispute_id.clone(),
-                            }
-                        } else {
-                            err.into()
-                        }
-                    })?;
-            }
-            Some(expected) => {
-                // The UPDATE comes first so that SQLite takes the write lock before reading anything.
-                let mut model = row.clone().into_active_model().reset_all();
-                model.id = sea_orm::ActiveValue::NotSet;
-                model.created_at = sea_orm::ActiveValue::NotSet;
-                let updated = dispute::Entity::update_many()
-                    .set(model)
-                    .filter(dispute::Column::Id.eq(row.id))
-                    .filter(dispute::Column::Version.eq(expected))
-                    .exec(&txn)
-                    .await?;
-                if updated.rows_affected != 1 {
-                    return Err(StoreError::Conflict(after.id));
-                }
-            }
-        }
-        let records: Vec<EventRecord> = decision
-            .events
-            .iter()
-            .map(|event| {
-                let (from, to) = event.change.status_change().unwrap_or((None, after.status));
-                let moved = event.change.status_change().is_some();
-                Ok(EventRecord {
-                    version: event.version,
-                    kind: event.change.kind().as_str().to_owned(),
-                    from_status: from.map(|s| s.to_string()),
-                    to_status: moved.then(|| to.to_string()),
-                    actor: event.actor.label(),
-                    reason: event.reason.clone(),
-                    change: serde_json::to_value(&event.change)
-                        .map_err(|e| StoreError::Corrupt(format!("event does not serialise: {e}")))?,
-                    at: event.at,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let events: Vec<dispute_event::ActiveModel> = records
-            .iter()
-            .map(|r| dispute_event::ActiveModel {
-                dispute_id: Set(after.id.as_uuid()),
-                version: Set(r.version),
-                kind: Set(r.kind.clone()),
-                from_status: Set(r.from_status.clone()),
-                to_status: Set(r.to_status.clone()),
-                actor: Set(r.actor.clone()),
-                reason: Set(r.reason.clone()),
-                change: Set(r.change.clone()),
-                at: Set(r.at),
-            })
-            .collect();
-        if !events.is_empty() {
-            dispute_event::Entity::insert_many(events)
-                .exec_without_returning(&txn)
-                .await
-                .map_err(|err| {
-                    if is_unique_violation(&err) {
-                        StoreError::Conflict(after.id)
-                    } else {
-                        err.into()
-                    }
-                })?;
-        }
-        // The patterns' grouping and outcome columns follow the events in the same transaction.
-        crate::patterns::write_pattern_columns(self, &txn, after, decision).await?;
-        // The evidence rows the events name, in the same transaction as the events.
-        crate::evidence::write(&txn, after.id, evidence).await?;
-        if let Some(document) = document {
-            // Another generation that took this version first is a conflict like a stale dispute version.
-            crate::entity::document::Entity::insert(crate::documents::active_model(document))
-                .exec_without_returning(&txn)
-                .await
-                .map_err(|err| {
-                    if is_unique_violation(&err) {
-                        StoreError::Conflict(after.id)
-                    } else {
-                        err.into()
-                    }
-                })?;
-        }
-        let now = after.updated_at;
-        // Before the timer instructions: a firing timer is completed first, so that its own command's
-        // CancelAll does not cancel it.
-        if let Some(fence) = fence {
-            let completed = txn.execute_raw(self.fence_statement(fence, now)).await?;
-            if completed.rows_affected() != 1 {
-                txn.rollback().await?;
-                return Err(StoreError::LeaseLost);
-            }
-        }
-        let mut new_timers = Vec::new();
-        for instruction in &decision.timers {
-            match instruction {
-                TimerInstruction::CancelAll => {
-                    // Several decisions may be committed together: what an earlier one set is cancelled too,
-                    // so it is simply never written.
-                    new_timers.clear();
-                    timer::Entity::update_many()
-                        .col_expr(timer::Column::Status, Expr::value("cancelled"))
-                        .filter(timer::Column::DisputeId.eq(after.id.as_uuid()))
-                        .filter(timer::Column::Status.eq("pending"))
-                        .exec(&txn)
-                        .await?;
-                }
-                TimerInstruction::Set { kind, due_at } => new_timers.push(timer::ActiveModel {
-                    id: Set(Uuid::now_v7()),
-                    dispute_id: Set(Some(after.id.as_uuid())),
-                    kind: Set(kind.label()),
-                    due_at: Set(*due_at),
-                    status: Set("pending".to_owned()),
-                    attempts: Set(0),
-                    locked_by: Set(None),
-                    locked_until: Set(None),
-                    payload: Set(None),
-                    created_at: Set(now),
-                    fired_at: Set(None),
-                }),
-            }
-        }
-        // The outbox of the outbound webhooks (see below).
-        let outbound = self.outbound_steps(after, &records, now);
-        let publishes = !outbound.is_empty();
-        let due_soon = after.updated_at + chrono::Duration::seconds(WAKE_HORIZON_SECONDS);
-        let wakes_replicas = !decision.steps.is_empty()
-            || publishes
-            || new_timers
-                .iter()
-                .any(|t| matches!(t.due_at, Set(due_at) if due_at <= due_soon));
-        if !new_timers.is_empty() {
-            timer::Entity::insert_many(new_timers)
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        if !decision.steps.is_empty() {
-            let steps = decision.steps.iter().map(|s| step::ActiveModel {
-                id: Set(Uuid::now_v7()),
-                dispute_id: Set(Some(after.id.as_uuid())),
-                kind: Set(s.kind.as_str().to_owned()),
-                idempotency_key: Set(s.idempotency_key.clone()),
-                status: Set("pending".to_owned()),
-                attempts: Set(0),
-                max_attempts: Set(DEFAULT_MAX_ATTEMPTS),
-                next_attempt_at: Set(now),
-                locked_by: Set(None),
-                locked_until: Set(None),
-                last_error: Set(None),
-                payload: Set(s.payload.clone()),
-                created_at: Set(now),
-                updated_at: Set(now),
-            });
-            step::Entity::insert_many(steps)
-                .on_conflict(OnConflict::column(step::Column::IdempotencyKey).do_nothing().to_owned())
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        // The outbox of the outbound webhooks: one step per event and webhook that wants it, in the events'
-        // transaction, so a delivery exists exactly when its event does.
-        if publishes {
-            step::Entity::insert_many(outbound)
-                .on_conflict(OnConflict::column(step::Column::IdempotencyKey).do_nothing().to_owned())
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        if let (Some(first), Some(last)) = (records.first(), records.last())
-            && self.backend == Backend::Postgres
-        {
-            self.record_change(&txn, after.id, first.version, last.version).await?;
-        }
-        if let Some(finish) = finish {
-            // Last, after the dispute row is locked: the order check then sees every commit before ours.
-            finish.write(&txn).await?;
-        }
-        let adds_work = publishes
-            || !decision.steps.is_empty()
-            || decision
-                .timers
-                .iter()
-                .any(|t| matches!(t, TimerInstruction::Set { .. }));
-        if wakes_replicas && self.backend == Backend::Postgres {
-            // Delivered to every replica's listener when (and only if) the transaction commits. Only for work
-            // due soon: NOTIFY serialises committing transactions on a database-wide lock, and a replica
-            // never sleeps past WAKE_HORIZON_SECONDS anyway.
-            txn.execute_unprepared("NOTIFY verdict_work").await?;
-        }
-        crate::crash::commit(txn).await?;
-        if adds_work {
-            self.wake.notify_one();
-        }
-        if !records.is_empty() && self.backend == Backend::Sqlite {
-            // One process: its subscribers hear of the change once it is committed. (PostgreSQL's come
-            // through the listener, from whichever replica committed.)
-            self.publish_change(crate::changes::Change {
-                dispute: after.clone(),
-                events: records,
-            });
-        }
-        Ok(())
+        let write = crate::group::Write {
+            expected_version,
+            after,
+            decision,
+            fence,
+            finish,
+            evidence,
+            document,
+        };
+        self.write_all(&[write]).await?.pop().unwrap_or(Ok(()))
     }
 
-    fn outbound_steps(&self, after: &Dispute, events: &[EventRecord], now: DateTime<Utc>) -> Vec<step::ActiveModel> {
+    pub(crate) fn outbound_steps(
+        &self,
+        after: &Dispute,
+        events: &[EventRecord],
+        now: DateTime<Utc>,
+    ) -> Vec<step::ActiveModel> {
         let routes = self.changes.routes();
         let mut steps = Vec::new();
         for route in routes.iter() {

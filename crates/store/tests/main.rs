@@ -375,4 +375,5 @@ async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
 }
 
 mod evidence;
+mod group_commit;
 mod patterns;

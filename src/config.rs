@@ -98,6 +98,11 @@ pub struct WebhookConfig {
     pub braintree_private_key: Option<String>,
     /// `VERDICT_PAYPAL_WEBHOOK_ID`.
     pub paypal_webhook_id: Option<String>,
+    /// `VERDICT_PAYPAL_CERTIFICATES`: PayPal signing certificates known in advance, `URL=FILE` pairs separated
+    /// by commas (in the file: a table of URL to file). Each PEM file is trusted for that `PAYPAL-CERT-URL`,
+    /// which must still be one of PayPal's, so it is never fetched: for replicas without a way out, and for
+    /// the fault harness's test signer (tests/fixtures/processors/paypal/verdict-test-signing).
+    pub paypal_certificates: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// `VERDICT_ALERT_WEBHOOK_SECRETS`: comma-separated shared secrets of the alert feed.
     pub alert_secrets: Vec<String>,
 }
@@ -112,6 +117,7 @@ impl std::fmt::Debug for WebhookConfig {
             .field("braintree_public_key", &self.braintree_public_key)
             .field("braintree_private_key", &set(&self.braintree_private_key))
             .field("paypal_webhook_id", &set(&self.paypal_webhook_id))
+            .field("paypal_certificates", &self.paypal_certificates.len())
             .field("alert_secrets", &self.alert_secrets.len())
             .finish()
     }
@@ -134,6 +140,13 @@ impl WebhookConfig {
         }
         if let Some(v) = var("VERDICT_ALERT_WEBHOOK_SECRETS") {
             self.alert_secrets = comma_list(&v);
+        }
+        if let Some(v) = var("VERDICT_PAYPAL_CERTIFICATES") {
+            self.paypal_certificates = comma_list(&v)
+                .iter()
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(url, file)| (url.trim().to_owned(), std::path::PathBuf::from(file.trim())))
+                .collect();
         }
         let optional: [(&str, &mut Option<String>); 5] = [
             ("VERDICT_ADYEN_HMAC_KEY", &mut self.adyen_hmac_key),
@@ -175,9 +188,10 @@ impl WebhookConfig {
             }
             _ => unset.push("braintree"),
         }
-        match &self.paypal_webhook_id {
-            Some(_) => parts.push("paypal".to_owned()),
-            None => unset.push("paypal"),
+        match (&self.paypal_webhook_id, self.paypal_certificates.len()) {
+            (Some(_), 0) => parts.push("paypal".to_owned()),
+            (Some(_), n) => parts.push(format!("paypal ({n} certificates preloaded)")),
+            (None, _) => unset.push("paypal"),
         }
         match self.alert_secrets.len() {
             0 => unset.push("alerts"),
@@ -199,6 +213,22 @@ impl WebhookConfig {
     }
 
     /// The secrets the API checks; refuses half-configured pairs rather than silently disabling a processor.
+    /// PayPal's certificate cache with the configured certificates in it; it fetches any other (PayPal's
+    /// own URLs only).
+    pub fn paypal_certificates(&self) -> anyhow::Result<verdict_api::webhooks::CachedCertificates> {
+        let certificates = verdict_api::webhooks::CachedCertificates::http();
+        for (url, file) in &self.paypal_certificates {
+            anyhow::ensure!(
+                verdict_ingest::paypal_cert_url_allowed(url),
+                "VERDICT_PAYPAL_CERTIFICATES: {url:?} is not a PayPal certificate URL"
+            );
+            let pem = std::fs::read(file)
+                .map_err(|e| anyhow::anyhow!("VERDICT_PAYPAL_CERTIFICATES: reading {}: {e}", file.display()))?;
+            certificates.preload(url, pem);
+        }
+        Ok(certificates)
+    }
+
     pub fn secrets(&self) -> anyhow::Result<verdict_api::webhooks::WebhookSecrets> {
         let adyen_basic_auth = match &self.adyen_basic_auth {
             None => None,

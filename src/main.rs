@@ -165,7 +165,7 @@ async fn serve_configured(
 ) -> anyhow::Result<()> {
     let webhooks = verdict_api::webhooks::Webhooks {
         secrets: std::sync::Arc::new(config.webhooks.secrets()?),
-        ..Default::default()
+        certificates: std::sync::Arc::new(config.webhooks.paypal_certificates()?),
     };
     tracing::info!("{}", config.webhooks.summary());
     let engine = verdict::workers::with_timing(engine, &config.scheduling)

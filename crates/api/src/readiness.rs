@@ -1,8 +1,11 @@
 //! `/readyz`: whether this replica can do its work, which means writing, not only reaching the database.
 //!
 //! `SELECT 1` answers on a full disk, a read-only SQLite file or behind a writer stuck holding a lock, so the
-//! probe upserts this replica's row instead, bounded in time. Its answer is kept for a second: load balancers
-//! and orchestrators probe often, and concurrent probes share the one write in flight.
+//! probe upserts this replica's row instead, bounded in time. Concurrent probes share the one write in flight,
+//! but an answer is never reused by a probe that arrived after it was had: an answer kept for a second said
+//! 200 for that second after the database had stopped answering (seen by the fault harness when the whole
+//! PostgreSQL server was paused or stopped), and a load balancer probes rarely enough that one write per
+//! probe costs nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,8 +15,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use verdict_store::{StorageFault, Store};
 
-/// How long one answer is reused.
-const CACHED_FOR: Duration = Duration::from_secs(1);
 /// How long the write may take before the database counts as not ready.
 const PROBE_WITHIN: Duration = Duration::from_secs(2);
 /// Probe rows of replicas silent for this long are deleted (once per process).
@@ -21,6 +22,7 @@ const FORGET_AFTER_HOURS: i64 = 24;
 
 pub struct Readiness {
     replica: String,
+    /// The last answer and when it was had.
     last: tokio::sync::Mutex<Option<(Instant, Result<(), StorageFault>)>>,
     forgot_old_rows: AtomicBool,
 }
@@ -36,11 +38,13 @@ impl Default for Readiness {
 }
 
 impl Readiness {
-    /// The cached answer if it is fresh, otherwise a new write probe.
+    /// The answer of a write probe that ended after this call began: the one in flight if it ends while this
+    /// call waits for it, otherwise a new one.
     pub async fn check(&self, store: &Store) -> Result<(), StorageFault> {
+        let asked = Instant::now();
         let mut last = self.last.lock().await;
         if let Some((at, answer)) = *last
-            && at.elapsed() < CACHED_FOR
+            && at > asked
         {
             return answer;
         }

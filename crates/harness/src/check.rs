@@ -138,7 +138,9 @@ pub async fn all(store: &Store, ledger: &Ledger, fake: &Fake) -> anyhow::Result<
             events.entry(id).or_default().push(row);
         }
     }
-    let mut tokens: BTreeMap<String, usize> = BTreeMap::new();
+    // Per command token, the commits it is in: the events of one decision share the dispute and the time, and
+    // one command may write its reason into several (resolveWithRefund: triaged, resolved, refund requested).
+    let mut tokens: BTreeMap<String, BTreeSet<(Uuid, String)>> = BTreeMap::new();
     let mut timer_effects: BTreeMap<(Uuid, String), usize> = BTreeMap::new();
     let mut event_count = 0;
     for (id, rows_of) in &events {
@@ -146,17 +148,23 @@ pub async fn all(store: &Store, ledger: &Ledger, fake: &Fake) -> anyhow::Result<
             event_count += 1;
             let reason = text(row, "reason");
             let change = json(row, "change").to_string();
-            for found in [reason.as_str(), change.as_str()] {
+            let actor = text(row, "actor");
+            // A step's follow-up (the customer message's `message_sent`) may quote the command's reason.
+            let by_command = !actor.starts_with("step:") && !actor.starts_with("timer:");
+            for found in [reason.as_str(), change.as_str()].into_iter().filter(|_| by_command) {
                 if let Some(at) = found.find("harness-cmd-") {
                     let token: String = found[at..]
                         .chars()
                         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
                         .collect();
-                    *tokens.entry(token).or_default() += 1;
+                    let at = row
+                        .try_get::<chrono::DateTime<chrono::Utc>>("", "at")
+                        .map(|t| t.timestamp_micros().to_string())
+                        .unwrap_or_else(|_| text(row, "at"));
+                    tokens.entry(token).or_default().insert((*id, at));
                     break;
                 }
             }
-            let actor = text(row, "actor");
             if let Some(kind) = actor.strip_prefix("timer:") {
                 *timer_effects.entry((*id, kind.to_owned())).or_default() += 1;
             }
@@ -219,7 +227,7 @@ pub async fn all(store: &Store, ledger: &Ledger, fake: &Fake) -> anyhow::Result<
     }
     let mut acked = 0;
     for command in lock(&ledger.commands).iter() {
-        let found = tokens.get(&command.token).copied().unwrap_or(0);
+        let found = tokens.get(&command.token).map_or(0, BTreeSet::len);
         let ok = match command.outcome {
             Outcome::Acked => {
                 acked += 1;
@@ -310,34 +318,57 @@ pub async fn all(store: &Store, ledger: &Ledger, fake: &Fake) -> anyhow::Result<
     report.facts.insert("steps", step_keys.len() as i64);
     report.facts.insert("steps dead", dead as i64);
 
-    // 5. Messages: one mailbox message per succeeded message step, the customer written to at most once.
+    // 5. Messages: one mailbox message per succeeded message step. The customer's (after a refund) per dispute:
+    // as many as its succeeded customer message steps when the customer has an email (the order linked to
+    // the dispute gave it), none otherwise (the step succeeds with nothing to send).
     let mut customer: BTreeMap<Uuid, usize> = BTreeMap::new();
+    let mut others = 0usize;
     let mut messages = 0usize;
     for row in rows(db, "SELECT dispute_id, channel FROM mailbox").await? {
         if let Some(id) = uuid(&row, "dispute_id") {
             messages += 1;
             if text(&row, "channel") == "customer" {
                 *customer.entry(id).or_default() += 1;
+            } else {
+                others += 1;
             }
         }
     }
-    for (id, n) in &customer {
-        if *n > 1 {
-            report.fail(format!("dispute {id}: {n} customer messages"));
+    let mut customer_steps: BTreeMap<Uuid, usize> = BTreeMap::new();
+    let mut other_steps = 0usize;
+    for row in rows(
+        db,
+        "SELECT dispute_id, kind FROM steps WHERE status = 'succeeded' \
+         AND kind IN ('customer_message', 'seller_message', 'notify_assignee')",
+    )
+    .await?
+    {
+        match (uuid(&row, "dispute_id"), text(&row, "kind").as_str()) {
+            (Some(id), "customer_message") => *customer_steps.entry(id).or_default() += 1,
+            _ => other_steps += 1,
         }
     }
-    let message_steps = step_keys
-        .values()
-        .filter(|(k, s)| {
-            matches!(k.as_str(), "customer_message" | "seller_message" | "notify_assignee") && s == "succeeded"
-        })
-        .count();
-    if messages != message_steps {
+    let mut customer_messages = 0;
+    for id in customer_steps.keys().chain(customer.keys()).collect::<BTreeSet<_>>() {
+        let sent = customer.get(id).copied().unwrap_or(0);
+        let steps = customer_steps.get(id).copied().unwrap_or(0);
+        let has_email = projections.get(id).is_some_and(|d| d.customer.email.is_some());
+        let expected = if has_email { steps } else { 0 };
+        customer_messages += sent;
+        if sent != expected {
+            report.fail(format!(
+                "dispute {id}: {sent} customer messages in the mailbox for {steps} succeeded customer message \
+                 steps (customer email: {has_email})"
+            ));
+        }
+    }
+    if others != other_steps {
         report.fail(format!(
-            "{messages} messages in the mailbox for {message_steps} succeeded message steps"
+            "{others} seller and assignee messages in the mailbox for {other_steps} succeeded message steps"
         ));
     }
     report.facts.insert("messages", messages as i64);
+    report.facts.insert("customer messages", customer_messages as i64);
     Ok(report)
 }
 

@@ -20,11 +20,12 @@ use crate::load::{self, Ledger, lock};
 use crate::modes::{Ctx, FAST_SCHEDULING, finish};
 use crate::setup::{Db, Setup, exec, free_port, rows};
 
-/// What `/readyz` answered during a fault: its status and reason, or "no answer" within 2 s.
+/// What `/readyz` answered during a fault: its status and reason, or "no answer" within 3 s (Verdict's own
+/// probe gives up after 2 s and says so).
 async fn readyz(http: &reqwest::Client, base: &str) -> String {
     match http
         .get(format!("{base}/readyz"))
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(3))
         .send()
         .await
     {
@@ -46,13 +47,24 @@ fn sh(command: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `/readyz` may answer 200 while a fault lasts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ready {
+    /// Writes may still go through (a fresh backend, a statement fast enough, WAL space SQLite reuses).
+    Maybe,
+    /// No write can: a 200 is a violation.
+    Never,
+}
+
 /// Holds a fault for `hold`, sampling `/readyz` and the webhook answers, then lifts it and measures recovery.
+/// A 200 from `/readyz` during a fault under which no write can succeed is added to `violations`.
 async fn episode(
     name: &str,
     http: &reqwest::Client,
     base: &str,
     ledger: &Ledger,
-    hold: Duration,
+    (hold, expected): (Duration, Ready),
+    violations: &mut Vec<String>,
     lift: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<String> {
     let before = *lock(&ledger.answers);
@@ -63,6 +75,13 @@ async fn episode(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let during = *lock(&ledger.answers);
+    if expected == Ready::Never
+        && let Some(n) = ready.get("200")
+    {
+        violations.push(format!(
+            "{name}: /readyz answered 200 {n} times while no write could succeed"
+        ));
+    }
     lift.await?;
     let lifted = Instant::now();
     let mut recovered = None;
@@ -110,7 +129,7 @@ pub async fn db_faults(ctx: &Ctx) -> anyhow::Result<()> {
     }
     if !db.postgres {
         let _ = sh(&format!(
-            "chattr -i {0}/verdict.db {0}/verdict.db-wal 2>/dev/null; umount {0}",
+            "chattr -i {0}/verdict.db {0}/verdict.db-wal 2>/dev/null; umount {0} 2>/dev/null || umount -l {0}",
             mount.display()
         ));
     }
@@ -151,6 +170,7 @@ async fn db_faults_on(
     let mut server = setup.spawn("db-faults", port, &[])?;
     server.wait_ready(&http, Duration::from_secs(60)).await?;
     let tag = format!("f{}", &uuid::Uuid::now_v7().simple().to_string()[26..]);
+    load::import_orders(&setup, &tag, 60)?;
     let ledger = Arc::new(Ledger::default());
     *lock(&ledger.deliveries) = load::plan(&tag, 60, Duration::from_secs(40), chrono::Duration::seconds(20));
     let stop = Arc::new(AtomicBool::new(false));
@@ -165,6 +185,7 @@ async fn db_faults_on(
     ));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut lines = Vec::new();
+    let mut violations = Vec::new();
     if db.postgres {
         let admin_url = ctx.pg.clone().context("no PostgreSQL")?;
         let admin = sea_orm::Database::connect(&admin_url).await?;
@@ -198,7 +219,8 @@ async fn db_faults_on(
                 &http,
                 &base,
                 &ledger,
-                Duration::from_secs(6),
+                (Duration::from_secs(6), Ready::Maybe),
+                &mut violations,
                 resume,
             )
             .await?,
@@ -225,7 +247,8 @@ async fn db_faults_on(
                 &http,
                 &base,
                 &ledger,
-                Duration::from_secs(1),
+                (Duration::from_secs(1), Ready::Maybe),
+                &mut violations,
                 async { Ok(()) },
             )
             .await?,
@@ -256,7 +279,8 @@ async fn db_faults_on(
                 &http,
                 &base,
                 &ledger,
-                Duration::from_secs(6),
+                (Duration::from_secs(6), Ready::Maybe),
+                &mut violations,
                 reset,
             )
             .await?,
@@ -271,7 +295,8 @@ async fn db_faults_on(
                 &http,
                 &base,
                 &ledger,
-                Duration::from_secs(6),
+                (Duration::from_secs(6), Ready::Never),
+                &mut violations,
                 async { cluster.signal_all(false) },
             )
             .await?,
@@ -285,7 +310,8 @@ async fn db_faults_on(
                 &http,
                 &base,
                 &ledger,
-                Duration::from_secs(4),
+                (Duration::from_secs(4), Ready::Never),
+                &mut violations,
                 async { cluster.start_again() },
             )
             .await?,
@@ -306,7 +332,8 @@ async fn db_faults_on(
                 &http,
                 &base,
                 &ledger,
-                Duration::from_secs(6),
+                (Duration::from_secs(6), Ready::Never),
+                &mut violations,
                 writable,
             )
             .await?,
@@ -321,7 +348,18 @@ async fn db_faults_on(
             std::fs::remove_file(&filler)?;
             Ok(())
         };
-        lines.push(episode("SQLite disk full", &http, &base, &ledger, Duration::from_secs(6), lift).await?);
+        lines.push(
+            episode(
+                "SQLite disk full",
+                &http,
+                &base,
+                &ledger,
+                (Duration::from_secs(6), Ready::Maybe),
+                &mut violations,
+                lift,
+            )
+            .await?,
+        );
     }
     let store = verdict_store::Store::connect_sized(&url, 1, 2).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -361,5 +399,6 @@ async fn db_faults_on(
         }
     }
     report.facts.insert("episodes", lines.len() as i64);
+    report.violations.extend(violations);
     finish("db-faults", db, &report, started, ctx.keep)
 }

@@ -12,7 +12,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rand::Rng as _;
 use serde_json::{Value, json};
 
-use crate::setup::{ADYEN_KEY, ADYEN_PASSWORD, ADYEN_USER, ALERT_SECRET, BT_PRIVATE, BT_PUBLIC, STRIPE_SECRET};
+use crate::setup::{
+    ADYEN_KEY, ADYEN_PASSWORD, ADYEN_USER, ALERT_SECRET, BT_PRIVATE, BT_PUBLIC, PAYPAL_CERT_URL, PAYPAL_WEBHOOK_ID,
+    STRIPE_SECRET,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Source {
@@ -20,6 +23,7 @@ pub enum Source {
     Adyen,
     Braintree,
     Alerts,
+    Paypal,
 }
 
 /// One notification to deliver: the dispute ids it concerns (an Adyen batch concerns several).
@@ -110,6 +114,16 @@ pub fn plan(tag: &str, per: usize, spread: Duration, due_in: chrono::Duration) -
             acked: false,
             attempts: 0,
         });
+        // PayPal: an inquiry, signed with the test signer.
+        let pp = format!("PP-{tag}-W{i:04}");
+        out.push(Delivery {
+            source: Source::Paypal,
+            disputes: vec![pp.clone()],
+            body: paypal_event(tag, &pp, &format!("WH-{tag}-W{i}"), now),
+            release_at: at(i),
+            acked: false,
+            attempts: 0,
+        });
     }
     // Adyen: batches of up to four items.
     for (batch, chunk) in (0..per).collect::<Vec<_>>().chunks(4).enumerate() {
@@ -157,27 +171,105 @@ fn braintree_xml(id: &str, now: DateTime<Utc>, reply_by: DateTime<Utc>) -> Strin
     )
 }
 
-/// A PayPal export (one event per line) for `verdict import`: PayPal's signature needs a certificate from
-/// PayPal's own hosts, which no local fake can serve, so PayPal enters through the operator's path.
+/// The marketplace order every test order copies (docs/marketplace-api.md), with a customer email.
+const ORDER_TEMPLATE: &str = include_str!("../../../tests/fixtures/orders/order-a17.json");
+
+/// Orders (one OrderFacts JSON a line, for `verdict import orders`) behind the Stripe inquiries and the alerts
+/// of `plan(tag, per, ..)`: their disputes are linked to them and take their customer, whose email the
+/// customer messages (after a refund) are sent to.
+pub fn orders(tag: &str, per: usize) -> anyhow::Result<String> {
+    let template: Value = serde_json::from_str(ORDER_TEMPLATE)?;
+    let mut lines = Vec::new();
+    for i in 0..per {
+        let mut refs = vec![format!("pi_{tag}_alert_{i}")];
+        if i % 2 == 0 {
+            refs.push(format!("pi_{tag}_{i}"));
+        }
+        let mut order = template.clone();
+        order["order_reference"] = json!(format!("order-{tag}-{i}"));
+        order["payment_references"] = json!(refs);
+        order["customer"]["account_id"] = json!(format!("cust-{tag}-{i}"));
+        order["customer"]["email"] = json!(format!("customer-{i}@{tag}.example"));
+        // The seller is the template's: a refunded dispute asks it to pay back (a seller recovery), which waits,
+        // dead-lettered, for the payout service the harness does not run.
+        order["prior_transactions"] = json!([]);
+        lines.push(order.to_string());
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+/// Imports `orders(tag, per)` through `verdict import orders`, before the notifications arrive.
+pub fn import_orders(setup: &crate::setup::Setup, tag: &str, per: usize) -> anyhow::Result<()> {
+    let file = setup.dir.join(format!("orders-{tag}.jsonl"));
+    std::fs::write(&file, orders(tag, per)?)?;
+    setup.run(&["import", "orders", &file.display().to_string()])?;
+    Ok(())
+}
+
+/// A PayPal `CUSTOMER.DISPUTE.CREATED` event for an inquiry.
+fn paypal_event(tag: &str, id: &str, event_id: &str, now: DateTime<Utc>) -> String {
+    json!({"id": event_id, "create_time": rfc3339(now), "resource_type": "dispute",
+           "event_type": "CUSTOMER.DISPUTE.CREATED", "event_version": "1.0",
+           "resource": {"dispute_id": id, "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
+                        "status": "OPEN", "dispute_life_cycle_stage": "INQUIRY", "dispute_channel": "INTERNAL",
+                        "create_time": rfc3339(now), "update_time": rfc3339(now),
+                        "dispute_amount": {"currency_code": "USD", "value": "3.00"},
+                        "disputed_transactions": [{"seller_transaction_id": format!("TX{tag}{id}")}]}})
+    .to_string()
+}
+
+/// A PayPal export (one event per line) for `verdict import`, the operator's path for PayPal notifications.
 pub fn paypal_export(tag: &str, from: usize, n: usize) -> (String, Vec<String>) {
     let now = Utc::now();
     let mut lines = Vec::new();
     let mut ids = Vec::new();
     for i in from..from + n {
         let id = format!("PP-{tag}-{i:06}");
-        ids.push(id.clone());
-        lines.push(
-            json!({"id": format!("WH-{tag}-{i}"), "create_time": rfc3339(now), "resource_type": "dispute",
-                   "event_type": "CUSTOMER.DISPUTE.CREATED", "event_version": "1.0",
-                   "resource": {"dispute_id": id, "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
-                                "status": "OPEN", "dispute_life_cycle_stage": "INQUIRY", "dispute_channel": "INTERNAL",
-                                "create_time": rfc3339(now), "update_time": rfc3339(now),
-                                "dispute_amount": {"currency_code": "USD", "value": "3.00"},
-                                "disputed_transactions": [{"seller_transaction_id": format!("TX{tag}{i}")}]}})
-            .to_string(),
-        );
+        lines.push(paypal_event(tag, &id, &format!("WH-{tag}-{i}"), now));
+        ids.push(id);
     }
     (lines.join("\n") + "\n", ids)
+}
+
+/// The test signer's key (tests/fixtures/processors/paypal/verdict-test-signing): PayPal signs with the key
+/// of a certificate only it holds, so Verdict is given this one's certificate instead (setup.rs).
+const PAYPAL_TEST_KEY: &[u8] =
+    include_bytes!("../../../tests/fixtures/processors/paypal/verdict-test-signing/test-key.der");
+
+/// Headers of a PayPal notification signed as PayPal signs: SHA256withRSA over
+/// `transmission id|transmission time|webhook id|crc32(body)`.
+fn paypal_headers(body: &[u8]) -> Vec<(String, String)> {
+    let transmission_id = uuid::Uuid::now_v7().to_string();
+    let transmission_time = rfc3339(Utc::now());
+    let message = format!(
+        "{transmission_id}|{transmission_time}|{PAYPAL_WEBHOOK_ID}|{}",
+        crc32fast::hash(body)
+    );
+    let signature = ring::signature::RsaKeyPair::from_der(PAYPAL_TEST_KEY)
+        .ok()
+        .and_then(|key| {
+            let mut signature = vec![0; key.public().modulus_len()];
+            key.sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                message.as_bytes(),
+                &mut signature,
+            )
+            .ok()
+            .map(|()| signature)
+        })
+        .unwrap_or_default();
+    vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("paypal-transmission-id".to_owned(), transmission_id),
+        ("paypal-transmission-time".to_owned(), transmission_time),
+        ("paypal-auth-algo".to_owned(), "SHA256withRSA".to_owned()),
+        ("paypal-cert-url".to_owned(), PAYPAL_CERT_URL.to_owned()),
+        (
+            "paypal-transmission-sig".to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(signature),
+        ),
+    ]
 }
 
 /// The request a delivery makes: path, headers, body (signed now, as a processor signs each attempt).
@@ -222,6 +314,11 @@ pub fn request(d: &Delivery) -> (String, Vec<(String, String)>, Vec<u8>) {
             ];
             ("/webhooks/adyen".into(), headers, value.to_string().into_bytes())
         }
+        Source::Paypal => (
+            "/webhooks/paypal".into(),
+            paypal_headers(d.body.as_bytes()),
+            d.body.clone().into_bytes(),
+        ),
         Source::Braintree => {
             let payload = verdict_ingest::braintree_payload(&d.body);
             let sig = verdict_ingest::sign_braintree(&payload, BT_PUBLIC, BT_PRIVATE).unwrap_or_default();
@@ -402,8 +499,9 @@ pub async fn graphql(
     (Outcome::Acked, body["data"].clone())
 }
 
-/// Analysts: triage what is new, resolve inquiries and alerts (a refund), accept chargebacks (an acceptance
-/// at the processor), add notes; each command carries a unique token in its reason or note.
+/// Analysts: triage what is new, resolve inquiries and alerts (by hand, or with a refund at the processor and
+/// a message to the customer), refund some without resolving, accept chargebacks (an acceptance at the
+/// processor), add notes; each command carries a unique token in its reason or note (and a refund's request id).
 pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, stop: Arc<AtomicBool>, pause: Duration) {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -440,6 +538,10 @@ pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, st
         // the rest are triaged, assigned (a notice to the assignee), resolved or accepted by hand.
         let by_timer = matches!(node["processor"].as_str(), Some("STRIPE" | "ADYEN"))
             && !matches!(node["stage"].as_str(), Some("INQUIRY" | "PRE_DISPUTE"));
+        // Inquiries and alerts at Stripe may be refunded (the fake records the refund); PayPal and Braintree
+        // ones have no processor here to refund them.
+        let refundable = node["processor"].as_str() == Some("STRIPE")
+            && matches!(node["stage"].as_str(), Some("INQUIRY" | "PRE_DISPUTE"));
         let roll: f64 = rand::rng().random();
         let (query, variables) = if roll < 0.25 {
             (
@@ -452,6 +554,18 @@ pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, st
                 json!({"i": {"id": id, "assignee": format!("analyst-{}", n % 3), "reason": command_token,
                              "expectedAssignee": null, "expectedVersion": version}}),
             )
+        } else if roll < 0.75 && refundable {
+            // A refund at the fake Stripe, then the customer's message; the token is the request id too.
+            let input = json!({"i": {"id": id, "expectedVersion": version, "requestId": command_token,
+                                     "reason": command_token}});
+            if roll < 0.6 {
+                (
+                    "mutation($i: ResolveWithRefundInput!) { resolveWithRefund(input: $i) { __typename } }",
+                    input,
+                )
+            } else {
+                ("mutation($i: RefundInput!) { refund(input: $i) { __typename } }", input)
+            }
         } else {
             let to = match (node["status"].as_str(), node["stage"].as_str()) {
                 (Some("NOTIFIED"), _) => "TRIAGED",

@@ -109,6 +109,7 @@ async fn crash_on(
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let tag = format!("c{}", &uuid::Uuid::now_v7().simple().to_string()[24..]);
+    load::import_orders(&setup, &tag, disputes)?;
     // Spread the load over the rounds; chargebacks due soon enough that their act-by timers fire during them.
     let spread = Duration::from_millis(max_uptime_ms * rounds as u64 / 2).max(Duration::from_secs(5));
     let ledger = Arc::new(Ledger::default());

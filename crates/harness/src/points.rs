@@ -43,8 +43,11 @@ async fn run(ctx: &Ctx, db: &Db, points: u64, started: Instant) -> anyhow::Resul
     let tag = format!("p{}", &uuid::Uuid::now_v7().simple().to_string()[24..]);
     let mut crashed = Vec::new();
     for n in 1..=points {
-        // Plan index 1 is a chargeback (index 0 an inquiry), due in a day: its deadline timer stays pending.
-        let chargeback = load::plan(&format!("{tag}n{n}"), 2, Duration::ZERO, chrono::Duration::days(1))
+        // Plan index 1 is a chargeback (index 0 an inquiry), due in three days: its act-by time (the due date
+        // less the submission margin, a day) is two days away, so no timer falls due during the run. With a
+        // day, the act-by timer fired seconds later, in the next round, and its commit took that round's crash
+        // point: on PostgreSQL the split point was then sometimes never hit.
+        let chargeback = load::plan(&format!("{tag}n{n}"), 2, Duration::ZERO, chrono::Duration::days(3))
             .into_iter()
             .filter(|d| d.source == Source::Stripe && d.disputes[0].ends_with("_1"))
             .take(1);

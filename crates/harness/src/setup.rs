@@ -15,6 +15,12 @@ pub const BT_PUBLIC: &str = "harness_public_key";
 pub const BT_PRIVATE: &str = "harness_private_key";
 pub const ALERT_SECRET: &str = "alert_harness";
 pub const STRIPE_API_KEY: &str = "sk_test_harness";
+pub const PAYPAL_WEBHOOK_ID: &str = "WH-VERDICT-HARNESS";
+/// A PayPal certificate URL (Verdict trusts only PayPal's); Verdict is given the test signer's certificate for
+/// it (`VERDICT_PAYPAL_CERTIFICATES`) and never fetches it.
+pub const PAYPAL_CERT_URL: &str = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-verdict-harness";
+const PAYPAL_TEST_CERT: &str =
+    include_str!("../../../tests/fixtures/processors/paypal/verdict-test-signing/test-cert.pem");
 
 /// A database made for one harness run (PostgreSQL: `verdict_test_harness_*`, dropped by `.ci/run` if left).
 pub struct Db {
@@ -135,6 +141,7 @@ impl Setup {
                  [scheduling]\n{scheduling}\n"
             ),
         )?;
+        std::fs::write(db.dir.path().join("paypal-test-cert.pem"), PAYPAL_TEST_CERT)?;
         Ok(Setup {
             binary,
             db_url: db.url.clone(),
@@ -165,6 +172,11 @@ impl Setup {
             .env("VERDICT_BRAINTREE_PUBLIC_KEY", BT_PUBLIC)
             .env("VERDICT_BRAINTREE_PRIVATE_KEY", BT_PRIVATE)
             .env("VERDICT_ALERT_WEBHOOK_SECRETS", ALERT_SECRET)
+            .env("VERDICT_PAYPAL_WEBHOOK_ID", PAYPAL_WEBHOOK_ID)
+            .env(
+                "VERDICT_PAYPAL_CERTIFICATES",
+                format!("{PAYPAL_CERT_URL}={}", self.dir.join("paypal-test-cert.pem").display()),
+            )
             .env("VERDICT_STRIPE_API_KEY", STRIPE_API_KEY)
             .env("VERDICT_ADYEN_API_KEY", "adyen_harness_key")
             .env("VERDICT_ADYEN_MERCHANT_ACCOUNT", "HarnessMerchant")

@@ -24,6 +24,7 @@ mod repo;
 mod schedules;
 mod search;
 mod sellers;
+mod sqlite_pool;
 pub mod testing;
 mod users;
 mod write;

@@ -32,25 +32,6 @@ fn sqlx_error(err: sea_orm::sqlx::Error) -> StoreError {
     StoreError::Database(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(err.into())))
 }
 
-/// Whether a SQLite connection handed back to the pool may serve again, or must be closed.
-///
-/// When a write fails with `SQLITE_FULL` or an I/O error (a full disk), SQLite rolls the whole transaction back
-/// by itself; the `ROLLBACK` sqlx then sends fails ("no transaction is active") and sqlx keeps counting the
-/// connection as inside a transaction. Its next `BEGIN` becomes a `SAVEPOINT` and a failed transaction's
-/// rollback a `ROLLBACK TO`, which leaves SQLite's transaction open with the write lock held: every other
-/// connection then gets "database is locked" until the process restarts. Such a connection is closed instead
-/// (closing rolls back whatever it holds); the pool opens a fresh one. The ping first lets a rollback queued
-/// by a dropped transaction run, so a healthy connection is never counted as inside one.
-async fn sqlite_reusable(conn: &mut sea_orm::sqlx::SqliteConnection) -> Result<bool, sea_orm::sqlx::Error> {
-    use sea_orm::sqlx::Connection as _;
-    conn.ping().await?;
-    let reusable = !conn.is_in_transaction();
-    if !reusable {
-        tracing::warn!("closing a SQLite connection left inside a failed transaction (disk full or I/O error)");
-    }
-    Ok(reusable)
-}
-
 /// Advisory-lock key that replicas take while migrating ("verdict" in ASCII).
 const MIGRATION_LOCK: i64 = 0x76_65_72_64_69_63_74;
 
@@ -214,7 +195,7 @@ impl Store {
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             })
-            .map_sqlx_sqlite_pool_opts(|pool| pool.after_release(|conn, _| Box::pin(sqlite_reusable(conn))));
+            .map_sqlx_sqlite_pool_opts(crate::sqlite_pool::with_hooks);
         let db = Database::connect(options).await?;
         Ok(Self {
             db,

@@ -164,7 +164,8 @@ async fn serve_configured(
     tracing::info!("{}", config.webhooks.summary());
     let engine = verdict::workers::with_timing(engine, &config.scheduling)
         .with_seller_tasks(config.sellers.task_policy()?)
-        .with_seller_rate_threshold(config.sellers.dispute_rate_threshold_bps);
+        .with_seller_rate_threshold(config.sellers.dispute_rate_threshold_bps)
+        .with_economics(config.policy.clone());
     let state = verdict_api::AppState::new(engine)
         .with_webhooks(webhooks)
         .with_graphql_limits(config.graphql.clone())

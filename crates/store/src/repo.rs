@@ -475,6 +475,10 @@ impl Store {
         }
         // The patterns' grouping and outcome columns follow the events in the same transaction.
         crate::patterns::write_pattern_columns(self, &txn, after, decision).await?;
+        // The triage run the decision carries, beside its events (an unchanged decision has none).
+        if let Some(run) = &decision.triage {
+            crate::policy::write_run(&txn, after.id, run).await?;
+        }
         // The evidence rows the events name, in the same transaction as the events.
         crate::evidence::write(&txn, after.id, evidence).await?;
         if let Some(document) = document {

@@ -1,6 +1,7 @@
 //! The GraphQL schema: queries for inspection and history, mutations for analysts' commands.
 
 pub mod actions;
+mod backtest;
 pub mod bulk;
 mod documents;
 mod evidence;
@@ -12,6 +13,7 @@ mod mutation;
 mod notifications;
 mod operations_admin;
 mod patterns;
+mod policy;
 mod query;
 pub mod search;
 mod sellers;
@@ -34,9 +36,20 @@ pub use documents::DocumentsMutation;
 /// Every mutation: the analysts' commands, the actions that reach the outside world (actions.rs) and the
 /// documents' (documents.rs) and the bulk actions (bulk.rs).
 #[derive(MergedObject, Default)]
-pub struct Mutation(MutationRoot, ActionsMutation, DocumentsMutation, bulk::BulkMutation);
+pub struct Mutation(
+    MutationRoot,
+    ActionsMutation,
+    DocumentsMutation,
+    bulk::BulkMutation,
+    policy::PolicyMutation,
+    backtest::BacktestMutation,
+);
 
-pub type VerdictSchema = Schema<QueryRoot, Mutation, SubscriptionRoot>;
+/// Every query: the dispute queries (query.rs), the triage policy's (policy.rs) and its backtests'.
+#[derive(MergedObject)]
+pub struct Query(QueryRoot, policy::PolicyQuery, backtest::BacktestQuery);
+
+pub type VerdictSchema = Schema<Query, Mutation, SubscriptionRoot>;
 
 /// The schema with the default [`GraphqlLimits`] and a read gate sized to a share of the engine's pool.
 pub fn build_schema(engine: Engine) -> VerdictSchema {
@@ -58,22 +71,30 @@ pub fn build_schema_full(
     refunds: RefundLimits,
 ) -> VerdictSchema {
     let lists = loaders::loader(engine.store().clone(), gate.clone());
-    Schema::build(QueryRoot, Mutation::default(), SubscriptionRoot)
-        .data(engine)
-        .data(refunds)
-        .data(gate)
-        .data(lists)
-        .extension(limits::RejectNul)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .finish()
+    Schema::build(
+        Query(QueryRoot, policy::PolicyQuery, backtest::BacktestQuery),
+        Mutation::default(),
+        SubscriptionRoot,
+    )
+    .data(engine)
+    .data(refunds)
+    .data(gate)
+    .data(lists)
+    .extension(limits::RejectNul)
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .finish()
 }
 
 /// The SDL that `verdict schema` prints and graphql/schema.graphql holds.
 pub fn schema_sdl() -> String {
-    Schema::build(QueryRoot, Mutation::default(), SubscriptionRoot)
-        .finish()
-        .sdl()
+    Schema::build(
+        Query(QueryRoot, policy::PolicyQuery, backtest::BacktestQuery),
+        Mutation::default(),
+        SubscriptionRoot,
+    )
+    .finish()
+    .sdl()
 }
 
 /// Runs a database read of this request through the [`ReadGate`].

@@ -27,7 +27,8 @@ pub struct BenchOptions {
     pub step_concurrency: usize,
     /// Disputes each writer of the transitions measurement takes turns on (1: every event on one hot row).
     pub disputes_per_writer: usize,
-    /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers); empty for all.
+    /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers, backtest); empty for
+    /// all.
     pub only: Vec<String>,
 }
 

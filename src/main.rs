@@ -69,7 +69,7 @@ enum CommandLine {
         /// Disputes each writer of the transitions measurement takes turns on (1: one hot row per writer).
         #[arg(long, default_value_t = 64)]
         disputes_per_writer: usize,
-        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers.
+        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers, backtest.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },

@@ -498,6 +498,47 @@ async fn pending_approval(engine: &Engine, id: &ID) -> Result<ApprovalRecord, Ap
     Ok(approval)
 }
 
+/// A lead moves a pending approval to `status`; of two leads deciding at once, one does. Returns the engine,
+/// the approval as it was and the lead's actor label.
+async fn decide<'a>(
+    ctx: &Context<'a>,
+    input: DecidePolicyActionInput,
+    status: &str,
+) -> Result<(&'a Engine, ApprovalRecord, String), async_graphql::Error> {
+    let caller = principal(ctx, Role::Lead)?;
+    let engine = ctx.data::<Engine>()?;
+    let approval = pending_approval(engine, &input.id).await?;
+    let note = clean_note(input.note)?;
+    let by = caller.actor().label();
+    if !engine
+        .store()
+        .decide_approval(approval.id, status, &by, note.as_deref(), engine.clock().now())
+        .await
+        .map_err(ApiError::from)?
+    {
+        return Err(ApiError::InvalidInput(format!("approval {} was decided meanwhile", approval.id)).into());
+    }
+    Ok((engine, approval, by))
+}
+
+/// The approval as now decided, with the dispute after its action.
+async fn decided(
+    engine: &Engine,
+    id: uuid::Uuid,
+    dispute: Option<Dispute>,
+) -> async_graphql::Result<DecidePolicyActionPayload> {
+    let approval = engine
+        .store()
+        .approval(id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::Internal("an approval vanished".into()))?;
+    Ok(DecidePolicyActionPayload {
+        approval: PolicyApproval::from_record(approval)?,
+        dispute,
+    })
+}
+
 #[Object]
 impl PolicyMutation {
     /// Validates and stores a policy as the next version (leads and up); `activate` makes it the active one.
@@ -559,21 +600,7 @@ impl PolicyMutation {
         ctx: &Context<'_>,
         input: DecidePolicyActionInput,
     ) -> async_graphql::Result<DecidePolicyActionPayload> {
-        let caller = principal(ctx, Role::Lead)?;
-        let engine = ctx.data::<Engine>()?;
-        let approval = pending_approval(engine, &input.id).await?;
-        let note = clean_note(input.note)?;
-        let by = caller.actor().label();
-        let now = engine.clock().now();
-        // Claimed first: of two leads approving at once, one performs the action.
-        if !engine
-            .store()
-            .decide_approval(approval.id, APPROVAL_APPROVED, &by, note.as_deref(), now)
-            .await
-            .map_err(ApiError::from)?
-        {
-            return Err(ApiError::InvalidInput(format!("approval {} was decided meanwhile", approval.id)).into());
-        }
+        let (engine, approval, by) = decide(ctx, input, APPROVAL_APPROVED).await?;
         let dispute = match engine.perform_approved(&approval, &by).await {
             Ok(dispute) => dispute,
             Err(err) => {
@@ -589,16 +616,7 @@ impl PolicyMutation {
                 return Err(err.into());
             }
         };
-        let decided = engine
-            .store()
-            .approval(approval.id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::Internal("an approval vanished".into()))?;
-        Ok(DecidePolicyActionPayload {
-            approval: PolicyApproval::from_record(decided)?,
-            dispute: Some(Dispute(dispute)),
-        })
+        decided(engine, approval.id, Some(Dispute(dispute))).await
     }
 
     /// Rejects an action the policy asked for (leads and up): nothing is done.
@@ -607,34 +625,7 @@ impl PolicyMutation {
         ctx: &Context<'_>,
         input: DecidePolicyActionInput,
     ) -> async_graphql::Result<DecidePolicyActionPayload> {
-        let caller = principal(ctx, Role::Lead)?;
-        let engine = ctx.data::<Engine>()?;
-        let approval = pending_approval(engine, &input.id).await?;
-        let note = clean_note(input.note)?;
-        let by = caller.actor().label();
-        if !engine
-            .store()
-            .decide_approval(
-                approval.id,
-                APPROVAL_REJECTED,
-                &by,
-                note.as_deref(),
-                engine.clock().now(),
-            )
-            .await
-            .map_err(ApiError::from)?
-        {
-            return Err(ApiError::InvalidInput(format!("approval {} was decided meanwhile", approval.id)).into());
-        }
-        let decided = engine
-            .store()
-            .approval(approval.id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::Internal("an approval vanished".into()))?;
-        Ok(DecidePolicyActionPayload {
-            approval: PolicyApproval::from_record(decided)?,
-            dispute: None,
-        })
+        let (engine, approval, _) = decide(ctx, input, APPROVAL_REJECTED).await?;
+        decided(engine, approval.id, None).await
     }
 }

@@ -27,10 +27,11 @@ pub struct BenchOptions {
     pub step_concurrency: usize,
     /// Disputes each writer of the transitions measurement takes turns on (1: every event on one hot row).
     pub disputes_per_writer: usize,
-    /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers); empty for all.
     /// Single steps added one at a time, `latency_rate` a second, in the step-latency measurement.
     pub latency_probes: u64,
     pub latency_rate: u64,
+    /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers, backtest); empty for
+    /// all.
     pub only: Vec<String>,
 }
 
@@ -572,5 +573,101 @@ pub async fn run(engine: Arc<Engine>, options: BenchOptions) -> anyhow::Result<(
     if options.runs("timers") {
         timers(&engine, &options).await?;
     }
+    if options.runs("backtest") {
+        backtest(&engine, &options).await?;
+    }
+    Ok(())
+}
+
+/// The draft the backtest measurement replays: stricter than the default on every dispute the bench loads.
+const BENCH_DRAFT: &str = r#"
+[[rule]]
+name = "accept small consumer disputes"
+when = { category = "consumer_dispute", currency = "EUR", amount_below_minor = 20000 }
+queue = "care"
+priority = 4
+action = "accept"
+autonomous = true
+autonomy_limit_minor = 10000
+
+[[rule]]
+name = "large ones to a lead"
+when = { currency = "EUR", amount_at_least_minor = 60000 }
+queue = "seller"
+priority = 1
+action = "escalate"
+"#;
+
+/// Gives every bulk-loaded dispute a stored triage run (four input templates by amount), then replays a draft
+/// over them as a backtest job and reports how long the job took.
+async fn backtest(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
+    seed_projection(engine, options.disputes).await?;
+    let store = engine.store();
+    let templates: Vec<String> = [5_000_i64, 15_000, 40_000, 80_000]
+        .into_iter()
+        .map(|minor| -> anyhow::Result<String> {
+            let amount = Money::new(minor, Currency::parse("EUR")?)?;
+            let input = verdict_domain::TriageInput {
+                category: verdict_domain::ReasonCategory::ConsumerDispute,
+                reason_code: "13.1".into(),
+                network: CardNetwork::Visa,
+                amount,
+                processor: Processor::Stripe,
+                stage: Stage::Chargeback,
+                days_left: Some(12),
+                seller_id: Some("seller-1".into()),
+                order: None,
+                evidence_score: 60,
+                evidence_complete: false,
+                ce_eligible: false,
+                seller_liable: false,
+                economics: engine.economics().economics(
+                    amount,
+                    verdict_domain::ReasonCategory::ConsumerDispute,
+                    Processor::Stripe,
+                    verdict_domain::EvidenceBand::Partial,
+                    false,
+                    &verdict_domain::WinRates::default(),
+                ),
+            };
+            Ok(serde_json::to_string(&input)?.replace('\'', "''"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let case = templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("WHEN {i} THEN '{t}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let triage = r#"{"rule":"bench","queue":"seller","priority":3,"action":"defend","autonomy":{"mode":"manual"},"read":{},"why":"bench"}"#;
+    let started = Instant::now();
+    let sql = match store.backend() {
+        Backend::Postgres => format!(
+            "INSERT INTO dispute_triage (dispute_id, policy_version, rule, evidence_band, input, triage, decided_at)              SELECT id, 0, 'bench', 'partial', (CASE amount_minor % 4 {case} END)::jsonb, '{triage}'::jsonb, now()              FROM disputes WHERE processor_dispute_id LIKE 'bulk-%' ON CONFLICT (dispute_id) DO NOTHING"
+        ),
+        Backend::Sqlite => format!(
+            "INSERT INTO dispute_triage (dispute_id, policy_version, rule, evidence_band, input, triage, decided_at)              SELECT id, 0, 'bench', 'partial', CASE amount_minor % 4 {case} END, '{triage}',              strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')              FROM disputes WHERE processor_dispute_id LIKE 'bulk-%' ON CONFLICT (dispute_id) DO NOTHING"
+        ),
+    };
+    store.execute_unprepared(&sql).await.context("loading triage runs")?;
+    println!(
+        "backtest: triage runs loaded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let job = engine.start_backtest(BENCH_DRAFT, 1, "bench").await?;
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    engine.work_one_backtest("bench", &stopping).await?;
+    let elapsed = started.elapsed();
+    let done = store.backtest(job.id).await?.context("the backtest vanished")?;
+    let tally: verdict_domain::backtest::Backtest = serde_json::from_value(done.tally)?;
+    println!(
+        "backtest: {} disputes replayed in {:.1} s ({:.0}/s), {} changed, status {}",
+        tally.disputes,
+        elapsed.as_secs_f64(),
+        tally.disputes as f64 / elapsed.as_secs_f64().max(0.001),
+        tally.changed,
+        done.status
+    );
     Ok(())
 }

@@ -61,6 +61,11 @@ pub struct Config {
     /// `payout_token`; `VERDICT_SELLERS_PAYOUT_URL`, `VERDICT_SELLERS_PAYOUT_TOKEN`) and the dispute rate above
     /// which a seller is flagged (`dispute_rate_threshold_bps`).
     pub sellers: verdict_engine::effects::SellersConfig,
+    /// Triage economics (`[policy]`): the win rate assumed before enough disputes were decided
+    /// (`prior_win_rate_bps`, `min_decided`), what defending costs (`processor_fee_minor` per processor,
+    /// `analyst_minutes`, `analyst_hourly_cost_minor`) and the share of a seller-owned dispute recovered from the
+    /// seller (`seller_share_bps`); see docs/policy.md.
+    pub policy: verdict_domain::EconomicsConfig,
     /// Internal URLs sent every dispute event, signed (`[[outbound_webhooks]]`: `name`, `url`, `secret`,
     /// optional `events` and `max_attempts`); none by default.
     pub outbound_webhooks: Vec<verdict_engine::effects::OutboundWebhookConfig>,
@@ -375,6 +380,7 @@ impl Default for Config {
             refunds: Default::default(),
             oidc: Default::default(),
             sellers: Default::default(),
+            policy: Default::default(),
         }
     }
 }

@@ -115,6 +115,11 @@ async fn serve_http(
         format!("bulk-{}", uuid::Uuid::now_v7()),
         bulk_stopping,
     ));
+    let backtests = tokio::spawn(verdict_engine::backtest::run_backtests(
+        state.engine.clone(),
+        format!("backtest-{}", uuid::Uuid::now_v7()),
+        stop_bulk.subscribe(),
+    ));
     let app = verdict_api::router(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -126,6 +131,9 @@ async fn serve_http(
     let _ = stop_bulk.send(true);
     if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, bulk).await.is_err() {
         tracing::warn!("the bulk job worker did not stop in time; its lease will expire");
+    }
+    if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, backtests).await.is_err() {
+        tracing::warn!("the backtest worker did not stop in time; its lease will expire");
     }
     served?;
     tracing::info!("verdict stopped");

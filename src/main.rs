@@ -75,7 +75,7 @@ enum CommandLine {
         /// Steps added per second in the step-latency measurement (1 to 1,000).
         #[arg(long, default_value_t = 50)]
         latency_rate: u64,
-        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers.
+        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers, backtest.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
@@ -170,7 +170,8 @@ async fn serve_configured(
     tracing::info!("{}", config.webhooks.summary());
     let engine = verdict::workers::with_timing(engine, &config.scheduling)
         .with_seller_tasks(config.sellers.task_policy()?)
-        .with_seller_rate_threshold(config.sellers.dispute_rate_threshold_bps);
+        .with_seller_rate_threshold(config.sellers.dispute_rate_threshold_bps)
+        .with_economics(config.policy.clone());
     let state = verdict_api::AppState::new(engine)
         .with_webhooks(webhooks)
         .with_graphql_limits(config.graphql.clone())

@@ -42,6 +42,8 @@ mod m20261202_000017_dispute_patterns;
 mod m20261202_000018_change_feed;
 mod m20261202_000019_users;
 mod m20261202_000020_seller_recoveries;
+mod m20261203_000021_policy;
+mod m20261203_000022_policy_backtests;
 
 pub struct Migrator;
 
@@ -68,6 +70,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000018_change_feed::Migration),
             Box::new(m20261202_000019_users::Migration),
             Box::new(m20261202_000020_seller_recoveries::Migration),
+            Box::new(m20261203_000021_policy::Migration),
+            Box::new(m20261203_000022_policy_backtests::Migration),
         ]
     }
 }

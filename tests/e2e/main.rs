@@ -16,6 +16,7 @@ mod limits;
 mod observability;
 mod outbound;
 mod patterns;
+mod policy;
 mod readiness;
 mod respond;
 mod sandbox;

@@ -302,7 +302,7 @@ fn public_actor(event: &DisputeEvent, dispute: &Dispute) -> String {
     match event.actor.kind {
         ActorKind::Analyst => "Dispute analyst".to_owned(),
         ActorKind::Processor => processor_name(dispute),
-        ActorKind::Timer | ActorKind::Step | ActorKind::System => "Verdict (automatic)".to_owned(),
+        ActorKind::Timer | ActorKind::Step | ActorKind::System | ActorKind::Policy => "Verdict (automatic)".to_owned(),
     }
 }
 

@@ -197,6 +197,8 @@ pub struct Dispute {
     pub due_by: Option<DateTime<Utc>>,
     pub opened_at: DateTime<Utc>,
     pub queue: Option<Queue>,
+    /// 1 (most urgent) to 5, as the triage policy last decided; 3 until it decides otherwise.
+    pub priority: u8,
     pub assignee: Option<String>,
     /// Number of events applied; the optimistic-concurrency token.
     pub version: i64,

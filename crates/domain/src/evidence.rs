@@ -404,7 +404,13 @@ const REQUIRED_WEIGHT: usize = 80;
 /// present plus 20 × the share of recommended kinds present, rounded down, which stays below 100; adding an
 /// item never lowers it.
 pub fn completeness(claim: DisputeClaim, items: &[EvidenceItem]) -> Completeness {
-    let present = |kind: EvidenceKind| items.iter().any(|item| item.kind == kind);
+    let kinds: Vec<EvidenceKind> = items.iter().map(|item| item.kind).collect();
+    completeness_of_kinds(claim, &kinds)
+}
+
+/// [`completeness`] from the kinds alone: what the event log names (`evidence_added` carries ids and kinds).
+pub fn completeness_of_kinds(claim: DisputeClaim, kinds: &[EvidenceKind]) -> Completeness {
+    let present = |kind: EvidenceKind| kinds.contains(&kind);
     let all = expectations(claim);
     let required: Vec<EvidenceKind> = all.iter().filter(|e| e.required).map(|e| e.kind).collect();
     let missing: Vec<Expectation> = all.iter().filter(|e| !present(e.kind)).copied().collect();

@@ -5,10 +5,12 @@
 //! means at a given instant, persists the resulting [`Decision`] in one transaction, and folds the events
 //! back with [`apply`].
 
+pub mod backtest;
 pub mod claim;
 pub mod defense;
 pub mod dispute;
 pub mod document;
+pub mod economics;
 pub mod error;
 pub mod evidence;
 pub mod facts;
@@ -18,17 +20,19 @@ pub mod machine;
 pub mod money;
 pub mod patterns;
 pub mod personal;
+pub mod policy;
 pub mod reason;
 pub mod respond;
 
 pub use claim::DisputeClaim;
 pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
 pub use document::{DocumentKind, DocumentRef};
+pub use economics::{Economics, EconomicsConfig, EvidenceBand, WinRateBasis, WinRates};
 pub use error::DomainError;
 pub use evidence::{
     CompellingEvidence, CompellingEvidenceProgram, Completeness, DisputedPayment, DrawnEvidence, EvidenceContentType,
     EvidenceFile, EvidenceItem, EvidenceKind, EvidenceSource, Expectation, QualifyingTransaction, SharedIdentifier,
-    compelling_evidence, completeness, draw_from_facts, expectations,
+    compelling_evidence, completeness, completeness_of_kinds, draw_from_facts, expectations,
 };
 pub use ids::DisputeId;
 pub use liability::{
@@ -44,5 +48,9 @@ pub use machine::{link_payload, link_references};
 pub use money::{Currency, Money};
 pub use patterns::{MonitoringLevel, MonitoringProgram, MonitoringThresholds, OutcomeClass, PatternDimension};
 pub use personal::{Customer, CustomerEmail, CustomerName, Locale};
+pub use policy::{
+    ApprovalRequest, Autonomy, Conditions, OrderSignals, Policy, PolicyError, RecommendedAction, Rule, Triage,
+    TriageInput, TriageRun,
+};
 pub use reason::{CardNetwork, ReasonCategory, ReasonCode};
 pub use respond::{MessageChannel, MessageTemplate, RefundRecord};

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::facts::{OrderProfile, ReferenceKind, TaggedReference, lookup_references};
 use crate::liability::SellerTask;
+use crate::policy::{Triage, TriageRun};
 use crate::respond::{self, MessageChannel, MessageTemplate, RefundRecord};
 use crate::{
     Customer, Dispute, DisputeId, DocumentKind, DocumentRef, DomainError, EvidenceKind, EvidenceSource, Locale, Money,
@@ -103,6 +104,8 @@ pub enum ActorKind {
     Timer,
     Step,
     System,
+    /// The triage policy, acting alone within its limits (`policy:VERSION`).
+    Policy,
 }
 
 /// Who caused an event: an analyst's API key name, a processor, a timer, a step or the system.
@@ -131,6 +134,17 @@ impl Actor {
             name: name.into(),
         }
     }
+    /// Policy version `version`, acting alone or on a lead's approval; version 0 is the built-in default.
+    pub fn policy(version: i64) -> Self {
+        Self {
+            kind: ActorKind::Policy,
+            name: if version == 0 {
+                "default".to_owned()
+            } else {
+                version.to_string()
+            },
+        }
+    }
     /// `analyst:jane`, `processor:stripe`: how the actor is stored and shown.
     pub fn label(&self) -> String {
         let kind = match self.kind {
@@ -139,6 +153,7 @@ impl Actor {
             ActorKind::Timer => "timer",
             ActorKind::Step => "step",
             ActorKind::System => "system",
+            ActorKind::Policy => "policy",
         };
         format!("{kind}:{}", self.name)
     }
@@ -449,6 +464,12 @@ pub enum Change {
     DocumentGenerated {
         document: DocumentRef,
     },
+    /// The triage policy decided differently from before: the rule that fired, what it read and why. The
+    /// queue and priority follow it.
+    TriageDecided {
+        policy_version: i64,
+        triage: Box<Triage>,
+    },
 }
 
 /// The name of an event in the history, as clients see it.
@@ -488,6 +509,7 @@ pub enum EventKind {
     OrderLinked,
     OrderNotFound,
     DocumentGenerated,
+    TriageDecided,
 }
 
 impl EventKind {
@@ -525,6 +547,7 @@ impl EventKind {
             EventKind::OrderLinked => "order_linked",
             EventKind::OrderNotFound => "order_not_found",
             EventKind::DocumentGenerated => "document_generated",
+            EventKind::TriageDecided => "triage_decided",
         }
     }
 }
@@ -566,6 +589,7 @@ impl Change {
             Change::OrderLinked { .. } => EventKind::OrderLinked,
             Change::OrderNotFound { .. } => EventKind::OrderNotFound,
             Change::DocumentGenerated { .. } => EventKind::DocumentGenerated,
+            Change::TriageDecided { .. } => EventKind::TriageDecided,
         }
     }
 
@@ -590,7 +614,7 @@ impl Change {
             | Change::EvidenceRemoved { .. }
             | Change::OrderLinked { .. }
             | Change::OrderNotFound { .. } => None,
-            Change::DocumentGenerated { .. } => None,
+            Change::DocumentGenerated { .. } | Change::TriageDecided { .. } => None,
         }
     }
 }
@@ -714,6 +738,10 @@ pub struct Decision {
     pub events: Vec<DisputeEvent>,
     pub timers: Vec<TimerInstruction>,
     pub steps: Vec<StepRequest>,
+    /// The triage run this decision carries (its inputs and result), stored beside the dispute whether or not
+    /// its decision changed (an unchanged one records no event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triage: Option<Box<TriageRun>>,
 }
 
 impl Decision {
@@ -723,6 +751,9 @@ impl Decision {
         self.events.extend(next.events);
         self.timers.extend(next.timers);
         self.steps.extend(next.steps);
+        if next.triage.is_some() {
+            self.triage = next.triage;
+        }
     }
 
     /// Adds references for the link step to look the order up by (to an opening decision's; the engine passes
@@ -851,6 +882,14 @@ fn evidence_open(dispute: &Dispute) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// The queue a dispute is triaged into when nobody names one: the policy's, once its triage decided one,
+/// else the reason category's.
+fn default_queue(dispute: &Dispute) -> Queue {
+    dispute
+        .queue
+        .unwrap_or_else(|| Queue::for_category(dispute.reason_code.category()))
+}
+
 /// Opens a new dispute: the first event of its log.
 pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Decision, DomainError> {
     let Action::Open(new) = &command.action else {
@@ -890,6 +929,7 @@ pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Deci
         events: vec![event],
         timers,
         steps: if needs_link { vec![link] } else { Vec::new() },
+        triage: None,
     })
 }
 
@@ -931,7 +971,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                 to,
             });
         }
-        let queue = (to == Status::Triaged).then(|| Queue::for_category(dispute.reason_code.category()));
+        let queue = (to == Status::Triaged).then(|| default_queue(dispute));
         Ok(Change::Transitioned {
             from: dispute.status,
             to,
@@ -1166,7 +1206,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             } else if !to.is_open() || *to == Status::Submitted {
                 timers.push(TimerInstruction::CancelAll);
             }
-            let queue = (*to == Status::Triaged).then(|| Queue::for_category(dispute.reason_code.category()));
+            let queue = (*to == Status::Triaged).then(|| default_queue(dispute));
             Change::Transitioned {
                 from: dispute.status,
                 to: *to,
@@ -1401,6 +1441,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
         events: vec![event],
         timers,
         steps,
+        triage: None,
     })
 }
 
@@ -1467,6 +1508,7 @@ fn single(
         }],
         timers: Vec::new(),
         steps: Vec::new(),
+        triage: None,
     }
 }
 
@@ -1756,6 +1798,7 @@ pub fn opened(event: &DisputeEvent) -> Option<Dispute> {
         due_by: new.due_by,
         opened_at: new.opened_at,
         queue: None,
+        priority: crate::policy::DEFAULT_PRIORITY,
         assignee: None,
         version: event.version,
         created_at: event.at,
@@ -1836,6 +1879,10 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         | Change::OrderNotFound { .. }
         // Documents live in their own table; the projection only counts the version.
         | Change::DocumentGenerated { .. } => {}
+        Change::TriageDecided { triage, .. } => {
+            dispute.queue = Some(triage.queue);
+            dispute.priority = triage.priority;
+        }
     }
     dispute.version = event.version;
     dispute.updated_at = event.at;

@@ -74,7 +74,7 @@ impl fmt::Display for CardNetwork {
 }
 
 /// What kind of dispute a reason code describes; it decides the queue and the evidence a defense needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReasonCategory {
     Fraud,

@@ -62,6 +62,7 @@ fn actor_of(label: &str) -> Actor {
         "processor" => ActorKind::Processor,
         "timer" => ActorKind::Timer,
         "step" => ActorKind::Step,
+        "policy" => ActorKind::Policy,
         _ => ActorKind::System,
     };
     Actor {

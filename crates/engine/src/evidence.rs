@@ -144,11 +144,12 @@ impl Engine {
         writes: &[EvidenceWrite],
     ) -> Result<Dispute, EngineError> {
         let now = self.clock().now();
-        let decision = self.timing.adjust(decide(dispute, command, now)?, now);
+        let mut decision = self.timing.adjust(decide(dispute, command, now)?, now);
         let mut after = dispute.clone();
         for event in &decision.events {
             apply(&mut after, event);
         }
+        self.triage_into(true, &mut after, &mut decision, now).await?;
         self.store()
             .commit_evidence(dispute.version, &after, &decision, writes)
             .await?;

@@ -870,6 +870,8 @@ impl Engine {
             let Some(mut finish) = finish(inbox_id, lease_token, &outcome, now) else {
                 return Ok((outcome, false));
             };
+            self.triage_into(expected_version.is_some(), &mut current, &mut plan, now)
+                .await?;
             // Whether it is older than what the dispute already reflects is decided by the committing
             // transaction; a note (Record) is history, kept whatever its age.
             finish.not_before_applied = (goal != Goal::Record).then_some(n.occurred_at);

@@ -4,6 +4,7 @@
 //! webhooks, timers and steps through the workers — goes through [`Engine::handle`], so every change is an
 //! appended event with an actor, a reason and a time.
 
+pub mod backtest;
 mod clock;
 pub mod documents;
 pub mod effects;
@@ -11,6 +12,7 @@ pub mod evidence;
 pub mod ingest;
 pub mod schedules;
 pub mod timers;
+pub mod triage;
 pub mod worker;
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ use verdict_store::{Store, StoreError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use documents::{DocumentSources, GeneratedDocument, NoSources};
 pub use ingest::{ApplyOutcome, IngestStats, Received, Source};
+pub use triage::ActivePolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -61,6 +64,10 @@ pub struct Engine {
     seller_tasks: verdict_domain::SellerTaskPolicy,
     /// Sellers with more disputes than this per 10,000 orders are flagged.
     seller_rate_threshold_bps: u64,
+    /// What defending costs and the win rate assumed without history (`[policy]`).
+    economics: Arc<verdict_domain::EconomicsConfig>,
+    /// Observed win rates, counted at most once a minute (triage.rs).
+    win_rates: Arc<triage::WinRateCache>,
 }
 
 impl Engine {
@@ -75,6 +82,8 @@ impl Engine {
             facts,
             seller_tasks: verdict_domain::SellerTaskPolicy::default(),
             seller_rate_threshold_bps: 100,
+            economics: Arc::default(),
+            win_rates: Arc::default(),
         }
     }
 
@@ -148,9 +157,10 @@ impl Engine {
     pub async fn open_decided(&self, command: Command) -> Result<(Dispute, Decision), EngineError> {
         let id = DisputeId::new_v7();
         let now = self.clock.now();
-        let decision = self.timing.adjust(open(id, &command, now)?, now);
-        let dispute = verdict_domain::replay(&decision.events)
+        let mut decision = self.timing.adjust(open(id, &command, now)?, now);
+        let mut dispute = verdict_domain::replay(&decision.events)
             .ok_or_else(|| DomainError::InvalidInput("opening produced no dispute".into()))?;
+        self.triage_into(false, &mut dispute, &mut decision, now).await?;
         self.store.commit(None, &dispute, &decision).await?;
         tracing::info!(dispute_id = %id, "dispute opened");
         Ok((dispute, decision))
@@ -213,6 +223,7 @@ impl Engine {
             for event in &decision.events {
                 apply(&mut after, event);
             }
+            self.triage_into(true, &mut after, &mut decision, now).await?;
             // A seller-owned dispute just lost or accepted is recovered from the seller, in the same commit.
             if verdict_domain::recovery_due(after.status) && !verdict_domain::recovery_due(dispute.status) {
                 let task = self.seller_task(id).await?;

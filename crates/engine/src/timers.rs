@@ -379,6 +379,39 @@ pub enum Fired {
 }
 
 impl Engine {
+    /// At the act-by time, a defense the policy may submit alone (its rule defends autonomously, the amount is
+    /// within the limit, and the evidence was complete at the last triage) is submitted by `policy:VERSION`
+    /// instead of what the deadline policy would do.
+    async fn policy_defense(&self, dispute: &Dispute) -> Result<Option<Command>, EngineError> {
+        if !matches!(
+            dispute.status,
+            Status::Notified | Status::Triaged | Status::EvidenceGathering
+        ) {
+            return Ok(None);
+        }
+        let Some(run) = self.store.triage_run(dispute.id).await? else {
+            return Ok(None);
+        };
+        let defends_alone = run.triage.action == verdict_domain::RecommendedAction::Defend
+            && run.triage.autonomy == verdict_domain::Autonomy::Act;
+        if !defends_alone || !run.input.evidence_complete {
+            return Ok(None);
+        }
+        Ok(Some(
+            Command::new(
+                Actor::policy(run.policy_version),
+                Action::SubmitDefense {
+                    missing: Vec::new(),
+                    override_reason: None,
+                },
+            )
+            .because(format!(
+                "act-by time: the policy submits the complete defense; {}",
+                run.triage.why
+            )),
+        ))
+    }
+
     /// [`Engine::handle`] whose commit also completes a claimed timer or step, and writes nothing if that
     /// lease was lost.
     pub async fn handle_fenced(&self, id: DisputeId, command: Command, fence: Fence) -> Result<Dispute, EngineError> {
@@ -400,6 +433,10 @@ impl Engine {
                 "timer {} does not apply to a {} dispute without a due date",
                 timer.kind, dispute.status
             )));
+        };
+        let command = match fired {
+            FiredTimer::Domain(TimerKind::ActBy) => self.policy_defense(&dispute).await?.unwrap_or(command),
+            _ => command,
         };
         let fence = Fence::Timer(verdict_store::Leased {
             id: timer.id,

@@ -55,6 +55,7 @@ pub(crate) fn to_domain(row: dispute::Model) -> Result<Dispute, StoreError> {
             .map(|q| q.parse())
             .transpose()
             .map_err(|e| corrupt("queue", id, e))?,
+        priority: u8::try_from(row.priority).map_err(|e| corrupt("priority", id, e))?,
         assignee: row.assignee,
         version: row.version,
         created_at: row.created_at,
@@ -85,6 +86,7 @@ pub(crate) fn to_row(d: &Dispute) -> dispute::Model {
         sort_due_at: d.due_by.unwrap_or_else(far_future),
         opened_at: d.opened_at,
         queue: d.queue.map(|q| q.to_string()),
+        priority: i32::from(d.priority),
         assignee: d.assignee.clone(),
         version: d.version,
         created_at: d.created_at,

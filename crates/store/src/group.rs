@@ -396,6 +396,10 @@ impl Store {
         for write in batch {
             // The patterns' grouping and outcome columns follow the events in the same transaction.
             crate::patterns::write_pattern_columns(self, txn, write.after, write.decision).await?;
+            // The triage run the decision carries, beside its events (an unchanged decision has none).
+            if let Some(run) = &write.decision.triage {
+                crate::policy::write_run(txn, write.after.id, run).await?;
+            }
             // The evidence rows the events name, in the same transaction as the events.
             crate::evidence::write(txn, write.after.id, write.evidence).await?;
             if let Some(document) = write.document {

@@ -5,6 +5,7 @@
 //! transaction guarded by an optimistic version check, so concurrent writers get a conflict instead of a
 //! lost update.
 
+mod backtests;
 mod batch;
 mod bulk;
 mod changes;
@@ -19,6 +20,7 @@ mod inbox;
 mod keys;
 mod mailbox;
 mod patterns;
+mod policy;
 mod queue;
 mod repo;
 mod schedules;
@@ -29,6 +31,7 @@ pub mod testing;
 mod users;
 mod write;
 
+pub use backtests::{BACKTEST_DONE, BACKTEST_FAILED, BACKTEST_RUNNING, BacktestPage, BacktestRecord, NewBacktest};
 pub use bulk::{BULK_DONE, BULK_RUNNING, BulkItemResult, BulkJobRecord, BulkProgress, NewBulkJob};
 pub use changes::{CHANGE_BUFFER, CHANGE_CHANNEL, Change, OutboundRoute, outbound_delivery_key};
 pub use documents::{DocumentRecord, NewDocument, StoredDocument};
@@ -41,6 +44,9 @@ pub use inbox::{
 pub use keys::{ApiKeyRecord, KeySelector, Revocation, hash_token};
 pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessage};
 pub use patterns::{MAX_PATTERN_GROUPS, MonitoringCount, MonitoringQuery, PatternKey, PatternQuery, PatternRow};
+pub use policy::{
+    APPROVAL_APPROVED, APPROVAL_PENDING, APPROVAL_REJECTED, ApprovalRecord, NewApproval, PolicyVersionRecord,
+};
 pub use queue::{
     Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewStep, NewTimer, StepFailure, StepRow,
     WORK_CHANNEL,

@@ -82,6 +82,8 @@ pub enum DisputeSort {
     /// Minor units, whatever the currency: filter on one currency for an order that means something.
     Amount,
     OpenedAt,
+    /// The triage policy's priority, 1 (most urgent) first when ascending; ties in opening order (the id).
+    Priority,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +152,7 @@ impl DisputeSort {
             DisputeSort::DueBy => dispute::Column::SortDueAt,
             DisputeSort::Amount => dispute::Column::AmountMinor,
             DisputeSort::OpenedAt => dispute::Column::OpenedAt,
+            DisputeSort::Priority => dispute::Column::Priority,
         }
     }
 
@@ -158,6 +161,7 @@ impl DisputeSort {
             DisputeSort::DueBy => SortValue::At(row.sort_due_at),
             DisputeSort::Amount => SortValue::Minor(row.amount_minor),
             DisputeSort::OpenedAt => SortValue::At(row.opened_at),
+            DisputeSort::Priority => SortValue::Minor(i64::from(row.priority)),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod actions;
 mod available;
+mod backtest;
 pub mod bulk;
 mod documents;
 mod enums;
@@ -15,6 +16,7 @@ mod notifications;
 mod operations_admin;
 mod patterns;
 mod payloads;
+mod policy;
 mod query;
 pub mod search;
 mod sellers;
@@ -37,9 +39,20 @@ pub use documents::DocumentsMutation;
 /// Every mutation. Each takes an `input` (the step mutations: the step's `id`) and answers its own `XPayload`: what the
 /// change made and `userErrors`, the refusals a screen handles (see docs/api.md).
 #[derive(MergedObject, Default)]
-pub struct Mutation(MutationRoot, ActionsMutation, DocumentsMutation, bulk::BulkMutation);
+pub struct Mutation(
+    MutationRoot,
+    ActionsMutation,
+    DocumentsMutation,
+    bulk::BulkMutation,
+    policy::PolicyMutation,
+    backtest::BacktestMutation,
+);
 
-pub type VerdictSchema = Schema<QueryRoot, Mutation, SubscriptionRoot>;
+/// Every query: the dispute queries (query.rs), the triage policy's (policy.rs) and its backtests'.
+#[derive(MergedObject)]
+pub struct Query(QueryRoot, policy::PolicyQuery, backtest::BacktestQuery);
+
+pub type VerdictSchema = Schema<Query, Mutation, SubscriptionRoot>;
 
 /// The schema with the default [`GraphqlLimits`] and a read gate sized to a share of the engine's pool.
 pub fn build_schema(engine: Engine) -> VerdictSchema {
@@ -61,22 +74,30 @@ pub fn build_schema_full(
     refunds: RefundLimits,
 ) -> VerdictSchema {
     let lists = loaders::loader(engine.store().clone(), gate.clone());
-    Schema::build(QueryRoot, Mutation::default(), SubscriptionRoot)
-        .data(engine)
-        .data(refunds)
-        .data(gate)
-        .data(lists)
-        .extension(limits::RejectNul)
-        .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
-        .finish()
+    Schema::build(
+        Query(QueryRoot, policy::PolicyQuery, backtest::BacktestQuery),
+        Mutation::default(),
+        SubscriptionRoot,
+    )
+    .data(engine)
+    .data(refunds)
+    .data(gate)
+    .data(lists)
+    .extension(limits::RejectNul)
+    .limit_depth(limits.max_depth)
+    .limit_complexity(limits.max_complexity)
+    .finish()
 }
 
 /// The SDL that `verdict schema` prints and graphql/schema.graphql holds.
 pub fn schema_sdl() -> String {
-    Schema::build(QueryRoot, Mutation::default(), SubscriptionRoot)
-        .finish()
-        .sdl()
+    Schema::build(
+        Query(QueryRoot, policy::PolicyQuery, backtest::BacktestQuery),
+        Mutation::default(),
+        SubscriptionRoot,
+    )
+    .finish()
+    .sdl()
 }
 
 /// Runs a database read of this request through the [`ReadGate`].

@@ -122,6 +122,8 @@ pub enum DisputeSortKey {
     Amount,
     /// When the dispute was opened.
     OpenedAt,
+    /// The triage policy's priority: ascending puts 1 (most urgent) first; ties in opening order.
+    Priority,
 }
 
 /// Ascending or descending.
@@ -290,6 +292,7 @@ impl DisputeSortInput {
             DisputeSortKey::ActBy | DisputeSortKey::DueBy => DisputeSort::DueBy,
             DisputeSortKey::Amount => DisputeSort::Amount,
             DisputeSortKey::OpenedAt => DisputeSort::OpenedAt,
+            DisputeSortKey::Priority => DisputeSort::Priority,
         };
         let direction = match self.direction {
             SortOrder::Asc => SortDirection::Ascending,
@@ -313,6 +316,7 @@ fn sort_name(sort: DisputeSort) -> &'static str {
         DisputeSort::DueBy => "due",
         DisputeSort::Amount => "amount",
         DisputeSort::OpenedAt => "opened",
+        DisputeSort::Priority => "priority",
     }
 }
 
@@ -346,7 +350,7 @@ pub(crate) fn decode_cursor(sort: DisputeSort, text: &str) -> Result<SortCursor,
         DisputeSort::DueBy | DisputeSort::OpenedAt => {
             SortValue::At(DateTime::parse_from_rfc3339(value).map_err(|_| bad())?.to_utc())
         }
-        DisputeSort::Amount => SortValue::Minor(value.parse().map_err(|_| bad())?),
+        DisputeSort::Amount | DisputeSort::Priority => SortValue::Minor(value.parse().map_err(|_| bad())?),
     };
     Ok(SortCursor {
         value,

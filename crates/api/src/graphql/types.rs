@@ -531,6 +531,19 @@ impl Dispute {
     async fn queue(&self) -> Option<Queue> {
         self.0.queue.map(Into::into)
     }
+    /// 1 (most urgent) to 5, as the triage policy last decided; 3 until it decides otherwise.
+    async fn priority(&self) -> i32 {
+        i32::from(self.0.priority)
+    }
+    /// The triage policy's last decision on the dispute: the rule that fired, what it read and why; null before
+    /// the dispute's first triage.
+    async fn triage(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::policy::DisputeTriage>> {
+        super::policy::triage_of(ctx, &self.0).await
+    }
+    /// What defending is worth (expected recovery, cost, the seller's share), as the last triage computed it.
+    async fn economics(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::policy::DisputeEconomics>> {
+        super::policy::economics_of(ctx, &self.0).await
+    }
     /// Who works it (a handle or key name); null when nobody.
     async fn assignee(&self) -> Option<&str> {
         self.0.assignee.as_deref()

@@ -51,6 +51,7 @@ pub fn dispute(processor: Processor, network: CardNetwork, code: &str, stage: St
         due_by: Some(t0() + Duration::days(10)),
         opened_at: t0(),
         queue: Some(Queue::Seller),
+        priority: 3,
         assignee: Some("marie".into()),
         version: 5,
         created_at: t0(),

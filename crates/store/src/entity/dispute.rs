@@ -25,6 +25,7 @@ pub struct Model {
     pub sort_due_at: DateTimeUtc,
     pub opened_at: DateTimeUtc,
     pub queue: Option<String>,
+    pub priority: i32,
     pub assignee: Option<String>,
     pub version: i64,
     pub created_at: DateTimeUtc,

@@ -1,0 +1,420 @@
+//! Policy versions (exactly one active), each dispute's last triage run, the win rates observed per reason
+//! category, processor and evidence band, and the approvals leads give before the policy acts above its limit.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, TransactionTrait,
+};
+use uuid::Uuid;
+use verdict_domain::{DisputeId, EvidenceBand, TriageRun, WinRates};
+
+use crate::entity::{dispute_triage, policy_approval, policy_version};
+use crate::error::is_unique_violation;
+use crate::{Store, StoreError};
+
+/// A stored policy version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyVersionRecord {
+    pub version: i64,
+    pub id: Uuid,
+    /// The policy as the lead wrote it (TOML), validated when saved.
+    pub source: String,
+    pub note: Option<String>,
+    pub active: bool,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub activated_by: Option<String>,
+    pub activated_at: Option<DateTime<Utc>>,
+}
+
+impl From<policy_version::Model> for PolicyVersionRecord {
+    fn from(m: policy_version::Model) -> Self {
+        Self {
+            version: i64::from(m.version),
+            id: m.id,
+            source: m.source,
+            note: m.note,
+            active: m.active,
+            created_by: m.created_by,
+            created_at: m.created_at,
+            activated_by: m.activated_by,
+            activated_at: m.activated_at,
+        }
+    }
+}
+
+/// An action the policy would take above its limit, waiting for (or decided by) a lead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRecord {
+    pub id: Uuid,
+    pub dispute_id: Uuid,
+    pub policy_version: i64,
+    pub rule: String,
+    pub action: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub limit_minor: i64,
+    pub request_key: String,
+    pub why: String,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    pub requested_at: DateTime<Utc>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decision_note: Option<String>,
+}
+
+impl From<policy_approval::Model> for ApprovalRecord {
+    fn from(m: policy_approval::Model) -> Self {
+        Self {
+            id: m.id,
+            dispute_id: m.dispute_id,
+            policy_version: i64::from(m.policy_version),
+            rule: m.rule,
+            action: m.action,
+            amount_minor: m.amount_minor,
+            currency: m.currency,
+            limit_minor: m.limit_minor,
+            request_key: m.request_key,
+            why: m.why,
+            status: m.status,
+            requested_at: m.requested_at,
+            decided_by: m.decided_by,
+            decided_at: m.decided_at,
+            decision_note: m.decision_note,
+        }
+    }
+}
+
+/// An approval to request; one per request key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApproval {
+    pub dispute_id: Uuid,
+    pub policy_version: i64,
+    pub rule: String,
+    pub action: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub limit_minor: i64,
+    pub request_key: String,
+    pub why: String,
+}
+
+pub const APPROVAL_PENDING: &str = "pending";
+pub const APPROVAL_APPROVED: &str = "approved";
+pub const APPROVAL_REJECTED: &str = "rejected";
+
+fn version_i32(version: i64) -> Result<i32, StoreError> {
+    i32::try_from(version).map_err(|_| StoreError::Corrupt(format!("policy version {version} is out of range")))
+}
+
+/// Writes a dispute's triage run beside its events (commit_all).
+pub(crate) async fn write_run(
+    txn: &DatabaseTransaction,
+    dispute: DisputeId,
+    run: &TriageRun,
+) -> Result<(), StoreError> {
+    let encode = |what: &str, value: Result<serde_json::Value, serde_json::Error>| {
+        value.map_err(|e| StoreError::Corrupt(format!("the triage {what} does not serialise: {e}")))
+    };
+    let row = dispute_triage::ActiveModel {
+        dispute_id: Set(dispute.as_uuid()),
+        policy_version: Set(version_i32(run.policy_version)?),
+        rule: Set(run.triage.rule.clone()),
+        evidence_band: Set(EvidenceBand::of_score(run.input.evidence_score).as_str().to_owned()),
+        input: Set(encode("input", serde_json::to_value(&run.input))?),
+        triage: Set(encode("result", serde_json::to_value(&run.triage))?),
+        decided_at: Set(run.at),
+    };
+    dispute_triage::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(dispute_triage::Column::DisputeId)
+                .update_columns([
+                    dispute_triage::Column::PolicyVersion,
+                    dispute_triage::Column::Rule,
+                    dispute_triage::Column::EvidenceBand,
+                    dispute_triage::Column::Input,
+                    dispute_triage::Column::Triage,
+                    dispute_triage::Column::DecidedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    if let Some(approval) = &run.approval {
+        insert_approval(
+            txn,
+            &NewApproval {
+                dispute_id: dispute.as_uuid(),
+                policy_version: run.policy_version,
+                rule: run.triage.rule.clone(),
+                action: approval.action.as_str().to_owned(),
+                amount_minor: approval.amount.minor_units(),
+                currency: approval.amount.currency().code().to_owned(),
+                limit_minor: approval.limit_minor,
+                request_key: approval.key.clone(),
+                why: run.triage.why.clone(),
+            },
+            run.at,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_approval(conn: &impl ConnectionTrait, new: &NewApproval, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let row = policy_approval::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        dispute_id: Set(new.dispute_id),
+        policy_version: Set(version_i32(new.policy_version)?),
+        rule: Set(new.rule.clone()),
+        action: Set(new.action.clone()),
+        amount_minor: Set(new.amount_minor),
+        currency: Set(new.currency.clone()),
+        limit_minor: Set(new.limit_minor),
+        request_key: Set(new.request_key.clone()),
+        why: Set(new.why.clone()),
+        status: Set(APPROVAL_PENDING.to_owned()),
+        requested_at: Set(now),
+        decided_by: Set(None),
+        decided_at: Set(None),
+        decision_note: Set(None),
+    };
+    policy_approval::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(policy_approval::Column::RequestKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// A stored triage row back into its run.
+pub(crate) fn run_of(m: dispute_triage::Model) -> Result<TriageRun, StoreError> {
+    let corrupt = |what: &str, e: serde_json::Error| {
+        StoreError::Corrupt(format!("triage {what} of dispute {}: {e}", m.dispute_id))
+    };
+    Ok(TriageRun {
+        policy_version: i64::from(m.policy_version),
+        input: serde_json::from_value(m.input.clone()).map_err(|e| corrupt("input", e))?,
+        triage: serde_json::from_value(m.triage.clone()).map_err(|e| corrupt("result", e))?,
+        at: m.decided_at,
+        approval: None,
+    })
+}
+
+impl Store {
+    /// Stores a new policy version (inactive) and returns it; versions are numbered 1, 2, ...
+    pub async fn save_policy(
+        &self,
+        source: &str,
+        note: Option<&str>,
+        created_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PolicyVersionRecord, StoreError> {
+        // Two leads saving at once both read the same maximum: the loser's insert hits the key and retries.
+        for _ in 0..5 {
+            let last = policy_version::Entity::find()
+                .order_by_desc(policy_version::Column::Version)
+                .one(self.db())
+                .await?
+                .map_or(0, |m| m.version);
+            let row = policy_version::Model {
+                version: last + 1,
+                id: Uuid::now_v7(),
+                source: source.to_owned(),
+                note: note.map(str::to_owned),
+                active: false,
+                created_by: created_by.to_owned(),
+                created_at: now,
+                activated_by: None,
+                activated_at: None,
+            };
+            let active: policy_version::ActiveModel = row.clone().into();
+            match policy_version::Entity::insert(active)
+                .exec_without_returning(self.db())
+                .await
+            {
+                Ok(_) => return Ok(row.into()),
+                Err(err) if is_unique_violation(&err) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(StoreError::Duplicate("a policy version saved at the same time".into()))
+    }
+
+    /// Makes `version` the one active version; `None` when there is no such version.
+    pub async fn activate_policy(
+        &self,
+        version: i64,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PolicyVersionRecord>, StoreError> {
+        let version = version_i32(version)?;
+        let txn = self.db().begin().await?;
+        let Some(row) = policy_version::Entity::find_by_id(version).one(&txn).await? else {
+            return Ok(None);
+        };
+        policy_version::Entity::update_many()
+            .col_expr(policy_version::Column::Active, false.into())
+            .filter(policy_version::Column::Active.eq(true))
+            .filter(policy_version::Column::Version.ne(version))
+            .exec(&txn)
+            .await?;
+        let mut model: policy_version::ActiveModel = row.into();
+        model.active = Set(true);
+        model.activated_by = Set(Some(by.to_owned()));
+        model.activated_at = Set(Some(now));
+        let updated = sea_orm::ActiveModelTrait::update(model, &txn).await?;
+        txn.commit().await?;
+        Ok(Some(updated.into()))
+    }
+
+    /// The active policy version; `None` before a lead activated one (the built-in default applies).
+    pub async fn active_policy(&self) -> Result<Option<PolicyVersionRecord>, StoreError> {
+        Ok(policy_version::Entity::find()
+            .filter(policy_version::Column::Active.eq(true))
+            .one(self.db())
+            .await?
+            .map(Into::into))
+    }
+
+    pub async fn policy_version(&self, version: i64) -> Result<Option<PolicyVersionRecord>, StoreError> {
+        Ok(policy_version::Entity::find_by_id(version_i32(version)?)
+            .one(self.db())
+            .await?
+            .map(Into::into))
+    }
+
+    /// Every version, newest first.
+    pub async fn policy_versions(&self, limit: u64) -> Result<Vec<PolicyVersionRecord>, StoreError> {
+        Ok(policy_version::Entity::find()
+            .order_by_desc(policy_version::Column::Version)
+            .limit(limit)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// The dispute's last triage run.
+    pub async fn triage_run(&self, dispute: DisputeId) -> Result<Option<TriageRun>, StoreError> {
+        dispute_triage::Entity::find_by_id(dispute.as_uuid())
+            .one(self.db())
+            .await?
+            .map(run_of)
+            .transpose()
+    }
+
+    /// Won and decided disputes by reason category, processor and the evidence band of their last triage.
+    /// Won and withdrawn count as won; lost and expired as lost; accepted and refunded disputes were never
+    /// defended and do not count.
+    pub async fn win_rates(&self) -> Result<WinRates, StoreError> {
+        let sql = "SELECT d.reason_category, d.processor, t.evidence_band, \
+                   SUM(CASE WHEN d.status IN ('won', 'withdrawn') THEN 1 ELSE 0 END) AS won, COUNT(*) AS decided \
+                   FROM disputes d JOIN dispute_triage t ON t.dispute_id = d.id \
+                   WHERE d.status IN ('won', 'withdrawn', 'lost', 'expired') \
+                   GROUP BY d.reason_category, d.processor, t.evidence_band";
+        let rows = self
+            .db()
+            .query_all_raw(Statement::from_string(self.db().get_database_backend(), sql))
+            .await?;
+        let mut rates = WinRates::default();
+        for row in rows {
+            let category: String = row.try_get("", "reason_category")?;
+            let processor: String = row.try_get("", "processor")?;
+            let band: String = row.try_get("", "evidence_band")?;
+            let won: i64 = row.try_get("", "won")?;
+            let decided: i64 = row.try_get("", "decided")?;
+            let (Ok(category), Ok(processor), Ok(band)) = (
+                serde_json::from_value(serde_json::Value::String(category)),
+                processor.parse(),
+                band.parse(),
+            ) else {
+                continue;
+            };
+            rates.counts.insert(
+                (category, processor, band),
+                (
+                    u32::try_from(won).unwrap_or(u32::MAX),
+                    u32::try_from(decided).unwrap_or(u32::MAX),
+                ),
+            );
+        }
+        Ok(rates)
+    }
+
+    /// Requests a lead's approval; a request key already used returns the approval it made.
+    pub async fn request_approval(&self, new: &NewApproval, now: DateTime<Utc>) -> Result<ApprovalRecord, StoreError> {
+        insert_approval(self.db(), new, now).await?;
+        policy_approval::Entity::find()
+            .filter(policy_approval::Column::RequestKey.eq(new.request_key.as_str()))
+            .one(self.db())
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| StoreError::Corrupt(format!("approval {} vanished", new.request_key)))
+    }
+
+    pub async fn approval(&self, id: Uuid) -> Result<Option<ApprovalRecord>, StoreError> {
+        Ok(policy_approval::Entity::find_by_id(id)
+            .one(self.db())
+            .await?
+            .map(Into::into))
+    }
+
+    /// Approvals with `status` (all when none), oldest first.
+    pub async fn approvals(&self, status: Option<&str>, limit: u64) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let mut query = policy_approval::Entity::find();
+        if let Some(status) = status {
+            query = query.filter(policy_approval::Column::Status.eq(status));
+        }
+        Ok(query
+            .order_by_asc(policy_approval::Column::RequestedAt)
+            .order_by_asc(policy_approval::Column::Id)
+            .limit(limit)
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// Moves a pending approval to `status`; false when it was no longer pending (another lead decided).
+    pub async fn decide_approval(
+        &self,
+        id: Uuid,
+        status: &str,
+        by: &str,
+        note: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let updated = policy_approval::Entity::update_many()
+            .col_expr(policy_approval::Column::Status, status.into())
+            .col_expr(policy_approval::Column::DecidedBy, Some(by.to_owned()).into())
+            .col_expr(policy_approval::Column::DecidedAt, Some(now).into())
+            .col_expr(policy_approval::Column::DecisionNote, note.map(str::to_owned).into())
+            .filter(policy_approval::Column::Id.eq(id))
+            .filter(policy_approval::Column::Status.eq(APPROVAL_PENDING))
+            .exec(self.db())
+            .await?;
+        Ok(updated.rows_affected == 1)
+    }
+
+    /// Puts an approval back to pending after its action could not be performed, with why.
+    pub async fn reopen_approval(&self, id: Uuid, why: &str) -> Result<(), StoreError> {
+        policy_approval::Entity::update_many()
+            .col_expr(policy_approval::Column::Status, APPROVAL_PENDING.into())
+            .col_expr(policy_approval::Column::DecidedBy, Option::<String>::None.into())
+            .col_expr(policy_approval::Column::DecidedAt, Option::<DateTime<Utc>>::None.into())
+            .col_expr(policy_approval::Column::DecisionNote, Some(why.to_owned()).into())
+            .filter(policy_approval::Column::Id.eq(id))
+            .exec(self.db())
+            .await?;
+        Ok(())
+    }
+}

@@ -274,12 +274,13 @@ pub struct StartPolicyBacktestInput {
     pub months: i32,
 }
 
-/// The backtest started; poll `policyBacktest(id)`.
-#[derive(SimpleObject)]
-pub struct StartPolicyBacktestPayload {
-    /// The backtest, running.
-    pub backtest: PolicyBacktest,
-}
+super::payloads::result_payload!(
+    /// The backtest started (poll `policyBacktest(id)`), or why it was refused.
+    StartPolicyBacktestPayload {
+        /// The backtest, running; null when refused.
+        backtest: PolicyBacktest
+    }
+);
 
 /// Backtest mutations.
 #[derive(Default)]
@@ -294,6 +295,15 @@ impl BacktestMutation {
         ctx: &Context<'_>,
         input: StartPolicyBacktestInput,
     ) -> async_graphql::Result<StartPolicyBacktestPayload> {
+        super::payloads::payload(start_policy_backtest(ctx, input).await, "input")
+    }
+}
+
+async fn start_policy_backtest(
+    ctx: &Context<'_>,
+    input: StartPolicyBacktestInput,
+) -> async_graphql::Result<StartPolicyBacktestPayload> {
+    {
         let caller = principal(ctx, Role::Lead)?;
         let months = u32::try_from(input.months)
             .map_err(|_| ApiError::InvalidInput("months must be between 1 and 36".into()))?;
@@ -302,8 +312,6 @@ impl BacktestMutation {
             .start_backtest(&input.source, months, &caller.actor().label())
             .await
             .map_err(ApiError::from)?;
-        Ok(StartPolicyBacktestPayload {
-            backtest: PolicyBacktest::from_record(record)?,
-        })
+        Ok(StartPolicyBacktestPayload::made(PolicyBacktest::from_record(record)?))
     }
 }

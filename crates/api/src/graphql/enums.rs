@@ -85,6 +85,8 @@ pub enum EventType {
     OrderNotFound,
     /// A defense document or case file was generated and stored.
     DocumentGenerated,
+    /// The triage policy decided the dispute's queue, priority and recommended action (actor `policy:VERSION`).
+    TriageDecided,
 }
 
 /// What a step does.

@@ -423,12 +423,13 @@ pub struct SavePolicyInput {
     pub activate: bool,
 }
 
-/// The version saved.
-#[derive(SimpleObject)]
-pub struct SavePolicyPayload {
-    /// The new version.
-    pub policy: PolicyVersion,
-}
+super::payloads::result_payload!(
+    /// The version saved, or why it was refused (a validation error names the rule and the field).
+    SavePolicyPayload {
+        /// The new version; null when refused.
+        policy: PolicyVersion
+    }
+);
 
 /// Which version to activate.
 #[derive(InputObject)]
@@ -437,12 +438,13 @@ pub struct ActivatePolicyInput {
     pub version: i64,
 }
 
-/// The version now active.
-#[derive(SimpleObject)]
-pub struct ActivatePolicyPayload {
-    /// The version, active.
-    pub policy: PolicyVersion,
-}
+super::payloads::result_payload!(
+    /// The version now active, or why it was refused.
+    ActivatePolicyPayload {
+        /// The version, active; null when refused.
+        policy: PolicyVersion
+    }
+);
 
 /// A lead's decision on an approval.
 #[derive(InputObject)]
@@ -453,13 +455,25 @@ pub struct DecidePolicyActionInput {
     pub note: Option<String>,
 }
 
-/// The approval as decided, and the dispute after the action (approvals).
+/// The approval as decided, and the dispute after the action (approvals), or why it was refused.
 #[derive(SimpleObject)]
 pub struct DecidePolicyActionPayload {
-    /// The approval.
-    pub approval: PolicyApproval,
-    /// The dispute after the approved action; null for a rejection.
+    /// The approval; null when refused.
+    pub approval: Option<PolicyApproval>,
+    /// The dispute after the approved action; null for a rejection or a refusal.
     pub dispute: Option<Dispute>,
+    /// Why the decision was refused; empty when it was made.
+    pub user_errors: Vec<super::payloads::UserError>,
+}
+
+impl super::payloads::Refusable for DecidePolicyActionPayload {
+    fn refused(user_errors: Vec<super::payloads::UserError>) -> Self {
+        Self {
+            approval: None,
+            dispute: None,
+            user_errors,
+        }
+    }
 }
 
 /// The policy's mutations (leads and up).
@@ -534,8 +548,9 @@ async fn decided(
         .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::Internal("an approval vanished".into()))?;
     Ok(DecidePolicyActionPayload {
-        approval: PolicyApproval::from_record(approval)?,
+        approval: Some(PolicyApproval::from_record(approval)?),
         dispute,
+        user_errors: Vec::new(),
     })
 }
 
@@ -543,6 +558,41 @@ async fn decided(
 impl PolicyMutation {
     /// Validates and stores a policy as the next version (leads and up); `activate` makes it the active one.
     async fn save_policy(&self, ctx: &Context<'_>, input: SavePolicyInput) -> async_graphql::Result<SavePolicyPayload> {
+        super::payloads::payload(save_policy(ctx, input).await, "input")
+    }
+
+    /// Makes a stored version the active one (leads and up); triage applies it from the next run on.
+    async fn activate_policy(
+        &self,
+        ctx: &Context<'_>,
+        input: ActivatePolicyInput,
+    ) -> async_graphql::Result<ActivatePolicyPayload> {
+        super::payloads::payload(activate_policy(ctx, input).await, "input")
+    }
+
+    /// Approves an action the policy asked for (leads and up): it is performed at once by `policy:VERSION`
+    /// through the ordinary respond action, naming the lead. If it cannot be (the dispute moved on), the
+    /// approval stays pending with why, and the user error says so.
+    async fn approve_policy_action(
+        &self,
+        ctx: &Context<'_>,
+        input: DecidePolicyActionInput,
+    ) -> async_graphql::Result<DecidePolicyActionPayload> {
+        super::payloads::payload(approve_policy_action(ctx, input).await, "input")
+    }
+
+    /// Rejects an action the policy asked for (leads and up): nothing is done.
+    async fn reject_policy_action(
+        &self,
+        ctx: &Context<'_>,
+        input: DecidePolicyActionInput,
+    ) -> async_graphql::Result<DecidePolicyActionPayload> {
+        super::payloads::payload(reject_policy_action(ctx, input).await, "input")
+    }
+}
+
+async fn save_policy(ctx: &Context<'_>, input: SavePolicyInput) -> async_graphql::Result<SavePolicyPayload> {
+    {
         let caller = principal(ctx, Role::Lead)?;
         if input.source.len() > MAX_SOURCE_BYTES {
             return Err(ApiError::InvalidInput(format!("a policy is at most {MAX_SOURCE_BYTES} bytes")).into());
@@ -566,17 +616,12 @@ impl PolicyMutation {
                 .ok_or_else(|| ApiError::Internal("a saved policy version vanished".into()))?;
         }
         tracing::info!(version = record.version, by = %by, activated = input.activate, "policy saved");
-        Ok(SavePolicyPayload {
-            policy: PolicyVersion::from_record(record)?,
-        })
+        Ok(SavePolicyPayload::made(PolicyVersion::from_record(record)?))
     }
+}
 
-    /// Makes a stored version the active one (leads and up); triage applies it from the next run on.
-    async fn activate_policy(
-        &self,
-        ctx: &Context<'_>,
-        input: ActivatePolicyInput,
-    ) -> async_graphql::Result<ActivatePolicyPayload> {
+async fn activate_policy(ctx: &Context<'_>, input: ActivatePolicyInput) -> async_graphql::Result<ActivatePolicyPayload> {
+    {
         let caller = principal(ctx, Role::Lead)?;
         let engine = ctx.data::<Engine>()?;
         let by = caller.actor().label();
@@ -587,19 +632,15 @@ impl PolicyMutation {
             .map_err(ApiError::from)?
             .ok_or_else(|| ApiError::NotFound(format!("policy version {} not found", input.version)))?;
         tracing::info!(version = record.version, by = %by, "policy activated");
-        Ok(ActivatePolicyPayload {
-            policy: PolicyVersion::from_record(record)?,
-        })
+        Ok(ActivatePolicyPayload::made(PolicyVersion::from_record(record)?))
     }
+}
 
-    /// Approves an action the policy asked for (leads and up): it is performed at once by `policy:VERSION`
-    /// through the ordinary respond action, naming the lead. If it cannot be (the dispute moved on), the
-    /// approval stays pending with why, and the error says so.
-    async fn approve_policy_action(
-        &self,
-        ctx: &Context<'_>,
-        input: DecidePolicyActionInput,
-    ) -> async_graphql::Result<DecidePolicyActionPayload> {
+async fn approve_policy_action(
+    ctx: &Context<'_>,
+    input: DecidePolicyActionInput,
+) -> async_graphql::Result<DecidePolicyActionPayload> {
+    {
         let (engine, approval, by) = decide(ctx, input, APPROVAL_APPROVED).await?;
         let dispute = match engine.perform_approved(&approval, &by).await {
             Ok(dispute) => dispute,
@@ -618,14 +659,12 @@ impl PolicyMutation {
         };
         decided(engine, approval.id, Some(Dispute(dispute))).await
     }
+}
 
-    /// Rejects an action the policy asked for (leads and up): nothing is done.
-    async fn reject_policy_action(
-        &self,
-        ctx: &Context<'_>,
-        input: DecidePolicyActionInput,
-    ) -> async_graphql::Result<DecidePolicyActionPayload> {
-        let (engine, approval, _) = decide(ctx, input, APPROVAL_REJECTED).await?;
-        decided(engine, approval.id, None).await
-    }
+async fn reject_policy_action(
+    ctx: &Context<'_>,
+    input: DecidePolicyActionInput,
+) -> async_graphql::Result<DecidePolicyActionPayload> {
+    let (engine, approval, _) = decide(ctx, input, APPROVAL_REJECTED).await?;
+    decided(engine, approval.id, None).await
 }

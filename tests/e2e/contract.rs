@@ -513,3 +513,57 @@ async fn available_actions_follow_the_role_and_the_state_machine() {
     );
     assert!(!correct["statuses"].as_array().unwrap().contains(&json!("WON")));
 }
+
+#[tokio::test]
+async fn events_carry_typed_details_for_the_common_kinds() {
+    let db = &test_databases().await.unwrap()[0];
+    let app = TestApp::start(db).await;
+    let opened = app
+        .gql(&app.analyst, OPEN, json!({"input": open_input("dp_contract_events")}))
+        .await;
+    let id = opened.data()["openDispute"]["dispute"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let note = "mutation($input: AddNoteInput!) { addNote(input: $input) { dispute { version } userErrors { code } } }";
+    app.gql(
+        &app.analyst,
+        note,
+        json!({"input": {"id": id, "note": "called the bank"}}),
+    )
+    .await
+    .data();
+    let assign = "mutation($input: AssignDisputeInput!) { assignDispute(input: $input) { dispute { version } userErrors { code } } }";
+    let assigned = app
+        .gql(&app.lead, assign, json!({"input": {"id": id, "assignee": "alice"}}))
+        .await;
+    let version = assigned.data()["assignDispute"]["dispute"]["version"].as_i64().unwrap();
+    let add = "mutation($input: AddEvidenceInput!) { addEvidence(input: $input) { items { id } userErrors { code } } }";
+    let added = app
+        .gql(
+            &app.analyst,
+            add,
+            json!({"input": {"id": id, "expectedVersion": version, "kind": "TRACKING", "text": "DHL 123"}}),
+        )
+        .await;
+    let item = added.data()["addEvidence"]["items"][0]["id"].clone();
+    let history = "query($id: ID!) { dispute(id: $id) { events { type change { __typename \
+                   ... on NoteChange { note } ... on AssignmentChange { previousAssignee assignee } \
+                   ... on EvidenceChange { itemIds kinds } } } } }";
+    let answer = app.gql(&app.viewer, history, json!({"id": id})).await;
+    let events = answer.data()["dispute"]["events"].as_array().unwrap().clone();
+    let of = |kind: &str| events.iter().find(|e| e["type"] == kind).unwrap()["change"].clone();
+    assert!(of("OPENED").is_null(), "{events:?}");
+    assert_eq!(
+        of("NOTE_ADDED"),
+        json!({"__typename": "NoteChange", "note": "called the bank"})
+    );
+    assert_eq!(
+        of("ASSIGNED"),
+        json!({"__typename": "AssignmentChange", "previousAssignee": null, "assignee": "alice"})
+    );
+    assert_eq!(
+        of("EVIDENCE_ADDED"),
+        json!({"__typename": "EvidenceChange", "itemIds": [item], "kinds": ["TRACKING"]})
+    );
+}

@@ -283,6 +283,59 @@ pub enum EventChange {
     DueBy(DueByChange),
     /// `STAGE_ADVANCED` and `REOPENED`.
     Stage(StageChange),
+    /// `REMINDER_RECORDED`.
+    Reminder(ReminderChange),
+    /// `DEFENSE_SUBMITTED`.
+    Defense(DefenseChange),
+    /// `REFUND_REQUESTED`.
+    Refund(RefundChange),
+    /// `EVIDENCE_ADDED` and `EVIDENCE_REMOVED`.
+    Evidence(EvidenceChange),
+    /// `ORDER_LINKED`.
+    OrderLink(OrderLinkChange),
+}
+
+/// A reminder before the act-by time was sent.
+#[derive(SimpleObject)]
+pub struct ReminderChange {
+    /// How many hours before the act-by time.
+    pub hours_before: i64,
+}
+
+/// The defense was submitted.
+#[derive(SimpleObject)]
+pub struct DefenseChange {
+    /// The required evidence a lead chose to submit without (the event's reason says why); empty otherwise.
+    pub missing_overridden: Vec<super::evidence::EvidenceKind>,
+}
+
+/// A refund was asked of the processor.
+#[derive(SimpleObject)]
+pub struct RefundChange {
+    /// The caller's own id of the refund request.
+    pub request_id: String,
+    /// How much.
+    pub amount: Money,
+}
+
+/// Evidence items added or withdrawn (their content is in `Dispute.evidence`).
+#[derive(SimpleObject)]
+pub struct EvidenceChange {
+    /// The items' ids.
+    pub item_ids: Vec<ID>,
+    /// Their kinds, in the same order.
+    pub kinds: Vec<super::evidence::EvidenceKind>,
+}
+
+/// The dispute was linked to its marketplace order (its customer is shown on the dispute, not here).
+#[derive(SimpleObject)]
+pub struct OrderLinkChange {
+    /// The order's number.
+    pub order_reference: String,
+    /// Which facts answered: `tables` or `http`.
+    pub source: String,
+    /// The order's seller.
+    pub seller_id: String,
 }
 
 /// A change of assignee.
@@ -347,6 +400,32 @@ impl EventChange {
                 previous_stage: None,
                 stage: stage.into(),
                 due_by,
+            }),
+            domain::Change::ReminderRecorded { hours_before } => EventChange::Reminder(ReminderChange { hours_before }),
+            domain::Change::DefenseSubmitted { missing_overridden, .. } => EventChange::Defense(DefenseChange {
+                missing_overridden: missing_overridden.into_iter().map(Into::into).collect(),
+            }),
+            domain::Change::RefundRequested { request_id, amount } => EventChange::Refund(RefundChange {
+                request_id,
+                amount: amount.into(),
+            }),
+            domain::Change::EvidenceAdded { items, .. } => EventChange::Evidence(EvidenceChange {
+                item_ids: items.iter().map(|i| ID(i.item_id.to_string())).collect(),
+                kinds: items.iter().map(|i| i.kind.into()).collect(),
+            }),
+            domain::Change::EvidenceRemoved { item } => EventChange::Evidence(EvidenceChange {
+                item_ids: vec![ID(item.item_id.to_string())],
+                kinds: vec![item.kind.into()],
+            }),
+            domain::Change::OrderLinked {
+                order_reference,
+                source,
+                seller_id,
+                ..
+            } => EventChange::OrderLink(OrderLinkChange {
+                order_reference,
+                source,
+                seller_id,
             }),
             _ => return None,
         })

@@ -121,6 +121,10 @@ const RULES: &[(&str, Role)] = &[
     ("Query.order", Role::Viewer),
     ("Query.disputePatterns", Role::Analyst),
     ("Query.disputeMonitoring", Role::Analyst),
+    ("Query.policy", Role::Analyst),
+    ("Query.policies", Role::Lead),
+    ("Query.policyApprovals", Role::Lead),
+    ("Query.policyBacktest", Role::Lead),
     ("Mutation.openDispute", Role::Analyst),
     ("Mutation.transitionDispute", Role::Lead),
     ("Mutation.changeDueBy", Role::Analyst),
@@ -146,6 +150,11 @@ const RULES: &[(&str, Role)] = &[
     ("Mutation.bulkAssign", Role::Analyst),
     ("Mutation.bulkTransition", Role::Lead),
     ("Mutation.bulkMessage", Role::Analyst),
+    ("Mutation.savePolicy", Role::Lead),
+    ("Mutation.activatePolicy", Role::Lead),
+    ("Mutation.approvePolicyAction", Role::Lead),
+    ("Mutation.rejectPolicyAction", Role::Lead),
+    ("Mutation.startPolicyBacktest", Role::Lead),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

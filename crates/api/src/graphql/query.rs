@@ -47,7 +47,7 @@ pub enum CallerKind {
 }
 
 /// Every query: disputes and their history, queues, patterns, the audit trail, and administration.
-#[Object(name = "Query")]
+#[Object]
 impl QueryRoot {
     /// One dispute by Verdict id; null if there is none.
     async fn dispute(

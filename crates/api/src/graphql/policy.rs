@@ -620,7 +620,10 @@ async fn save_policy(ctx: &Context<'_>, input: SavePolicyInput) -> async_graphql
     }
 }
 
-async fn activate_policy(ctx: &Context<'_>, input: ActivatePolicyInput) -> async_graphql::Result<ActivatePolicyPayload> {
+async fn activate_policy(
+    ctx: &Context<'_>,
+    input: ActivatePolicyInput,
+) -> async_graphql::Result<ActivatePolicyPayload> {
     {
         let caller = principal(ctx, Role::Lead)?;
         let engine = ctx.data::<Engine>()?;

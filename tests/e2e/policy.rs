@@ -5,10 +5,8 @@ use serde_json::{Value, json};
 
 use crate::app::{TestApp, open_input, test_databases};
 
-const SAVE: &str =
-    "mutation($input: SavePolicyInput!) { savePolicy(input: $input) { policy { version active ruleCount toml } } }";
-const OPEN: &str =
-    "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { id version status queue priority } }";
+const SAVE: &str = "mutation($input: SavePolicyInput!) { savePolicy(input: $input) { policy { version active ruleCount toml } userErrors { code message field } } }";
+const OPEN: &str = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { dispute { id version status queue priority } } }";
 const TRIAGE: &str = "query($id: ID!) { dispute(id: $id) { status queue priority version \
     triage { policyVersion ruleIndex rule queue priority recommendedAction autonomy autonomyLimitMinorUnits why read { field value } } \
     economics { winRateBasisPoints winRateBasis expectedRecovery { minorUnits } defenseCost { minorUnits } cheaperToAccept } \
@@ -16,7 +14,7 @@ const TRIAGE: &str = "query($id: ID!) { dispute(id: $id) { status queue priority
 const APPROVALS: &str =
     "query { policyApprovals { id disputeId rule action status limitMinorUnits amount { minorUnits } } }";
 const APPROVE: &str = "mutation($input: DecidePolicyActionInput!) { approvePolicyAction(input: $input) { \
-    approval { status decidedBy note } dispute { status version } } }";
+    approval { status decidedBy note } dispute { status version } userErrors { code message field } } }";
 
 const TRIAGE_POLICY: &str = r#"
 description = "large fraud first"
@@ -53,7 +51,7 @@ async fn open(app: &TestApp, pid: &str, minor: i64, stage: Option<&str>) -> Valu
     if let Some(stage) = stage {
         input["stage"] = json!(stage);
     }
-    app.gql(&app.analyst, OPEN, json!({ "input": input })).await.data()["openDispute"].clone()
+    app.gql(&app.analyst, OPEN, json!({ "input": input })).await.data()["openDispute"]["dispute"].clone()
 }
 
 async fn triage(app: &TestApp, id: &str) -> Value {
@@ -101,7 +99,9 @@ async fn leads_save_validated_policies_and_triage_explains_and_orders_the_queue(
         )
         .await;
         assert_eq!(bad.error_code(), "INVALID_INPUT", "{label}");
-        let message = bad.body["errors"][0]["message"].as_str().unwrap();
+        let refused = bad.user_errors();
+        assert_eq!(refused[0]["field"], json!(["input"]), "{label}");
+        let message = refused[0]["message"].as_str().unwrap();
         assert!(
             message.contains("rule 1 (\"big\"), field `when.amount_below_minor`"),
             "{label}: {message}"
@@ -308,7 +308,7 @@ async fn an_autonomous_refund_above_the_limit_waits_for_a_lead_and_is_performed_
     }
 }
 
-const START_BACKTEST: &str = "mutation($input: StartPolicyBacktestInput!) { startPolicyBacktest(input: $input) { backtest { id status total } } }";
+const START_BACKTEST: &str = "mutation($input: StartPolicyBacktestInput!) { startPolicyBacktest(input: $input) { backtest { id status total } userErrors { code message field } } }";
 const BACKTEST: &str = "query($id: ID!) { policyBacktest(id: $id) { status processed total error \
     result { disputes changed routedDifferently refundedDifferently acceptedDifferently defendedDifferently \
       active { autonomous approvalsNeeded analystDisputes } draft { autonomous approvalsNeeded analystDisputes routed { key count } } } \

@@ -215,8 +215,8 @@ impl PolicyBacktest {
     async fn changes(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 100)] first: i32,
-        after: Option<ID>,
+        #[graphql(default = 100, desc = "How many changed disputes (1 to the page cap).")] first: i32,
+        #[graphql(desc = "Continue after this dispute id (the last one of the previous page).")] after: Option<ID>,
     ) -> async_graphql::Result<Vec<BacktestChange>> {
         if !(1..=MAX_CHANGES).contains(&first) {
             return Err(ApiError::InvalidInput(format!("first must be between 1 and {MAX_CHANGES}")).into());
@@ -254,7 +254,11 @@ pub struct BacktestQuery;
 #[Object]
 impl BacktestQuery {
     /// A backtest, its progress and result (leads and up).
-    async fn policy_backtest(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<PolicyBacktest>> {
+    async fn policy_backtest(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The backtest's id, as `startPolicyBacktest` answered it.")] id: ID,
+    ) -> async_graphql::Result<Option<PolicyBacktest>> {
         principal(ctx, Role::Lead)?;
         let id = parse_uuid(&id)?;
         let store = ctx.data::<Engine>()?.store();
@@ -293,7 +297,7 @@ impl BacktestMutation {
     async fn start_policy_backtest(
         &self,
         ctx: &Context<'_>,
-        input: StartPolicyBacktestInput,
+        #[graphql(desc = "The draft and the window of months.")] input: StartPolicyBacktestInput,
     ) -> async_graphql::Result<StartPolicyBacktestPayload> {
         super::payloads::payload(start_policy_backtest(ctx, input).await, "input")
     }

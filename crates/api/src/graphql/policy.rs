@@ -357,7 +357,11 @@ pub struct PolicyQuery;
 impl PolicyQuery {
     /// A policy version (analysts and up); without `version`, the active one (the built-in default, version 0,
     /// until a lead activates one).
-    async fn policy(&self, ctx: &Context<'_>, version: Option<i64>) -> async_graphql::Result<Option<PolicyVersion>> {
+    async fn policy(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A stored version (1, 2, ...); without it, the active one.")] version: Option<i64>,
+    ) -> async_graphql::Result<Option<PolicyVersion>> {
         principal(ctx, Role::Analyst)?;
         let store = ctx.data::<Engine>()?.store();
         let record = match version {
@@ -378,7 +382,7 @@ impl PolicyQuery {
     async fn policies(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50, desc = "How many versions, newest first (1 to the list cap).")] first: i32,
     ) -> async_graphql::Result<Vec<PolicyVersion>> {
         principal(ctx, Role::Lead)?;
         if !(1..=MAX_LIST).contains(&first) {
@@ -395,8 +399,12 @@ impl PolicyQuery {
     async fn policy_approvals(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default_with = "Some(ApprovalStatus::Pending)")] status: Option<ApprovalStatus>,
-        #[graphql(default = 100)] first: i32,
+        #[graphql(
+            default_with = "Some(ApprovalStatus::Pending)",
+            desc = "Only approvals in this state; null for all."
+        )]
+        status: Option<ApprovalStatus>,
+        #[graphql(default = 100, desc = "How many approvals, oldest first (1 to the list cap).")] first: i32,
     ) -> async_graphql::Result<Vec<PolicyApproval>> {
         principal(ctx, Role::Lead)?;
         if !(1..=MAX_LIST).contains(&first) {
@@ -557,7 +565,11 @@ async fn decided(
 #[Object]
 impl PolicyMutation {
     /// Validates and stores a policy as the next version (leads and up); `activate` makes it the active one.
-    async fn save_policy(&self, ctx: &Context<'_>, input: SavePolicyInput) -> async_graphql::Result<SavePolicyPayload> {
+    async fn save_policy(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The policy to store.")] input: SavePolicyInput,
+    ) -> async_graphql::Result<SavePolicyPayload> {
         super::payloads::payload(save_policy(ctx, input).await, "input")
     }
 
@@ -565,7 +577,7 @@ impl PolicyMutation {
     async fn activate_policy(
         &self,
         ctx: &Context<'_>,
-        input: ActivatePolicyInput,
+        #[graphql(desc = "The version to activate.")] input: ActivatePolicyInput,
     ) -> async_graphql::Result<ActivatePolicyPayload> {
         super::payloads::payload(activate_policy(ctx, input).await, "input")
     }
@@ -576,7 +588,7 @@ impl PolicyMutation {
     async fn approve_policy_action(
         &self,
         ctx: &Context<'_>,
-        input: DecidePolicyActionInput,
+        #[graphql(desc = "The approval and the lead's note.")] input: DecidePolicyActionInput,
     ) -> async_graphql::Result<DecidePolicyActionPayload> {
         super::payloads::payload(approve_policy_action(ctx, input).await, "input")
     }
@@ -585,7 +597,7 @@ impl PolicyMutation {
     async fn reject_policy_action(
         &self,
         ctx: &Context<'_>,
-        input: DecidePolicyActionInput,
+        #[graphql(desc = "The approval and the lead's note.")] input: DecidePolicyActionInput,
     ) -> async_graphql::Result<DecidePolicyActionPayload> {
         super::payloads::payload(reject_policy_action(ctx, input).await, "input")
     }

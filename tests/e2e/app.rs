@@ -12,6 +12,9 @@ use verdict_store::testing::TestDatabase;
 
 pub use verdict_store::testing::test_databases;
 
+/// The secret the test apps sign sellers' upload links with.
+pub const SELLER_LINK_SECRET: &[u8] = b"e2e seller upload links, 32 bytes or more";
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub label: &'static str,
@@ -248,7 +251,10 @@ impl TestApp {
             .with_oidc(oidc)
             .with_webhooks(webhooks)
             .with_refund_limits(refunds)
-            .with_evidence_files(Arc::new(verdict_evidence::LocalDirStore::new(evidence_dir.clone())));
+            .with_evidence_files(Arc::new(verdict_evidence::LocalDirStore::new(evidence_dir.clone())))
+            .with_seller_links(Some(
+                verdict_api::seller_links::SellerLinks::new(SELLER_LINK_SECRET, chrono::Duration::hours(72)).unwrap(),
+            ));
         let shutdown = async {
             let _ = stopped.await;
         };

@@ -22,4 +22,5 @@ mod respond;
 mod sandbox;
 mod schema;
 mod search;
+mod sellers;
 mod subscriptions;

@@ -366,6 +366,9 @@ impl Effects {
         effects.seller_tasks = config.sellers.task_policy()?;
         if let Some(url) = config.sellers.payout_url.as_deref().filter(|u| !u.trim().is_empty()) {
             effects.payouts = Some(Arc::new(HttpPayouts::new(url, config.sellers.payout_token.as_deref())?));
+        } else if config.sandbox {
+            // The demo's stand-in, like the sandbox processor: recoveries show as debited. Never in `serve`.
+            effects.payouts = Some(Arc::new(FakePayouts::default()));
         }
         tracing::info!(
             payouts = effects.payouts.is_some(),
@@ -381,8 +384,9 @@ impl Effects {
         );
         if config.sandbox {
             tracing::warn!(
-                "SANDBOX PROCESSOR ON: processors without an adapter report every refund and acceptance as done \
-                 and outcomes are invented by a fixed rule; for demos and tests only"
+                "SANDBOX PROCESSOR ON: processors without an adapter report every refund and acceptance as done, \
+                 outcomes are invented by a fixed rule, and seller recoveries are debited from no real payout \
+                 (unless [sellers] payout_url is set); for demos and tests only"
             );
         }
         Ok(effects)

@@ -8,7 +8,9 @@ use verdict_domain::{
     Action, Actor, Command, Locale, Processor, SellerLiability, SellerTask, Stage, StepKind, StepRequest,
 };
 use verdict_engine::Clock as _;
-use verdict_engine::effects::{Effects, FakePayouts, StepContext, StepError, StepOutcome, StepPerformer};
+use verdict_engine::effects::{
+    Effects, EffectsConfig, FakePayouts, StepContext, StepError, StepOutcome, StepPerformer,
+};
 
 use super::{Harness, harnesses, order_facts, t0};
 
@@ -160,5 +162,44 @@ async fn a_dispute_the_seller_does_not_own_is_not_recovered() {
             "{}",
             h.label
         );
+    }
+}
+
+/// The demo (the sandbox) stands in for the payout service as it does for the processors, so its recoveries show
+/// as debited; a configuration without sandbox and without `payout_url` leaves them waiting, visibly.
+#[tokio::test]
+async fn the_sandbox_debits_recoveries_and_a_real_configuration_waits_for_the_payout_service() {
+    for h in harnesses().await {
+        let (dispute, _) = seller_owned(&h, "dp_seller_sandbox").await;
+        let lost = Command::new(
+            Actor::processor(Processor::Stripe),
+            Action::ReceiveOutcome {
+                won: false,
+                stage: None,
+            },
+        );
+        let (dispute, decision) = h.engine.handle_decided(dispute.id, lost).await.unwrap();
+        let step = decision
+            .steps
+            .iter()
+            .find(|s| s.kind == StepKind::SellerRecovery)
+            .unwrap();
+        let store = h.engine.store().clone();
+
+        let real = Effects::from_config(&EffectsConfig::default(), store.clone(), h.clock.clone()).unwrap();
+        match real.perform(&step_ctx(&dispute, step, 1)).await {
+            Err(StepError::Permanent(message)) => assert!(message.starts_with("waiting_for_adapter"), "{message}"),
+            other => panic!("{}: {other:?}", h.label),
+        }
+        let sandbox = EffectsConfig {
+            sandbox: true,
+            ..EffectsConfig::default()
+        };
+        let demo = Effects::from_config(&sandbox, store.clone(), h.clock.clone()).unwrap();
+        let done = demo.perform(&step_ctx(&dispute, step, 2)).await.unwrap();
+        assert_eq!(done, StepOutcome::done(), "{}", h.label);
+        let recorded = store.recoveries(Some(dispute.id.as_uuid()), 10).await.unwrap();
+        assert_eq!(recorded.len(), 1, "{}", h.label);
+        assert!(recorded[0].payout_reference.is_some(), "{}: {recorded:?}", h.label);
     }
 }

@@ -560,11 +560,14 @@ pub async fn analysts(ledger: Arc<Ledger>, bases: Vec<String>, token: String, st
                                      "reason": command_token}});
             if roll < 0.6 {
                 (
-                    "mutation($i: ResolveWithRefundInput!) { resolveWithRefund(input: $i) { __typename } }",
+                    "mutation($i: ResolveWithRefundInput!) { resolveWithRefund(input: $i) { dispute { version } userErrors { code message } } }",
                     input,
                 )
             } else {
-                ("mutation($i: RefundInput!) { refund(input: $i) { __typename } }", input)
+                (
+                    "mutation($i: RefundInput!) { refund(input: $i) { dispute { version } userErrors { code message } } }",
+                    input,
+                )
             }
         } else {
             let to = match (node["status"].as_str(), node["stage"].as_str()) {

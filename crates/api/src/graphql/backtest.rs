@@ -307,15 +307,13 @@ async fn start_policy_backtest(
     ctx: &Context<'_>,
     input: StartPolicyBacktestInput,
 ) -> async_graphql::Result<StartPolicyBacktestPayload> {
-    {
-        let caller = principal(ctx, Role::Lead)?;
-        let months = u32::try_from(input.months)
-            .map_err(|_| ApiError::InvalidInput("months must be between 1 and 36".into()))?;
-        let engine = ctx.data::<Engine>()?;
-        let record = engine
-            .start_backtest(&input.source, months, &caller.actor().label())
-            .await
-            .map_err(ApiError::from)?;
-        Ok(StartPolicyBacktestPayload::made(PolicyBacktest::from_record(record)?))
-    }
+    let caller = principal(ctx, Role::Lead)?;
+    let months =
+        u32::try_from(input.months).map_err(|_| ApiError::InvalidInput("months must be between 1 and 36".into()))?;
+    let engine = ctx.data::<Engine>()?;
+    let record = engine
+        .start_backtest(&input.source, months, &caller.actor().label())
+        .await
+        .map_err(ApiError::from)?;
+    Ok(StartPolicyBacktestPayload::made(PolicyBacktest::from_record(record)?))
 }

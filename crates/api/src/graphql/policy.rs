@@ -604,76 +604,70 @@ impl PolicyMutation {
 }
 
 async fn save_policy(ctx: &Context<'_>, input: SavePolicyInput) -> async_graphql::Result<SavePolicyPayload> {
-    {
-        let caller = principal(ctx, Role::Lead)?;
-        if input.source.len() > MAX_SOURCE_BYTES {
-            return Err(ApiError::InvalidInput(format!("a policy is at most {MAX_SOURCE_BYTES} bytes")).into());
-        }
-        Policy::from_toml(&input.source).map_err(|e| ApiError::InvalidInput(format!("policy refused: {e}")))?;
-        let note = clean_note(input.note)?;
-        let engine = ctx.data::<Engine>()?;
-        let now = engine.clock().now();
-        let by = caller.actor().label();
-        let mut record = engine
-            .store()
-            .save_policy(&input.source, note.as_deref(), &by, now)
-            .await
-            .map_err(ApiError::from)?;
-        if input.activate {
-            record = engine
-                .store()
-                .activate_policy(record.version, &by, now)
-                .await
-                .map_err(ApiError::from)?
-                .ok_or_else(|| ApiError::Internal("a saved policy version vanished".into()))?;
-        }
-        tracing::info!(version = record.version, by = %by, activated = input.activate, "policy saved");
-        Ok(SavePolicyPayload::made(PolicyVersion::from_record(record)?))
+    let caller = principal(ctx, Role::Lead)?;
+    if input.source.len() > MAX_SOURCE_BYTES {
+        return Err(ApiError::InvalidInput(format!("a policy is at most {MAX_SOURCE_BYTES} bytes")).into());
     }
+    Policy::from_toml(&input.source).map_err(|e| ApiError::InvalidInput(format!("policy refused: {e}")))?;
+    let note = clean_note(input.note)?;
+    let engine = ctx.data::<Engine>()?;
+    let now = engine.clock().now();
+    let by = caller.actor().label();
+    let mut record = engine
+        .store()
+        .save_policy(&input.source, note.as_deref(), &by, now)
+        .await
+        .map_err(ApiError::from)?;
+    if input.activate {
+        record = engine
+            .store()
+            .activate_policy(record.version, &by, now)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::Internal("a saved policy version vanished".into()))?;
+    }
+    tracing::info!(version = record.version, by = %by, activated = input.activate, "policy saved");
+    Ok(SavePolicyPayload::made(PolicyVersion::from_record(record)?))
 }
 
 async fn activate_policy(
     ctx: &Context<'_>,
     input: ActivatePolicyInput,
 ) -> async_graphql::Result<ActivatePolicyPayload> {
-    {
-        let caller = principal(ctx, Role::Lead)?;
-        let engine = ctx.data::<Engine>()?;
-        let by = caller.actor().label();
-        let record = engine
-            .store()
-            .activate_policy(input.version, &by, engine.clock().now())
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::NotFound(format!("policy version {} not found", input.version)))?;
-        tracing::info!(version = record.version, by = %by, "policy activated");
-        Ok(ActivatePolicyPayload::made(PolicyVersion::from_record(record)?))
-    }
+    let caller = principal(ctx, Role::Lead)?;
+    let engine = ctx.data::<Engine>()?;
+    let by = caller.actor().label();
+    let record = engine
+        .store()
+        .activate_policy(input.version, &by, engine.clock().now())
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::NotFound(format!("policy version {} not found", input.version)))?;
+    tracing::info!(version = record.version, by = %by, "policy activated");
+    Ok(ActivatePolicyPayload::made(PolicyVersion::from_record(record)?))
 }
 
 async fn approve_policy_action(
     ctx: &Context<'_>,
     input: DecidePolicyActionInput,
 ) -> async_graphql::Result<DecidePolicyActionPayload> {
-    {
-        let (engine, approval, by) = decide(ctx, input, APPROVAL_APPROVED).await?;
-        let dispute = match engine.perform_approved(&approval, &by).await {
-            Ok(dispute) => dispute,
-            Err(err) => {
-                let err = ApiError::from(err);
-                engine
-                    .store()
-                    .reopen_approval(
-                        approval.id,
-                        &format!("approved by {by} but not performed: {}", err.message()),
-                    )
-                    .await
-                    .map_err(ApiError::from)?;
-                return Err(err.into());
-            }
-        };
-        decided(engine, approval.id, Some(Dispute(dispute))).await
-    }
+    let (engine, approval, by) = decide(ctx, input, APPROVAL_APPROVED).await?;
+    let dispute = match engine.perform_approved(&approval, &by).await {
+        Ok(dispute) => dispute,
+        Err(err) => {
+            let err = ApiError::from(err);
+            engine
+                .store()
+                .reopen_approval(
+                    approval.id,
+                    &format!("approved by {by} but not performed: {}", err.message()),
+                )
+                .await
+                .map_err(ApiError::from)?;
+            return Err(err.into());
+        }
+    };
+    decided(engine, approval.id, Some(Dispute(dispute))).await
 }
 
 async fn reject_policy_action(

@@ -50,7 +50,8 @@ pub async fn pool_with_reconcilers(
     .context("configuring schedules")?
     .with_digest_sink(Arc::new(MailboxDigests::new(engine.store().clone())))
     .with_reconcilers(reconcilers)
-    .with_payload_retention(Duration::days(scheduling.payload_retention_days.max(1)));
+    .with_payload_retention(Duration::days(scheduling.payload_retention_days.max(1)))
+    .with_finished_work_retention(Duration::minutes(scheduling.finished_work_retention_minutes.max(1)));
     scheduler.ensure().await.context("registering schedules")?;
     let options = WorkerOptions::from_config(scheduling, worker_id());
     Ok(Worker::new(engine.clone(), performer, options).with_scheduler(scheduler))

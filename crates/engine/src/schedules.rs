@@ -28,9 +28,11 @@ pub enum Job {
     Sweep,
     /// Asks each processor adapter for disputes changed since the last run.
     Reconcile,
-    /// Blanks raw notification bodies older than the retention period (they carry customer data), and deletes
-    /// the finished timers and steps of disputes closed for longer than it (the queue tables stay small).
+    /// Blanks raw notification bodies older than the retention period (they carry customer data).
     PurgePayloads,
+    /// Deletes the finished timers and steps of disputes closed for longer than `finished_work_retention_minutes`,
+    /// so the queue tables hold live work and recent history only; the events stay the history.
+    PurgeFinishedWork,
 }
 
 /// Raw bodies purged per statement, and statements per run: a run is bounded, the next tick carries on.
@@ -81,6 +83,12 @@ impl ScheduleConfig {
                 cron: "0 30 3 * * *".into(),
                 time_zone: utc(),
                 job: Job::PurgePayloads,
+            },
+            Self {
+                name: "finished_work_purge".into(),
+                cron: "0 */10 * * * *".into(),
+                time_zone: utc(),
+                job: Job::PurgeFinishedWork,
             },
         ]
     }
@@ -230,6 +238,7 @@ pub struct Scheduler {
     reconcilers: Arc<Vec<Arc<dyn Reconciler>>>,
     lease: Duration,
     payload_retention: Duration,
+    finished_work_retention: Duration,
 }
 
 /// The first tick of `schedule` strictly after `after`, in UTC.
@@ -270,12 +279,19 @@ impl Scheduler {
             reconcilers: Arc::new(vec![Arc::new(NoopReconciler) as Arc<dyn Reconciler>]),
             lease: Duration::minutes(10),
             payload_retention: Duration::days(crate::timers::DEFAULT_PAYLOAD_RETENTION_DAYS),
+            finished_work_retention: Duration::minutes(crate::timers::DEFAULT_FINISHED_WORK_RETENTION_MINUTES),
         })
     }
 
     /// How long raw notification bodies are kept.
     pub fn with_payload_retention(mut self, retention: Duration) -> Self {
         self.payload_retention = retention;
+        self
+    }
+
+    /// How long the finished timers and steps of a closed dispute stay in the queue tables.
+    pub fn with_finished_work_retention(mut self, retention: Duration) -> Self {
+        self.finished_work_retention = retention;
         self
     }
 
@@ -299,7 +315,13 @@ impl Scheduler {
             tracing::info!(purged, %before, "raw notification bodies past retention purged");
             metrics::counter!("verdict_notification_payloads_purged_total").increment(purged as u64);
         }
-        // The same retention for the queue tables: finished timers and steps of disputes closed since before it.
+        Ok(purged)
+    }
+
+    /// Deletes the finished timers and steps of disputes closed and untouched for longer than the retention;
+    /// returns how many rows went. Bounded per run; what is left goes at the next tick.
+    pub async fn purge_finished_work(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        let before = now - self.finished_work_retention;
         let (mut timers, mut steps) = (0, 0);
         for _ in 0..PURGE_BATCHES_PER_RUN {
             let (t, s) = self.engine.store().purge_finished_work(before, PURGE_BATCH).await?;
@@ -313,7 +335,7 @@ impl Scheduler {
             tracing::info!(timers, steps, %before, "finished timers and steps of closed disputes deleted");
             metrics::counter!("verdict_finished_work_deleted_total").increment(timers + steps);
         }
-        Ok(purged + (timers + steps) as usize)
+        Ok((timers + steps) as usize)
     }
 
     pub fn with_digest_sink(mut self, sink: Arc<dyn DigestSink>) -> Self {
@@ -417,6 +439,7 @@ impl Scheduler {
             Job::Digest => self.digest(now).await,
             Job::Sweep => self.sweep(now).await,
             Job::PurgePayloads => self.purge_payloads(now).await,
+            Job::PurgeFinishedWork => self.purge_finished_work(now).await,
             Job::Reconcile => {
                 let mut touched = 0;
                 for reconciler in self.reconcilers.iter() {

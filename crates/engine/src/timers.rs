@@ -83,6 +83,10 @@ impl DeadlineRule {
 /// Days raw notification bodies are kept unless configured otherwise.
 pub const DEFAULT_PAYLOAD_RETENTION_DAYS: i64 = 180;
 
+/// Minutes the finished timers and steps of a closed dispute stay in the queue tables unless configured
+/// otherwise: a day, for looking at what just happened; the dispute's events keep the history for good.
+pub const DEFAULT_FINISHED_WORK_RETENTION_MINUTES: i64 = 24 * 60;
+
 /// `[scheduling]` in verdict.toml: timer offsets, deadline policy, workers and cron schedules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,8 +121,12 @@ pub struct SchedulingConfig {
     pub digest_window_hours: i64,
     /// Raw notification bodies (customer data) are blanked this many days after they arrived, once applied.
     pub payload_retention_days: i64,
-    /// Cron schedules; by default a daily digest at 07:00 UTC, an hourly timer sweep and a 15-minute
-    /// reconciliation.
+    /// The finished timers and steps of a dispute closed this many minutes ago are deleted by the
+    /// `purge_finished_work` job, so the queue tables stay small.
+    pub finished_work_retention_minutes: i64,
+    /// Cron schedules; by default a daily digest at 07:00 UTC, an hourly timer sweep, a 15-minute
+    /// reconciliation, the daily payload retention and the finished-work purge every 10 minutes. Configuring
+    /// any replaces them all.
     pub schedules: Vec<crate::schedules::ScheduleConfig>,
 }
 
@@ -140,6 +148,7 @@ impl Default for SchedulingConfig {
             max_idle_seconds: 30,
             digest_window_hours: 72,
             payload_retention_days: DEFAULT_PAYLOAD_RETENTION_DAYS,
+            finished_work_retention_minutes: DEFAULT_FINISHED_WORK_RETENTION_MINUTES,
             schedules: crate::schedules::ScheduleConfig::defaults(),
         }
     }

@@ -953,3 +953,50 @@ async fn retention_deletes_finished_timers_and_steps_of_long_closed_disputes_onl
         );
     }
 }
+
+#[tokio::test]
+async fn the_finished_work_purge_keeps_a_closed_disputes_work_for_its_own_retention() {
+    for setup in Setup::all().await {
+        let label = setup.db.label;
+        let r = setup.replica("a", &SchedulingConfig::default()).await;
+        let closed = open(&r.engine, "dp_purge", "13.1", 9_900, Some(Duration::days(10))).await;
+        act(&r.engine, &closed, Action::Withdraw).await;
+        let store = r.engine.store();
+        store
+            .execute_unprepared("UPDATE timers SET status = 'fired'")
+            .await
+            .unwrap();
+        store
+            .execute_unprepared("UPDATE steps SET status = 'succeeded'")
+            .await
+            .unwrap();
+        let timers = store.timers(closed.id).await.unwrap().len();
+        assert!(timers > 0, "{label}");
+        let scheduler = Scheduler::new(r.engine.clone(), &[], Duration::days(3))
+            .unwrap()
+            .with_payload_retention(Duration::days(180))
+            .with_finished_work_retention(Duration::minutes(5));
+        let closed_at = store.load(closed.id).await.unwrap().unwrap().updated_at;
+
+        // Four minutes after the dispute closed its work stays, whatever the payload retention says.
+        let purged = scheduler
+            .purge_finished_work(closed_at + Duration::minutes(4))
+            .await
+            .unwrap();
+        assert_eq!(purged, 0, "{label}");
+        assert_eq!(store.timers(closed.id).await.unwrap().len(), timers, "{label}");
+
+        // Six minutes after, the job deletes it, and only once.
+        let purged = scheduler
+            .purge_finished_work(closed_at + Duration::minutes(6))
+            .await
+            .unwrap();
+        assert!(purged >= timers, "{label}: {purged} rows for {timers} timers");
+        assert!(store.timers(closed.id).await.unwrap().is_empty(), "{label}");
+        let again = scheduler
+            .purge_finished_work(closed_at + Duration::minutes(7))
+            .await
+            .unwrap();
+        assert_eq!(again, 0, "{label}");
+    }
+}

@@ -94,7 +94,7 @@ pub fn plan(tag: &str, per: usize, spread: Duration, due_in: chrono::Duration) -
         out.push(Delivery {
             source: Source::Braintree,
             disputes: vec![bt.clone()],
-            body: braintree_xml(&bt, now, now + due_in + chrono::Duration::days(2)),
+            body: braintree_xml(&bt, "dispute_opened", now, now + due_in + chrono::Duration::days(2)),
             release_at: at(i),
             acked: false,
             attempts: 0,
@@ -154,9 +154,9 @@ pub fn plan(tag: &str, per: usize, spread: Duration, due_in: chrono::Duration) -
     out
 }
 
-fn braintree_xml(id: &str, now: DateTime<Utc>, reply_by: DateTime<Utc>) -> String {
+fn braintree_xml(id: &str, kind: &str, now: DateTime<Utc>, reply_by: DateTime<Utc>) -> String {
     format!(
-        "<notification><timestamp type=\"datetime\">{ts}</timestamp><kind>dispute_opened</kind><subject><dispute>\
+        "<notification><timestamp type=\"datetime\">{ts}</timestamp><kind>{kind}</kind><subject><dispute>\
          <id>{id}</id><amount>12.00</amount><amount-disputed>12.00</amount-disputed><case-number>CASE-{id}</case-number>\
          <created-at type=\"datetime\">{ts}</created-at><currency-iso-code>USD</currency-iso-code><kind>chargeback</kind>\
          <merchant-account-id>harness</merchant-account-id><reason>fraud</reason><reason-code>10.4</reason-code>\
@@ -207,6 +207,56 @@ pub fn import_orders(setup: &crate::setup::Setup, tag: &str, per: usize) -> anyh
 }
 
 /// A PayPal `CUSTOMER.DISPUTE.CREATED` event for an inquiry.
+/// One round of the soak: `plan(tag, 1, ..)`, with every dispute brought to an end after `close_after`
+/// (Braintree won, PayPal resolved for the seller, the alert refunded at the source), and the Stripe and
+/// Adyen ones due in `due_in` so the deadline policy ends them. Disputes then close as fast as they open, so
+/// the queue tables can reach a steady state within a soak.
+pub fn closing_round(tag: &str, due_in: chrono::Duration, close_after: Duration) -> Vec<Delivery> {
+    let mut out = plan(tag, 1, Duration::ZERO, due_in);
+    let later = Utc::now() + chrono::Duration::from_std(close_after).unwrap_or_default();
+    let mut closers = Vec::new();
+    for delivery in &out {
+        let Some(id) = delivery.disputes.first().cloned() else {
+            continue;
+        };
+        let body = match delivery.source {
+            Source::Braintree => braintree_xml(&id, "dispute_won", later, later),
+            Source::Paypal => paypal_resolved(&id, &format!("WH-{tag}-R"), later),
+            Source::Alerts => {
+                let Ok(mut alert) = serde_json::from_str::<Value>(&delivery.body) else {
+                    continue;
+                };
+                alert["type"] = json!("alert.resolved");
+                alert["outcome"] = json!("refunded");
+                alert["occurred_at"] = json!(rfc3339(later));
+                alert.to_string()
+            }
+            Source::Stripe | Source::Adyen => continue,
+        };
+        closers.push(Delivery {
+            source: delivery.source,
+            disputes: vec![id],
+            body,
+            release_at: close_after,
+            acked: false,
+            attempts: 0,
+        });
+    }
+    out.extend(closers);
+    out
+}
+
+fn paypal_resolved(id: &str, event_id: &str, at: DateTime<Utc>) -> String {
+    json!({"id": event_id, "create_time": rfc3339(at), "resource_type": "dispute",
+           "event_type": "CUSTOMER.DISPUTE.RESOLVED", "event_version": "1.0",
+           "resource": {"dispute_id": id, "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
+                        "status": "RESOLVED", "dispute_life_cycle_stage": "INQUIRY", "dispute_channel": "INTERNAL",
+                        "create_time": rfc3339(at), "update_time": rfc3339(at),
+                        "dispute_outcome": {"outcome_code": "RESOLVED_SELLER_FAVOUR"},
+                        "dispute_amount": {"currency_code": "USD", "value": "3.00"}}})
+    .to_string()
+}
+
 fn paypal_event(tag: &str, id: &str, event_id: &str, now: DateTime<Utc>) -> String {
     json!({"id": event_id, "create_time": rfc3339(now), "resource_type": "dispute",
            "event_type": "CUSTOMER.DISPUTE.CREATED", "event_version": "1.0",

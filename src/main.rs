@@ -75,9 +75,15 @@ enum CommandLine {
         /// Steps added per second in the step-latency measurement (1 to 1,000).
         #[arg(long, default_value_t = 50)]
         latency_rate: u64,
-        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers, backtest.
+        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers, backtest, api.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Runs of each example operation in the api measurement.
+        #[arg(long, default_value_t = 150)]
+        api_runs: u64,
+        /// The example operations the api measurement runs.
+        #[arg(long, default_value = "graphql/examples")]
+        examples: PathBuf,
     },
     /// Re-ingest exported processor notifications through the webhook path (inbox, then apply).
     ///
@@ -215,6 +221,8 @@ async fn main() -> anyhow::Result<()> {
             latency_probes,
             latency_rate,
             only,
+            api_runs,
+            examples,
         } => {
             let mut config = config;
             let explicit =
@@ -244,6 +252,8 @@ async fn main() -> anyhow::Result<()> {
                 latency_probes: latency_probes.max(1),
                 latency_rate: latency_rate.clamp(1, 1_000),
                 only,
+                api_runs,
+                examples_dir: examples,
             };
             verdict::bench::run(std::sync::Arc::new(engine), options).await?;
         }

@@ -33,8 +33,10 @@ pub struct BenchOptions {
     /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers, backtest, api); empty
     /// for all.
     pub only: Vec<String>,
-    /// Runs of each example operation in the api measurement.
+    /// Runs of each example operation in the api measurement, at most (see `api_budget`).
     pub api_runs: u64,
+    /// How long one example operation is run at most; a slow one makes fewer runs.
+    pub api_budget: Duration,
     /// Where the example operations are (graphql/examples of the repository).
     pub examples_dir: std::path::PathBuf,
 }

@@ -30,9 +30,15 @@ pub struct BenchOptions {
     /// Single steps added one at a time, `latency_rate` a second, in the step-latency measurement.
     pub latency_probes: u64,
     pub latency_rate: u64,
-    /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers, backtest); empty for
-    /// all.
+    /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers, backtest, api); empty
+    /// for all.
     pub only: Vec<String>,
+    /// Runs of each example operation in the api measurement, at most (see `api_budget`).
+    pub api_runs: u64,
+    /// How long one example operation is run at most; a slow one makes fewer runs.
+    pub api_budget: Duration,
+    /// Where the example operations are (graphql/examples of the repository).
+    pub examples_dir: std::path::PathBuf,
 }
 
 impl BenchOptions {
@@ -62,7 +68,7 @@ fn new_dispute(tag: &str, i: u64) -> anyhow::Result<NewDispute> {
     })
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -127,7 +133,7 @@ async fn transitions(engine: &Engine, options: &BenchOptions) -> anyhow::Result<
 }
 
 /// Bulk-loads synthetic disputes straight into the projection (the queue query is what is measured).
-async fn seed_projection(engine: &Engine, count: u64) -> anyhow::Result<()> {
+pub(crate) async fn seed_projection(engine: &Engine, count: u64) -> anyhow::Result<()> {
     let existing = engine.store().count(&DisputeFilter::default()).await?;
     if existing >= count {
         println!("queue: {existing} disputes already present");
@@ -575,6 +581,9 @@ pub async fn run(engine: Arc<Engine>, options: BenchOptions) -> anyhow::Result<(
     }
     if options.runs("backtest") {
         backtest(&engine, &options).await?;
+    }
+    if options.runs("api") {
+        crate::bench_api::api_operations(&engine, &options).await?;
     }
     Ok(())
 }

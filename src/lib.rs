@@ -2,6 +2,7 @@
 //! and end-to-end tests start the very same app on a random port.
 
 pub mod bench;
+mod bench_api;
 pub mod config;
 pub mod database;
 pub mod demo;

@@ -75,9 +75,18 @@ enum CommandLine {
         /// Steps added per second in the step-latency measurement (1 to 1,000).
         #[arg(long, default_value_t = 50)]
         latency_rate: u64,
-        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers, backtest.
+        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers, backtest, api.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Runs of each example operation in the api measurement, at most.
+        #[arg(long, default_value_t = 150)]
+        api_runs: u64,
+        /// Seconds one example operation is run at most (a slow one makes fewer runs).
+        #[arg(long, default_value_t = 60)]
+        api_seconds: u64,
+        /// The example operations the api measurement runs.
+        #[arg(long, default_value = "graphql/examples")]
+        examples: PathBuf,
     },
     /// Re-ingest exported processor notifications through the webhook path (inbox, then apply).
     ///
@@ -215,6 +224,9 @@ async fn main() -> anyhow::Result<()> {
             latency_probes,
             latency_rate,
             only,
+            api_runs,
+            api_seconds,
+            examples,
         } => {
             let mut config = config;
             let explicit =
@@ -244,6 +256,9 @@ async fn main() -> anyhow::Result<()> {
                 latency_probes: latency_probes.max(1),
                 latency_rate: latency_rate.clamp(1, 1_000),
                 only,
+                api_runs,
+                api_budget: std::time::Duration::from_secs(api_seconds),
+                examples_dir: examples,
             };
             verdict::bench::run(std::sync::Arc::new(engine), options).await?;
         }

@@ -576,3 +576,218 @@ async fn events_carry_typed_details_for_the_common_kinds() {
         json!({"__typename": "EvidenceChange", "itemIds": [item], "kinds": ["TRACKING"]})
     );
 }
+
+/// `users.email`, the people who signed in: leads see each email masked (`j***@example.fr`; `***` when it is
+/// not an address), admins see it whole, and analysts and viewers may not list users at all.
+#[tokio::test]
+async fn user_emails_are_masked_for_leads_and_whole_for_admins() {
+    for db in test_databases().await.unwrap() {
+        let app = TestApp::start(&db).await;
+        let store = verdict_store::Store::connect(&db.url).await.unwrap();
+        let people = [
+            ("sub-1", "jeanne", "jeanne.dupont@example.fr", "j***@example.fr"),
+            ("sub-2", "omar", "o@example.com", "o***@example.com"),
+            ("sub-3", "lena", "lena-at-example", "***"),
+        ];
+        for (subject, username, email, _) in people {
+            let who = verdict_store::SignIn {
+                issuer: "https://login.example.com/realms/care".into(),
+                subject: subject.into(),
+                username: username.into(),
+                name: Some(format!("{username} (name)")),
+                email: Some(email.into()),
+                role: "analyst".into(),
+            };
+            store
+                .record_sign_in(&who, chrono::Utc::now(), chrono::Duration::minutes(1))
+                .await
+                .unwrap();
+        }
+        let users = "{ users { username email } }";
+        let email_of = |answer: &crate::app::Answer, username: &str| -> serde_json::Value {
+            let listed = answer.data()["users"].as_array().unwrap().clone();
+            listed.iter().find(|u| u["username"] == username).unwrap()["email"].clone()
+        };
+        let as_lead = app.gql(&app.lead, users, json!({})).await;
+        let as_admin = app.gql(&app.admin, users, json!({})).await;
+        for (_, username, email, masked) in people {
+            assert_eq!(email_of(&as_lead, username), masked, "lead, {username} on {}", db.label);
+            assert!(
+                !as_lead.body.to_string().contains(email),
+                "a lead sees {email} on {}: {}",
+                db.label,
+                as_lead.body
+            );
+            assert_eq!(
+                email_of(&as_admin, username),
+                email,
+                "admin, {username} on {}",
+                db.label
+            );
+        }
+        for token in [&app.analyst, &app.viewer] {
+            let refused = app.gql(token, users, json!({})).await;
+            assert_eq!(refused.error_code(), "FORBIDDEN", "{}", refused.body);
+            assert!(!refused.body.to_string().contains("example.fr"), "{}", refused.body);
+        }
+    }
+}
+
+const ACTIONS: &str = "query($id: ID!) { dispute(id: $id) { version availableActions { action allowed reason } } }";
+
+/// The caller's `availableActions` entry for `action`, and the dispute's version.
+async fn action_of(app: &TestApp, token: &str, id: &str, action: &str) -> (serde_json::Value, i64) {
+    let answer = app.gql(token, ACTIONS, json!({"id": id})).await;
+    let dispute = &answer.data()["dispute"];
+    let found = dispute["availableActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == action)
+        .unwrap_or_else(|| panic!("no {action}: {dispute}"))
+        .clone();
+    (found, dispute["version"].as_i64().unwrap())
+}
+
+/// An inquiry (refunds settle inquiries) of `minor_units` EUR, opened by the analyst.
+async fn open_inquiry(app: &TestApp, processor_dispute_id: &str, minor_units: i64) -> String {
+    let mut input = open_input(processor_dispute_id);
+    input["stage"] = json!("INQUIRY");
+    input["reasonCode"] = json!("13.1");
+    input["amount"] = json!({"minorUnits": minor_units, "currency": "EUR"});
+    let opened = app.gql(&app.analyst, OPEN, json!({ "input": input })).await;
+    opened.data()["openDispute"]["dispute"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `REFUND` and `RESOLVE_WITH_REFUND` apply the refund limit of the caller's role as the mutations do (250.00
+/// for analysts, 2,500.00 for leads by default), counting what was refunded already: over it, not allowed with
+/// the limit as the reason, and the mutation refuses it too; within it, allowed, and the mutation goes through.
+#[tokio::test]
+async fn available_refunds_follow_the_callers_refund_limit() {
+    const REFUND: &str = "mutation($input: RefundInput!) { refund(input: $input) { \
+                          dispute { version } userErrors { code message } } }";
+    for db in test_databases().await.unwrap() {
+        let app = TestApp::start(&db).await;
+        let large = open_inquiry(&app, "dp_contract_refund_large", 30_000).await;
+        for action in ["REFUND", "RESOLVE_WITH_REFUND"] {
+            let (analyst, _) = action_of(&app, &app.analyst, &large, action).await;
+            assert_eq!(analyst["allowed"], false, "{action} on {}: {analyst}", db.label);
+            let reason = analyst["reason"].as_str().unwrap();
+            assert!(reason.contains("limit of 25000"), "{action}: {reason}");
+            let (lead, _) = action_of(&app, &app.lead, &large, action).await;
+            assert_eq!(lead["allowed"], true, "{action} on {}: {lead}", db.label);
+            let (viewer, _) = action_of(&app, &app.viewer, &large, action).await;
+            assert_eq!(viewer["reason"], "needs the analyst role");
+        }
+        // The mutation agrees: the analyst's whole refund is refused for the limit, nothing is refunded.
+        let (first, version) = action_of(&app, &app.analyst, &large, "REFUND").await;
+        let first_reason = first["reason"].as_str().unwrap().to_owned();
+        let whole = json!({"input": {"id": large, "expectedVersion": version, "requestId": "contract-1"}});
+        let refused = app.gql(&app.analyst, REFUND, whole).await;
+        assert_eq!(refused.error_code(), "FORBIDDEN", "{}", refused.body);
+        assert!(refused.error_message().contains("limit"), "{}", refused.body);
+
+        // A lead refunds 100.00 of it: the 200.00 left would bring the analyst's refunds to 300.00, still over.
+        let part = json!({"input": {"id": large, "expectedVersion": version, "requestId": "contract-2",
+                                    "amount": {"minorUnits": 10_000, "currency": "EUR"}}});
+        let refunded = app.gql(&app.lead, REFUND, part).await;
+        assert!(refunded.user_errors().is_empty(), "{}", refunded.body);
+        let (analyst, version) = action_of(&app, &app.analyst, &large, "REFUND").await;
+        assert_eq!(analyst["allowed"], false, "{analyst}");
+        let reason = analyst["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("30000 minor units") && reason != first_reason,
+            "the rest, 200.00, with the 100.00 refunded: {reason}"
+        );
+        let rest = json!({"input": {"id": large, "expectedVersion": version, "requestId": "contract-3"}});
+        assert_eq!(app.gql(&app.analyst, REFUND, rest).await.error_code(), "FORBIDDEN");
+
+        // Within the analyst's limit: allowed, and the mutation goes through.
+        let small = open_inquiry(&app, "dp_contract_refund_small", 4_000).await;
+        let (analyst, version) = action_of(&app, &app.analyst, &small, "REFUND").await;
+        assert_eq!(analyst["allowed"], true, "{} on {}", analyst, db.label);
+        assert!(analyst["reason"].is_null());
+        let whole = json!({"input": {"id": small, "expectedVersion": version, "requestId": "contract-4"}});
+        let made = app.gql(&app.analyst, REFUND, whole).await;
+        assert!(made.user_errors().is_empty(), "{}", made.body);
+        assert!(made.data()["refund"]["dispute"]["version"].as_i64().unwrap() > version);
+        // Refunded in full: nothing is left to refund, for anyone.
+        let (admin, _) = action_of(&app, &app.admin, &small, "REFUND").await;
+        assert_eq!(admin["allowed"], false, "{admin}");
+        assert!(
+            admin["reason"].as_str().unwrap().contains("refunded in full"),
+            "{admin}"
+        );
+    }
+}
+
+/// `LINK_ORDER`, `ADD_EVIDENCE` and `GENERATE_DEFENSE_DOCUMENT`: analysts and up, while the dispute's state
+/// allows them; once the dispute is accepted, evidence and the defense document are refused with the machine's
+/// reason, as the mutations refuse them.
+#[tokio::test]
+async fn available_actions_cover_linking_evidence_and_the_defense_document() {
+    const ADD: &str = "mutation($input: AddEvidenceInput!) { addEvidence(input: $input) { \
+                       dispute { version } userErrors { code message } } }";
+    const GENERATE: &str = "mutation($input: GenerateDefenseDocumentInput!) { generateDefenseDocument(input: $input) { \
+                            document { id } userErrors { code message } } }";
+    const ACCEPT: &str = "mutation($input: AcceptDisputeInput!) { acceptDispute(input: $input) { \
+                          dispute { version status } userErrors { code message } } }";
+    const NEW: [&str; 3] = ["LINK_ORDER", "ADD_EVIDENCE", "GENERATE_DEFENSE_DOCUMENT"];
+    for db in test_databases().await.unwrap() {
+        let app = TestApp::start(&db).await;
+        let opened = app
+            .gql(
+                &app.analyst,
+                OPEN,
+                json!({"input": open_input("dp_contract_actions_more")}),
+            )
+            .await;
+        let id = opened.data()["openDispute"]["dispute"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for action in NEW {
+            let (viewer, _) = action_of(&app, &app.viewer, &id, action).await;
+            assert_eq!(viewer["allowed"], false, "{action}");
+            assert_eq!(viewer["reason"], "needs the analyst role", "{action}");
+            let (analyst, _) = action_of(&app, &app.analyst, &id, action).await;
+            assert_eq!(analyst["allowed"], true, "{action} on {}: {analyst}", db.label);
+            assert!(analyst["reason"].is_null(), "{action}");
+        }
+        // Allowed means the mutations go through.
+        let (_, version) = action_of(&app, &app.analyst, &id, "ADD_EVIDENCE").await;
+        let add = json!({"input": {"id": id, "expectedVersion": version, "kind": "TRACKING", "text": "DHL 1"}});
+        let added = app.gql(&app.analyst, ADD, add).await;
+        assert!(added.user_errors().is_empty(), "{}", added.body);
+        let version = added.data()["addEvidence"]["dispute"]["version"].as_i64().unwrap();
+        let generate = json!({"input": {"id": id, "expectedVersion": version}});
+        let generated = app.gql(&app.analyst, GENERATE, generate).await;
+        assert!(generated.user_errors().is_empty(), "{}", generated.body);
+
+        // Accepted: the defense is over, and both are refused with the machine's reason, by the mutations too.
+        let (_, version) = action_of(&app, &app.analyst, &id, "ACCEPT_DISPUTE").await;
+        let accepted = app
+            .gql(
+                &app.analyst,
+                ACCEPT,
+                json!({"input": {"id": id, "expectedVersion": version}}),
+            )
+            .await;
+        assert_eq!(accepted.data()["acceptDispute"]["dispute"]["status"], "ACCEPTED");
+        for action in ["ADD_EVIDENCE", "GENERATE_DEFENSE_DOCUMENT"] {
+            let (analyst, _) = action_of(&app, &app.analyst, &id, action).await;
+            assert_eq!(analyst["allowed"], false, "{action} on {}: {analyst}", db.label);
+            assert!(!analyst["reason"].as_str().unwrap().is_empty(), "{action}");
+        }
+        let (_, version) = action_of(&app, &app.analyst, &id, "ADD_EVIDENCE").await;
+        let add = json!({"input": {"id": id, "expectedVersion": version, "kind": "TRACKING", "text": "DHL 2"}});
+        let refused = app.gql(&app.analyst, ADD, add).await;
+        assert_eq!(refused.user_errors().len(), 1, "{}", refused.body);
+        let generate = json!({"input": {"id": id, "expectedVersion": version}});
+        let refused = app.gql(&app.analyst, GENERATE, generate).await;
+        assert_eq!(refused.user_errors().len(), 1, "{}", refused.body);
+    }
+}

@@ -607,12 +607,21 @@ async fn bulk_actions_report_each_item_and_refusals_spare_neighbours() {
             .map(|r| r["outcome"].clone())
             .collect();
         assert_eq!(outcomes, [json!("OK"), json!("ERROR"), json!("OK")]);
+        // Each item's code is an `ErrorCode`, the one the single mutation answers (NOT_FOUND for the unknown id).
+        let codes: Vec<Value> = answer.data()["bulkAssign"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["code"].clone())
+            .collect();
+        assert_eq!(codes, [Value::Null, json!("NOT_FOUND"), Value::Null]);
         let carol = matching(&app, &app.viewer, json!({"assignee": {"user": "carol"}})).await;
         assert_eq!(carol, ["dp_2", "dp_5"]);
         // Analysts may not assign others, item by item; leads' corrections and messages report the same way.
         let others = json!({"target": {"ids": [seeded.ids[2]]}, "assignee": "dave"});
         let answer = app.gql(&app.analyst, BULK_ASSIGN, json!({ "input": others })).await;
         assert_eq!(answer.data()["bulkAssign"]["results"][0]["outcome"], "NOT_ALLOWED");
+        assert_eq!(answer.data()["bulkAssign"]["results"][0]["code"], "FORBIDDEN");
         let transition = "mutation($input: BulkTransitionInput!) { bulkTransition(input: $input) { results { disputeId outcome code } userErrors { code message } } }";
         let input = json!({"target": {"ids": [seeded.ids[4], seeded.ids[5]]}, "to": "TRIAGED", "reason": "batch"});
         assert_eq!(

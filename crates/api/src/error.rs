@@ -13,6 +13,8 @@ use verdict_domain::DomainError;
 use verdict_engine::EngineError;
 use verdict_store::StoreError;
 
+use crate::graphql::payloads::ErrorCode;
+
 /// Deliberately not `Display`: that keeps async-graphql's blanket conversion away, so every error reaches
 /// clients through the `From` below, with its code.
 #[derive(Debug, Clone)]
@@ -68,24 +70,30 @@ impl ApiError {
         }
     }
 
+    /// The code clients read in `extensions.code` (and `BulkItem.code`).
     pub fn code(&self) -> &'static str {
+        self.error_code().name()
+    }
+
+    /// The code, typed: one list of codes for `extensions.code`, `userErrors` and bulk items.
+    pub fn error_code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthenticated(_) => "UNAUTHENTICATED",
-            ApiError::Forbidden(_) => "FORBIDDEN",
-            ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::IllegalTransition(_) => "ILLEGAL_TRANSITION",
-            ApiError::VersionConflict(_) => "VERSION_CONFLICT",
-            ApiError::InvalidInput(_) => "INVALID_INPUT",
-            ApiError::AlreadyExists(_) => "ALREADY_EXISTS",
-            ApiError::MissingEvidence(_) => "MISSING_EVIDENCE",
-            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
-            ApiError::QueryTooComplex(_) => "QUERY_TOO_COMPLEX",
-            ApiError::QueryTooDeep(_) => "QUERY_TOO_DEEP",
-            ApiError::ResponseTooLarge(_) => "RESPONSE_TOO_LARGE",
-            ApiError::Timeout(_) => "TIMEOUT",
-            ApiError::Unavailable(_) => "UNAVAILABLE",
-            ApiError::SubscriberLagged(_) => "SUBSCRIBER_LAGGED",
-            ApiError::Internal(_) => "INTERNAL",
+            ApiError::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            ApiError::Forbidden(_) => ErrorCode::Forbidden,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::IllegalTransition(_) => ErrorCode::IllegalTransition,
+            ApiError::VersionConflict(_) => ErrorCode::VersionConflict,
+            ApiError::InvalidInput(_) => ErrorCode::InvalidInput,
+            ApiError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            ApiError::MissingEvidence(_) => ErrorCode::MissingEvidence,
+            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::QueryTooComplex(_) => ErrorCode::QueryTooComplex,
+            ApiError::QueryTooDeep(_) => ErrorCode::QueryTooDeep,
+            ApiError::ResponseTooLarge(_) => ErrorCode::ResponseTooLarge,
+            ApiError::Timeout(_) => ErrorCode::Timeout,
+            ApiError::Unavailable(_) => ErrorCode::Unavailable,
+            ApiError::SubscriberLagged(_) => ErrorCode::SubscriberLagged,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 

@@ -50,8 +50,14 @@ impl RefundLimits {
     }
 
     /// The limit holds for what the dispute has been refunded in all, this refund included, so that splitting a
-    /// refund into several requests does not get past it.
-    fn check(&self, caller: &Principal, amount: domain::Money, prior: &[RefundRecord]) -> Result<(), ApiError> {
+    /// refund into several requests does not get past it. `availableActions` asks the same of a refund without
+    /// `amount`.
+    pub(crate) fn check(
+        &self,
+        caller: &Principal,
+        amount: domain::Money,
+        prior: &[RefundRecord],
+    ) -> Result<(), ApiError> {
         let already: i64 = prior.iter().map(|r| r.amount.minor_units()).sum();
         let total = already.saturating_add(amount.minor_units());
         match self.limit_for(caller.role) {
@@ -216,16 +222,27 @@ async fn prior_refunds(
         }
         .into());
     }
-    let mut prior = Vec::new();
-    for event in engine.store().events(id).await? {
-        if event.version > expected_version {
-            return Err(domain::DomainError::VersionConflict {
-                expected: expected_version,
-                actual: event.version,
-            }
-            .into());
+    let events = engine.store().events(id).await?;
+    if let Some(later) = events.iter().find(|e| e.version > expected_version) {
+        return Err(domain::DomainError::VersionConflict {
+            expected: expected_version,
+            actual: later.version,
         }
-        if event.kind != domain::EventKind::RefundRequested.as_str() {
+        .into());
+    }
+    Ok((dispute, refunds_in(id, events, expected_version)?))
+}
+
+/// The refunds a dispute's log holds up to `version`. `availableActions` reads them from the events of the
+/// dispute as it was read (a refund committed since counts for the mutation, which reads the log again).
+pub(crate) fn refunds_in(
+    id: domain::DisputeId,
+    events: Vec<verdict_store::EventRecord>,
+    version: i64,
+) -> Result<Vec<RefundRecord>, ApiError> {
+    let mut prior = Vec::new();
+    for event in events {
+        if event.version > version || event.kind != domain::EventKind::RefundRequested.as_str() {
             continue;
         }
         match serde_json::from_value::<Change>(event.change) {
@@ -238,7 +255,7 @@ async fn prior_refunds(
             }
         }
     }
-    Ok((dispute, prior))
+    Ok(prior)
 }
 
 /// Both refund inputs, and whether the refund resolves the dispute.
@@ -278,15 +295,7 @@ async fn refund(ctx: &Context<'_>, request: RefundRequest) -> async_graphql::Res
     let (dispute, prior) = prior_refunds(engine, id, request.expected_version).await?;
     let amount = match &request.amount {
         Some(amount) => amount.to_domain()?,
-        None => {
-            let left = domain::respond::refundable(dispute.amount, &prior).ok_or_else(|| {
-                ApiError::InvalidInput(format!(
-                    "the disputed {} has already been refunded in full",
-                    dispute.amount
-                ))
-            })?;
-            domain::Money::new(left, dispute.amount.currency())?
-        }
+        None => whole_refund(&dispute, &prior)?,
     };
     limits.check(caller, amount, &prior)?;
     let mut command = Command::new(
@@ -301,6 +310,17 @@ async fn refund(ctx: &Context<'_>, request: RefundRequest) -> async_graphql::Res
     .expecting(request.expected_version);
     command.reason = request.reason;
     act(ctx, id, command).await
+}
+
+/// What a refund without `amount` refunds: all of the disputed amount not yet refunded.
+pub(crate) fn whole_refund(dispute: &domain::Dispute, prior: &[RefundRecord]) -> Result<domain::Money, ApiError> {
+    let left = domain::respond::refundable(dispute.amount, prior).ok_or_else(|| {
+        ApiError::InvalidInput(format!(
+            "the disputed {} has already been refunded in full",
+            dispute.amount
+        ))
+    })?;
+    Ok(domain::Money::new(left, dispute.amount.currency())?)
 }
 
 /// The required evidence a dispute lacks for its claim. Which items a dispute holds is read from its log

@@ -1,12 +1,19 @@
 //! `Dispute.availableActions`: what the caller may do to a dispute now, and why not when not. Each action is
 //! checked twice, as its mutation would be: the caller's role (the mutation's own rule), then the domain's
 //! state machine, by deciding the action's command on the dispute as it stands without committing anything.
-//! Nothing here restates a rule of the machine: a refusal's reason is the domain's own message.
+//! Nothing here restates a rule of the machine: a refusal's reason is the domain's own message. The refunds also
+//! pass the mutation's own limit by role ([`RefundLimits::check`]) for what a refund without `amount` would
+//! refund, so a refund over the caller's limit shows as not allowed, with the limit as its reason.
 
 use async_graphql::{Enum, SimpleObject};
 use chrono::{DateTime, Utc};
-use verdict_domain::{self as domain, Action, Command, MessageTemplate, Status};
+use uuid::Uuid;
+use verdict_domain::{
+    self as domain, Action, Command, DocumentKind, DocumentRef, EvidenceKind, EvidenceRef, EvidenceSource,
+    MessageTemplate, RefundRecord, Status,
+};
 
+use super::actions::{RefundLimits, whole_refund};
 use super::types::DisputeStatus;
 use crate::auth::{Principal, Role};
 
@@ -17,9 +24,9 @@ pub enum DisputeAction {
     SubmitDefense,
     /// `acceptDispute`.
     AcceptDispute,
-    /// `refund`.
+    /// `refund` of all that is left to refund (the mutation without `amount`), within the caller's refund limit.
     Refund,
-    /// `resolveWithRefund`.
+    /// `resolveWithRefund` of all that is left to refund, within the caller's refund limit.
     ResolveWithRefund,
     /// `messageCustomer`.
     MessageCustomer,
@@ -39,6 +46,12 @@ pub enum DisputeAction {
     Correct,
     /// `transitionDispute` to an outcome, in the processor's stead (leads); `statuses` lists which.
     OverrideOutcome,
+    /// `linkOrder` (the order it names must exist in the marketplace facts).
+    LinkOrder,
+    /// `addEvidence` (and `drawEvidenceFromFacts`, `removeEvidence`: the same rules).
+    AddEvidence,
+    /// `generateDefenseDocument`.
+    GenerateDefenseDocument,
 }
 
 /// Whether the caller may take one action now.
@@ -54,8 +67,15 @@ pub struct AvailableAction {
     pub statuses: Vec<DisputeStatus>,
 }
 
-/// Every action of [`DisputeAction`], for `caller` on `dispute` at `now`.
-pub(crate) fn available(dispute: &domain::Dispute, caller: &Principal, now: DateTime<Utc>) -> Vec<AvailableAction> {
+/// Every action of [`DisputeAction`], for `caller` on `dispute` at `now`. `prior` is the refunds the dispute's
+/// log holds, read for callers who may refund (`None` for the others: they are refused by role first).
+pub(crate) fn available(
+    dispute: &domain::Dispute,
+    caller: &Principal,
+    now: DateTime<Utc>,
+    limits: &RefundLimits,
+    prior: Option<&[RefundRecord]>,
+) -> Vec<AvailableAction> {
     let probe = |action: Action| -> Result<(), String> {
         let command = Command::new(caller.actor(), action)
             .because("availability")
@@ -76,11 +96,18 @@ pub(crate) fn available(dispute: &domain::Dispute, caller: &Principal, now: Date
         text: None,
         locale: None,
     };
-    let refund = |resolve| Action::Refund {
-        request_id: "availability".to_owned(),
-        amount: dispute.amount,
-        prior: Vec::new(),
-        resolve,
+    // As the mutation checks a refund: the role, what is left to refund, the role's limit, then the machine.
+    let refund = |resolve| -> Result<(), String> {
+        needs(Role::Analyst)?;
+        let prior = prior.ok_or_else(|| "the dispute's refunds were not read".to_owned())?;
+        let amount = whole_refund(dispute, prior).map_err(|err| err.message())?;
+        limits.check(caller, amount, prior).map_err(|err| err.message())?;
+        probe(Action::Refund {
+            request_id: "availability".to_owned(),
+            amount,
+            prior: prior.to_vec(),
+            resolve,
+        })
     };
     let own = dispute.assignee.as_deref() == Some(caller.name.as_str());
     let simple: Vec<(DisputeAction, Result<(), String>)> = vec![
@@ -97,14 +124,8 @@ pub(crate) fn available(dispute: &domain::Dispute, caller: &Principal, now: Date
             DisputeAction::AcceptDispute,
             needs(Role::Analyst).and_then(|()| probe(Action::Accept)),
         ),
-        (
-            DisputeAction::Refund,
-            needs(Role::Analyst).and_then(|()| probe(refund(false))),
-        ),
-        (
-            DisputeAction::ResolveWithRefund,
-            needs(Role::Analyst).and_then(|()| probe(refund(true))),
-        ),
+        (DisputeAction::Refund, refund(false)),
+        (DisputeAction::ResolveWithRefund, refund(true)),
         (
             DisputeAction::MessageCustomer,
             needs(Role::Analyst).and_then(|()| probe(message(MessageTemplate::CustomerCaseUpdate))),
@@ -160,6 +181,44 @@ pub(crate) fn available(dispute: &domain::Dispute, caller: &Principal, now: Date
             needs(Role::Lead).and_then(|()| {
                 probe(Action::Assign {
                     assignee: Some(format!("{}-availability", caller.name)),
+                })
+            }),
+        ),
+        (
+            DisputeAction::LinkOrder,
+            needs(Role::Analyst).and_then(|()| {
+                probe(Action::LinkOrder {
+                    order_reference: "availability".to_owned(),
+                    source: "availability".to_owned(),
+                    seller_id: "availability".to_owned(),
+                    customer: dispute.customer.clone(),
+                    seller_task: None,
+                    profile: None,
+                })
+            }),
+        ),
+        (
+            DisputeAction::AddEvidence,
+            needs(Role::Analyst).and_then(|()| {
+                probe(Action::AddEvidence {
+                    items: vec![EvidenceRef {
+                        item_id: Uuid::nil(),
+                        kind: EvidenceKind::Uncategorised,
+                    }],
+                    source: EvidenceSource::Analyst,
+                })
+            }),
+        ),
+        (
+            DisputeAction::GenerateDefenseDocument,
+            needs(Role::Analyst).and_then(|()| {
+                probe(Action::RecordDocument {
+                    document: DocumentRef {
+                        document_id: Uuid::nil(),
+                        kind: DocumentKind::Defense,
+                        version: 1,
+                        sha256: String::new(),
+                    },
                 })
             }),
         ),

@@ -17,6 +17,7 @@ use verdict_domain::{self as domain, Action, Command, DisputeId};
 use verdict_engine::Engine;
 use verdict_store::{BulkItemResult, BulkJobRecord, BulkProgress, NewBulkJob, PageWindow, SortDirection};
 
+use super::payloads::ErrorCode;
 use super::query::{parse_id, principal};
 use super::search::DisputeFilter;
 use super::types::{DisputeStatus, Locale};
@@ -112,8 +113,9 @@ pub struct BulkItem {
     pub dispute_id: ID,
     /// Null while a job has not reached the dispute.
     pub outcome: Option<BulkOutcome>,
-    /// The error code the single mutation would have answered (`VERSION_CONFLICT`, `FORBIDDEN`, ...).
-    pub code: Option<String>,
+    /// The code the single mutation would have answered (as a user error or a GraphQL error); null when the
+    /// item went through or has not run yet.
+    pub code: Option<ErrorCode>,
     /// What went wrong, for people.
     pub message: Option<String>,
 }
@@ -297,7 +299,11 @@ impl From<BulkItemResult> for BulkJobItem {
             result: BulkItem {
                 dispute_id: ID(r.dispute_id.to_string()),
                 outcome: r.outcome.as_deref().and_then(BulkOutcome::parse),
-                code: r.code,
+                // Written by `result_of` as the code's name; a name no longer known reads as INTERNAL.
+                code: r
+                    .code
+                    .as_deref()
+                    .map(|c| ErrorCode::parse(c).unwrap_or(ErrorCode::Internal)),
                 message: r.message,
             },
         }
@@ -373,10 +379,10 @@ pub(crate) async fn apply(
     Ok(())
 }
 
-fn result_of(outcome: Result<(), ApiError>) -> (BulkOutcome, Option<String>, Option<String>) {
+fn result_of(outcome: Result<(), ApiError>) -> (BulkOutcome, Option<ErrorCode>, Option<String>) {
     match outcome {
         Ok(()) => (BulkOutcome::Ok, None, None),
-        Err(err) => (BulkOutcome::of(&err), Some(err.code().to_owned()), Some(err.message())),
+        Err(err) => (BulkOutcome::of(&err), Some(err.error_code()), Some(err.message())),
     }
 }
 
@@ -636,7 +642,7 @@ async fn work_one_job(
             let (outcome, code, message) = result_of(outcome);
             results.push(BulkItemResult {
                 outcome: Some(outcome.as_str().to_owned()),
-                code,
+                code: code.map(|c| c.name().to_owned()),
                 message,
                 ..item
             });

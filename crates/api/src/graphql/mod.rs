@@ -15,7 +15,7 @@ mod mutation;
 mod notifications;
 mod operations_admin;
 mod patterns;
-mod payloads;
+pub(crate) mod payloads;
 mod policy;
 mod query;
 pub mod search;
@@ -35,6 +35,7 @@ pub use subscription::{DisputeChange, SubscriptionRoot};
 pub use actions::{ActionsMutation, RefundLimits};
 pub use bulk::run_bulk_jobs;
 pub use documents::DocumentsMutation;
+pub use payloads::ErrorCode;
 
 /// Every mutation. Each takes an `input` (the step mutations: the step's `id`) and answers its own `XPayload`: what the
 /// change made and `userErrors`, the refusals a screen handles (see docs/api.md).

@@ -13,7 +13,8 @@ use verdict_engine::Engine;
 use super::types::{Step, Timer, views};
 use crate::error::ApiError;
 
-/// Why a mutation was refused; the same names as the error codes of `extensions.code`.
+/// Why a mutation was refused: the part of [`ErrorCode`] a caller fixes by changing the input, with the same
+/// names.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 pub enum UserErrorCode {
     /// The dispute changed since the caller read it (or is not assigned as the caller expected): reload it.
@@ -30,18 +31,90 @@ pub enum UserErrorCode {
     AlreadyExists,
 }
 
+/// Every code an error of Verdict's carries: the `extensions.code` of a GraphQL error, of which the codes of
+/// `userErrors` are the part a caller can fix by changing the input ([`UserErrorCode`]). A bulk item reports the
+/// one its dispute's single mutation answered.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum ErrorCode {
+    /// No token, or an unknown, revoked, expired or badly signed one.
+    Unauthenticated,
+    /// The caller's role may not do this (including a refund over the role's limit).
+    Forbidden,
+    /// Something named does not exist (a dispute, an order, a step, a key).
+    NotFound,
+    /// The dispute's state does not allow this change.
+    IllegalTransition,
+    /// The dispute changed since the caller read it (or is not assigned as the caller expected): reload it.
+    VersionConflict,
+    /// An argument is malformed or out of range.
+    InvalidInput,
+    /// What the input would create exists already.
+    AlreadyExists,
+    /// Required evidence is missing for the claim.
+    MissingEvidence,
+    /// The request body is larger than the configured limit.
+    PayloadTooLarge,
+    /// The query costs more than the configured limit.
+    QueryTooComplex,
+    /// The query nests deeper than the configured limit.
+    QueryTooDeep,
+    /// The answer would be larger than the configured limit.
+    ResponseTooLarge,
+    /// The request ran longer than the configured limit.
+    Timeout,
+    /// The database or an outside service cannot answer now: retry.
+    Unavailable,
+    /// A subscriber fell too far behind; its subscription ended.
+    SubscriberLagged,
+    /// A fault; the cause is logged, never shown.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as clients read it (`VERSION_CONFLICT`): the enum value's GraphQL name, so that the two never
+    /// differ.
+    pub fn name(self) -> &'static str {
+        <Self as async_graphql::EnumType>::items()
+            .iter()
+            .find(|item| item.value == self)
+            .map_or("INTERNAL", |item| item.name)
+    }
+
+    /// The code named `name`, as [`ErrorCode::name`] writes it.
+    pub fn parse(name: &str) -> Option<Self> {
+        <Self as async_graphql::EnumType>::items()
+            .iter()
+            .find(|item| item.name == name)
+            .map(|item| item.value)
+    }
+
+    /// The user error this code is answered as by a mutation; `None` for errors that stay GraphQL errors.
+    pub fn user_error(self) -> Option<UserErrorCode> {
+        match self {
+            ErrorCode::VersionConflict => Some(UserErrorCode::VersionConflict),
+            ErrorCode::IllegalTransition => Some(UserErrorCode::IllegalTransition),
+            ErrorCode::MissingEvidence => Some(UserErrorCode::MissingEvidence),
+            ErrorCode::InvalidInput => Some(UserErrorCode::InvalidInput),
+            ErrorCode::NotFound => Some(UserErrorCode::NotFound),
+            ErrorCode::AlreadyExists => Some(UserErrorCode::AlreadyExists),
+            ErrorCode::Unauthenticated
+            | ErrorCode::Forbidden
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::QueryTooComplex
+            | ErrorCode::QueryTooDeep
+            | ErrorCode::ResponseTooLarge
+            | ErrorCode::Timeout
+            | ErrorCode::Unavailable
+            | ErrorCode::SubscriberLagged
+            | ErrorCode::Internal => None,
+        }
+    }
+}
+
 impl UserErrorCode {
     /// The user error an `extensions.code` stands for; `None` for errors that stay GraphQL errors.
     fn of_code(code: &str) -> Option<UserErrorCode> {
-        Some(match code {
-            "VERSION_CONFLICT" => UserErrorCode::VersionConflict,
-            "ILLEGAL_TRANSITION" => UserErrorCode::IllegalTransition,
-            "MISSING_EVIDENCE" => UserErrorCode::MissingEvidence,
-            "INVALID_INPUT" => UserErrorCode::InvalidInput,
-            "NOT_FOUND" => UserErrorCode::NotFound,
-            "ALREADY_EXISTS" => UserErrorCode::AlreadyExists,
-            _ => return None,
-        })
+        ErrorCode::parse(code).and_then(ErrorCode::user_error)
     }
 
     /// The argument a refusal of this kind is about, below the mutation's `input` (or other argument).
@@ -202,3 +275,21 @@ macro_rules! result_payload {
 }
 
 pub(crate) use result_payload;
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::EnumType;
+
+    use super::{ErrorCode, UserErrorCode};
+
+    #[test]
+    fn every_user_error_code_is_the_error_code_of_the_same_name() {
+        for item in UserErrorCode::items() {
+            let code = ErrorCode::parse(item.name);
+            assert_eq!(code.and_then(ErrorCode::user_error), Some(item.value), "{}", item.name);
+        }
+        for item in ErrorCode::items() {
+            assert_eq!(ErrorCode::parse(item.value.name()), Some(item.value));
+        }
+    }
+}

@@ -677,8 +677,24 @@ impl Dispute {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<super::available::AvailableAction>> {
         let caller = super::query::principal(ctx, crate::auth::Role::Viewer)?;
-        let now = engine(ctx)?.clock().now();
-        Ok(super::available::available(&self.0, caller, now))
+        let engine = engine(ctx)?;
+        let now = engine.clock().now();
+        let limits = ctx.data_opt::<super::RefundLimits>().copied().unwrap_or_default();
+        // The refunds so far count towards the caller's limit; only callers who may refund need them. The
+        // events of a page's disputes are read in one query.
+        let prior = if caller.role >= crate::auth::Role::Analyst {
+            let events = lists(ctx)?.load_one(EventsOf(self.0.id)).await?.unwrap_or_default();
+            Some(super::actions::refunds_in(self.0.id, events, self.0.version)?)
+        } else {
+            None
+        };
+        Ok(super::available::available(
+            &self.0,
+            caller,
+            now,
+            &limits,
+            prior.as_deref(),
+        ))
     }
     /// The marketplace's order behind the dispute (by its order reference, else its payment reference), from
     /// the configured source; personal data masked for viewers. Null when no order matches.

@@ -630,14 +630,14 @@ async fn backtest(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()>
                 evidence_complete: false,
                 ce_eligible: false,
                 seller_liable: false,
-                economics: engine.economics().economics(
+                economics: Some(engine.economics().economics(
                     amount,
                     verdict_domain::ReasonCategory::ConsumerDispute,
                     Processor::Stripe,
                     verdict_domain::EvidenceBand::Partial,
                     false,
                     &verdict_domain::WinRates::default(),
-                ),
+                )?),
             };
             Ok(serde_json::to_string(&input)?.replace('\'', "''"))
         })

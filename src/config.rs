@@ -62,9 +62,9 @@ pub struct Config {
     /// which a seller is flagged (`dispute_rate_threshold_bps`).
     pub sellers: verdict_engine::effects::SellersConfig,
     /// Triage economics (`[policy]`): the win rate assumed before enough disputes were decided
-    /// (`prior_win_rate_bps`, `min_decided`), what defending costs (`processor_fee_minor` per processor,
-    /// `analyst_minutes`, `analyst_hourly_cost_minor`) and the share of a seller-owned dispute recovered from the
-    /// seller (`seller_share_bps`); see docs/policy.md.
+    /// (`prior_win_rate_bps`, `min_decided`), what defending costs per currency (`[policy.costs.EUR]`:
+    /// `processor_fee_minor` per processor and `analyst_hourly_cost_minor`; `analyst_minutes` for all) and the
+    /// share of a seller-owned dispute recovered from the seller (`seller_share_bps`); see docs/policy.md.
     pub policy: verdict_domain::EconomicsConfig,
     /// Internal URLs sent every dispute event, signed (`[[outbound_webhooks]]`: `name`, `url`, `secret`,
     /// optional `events` and `max_attempts`); none by default.
@@ -430,6 +430,7 @@ impl Config {
         self.marketplace.check().map_err(|err| anyhow::anyhow!("{err}"))?;
         self.oidc.check()?;
         self.sellers.task_policy()?;
+        self.policy.validate()?;
         self.seller_links()?;
         verdict_engine::effects::outbound_routes(&self.outbound_webhooks).map_err(|err| anyhow::anyhow!("{err}"))?;
         Ok(())

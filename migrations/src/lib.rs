@@ -44,6 +44,7 @@ mod m20261202_000019_users;
 mod m20261202_000020_seller_recoveries;
 mod m20261203_000021_policy;
 mod m20261203_000022_policy_backtests;
+mod m20261204_000024_policy_actions;
 
 pub struct Migrator;
 
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000020_seller_recoveries::Migration),
             Box::new(m20261203_000021_policy::Migration),
             Box::new(m20261203_000022_policy_backtests::Migration),
+            Box::new(m20261204_000024_policy_actions::Migration),
         ]
     }
 }

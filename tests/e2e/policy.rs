@@ -8,8 +8,9 @@ use crate::app::{TestApp, open_input, test_databases};
 const SAVE: &str = "mutation($input: SavePolicyInput!) { savePolicy(input: $input) { policy { version active ruleCount toml } userErrors { code message field } } }";
 const OPEN: &str = "mutation($input: OpenDisputeInput!) { openDispute(input: $input) { dispute { id version status queue priority } } }";
 const TRIAGE: &str = "query($id: ID!) { dispute(id: $id) { status queue priority version \
-    triage { policyVersion ruleIndex rule queue priority recommendedAction autonomy autonomyLimitMinorUnits why read { field value } } \
-    economics { winRateBasisPoints winRateBasis expectedRecovery { minorUnits } defenseCost { minorUnits } cheaperToAccept } \
+    triage { policyVersion ruleIndex rule queue priority recommendedAction autonomy autonomyLimitMinorUnits why read { field value } economicsUnavailable } \
+    economics { winRateBasisPoints winRateBasis expectedRecovery { minorUnits } defenseCost { minorUnits } \
+      processorFee { minorUnits currency } analystCost { minorUnits currency } cheaperToAccept } \
     events { type actor reason } steps { kind status idempotencyKey } } }";
 const APPROVALS: &str =
     "query { policyApprovals { id disputeId rule action status limitMinorUnits amount { minorUnits } } }";
@@ -166,6 +167,10 @@ async fn leads_save_validated_policies_and_triage_explains_and_orders_the_queue(
         assert_eq!(e["winRateBasis"], "prior", "{label}");
         assert_eq!(e["expectedRecovery"]["minorUnits"], json!(19_560), "{label}: {e}");
         assert_eq!(e["defenseCost"]["minorUnits"], json!(3_500), "{label}: {e}");
+        assert_eq!(e["processorFee"]["minorUnits"], json!(1_500), "{label}: {e}");
+        assert_eq!(e["analystCost"]["minorUnits"], json!(2_000), "{label}: {e}");
+        assert_eq!(e["analystCost"]["currency"], "EUR", "{label}: {e}");
+        assert_eq!(t["economicsUnavailable"], Value::Null, "{label}");
 
         // A small one falls through every rule to the fallback, which decides what Verdict did anyway: no
         // event, the queue set when the dispute is triaged, priority 3.
@@ -305,6 +310,30 @@ async fn an_autonomous_refund_above_the_limit_waits_for_a_lead_and_is_performed_
         );
         let left = app.gql(&app.lead, APPROVALS, json!({})).await;
         assert_eq!(left.data()["policyApprovals"], json!([]), "{label}");
+    }
+}
+
+#[tokio::test]
+async fn a_dispute_in_a_currency_without_costs_has_no_economics_and_says_why() {
+    for db in test_databases().await.unwrap() {
+        let app = TestApp::start(&db).await;
+        let label = app.label;
+        let mut input = open_input("dp_policy_chf");
+        input["amount"] = json!({"minorUnits": 20_000, "currency": "CHF"});
+        let opened = app.gql(&app.analyst, OPEN, json!({ "input": input })).await;
+        let id = opened.data()["openDispute"]["dispute"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let seen = triage(&app, &id).await;
+        assert_eq!(seen["economics"], Value::Null, "{label}: {seen}");
+        assert_eq!(
+            seen["triage"]["economicsUnavailable"],
+            "no cost of defending is configured for CHF: add [policy.costs.CHF] to verdict.toml",
+            "{label}"
+        );
+        // Triage still decides (the fallback: fraud to the fraud queue).
+        assert_eq!(seen["triage"]["queue"], "FRAUD", "{label}");
     }
 }
 

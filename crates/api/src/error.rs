@@ -145,6 +145,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(_) => ApiError::VersionConflict(err.to_string()),
             StoreError::DuplicateDispute { .. } | StoreError::Duplicate(_) => ApiError::AlreadyExists(err.to_string()),
             StoreError::TooManyRows { .. } => ApiError::ResponseTooLarge(err.to_string()),
+            StoreError::ApprovalDecided(_) => ApiError::InvalidInput(err.to_string()),
             StoreError::Corrupt(_)
             | StoreError::Database(_)
             | StoreError::LeaseLost

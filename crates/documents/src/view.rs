@@ -386,6 +386,10 @@ fn describe(change: &Change, internal: bool) -> Option<(String, Option<String>)>
             )),
         ),
         Change::ActByPassed { .. } if internal => ("Act-by time passed".to_owned(), None),
+        Change::SellerDidNotAnswer { due_at } if internal => (
+            "The seller did not answer".to_owned(),
+            Some(format!("seller task due {}", due_at.format("%Y-%m-%d %H:%M UTC"))),
+        ),
         other if internal => (title_case(other.kind().as_str()), None),
         _ => return None,
     })

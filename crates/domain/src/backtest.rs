@@ -42,10 +42,13 @@ impl PolicyTally {
             self.analyst_disputes += 1;
             self.analyst_minutes += analyst_minutes;
         }
-        if triage.action == RecommendedAction::Defend {
+        // A dispute in a currency without configured costs has no figures to add.
+        if triage.action == RecommendedAction::Defend
+            && let Some(economics) = &input.economics
+        {
             let currency = input.amount.currency().code().to_owned();
-            *self.expected_recovery.entry(currency.clone()).or_default() += input.economics.expected_recovery_minor;
-            *self.defense_cost.entry(currency).or_default() += input.economics.defense_cost_minor;
+            *self.expected_recovery.entry(currency.clone()).or_default() += economics.expected_recovery_minor;
+            *self.defense_cost.entry(currency).or_default() += economics.defense_cost_minor;
         }
     }
 }
@@ -140,14 +143,16 @@ mod tests {
             evidence_complete: false,
             ce_eligible: false,
             seller_liable: false,
-            economics: EconomicsConfig::default().economics(
-                amount,
-                category,
-                Processor::Stripe,
-                EvidenceBand::Low,
-                false,
-                &WinRates::default(),
-            ),
+            economics: EconomicsConfig::default()
+                .economics(
+                    amount,
+                    category,
+                    Processor::Stripe,
+                    EvidenceBand::Low,
+                    false,
+                    &WinRates::default(),
+                )
+                .ok(),
         }
     }
 

@@ -159,6 +159,30 @@ impl SellerTask {
         })
     }
 
+    /// When the seller is reminded, decided at `now`: a day before the task is due; with less than two days
+    /// left, halfway to it; none once it is due.
+    pub fn reminder_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let day_before = self.due_at - Duration::days(1);
+        if day_before > now + Duration::days(1) {
+            Some(day_before)
+        } else if self.due_at > now {
+            Some(now + (self.due_at - now) / 2)
+        } else {
+            None
+        }
+    }
+
+    /// What the reminder says: what is still needed and by when.
+    pub fn reminder_text(&self) -> String {
+        let needed: Vec<&str> = self.liability.needed().iter().map(EvidenceKind::as_str).collect();
+        format!(
+            "Reminder: this dispute is yours to answer and we have not received your evidence yet. Please send {} \
+             by {} (UTC). Without it, the dispute is likely lost and its amount debited from your payout.",
+            needed.join(", "),
+            self.due_at.format("%Y-%m-%d %H:%M")
+        )
+    }
+
     /// What the seller's message says is needed, and by when (English, as seller messages are).
     pub fn request_text(&self) -> String {
         let needed: Vec<&str> = self.liability.needed().iter().map(EvidenceKind::as_str).collect();
@@ -282,6 +306,28 @@ mod tests {
         assert_eq!(
             seller_liability(DisputeClaim::NotAsDescribed, &view(false, true, None)),
             None
+        );
+    }
+
+    #[test]
+    fn the_seller_is_reminded_a_day_before_the_task_is_due_or_halfway_when_less_is_left() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).single().unwrap_or_default();
+        let task = |due_in: Duration| SellerTask {
+            liability: SellerLiability::NotReceivedSellerShipped,
+            due_at: now + due_in,
+        };
+        assert_eq!(task(Duration::days(10)).reminder_at(now), Some(now + Duration::days(9)));
+        assert_eq!(task(Duration::days(2)).reminder_at(now), Some(now + Duration::days(1)));
+        assert_eq!(
+            task(Duration::hours(20)).reminder_at(now),
+            Some(now + Duration::hours(10))
+        );
+        assert_eq!(task(Duration::zero()).reminder_at(now), None);
+        assert_eq!(task(Duration::hours(-1)).reminder_at(now), None);
+        let text = task(Duration::days(3)).reminder_text();
+        assert!(
+            text.starts_with("Reminder:") && text.contains("proof_of_delivery"),
+            "{text}"
         );
     }
 

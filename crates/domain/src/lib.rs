@@ -27,7 +27,7 @@ pub mod respond;
 pub use claim::DisputeClaim;
 pub use dispute::{Dispute, NewDispute, Processor, Queue, Stage, Status};
 pub use document::{DocumentKind, DocumentRef};
-pub use economics::{Economics, EconomicsConfig, EvidenceBand, WinRateBasis, WinRates};
+pub use economics::{CurrencyCosts, Economics, EconomicsConfig, EconomicsError, EvidenceBand, WinRateBasis, WinRates};
 pub use error::DomainError;
 pub use evidence::{
     CompellingEvidence, CompellingEvidenceProgram, Completeness, DisputedPayment, DrawnEvidence, EvidenceContentType,
@@ -49,8 +49,8 @@ pub use money::{Currency, Money};
 pub use patterns::{MonitoringLevel, MonitoringProgram, MonitoringThresholds, OutcomeClass, PatternDimension};
 pub use personal::{Customer, CustomerEmail, CustomerName, Locale};
 pub use policy::{
-    ApprovalRequest, Autonomy, Conditions, OrderSignals, Policy, PolicyError, RecommendedAction, Rule, Triage,
-    TriageInput, TriageRun,
+    ApprovalClaim, ApprovalRequest, Autonomy, Conditions, OrderSignals, Policy, PolicyActionMark, PolicyError,
+    RecommendedAction, Rule, Triage, TriageInput, TriageRun,
 };
 pub use reason::{CardNetwork, ReasonCategory, ReasonCode};
 pub use respond::{MessageChannel, MessageTemplate, RefundRecord};

@@ -236,6 +236,11 @@ pub enum Action {
     /// The internal act-by time passed with nothing the deadline policy could submit or accept (a timer):
     /// recorded and the assignee told; the dispute stays open until the processor's own deadline.
     RecordActByPassed,
+    /// The seller task's own deadline passed without the seller's answer (a timer): recorded so that the
+    /// analyst sees it; the dispute stays open.
+    RecordSellerNoAnswer {
+        due_at: DateTime<Utc>,
+    },
     /// An analyst submits the defense (`submitDefense`): from notified, triaged or evidence gathering (the
     /// statuses between are walked in the same commit), the submission step is enqueued and the outcome check
     /// set. `missing` is the required evidence the engine found missing; while it is not empty the defense is
@@ -411,6 +416,10 @@ pub enum Change {
     ActByPassed {
         due_by: DateTime<Utc>,
     },
+    /// The seller task was due at `due_at` and the seller sent nothing.
+    SellerDidNotAnswer {
+        due_at: DateTime<Utc>,
+    },
     /// An analyst submitted the defense; `missing_overridden` is the required evidence a lead chose to do
     /// without (the event's reason says why).
     DefenseSubmitted {
@@ -498,6 +507,7 @@ pub enum EventKind {
     OutcomeReceived,
     OutcomeOverridden,
     ActByPassed,
+    SellerDidNotAnswer,
     /// A lead's correction by `transitionDispute` (older manual transitions read `manually_transitioned`).
     Corrected,
     DefenseSubmitted,
@@ -537,6 +547,7 @@ impl EventKind {
             EventKind::OutcomeReceived => "outcome_received",
             EventKind::OutcomeOverridden => "outcome_overridden",
             EventKind::ActByPassed => "act_by_passed",
+            EventKind::SellerDidNotAnswer => "seller_did_not_answer",
             EventKind::Corrected => "corrected",
             EventKind::DefenseSubmitted => "defense_submitted",
             EventKind::RefundRequested => "refund_requested",
@@ -580,6 +591,7 @@ impl Change {
             Change::OutcomeReceived { .. } => EventKind::OutcomeReceived,
             Change::OutcomeOverridden { .. } => EventKind::OutcomeOverridden,
             Change::ActByPassed { .. } => EventKind::ActByPassed,
+            Change::SellerDidNotAnswer { .. } => EventKind::SellerDidNotAnswer,
             Change::DefenseSubmitted { .. } => EventKind::DefenseSubmitted,
             Change::RefundRequested { .. } => EventKind::RefundRequested,
             Change::MessageRequested { .. } => EventKind::MessageRequested,
@@ -610,6 +622,7 @@ impl Change {
             | Change::ReminderRecorded { .. }
             | Change::OutcomeEscalated
             | Change::ActByPassed { .. }
+            | Change::SellerDidNotAnswer { .. }
             | Change::EvidenceAdded { .. }
             | Change::EvidenceRemoved { .. }
             | Change::OrderLinked { .. }
@@ -643,6 +656,10 @@ pub enum TimerKind {
     Deadline,
     /// An outcome is overdue this long after submission.
     OutcomeCheck,
+    /// A reminder to the seller before the seller task's own deadline, unless the seller answered.
+    SellerReminder,
+    /// The seller task's own deadline: recorded when the seller has not answered by then.
+    SellerDue,
 }
 
 impl TimerKind {
@@ -652,6 +669,8 @@ impl TimerKind {
             TimerKind::ActBy => "act_by".to_owned(),
             TimerKind::Deadline => "deadline".to_owned(),
             TimerKind::OutcomeCheck => "outcome_check".to_owned(),
+            TimerKind::SellerReminder => "seller_reminder".to_owned(),
+            TimerKind::SellerDue => "seller_due".to_owned(),
         }
     }
 
@@ -661,6 +680,8 @@ impl TimerKind {
             "act_by" => Some(TimerKind::ActBy),
             "deadline" => Some(TimerKind::Deadline),
             "outcome_check" => Some(TimerKind::OutcomeCheck),
+            "seller_reminder" => Some(TimerKind::SellerReminder),
+            "seller_due" => Some(TimerKind::SellerDue),
             other => {
                 let hours = other.strip_prefix("reminder_")?.strip_suffix('h')?;
                 Some(TimerKind::Reminder {
@@ -742,6 +763,10 @@ pub struct Decision {
     /// its decision changed (an unchanged one records no event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub triage: Option<Box<TriageRun>>,
+    /// What the policy does here alone or on a lead's approval, marked in the same commit: the store refuses a
+    /// second mark of one action on one dispute, and claims the approval it names in the same transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_action: Option<crate::policy::PolicyActionMark>,
 }
 
 impl Decision {
@@ -753,6 +778,9 @@ impl Decision {
         self.steps.extend(next.steps);
         if next.triage.is_some() {
             self.triage = next.triage;
+        }
+        if next.policy_action.is_some() {
+            self.policy_action = next.policy_action;
         }
     }
 
@@ -930,6 +958,7 @@ pub fn open(id: DisputeId, command: &Command, now: DateTime<Utc>) -> Result<Deci
         timers,
         steps: if needs_link { vec![link] } else { Vec::new() },
         triage: None,
+        policy_action: None,
     })
 }
 
@@ -1341,6 +1370,15 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
             }
             Change::ActByPassed { due_by }
         }
+        Action::RecordSellerNoAnswer { due_at } => {
+            if !dispute.status.is_open() || dispute.status == Status::Submitted || dispute.seller_id.is_none() {
+                return Err(DomainError::invalid(format!(
+                    "a {} dispute awaits no answer from a seller",
+                    dispute.status
+                )));
+            }
+            Change::SellerDidNotAnswer { due_at: *due_at }
+        }
         Action::AddEvidence { items, source } => {
             evidence_open(dispute)?;
             if items.is_empty() {
@@ -1376,6 +1414,18 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
                 )));
             }
             if let Some(task) = seller_task {
+                // A reminder before the task's own deadline, and the deadline itself, as durable timers; the
+                // engine drops the reminder once the seller answered.
+                if let Some(remind_at) = task.reminder_at(now) {
+                    timers.push(TimerInstruction::Set {
+                        kind: TimerKind::SellerReminder,
+                        due_at: remind_at,
+                    });
+                }
+                timers.push(TimerInstruction::Set {
+                    kind: TimerKind::SellerDue,
+                    due_at: task.due_at.max(now),
+                });
                 // The seller hears what is needed and by when, through the seller channel's message step.
                 steps.push(StepRequest {
                     kind: StepKind::SellerMessage,
@@ -1442,6 +1492,7 @@ pub fn decide(dispute: &Dispute, command: &Command, now: DateTime<Utc>) -> Resul
         timers,
         steps,
         triage: None,
+        policy_action: None,
     })
 }
 
@@ -1509,6 +1560,7 @@ fn single(
         timers: Vec::new(),
         steps: Vec::new(),
         triage: None,
+        policy_action: None,
     }
 }
 
@@ -1873,6 +1925,7 @@ pub fn apply(dispute: &mut Dispute, event: &DisputeEvent) {
         | Change::ReminderRecorded { .. }
         | Change::OutcomeEscalated
         | Change::ActByPassed { .. }
+        | Change::SellerDidNotAnswer { .. }
         // Evidence lives in its own table; the projection only counts the version.
         | Change::EvidenceAdded { .. }
         | Change::EvidenceRemoved { .. }

@@ -111,7 +111,9 @@ pub struct TriageInput {
     /// Visa Compelling Evidence 3.0 or Mastercard First-Party Trust applies.
     pub ce_eligible: bool,
     pub seller_liable: bool,
-    pub economics: Economics,
+    /// None when no cost of defending is configured for the dispute's currency: the economics conditions then
+    /// match neither way, as unknown order facts do.
+    pub economics: Option<Economics>,
 }
 
 /// Conditions of a rule; each given one must hold (lists: any of their values). A rule without conditions
@@ -283,8 +285,29 @@ pub struct ApprovalRequest {
     pub action: RecommendedAction,
     pub amount: Money,
     pub limit_minor: i64,
-    /// One approval per key: `<dispute>:<version of the triage event>:policy_approval`.
+    /// One approval per key: `<dispute>:<action>:policy_approval`, so at most one per dispute and action.
     pub key: String,
+}
+
+/// An action the policy takes on a dispute, alone or on a lead's approval, recorded in the commit that takes it:
+/// at most once per dispute and action, so a decision that flips away and back does not act twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyActionMark {
+    pub action: RecommendedAction,
+    /// The approval this performs, moved from pending to approved in the same transaction (none when the
+    /// policy acts alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalClaim>,
+}
+
+/// A lead's approval claimed by the commit that performs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalClaim {
+    pub id: uuid::Uuid,
+    /// The lead's actor label.
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl RecommendedAction {
@@ -734,6 +757,7 @@ impl Conditions {
         };
         let amount = input.amount.minor_units();
         let order = input.order.as_ref();
+        let economics = input.economics.as_ref();
         let same_currency = self
             .currency
             .as_deref()
@@ -865,21 +889,25 @@ impl Conditions {
                 .seller_liable
                 .is_none_or(|v| note("seller_liable", yes_no(input.seller_liable), input.seller_liable == v))
             && self.cheaper_to_accept.is_none_or(|v| {
-                let cheaper = input.economics.cheaper_to_accept();
-                note("cheaper_to_accept", yes_no(cheaper), cheaper == v)
+                let cheaper = economics.map(Economics::cheaper_to_accept);
+                note(
+                    "cheaper_to_accept",
+                    cheaper.map_or("unknown".into(), yes_no),
+                    cheaper == Some(v),
+                )
             })
             && self.expected_recovery_at_least_minor.is_none_or(|v| {
                 note(
                     "expected_recovery_minor",
-                    input.economics.expected_recovery_minor.to_string(),
-                    input.economics.expected_recovery_minor >= v,
+                    economics.map_or("unknown".into(), |e| e.expected_recovery_minor.to_string()),
+                    economics.is_some_and(|e| e.expected_recovery_minor >= v),
                 )
             })
             && self.win_rate_at_least_percent.is_none_or(|v| {
                 note(
                     "win_rate_bps",
-                    input.economics.win_rate_bps.to_string(),
-                    input.economics.win_rate_bps >= u32::from(v) * 100,
+                    economics.map_or("unknown".into(), |e| e.win_rate_bps.to_string()),
+                    economics.is_some_and(|e| e.win_rate_bps >= u32::from(v) * 100),
                 )
             });
         holds.then_some(read)

@@ -339,6 +339,7 @@ fn action_label(action: &Action) -> String {
         ),
         Action::OverrideOutcome { to, .. } => format!("override outcome to {to}"),
         Action::RecordActByPassed => "act-by time passed".into(),
+        Action::RecordSellerNoAnswer { .. } => "record that the seller did not answer".into(),
         Action::SubmitDefense { .. } => "submit the defense".into(),
         Action::Refund { resolve: true, .. } => "resolve with a refund".into(),
         Action::Refund { resolve: false, .. } => "refund".into(),

@@ -182,7 +182,7 @@ impl Engine {
         if let Action::Open(_) = command.action {
             return Err(DomainError::InvalidInput("use open to create a dispute".into()).into());
         }
-        self.decide_commit_and_tell(id, command, None).await
+        self.decide_commit_marked(id, command, None, None).await
     }
 
     /// The seller task of a dispute the seller owns: the one its latest order link opened.
@@ -204,14 +204,17 @@ impl Engine {
         command: Command,
         fence: Option<verdict_store::Fence>,
     ) -> Result<Dispute, EngineError> {
-        Ok(self.decide_commit_and_tell(id, command, fence).await?.0)
+        Ok(self.decide_commit_marked(id, command, fence, None).await?.0)
     }
 
-    async fn decide_commit_and_tell(
+    /// Load, decide, commit, with `mark` (what the policy does here, and the approval it performs) written in
+    /// the same transaction; see triage.rs.
+    pub(crate) async fn decide_commit_marked(
         &self,
         id: DisputeId,
         command: Command,
         fence: Option<verdict_store::Fence>,
+        mark: Option<verdict_domain::PolicyActionMark>,
     ) -> Result<(Dispute, Decision), EngineError> {
         let mut attempt = 0;
         loop {
@@ -224,6 +227,11 @@ impl Engine {
                 apply(&mut after, event);
             }
             self.triage_into(true, &mut after, &mut decision, now).await?;
+            if mark.is_some() {
+                decision.policy_action = mark.clone();
+            }
+            // Timers the decision cancelled that the seller task still needs are set again (timers.rs).
+            self.keep_seller_timers(&after, &mut decision, now).await?;
             // A seller-owned dispute just lost or accepted is recovered from the seller, in the same commit.
             if verdict_domain::recovery_due(after.status) && !verdict_domain::recovery_due(dispute.status) {
                 let task = self.seller_task(id).await?;

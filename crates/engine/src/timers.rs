@@ -9,6 +9,13 @@
 //! processor still accepts evidence. When a timer fires, [`TimingPolicy::command_for`] turns it into an
 //! ordinary command with a timer actor, and the worker commits that command together with the timer's
 //! completion (under its lease), so a timer's effect happens once.
+//!
+//! A seller task has timers of its own, set with the order link: a reminder to the seller before the task's
+//! deadline and the deadline itself. Both look at the dispute when they fire: once the seller answered (evidence
+//! added, or a file uploaded through the seller's link) they do nothing; otherwise the reminder sends a seller
+//! message through the ordinary message step and the deadline records `seller_did_not_answer` for the analyst.
+//! A decision that cancels a dispute's timers while the task is still open sets these again (a reminder only if
+//! none was sent).
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -185,6 +192,8 @@ impl FiredTimer {
             "deadline" => FiredTimer::Domain(TimerKind::Deadline),
             "act_by" => FiredTimer::Domain(TimerKind::ActBy),
             "outcome_check" => FiredTimer::Domain(TimerKind::OutcomeCheck),
+            "seller_reminder" => FiredTimer::Domain(TimerKind::SellerReminder),
+            "seller_due" => FiredTimer::Domain(TimerKind::SellerDue),
             FOLLOW_UP_TIMER => match payload.and_then(|p| serde_json::from_value::<Action>(p.clone()).ok()) {
                 Some(action) => FiredTimer::FollowUp(action),
                 None => FiredTimer::Other(kind.to_owned()),
@@ -292,6 +301,11 @@ impl TimingPolicy {
                     kind: TimerKind::OutcomeCheck,
                     due_at: now + self.outcome_check,
                 }),
+                // The seller task's own times, as the domain set them.
+                seller @ TimerInstruction::Set {
+                    kind: TimerKind::SellerReminder | TimerKind::SellerDue,
+                    ..
+                } => timers.push(seller),
             }
         }
         decision.timers = timers;
@@ -364,6 +378,8 @@ impl TimingPolicy {
                     self.outcome_check.num_days()
                 )),
             ),
+            // The engine decides these from the seller task and whether the seller answered (fire_timer).
+            FiredTimer::Domain(TimerKind::SellerReminder | TimerKind::SellerDue) => None,
             FiredTimer::FollowUp(action) => Some(Command::new(
                 Actor {
                     kind: ActorKind::Step,
@@ -392,6 +408,13 @@ impl Engine {
     /// within the limit, and the evidence was complete at the last triage) is submitted by `policy:VERSION`
     /// instead of what the deadline policy would do.
     async fn policy_defense(&self, dispute: &Dispute) -> Result<Option<Command>, EngineError> {
+        if self
+            .store
+            .policy_action_taken(dispute.id, verdict_domain::RecommendedAction::Defend.as_str())
+            .await?
+        {
+            return Ok(None);
+        }
         if !matches!(
             dispute.status,
             Status::Notified | Status::Triaged | Status::EvidenceGathering
@@ -437,21 +460,51 @@ impl Engine {
             return Ok(Fired::NoEffect(format!("dispute {id} is gone")));
         };
         let fired = FiredTimer::parse(&timer.kind, timer.payload.as_ref());
+        let fence = Fence::Timer(verdict_store::Leased {
+            id: timer.id,
+            lease_token: timer.lease_token,
+        });
+        if let FiredTimer::Domain(kind @ (TimerKind::SellerReminder | TimerKind::SellerDue)) = fired {
+            let Some(command) = self.seller_timer_command(kind, &dispute).await? else {
+                return Ok(Fired::NoEffect(format!(
+                    "{}: the seller answered, or the dispute awaits no seller",
+                    timer.kind
+                )));
+            };
+            return self.commit_fired(id, command, fence, None).await;
+        }
         let Some(command) = self.timing.command_for(&fired, &dispute, self.clock.now()) else {
             return Ok(Fired::NoEffect(format!(
                 "timer {} does not apply to a {} dispute without a due date",
                 timer.kind, dispute.status
             )));
         };
-        let command = match fired {
-            FiredTimer::Domain(TimerKind::ActBy) => self.policy_defense(&dispute).await?.unwrap_or(command),
-            _ => command,
+        // The policy's own defense is marked in its commit, once per dispute.
+        let (command, mark) = match fired {
+            FiredTimer::Domain(TimerKind::ActBy) => match self.policy_defense(&dispute).await? {
+                Some(defense) => (
+                    defense,
+                    Some(verdict_domain::PolicyActionMark {
+                        action: verdict_domain::RecommendedAction::Defend,
+                        approval: None,
+                    }),
+                ),
+                None => (command, None),
+            },
+            _ => (command, None),
         };
-        let fence = Fence::Timer(verdict_store::Leased {
-            id: timer.id,
-            lease_token: timer.lease_token,
-        });
-        match self.handle_fenced(id, command, fence).await {
+        self.commit_fired(id, command, fence, mark).await
+    }
+
+    /// Commits a fired timer's command with the timer's completion.
+    async fn commit_fired(
+        &self,
+        id: DisputeId,
+        command: Command,
+        fence: Fence,
+        mark: Option<verdict_domain::PolicyActionMark>,
+    ) -> Result<Fired, EngineError> {
+        match self.decide_commit_marked(id, command, Some(fence), mark).await {
             Ok(_) => Ok(Fired::Committed),
             Err(EngineError::Domain(err @ (DomainError::IllegalTransition { .. } | DomainError::InvalidInput(_)))) => {
                 Ok(Fired::NoEffect(err.to_string()))
@@ -459,6 +512,128 @@ impl Engine {
             Err(EngineError::Store(StoreError::LeaseLost)) => Ok(Fired::LeaseLost),
             Err(err) => Err(err),
         }
+    }
+}
+
+/// A seller task as its dispute's log tells it: the task, when it opened, whether the seller answered since
+/// (evidence added) and whether the reminder was sent.
+struct SellerTaskState {
+    task: verdict_domain::SellerTask,
+    opened_at: DateTime<Utc>,
+    evidence_added: bool,
+    reminded: bool,
+}
+
+/// The actor of the seller reminder timer.
+const SELLER_REMINDER: &str = "seller_reminder";
+
+impl Engine {
+    async fn seller_task_state(&self, id: DisputeId) -> Result<Option<SellerTaskState>, EngineError> {
+        let events = self.store.events(id).await?;
+        let Some(at) = events.iter().rposition(|e| {
+            e.kind == verdict_domain::EventKind::OrderLinked.as_str() && e.change.get("seller_task").is_some()
+        }) else {
+            return Ok(None);
+        };
+        let Some(task) = events[at]
+            .change
+            .get("seller_task")
+            .and_then(|task| serde_json::from_value::<verdict_domain::SellerTask>(task.clone()).ok())
+        else {
+            return Ok(None);
+        };
+        let later = &events[at + 1..];
+        Ok(Some(SellerTaskState {
+            task,
+            opened_at: events[at].at,
+            evidence_added: later
+                .iter()
+                .any(|e| e.kind == verdict_domain::EventKind::EvidenceAdded.as_str()),
+            reminded: later.iter().any(|e| {
+                e.kind == verdict_domain::EventKind::MessageRequested.as_str()
+                    && e.actor == format!("timer:{SELLER_REMINDER}")
+            }),
+        }))
+    }
+
+    /// Whether the dispute still waits for its seller: open, not submitted, with a seller task the seller has not
+    /// answered (no evidence added since the task opened, no file uploaded through the seller's link).
+    async fn awaited_seller_task(&self, dispute: &Dispute) -> Result<Option<SellerTaskState>, EngineError> {
+        if !dispute.status.is_open() || dispute.status == Status::Submitted || dispute.seller_id.is_none() {
+            return Ok(None);
+        }
+        let Some(state) = self.seller_task_state(dispute.id).await? else {
+            return Ok(None);
+        };
+        if state.evidence_added || self.store.seller_uploads_since(dispute.id, state.opened_at).await? > 0 {
+            return Ok(None);
+        }
+        Ok(Some(state))
+    }
+
+    /// What a seller task timer does now; `None` once the seller answered or the dispute awaits no seller.
+    async fn seller_timer_command(&self, kind: TimerKind, dispute: &Dispute) -> Result<Option<Command>, EngineError> {
+        let Some(state) = self.awaited_seller_task(dispute).await? else {
+            return Ok(None);
+        };
+        let due = state.task.due_at.to_rfc3339();
+        Ok(Some(match kind {
+            TimerKind::SellerReminder if state.reminded => return Ok(None),
+            TimerKind::SellerReminder => Command::new(
+                Actor {
+                    kind: ActorKind::Timer,
+                    name: SELLER_REMINDER.to_owned(),
+                },
+                Action::SendMessage {
+                    template: verdict_domain::MessageTemplate::SellerRequestEvidence,
+                    text: Some(state.task.reminder_text()),
+                    locale: None,
+                },
+            )
+            .because(format!("the seller has not answered; their task is due at {due}")),
+            _ => Command::new(
+                Actor {
+                    kind: ActorKind::Timer,
+                    name: "seller_due".to_owned(),
+                },
+                Action::RecordSellerNoAnswer {
+                    due_at: state.task.due_at,
+                },
+            )
+            .because(format!("the seller task was due at {due} and the seller sent nothing")),
+        }))
+    }
+
+    /// Sets the seller task's timers again when `decision` cancels the dispute's timers and the task is still
+    /// awaited: its deadline if ahead, and its reminder if none was sent.
+    pub(crate) async fn keep_seller_timers(
+        &self,
+        after: &Dispute,
+        decision: &mut Decision,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        if !decision.timers.iter().any(|t| matches!(t, TimerInstruction::CancelAll)) {
+            return Ok(());
+        }
+        let Some(state) = self.awaited_seller_task(after).await? else {
+            return Ok(());
+        };
+        if state.task.due_at <= now {
+            return Ok(());
+        }
+        if !state.reminded
+            && let Some(remind_at) = state.task.reminder_at(now)
+        {
+            decision.timers.push(TimerInstruction::Set {
+                kind: TimerKind::SellerReminder,
+                due_at: remind_at,
+            });
+        }
+        decision.timers.push(TimerInstruction::Set {
+            kind: TimerKind::SellerDue,
+            due_at: state.task.due_at,
+        });
+        Ok(())
     }
 }
 
@@ -609,8 +784,11 @@ mod tests {
             TimerKind::ActBy,
             TimerKind::OutcomeCheck,
             TimerKind::Reminder { hours_before: 72 },
+            TimerKind::SellerReminder,
+            TimerKind::SellerDue,
         ] {
             assert_eq!(FiredTimer::parse(&kind.label(), None), FiredTimer::Domain(kind));
+            assert_eq!(TimerKind::from_label(&kind.label()), Some(kind));
         }
         let payload = serde_json::to_value(Action::RecordOutcome { won: true }).unwrap();
         assert_eq!(

@@ -8,12 +8,17 @@
 //! `policy:VERSION`; the projection's queue and priority follow it. When the rule lets Verdict act alone and the
 //! amount is within its limit, the action is decided in the same commit through the ordinary respond actions
 //! (refund, accept, message), with their steps in the outbox; above the limit the run asks a lead's approval.
+//!
+//! Each action the policy takes (alone, at the act-by time, or on a lead's approval) is marked in the commit that
+//! takes it, keyed by dispute and action: a decision that flips A, B, A does not refund or message twice, and an
+//! approval is claimed in the same transaction as the action it performs, so no approval is ever left approved
+//! with nothing done.
 
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, Utc};
-use verdict_domain::policy::{ApprovalRequest, OrderSignals, baseline};
+use verdict_domain::policy::{ApprovalClaim, ApprovalRequest, OrderSignals, PolicyActionMark, baseline};
 use verdict_domain::{
     Action, Actor, Autonomy, Change, Command, Decision, Dispute, DisputeClaim, DisputeEvent, DomainError,
     EconomicsConfig, EventKind, EvidenceBand, EvidenceKind, MessageTemplate, Money, Policy, RecommendedAction,
@@ -172,14 +177,21 @@ impl Engine {
         });
         let category = dispute.reason_code.category();
         let rates = self.win_rates().await?;
-        let economics = self.economics.economics(
+        let economics = match self.economics.economics(
             dispute.amount,
             category,
             dispute.processor,
             EvidenceBand::of_score(completeness.score),
             seller_liable,
             &rates,
-        );
+        ) {
+            Ok(economics) => Some(economics),
+            // Triage still runs (every dispute gets a decision); the economics conditions match neither way.
+            Err(err) => {
+                tracing::warn!(dispute_id = %dispute.id, %err, "triage without economics");
+                None
+            }
+        };
         Ok(TriageInput {
             category,
             reason_code: dispute.reason_code.code().to_owned(),
@@ -253,31 +265,46 @@ impl Engine {
             };
             apply(after, &event);
             decision.events.push(event);
-            if triage.action.acts_at_once() {
-                match triage.autonomy {
-                    Autonomy::Manual => {}
-                    Autonomy::Act => {
-                        let refunded = refunds_of(&stored);
-                        match self.act_alone(after, &triage, &actor, &refunded, now) {
-                            Ok(acted) => {
-                                for event in &acted.events {
-                                    apply(after, event);
-                                }
-                                decision.then(acted);
+            let taken = match triage.autonomy {
+                Autonomy::Manual => false,
+                _ => self.store.policy_action_taken(after.id, triage.action.as_str()).await?,
+            };
+            match triage.autonomy {
+                Autonomy::Manual => {}
+                // Once per dispute and action: a decision that comes back does not act again.
+                _ if taken => tracing::info!(
+                    dispute_id = %after.id,
+                    action = %triage.action,
+                    "the policy already took this action on this dispute"
+                ),
+                // A defense waits for the act-by time (timers.rs).
+                Autonomy::Act if !triage.action.acts_at_once() => {}
+                Autonomy::Act => {
+                    let refunded = refunds_of(&stored);
+                    match self.act_alone(after, &triage, &actor, &refunded, now) {
+                        Ok(mut acted) => {
+                            for event in &acted.events {
+                                apply(after, event);
                             }
-                            // The rule asked for what this dispute cannot take (a chargeback cannot be refunded, a
-                            // customer without an email cannot be written to): the triage stands, a person acts.
-                            Err(err) => tracing::info!(dispute_id = %after.id, %err, "the policy cannot act alone"),
+                            acted.policy_action = Some(PolicyActionMark {
+                                action: triage.action,
+                                approval: None,
+                            });
+                            decision.then(acted);
                         }
+                        // The rule asked for what this dispute cannot take (a chargeback cannot be refunded, a
+                        // customer without an email cannot be written to): the triage stands, a person acts.
+                        Err(err) => tracing::info!(dispute_id = %after.id, %err, "the policy cannot act alone"),
                     }
-                    Autonomy::NeedsApproval { limit_minor } => {
-                        run.approval = Some(ApprovalRequest {
-                            action: triage.action,
-                            amount: after.amount,
-                            limit_minor,
-                            key: format!("{}:{}:policy_approval", after.id, after.version),
-                        });
-                    }
+                }
+                Autonomy::NeedsApproval { limit_minor } => {
+                    // One approval per dispute and action, whatever the decisions in between.
+                    run.approval = Some(ApprovalRequest {
+                        action: triage.action,
+                        amount: after.amount,
+                        limit_minor,
+                        key: format!("{}:{}:policy_approval", after.id, triage.action.as_str()),
+                    });
                 }
             }
         }
@@ -301,25 +328,56 @@ impl Engine {
         Ok(self.timing.adjust(decide(dispute, &command, now)?, now))
     }
 
-    /// Performs an approved action as `policy:VERSION`, the lead named in the reason. A refund's request id is
-    /// the approval's, so an approval performs at most one refund whatever happens.
+    /// Performs an approved action as `policy:VERSION`, the lead named in the reason, and claims the approval
+    /// (pending to approved) in the same commit: either both happen or neither does. A refund's request id is the
+    /// approval's, and the action is marked once per dispute, so an approval performs at most one action
+    /// whatever happens. A defense is submitted only if the evidence was complete at the last triage.
     pub async fn perform_approved(
         &self,
         approval: &verdict_store::ApprovalRecord,
         lead: &str,
+        note: Option<&str>,
     ) -> Result<Dispute, EngineError> {
         let id = verdict_domain::DisputeId::from_uuid(approval.dispute_id);
         let action: RecommendedAction = serde_json::from_value(serde_json::Value::String(approval.action.clone()))
             .map_err(|_| DomainError::InvalidInput(format!("approval {} names no known action", approval.id)))?;
         let dispute = self.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
         let refunded = refunds_of(&self.store.events(id).await?);
-        if !action.acts_at_once() {
+        if action == RecommendedAction::Escalate {
             return Err(DomainError::InvalidInput(format!(
                 "approval {} asks to {action}, which is not performed on approval",
                 approval.id
             ))
             .into());
         }
+        if self.store.policy_action_taken(id, action.as_str()).await? {
+            return Err(DomainError::InvalidInput(format!(
+                "the policy already took the action {action} on this dispute; reject approval {}",
+                approval.id
+            ))
+            .into());
+        }
+        if action == RecommendedAction::Defend {
+            let complete = self
+                .store
+                .triage_run(id)
+                .await?
+                .is_some_and(|run| run.input.evidence_complete);
+            if !complete {
+                return Err(DomainError::InvalidInput(
+                    "the evidence is not complete: a defense with missing evidence is a person's".into(),
+                )
+                .into());
+            }
+        }
+        let mark = PolicyActionMark {
+            action,
+            approval: Some(ApprovalClaim {
+                id: approval.id,
+                by: lead.to_owned(),
+                note: note.map(str::to_owned),
+            }),
+        };
         let mut action = policy_action(&dispute, action, &refunded)?;
         if let Action::Refund { request_id, .. } = &mut action {
             *request_id = format!("policy-approval-{}", approval.id);
@@ -330,7 +388,7 @@ impl Engine {
                 approval.id, approval.why
             ))
             .expecting(dispute.version);
-        self.handle(id, command).await
+        Ok(self.decide_commit_marked(id, command, None, Some(mark)).await?.0)
     }
 }
 

@@ -16,6 +16,9 @@ pub enum StoreError {
     Duplicate(String),
     #[error("the lease on this timer or step was lost to another worker; nothing was written")]
     LeaseLost,
+    /// The approval a decision performs was no longer pending (another lead decided it); nothing was written.
+    #[error("approval {0} was decided meanwhile; nothing was done")]
+    ApprovalDecided(uuid::Uuid),
     /// A notification would be applied after a later one of the same dispute; nothing was written.
     #[error("a later notification (of {last_applied}) was already applied to the dispute")]
     Superseded {

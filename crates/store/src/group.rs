@@ -284,6 +284,17 @@ impl Store {
                 }
             }
         }
+        // The policy's action marks and the approvals they perform, in the transaction of the action itself.
+        for (k, write) in batch.iter().enumerate() {
+            if refused.iter().any(|(r, _)| *r == k) {
+                continue;
+            }
+            if let Some(mark) = &write.decision.policy_action
+                && let Some(refusal) = crate::policy::write_mark(self, &txn, write.after, mark).await?
+            {
+                refused.push((k, refusal));
+            }
+        }
         if !refused.is_empty() {
             txn.rollback().await?;
             return Ok(Attempt::Refused(refused));

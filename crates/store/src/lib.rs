@@ -46,6 +46,7 @@ pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessa
 pub use patterns::{MAX_PATTERN_GROUPS, MonitoringCount, MonitoringQuery, PatternKey, PatternQuery, PatternRow};
 pub use policy::{
     APPROVAL_APPROVED, APPROVAL_PENDING, APPROVAL_REJECTED, ApprovalRecord, NewApproval, PolicyVersionRecord,
+    fail_after_claiming,
 };
 pub use queue::{
     Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewStep, NewTimer, StepFailure, StepRow,

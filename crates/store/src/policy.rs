@@ -193,6 +193,82 @@ async fn insert_approval(conn: &impl ConnectionTrait, new: &NewApproval, now: Da
     Ok(())
 }
 
+/// Approvals whose next claim fails right after the claim, inside its transaction (tests only): what a crash
+/// between claiming an approval and performing its action would do if the two were separate commits.
+static FAIL_AFTER_CLAIM: std::sync::Mutex<Vec<Uuid>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes the next commit that claims `approval` fail after the claim statement (tests only).
+#[doc(hidden)]
+pub fn fail_after_claiming(approval: Uuid) {
+    if let Ok(mut ids) = FAIL_AFTER_CLAIM.lock() {
+        ids.push(approval);
+    }
+}
+
+fn injected_failure(approval: Uuid) -> bool {
+    FAIL_AFTER_CLAIM.lock().is_ok_and(|mut ids| {
+        let before = ids.len();
+        ids.retain(|id| *id != approval);
+        ids.len() != before
+    })
+}
+
+/// Writes the policy's mark of `mark.action` on `dispute` and claims the approval it performs, inside the
+/// decision's transaction. `Some` refusal when the approval was no longer pending, or the policy already took
+/// this action on this dispute (a conflict: the engine decides again on fresh state and finds it done).
+pub(crate) async fn write_mark(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    dispute: &verdict_domain::Dispute,
+    mark: &verdict_domain::PolicyActionMark,
+) -> Result<Option<StoreError>, StoreError> {
+    let now = dispute.updated_at;
+    let mut actor = "policy".to_owned();
+    if let Some(claim) = &mark.approval {
+        let claimed = txn
+            .execute_raw(store.stmt(
+                "UPDATE policy_approvals SET status = $1, decided_by = $2, decided_at = $3, decision_note = $4 \
+                 WHERE id = $5 AND status = $6",
+                vec![
+                    APPROVAL_APPROVED.into(),
+                    claim.by.clone().into(),
+                    now.into(),
+                    claim.note.clone().into(),
+                    claim.id.into(),
+                    APPROVAL_PENDING.into(),
+                ],
+            ))
+            .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(Some(StoreError::ApprovalDecided(claim.id)));
+        }
+        if injected_failure(claim.id) {
+            return Err(StoreError::Database(sea_orm::DbErr::Custom(format!(
+                "injected failure after claiming approval {}",
+                claim.id
+            ))));
+        }
+        actor = claim.by.clone();
+    }
+    let marked = txn
+        .execute_raw(store.stmt(
+            "INSERT INTO policy_actions (dispute_id, action, approval_id, actor, at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (dispute_id, action) DO NOTHING",
+            vec![
+                dispute.id.as_uuid().into(),
+                mark.action.as_str().into(),
+                mark.approval.as_ref().map(|c| c.id).into(),
+                actor.into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    if marked.rows_affected() != 1 {
+        return Ok(Some(StoreError::Conflict(dispute.id)));
+    }
+    Ok(None)
+}
+
 /// A stored triage row back into its run.
 pub(crate) fn run_of(m: dispute_triage::Model) -> Result<TriageRun, StoreError> {
     let corrupt = |what: &str, e: serde_json::Error| {
@@ -349,6 +425,22 @@ impl Store {
         Ok(rates)
     }
 
+    /// Whether the policy already took `action` on `dispute` (alone or on approval).
+    pub async fn policy_action_taken(&self, dispute: DisputeId, action: &str) -> Result<bool, StoreError> {
+        let row = self
+            .db()
+            .query_one_raw(self.stmt(
+                "SELECT COUNT(*) AS n FROM policy_actions WHERE dispute_id = $1 AND action = $2",
+                vec![dispute.as_uuid().into(), action.into()],
+            ))
+            .await?;
+        let n: i64 = match row {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        Ok(n > 0)
+    }
+
     /// Requests a lead's approval; a request key already used returns the approval it made.
     pub async fn request_approval(&self, new: &NewApproval, now: DateTime<Utc>) -> Result<ApprovalRecord, StoreError> {
         insert_approval(self.db(), new, now).await?;
@@ -405,16 +497,31 @@ impl Store {
         Ok(updated.rows_affected == 1)
     }
 
-    /// Puts an approval back to pending after its action could not be performed, with why.
-    pub async fn reopen_approval(&self, id: Uuid, why: &str) -> Result<(), StoreError> {
+    /// Notes on a still pending approval why its action could not be performed when a lead approved it (the
+    /// approval and the action commit together, so it stayed pending).
+    pub async fn note_unperformed_approval(&self, id: Uuid, why: &str) -> Result<(), StoreError> {
         policy_approval::Entity::update_many()
-            .col_expr(policy_approval::Column::Status, APPROVAL_PENDING.into())
-            .col_expr(policy_approval::Column::DecidedBy, Option::<String>::None.into())
-            .col_expr(policy_approval::Column::DecidedAt, Option::<DateTime<Utc>>::None.into())
             .col_expr(policy_approval::Column::DecisionNote, Some(why.to_owned()).into())
             .filter(policy_approval::Column::Id.eq(id))
+            .filter(policy_approval::Column::Status.eq(APPROVAL_PENDING))
             .exec(self.db())
             .await?;
         Ok(())
+    }
+
+    /// Files the dispute's seller uploaded through a signed link at or after `since`.
+    pub async fn seller_uploads_since(&self, dispute: DisputeId, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        let row = self
+            .db()
+            .query_one_raw(self.stmt(
+                "SELECT COUNT(*) AS n FROM evidence_files WHERE dispute_id = $1 AND uploaded_by LIKE 'seller:%' \
+                 AND uploaded_at >= $2",
+                vec![dispute.as_uuid().into(), since.into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        })
     }
 }

@@ -65,6 +65,8 @@ pub enum EventType {
     OutcomeOverridden,
     /// The internal act-by time passed; the deadline policy acted.
     ActByPassed,
+    /// The seller task's own deadline passed and the seller had sent nothing.
+    SellerDidNotAnswer,
     /// A lead's correction (`transitionDispute`).
     Corrected,
     /// The defense was submitted (`submitDefense`), with what was missing if a lead overrode.
@@ -140,6 +142,10 @@ pub enum TimerKind {
     Deadline,
     /// The outcome is overdue after the submission: the leads are told.
     OutcomeCheck,
+    /// A reminder to the seller before the seller task is due, unless the seller answered.
+    SellerReminder,
+    /// The seller task's own deadline: recorded if the seller has not answered.
+    SellerDue,
 }
 
 impl From<domain::TimerKind> for TimerKind {
@@ -149,6 +155,8 @@ impl From<domain::TimerKind> for TimerKind {
             domain::TimerKind::ActBy => TimerKind::ActBy,
             domain::TimerKind::Deadline => TimerKind::Deadline,
             domain::TimerKind::OutcomeCheck => TimerKind::OutcomeCheck,
+            domain::TimerKind::SellerReminder => TimerKind::SellerReminder,
+            domain::TimerKind::SellerDue => TimerKind::SellerDue,
         }
     }
 }

@@ -4,8 +4,10 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use verdict_domain::{self as domain, Policy};
-use verdict_engine::Engine;
-use verdict_store::{APPROVAL_APPROVED, APPROVAL_PENDING, APPROVAL_REJECTED, ApprovalRecord, PolicyVersionRecord};
+use verdict_engine::{Engine, EngineError};
+use verdict_store::{
+    APPROVAL_APPROVED, APPROVAL_PENDING, APPROVAL_REJECTED, ApprovalRecord, PolicyVersionRecord, StoreError,
+};
 
 use super::query::principal;
 use super::types::{Dispute, Money, Queue};
@@ -154,6 +156,9 @@ pub struct DisputeTriage {
     pub evidence_score: i32,
     /// When the triage last ran (a run that decided the same records no event).
     pub decided_at: DateTime<Utc>,
+    /// Why the dispute has no economics (`economics` is then null): no cost of defending is configured for its
+    /// currency. Null when it has them.
+    pub economics_unavailable: Option<String>,
 }
 
 /// What defending a dispute is worth, as its last triage computed it.
@@ -171,6 +176,11 @@ pub struct DisputeEconomics {
     pub expected_recovery: Money,
     /// The processor's dispute fee plus analyst time.
     pub defense_cost: Money,
+    /// The processor's dispute fee in the dispute's currency (`[policy.costs.CODE]`); null for a triage run
+    /// recorded before costs were configured per currency.
+    pub processor_fee: Option<Money>,
+    /// The analyst's time in the dispute's currency; null likewise.
+    pub analyst_cost: Option<Money>,
     /// What the seller repays when the dispute is lost or accepted (zero unless the seller owns it).
     pub seller_recoverable: Money,
     /// Expected cost of accepting: the amount less what the seller repays.
@@ -210,6 +220,14 @@ pub(crate) async fn triage_of(
         return Ok(None);
     };
     let t = run.triage;
+    let economics_unavailable = match run.input.economics {
+        Some(_) => None,
+        None => engine
+            .economics()
+            .costs(run.input.amount.currency())
+            .err()
+            .map(|e| e.to_string()),
+    };
     let (autonomy, limit) = match t.autonomy {
         domain::Autonomy::Manual => (PolicyAutonomy::Manual, None),
         domain::Autonomy::Act => (PolicyAutonomy::Act, None),
@@ -232,6 +250,7 @@ pub(crate) async fn triage_of(
         why: t.why,
         evidence_score: i32::from(run.input.evidence_score),
         decided_at: run.at,
+        economics_unavailable,
     }))
 }
 
@@ -245,7 +264,10 @@ pub(crate) async fn economics_of(
     let Some(run) = super::read(ctx, engine.store().triage_run(dispute.id)).await? else {
         return Ok(None);
     };
-    let e = run.input.economics;
+    // None: no costs for its currency (`DisputeTriage.economicsUnavailable` says so).
+    let Some(e) = run.input.economics else {
+        return Ok(None);
+    };
     let currency = run.input.amount.currency();
     let (basis, won, decided) = match e.basis {
         domain::WinRateBasis::Observed { won, decided } => ("observed", won, decided),
@@ -258,6 +280,8 @@ pub(crate) async fn economics_of(
         won: i32::try_from(won).unwrap_or(i32::MAX),
         expected_recovery: money(e.expected_recovery_minor, currency)?,
         defense_cost: money(e.defense_cost_minor, currency)?,
+        processor_fee: e.processor_fee_minor.map(|m| money(m, currency)).transpose()?,
+        analyst_cost: e.analyst_cost_minor.map(|m| money(m, currency)).transpose()?,
         seller_recoverable: money(e.seller_recoverable_minor, currency)?,
         accept_cost: money(e.accept_cost_minor(), currency)?,
         defend_cost: money(e.defend_cost_minor(), currency)?,
@@ -292,7 +316,7 @@ pub struct PolicyApproval {
     pub decided_by: Option<String>,
     /// When the lead decided.
     pub decided_at: Option<DateTime<Utc>>,
-    /// The lead's note, or why an approved action could not be performed (it is then pending again).
+    /// The lead's note, or why an approved action could not be performed (it then stays pending).
     pub note: Option<String>,
 }
 
@@ -520,8 +544,8 @@ async fn pending_approval(engine: &Engine, id: &ID) -> Result<ApprovalRecord, Ap
     Ok(approval)
 }
 
-/// A lead moves a pending approval to `status`; of two leads deciding at once, one does. Returns the engine,
-/// the approval as it was and the lead's actor label.
+/// A lead moves a pending approval to `status` with nothing else done (a rejection); of two leads deciding at
+/// once, one does. Returns the engine, the approval as it was and the lead's actor label.
 async fn decide<'a>(
     ctx: &Context<'a>,
     input: DecidePolicyActionInput,
@@ -583,8 +607,9 @@ impl PolicyMutation {
     }
 
     /// Approves an action the policy asked for (leads and up): it is performed at once by `policy:VERSION`
-    /// through the ordinary respond action, naming the lead. If it cannot be (the dispute moved on), the
-    /// approval stays pending with why, and the user error says so.
+    /// through the ordinary respond action, naming the lead, and the approval is marked approved in the same
+    /// commit (both or neither). If it cannot be (the dispute moved on), the approval stays pending with why, and
+    /// the user error says so.
     async fn approve_policy_action(
         &self,
         ctx: &Context<'_>,
@@ -651,23 +676,28 @@ async fn approve_policy_action(
     ctx: &Context<'_>,
     input: DecidePolicyActionInput,
 ) -> async_graphql::Result<DecidePolicyActionPayload> {
-    let (engine, approval, by) = decide(ctx, input, APPROVAL_APPROVED).await?;
-    let dispute = match engine.perform_approved(&approval, &by).await {
-        Ok(dispute) => dispute,
+    let caller = principal(ctx, Role::Lead)?;
+    let engine = ctx.data::<Engine>()?;
+    let approval = pending_approval(engine, &input.id).await?;
+    let note = clean_note(input.note)?;
+    let by = caller.actor().label();
+    // The approval is claimed in the commit of the action it performs: both or neither.
+    match engine.perform_approved(&approval, &by, note.as_deref()).await {
+        Ok(dispute) => decided(engine, approval.id, Some(Dispute(dispute))).await,
+        Err(err @ EngineError::Store(StoreError::ApprovalDecided(_))) => Err(ApiError::from(err).into()),
         Err(err) => {
             let err = ApiError::from(err);
             engine
                 .store()
-                .reopen_approval(
+                .note_unperformed_approval(
                     approval.id,
                     &format!("approved by {by} but not performed: {}", err.message()),
                 )
                 .await
                 .map_err(ApiError::from)?;
-            return Err(err.into());
+            Err(err.into())
         }
-    };
-    decided(engine, approval.id, Some(Dispute(dispute))).await
+    }
 }
 
 async fn reject_policy_action(

@@ -27,14 +27,16 @@ fn input(category: ReasonCategory, minor: i64) -> TriageInput {
         evidence_complete: false,
         ce_eligible: false,
         seller_liable: false,
-        economics: EconomicsConfig::default().economics(
-            amount,
-            category,
-            Processor::Stripe,
-            EvidenceBand::Partial,
-            false,
-            &WinRates::default(),
-        ),
+        economics: EconomicsConfig::default()
+            .economics(
+                amount,
+                category,
+                Processor::Stripe,
+                EvidenceBand::Partial,
+                false,
+                &WinRates::default(),
+            )
+            .ok(),
     }
 }
 
@@ -271,6 +273,38 @@ proptest! {
     fn any_valid_policy_survives_its_toml(policy in any_policy()) {
         prop_assert_eq!(Policy::from_toml(&policy.to_toml()).unwrap(), policy);
     }
+}
+
+#[test]
+fn without_economics_the_economics_conditions_match_neither_way() {
+    let policy = Policy::from_toml(
+        r#"
+[[rule]]
+name = "cheap"
+when = { cheaper_to_accept = true }
+queue = "care"
+action = "accept"
+
+[[rule]]
+name = "dear"
+when = { cheaper_to_accept = false }
+queue = "care"
+action = "defend"
+
+[[rule]]
+name = "likely won"
+when = { win_rate_at_least_percent = 1 }
+queue = "care"
+action = "defend"
+"#,
+    )
+    .unwrap();
+    let mut no_costs = input(ReasonCategory::Fraud, 1_000);
+    no_costs.economics = None;
+    let triage = policy.evaluate(&no_costs);
+    assert_eq!(triage.rule_index, None, "{triage:?}");
+    let with_costs = policy.evaluate(&input(ReasonCategory::Fraud, 1_000));
+    assert_eq!(with_costs.rule, "cheap");
 }
 
 #[test]

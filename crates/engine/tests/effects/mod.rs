@@ -5,6 +5,7 @@ mod braintree;
 mod failures;
 mod messages;
 mod paypal;
+mod policy;
 mod processors;
 mod refunds;
 mod sandbox;

@@ -15,7 +15,7 @@ use verdict_engine::effects::{
 use super::{Harness, harnesses, order_facts, t0};
 
 /// A Visa 13.1 (merchandise not received) dispute, linked to an order the seller shipped itself.
-async fn seller_owned(h: &Harness, pid: &str) -> (verdict_domain::Dispute, SellerTask) {
+pub(super) async fn seller_owned(h: &Harness, pid: &str) -> (verdict_domain::Dispute, SellerTask) {
     let dispute = h.dispute(pid, Locale::En, Stage::Chargeback, vec![]).await;
     let facts = order_facts();
     let task = SellerTask::for_order(&dispute, &facts, &h.engine.seller_tasks(), h.clock.now());

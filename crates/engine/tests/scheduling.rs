@@ -904,6 +904,18 @@ async fn the_run_loop_works_and_stops_gracefully() {
     }
 }
 
+/// Marks every timer fired and every step succeeded, as if all the work had been done.
+async fn finish_all_work(store: &Store) {
+    store
+        .execute_unprepared("UPDATE timers SET status = 'fired'")
+        .await
+        .unwrap();
+    store
+        .execute_unprepared("UPDATE steps SET status = 'succeeded'")
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn retention_deletes_finished_timers_and_steps_of_long_closed_disputes_only() {
     for setup in Setup::all().await {
@@ -914,14 +926,7 @@ async fn retention_deletes_finished_timers_and_steps_of_long_closed_disputes_onl
         act(&r.engine, &closed, Action::Withdraw).await;
         let store = r.engine.store();
         // Every timer and step counts as finished, and both disputes last changed long ago.
-        store
-            .execute_unprepared("UPDATE timers SET status = 'fired'")
-            .await
-            .unwrap();
-        store
-            .execute_unprepared("UPDATE steps SET status = 'succeeded'")
-            .await
-            .unwrap();
+        finish_all_work(store).await;
         store
             .execute_unprepared("UPDATE disputes SET updated_at = '2020-01-01 00:00:00+00'")
             .await
@@ -962,14 +967,7 @@ async fn the_finished_work_purge_keeps_a_closed_disputes_work_for_its_own_retent
         let closed = open(&r.engine, "dp_purge", "13.1", 9_900, Some(Duration::days(10))).await;
         act(&r.engine, &closed, Action::Withdraw).await;
         let store = r.engine.store();
-        store
-            .execute_unprepared("UPDATE timers SET status = 'fired'")
-            .await
-            .unwrap();
-        store
-            .execute_unprepared("UPDATE steps SET status = 'succeeded'")
-            .await
-            .unwrap();
+        finish_all_work(store).await;
         let timers = store.timers(closed.id).await.unwrap().len();
         assert!(timers > 0, "{label}");
         let scheduler = Scheduler::new(r.engine.clone(), &[], Duration::days(3))

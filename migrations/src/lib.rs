@@ -45,6 +45,7 @@ mod m20261202_000020_seller_recoveries;
 mod m20261203_000021_policy;
 mod m20261203_000022_policy_backtests;
 mod m20261204_000024_policy_actions;
+mod m20261205_000025_pattern_summary;
 
 pub struct Migrator;
 
@@ -74,6 +75,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000021_policy::Migration),
             Box::new(m20261203_000022_policy_backtests::Migration),
             Box::new(m20261204_000024_policy_actions::Migration),
+            Box::new(m20261205_000025_pattern_summary::Migration),
         ]
     }
 }

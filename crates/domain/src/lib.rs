@@ -22,6 +22,7 @@ pub mod patterns;
 pub mod personal;
 pub mod policy;
 pub mod reason;
+pub mod resolution_histogram;
 pub mod respond;
 
 pub use claim::DisputeClaim;

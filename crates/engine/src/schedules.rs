@@ -1,4 +1,5 @@
-//! Cron schedules: the daily digest, the hourly timer sweep and processor reconciliation.
+//! Cron schedules: the daily digest, the hourly timer sweep, processor reconciliation, retention and the
+//! pattern summary.
 //!
 //! Expressions use the `cron` crate's syntax, which starts with a seconds field (`0 0 7 * * *` is 07:00:00
 //! daily), evaluated in the schedule's IANA time zone. Each replica runs [`Scheduler::run_due`] in a task of
@@ -33,6 +34,9 @@ pub enum Job {
     /// Deletes the finished timers and steps of disputes closed for longer than `finished_work_retention_minutes`,
     /// so the queue tables hold live work and recent history only; the events stay the history.
     PurgeFinishedWork,
+    /// Summarises the months whose disputes changed since its last run, so patterns and monitoring read the
+    /// summary instead of every dispute (the store's `pattern_summary` module).
+    RefreshPatternSummary,
 }
 
 /// Raw bodies purged per statement, and statements per run: a run is bounded, the next tick carries on.
@@ -89,6 +93,12 @@ impl ScheduleConfig {
                 cron: "0 */10 * * * *".into(),
                 time_zone: utc(),
                 job: Job::PurgeFinishedWork,
+            },
+            Self {
+                name: "pattern_summary".into(),
+                cron: "0 * * * * *".into(),
+                time_zone: utc(),
+                job: Job::RefreshPatternSummary,
             },
         ]
     }
@@ -338,6 +348,20 @@ impl Scheduler {
         Ok((timers + steps) as usize)
     }
 
+    /// Summarises the months changed since the last run; returns how many.
+    pub async fn refresh_pattern_summary(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
+        let started = std::time::Instant::now();
+        let months = self.engine.store().refresh_pattern_summary(now).await?;
+        if months > 0 {
+            tracing::info!(
+                months,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "pattern summary refreshed"
+            );
+        }
+        Ok(months)
+    }
+
     pub fn with_digest_sink(mut self, sink: Arc<dyn DigestSink>) -> Self {
         self.digests = sink;
         self
@@ -440,6 +464,7 @@ impl Scheduler {
             Job::Sweep => self.sweep(now).await,
             Job::PurgePayloads => self.purge_payloads(now).await,
             Job::PurgeFinishedWork => self.purge_finished_work(now).await,
+            Job::RefreshPatternSummary => self.refresh_pattern_summary(now).await,
             Job::Reconcile => {
                 let mut touched = 0;
                 for reconciler in self.reconcilers.iter() {

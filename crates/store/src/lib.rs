@@ -19,6 +19,7 @@ mod group;
 mod inbox;
 mod keys;
 mod mailbox;
+mod pattern_summary;
 mod patterns;
 mod policy;
 mod queue;

@@ -151,6 +151,14 @@ fn columns(dimension: PatternDimension, backend: Backend) -> &'static [(&'static
 const MONTH_POSTGRES: &str = "to_char(opened_at AT TIME ZONE 'UTC', 'YYYY-MM')";
 const MONTH_SQLITE: &str = "strftime('%Y-%m', opened_at)";
 
+/// `YYYY-MM` (UTC) of a timestamp column, in the backend's SQL.
+pub(crate) fn month_expression(backend: Backend, column: &str) -> String {
+    match backend {
+        Backend::Postgres => format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM')"),
+        Backend::Sqlite => format!("strftime('%Y-%m', {column})"),
+    }
+}
+
 fn dimension_of_alias(alias: &str) -> Option<PatternDimension> {
     Some(match alias {
         "k_reason_category" => PatternDimension::ReasonCategory,
@@ -180,7 +188,7 @@ fn class_list(class: OutcomeClass) -> String {
 }
 
 /// `$n` placeholders for a list of values, appended to `values`.
-fn placeholders(values: &mut Vec<Value>, items: impl IntoIterator<Item = Value>) -> String {
+pub(crate) fn placeholders(values: &mut Vec<Value>, items: impl IntoIterator<Item = Value>) -> String {
     items
         .into_iter()
         .map(|item| {
@@ -193,7 +201,7 @@ fn placeholders(values: &mut Vec<Value>, items: impl IntoIterator<Item = Value>)
 
 impl PatternQuery {
     /// The `WHERE` clause and its values.
-    fn filters(&self) -> (String, Vec<Value>) {
+    pub(crate) fn filters(&self) -> (String, Vec<Value>) {
         let mut values: Vec<Value> = Vec::new();
         let mut conditions = vec!["1 = 1".to_owned()];
         if let Some(from) = self.opened_from {
@@ -204,23 +212,31 @@ impl PatternQuery {
             values.push(before.into());
             conditions.push(format!("opened_at < ${}", values.len()));
         }
+        conditions.extend(self.group_filters(&mut values));
+        (conditions.join(" AND "), values)
+    }
+
+    /// The conditions on the grouping columns (processors, currencies, networks, seller), values appended: the
+    /// same on `disputes` and on the pattern summary.
+    pub(crate) fn group_filters(&self, values: &mut Vec<Value>) -> Vec<String> {
+        let mut conditions = Vec::new();
         if !self.processors.is_empty() {
-            let list = placeholders(&mut values, self.processors.iter().map(|p| p.as_str().into()));
+            let list = placeholders(values, self.processors.iter().map(|p| p.as_str().into()));
             conditions.push(format!("processor IN ({list})"));
         }
         if !self.currencies.is_empty() {
-            let list = placeholders(&mut values, self.currencies.iter().map(|c| c.clone().into()));
+            let list = placeholders(values, self.currencies.iter().map(|c| c.clone().into()));
             conditions.push(format!("currency IN ({list})"));
         }
         if !self.networks.is_empty() {
-            let list = placeholders(&mut values, self.networks.iter().map(|n| n.to_string().into()));
+            let list = placeholders(values, self.networks.iter().map(|n| n.to_string().into()));
             conditions.push(format!("network IN ({list})"));
         }
         if let Some(seller) = &self.seller_id {
             values.push(seller.clone().into());
             conditions.push(format!("seller_id = ${}", values.len()));
         }
-        (conditions.join(" AND "), values)
+        conditions
     }
 
     /// The grouping columns, each once: `(alias, expression)`.
@@ -248,8 +264,29 @@ fn read_key(row: &QueryResult, keys: &[(&'static str, &'static str)]) -> Result<
 }
 
 impl Store {
-    /// The figures of every group of disputes `query` selects, ordered by the groupings then the currency.
+    /// The figures of every group of disputes `query` selects, ordered by the groupings then the currency:
+    /// through the pattern summary where it serves the query (module `pattern_summary`), else from the disputes.
     pub async fn dispute_patterns(&self, query: &PatternQuery) -> Result<Vec<PatternRow>, StoreError> {
+        let mut patterns = match self.patterns_from_summary(query).await? {
+            Some(patterns) => patterns,
+            None => self.dispute_patterns_from_disputes(query).await?,
+        };
+        // In the groupings' order, unknown values first, on both backends (they order NULL differently).
+        patterns.sort_by_cached_key(|row| {
+            (
+                query
+                    .group_by
+                    .iter()
+                    .map(|d| row.key.get(*d).map(str::to_owned))
+                    .collect::<Vec<_>>(),
+                row.currency.clone(),
+            )
+        });
+        Ok(patterns)
+    }
+
+    /// The same figures read from every dispute `query` selects, never the summary (medians exact), unordered.
+    pub async fn dispute_patterns_from_disputes(&self, query: &PatternQuery) -> Result<Vec<PatternRow>, StoreError> {
         let backend = self.backend();
         let keys = self.keys_for(query);
         let (conditions, values) = query.filters();
@@ -320,17 +357,6 @@ impl Store {
                     medians.get(&(pattern.key.clone(), pattern.currency.clone())).copied();
             }
         }
-        // In the groupings' order, unknown values first, on both backends (they order NULL differently).
-        patterns.sort_by_cached_key(|row| {
-            (
-                query
-                    .group_by
-                    .iter()
-                    .map(|d| row.key.get(*d).map(str::to_owned))
-                    .collect::<Vec<_>>(),
-                row.currency.clone(),
-            )
-        });
         Ok(patterns)
     }
 
@@ -373,10 +399,10 @@ impl Store {
     /// Each program's monthly count of disputes per seller and for the whole marketplace, with the orders it is
     /// divided by (orders from Verdict's own order tables). Only months with disputes are returned.
     pub async fn monitoring_counts(&self, query: &MonitoringQuery) -> Result<Vec<MonitoringCount>, StoreError> {
-        let month = |column: &str| match self.backend() {
-            Backend::Postgres => format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM')"),
-            Backend::Sqlite => format!("strftime('%Y-%m', {column})"),
-        };
+        let month = |column: &str| month_expression(self.backend(), column);
+        // The summarised months from the summary, the rest counted here, in one snapshot.
+        let txn = self.snapshot().await?;
+        let summary = self.monitoring_from_summary(&txn, query).await?;
         let mut values: Vec<Value> = Vec::new();
         let mut conditions = Vec::new();
         if let Some(from) = query.opened_from {
@@ -417,27 +443,44 @@ impl Store {
             })
             .collect();
         conditions.push(format!("({})", counted.join(" OR ")));
-        let sql = format!(
-            "SELECT network, seller_id, {month} AS month, COUNT(*) AS disputes FROM disputes \
-             WHERE {conditions} GROUP BY network, seller_id, {month}",
-            month = month("opened_at"),
-            conditions = conditions.join(" AND "),
-        );
-        let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+        let mut counted_rows: Vec<(MonitoringProgram, Option<String>, NaiveDate, u64)> = Vec::new();
+        let read_live = match summary {
+            Some(summary) if summary.live.is_empty() => {
+                counted_rows = summary.counts;
+                false
+            }
+            Some(summary) => {
+                counted_rows = summary.counts;
+                conditions.push(Store::live_windows(&summary.live, &mut values));
+                true
+            }
+            None => true,
+        };
+        if read_live {
+            let sql = format!(
+                "SELECT network, seller_id, {month} AS month, COUNT(*) AS disputes FROM disputes \
+                 WHERE {conditions} GROUP BY network, seller_id, {month}",
+                month = month("opened_at"),
+                conditions = conditions.join(" AND "),
+            );
+            for row in txn.query_all_raw(self.stmt(&sql, values)).await? {
+                let network: String = row.try_get("", "network")?;
+                let Some(program) = MonitoringProgram::ALL
+                    .into_iter()
+                    .find(|p| p.network().to_string() == network)
+                else {
+                    continue;
+                };
+                let month = parse_month(&row.try_get::<String>("", "month")?)?;
+                let count = u64::try_from(row.try_get::<i64>("", "disputes")?).unwrap_or(0);
+                counted_rows.push((program, row.try_get("", "seller_id")?, month, count));
+            }
+        }
+        txn.commit().await?;
         let mut disputes: HashMap<(MonitoringProgram, Option<String>, NaiveDate), u64> = HashMap::new();
         let mut first_month: Option<NaiveDate> = None;
         let mut last_month: Option<NaiveDate> = None;
-        for row in &rows {
-            let network: String = row.try_get("", "network")?;
-            let Some(program) = MonitoringProgram::ALL
-                .into_iter()
-                .find(|p| p.network().to_string() == network)
-            else {
-                continue;
-            };
-            let seller: Option<String> = row.try_get("", "seller_id")?;
-            let month = parse_month(&row.try_get::<String>("", "month")?)?;
-            let count = u64::try_from(row.try_get::<i64>("", "disputes")?).unwrap_or(0);
+        for (program, seller, month, count) in counted_rows {
             *disputes.entry((program, seller.clone(), month)).or_default() += count;
             // The whole marketplace counts every dispute, a seller's or not.
             if seller.is_some() {

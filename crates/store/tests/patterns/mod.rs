@@ -510,3 +510,205 @@ async fn the_migration_backfills_the_same_figures_from_the_log_and_the_orders() 
         assert_eq!(written.len(), 6, "{}", db.label);
     }
 }
+
+/// Every shape the summary serves (and some it does not), by the figures it gives before and after a run.
+fn summary_queries() -> Vec<(&'static str, PatternQuery)> {
+    use PatternDimension as D;
+    let by = |group_by: Vec<D>| PatternQuery {
+        group_by,
+        ..Default::default()
+    };
+    let mut shapes = vec![
+        ("nothing", by(vec![])),
+        ("category and month", by(vec![D::ReasonCategory, D::Month])),
+        ("code", by(vec![D::ReasonCode])),
+        ("processor and network", by(vec![D::Processor, D::Network])),
+        ("seller and category", by(vec![D::Seller, D::ReasonCategory])),
+        ("product and grade", by(vec![D::ProductModel, D::Grade, D::Month])),
+        ("country", by(vec![D::Country])),
+        ("seller and processor (no cuboid)", by(vec![D::Seller, D::Processor])),
+    ];
+    let mut euros = by(vec![D::Month]);
+    euros.currencies = vec!["EUR".into()];
+    shapes.push(("euros by month", euros));
+    let mut adyen = by(vec![D::Network]);
+    adyen.processors = vec![Processor::Adyen];
+    shapes.push(("adyen by network", adyen));
+    let mut visa = by(vec![D::ReasonCode]);
+    visa.networks = vec![CardNetwork::Visa];
+    shapes.push(("visa by code", visa));
+    let mut seller = by(vec![D::Month]);
+    seller.seller_id = Some("seller-a".into());
+    shapes.push(("seller a by month", seller));
+    let mut october = by(vec![D::ReasonCategory]);
+    october.opened_from = Some(at(10, 1));
+    october.opened_before = Some(at(11, 1));
+    shapes.push(("October, whole", october));
+    let mut cut = by(vec![D::Month]);
+    cut.opened_from = Some(at(10, 5));
+    cut.opened_before = Some(at(11, 3));
+    shapes.push(("cut window", cut));
+    shapes
+}
+
+/// The figures in a comparable order, medians apart.
+fn comparable(mut rows: Vec<PatternRow>) -> Vec<(PatternRow, Option<f64>)> {
+    rows.sort_by_key(|r| format!("{:?}{}", r.key, r.currency));
+    rows.into_iter()
+        .map(|mut r| {
+            let median = r.median_resolution_seconds.take();
+            (r, median)
+        })
+        .collect()
+}
+
+fn assert_same_figures(summary: Vec<PatternRow>, disputes: Vec<PatternRow>, what: &str) {
+    let (summary, disputes) = (comparable(summary), comparable(disputes));
+    assert_eq!(
+        summary.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+        disputes.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+        "{what}"
+    );
+    for ((row, a), (_, b)) in summary.iter().zip(&disputes) {
+        match (a, b) {
+            (Some(a), Some(b)) => assert!((a - b).abs() <= b * 0.01, "{what}: {:?} median {a} vs {b}", row.key),
+            _ => assert_eq!(a, b, "{what}: {:?}", row.key),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_summary_gives_the_figures_the_disputes_give() {
+    for db in verdict_store::testing::test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        dataset(&store).await;
+        let label = db.label;
+        // Before the first run there is no summary: every query reads the disputes.
+        for (what, query) in summary_queries() {
+            let rows = store.dispute_patterns(&query).await.unwrap();
+            assert_same_figures(rows, store.dispute_patterns_from_disputes(&query).await.unwrap(), what);
+        }
+        // The first run summarises both months; a second finds nothing changed. (After the dataset's last
+        // event, 2 December.)
+        let now = at(12, 31);
+        assert_eq!(store.refresh_pattern_summary(now).await.unwrap(), 2, "{label}");
+        assert_eq!(store.refresh_pattern_summary(now).await.unwrap(), 0, "{label}");
+        for (what, query) in summary_queries() {
+            let rows = store.dispute_patterns(&query).await.unwrap();
+            assert_same_figures(
+                rows,
+                store.dispute_patterns_from_disputes(&query).await.unwrap(),
+                &format!("{label}: {what}"),
+            );
+        }
+        // The whole-dataset answer of the hand-computed test, through the summary.
+        let rows = store
+            .dispute_patterns(&PatternQuery {
+                group_by: vec![PatternDimension::Seller],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows[0].median_resolution_seconds, Some(1_296_000.0), "{label}");
+    }
+}
+
+/// Adds `extra` disputes to October's summary (what a stale summary would say: to the French row of the country
+/// cuboid, and to each monitoring row), so a test can tell which months were read from the summary.
+async fn inflate_october(store: &Store, extra: i64) {
+    store
+        .execute_unprepared(&format!(
+            "UPDATE pattern_summary SET disputes = disputes + {extra} WHERE month = '2026-10' \
+             AND cuboid = 'countries' AND order_country = 'FR'; \
+             UPDATE monitoring_summary SET disputes = disputes + {extra} WHERE month = '2026-10'"
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_month_changed_after_the_run_is_read_from_the_disputes() {
+    for db in verdict_store::testing::test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        dataset(&store).await;
+        let label = db.label;
+        let now = at(12, 31);
+        store.refresh_pattern_summary(now).await.unwrap();
+        let by_month = PatternQuery {
+            group_by: vec![PatternDimension::Month],
+            currencies: vec!["EUR".into()],
+            ..Default::default()
+        };
+        let disputes = |rows: &[PatternRow]| {
+            rows.iter()
+                .map(|r| (r.key.month.clone(), r.disputes))
+                .collect::<Vec<_>>()
+        };
+        let october = || Some("2026-10".to_owned());
+        let november = || Some("2026-11".to_owned());
+        // The summary is what October is read from: inflating it shows (EUR October is d1, d2, d3, d6).
+        inflate_october(&store, 100).await;
+        let rows = store.dispute_patterns(&by_month).await.unwrap();
+        assert_eq!(disputes(&rows), vec![(october(), 104), (november(), 2)], "{label}");
+        let vamp_october = |counts: &[verdict_store::MonitoringCount]| {
+            counts
+                .iter()
+                .find(|c| {
+                    c.program == MonitoringProgram::VisaVamp
+                        && c.seller_id.is_none()
+                        && c.month == at(10, 1).date_naive()
+                })
+                .map(|c| c.disputes)
+        };
+        let counts = store.monitoring_counts(&MonitoringQuery::default()).await.unwrap();
+        assert_eq!(vamp_october(&counts), Some(103), "{label}");
+
+        // A dispute opened in October after the run: October is read from the disputes until the next run.
+        seed(
+            &store,
+            Case {
+                opened: at(10, 25),
+                ..visa_a("d8", 1_000, at(10, 25))
+            },
+        )
+        .await;
+        // As a change made now would be stamped (the seed stamps its own, October, time).
+        use sea_orm::ConnectionTrait;
+        let backend = store.db().get_database_backend();
+        let placeholder = if store.backend() == verdict_store::Backend::Postgres {
+            "$1"
+        } else {
+            "?1"
+        };
+        store
+            .db()
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                format!("UPDATE disputes SET updated_at = {placeholder} WHERE processor_dispute_id = 'd8'"),
+                [sea_orm::Value::from(now + Duration::minutes(5))],
+            ))
+            .await
+            .unwrap();
+        let rows = store.dispute_patterns(&by_month).await.unwrap();
+        assert_eq!(disputes(&rows), vec![(october(), 5), (november(), 2)], "{label}");
+        let counts = store.monitoring_counts(&MonitoringQuery::default()).await.unwrap();
+        assert_eq!(vamp_october(&counts), Some(4), "{label}");
+
+        // The next run summarises October again, d8 with it; November stays as it was.
+        assert_eq!(
+            store
+                .refresh_pattern_summary(now + Duration::minutes(10))
+                .await
+                .unwrap(),
+            1,
+            "{label}"
+        );
+        let rows = store.dispute_patterns(&by_month).await.unwrap();
+        assert_eq!(disputes(&rows), vec![(october(), 5), (november(), 2)], "{label}");
+        assert_same_figures(
+            rows,
+            store.dispute_patterns_from_disputes(&by_month).await.unwrap(),
+            &format!("{label}: after the second run"),
+        );
+    }
+}

@@ -141,34 +141,86 @@ pub(crate) async fn seed_projection(engine: &Engine, count: u64) -> anyhow::Resu
     }
     let missing = count - existing;
     let started = Instant::now();
-    let statuses = ["notified", "triaged", "evidence_gathering", "submitted", "won", "lost"];
-    let status_case = statuses
-        .iter()
-        .enumerate()
-        .map(|(i, s)| format!("WHEN {i} THEN '{s}'"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    // Spread as a marketplace's disputes are, so the patterns measured group many values: two years of opening
+    // dates, four processors, six network reason codes, three currencies, 500 sellers, 40 device models, four
+    // grades and eight countries (a fifth not linked to an order), half of them closed with a time to resolution.
+    // Stamped two minutes back, as rows written before the run (the pattern summary then covers them).
+    let case = |expr: &str, values: &[&str]| {
+        let arms: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("WHEN {i} THEN '{v}'"))
+            .collect();
+        format!("CASE ({expr}) % {} {} END", values.len(), arms.join(" "))
+    };
+    let status = case(
+        "g",
+        &[
+            "notified",
+            "triaged",
+            "evidence_gathering",
+            "submitted",
+            "won",
+            "lost",
+            "accepted",
+            "expired",
+        ],
+    );
+    let processor = case("g * 3", &["stripe", "adyen", "paypal", "braintree"]);
+    let network = case("g", &["visa", "visa", "visa", "visa", "mastercard", "mastercard"]);
+    let code = case("g", &["10.4", "13.1", "13.3", "11.3", "4837", "4853"]);
+    let category = case(
+        "g",
+        &[
+            "fraud",
+            "consumer_dispute",
+            "consumer_dispute",
+            "authorization",
+            "fraud",
+            "consumer_dispute",
+        ],
+    );
+    let currency = case("g * 11", &["EUR", "EUR", "USD", "GBP"]);
+    let grade = case("g * 19", &["fair", "good", "excellent", "premium"]);
+    let country = case("g * 23", &["FR", "ES", "IT", "DE", "US", "GB", "BE", "NL"]);
+    let linked = "g % 5 <> 0";
+    let closed = "g % 8 >= 4";
+    let resolution = format!("CASE WHEN {closed} THEN 3600 * (24 + (g * 7919) % 2000) END");
+    let missed = "CASE WHEN g % 8 = 7 THEN 1 ELSE 0 END";
+    let columns = "id, processor, processor_dispute_id, payment_reference, customer_locale, amount_minor, currency, \
+        network, reason_code, reason_code_raw, reason_category, stage, status, due_by, sort_due_at, opened_at, seller_id, \
+        version, created_at, updated_at, order_device_model, order_grade, order_country, resolution_seconds, deadline_missed";
+    let values = |id: &str, suffix: &str, due: &str, opened: &str, now: &str| {
+        format!(
+            "{id}, {processor}, 'bulk-' || g || '-' || {suffix}, 'pi_' || g, 'en', 1000 + g % 90000, {currency}, \
+             {network}, {code}, {code}, {category}, 'chargeback', {status}, {due}, {due}, {opened}, 'seller-' || (g % 500), \
+             1, {now}, {now}, CASE WHEN {linked} THEN 'model-' || ((g * 53) % 40) END, CASE WHEN {linked} THEN {grade} END, \
+             CASE WHEN {linked} THEN {country} END, {resolution}, {missed}"
+        )
+    };
+    // In the order they were opened, as a live system writes them (a month's disputes then share pages).
+    let oldest_first = "ORDER BY (g * 7) % 730 DESC, g % 86400 DESC";
     let sql = match engine.store().backend() {
         Backend::Postgres => format!(
-            "INSERT INTO disputes (id, processor, processor_dispute_id, payment_reference, customer_locale, amount_minor, \
-             currency, network, reason_code, reason_code_raw, reason_category, stage, status, due_by, sort_due_at, opened_at, \
-             seller_id, version, created_at, updated_at) \
-             SELECT gen_random_uuid(), 'stripe', 'bulk-' || g || '-' || md5(random()::text), 'pi_' || g, 'en', 1000 + g % 90000, \
-             'EUR', 'visa', '13.1', '13.1', 'consumer_dispute', 'chargeback', CASE g % 6 {status_case} END, \
-             now() + (g % 43200) * interval '1 minute', now() + (g % 43200) * interval '1 minute', now(), \
-             'seller-' || (g % 500), 1, now(), now() FROM generate_series(1, {missing}) AS g"
+            "INSERT INTO disputes ({columns}) SELECT {} FROM generate_series(1::bigint, {missing}::bigint) AS g {oldest_first}",
+            values(
+                "gen_random_uuid()",
+                "md5(random()::text)",
+                "now() + (g % 43200) * interval '1 minute'",
+                "now() - ((g * 7) % 730) * interval '1 day' - (g % 86400) * interval '1 second'",
+                "now() - interval '2 minutes'",
+            )
         ),
         Backend::Sqlite => format!(
-            "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {missing}) \
-             INSERT INTO disputes (id, processor, processor_dispute_id, payment_reference, customer_locale, amount_minor, \
-             currency, network, reason_code, reason_code_raw, reason_category, stage, status, due_by, sort_due_at, opened_at, \
-             seller_id, version, created_at, updated_at) \
-             SELECT randomblob(16), 'stripe', 'bulk-' || x || '-' || hex(randomblob(4)), 'pi_' || x, 'en', 1000 + x % 90000, \
-             'EUR', 'visa', '13.1', '13.1', 'consumer_dispute', 'chargeback', CASE x % 6 {status_case} END, \
-             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '+' || (x % 43200) || ' minutes'), \
-             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '+' || (x % 43200) || ' minutes'), \
-             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), 'seller-' || (x % 500), 1, \
-             strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now') FROM g"
+            "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {missing}) \
+             INSERT INTO disputes ({columns}) SELECT {} FROM s {oldest_first}",
+            values(
+                "randomblob(16)",
+                "hex(randomblob(4))",
+                "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '+' || (g % 43200) || ' minutes')",
+                "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-' || ((g * 7) % 730) || ' days', '-' || (g % 86400) || ' seconds')",
+                "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-2 minutes')",
+            )
         ),
     };
     engine

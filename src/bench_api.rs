@@ -38,6 +38,10 @@ enum Prep {
     WithEvidence,
     /// A chargeback lost (in the processor's stead), to reopen.
     Lost,
+    /// A chargeback whose acceptance waits for a lead's approval (the approval's id is the run's target).
+    PendingApproval,
+    /// A chargeback with a dead-lettered step (the step's id is the run's target).
+    DeadStep,
 }
 
 /// The examples that change one dispute named by `input.id` (or `input.target.ids`), and how to prepare it.
@@ -61,6 +65,8 @@ fn dispute_mutation(name: &str) -> Option<Prep> {
         "draw-evidence-from-facts" => Prep::WithOrder,
         "remove-evidence" => Prep::WithEvidence,
         "reopen-dispute" => Prep::Lost,
+        "approve-policy-action" | "reject-policy-action" => Prep::PendingApproval,
+        "retry-step" => Prep::DeadStep,
         _ => return None,
     })
 }
@@ -194,11 +200,58 @@ async fn prepare(
                     )
                     .await?;
             }
+            Prep::PendingApproval => {
+                let current = load(engine, id).await?;
+                let new = verdict_store::NewApproval {
+                    dispute_id: id.as_uuid(),
+                    policy_version: 1,
+                    rule: "bench".into(),
+                    action: "accept".into(),
+                    amount_minor: current.amount.minor_units(),
+                    currency: current.amount.currency().code().to_owned(),
+                    limit_minor: 0,
+                    request_key: format!("bench-{tag}-{i}"),
+                    why: "bench: an acceptance above the policy's limit".into(),
+                };
+                let approval = engine.store().request_approval(&new, Utc::now()).await?;
+                item = Some(approval.id.to_string());
+            }
+            Prep::DeadStep => item = Some(dead_step(engine, id, &format!("{tag}-{i}")).await?),
             Prep::Chargeback | Prep::Inquiry | Prep::WithOrder => {}
         }
         out.push((id, item));
     }
     Ok(out)
+}
+
+/// A step of the dispute that ran out of attempts (as the worker leaves one), for `retryStep`.
+async fn dead_step(engine: &Engine, dispute: DisputeId, key: &str) -> anyhow::Result<String> {
+    use sea_orm::ConnectionTrait;
+    let id = uuid::Uuid::now_v7();
+    let now = Utc::now();
+    let backend = engine.store().db().get_database_backend();
+    let sql = "INSERT INTO steps (id, dispute_id, kind, idempotency_key, status, attempts, max_attempts, \
+               next_attempt_at, last_error, created_at, updated_at) \
+               VALUES ($1, $2, 'notify_assignee', $3, 'dead', 8, 8, $4, 'bench: the mail server refused it', $4, $4)";
+    let sql = match engine.store().backend() {
+        verdict_store::Backend::Postgres => sql.to_owned(),
+        verdict_store::Backend::Sqlite => sql.replace('$', "?"),
+    };
+    engine
+        .store()
+        .db()
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                id.into(),
+                dispute.as_uuid().into(),
+                format!("bench-dead-{key}").into(),
+                now.into(),
+            ],
+        ))
+        .await?;
+    Ok(id.to_string())
 }
 
 async fn load(engine: &Engine, id: DisputeId) -> anyhow::Result<verdict_domain::Dispute> {
@@ -249,6 +302,14 @@ struct Made {
 pub(crate) async fn api_operations(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
     seed_projection(engine, options.disputes).await?;
     let total = engine.store().count(&verdict_store::DisputeFilter::default()).await?;
+    // As the `pattern_summary` schedule would have (every minute) before the run; the months the runs change
+    // are read from the disputes again, as in production.
+    let started = Instant::now();
+    let months = engine.store().refresh_pattern_summary(Utc::now()).await?;
+    println!(
+        "api: pattern summary refreshed: {months} months in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let schema = verdict_api::graphql::build_schema(engine.clone());
     let admin = Principal {
         name: "bench-admin".into(),
@@ -398,6 +459,19 @@ async fn variables_for(
     tag: &str,
 ) -> anyhow::Result<Value> {
     let mut v = example.variables.clone();
+    if matches!(
+        dispute_mutation(&example.name),
+        Some(Prep::PendingApproval | Prep::DeadStep)
+    ) {
+        // The target is the approval or the step, not the dispute.
+        if let Some((_, Some(target))) = prepared.get(run) {
+            match v.get_mut("input") {
+                Some(input) => input["id"] = json!(target),
+                None => v["id"] = json!(target),
+            }
+        }
+        return Ok(v);
+    }
     if let Some((id, item)) = prepared.get(run) {
         let id_text = id.to_string();
         if let Some(target) = v.pointer_mut("/input/target") {

@@ -19,18 +19,29 @@ pub struct ResolutionHistogram {
     buckets: BTreeMap<u32, (u64, i64)>,
 }
 
-/// Bucket width: each bucket's upper bound is 1% above its lower bound.
-const GROWTH: f64 = 1.01;
-
 fn bucket(seconds: i64) -> u32 {
     if seconds < 1 {
         return 0;
     }
     // At most ~4,400 for i64::MAX, so the cast cannot truncate.
-    1 + ((seconds as f64).ln() / GROWTH.ln()).floor() as u32
+    1 + ((seconds as f64).ln() / ResolutionHistogram::GROWTH.ln()).floor() as u32
 }
 
 impl ResolutionHistogram {
+    /// Bucket width: each bucket's upper bound is 1% above its lower bound. A database computing buckets itself
+    /// (`1 + floor(ln(t) / ln(GROWTH))`, 0 below one second) hands them over with [`add_bucket`](Self::add_bucket).
+    pub const GROWTH: f64 = 1.01;
+
+    /// Adds `count` times whose sum is `sum` to `bucket` (as computed by the formula above).
+    pub fn add_bucket(&mut self, bucket: u32, count: u64, sum: i64) {
+        if count == 0 {
+            return;
+        }
+        let slot = self.buckets.entry(bucket).or_default();
+        slot.0 += count;
+        slot.1 = slot.1.saturating_add(sum);
+    }
+
     /// Adds one time to resolution (negative times count as zero).
     pub fn record(&mut self, seconds: i64) {
         let seconds = seconds.max(0);
@@ -42,9 +53,7 @@ impl ResolutionHistogram {
     /// Adds every time of `other`.
     pub fn merge(&mut self, other: &ResolutionHistogram) {
         for (bucket, (count, sum)) in &other.buckets {
-            let slot = self.buckets.entry(*bucket).or_default();
-            slot.0 += count;
-            slot.1 = slot.1.saturating_add(*sum);
+            self.add_bucket(*bucket, *count, *sum);
         }
     }
 
@@ -103,9 +112,7 @@ impl ResolutionHistogram {
                     "resolution histogram entry {triple:?} is empty"
                 )));
             }
-            let slot = histogram.buckets.entry(bucket).or_default();
-            slot.0 += count;
-            slot.1 = slot.1.saturating_add(sum);
+            histogram.add_bucket(bucket, count, sum);
         }
         Ok(histogram)
     }

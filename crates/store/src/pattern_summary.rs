@@ -22,7 +22,8 @@ use verdict_domain::resolution_histogram::ResolutionHistogram;
 use verdict_domain::{Stage, Status};
 
 use crate::patterns::{
-    MAX_PATTERN_GROUPS, MonitoringQuery, PatternKey, PatternQuery, PatternRow, month_expression, placeholders,
+    MAX_PATTERN_GROUPS, MonitoringQuery, PatternKey, PatternQuery, PatternRow, class_list, month_expression,
+    placeholders, read_key,
 };
 use crate::{Backend, Store, StoreError};
 
@@ -249,6 +250,15 @@ impl Figures {
     fn read(row: &QueryResult) -> Result<Self, StoreError> {
         let histogram: String = row.try_get("", "resolution_histogram")?;
         Ok(Figures {
+            histogram: ResolutionHistogram::decode(&histogram)
+                .map_err(|err| StoreError::Corrupt(format!("pattern summary: {err}")))?,
+            ..Figures::read_additive(row)?
+        })
+    }
+
+    /// The additive figures of a row with the summary's column names; no times.
+    fn read_additive(row: &QueryResult) -> Result<Self, StoreError> {
+        Ok(Figures {
             disputes: row.try_get("", "disputes")?,
             disputed_minor: row.try_get("", "disputed_minor")?,
             won: row.try_get("", "won")?,
@@ -260,8 +270,7 @@ impl Figures {
             accepted_minor: row.try_get("", "accepted_minor")?,
             deadline_misses: row.try_get("", "deadline_misses")?,
             resolved: row.try_get("", "resolved")?,
-            histogram: ResolutionHistogram::decode(&histogram)
-                .map_err(|err| StoreError::Corrupt(format!("pattern summary: {err}")))?,
+            histogram: ResolutionHistogram::default(),
         })
     }
 
@@ -686,14 +695,22 @@ impl Store {
         if !plan.live.is_empty() {
             let (filters, mut values) = query.filters();
             let windows = window_condition(&plan.live, &mut values);
-            let mut overflow = false;
-            self.visit_disputes(&txn, &format!("{filters} AND {windows}"), &values, |facts| {
-                let key = pattern_key(&query.group_by, &full_grain(&facts), &facts.month());
-                groups.entry((key, facts.currency.clone())).or_default().count(&facts);
-                overflow |= groups.len() as u64 > MAX_PATTERN_GROUPS;
-            })
-            .await?;
-            if overflow {
+            let conditions = format!("{filters} AND {windows}");
+            match self.backend() {
+                Backend::Postgres => {
+                    self.live_groups_postgres(&txn, query, &conditions, values, &mut groups)
+                        .await?
+                }
+                Backend::Sqlite => {
+                    // SQLite has no logarithm to bucket with: the disputes' own times, one by one.
+                    self.visit_disputes(&txn, &conditions, &values, |facts| {
+                        let key = pattern_key(&query.group_by, &full_grain(&facts), &facts.month());
+                        groups.entry((key, facts.currency.clone())).or_default().count(&facts);
+                    })
+                    .await?
+                }
+            }
+            if groups.len() as u64 > MAX_PATTERN_GROUPS {
                 return Err(too_many());
             }
         }
@@ -704,6 +721,68 @@ impl Store {
                 .map(|((key, currency), figures)| figures.into_row(key, currency))
                 .collect(),
         ))
+    }
+
+    /// Adds the figures of the disputes matching `conditions` to `groups`, aggregated by PostgreSQL per group and
+    /// histogram bucket (a month of disputes is then a few thousand rows, not its disputes).
+    async fn live_groups_postgres(
+        &self,
+        conn: &impl ConnectionTrait,
+        query: &PatternQuery,
+        conditions: &str,
+        values: Vec<Value>,
+        groups: &mut HashMap<(PatternKey, String), Figures>,
+    ) -> Result<(), StoreError> {
+        let keys = query.keys(Backend::Postgres);
+        let key_select: String = keys
+            .iter()
+            .map(|(alias, expr)| format!("{expr} AS {alias}, "))
+            .collect();
+        let group: String = keys.iter().map(|(alias, _)| format!("{alias}, ")).collect();
+        let count = |class: OutcomeClass, what: &str| {
+            format!(
+                "CAST(COALESCE(SUM(CASE WHEN status IN ({}) THEN {what} ELSE 0 END), 0) AS BIGINT)",
+                class_list(class)
+            )
+        };
+        let bucket = format!(
+            "CASE WHEN resolution_seconds IS NULL THEN NULL WHEN resolution_seconds < 1 THEN 0 ELSE 1 + \
+             CAST(floor(ln(CAST(resolution_seconds AS double precision)) / ln(CAST({} AS double precision))) \
+             AS INTEGER) END",
+            ResolutionHistogram::GROWTH
+        );
+        let sql = format!(
+            "SELECT {key_select}currency, {bucket} AS bucket, COUNT(*) AS disputes, \
+             CAST(SUM(amount_minor) AS BIGINT) AS disputed_minor, {won} AS won, {lost} AS lost, \
+             {accepted} AS accepted, {open} AS open, {recovered} AS recovered_minor, {lost_minor} AS lost_minor, \
+             {accepted_minor} AS accepted_minor, CAST(SUM(deadline_missed) AS BIGINT) AS deadline_misses, \
+             COUNT(resolution_seconds) AS resolved, CAST(COALESCE(SUM(resolution_seconds), 0) AS BIGINT) AS seconds \
+             FROM disputes WHERE {conditions} GROUP BY {group}currency, bucket",
+            won = count(OutcomeClass::Won, "1"),
+            lost = count(OutcomeClass::Lost, "1"),
+            accepted = count(OutcomeClass::Accepted, "1"),
+            open = count(OutcomeClass::Open, "1"),
+            recovered = count(OutcomeClass::Won, "amount_minor"),
+            lost_minor = count(OutcomeClass::Lost, "amount_minor"),
+            accepted_minor = count(OutcomeClass::Accepted, "amount_minor"),
+        );
+        for row in conn.query_all_raw(self.stmt(&sql, values)).await? {
+            let mut figures = Figures::read_additive(&row)?;
+            if let Some(bucket) = row.try_get::<Option<i32>>("", "bucket")? {
+                let resolved = u64::try_from(figures.resolved).unwrap_or(0);
+                figures.histogram.add_bucket(
+                    u32::try_from(bucket).unwrap_or(0),
+                    resolved,
+                    row.try_get("", "seconds")?,
+                );
+            }
+            let key = read_key(&row, &keys)?;
+            groups
+                .entry((key, row.try_get("", "currency")?))
+                .or_default()
+                .add(&figures);
+        }
+        Ok(())
     }
 
     /// The monitoring counts of the summarised months inside `query`'s window, and the windows left to count from

@@ -183,7 +183,7 @@ fn status_list(statuses: &[Status]) -> String {
         .join(", ")
 }
 
-fn class_list(class: OutcomeClass) -> String {
+pub(crate) fn class_list(class: OutcomeClass) -> String {
     status_list(&class.statuses())
 }
 
@@ -240,7 +240,7 @@ impl PatternQuery {
     }
 
     /// The grouping columns, each once: `(alias, expression)`.
-    fn keys(&self, backend: Backend) -> Vec<(&'static str, &'static str)> {
+    pub(crate) fn keys(&self, backend: Backend) -> Vec<(&'static str, &'static str)> {
         let mut keys: Vec<(&'static str, &'static str)> = Vec::new();
         for dimension in &self.group_by {
             for column in columns(*dimension, backend) {
@@ -253,7 +253,7 @@ impl PatternQuery {
     }
 }
 
-fn read_key(row: &QueryResult, keys: &[(&'static str, &'static str)]) -> Result<PatternKey, StoreError> {
+pub(crate) fn read_key(row: &QueryResult, keys: &[(&'static str, &'static str)]) -> Result<PatternKey, StoreError> {
     let mut key = PatternKey::default();
     for (alias, _) in keys {
         if let Some(dimension) = dimension_of_alias(alias) {

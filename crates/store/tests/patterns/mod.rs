@@ -693,6 +693,16 @@ async fn a_month_changed_after_the_run_is_read_from_the_disputes() {
         assert_eq!(disputes(&rows), vec![(october(), 5), (november(), 2)], "{label}");
         let counts = store.monitoring_counts(&MonitoringQuery::default()).await.unwrap();
         assert_eq!(vamp_october(&counts), Some(4), "{label}");
+        // Every shape, with October read from the disputes (medians included) and November from the summary.
+        store
+            .execute_unprepared("UPDATE pattern_summary SET disputes = disputes - 100 WHERE disputes > 100")
+            .await
+            .unwrap();
+        for (what, query) in summary_queries() {
+            let rows = store.dispute_patterns(&query).await.unwrap();
+            let expected = store.dispute_patterns_from_disputes(&query).await.unwrap();
+            assert_same_figures(rows, expected, &format!("{label}: October changed: {what}"));
+        }
 
         // The next run summarises October again, d8 with it; November stays as it was.
         assert_eq!(

@@ -330,6 +330,15 @@ pub(crate) async fn api_operations(engine: &Engine, options: &BenchOptions) -> a
     let runs = options.api_runs.max(1) as usize;
     let tag = Utc::now().format("%H%M%S%f").to_string();
     let mut all = examples(&options.examples_dir)?;
+    let subscriptions: Vec<Example> = all
+        .iter()
+        .filter(|e| kind_of(&e.source) == "subscription")
+        .map(|e| Example {
+            name: e.name.clone(),
+            source: e.source.clone(),
+            variables: e.variables.clone(),
+        })
+        .collect();
     all.retain(|e| kind_of(&e.source) != "subscription");
     all.sort_by_key(|e| (rank(&e.name, kind_of(&e.source) == "query"), e.name.clone()));
     println!(
@@ -384,6 +393,14 @@ pub(crate) async fn api_operations(engine: &Engine, options: &BenchOptions) -> a
             made.bulk_job = Some(bulk_job(engine, &schema, &admin, &tag).await?);
         }
     }
+    // The subscriptions, each one long-lived subscriber fed as `serve` feeds it (on PostgreSQL through this
+    // process's change listener, from the NOTIFY of each commit).
+    let listener = tokio::spawn(engine.store().clone().run_change_listener());
+    for example in &subscriptions {
+        let (samples, outcomes) = subscription_latency(engine, &schema, &admin, example, runs, options, &tag).await?;
+        rows.push((example.name.clone(), samples, outcomes));
+    }
+    listener.abort();
     println!("| operation | p50 ms | p99 ms | max ms | runs | answers |");
     println!("|---|---|---|---|---|---|");
     for (name, samples, outcomes) in rows {
@@ -398,6 +415,93 @@ pub(crate) async fn api_operations(engine: &Engine, options: &BenchOptions) -> a
         );
     }
     Ok(())
+}
+
+/// For a subscription example: how long from a change's command to its delivery to a subscriber that has been
+/// listening since before (the commit, the notice, the listener's load and the broadcast), over `runs`
+/// changes: notes added through the engine to disputes the subscription selects (`disputeEvents`: one dispute,
+/// as a detail screen watches it; `queueChanges`: disputes triaged into the example's queue).
+async fn subscription_latency(
+    engine: &Engine,
+    schema: &verdict_api::graphql::VerdictSchema,
+    admin: &Principal,
+    example: &Example,
+    runs: usize,
+    options: &BenchOptions,
+    tag: &str,
+) -> anyhow::Result<(Vec<Duration>, BTreeMap<String, usize>)> {
+    use async_graphql::futures_util::StreamExt;
+    let actor = Actor::system("bench");
+    let pool = prepare(engine, &format!("{tag}-{}", example.name), Prep::Chargeback, runs).await?;
+    let mut variables = example.variables.clone();
+    if example.name == "queue-changes" {
+        for (id, _) in &pool {
+            let queue = variables["queue"].as_str().unwrap_or("CARE").to_lowercase().parse()?;
+            engine
+                .handle(*id, Command::new(actor.clone(), Action::Triage { queue: Some(queue) }))
+                .await?;
+        }
+    }
+    let targets: Vec<DisputeId> = match example.name.as_str() {
+        "dispute-events" => {
+            let first = pool.first().map(|(id, _)| *id).context("no dispute to watch")?;
+            variables["id"] = json!(first.to_string());
+            vec![first; runs]
+        }
+        _ => pool.iter().map(|(id, _)| *id).collect(),
+    };
+    let mut stream = schema.execute_stream(
+        async_graphql::Request::new(example.source.clone())
+            .variables(async_graphql::Variables::from_json(variables))
+            .data(admin.clone()),
+    );
+    // The stream subscribes when first polled: a task polls it and hands each delivery over with its time.
+    let (deliveries, mut delivered) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(response) = stream.next().await {
+            if deliveries.send((Instant::now(), response)).is_err() {
+                break;
+            }
+        }
+    });
+    let note = |text: &str| Command::new(actor.clone(), Action::AddNote { note: text.to_owned() });
+    // Until a first change arrives, the subscriber may not be listening yet.
+    let mut listening = false;
+    for _ in 0..50 {
+        let target = targets.first().copied().context("no dispute to change")?;
+        engine
+            .handle(target, note("bench: is the subscriber listening?"))
+            .await?;
+        if tokio::time::timeout(Duration::from_millis(200), delivered.recv())
+            .await
+            .is_ok()
+        {
+            listening = true;
+            break;
+        }
+    }
+    anyhow::ensure!(listening, "{}: the subscriber received nothing", example.name);
+    while delivered.try_recv().is_ok() {}
+    let mut samples = Vec::with_capacity(runs);
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let budget = Instant::now();
+    for target in targets {
+        if !samples.is_empty() && budget.elapsed() > options.api_budget {
+            break;
+        }
+        let started = Instant::now();
+        engine.handle(target, note("bench: a change to deliver")).await?;
+        let (at, response) = tokio::time::timeout(Duration::from_secs(10), delivered.recv())
+            .await
+            .with_context(|| format!("{}: no delivery within 10 s", example.name))?
+            .with_context(|| format!("{}: the subscription ended", example.name))?;
+        samples.push(at.duration_since(started));
+        let data = response.data.clone().into_json().unwrap_or(Value::Null);
+        *outcomes.entry(outcome(&response, &data)).or_default() += 1;
+    }
+    reader.abort();
+    samples.sort();
+    Ok((samples, outcomes))
 }
 
 /// A bulk job to read with the bulk-job example: a bulk message to 101 fresh disputes (more than run inline).

@@ -125,7 +125,9 @@ pub async fn retry(ctx: &Context<'_>, id: ID, confirmed_not_at_processor: bool) 
             && dispute.processor == verdict_domain::Processor::Adyen
         {
             return Err(ApiError::IllegalTransition(format!(
-                "this Adyen {} step is older than Adyen's {ADYEN_IDEMPOTENCY_DAYS}-day idempotency window and Adyen                  cannot be asked whether it already happened: check in Adyen's Customer Area, then retry with                  confirmedNotAtProcessor: true",
+                "this Adyen {} step is older than Adyen's {ADYEN_IDEMPOTENCY_DAYS}-day idempotency window and Adyen \
+                 cannot be asked whether it already happened: check in Adyen's Customer Area, then retry with \
+                 confirmedNotAtProcessor: true",
                 row.kind
             ))
             .into());

@@ -572,7 +572,12 @@ pub(crate) async fn write_pattern_columns(
             set("order_grade", profile.grade.into());
             set("order_country", profile.country.into());
         }
-        if let Some((_, to)) = event.change.status_change() {
+        if let Some((from, to)) = event.change.status_change() {
+            // A dispute opened, or moved between open statuses, has no close to clear: no statement.
+            let was_open = from.is_none_or(|from| from.is_open());
+            if to.is_open() && was_open {
+                continue;
+            }
             if to.is_open() {
                 set("closed_at", Option::<DateTime<Utc>>::None.into());
                 set("resolution_seconds", Option::<i64>::None.into());

@@ -35,6 +35,9 @@ const COMMIT_MARGIN_SECONDS: i64 = 60;
 /// Disputes read per statement while summarising or reading a window live.
 const PAGE: u64 = 10_000;
 
+/// The advisory lock a month's summariser holds on PostgreSQL (an arbitrary key of Verdict's).
+const SUMMARY_LOCK: i64 = 0x5644_5053_554d_4d31;
+
 /// Summary rows per `INSERT` (23 values each: under SQLite's 32,766 placeholders).
 const INSERT_ROWS: usize = 500;
 
@@ -532,6 +535,13 @@ impl Store {
         let mut monitored: HashMap<(MonitoringProgram, Option<String>), i64> = HashMap::new();
         let mut disputes = 0_i64;
         let txn = crate::write::begin_write(self.db()).await?;
+        if self.backend() == Backend::Postgres {
+            // Two runs at once (a run that outlived its schedule lease) would each delete the month's rows before
+            // the other's commit and both insert theirs: one summariser at a time. (SQLite's write lock already
+            // is one.)
+            txn.execute_raw(self.stmt("SELECT pg_advisory_xact_lock($1)", vec![SUMMARY_LOCK.into()]))
+                .await?;
+        }
         self.visit_disputes(
             &txn,
             "opened_at >= $1 AND opened_at < $2",

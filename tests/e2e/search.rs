@@ -632,7 +632,19 @@ async fn bulk_actions_report_each_item_and_refusals_spare_neighbours() {
         );
         let answer = app.gql(&app.lead, transition, json!({ "input": input })).await;
         let results = answer.data()["bulkTransition"]["results"].as_array().unwrap().clone();
-        assert_eq!(results[1]["outcome"], "OK", "{}: {results:?}", app.label);
+        // The app's own worker may move dp_5 on meanwhile (as `seed` says): a conflict is that item's own answer,
+        // and asking again moves it.
+        let mut outcome = results[1]["outcome"].clone();
+        for _ in 0..20 {
+            if outcome != "CONFLICT" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let again = json!({"target": {"ids": [seeded.ids[5]]}, "to": "TRIAGED", "reason": "batch"});
+            let answer = app.gql(&app.lead, transition, json!({ "input": again })).await;
+            outcome = answer.data()["bulkTransition"]["results"][0]["outcome"].clone();
+        }
+        assert_eq!(outcome, "OK", "{}: {results:?}", app.label);
         assert_ne!(
             results[0]["outcome"], "OK",
             "a withdrawn dispute is not triaged again: {results:?}"

@@ -22,8 +22,8 @@ use verdict_domain::resolution_histogram::ResolutionHistogram;
 use verdict_domain::{Stage, Status};
 
 use crate::patterns::{
-    MAX_PATTERN_GROUPS, MonitoringQuery, PatternKey, PatternQuery, PatternRow, class_list, month_expression,
-    placeholders, read_key,
+    MAX_PATTERN_GROUPS, MonitoringQuery, PatternKey, PatternQuery, PatternRow, figures_select, key_clauses,
+    month_expression, placeholders, read_key,
 };
 use crate::{Backend, Store, StoreError};
 
@@ -564,70 +564,50 @@ impl Store {
             txn.execute_raw(self.stmt(&format!("DELETE FROM {table} WHERE month = $1"), vec![month.into()]))
                 .await?;
         }
-        let groups: Vec<_> = groups.into_iter().collect();
-        for chunk in groups.chunks(INSERT_ROWS) {
-            let mut values: Vec<Value> = Vec::new();
-            let tuples: Vec<String> = chunk
-                .iter()
-                .map(|((cuboid, grain, currency), f)| {
-                    let row: Vec<Value> = vec![
-                        cuboid.as_str().into(),
-                        month.into(),
-                        currency.clone().into(),
-                        grain.processor.clone().into(),
-                        grain.network.clone().into(),
-                        grain.reason_category.clone().into(),
-                        grain.reason_code.clone().into(),
-                        grain.seller_id.clone().into(),
-                        grain.product_model.clone().into(),
-                        grain.grade.clone().into(),
-                        grain.country.clone().into(),
-                        f.disputes.into(),
-                        f.disputed_minor.into(),
-                        f.won.into(),
-                        f.lost.into(),
-                        f.accepted.into(),
-                        f.open.into(),
-                        f.recovered_minor.into(),
-                        f.lost_minor.into(),
-                        f.accepted_minor.into(),
-                        f.deadline_misses.into(),
-                        f.resolved.into(),
-                        f.histogram.encode().into(),
-                    ];
-                    format!("({})", placeholders(&mut values, row))
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO pattern_summary (cuboid, month, currency, processor, network, reason_category, \
-                 reason_code, seller_id, order_device_model, order_grade, order_country, disputes, disputed_minor, \
-                 won, lost, accepted, open, recovered_minor, lost_minor, accepted_minor, deadline_misses, resolved, \
-                 resolution_histogram) VALUES {}",
-                tuples.join(", ")
-            );
-            txn.execute_raw(self.stmt(&sql, values)).await?;
-        }
-        let monitored: Vec<_> = monitored.into_iter().collect();
-        for chunk in monitored.chunks(INSERT_ROWS) {
-            let mut values: Vec<Value> = Vec::new();
-            let tuples: Vec<String> = chunk
-                .iter()
-                .map(|((program, seller), count)| {
-                    let row: Vec<Value> = vec![
-                        month.into(),
-                        program.as_str().into(),
-                        seller.clone().into(),
-                        (*count).into(),
-                    ];
-                    format!("({})", placeholders(&mut values, row))
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO monitoring_summary (month, program, seller_id, disputes) VALUES {}",
-                tuples.join(", ")
-            );
-            txn.execute_raw(self.stmt(&sql, values)).await?;
-        }
+        let rows: Vec<Vec<Value>> = groups
+            .into_iter()
+            .map(|((cuboid, grain, currency), f)| {
+                vec![
+                    cuboid.as_str().into(),
+                    month.into(),
+                    currency.into(),
+                    grain.processor.into(),
+                    grain.network.into(),
+                    grain.reason_category.into(),
+                    grain.reason_code.into(),
+                    grain.seller_id.into(),
+                    grain.product_model.into(),
+                    grain.grade.into(),
+                    grain.country.into(),
+                    f.disputes.into(),
+                    f.disputed_minor.into(),
+                    f.won.into(),
+                    f.lost.into(),
+                    f.accepted.into(),
+                    f.open.into(),
+                    f.recovered_minor.into(),
+                    f.lost_minor.into(),
+                    f.accepted_minor.into(),
+                    f.deadline_misses.into(),
+                    f.resolved.into(),
+                    f.histogram.encode().into(),
+                ]
+            })
+            .collect();
+        self.insert_rows(
+            &txn,
+            "pattern_summary (cuboid, month, currency, processor, network, reason_category, reason_code, seller_id, \
+             order_device_model, order_grade, order_country, disputes, disputed_minor, won, lost, accepted, open, \
+             recovered_minor, lost_minor, accepted_minor, deadline_misses, resolved, resolution_histogram)",
+            rows,
+        )
+        .await?;
+        let rows: Vec<Vec<Value>> = monitored
+            .into_iter()
+            .map(|((program, seller), count)| vec![month.into(), program.as_str().into(), seller.into(), count.into()])
+            .collect();
+        self.insert_rows(&txn, "monitoring_summary (month, program, seller_id, disputes)", rows)
+            .await?;
         txn.execute_raw(self.stmt(
             "INSERT INTO pattern_summary_months (month, disputes, computed_at) VALUES ($1, $2, $3) \
              ON CONFLICT (month) DO UPDATE SET disputes = excluded.disputes, computed_at = excluded.computed_at",
@@ -635,6 +615,25 @@ impl Store {
         ))
         .await?;
         txn.commit().await?;
+        Ok(())
+    }
+
+    /// `rows` into `table (columns)`, [`INSERT_ROWS`] to a statement.
+    async fn insert_rows(
+        &self,
+        txn: &DatabaseTransaction,
+        into: &str,
+        rows: Vec<Vec<Value>>,
+    ) -> Result<(), StoreError> {
+        for chunk in rows.chunks(INSERT_ROWS) {
+            let mut values: Vec<Value> = Vec::new();
+            let tuples: Vec<String> = chunk
+                .iter()
+                .map(|row| format!("({})", placeholders(&mut values, row.iter().cloned())))
+                .collect();
+            txn.execute_raw(self.stmt(&format!("INSERT INTO {into} VALUES {}", tuples.join(", ")), values))
+                .await?;
+        }
         Ok(())
     }
 
@@ -744,17 +743,7 @@ impl Store {
         groups: &mut HashMap<(PatternKey, String), Figures>,
     ) -> Result<(), StoreError> {
         let keys = query.keys(Backend::Postgres);
-        let key_select: String = keys
-            .iter()
-            .map(|(alias, expr)| format!("{expr} AS {alias}, "))
-            .collect();
-        let group: String = keys.iter().map(|(alias, _)| format!("{alias}, ")).collect();
-        let count = |class: OutcomeClass, what: &str| {
-            format!(
-                "CAST(COALESCE(SUM(CASE WHEN status IN ({}) THEN {what} ELSE 0 END), 0) AS BIGINT)",
-                class_list(class)
-            )
-        };
+        let (key_select, group) = key_clauses(&keys);
         let bucket = format!(
             "CASE WHEN resolution_seconds IS NULL THEN NULL WHEN resolution_seconds < 1 THEN 0 ELSE 1 + \
              CAST(floor(ln(CAST(resolution_seconds AS double precision)) / ln(CAST({} AS double precision))) \
@@ -762,19 +751,10 @@ impl Store {
             ResolutionHistogram::GROWTH
         );
         let sql = format!(
-            "SELECT {key_select}currency, {bucket} AS bucket, COUNT(*) AS disputes, \
-             CAST(SUM(amount_minor) AS BIGINT) AS disputed_minor, {won} AS won, {lost} AS lost, \
-             {accepted} AS accepted, {open} AS open, {recovered} AS recovered_minor, {lost_minor} AS lost_minor, \
-             {accepted_minor} AS accepted_minor, CAST(SUM(deadline_missed) AS BIGINT) AS deadline_misses, \
-             COUNT(resolution_seconds) AS resolved, CAST(COALESCE(SUM(resolution_seconds), 0) AS BIGINT) AS seconds \
+            "SELECT {key_select}currency, {bucket} AS bucket, {figures}, \
+             CAST(COALESCE(SUM(resolution_seconds), 0) AS BIGINT) AS seconds \
              FROM disputes WHERE {conditions} GROUP BY {group}currency, bucket",
-            won = count(OutcomeClass::Won, "1"),
-            lost = count(OutcomeClass::Lost, "1"),
-            accepted = count(OutcomeClass::Accepted, "1"),
-            open = count(OutcomeClass::Open, "1"),
-            recovered = count(OutcomeClass::Won, "amount_minor"),
-            lost_minor = count(OutcomeClass::Lost, "amount_minor"),
-            accepted_minor = count(OutcomeClass::Accepted, "amount_minor"),
+            figures = figures_select(),
         );
         for row in conn.query_all_raw(self.stmt(&sql, values)).await? {
             let mut figures = Figures::read_additive(&row)?;

@@ -253,6 +253,39 @@ impl PatternQuery {
     }
 }
 
+/// `expr AS alias, ` and `alias, ` for the grouping columns: the start of a select list and of a `GROUP BY`.
+pub(crate) fn key_clauses(keys: &[(&'static str, &'static str)]) -> (String, String) {
+    let select = keys
+        .iter()
+        .map(|(alias, expr)| format!("{expr} AS {alias}, "))
+        .collect();
+    let group = keys.iter().map(|(alias, _)| format!("{alias}, ")).collect();
+    (select, group)
+}
+
+/// The additive figures of a group of disputes as a select list, named as the pattern summary's columns.
+pub(crate) fn figures_select() -> String {
+    let sum = |class: OutcomeClass, what: &str| {
+        format!(
+            "CAST(COALESCE(SUM(CASE WHEN status IN ({}) THEN {what} ELSE 0 END), 0) AS BIGINT)",
+            class_list(class)
+        )
+    };
+    format!(
+        "COUNT(*) AS disputes, CAST(SUM(amount_minor) AS BIGINT) AS disputed_minor, {won} AS won, {lost} AS lost, \
+         {accepted} AS accepted, {open} AS open, {recovered} AS recovered_minor, {lost_minor} AS lost_minor, \
+         {accepted_minor} AS accepted_minor, CAST(SUM(deadline_missed) AS BIGINT) AS deadline_misses, \
+         COUNT(resolution_seconds) AS resolved",
+        won = sum(OutcomeClass::Won, "1"),
+        lost = sum(OutcomeClass::Lost, "1"),
+        accepted = sum(OutcomeClass::Accepted, "1"),
+        open = sum(OutcomeClass::Open, "1"),
+        recovered = sum(OutcomeClass::Won, "amount_minor"),
+        lost_minor = sum(OutcomeClass::Lost, "amount_minor"),
+        accepted_minor = sum(OutcomeClass::Accepted, "amount_minor"),
+    )
+}
+
 pub(crate) fn read_key(row: &QueryResult, keys: &[(&'static str, &'static str)]) -> Result<PatternKey, StoreError> {
     let mut key = PatternKey::default();
     for (alias, _) in keys {
@@ -290,37 +323,16 @@ impl Store {
         let backend = self.backend();
         let keys = self.keys_for(query);
         let (conditions, values) = query.filters();
-        let key_select: String = keys
-            .iter()
-            .map(|(alias, expr)| format!("{expr} AS {alias}, "))
-            .collect();
-        let group: String = keys.iter().map(|(alias, _)| format!("{alias}, ")).collect();
-        let sum = |condition: String, what: &str| {
-            format!("CAST(COALESCE(SUM(CASE WHEN {condition} THEN {what} ELSE 0 END), 0) AS BIGINT)")
-        };
-        let won = format!("status IN ({})", class_list(OutcomeClass::Won));
-        let lost = format!("status IN ({})", class_list(OutcomeClass::Lost));
-        let accepted = format!("status IN ({})", class_list(OutcomeClass::Accepted));
-        let open = format!("status IN ({})", class_list(OutcomeClass::Open));
+        let (key_select, group) = key_clauses(&keys);
         let median = match backend {
             Backend::Postgres => "percentile_cont(0.5) WITHIN GROUP (ORDER BY resolution_seconds)",
             Backend::Sqlite => "CAST(NULL AS REAL)",
         };
         let sql = format!(
-            "SELECT {key_select}currency, COUNT(*) AS disputes, CAST(SUM(amount_minor) AS BIGINT) AS disputed, \
-             {won_count} AS won, {lost_count} AS lost, {accepted_count} AS accepted, {open_count} AS open, \
-             {recovered} AS recovered, {lost_amount} AS lost_amount, {accepted_amount} AS accepted_amount, \
-             CAST(SUM(deadline_missed) AS BIGINT) AS deadline_misses, COUNT(resolution_seconds) AS resolved, \
-             {median} AS median \
+            "SELECT {key_select}currency, {figures}, {median} AS median \
              FROM disputes WHERE {conditions} GROUP BY {group}currency ORDER BY {group}currency LIMIT {limit}",
+            figures = figures_select(),
             limit = MAX_PATTERN_GROUPS + 1,
-            won_count = sum(won.clone(), "1"),
-            lost_count = sum(lost.clone(), "1"),
-            accepted_count = sum(accepted.clone(), "1"),
-            open_count = sum(open, "1"),
-            recovered = sum(won, "amount_minor"),
-            lost_amount = sum(lost, "amount_minor"),
-            accepted_amount = sum(accepted, "amount_minor"),
         );
         let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
         if rows.len() as u64 > MAX_PATTERN_GROUPS {
@@ -336,14 +348,14 @@ impl Store {
                     key: read_key(row, &keys)?,
                     currency: row.try_get("", "currency")?,
                     disputes: row.try_get("", "disputes")?,
-                    disputed_minor: row.try_get("", "disputed")?,
+                    disputed_minor: row.try_get("", "disputed_minor")?,
                     won: row.try_get("", "won")?,
                     lost: row.try_get("", "lost")?,
                     accepted: row.try_get("", "accepted")?,
                     open: row.try_get("", "open")?,
-                    recovered_minor: row.try_get("", "recovered")?,
-                    lost_minor: row.try_get("", "lost_amount")?,
-                    accepted_minor: row.try_get("", "accepted_amount")?,
+                    recovered_minor: row.try_get("", "recovered_minor")?,
+                    lost_minor: row.try_get("", "lost_minor")?,
+                    accepted_minor: row.try_get("", "accepted_minor")?,
                     deadline_misses: row.try_get("", "deadline_misses")?,
                     resolved: row.try_get("", "resolved")?,
                     median_resolution_seconds: row.try_get("", "median")?,

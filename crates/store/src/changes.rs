@@ -115,6 +115,11 @@ impl Default for ChangeHub {
 }
 
 impl ChangeHub {
+    /// Whether anyone in this process subscribes to changes now (a GraphQL subscription).
+    pub(crate) fn watched(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     pub(crate) fn publish(&self, change: Change) {
         // No subscriber is not an error: nobody is watching.
         let _ = self.sender.send(Arc::new(change));
@@ -306,7 +311,8 @@ impl Store {
 
     /// Loads a notice's events and dispute once and broadcasts them, unless that position was delivered.
     async fn deliver(&self, state: &mut ChangeListener, notice: Notice) -> Result<(), StoreError> {
-        if !state.remember(notice.p) {
+        // Nobody subscribed: nothing to load (a subscriber gets the changes committed after it subscribed).
+        if !state.remember(notice.p) || !self.changes.watched() {
             return Ok(());
         }
         let events = dispute_event::Entity::find()

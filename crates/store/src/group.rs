@@ -271,18 +271,16 @@ impl Store {
                 }
             }
         }
-        // After the dispute rows are locked: each order check then sees every commit before ours.
-        for (k, write) in batch.iter().enumerate() {
-            if refused.iter().any(|(r, _)| *r == k) {
-                continue;
-            }
-            if let Some(finish) = write.finish {
-                match finish.write(&txn).await {
-                    Ok(()) => {}
-                    Err(err @ (StoreError::Superseded { .. } | StoreError::LeaseLost)) => refused.push((k, err)),
-                    Err(err) => return Err(err),
-                }
-            }
+        // After the dispute rows are locked: each order check then sees every commit before ours. A dispute
+        // this batch opens has no notification applied to it yet, so only the others are checked.
+        let finishes: Vec<(usize, &InboxFinish, bool)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !refused.iter().any(|(r, _)| r == k))
+            .filter_map(|(k, w)| w.finish.map(|f| (k, f, w.expected_version.is_some())))
+            .collect();
+        if !finishes.is_empty() {
+            refused.extend(crate::inbox::write_finishes(self, &txn, &finishes).await?);
         }
         // The policy's action marks and the approvals they perform, in the transaction of the action itself.
         for (k, write) in batch.iter().enumerate() {
@@ -404,13 +402,15 @@ impl Store {
                 .await
                 .map_err(|err| conflict_if_unique(err, single))?;
         }
+        // The triage runs the decisions carry, beside their events (an unchanged decision has none).
+        let runs: Vec<_> = batch
+            .iter()
+            .filter_map(|w| Some((w.after.id, &**w.decision.triage.as_ref()?)))
+            .collect();
+        crate::policy::write_runs(txn, &runs).await?;
         for write in batch {
             // The patterns' grouping and outcome columns follow the events in the same transaction.
             crate::patterns::write_pattern_columns(self, txn, write.after, write.decision).await?;
-            // The triage run the decision carries, beside its events (an unchanged decision has none).
-            if let Some(run) = &write.decision.triage {
-                crate::policy::write_run(txn, write.after.id, run).await?;
-            }
             // The evidence rows the events name, in the same transaction as the events.
             crate::evidence::write(txn, write.after.id, write.evidence).await?;
             if let Some(document) = write.document {
@@ -550,42 +550,81 @@ fn stopped() -> StoreError {
     ))
 }
 
-async fn writer<T, R>(
+/// Transactions a writer keeps in flight at once on PostgreSQL. One transaction's round trips (and its
+/// commit's flush) leave the database and this process mostly waiting; a few batches on distinct keys side by
+/// side keep both busy. SQLite has one writer whatever this says, so it runs one.
+const IN_FLIGHT_POSTGRES: usize = 4;
+
+async fn writer<T: Send + 'static, R: Send + 'static>(
     store: Store,
     mut receiver: mpsc::UnboundedReceiver<(T, Reply<R>)>,
     key: fn(&T) -> Option<Uuid>,
     run: Run<T, R>,
 ) {
+    let most = match store.backend() {
+        Backend::Postgres => IN_FLIGHT_POSTGRES,
+        Backend::Sqlite => 1,
+    };
     let mut waiting: VecDeque<(T, Reply<R>)> = VecDeque::new();
+    // The keys of the batches in flight: a job on one of them waits until that batch is answered.
+    let mut busy: HashSet<Uuid> = HashSet::new();
+    let mut running = tokio::task::JoinSet::new();
+    let mut open = true;
     loop {
-        if waiting.is_empty() {
-            match receiver.recv().await {
-                Some(job) => waiting.push_back(job),
-                None => return,
-            }
-        }
         while waiting.len() < 4 * MAX_BATCH {
             match receiver.try_recv() {
                 Ok(job) => waiting.push_back(job),
                 Err(_) => break,
             }
         }
-        // The first job of each key, in arrival order; the others keep their place for the next batch.
-        let mut keys = HashSet::new();
-        let mut batch = Vec::new();
-        let mut later = VecDeque::new();
-        for job in waiting.drain(..) {
-            if batch.len() < MAX_BATCH && key(&job.0).is_none_or(|k| keys.insert(k)) {
-                batch.push(job);
-            } else {
-                later.push_back(job);
+        // Start what may start: the first job of each free key, in arrival order; the others keep their place.
+        while running.len() < most && !waiting.is_empty() {
+            let mut keys = HashSet::new();
+            let mut batch = Vec::new();
+            let mut later = VecDeque::new();
+            for job in waiting.drain(..) {
+                let free = key(&job.0).is_none_or(|k| !busy.contains(&k) && keys.insert(k));
+                if batch.len() < MAX_BATCH && free {
+                    batch.push(job);
+                } else {
+                    later.push_back(job);
+                }
             }
+            waiting = later;
+            if batch.is_empty() {
+                break;
+            }
+            busy.extend(keys.iter().copied());
+            let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let store = store.clone();
+            running.spawn(async move {
+                let results = run(store, jobs).await;
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // A caller that stopped waiting (a dropped request) gets its write stored all the same.
+                    let _ = reply.send(result);
+                }
+                keys
+            });
         }
-        waiting = later;
-        let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        for (reply, result) in replies.into_iter().zip(run(store.clone(), jobs).await) {
-            // A caller that stopped waiting (a dropped request) gets its write stored all the same.
-            let _ = reply.send(result);
+        if !open && waiting.is_empty() && running.is_empty() {
+            return;
+        }
+        tokio::select! {
+            received = receiver.recv(), if open => match received {
+                Some(job) => waiting.push_back(job),
+                None => open = false,
+            },
+            Some(done) = running.join_next() => match done {
+                Ok(keys) => {
+                    for k in keys {
+                        busy.remove(&k);
+                    }
+                }
+                // Its callers see their answers dropped (`stopped`); its keys stay busy rather than risk two
+                // transactions on one dispute.
+                Err(err) => tracing::error!(%err, "a group commit panicked"),
+            },
+            else => {}
         }
     }
 }

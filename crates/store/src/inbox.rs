@@ -18,7 +18,9 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, Value,
+};
 use uuid::Uuid;
 use verdict_domain::DisputeId;
 
@@ -87,6 +89,95 @@ impl InboxFinish {
         }
         Ok(())
     }
+}
+
+/// Writes the outcomes of a batch's inbox rows (distinct rows) in its transaction: one statement for the
+/// order checks of those flagged `true` (a later notification already applied refuses with
+/// [`StoreError::Superseded`]) and, if none is refused, one version-fenced `UPDATE` of them all (a row no
+/// longer held under its token refuses with [`StoreError::LeaseLost`]). Returns each refusal with its index;
+/// the caller rolls the transaction back if there is any.
+pub(crate) async fn write_finishes(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    finishes: &[(usize, &InboxFinish, bool)],
+) -> Result<Vec<(usize, StoreError)>, StoreError> {
+    let mut refused = Vec::new();
+    let checked: Vec<(usize, DisputeId, DateTime<Utc>, Uuid)> = finishes
+        .iter()
+        .filter(|(_, _, check)| *check)
+        .filter_map(|(k, f, _)| Some((*k, f.dispute_id?, f.not_before_applied?, f.id)))
+        .collect();
+    if !checked.is_empty() {
+        let mut values: Vec<Value> = Vec::with_capacity(checked.len() * 4);
+        let mut tuples = Vec::with_capacity(checked.len());
+        for (k, dispute_id, occurred_at, id) in &checked {
+            let n = values.len();
+            tuples.push(format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+            values.extend([
+                (*k as i64).into(),
+                dispute_id.as_uuid().into(),
+                (*occurred_at).into(),
+                (*id).into(),
+            ]);
+        }
+        let sql = format!(
+            "WITH v (k, dispute_id, occurred_at, id) AS (VALUES {}) \
+             SELECT v.k AS k, MAX(n.occurred_at) AS last_applied FROM v JOIN notifications n \
+             ON n.dispute_id = v.dispute_id AND n.status = 'applied' AND n.occurred_at > v.occurred_at \
+             AND n.id <> v.id GROUP BY v.k",
+            tuples.join(", ")
+        );
+        for row in txn.query_all_raw(store.stmt(&sql, values)).await? {
+            let k: i64 = row.try_get("", "k")?;
+            let last_applied: DateTime<Utc> = row.try_get("", "last_applied")?;
+            refused.push((k as usize, StoreError::Superseded { last_applied }));
+        }
+        if !refused.is_empty() {
+            return Ok(refused);
+        }
+    }
+    let mut values: Vec<Value> = Vec::with_capacity(finishes.len() * 6);
+    let mut tuples = Vec::with_capacity(finishes.len());
+    for (_, f, _) in finishes {
+        let n = values.len();
+        tuples.push(format!(
+            "(${}, ${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6
+        ));
+        values.extend([
+            f.id.into(),
+            f.lease_token.into(),
+            f.status.as_str().into(),
+            f.note.clone().into(),
+            (f.status == InboxStatus::Applied).then_some(f.at).into(),
+            f.dispute_id.map(|d| d.as_uuid()).into(),
+        ]);
+    }
+    let sql = format!(
+        "WITH v (id, lease_token, status, note, applied_at, dispute_id) AS (VALUES {}) \
+         UPDATE notifications SET status = v.status, note = v.note, locked_until = NULL, lease_token = NULL, \
+         applied_at = v.applied_at, dispute_id = COALESCE(v.dispute_id, notifications.dispute_id) FROM v \
+         WHERE notifications.id = v.id AND notifications.lease_token = v.lease_token \
+         AND notifications.status = 'pending' RETURNING notifications.id",
+        tuples.join(", ")
+    );
+    let written: std::collections::HashSet<Uuid> = txn
+        .query_all_raw(store.stmt(&sql, values))
+        .await?
+        .iter()
+        .map(|row| row.try_get::<Uuid>("", "id"))
+        .collect::<Result<_, _>>()?;
+    for (k, f, _) in finishes {
+        if !written.contains(&f.id) {
+            refused.push((*k, StoreError::LeaseLost));
+        }
+    }
+    Ok(refused)
 }
 
 /// Where a notification stands.

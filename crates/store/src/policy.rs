@@ -110,25 +110,30 @@ fn version_i32(version: i64) -> Result<i32, StoreError> {
     i32::try_from(version).map_err(|_| StoreError::Corrupt(format!("policy version {version} is out of range")))
 }
 
-/// Writes a dispute's triage run beside its events (commit_all).
-pub(crate) async fn write_run(
-    txn: &DatabaseTransaction,
-    dispute: DisputeId,
-    run: &TriageRun,
-) -> Result<(), StoreError> {
+/// Writes the triage runs of a batch of decisions beside their events (group.rs): one multi-row upsert for
+/// the runs, then the approvals that some of them request.
+pub(crate) async fn write_runs(txn: &DatabaseTransaction, runs: &[(DisputeId, &TriageRun)]) -> Result<(), StoreError> {
+    if runs.is_empty() {
+        return Ok(());
+    }
     let encode = |what: &str, value: Result<serde_json::Value, serde_json::Error>| {
         value.map_err(|e| StoreError::Corrupt(format!("the triage {what} does not serialise: {e}")))
     };
-    let row = dispute_triage::ActiveModel {
-        dispute_id: Set(dispute.as_uuid()),
-        policy_version: Set(version_i32(run.policy_version)?),
-        rule: Set(run.triage.rule.clone()),
-        evidence_band: Set(EvidenceBand::of_score(run.input.evidence_score).as_str().to_owned()),
-        input: Set(encode("input", serde_json::to_value(&run.input))?),
-        triage: Set(encode("result", serde_json::to_value(&run.triage))?),
-        decided_at: Set(run.at),
-    };
-    dispute_triage::Entity::insert(row)
+    let rows = runs
+        .iter()
+        .map(|(dispute, run)| {
+            Ok(dispute_triage::ActiveModel {
+                dispute_id: Set(dispute.as_uuid()),
+                policy_version: Set(version_i32(run.policy_version)?),
+                rule: Set(run.triage.rule.clone()),
+                evidence_band: Set(EvidenceBand::of_score(run.input.evidence_score).as_str().to_owned()),
+                input: Set(encode("input", serde_json::to_value(&run.input))?),
+                triage: Set(encode("result", serde_json::to_value(&run.triage))?),
+                decided_at: Set(run.at),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    dispute_triage::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::column(dispute_triage::Column::DisputeId)
                 .update_columns([
@@ -143,7 +148,10 @@ pub(crate) async fn write_run(
         )
         .exec_without_returning(txn)
         .await?;
-    if let Some(approval) = &run.approval {
+    for (dispute, run) in runs {
+        let Some(approval) = &run.approval else {
+            continue;
+        };
         insert_approval(
             txn,
             &NewApproval {

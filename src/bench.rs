@@ -30,7 +30,8 @@ pub struct BenchOptions {
     /// Single steps added one at a time, `latency_rate` a second, in the step-latency measurement.
     pub latency_probes: u64,
     pub latency_rate: u64,
-    /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers, backtest, api); empty
+    /// Measurements to run (transitions, notifications, queue, steps, step-latency, timers, timer-transitions,
+    /// backtest, api); empty
     /// for all.
     pub only: Vec<String>,
     /// Runs of each example operation in the api measurement, at most (see `api_budget`).
@@ -39,6 +40,13 @@ pub struct BenchOptions {
     pub api_budget: Duration,
     /// Where the example operations are (graphql/examples of the repository).
     pub examples_dir: std::path::PathBuf,
+    /// The measured database, for the second replica of the timer-transitions measurement.
+    pub database_url: String,
+    /// Due act-by timers fired in the timer-transitions measurement (once by one replica, once by two).
+    pub due_timers: u64,
+    /// Timers one pool fires at once in the timer-transitions measurement (claimed four times as many per
+    /// query); the configured defaults without it.
+    pub timer_concurrency: Option<usize>,
 }
 
 impl BenchOptions {
@@ -436,7 +444,7 @@ async fn notifications(engine: &Engine, options: &BenchOptions) -> anyhow::Resul
 }
 
 /// A step handler that does nothing: what is left is the queue itself (claim, load, complete).
-struct NoopPerformer;
+pub(crate) struct NoopPerformer;
 
 #[async_trait::async_trait]
 impl verdict_engine::effects::StepPerformer for NoopPerformer {
@@ -630,6 +638,9 @@ pub async fn run(engine: Arc<Engine>, options: BenchOptions) -> anyhow::Result<(
     }
     if options.runs("timers") {
         timers(&engine, &options).await?;
+    }
+    if options.runs("timer-transitions") {
+        crate::bench_timers::timer_transitions(&engine, &options).await?;
     }
     if options.runs("backtest") {
         backtest(&engine, &options).await?;

@@ -1,5 +1,8 @@
 //! `verdict`: serve the API, migrate, seed demo data, print the schema, manage API keys.
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -75,7 +78,14 @@ enum CommandLine {
         /// Steps added per second in the step-latency measurement (1 to 1,000).
         #[arg(long, default_value_t = 50)]
         latency_rate: u64,
-        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers, backtest, api.
+        /// Due act-by timers fired in the timer-transitions measurement (by one replica, then by two).
+        #[arg(long, default_value_t = 200_000)]
+        due_timers: u64,
+        /// Timers a pool fires at once in the timer-transitions measurement (default: `worker_concurrency`).
+        #[arg(long)]
+        timer_concurrency: Option<usize>,
+        /// Only these measurements: transitions, notifications, queue, steps, step-latency, timers,
+        /// timer-transitions, backtest, api.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Runs of each example operation in the api measurement, at most.
@@ -223,6 +233,8 @@ async fn main() -> anyhow::Result<()> {
             disputes_per_writer,
             latency_probes,
             latency_rate,
+            due_timers,
+            timer_concurrency,
             only,
             api_runs,
             api_seconds,
@@ -255,6 +267,9 @@ async fn main() -> anyhow::Result<()> {
                 disputes_per_writer,
                 latency_probes: latency_probes.max(1),
                 latency_rate: latency_rate.clamp(1, 1_000),
+                due_timers,
+                timer_concurrency: timer_concurrency.map(|c| c.max(1)),
+                database_url: config.database_url.clone(),
                 only,
                 api_runs,
                 api_budget: std::time::Duration::from_secs(api_seconds),

@@ -9,6 +9,7 @@ mod cluster;
 mod dbfaults;
 mod fake;
 mod faults;
+mod http_load;
 mod load;
 mod modes;
 mod points;
@@ -78,6 +79,19 @@ enum Mode {
         #[arg(long, default_value_t = 60)]
         sample_every: u64,
     },
+    /// Load over HTTP from this process (docs/benchmarks.md): signed Stripe webhooks as fast as acknowledged, then
+    /// at half that rate, then GraphQL transitions of the disputes they opened. A benchmark, not a check.
+    HttpLoad {
+        /// Webhooks of the saturation phase (each opens a dispute that the transitions phase then moves twice).
+        #[arg(long, default_value_t = 20_000)]
+        webhooks: u64,
+        /// Connections sending at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Length of the half-rate phase.
+        #[arg(long, default_value_t = 20.0)]
+        half_rate_seconds: f64,
+    },
     /// The short form CI runs: crash points, crash (12 rounds) and backup on SQLite and PostgreSQL (if set), network faults.
     Ci,
 }
@@ -113,6 +127,11 @@ fn main() -> anyhow::Result<()> {
                 rate,
                 sample_every,
             } => soak::soak(&ctx, seconds, rate, sample_every).await,
+            Mode::HttpLoad {
+                webhooks,
+                concurrency,
+                half_rate_seconds,
+            } => http_load::http_load(&ctx, webhooks, concurrency.max(1), half_rate_seconds).await,
             Mode::Ci => modes::ci(&ctx).await,
         }
     })

@@ -216,10 +216,26 @@ impl Engine {
         fence: Option<verdict_store::Fence>,
         mark: Option<verdict_domain::PolicyActionMark>,
     ) -> Result<(Dispute, Decision), EngineError> {
+        self.decide_commit_from(id, command, fence, mark, None).await
+    }
+
+    /// [`Engine::decide_commit_marked`] whose first attempt decides on `loaded` (the dispute its caller just
+    /// read, a timer's say); a lost race re-reads it as always.
+    pub(crate) async fn decide_commit_from(
+        &self,
+        id: DisputeId,
+        command: Command,
+        fence: Option<verdict_store::Fence>,
+        mark: Option<verdict_domain::PolicyActionMark>,
+        mut loaded: Option<Dispute>,
+    ) -> Result<(Dispute, Decision), EngineError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let dispute = self.store.load(id).await?.ok_or(EngineError::NotFound(id))?;
+            let dispute = match loaded.take() {
+                Some(dispute) => dispute,
+                None => self.store.load(id).await?.ok_or(EngineError::NotFound(id))?,
+            };
             let now = self.clock.now();
             let mut decision = self.timing.adjust(decide(&dispute, &command, now)?, now);
             let mut after = dispute.clone();
@@ -233,7 +249,11 @@ impl Engine {
             // Timers the decision cancelled that the seller task still needs are set again (timers.rs).
             self.keep_seller_timers(&after, &mut decision, now).await?;
             // A seller-owned dispute just lost or accepted is recovered from the seller, in the same commit.
-            if verdict_domain::recovery_due(after.status) && !verdict_domain::recovery_due(dispute.status) {
+            // Only a seller's dispute is recovered from its seller: the others need not read their log for it.
+            if after.seller_id.is_some()
+                && verdict_domain::recovery_due(after.status)
+                && !verdict_domain::recovery_due(dispute.status)
+            {
                 let task = self.seller_task(id).await?;
                 decision
                     .steps

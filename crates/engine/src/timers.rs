@@ -471,7 +471,7 @@ impl Engine {
                     timer.kind
                 )));
             };
-            return self.commit_fired(id, command, fence, None).await;
+            return self.commit_fired(id, command, fence, None, dispute).await;
         }
         let Some(command) = self.timing.command_for(&fired, &dispute, self.clock.now()) else {
             return Ok(Fired::NoEffect(format!(
@@ -493,7 +493,7 @@ impl Engine {
             },
             _ => (command, None),
         };
-        self.commit_fired(id, command, fence, mark).await
+        self.commit_fired(id, command, fence, mark, dispute).await
     }
 
     /// Commits a fired timer's command with the timer's completion.
@@ -503,8 +503,12 @@ impl Engine {
         command: Command,
         fence: Fence,
         mark: Option<verdict_domain::PolicyActionMark>,
+        loaded: Dispute,
     ) -> Result<Fired, EngineError> {
-        match self.decide_commit_marked(id, command, Some(fence), mark).await {
+        match self
+            .decide_commit_from(id, command, Some(fence), mark, Some(loaded))
+            .await
+        {
             Ok(_) => Ok(Fired::Committed),
             Err(EngineError::Domain(err @ (DomainError::IllegalTransition { .. } | DomainError::InvalidInput(_)))) => {
                 Ok(Fired::NoEffect(err.to_string()))

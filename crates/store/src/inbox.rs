@@ -364,7 +364,8 @@ impl Store {
     /// under `lease` whoever held it, since a redelivery means the processor is still waiting for it.
     ///
     /// Concurrent deliveries share a transaction (group.rs): each is answered once that transaction has
-    /// committed, and as if the deliveries had been stored one after the other in the order they arrived.
+    /// committed, and as if the deliveries had been stored one after the other (on PostgreSQL, of two batches in
+    /// flight with one event id, the one that inserts it first stores it; the other finds it stored).
     pub async fn insert_notifications(
         &self,
         rows: &[NewNotification],

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use verdict_domain::DisputeId;
 
 use crate::entity::notification;
+use crate::patterns::placeholders;
 use crate::{Store, StoreError};
 
 /// The outcome written on an inbox row once it has been applied; it can ride in the same transaction as the
@@ -111,14 +112,13 @@ pub(crate) async fn write_finishes(
         let mut values: Vec<Value> = Vec::with_capacity(checked.len() * 4);
         let mut tuples = Vec::with_capacity(checked.len());
         for (k, dispute_id, occurred_at, id) in &checked {
-            let n = values.len();
-            tuples.push(format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
-            values.extend([
+            let row: [Value; 4] = [
                 (*k as i64).into(),
                 dispute_id.as_uuid().into(),
                 (*occurred_at).into(),
                 (*id).into(),
-            ]);
+            ];
+            tuples.push(format!("({})", placeholders(&mut values, row)));
         }
         let sql = format!(
             "WITH v (k, dispute_id, occurred_at, id) AS (VALUES {}) \
@@ -139,24 +139,15 @@ pub(crate) async fn write_finishes(
     let mut values: Vec<Value> = Vec::with_capacity(finishes.len() * 6);
     let mut tuples = Vec::with_capacity(finishes.len());
     for (_, f, _) in finishes {
-        let n = values.len();
-        tuples.push(format!(
-            "(${}, ${}, ${}, ${}, ${}, ${})",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5,
-            n + 6
-        ));
-        values.extend([
+        let row: [Value; 6] = [
             f.id.into(),
             f.lease_token.into(),
             f.status.as_str().into(),
             f.note.clone().into(),
             (f.status == InboxStatus::Applied).then_some(f.at).into(),
             f.dispute_id.map(|d| d.as_uuid()).into(),
-        ]);
+        ];
+        tuples.push(format!("({})", placeholders(&mut values, row)));
     }
     let sql = format!(
         "WITH v (id, lease_token, status, note, applied_at, dispute_id) AS (VALUES {}) \

@@ -17,8 +17,11 @@
 //! A decision that cancels a dispute's timers while the task is still open sets these again (a reminder only if
 //! none was sent).
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 use verdict_domain::{
     Action, Actor, ActorKind, Command, Decision, Dispute, DisputeId, DomainError, Status, TimerInstruction, TimerKind,
 };
@@ -145,9 +148,9 @@ impl Default for SchedulingConfig {
             outcome_check_days: verdict_domain::machine::OUTCOME_CHECK_DAYS,
             deadline_default: DeadlineAction::Expire,
             deadline_rules: Vec::new(),
-            worker_concurrency: 8,
+            worker_concurrency: 128,
             step_concurrency: 32,
-            worker_batch_size: 100,
+            worker_batch_size: 256,
             lease_seconds: 60,
             retry_base_seconds: 10,
             retry_max_seconds: 3_600,
@@ -392,6 +395,15 @@ impl TimingPolicy {
     }
 }
 
+/// What a claim of timers read for all of its act-by timers at once ([`Engine::read_for_timers`]).
+#[derive(Debug, Clone, Default)]
+pub struct TimerClaimReads {
+    /// Disputes the policy already submitted a defense for.
+    defended: HashSet<Uuid>,
+    /// The last triage run of each dispute that has one.
+    runs: HashMap<Uuid, verdict_domain::TriageRun>,
+}
+
 /// What firing one timer did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fired {
@@ -406,22 +418,31 @@ pub enum Fired {
 impl Engine {
     /// At the act-by time, a defense the policy may submit alone (its rule defends autonomously, the amount is
     /// within the limit, and the evidence was complete at the last triage) is submitted by `policy:VERSION`
-    /// instead of what the deadline policy would do.
-    async fn policy_defense(&self, dispute: &Dispute) -> Result<Option<Command>, EngineError> {
-        if self
-            .store
-            .policy_action_taken(dispute.id, verdict_domain::RecommendedAction::Defend.as_str())
-            .await?
-        {
-            return Ok(None);
-        }
+    /// instead of what the deadline policy would do. `reads` holds what the claim already read for this
+    /// dispute; without it the policy mark and the triage run are read here.
+    async fn policy_defense(
+        &self,
+        dispute: &Dispute,
+        reads: Option<&TimerClaimReads>,
+    ) -> Result<Option<Command>, EngineError> {
         if !matches!(
             dispute.status,
             Status::Notified | Status::Triaged | Status::EvidenceGathering
         ) {
             return Ok(None);
         }
-        let Some(run) = self.store.triage_run(dispute.id).await? else {
+        let defend = verdict_domain::RecommendedAction::Defend.as_str();
+        let (defended, run) = match reads {
+            Some(reads) => (
+                reads.defended.contains(&dispute.id.as_uuid()),
+                reads.runs.get(&dispute.id.as_uuid()).cloned(),
+            ),
+            None => (
+                self.store.policy_action_taken(dispute.id, defend).await?,
+                self.store.triage_run(dispute.id).await?,
+            ),
+        };
+        let Some(run) = run.filter(|_| !defended) else {
             return Ok(None);
         };
         let defends_alone = run.triage.action == verdict_domain::RecommendedAction::Defend
@@ -444,20 +465,59 @@ impl Engine {
         ))
     }
 
+    /// What the act-by timers of a claim need beyond their disputes, read for the whole claim in two queries:
+    /// the policy's defense marks and the last triage runs of the disputes it may defend.
+    pub async fn read_for_timers(
+        &self,
+        claimed: &[(ClaimedTimer, Option<Dispute>)],
+    ) -> Result<TimerClaimReads, EngineError> {
+        let ids: Vec<DisputeId> = claimed
+            .iter()
+            .filter(|(timer, _)| timer.kind == "act_by")
+            .filter_map(|(_, dispute)| dispute.as_ref())
+            .filter(|d| matches!(d.status, Status::Notified | Status::Triaged | Status::EvidenceGathering))
+            .map(|d| d.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(TimerClaimReads::default());
+        }
+        let defend = verdict_domain::RecommendedAction::Defend.as_str();
+        Ok(TimerClaimReads {
+            defended: self.store.policy_actions_taken(&ids, defend).await?,
+            runs: self.store.triage_runs(&ids).await?,
+        })
+    }
+
     /// [`Engine::handle`] whose commit also completes a claimed timer or step, and writes nothing if that
     /// lease was lost.
     pub async fn handle_fenced(&self, id: DisputeId, command: Command, fence: Fence) -> Result<Dispute, EngineError> {
         self.decide_and_commit(id, command, Some(fence)).await
     }
 
-    /// Fires one claimed timer that belongs to a dispute.
+    /// Fires one claimed timer that belongs to a dispute, reading its dispute first.
     pub async fn fire_timer(&self, timer: &ClaimedTimer) -> Result<Fired, EngineError> {
+        self.fire_claimed_timer(timer, None, None).await
+    }
+
+    /// Fires one claimed timer on `loaded`, its dispute as the claim read it (`None`: read it here), with
+    /// `reads` of the same claim ([`Engine::read_for_timers`]). Both are only for the first timer of a dispute
+    /// in a claim: the ones after it see what it committed.
+    pub async fn fire_claimed_timer(
+        &self,
+        timer: &ClaimedTimer,
+        loaded: Option<Dispute>,
+        reads: Option<&TimerClaimReads>,
+    ) -> Result<Fired, EngineError> {
         let Some(dispute_id) = timer.dispute_id else {
             return Ok(Fired::NoEffect(format!("timer {} belongs to no dispute", timer.kind)));
         };
         let id = DisputeId::from_uuid(dispute_id);
-        let Some(dispute) = self.store.load(id).await? else {
-            return Ok(Fired::NoEffect(format!("dispute {id} is gone")));
+        let (dispute, reads) = match loaded.filter(|d| d.id == id) {
+            Some(dispute) => (dispute, reads),
+            None => match self.store.load(id).await? {
+                Some(dispute) => (dispute, None),
+                None => return Ok(Fired::NoEffect(format!("dispute {id} is gone"))),
+            },
         };
         let fired = FiredTimer::parse(&timer.kind, timer.payload.as_ref());
         let fence = Fence::Timer(verdict_store::Leased {
@@ -481,7 +541,7 @@ impl Engine {
         };
         // The policy's own defense is marked in its commit, once per dispute.
         let (command, mark) = match fired {
-            FiredTimer::Domain(TimerKind::ActBy) => match self.policy_defense(&dispute).await? {
+            FiredTimer::Domain(TimerKind::ActBy) => match self.policy_defense(&dispute, reads).await? {
                 Some(defense) => (
                     defense,
                     Some(verdict_domain::PolicyActionMark {

@@ -228,32 +228,48 @@ impl Worker {
         let engine = &self.inner.engine;
         let options = &self.inner.options;
         let now = engine.clock().now();
-        let timers = engine
+        // One statement claims the timers and reads their disputes; two more read what the act-by timers among
+        // them need (policy marks, triage runs), so that a firing reads nothing more before its commit.
+        let claimed = engine
             .store()
-            .claim_due_timers(&options.worker_id, now, options.batch_size, options.lease)
+            .claim_due_timers_with_disputes(&options.worker_id, now, options.batch_size, options.lease)
             .await?;
-        if timers.is_empty() {
+        if claimed.is_empty() {
             return Ok(0);
         }
-        let count = timers.len();
+        let count = claimed.len();
+        let reads = match engine.read_for_timers(&claimed).await {
+            Ok(reads) => Some(Arc::new(reads)),
+            Err(err) => {
+                // Each firing reads what it needs itself instead.
+                tracing::warn!(%err, "reading the policy marks and triage runs of a timer claim failed");
+                None
+            }
+        };
         // Timers of one dispute fire one after the other, in due order: run concurrently they would only race
         // for the dispute's version (a reminder and the deadline often fall due together after downtime).
-        let mut groups: HashMap<Option<uuid::Uuid>, Vec<ClaimedTimer>> = HashMap::new();
+        let mut groups: HashMap<Option<uuid::Uuid>, (Option<Dispute>, Vec<ClaimedTimer>)> = HashMap::new();
         let mut unbound = Vec::new();
-        for timer in timers {
+        for (timer, dispute) in claimed {
             match timer.dispute_id {
-                Some(id) => groups.entry(Some(id)).or_default().push(timer),
-                None => unbound.push(vec![timer]),
+                Some(id) => {
+                    let group = groups.entry(Some(id)).or_insert_with(|| (dispute, Vec::new()));
+                    group.1.push(timer);
+                }
+                None => unbound.push((None, vec![timer])),
             }
         }
         let mut tasks = JoinSet::new();
-        for mut group in groups.into_values().chain(unbound) {
+        for (dispute, mut group) in groups.into_values().chain(unbound) {
             group.sort_by_key(|t| t.due_at);
             let worker = self.clone();
+            let reads = reads.clone();
             tasks.spawn(async move {
                 let mut done = Vec::with_capacity(group.len());
+                // The claim's reads hold for the first firing only; the later ones see what it committed.
+                let mut preloaded = dispute.map(|d| (d, reads));
                 for timer in group {
-                    done.push(worker.fire_one(timer).await);
+                    done.push(worker.fire_one(timer, preloaded.take()).await);
                 }
                 done
             });
@@ -292,7 +308,11 @@ impl Worker {
         Ok(count)
     }
 
-    async fn fire_one(&self, timer: ClaimedTimer) -> Done {
+    async fn fire_one(
+        &self,
+        timer: ClaimedTimer,
+        preloaded: Option<(Dispute, Option<Arc<crate::timers::TimerClaimReads>>)>,
+    ) -> Done {
         let leased = Leased {
             id: timer.id,
             lease_token: timer.lease_token,
@@ -320,7 +340,11 @@ impl Worker {
                 }
             };
         }
-        match engine.fire_timer(&timer).await {
+        let (dispute, reads) = match preloaded {
+            Some((dispute, reads)) => (Some(dispute), reads),
+            None => (None, None),
+        };
+        match engine.fire_claimed_timer(&timer, dispute, reads.as_deref()).await {
             Ok(Fired::Committed) => Done::Fired,
             Ok(Fired::NoEffect(why)) => {
                 tracing::info!(timer_id = %timer.id, kind = %timer.kind, %why, "timer no longer applies");

@@ -395,6 +395,23 @@ impl Store {
             .transpose()
     }
 
+    /// The last triage runs of `disputes`, by dispute: [`Store::triage_run`] for a whole claim in one query.
+    pub async fn triage_runs(
+        &self,
+        disputes: &[DisputeId],
+    ) -> Result<std::collections::HashMap<Uuid, TriageRun>, StoreError> {
+        if disputes.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        dispute_triage::Entity::find()
+            .filter(dispute_triage::Column::DisputeId.is_in(disputes.iter().map(|id| id.as_uuid())))
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(|m| Ok((m.dispute_id, run_of(m)?)))
+            .collect()
+    }
+
     /// Won and decided disputes by reason category, processor and the evidence band of their last triage.
     /// Won and withdrawn count as won; lost and expired as lost; accepted and refunded disputes were never
     /// defended and do not count.
@@ -447,6 +464,32 @@ impl Store {
             None => 0,
         };
         Ok(n > 0)
+    }
+
+    /// Which of `disputes` the policy already took `action` on: [`Store::policy_action_taken`] for a whole
+    /// claim in one query.
+    pub async fn policy_actions_taken(
+        &self,
+        disputes: &[DisputeId],
+        action: &str,
+    ) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+        if disputes.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let mut values: Vec<sea_orm::Value> = vec![action.into()];
+        values.extend(disputes.iter().map(|id| sea_orm::Value::from(id.as_uuid())));
+        let sql = format!(
+            "SELECT DISTINCT dispute_id FROM policy_actions WHERE action = $1 AND dispute_id IN ({})",
+            (2..=values.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get::<Uuid>("", "dispute_id"))
+            .collect::<Result<_, _>>()?)
     }
 
     /// Requests a lead's approval; a request key already used returns the approval it made.

@@ -220,6 +220,41 @@ impl Store {
         limit: u64,
         lease: Duration,
     ) -> Result<Vec<ClaimedTimer>, StoreError> {
+        let (sql, values, token) = self.claim_timers_statement(worker, now, limit, lease);
+        let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+        let mut timers = rows
+            .iter()
+            .map(|row| claimed_timer(row, token))
+            .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+        timers.sort_by_key(|t| (t.due_at, t.id));
+        Ok(timers)
+    }
+
+    /// [`Store::claim_due_timers`] with each timer's dispute (`None` for a timer of no dispute), read by the
+    /// claiming statement itself on PostgreSQL (see [`Store::claim_steps_with_disputes`]).
+    pub async fn claim_due_timers_with_disputes(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        limit: u64,
+        lease: Duration,
+    ) -> Result<Vec<(ClaimedTimer, Option<verdict_domain::Dispute>)>, StoreError> {
+        let (claim, values, token) = self.claim_timers_statement(worker, now, limit, lease);
+        self.claim_with_disputes(&claim, values, |row| {
+            let timer = claimed_timer(row, token)?;
+            Ok(((timer.due_at, timer.id), timer))
+        })
+        .await
+    }
+
+    /// The claiming `UPDATE ... RETURNING` of due timers, its values and the lease token it writes.
+    fn claim_timers_statement(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        limit: u64,
+        lease: Duration,
+    ) -> (String, Vec<Value>, Uuid) {
         let token = Uuid::now_v7();
         let sql = format!(
             "UPDATE timers SET locked_by = $1, locked_until = $2, lease_token = $3, attempts = attempts + 1 \
@@ -235,23 +270,7 @@ impl Store {
             now.into(),
             (limit as i64).into(),
         ];
-        let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
-        let mut timers = rows
-            .iter()
-            .map(|row| {
-                Ok(ClaimedTimer {
-                    id: row.try_get("", "id")?,
-                    dispute_id: row.try_get("", "dispute_id")?,
-                    kind: row.try_get("", "kind")?,
-                    due_at: row.try_get("", "due_at")?,
-                    attempts: row.try_get("", "attempts")?,
-                    payload: row.try_get("", "payload")?,
-                    lease_token: token,
-                })
-            })
-            .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
-        timers.sort_by_key(|t| (t.due_at, t.id));
-        Ok(timers)
+        (sql, values, token)
     }
 
     /// Marks timers fired, each only if its lease token still holds.
@@ -351,53 +370,72 @@ impl Store {
         limit: u64,
         lease: Duration,
     ) -> Result<Vec<(ClaimedStep, Option<verdict_domain::Dispute>)>, StoreError> {
+        let (claim, values, token) = self.claim_steps_statement(worker, now, limit, lease);
+        self.claim_with_disputes(&claim, values, |row| {
+            let (next, step) = claimed_step(row, token)?;
+            Ok(((next, step.id), step))
+        })
+        .await
+    }
+
+    /// Runs the claiming statement `claim` and reads each claimed row's dispute with it, in claim order (the
+    /// key `parse` returns). On PostgreSQL in the same statement (the `UPDATE ... RETURNING` joined to
+    /// `disputes`: one round trip per batch); SQLite, in process, claims and then loads the batch's disputes
+    /// in one query.
+    async fn claim_with_disputes<K: Ord, T>(
+        &self,
+        claim: &str,
+        values: Vec<Value>,
+        parse: impl Fn(&QueryResult) -> Result<(K, T), sea_orm::DbErr>,
+    ) -> Result<Vec<(T, Option<verdict_domain::Dispute>)>, StoreError>
+    where
+        T: HasDispute,
+    {
+        use crate::entity::dispute;
+        use sea_orm::{FromQueryResult, IdenStatic, Iterable};
+        let mut claimed = Vec::new();
         if !self.is_postgres() {
-            let steps = self.claim_steps(worker, now, limit, lease).await?;
-            let ids: Vec<_> = steps
+            let rows = self.db().query_all_raw(self.stmt(claim, values)).await?;
+            let parsed = rows.iter().map(&parse).collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
+            let ids: Vec<_> = parsed
                 .iter()
-                .filter_map(|s| s.dispute_id)
+                .filter_map(|(_, row)| row.dispute_id())
                 .map(verdict_domain::DisputeId::from_uuid)
                 .collect();
-            let mut disputes: std::collections::HashMap<_, _> = self
+            let disputes: std::collections::HashMap<_, _> = self
                 .load_many(&ids)
                 .await?
                 .into_iter()
                 .map(|d| (d.id.as_uuid(), d))
                 .collect();
-            return Ok(steps
-                .into_iter()
-                .map(|s| {
-                    let dispute = s.dispute_id.and_then(|id| disputes.remove(&id));
-                    (s, dispute)
-                })
-                .collect());
+            for (key, row) in parsed {
+                let dispute = row.dispute_id().and_then(|id| disputes.get(&id).cloned());
+                claimed.push((key, row, dispute));
+            }
+        } else {
+            let columns: Vec<String> = dispute::Column::iter()
+                .map(|c| format!("d.{0} AS d_{0}", c.as_str()))
+                .collect();
+            let sql = format!(
+                "WITH claimed AS ({claim}) SELECT claimed.*, {} FROM claimed \
+                 LEFT JOIN disputes d ON d.id = claimed.dispute_id",
+                columns.join(", ")
+            );
+            let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
+            for row in &rows {
+                let (key, parsed) = parse(row)?;
+                let found: Option<Uuid> = row.try_get("", "d_id")?;
+                let dispute = match found {
+                    Some(_) => Some(crate::convert::to_domain(dispute::Model::from_query_result(
+                        row, "d_",
+                    )?)?),
+                    None => None,
+                };
+                claimed.push((key, parsed, dispute));
+            }
         }
-        use crate::entity::dispute;
-        use sea_orm::{FromQueryResult, IdenStatic, Iterable};
-        let (claim, values, token) = self.claim_steps_statement(worker, now, limit, lease);
-        let columns: Vec<String> = dispute::Column::iter()
-            .map(|c| format!("d.{0} AS d_{0}", c.as_str()))
-            .collect();
-        let sql = format!(
-            "WITH claimed AS ({claim}) SELECT claimed.*, {} FROM claimed \
-             LEFT JOIN disputes d ON d.id = claimed.dispute_id",
-            columns.join(", ")
-        );
-        let rows = self.db().query_all_raw(self.stmt(&sql, values)).await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (next, step) = claimed_step(row, token)?;
-            let found: Option<Uuid> = row.try_get("", "d_id")?;
-            let dispute = match found {
-                Some(_) => Some(crate::convert::to_domain(dispute::Model::from_query_result(
-                    row, "d_",
-                )?)?),
-                None => None,
-            };
-            claimed.push((next, step, dispute));
-        }
-        claimed.sort_by_key(|(next, s, _)| (*next, s.id));
-        Ok(claimed.into_iter().map(|(_, s, d)| (s, d)).collect())
+        claimed.sort_by(|(a, _, _), (b, _, _)| a.cmp(b));
+        Ok(claimed.into_iter().map(|(_, row, dispute)| (row, dispute)).collect())
     }
 
     /// The claiming `UPDATE ... RETURNING` of steps, its values and the lease token it writes.
@@ -731,6 +769,35 @@ pub struct LiveCounts {
 }
 
 /// A claimed step from the columns the claim returns, with its due time for ordering.
+/// A claimed row that may belong to a dispute.
+trait HasDispute {
+    fn dispute_id(&self) -> Option<Uuid>;
+}
+
+impl HasDispute for ClaimedTimer {
+    fn dispute_id(&self) -> Option<Uuid> {
+        self.dispute_id
+    }
+}
+
+impl HasDispute for ClaimedStep {
+    fn dispute_id(&self) -> Option<Uuid> {
+        self.dispute_id
+    }
+}
+
+fn claimed_timer(row: &QueryResult, token: Uuid) -> Result<ClaimedTimer, sea_orm::DbErr> {
+    Ok(ClaimedTimer {
+        id: row.try_get("", "id")?,
+        dispute_id: row.try_get("", "dispute_id")?,
+        kind: row.try_get("", "kind")?,
+        due_at: row.try_get("", "due_at")?,
+        attempts: row.try_get("", "attempts")?,
+        payload: row.try_get("", "payload")?,
+        lease_token: token,
+    })
+}
+
 fn claimed_step(row: &QueryResult, token: Uuid) -> Result<(DateTime<Utc>, ClaimedStep), sea_orm::DbErr> {
     Ok((
         row.try_get("", "next_attempt_at")?,

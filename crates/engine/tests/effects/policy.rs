@@ -71,21 +71,19 @@ async fn complete_evidence(h: &Harness, id: verdict_domain::DisputeId) -> Vec<uu
     items.into_iter().map(|i| i.id).collect()
 }
 
-const DEFEND_ABOVE_LIMIT: &str = r#"
-[[rule]]
-name = "complete defenses"
-when = { evidence_complete = true }
-queue = "care"
-action = "defend"
-autonomous = true
-autonomy_limit_minor = 10000
-"#;
+/// A policy that defends complete cases alone up to `limit_minor`.
+fn defend_complete_up_to(limit_minor: i64) -> String {
+    format!(
+        "[[rule]]\nname = \"complete defenses\"\nwhen = {{ evidence_complete = true }}\nqueue = \"care\"\n\
+         action = \"defend\"\nautonomous = true\nautonomy_limit_minor = {limit_minor}\n"
+    )
+}
 
 #[tokio::test]
 async fn a_complete_defense_above_the_limit_waits_for_a_lead_and_is_submitted_once_when_approved() {
     for h in harnesses().await {
         let label = h.label;
-        activate(&h, DEFEND_ABOVE_LIMIT).await;
+        activate(&h, &defend_complete_up_to(10_000)).await;
         // 489.00: above the 100.00 limit.
         let dispute = h
             .dispute("dp_defend_approval", Locale::En, Stage::Chargeback, vec![])
@@ -136,6 +134,83 @@ async fn a_complete_defense_above_the_limit_waits_for_a_lead_and_is_submitted_on
             .filter(|s| s.kind == StepKind::SubmitEvidence.as_str())
             .count();
         assert_eq!(submissions, 1, "{label}: {steps:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_policy_submits_a_complete_defense_alone_at_the_act_by_time_once_through_the_workers_claim() {
+    for h in harnesses().await {
+        let label = h.label;
+        activate(&h, &defend_complete_up_to(100_000)).await;
+        let worker = Worker::new(
+            h.engine.clone(),
+            Arc::new(Effects::local(h.engine.store().clone(), h.clock.clone())),
+            WorkerOptions::default(),
+        );
+        // Two disputes at once, so that one claim carries both: one complete, one not.
+        let complete = h
+            .dispute("dp_defend_alone", Locale::En, Stage::Chargeback, vec![])
+            .await;
+        let incomplete = h
+            .dispute("dp_defend_alone_not", Locale::En, Stage::Chargeback, vec![])
+            .await;
+        complete_evidence(&h, complete.id).await;
+        worker.drain().await.unwrap();
+        let waiting = h.engine.store().load(complete.id).await.unwrap().unwrap();
+        assert_ne!(
+            waiting.status,
+            Status::Submitted,
+            "{label}: a defense waits for the act-by time"
+        );
+        assert!(
+            pending(&h).await.is_empty(),
+            "{label}: within the limit, no lead is asked"
+        );
+
+        // Past the act-by time (a day before the processor's deadline, 20 days out).
+        h.clock.advance(Duration::days(19) + Duration::hours(1));
+        worker.drain().await.unwrap();
+        worker.drain().await.unwrap();
+        let submitted = h.engine.store().load(complete.id).await.unwrap().unwrap();
+        assert_eq!(submitted.status, Status::Submitted, "{label}");
+        let log = events(&h, complete.id).await;
+        assert_eq!(count(&log, "defense_submitted", "policy:1"), 1, "{label}");
+        assert_eq!(count(&log, "defense_submitted", "timer:"), 0, "{label}");
+        let steps = h.engine.store().steps(complete.id).await.unwrap();
+        let submissions = steps
+            .iter()
+            .filter(|s| s.kind == StepKind::SubmitEvidence.as_str())
+            .count();
+        assert_eq!(submissions, 1, "{label}: {steps:?}");
+        assert!(
+            h.engine
+                .store()
+                .policy_action_taken(complete.id, RecommendedAction::Defend.as_str())
+                .await
+                .unwrap(),
+            "{label}: the defense is marked as the policy's"
+        );
+        let marked = h
+            .engine
+            .store()
+            .policy_actions_taken(&[complete.id, incomplete.id], RecommendedAction::Defend.as_str())
+            .await
+            .unwrap();
+        assert_eq!(marked, [complete.id.as_uuid()].into_iter().collect(), "{label}");
+        let runs = h
+            .engine
+            .store()
+            .triage_runs(&[complete.id, incomplete.id])
+            .await
+            .unwrap();
+        assert_eq!(runs.len(), 2, "{label}");
+        assert!(runs[&complete.id.as_uuid()].input.evidence_complete, "{label}");
+        assert!(!runs[&incomplete.id.as_uuid()].input.evidence_complete, "{label}");
+        // The dispute without complete evidence gets the deadline policy (expire by default: it only records
+        // that the act-by time passed) and no defense of the policy's.
+        let other = events(&h, incomplete.id).await;
+        assert_eq!(count(&other, "defense_submitted", ""), 0, "{label}");
+        assert_eq!(count(&other, "act_by_passed", "timer:act_by"), 1, "{label}: {other:?}");
     }
 }
 

@@ -368,3 +368,67 @@ async fn a_claim_brings_each_steps_dispute() {
         assert!(again.is_empty(), "{}: claimed twice within the lease", db.label);
     }
 }
+
+/// Due timers are claimed with their disputes the same way, in due order: each timer with its dispute as
+/// stored, a timer of no dispute with none, and none claimed twice within its lease.
+#[tokio::test]
+async fn a_timer_claim_brings_each_timers_dispute_in_due_order() {
+    use verdict_store::NewTimer;
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        for i in 0..3 {
+            open_in(&store, &format!("dp_timer_claim_{i}"), Some(10)).await;
+        }
+        let later = chrono::Utc::now() + chrono::Duration::days(400);
+        store
+            .insert_timers(
+                &[NewTimer {
+                    dispute_id: None,
+                    kind: "custom_report".into(),
+                    due_at: t0(),
+                    payload: None,
+                }],
+                t0(),
+            )
+            .await
+            .unwrap();
+        let lease = chrono::Duration::seconds(30);
+        let claimed = store
+            .claim_due_timers_with_disputes("w1", later, 1_000, lease)
+            .await
+            .unwrap();
+        assert!(claimed.len() > 3, "{}: {} timers", db.label, claimed.len());
+        let mut disputes = std::collections::HashSet::new();
+        for (timer, dispute) in &claimed {
+            match timer.dispute_id {
+                Some(id) => {
+                    let dispute = dispute.as_ref().expect("the timer's dispute");
+                    assert_eq!(dispute.id.as_uuid(), id, "{}", db.label);
+                    assert_eq!(
+                        Some(dispute),
+                        store.load(dispute.id).await.unwrap().as_ref(),
+                        "{}",
+                        db.label
+                    );
+                    disputes.insert(id);
+                }
+                None => assert!(dispute.is_none(), "{}", db.label),
+            }
+            assert_eq!(timer.attempts, 1, "{}", db.label);
+        }
+        assert_eq!(disputes.len(), 3, "{}", db.label);
+        assert!(claimed.iter().any(|(t, _)| t.kind == "custom_report"), "{}", db.label);
+        assert!(
+            claimed
+                .windows(2)
+                .all(|w| (w[0].0.due_at, w[0].0.id) <= (w[1].0.due_at, w[1].0.id)),
+            "{}: in due order",
+            db.label
+        );
+        let again = store
+            .claim_due_timers_with_disputes("w2", later, 1_000, lease)
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "{}: claimed twice within the lease", db.label);
+    }
+}

@@ -17,7 +17,7 @@
 //! Nothing is answered `Ok` before the transaction holding it has committed. The inbox insert before a
 //! webhook's 2xx goes through a queue of its own with the same writer ([`Store::insert_notifications`]).
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
@@ -35,12 +35,13 @@ use verdict_domain::{Decision, Dispute, TimerInstruction};
 use crate::convert::to_row;
 use crate::entity::{dispute, dispute_event, step, timer};
 use crate::error::is_unique_violation;
+use crate::patterns::{PATTERN_ASSIGNMENTS, PATTERN_VALUES, PatternColumns};
 use crate::queue::{Fence, Leased};
 use crate::repo::{Backend, DEFAULT_MAX_ATTEMPTS, WAKE_HORIZON_SECONDS};
 use crate::{EventRecord, InboxFinish, Store, StoreError};
 
 /// Most decisions one transaction writes. PostgreSQL takes 65,535 parameters per statement; the projection
-/// update binds 26 per decision.
+/// update binds 34 per decision.
 pub const MAX_BATCH: usize = 64;
 
 /// A decision to commit: what [`Store::commit`], [`Store::commit_fenced`] and [`Store::commit_applying`] take,
@@ -240,8 +241,8 @@ impl Store {
             }
         }
         // Fenced rows before the timer instructions: a firing timer is completed first, so that its own
-        // command's CancelAll does not cancel it. Each is completed at its decision's time (one statement per
-        // distinct time, which in practice is one).
+        // command's CancelAll does not cancel it. One statement per table for the whole batch, at the latest
+        // decision's time (the moment closest to the commit that completes them all).
         for (table, set, fenced) in [
             (
                 "timers",
@@ -254,20 +255,19 @@ impl Store {
                 fenced(batch, |f| matches!(f, Fence::Step(_))),
             ),
         ] {
-            let mut by_time: BTreeMap<DateTime<Utc>, Vec<(usize, Leased)>> = BTreeMap::new();
             // A decision already refused writes nothing more (its rows may not exist).
-            for (k, leased) in fenced {
-                if !refused.iter().any(|(r, _)| *r == k) {
-                    by_time.entry(batch[k].after.updated_at).or_default().push((k, leased));
-                }
-            }
-            for (at, fenced) in by_time {
-                let leased: Vec<_> = fenced.iter().map(|(_, l)| *l).collect();
-                let done = self.complete_batch_on(&txn, table, set, &leased, at).await?;
-                for (k, l) in fenced {
-                    if !done.completed.contains(&l.id) {
-                        refused.push((k, StoreError::LeaseLost));
-                    }
+            let fenced: Vec<(usize, Leased)> = fenced
+                .into_iter()
+                .filter(|(k, _)| !refused.iter().any(|(r, _)| r == k))
+                .collect();
+            let Some(at) = fenced.iter().map(|(k, _)| batch[*k].after.updated_at).max() else {
+                continue;
+            };
+            let leased: Vec<_> = fenced.iter().map(|(_, l)| *l).collect();
+            let done = self.complete_batch_on(&txn, table, set, &leased, at).await?;
+            for (k, l) in fenced {
+                if !done.completed.contains(&l.id) {
+                    refused.push((k, StoreError::LeaseLost));
                 }
             }
         }
@@ -349,12 +349,17 @@ impl Store {
                 values.push(value);
                 slots.push(format!("${}", values.len()));
             }
+            // The patterns' columns in the same row version: a closing decision costs no second update.
+            for value in PatternColumns::of(write.after, write.decision).values() {
+                values.push(value);
+                slots.push(format!("${}", values.len()));
+            }
             tuples.push(format!("({})", slots.join(", ")));
         }
         let names: Vec<&str> = columns.iter().map(|c| c.as_str()).collect();
         let sql = format!(
-            "WITH v (id, expected, {}) AS (VALUES {}) UPDATE disputes SET {} FROM v \
-             WHERE disputes.id = v.id AND disputes.version = v.expected RETURNING disputes.id",
+            "WITH v (id, expected, {}, {PATTERN_VALUES}) AS (VALUES {}) UPDATE disputes SET {}, {PATTERN_ASSIGNMENTS} \
+             FROM v WHERE disputes.id = v.id AND disputes.version = v.expected RETURNING disputes.id",
             names.join(", "),
             tuples.join(", "),
             names
@@ -409,8 +414,11 @@ impl Store {
             .collect();
         crate::policy::write_runs(txn, &runs).await?;
         for write in batch {
-            // The patterns' grouping and outcome columns follow the events in the same transaction.
-            crate::patterns::write_pattern_columns(self, txn, write.after, write.decision).await?;
+            // The patterns' grouping and outcome columns of an opened dispute follow its events in the same
+            // transaction (an update's were written with its projection).
+            if write.expected_version.is_none() {
+                crate::patterns::write_pattern_columns(self, txn, write.after, write.decision).await?;
+            }
             // The evidence rows the events name, in the same transaction as the events.
             crate::evidence::write(txn, write.after.id, write.evidence).await?;
             if let Some(document) = write.document {
@@ -555,6 +563,9 @@ fn stopped() -> StoreError {
 /// side keep both busy. SQLite has one writer whatever this says, so it runs one.
 const IN_FLIGHT_POSTGRES: usize = 4;
 
+/// Jobs waiting before a second (third, ...) transaction starts beside one in flight.
+const MIN_SIDE_BATCH: usize = 16;
+
 async fn writer<T: Send + 'static, R: Send + 'static>(
     store: Store,
     mut receiver: mpsc::UnboundedReceiver<(T, Reply<R>)>,
@@ -578,7 +589,10 @@ async fn writer<T: Send + 'static, R: Send + 'static>(
             }
         }
         // Start what may start: the first job of each free key, in arrival order; the others keep their place.
-        while running.len() < most && !waiting.is_empty() {
+        // An idle writer starts at once, whatever is queued (no wait when load is light); beside a transaction
+        // already in flight, another starts only for a batch worth its own commit, so that under load the
+        // commits grow instead of multiplying.
+        while running.len() < most && (running.is_empty() || waiting.len() >= MIN_SIDE_BATCH) {
             let mut keys = HashSet::new();
             let mut batch = Vec::new();
             let mut later = VecDeque::new();

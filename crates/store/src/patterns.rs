@@ -563,45 +563,101 @@ fn parse_month(text: &str) -> Result<NaiveDate, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("month {text:?} does not read")))
 }
 
-/// Keeps the patterns' columns (migration 17) true to the events a commit writes: the linked order's profile,
-/// when the dispute last closed and how long it took, and whether it ever expired. One statement, only when
-/// one of those changed.
+/// What a commit's events change in the patterns' columns (migration 17): the linked order's profile, when the
+/// dispute last closed and how long it took, and whether it ever expired. `None` for a column the events leave.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct PatternColumns {
+    /// `order_device_model`, `order_grade`, `order_country`.
+    pub order: Option<(Option<String>, Option<String>, Option<String>)>,
+    /// `closed_at` and `resolution_seconds` (both cleared when the dispute opens again).
+    pub close: Option<(Option<DateTime<Utc>>, Option<i64>)>,
+    /// `deadline_missed` becomes 1 (it is never cleared).
+    pub deadline_missed: bool,
+}
+
+impl PatternColumns {
+    pub(crate) fn of(after: &Dispute, decision: &Decision) -> Self {
+        let mut columns = Self::default();
+        for event in &decision.events {
+            if let Change::OrderLinked { profile, .. } = &event.change {
+                let profile = profile.clone().unwrap_or_default();
+                columns.order = Some((profile.device_model, profile.grade, profile.country));
+            }
+            if let Some((from, to)) = event.change.status_change() {
+                // A dispute opened, or moved between open statuses, has no close to clear.
+                let was_open = from.is_none_or(|from| from.is_open());
+                if to.is_open() && was_open {
+                    continue;
+                }
+                columns.close = Some(if to.is_open() {
+                    (None, None)
+                } else {
+                    (Some(event.at), Some((event.at - after.opened_at).num_seconds().max(0)))
+                });
+                if to == Status::Expired {
+                    columns.deadline_missed = true;
+                }
+            }
+        }
+        columns
+    }
+
+    /// The values of [`PATTERN_VALUES`] for one row of the batched projection update.
+    pub(crate) fn values(&self) -> Vec<Value> {
+        let (order, (device, grade, country)) = match &self.order {
+            Some(order) => (1_i32, order.clone()),
+            None => (0, (None, None, None)),
+        };
+        let (close, (closed_at, seconds)) = match self.close {
+            Some(close) => (1_i32, close),
+            None => (0, (None, None)),
+        };
+        vec![
+            order.into(),
+            device.into(),
+            grade.into(),
+            country.into(),
+            close.into(),
+            closed_at.into(),
+            seconds.into(),
+            i32::from(self.deadline_missed).into(),
+        ]
+    }
+}
+
+/// The columns [`PatternColumns::values`] adds to each row of the batched projection update, and the
+/// assignments that take them (a flag of 0 keeps the stored value).
+pub(crate) const PATTERN_VALUES: &str =
+    "p_order, p_device, p_grade, p_country, p_close, p_closed_at, p_resolution, p_missed";
+pub(crate) const PATTERN_ASSIGNMENTS: &str = "order_device_model = CASE WHEN v.p_order = 1 THEN v.p_device \
+     ELSE disputes.order_device_model END, \
+     order_grade = CASE WHEN v.p_order = 1 THEN v.p_grade ELSE disputes.order_grade END, \
+     order_country = CASE WHEN v.p_order = 1 THEN v.p_country ELSE disputes.order_country END, \
+     closed_at = CASE WHEN v.p_close = 1 THEN v.p_closed_at ELSE disputes.closed_at END, \
+     resolution_seconds = CASE WHEN v.p_close = 1 THEN v.p_resolution ELSE disputes.resolution_seconds END, \
+     deadline_missed = CASE WHEN v.p_missed = 1 THEN 1 ELSE disputes.deadline_missed END";
+
+/// Keeps the patterns' columns true to the events of a dispute this commit opens (an update carries them in
+/// the batched projection update instead). One statement, only when one of them is set.
 pub(crate) async fn write_pattern_columns(
     store: &Store,
     txn: &DatabaseTransaction,
     after: &Dispute,
     decision: &Decision,
 ) -> Result<(), StoreError> {
+    let columns = PatternColumns::of(after, decision);
     let mut sets: Vec<(&str, Value)> = Vec::new();
-    let mut set = |column: &'static str, value: Value| {
-        sets.retain(|(c, _)| *c != column);
-        sets.push((column, value));
-    };
-    for event in &decision.events {
-        if let Change::OrderLinked { profile, .. } = &event.change {
-            let profile = profile.clone().unwrap_or_default();
-            set("order_device_model", profile.device_model.into());
-            set("order_grade", profile.grade.into());
-            set("order_country", profile.country.into());
-        }
-        if let Some((from, to)) = event.change.status_change() {
-            // A dispute opened, or moved between open statuses, has no close to clear: no statement.
-            let was_open = from.is_none_or(|from| from.is_open());
-            if to.is_open() && was_open {
-                continue;
-            }
-            if to.is_open() {
-                set("closed_at", Option::<DateTime<Utc>>::None.into());
-                set("resolution_seconds", Option::<i64>::None.into());
-            } else {
-                let seconds = (event.at - after.opened_at).num_seconds().max(0);
-                set("closed_at", Some(event.at).into());
-                set("resolution_seconds", Some(seconds).into());
-            }
-            if to == Status::Expired {
-                set("deadline_missed", 1_i32.into());
-            }
-        }
+    if let Some((device, grade, country)) = columns.order {
+        sets.push(("order_device_model", device.into()));
+        sets.push(("order_grade", grade.into()));
+        sets.push(("order_country", country.into()));
+    }
+    if let Some((closed_at, seconds)) = columns.close {
+        sets.push(("closed_at", closed_at.into()));
+        sets.push(("resolution_seconds", seconds.into()));
+    }
+    if columns.deadline_missed {
+        sets.push(("deadline_missed", 1_i32.into()));
     }
     if sets.is_empty() {
         return Ok(());

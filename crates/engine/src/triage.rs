@@ -40,13 +40,16 @@ const WITHDRAWAL_TEXT: &str = "Our records show that your order was delivered, w
 #[derive(Default)]
 pub(crate) struct WinRateCache {
     cached: tokio::sync::Mutex<Option<(Instant, Arc<WinRates>)>>,
+    /// The last active policy parsed, by its row's id: a stored version never changes, so a triage reads which
+    /// version is active (another replica may have activated one) but parses it only when that changed.
+    parsed: std::sync::Mutex<Option<(uuid::Uuid, Arc<Policy>)>>,
 }
 
 /// The policy a triage applies: the active stored version, or the built-in default (version 0).
 #[derive(Debug, Clone)]
 pub struct ActivePolicy {
     pub version: i64,
-    pub policy: Policy,
+    pub policy: Arc<Policy>,
 }
 
 /// Whether `change` is one that triage follows: the dispute opened, its order facts or evidence changed, its
@@ -97,21 +100,34 @@ impl Engine {
 
     /// The active policy: the stored version a lead activated, or the built-in default.
     pub async fn active_policy(&self) -> Result<ActivePolicy, EngineError> {
-        match self.store.active_policy().await? {
-            Some(record) => {
-                let policy = Policy::from_toml(&record.source).map_err(|e| {
-                    verdict_store::StoreError::Corrupt(format!("active policy version {}: {e}", record.version))
-                })?;
-                Ok(ActivePolicy {
-                    version: record.version,
-                    policy,
-                })
-            }
-            None => Ok(ActivePolicy {
+        let Some(record) = self.store.active_policy().await? else {
+            return Ok(ActivePolicy {
                 version: 0,
-                policy: Policy::builtin_default(),
-            }),
-        }
+                policy: Arc::new(Policy::builtin_default()),
+            });
+        };
+        let parsed = self.win_rates.parsed.lock().ok().and_then(|cached| {
+            cached
+                .as_ref()
+                .filter(|(id, _)| *id == record.id)
+                .map(|(_, policy)| policy.clone())
+        });
+        let policy = match parsed {
+            Some(policy) => policy,
+            None => {
+                let policy = Arc::new(Policy::from_toml(&record.source).map_err(|e| {
+                    verdict_store::StoreError::Corrupt(format!("active policy version {}: {e}", record.version))
+                })?);
+                if let Ok(mut cached) = self.win_rates.parsed.lock() {
+                    *cached = Some((record.id, policy.clone()));
+                }
+                policy
+            }
+        };
+        Ok(ActivePolicy {
+            version: record.version,
+            policy,
+        })
     }
 
     /// Won and decided disputes per reason category, processor and evidence band, counted at most once a minute.

@@ -306,6 +306,23 @@ async fn concurrent_deliveries_store_each_event_once_as_serial_inserts_would() {
     }
 }
 
+/// Asserts that a claimed row's dispute is the one it names, as stored (none for a row of no dispute); the id.
+async fn claimed_as_stored(
+    store: &Store,
+    label: &str,
+    dispute_id: Option<uuid::Uuid>,
+    dispute: &Option<Dispute>,
+) -> Option<uuid::Uuid> {
+    let Some(id) = dispute_id else {
+        assert!(dispute.is_none(), "{label}");
+        return None;
+    };
+    let dispute = dispute.as_ref().expect("the claimed row's dispute");
+    assert_eq!(dispute.id.as_uuid(), id, "{label}");
+    assert_eq!(Some(dispute), store.load(dispute.id).await.unwrap().as_ref(), "{label}");
+    Some(id)
+}
+
 /// Steps are claimed with their disputes (one statement on PostgreSQL): each claimed step comes with its
 /// dispute as stored, a step of no dispute with none, and a claimed step is not claimed again within its lease.
 #[tokio::test]
@@ -346,19 +363,11 @@ async fn a_claim_brings_each_steps_dispute() {
         let claimed = store.claim_steps_with_disputes("w1", later, 100, lease).await.unwrap();
         let mut with_dispute = 0;
         for (step, dispute) in &claimed {
-            match step.dispute_id {
-                Some(id) => {
-                    let dispute = dispute.as_ref().expect("the step's dispute");
-                    assert_eq!(dispute.id.as_uuid(), id, "{}", db.label);
-                    assert_eq!(
-                        Some(dispute),
-                        store.load(dispute.id).await.unwrap().as_ref(),
-                        "{}",
-                        db.label
-                    );
-                    with_dispute += 1;
-                }
-                None => assert!(dispute.is_none(), "{}", db.label),
+            if claimed_as_stored(&store, db.label, step.dispute_id, dispute)
+                .await
+                .is_some()
+            {
+                with_dispute += 1;
             }
             assert_eq!(step.attempts, 1, "{}", db.label);
         }
@@ -400,20 +409,7 @@ async fn a_timer_claim_brings_each_timers_dispute_in_due_order() {
         assert!(claimed.len() > 3, "{}: {} timers", db.label, claimed.len());
         let mut disputes = std::collections::HashSet::new();
         for (timer, dispute) in &claimed {
-            match timer.dispute_id {
-                Some(id) => {
-                    let dispute = dispute.as_ref().expect("the timer's dispute");
-                    assert_eq!(dispute.id.as_uuid(), id, "{}", db.label);
-                    assert_eq!(
-                        Some(dispute),
-                        store.load(dispute.id).await.unwrap().as_ref(),
-                        "{}",
-                        db.label
-                    );
-                    disputes.insert(id);
-                }
-                None => assert!(dispute.is_none(), "{}", db.label),
-            }
+            disputes.extend(claimed_as_stored(&store, db.label, timer.dispute_id, dispute).await);
             assert_eq!(timer.attempts, 1, "{}", db.label);
         }
         assert_eq!(disputes.len(), 3, "{}", db.label);

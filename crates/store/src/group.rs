@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Alias, Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, IdenStatic,
     IntoActiveModel, Iterable, QueryFilter, TransactionTrait, Value,
@@ -442,6 +442,10 @@ impl Store {
         if !cancelling.is_empty() {
             timer::Entity::update_many()
                 .col_expr(timer::Column::Status, Expr::value("cancelled"))
+                // Its holder's lease ends with it (see crate::queue: the token alone fences).
+                .col_expr(timer::Column::LockedBy, Expr::value(Option::<String>::None))
+                .col_expr(timer::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+                .col_expr(Alias::new("lease_token"), Expr::value(Option::<Uuid>::None))
                 .filter(timer::Column::DisputeId.is_in(cancelling))
                 .filter(timer::Column::Status.eq("pending"))
                 .exec(txn)

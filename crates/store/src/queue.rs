@@ -6,6 +6,12 @@
 //! single `UPDATE ... WHERE id IN (SELECT ...)` is atomic by itself. Every claim writes a fresh `lease_token`;
 //! completing, failing, renewing or releasing requires it, so a worker whose lease expired and whose row was
 //! taken over changes nothing and is told so.
+//!
+//! A lease token is cleared whenever a row leaves `pending` (completed, dead, cancelled), so the token alone
+//! says the row is still the holder's: the fenced statements match on `(id, lease_token)` and never name the
+//! status. Naming it would let the planner pick the `status = 'pending'` partial index, which statistics taken
+//! while the queue was empty price at one row, and scan every pending row per completion (seen under load: 0.6
+//! ms per completed step with a few thousand pending, instead of a primary-key lookup).
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement, Value};
@@ -316,7 +322,7 @@ impl Store {
             }
             let sql = format!(
                 "UPDATE {table} SET {set}, locked_by = NULL, locked_until = NULL, lease_token = NULL \
-                 WHERE status = 'pending' AND (id, lease_token) IN (VALUES {}) RETURNING id",
+                 WHERE (id, lease_token) IN (VALUES {}) RETURNING id",
                 pairs.join(", ")
             );
             let done = conn.query_all_raw(self.stmt(&sql, values)).await?;
@@ -336,7 +342,7 @@ impl Store {
     pub async fn retry_timer(&self, timer: Leased, delay: Duration, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let statement = self.stmt(
             "UPDATE timers SET locked_by = NULL, locked_until = $1, lease_token = NULL \
-             WHERE id = $2 AND lease_token = $3 AND status = 'pending'",
+             WHERE id = $2 AND lease_token = $3",
             vec![(now + delay).into(), timer.id.into(), timer.lease_token.into()],
         );
         Ok(self.db().execute_raw(statement).await?.rows_affected() == 1)
@@ -472,7 +478,7 @@ impl Store {
             Fence::Step(leased) => ("steps", leased),
         };
         let statement = self.stmt(
-            &format!("UPDATE {table} SET locked_until = $1 WHERE id = $2 AND lease_token = $3 AND status = 'pending'"),
+            &format!("UPDATE {table} SET locked_until = $1 WHERE id = $2 AND lease_token = $3"),
             vec![until.into(), leased.id.into(), leased.lease_token.into()],
         );
         Ok(self.db().execute_raw(statement).await?.rows_affected() == 1)
@@ -487,7 +493,7 @@ impl Store {
         let statement = self.stmt(
             &format!(
                 "UPDATE {table} SET locked_by = NULL, locked_until = NULL, lease_token = NULL, \
-                 attempts = attempts - 1 WHERE id = $1 AND lease_token = $2 AND status = 'pending'"
+                 attempts = attempts - 1 WHERE id = $1 AND lease_token = $2"
             ),
             vec![leased.id.into(), leased.lease_token.into()],
         );
@@ -510,7 +516,7 @@ impl Store {
              status = CASE WHEN $1 OR attempts >= max_attempts THEN 'dead' ELSE 'pending' END, \
              next_attempt_at = $2, last_error = $3, updated_at = $4, \
              locked_by = NULL, locked_until = NULL, lease_token = NULL \
-             WHERE id = $5 AND lease_token = $6 AND status = 'pending' RETURNING status",
+             WHERE id = $5 AND lease_token = $6 RETURNING status",
             vec![
                 permanent.into(),
                 retry_at.into(),
@@ -577,7 +583,7 @@ impl Store {
         self.stmt(
             &format!(
                 "UPDATE {table} SET {set}, locked_by = NULL, locked_until = NULL, lease_token = NULL \
-                 WHERE id = $2 AND lease_token = $3 AND status = 'pending'"
+                 WHERE id = $2 AND lease_token = $3"
             ),
             vec![now.into(), leased.id.into(), leased.lease_token.into()],
         )

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use sea_orm::{ConnectionTrait, Statement};
 use verdict_domain::{
     Action, Actor, CardNetwork, Command, Currency, Customer, CustomerEmail, CustomerName, Dispute, DisputeId, Locale,
     Money, NewDispute, Processor, ReasonCode, Stage, Status, decide, open, replay,
 };
 use verdict_store::testing::test_databases;
-use verdict_store::{DisputeFilter, Store, StoreError};
+use verdict_store::{DisputeFilter, Fence, Leased, Store, StoreError};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap()
@@ -177,6 +178,55 @@ async fn timers_are_written_with_the_dispute_and_cancelled_when_it_closes() {
             "{}",
             db.label
         );
+    }
+}
+
+/// A timer cancelled while a worker holds it (its dispute closed meanwhile) ends that lease: the holder can
+/// neither complete, renew nor release it, and it stays cancelled with no lease left on it.
+#[tokio::test]
+async fn a_timer_cancelled_while_leased_is_fenced_off_from_its_holder() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let dispute = open_in(&store, "dp_cancel_leased", Some(10)).await;
+        let claimed = store
+            .claim_due_timers("w1", t0() + Duration::days(11), 10, Duration::minutes(5))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 5, "{}", db.label);
+        let triaged = act(&store, &dispute, Action::Triage { queue: None }).await.unwrap();
+        act(&store, &triaged, Action::Accept).await.unwrap();
+        let leased: Vec<Leased> = claimed
+            .iter()
+            .map(|t| Leased {
+                id: t.id,
+                lease_token: t.lease_token,
+            })
+            .collect();
+        let done = store.complete_timers(&leased, t0()).await.unwrap();
+        assert!(done.completed.is_empty(), "{}: {done:?}", db.label);
+        assert_eq!(done.stale.len(), 5, "{}", db.label);
+        let fence = Fence::Timer(leased[0]);
+        assert!(!store.renew_lease(fence, t0() + Duration::days(12)).await.unwrap());
+        assert!(!store.release(fence).await.unwrap());
+        assert!(!store.retry_timer(leased[1], Duration::minutes(1), t0()).await.unwrap());
+        let timers = store.timers(dispute.id).await.unwrap();
+        assert!(
+            timers.iter().all(|t| t.status == "cancelled"),
+            "{}: {timers:?}",
+            db.label
+        );
+        let leases = store
+            .db()
+            .query_one_raw(Statement::from_string(
+                store.db().get_database_backend(),
+                "SELECT COUNT(*) AS n FROM timers WHERE lease_token IS NOT NULL OR locked_by IS NOT NULL",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(leases, 0, "{}", db.label);
     }
 }
 

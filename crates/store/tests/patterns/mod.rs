@@ -502,8 +502,18 @@ async fn the_migration_backfills_the_same_figures_from_the_log_and_the_orders() 
             ..Default::default()
         };
         let written = store.dispute_patterns(&query).await.unwrap();
-        // Undo migration 17 (its columns go) and apply it again: the backfill alone fills them.
-        Migrator::down(store.db(), Some(1)).await.unwrap();
+        // Undo migration 17 and every later one (its columns go) and apply them again: the backfill alone
+        // fills them.
+        let migrations = Migrator::migrations();
+        let seventeen = migrations
+            .iter()
+            .position(|m| m.name() == "m20261202_000017_dispute_patterns")
+            .unwrap();
+        Migrator::down(store.db(), Some((migrations.len() - seventeen) as u32))
+            .await
+            .unwrap();
+        let columns = store.execute_unprepared("SELECT order_grade FROM disputes").await;
+        assert!(columns.is_err(), "{}: migration 17 was not undone", db.label);
         Migrator::up(store.db(), None).await.unwrap();
         let backfilled = store.dispute_patterns(&query).await.unwrap();
         assert_eq!(backfilled, written, "{}", db.label);

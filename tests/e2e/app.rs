@@ -28,6 +28,7 @@ pub struct TestApp {
     _evidence: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+    engine: verdict_engine::Engine,
 }
 
 /// A GraphQL answer: HTTP status and body.
@@ -255,6 +256,7 @@ impl TestApp {
             .with_seller_links(Some(
                 verdict_api::seller_links::SellerLinks::new(SELLER_LINK_SECRET, chrono::Duration::hours(72)).unwrap(),
             ));
+        let engine = state.engine.clone();
         let shutdown = async {
             let _ = stopped.await;
         };
@@ -286,7 +288,20 @@ impl TestApp {
             _evidence: evidence,
             stop: Some(stop),
             server: Some(server),
+            engine,
         }
+    }
+
+    /// Waits until every webhook delivery answered before it was applied has been (a webhook's 2xx means
+    /// stored; applying follows, see `Engine::receive_then_apply`).
+    pub async fn applied(&self) {
+        for _ in 0..24_000 {
+            if self.engine.applying_after_answer() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("{}: webhook deliveries still being applied after 120 s", self.label);
     }
 
     /// Stops the server gracefully and starts a new one on the same database, keeping the keys.

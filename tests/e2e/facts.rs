@@ -58,6 +58,7 @@ async fn post_stripe(app: &TestApp, body: &str) {
         .unwrap()
         .status();
     assert_eq!(status.as_u16(), 200, "{}", app.label);
+    app.applied().await;
 }
 
 async fn dispute_id(app: &TestApp, processor_dispute_id: &str) -> String {

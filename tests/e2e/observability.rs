@@ -35,7 +35,8 @@ fn stripe_event(event_id: &str, kind: &str, status: &str, created: i64) -> Strin
 async fn post_stripe(app: &TestApp, body: &str) -> u16 {
     let now = chrono::Utc::now().timestamp();
     let signature = verdict_ingest::sign_stripe(body.as_bytes(), SECRET, now).unwrap();
-    app.client
+    let status = app
+        .client
         .post(app.url("/webhooks/stripe"))
         .header("Stripe-Signature", signature)
         .header("Content-Type", "application/json")
@@ -44,7 +45,9 @@ async fn post_stripe(app: &TestApp, body: &str) -> u16 {
         .await
         .unwrap()
         .status()
-        .as_u16()
+        .as_u16();
+    app.applied().await;
+    status
 }
 
 #[tokio::test]

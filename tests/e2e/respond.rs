@@ -119,6 +119,7 @@ async fn post_stripe(app: &TestApp, body: Vec<u8>) {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}: {}", app.label, response.status());
+    app.applied().await;
 }
 
 const SUBMIT: &str = "mutation($input: SubmitDefenseInput!) { submitDefense(input: $input) { \
@@ -853,6 +854,7 @@ async fn post_adyen(app: &TestApp, item: Value) {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}: {}", app.label, response.status());
+    app.applied().await;
 }
 
 /// Adyen batches are applied after the answer: waits for the dispute to appear.
@@ -1062,6 +1064,7 @@ async fn post_braintree(app: &TestApp, xml: &str) {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}: {}", app.label, response.status());
+    app.applied().await;
 }
 
 /// Braintree, end to end: the signed `dispute_opened` opens the dispute linked by its order id; evidence is drawn
@@ -1231,6 +1234,7 @@ async fn post_paypal(app: &TestApp, body: Vec<u8>) {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}: {}", app.label, response.status());
+    app.applied().await;
 }
 
 /// PayPal, end to end: the signed `CUSTOMER.DISPUTE.CREATED` opens the dispute linked by its seller transaction

@@ -1,8 +1,9 @@
 //! Processor webhooks: `POST /webhooks/{stripe,adyen,paypal,braintree,alerts}`.
 //!
 //! Each handler authenticates the raw body with the processor's scheme (verdict-ingest), parses it, and hands
-//! the result to [`Engine::receive`](verdict_engine::Engine::receive), which stores it before anything is
-//! applied. The answer is 2xx as soon as the notification is stored, so processors stop retrying; 401 for a
+//! the result to [`Engine::receive_then_apply`](verdict_engine::Engine::receive_then_apply), which stores it
+//! before anything is applied. The answer is 2xx as soon as the notification is stored, so processors stop
+//! retrying, and applying follows (before the answer only when the replica is already busy applying); 401 for a
 //! bad signature or missing/wrong Adyen basic auth (nothing stored), 400 for a body that cannot be read, 413
 //! above the body limit, 503 when the processor's secret is not configured (for Adyen: the HMAC key and basic
 //! auth), 500 when storing failed (the processor retries).
@@ -331,12 +332,12 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
-/// Stores (the raw body byte for byte) and applies; the processor gets 2xx once stored, 500 if storing failed
-/// so it redelivers.
+/// Stores (the raw body byte for byte), then applies; the processor gets 2xx once stored (applying goes on
+/// after the answer), 500 if storing failed so it redelivers.
 async fn receive(state: &AppState, source: Source, parsed: Vec<Parsed>, body: &[u8]) -> Result<Received, Response> {
     state
         .engine
-        .receive(source, parsed, body)
+        .receive_then_apply(source, parsed, body)
         .await
         .map_err(|err| not_stored(source, &err))
 }

@@ -99,7 +99,20 @@ impl App {
             .unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        // The answer comes once the delivery is stored; what the tests read next is what applying it did.
+        self.applied().await;
         (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Waits until every delivery answered before it was applied has been (see `Engine::receive_then_apply`).
+    async fn applied(&self) {
+        for _ in 0..24_000 {
+            if self.engine.applying_after_answer() == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("{}: deliveries still being applied after 120 s", self.label);
     }
 
     /// Waits until no notification is pending (Adyen batches are applied after the answer).

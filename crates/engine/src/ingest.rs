@@ -1,8 +1,11 @@
 //! Processor notifications in, dispute commands out: the inbox-then-apply path behind every webhook.
 //!
 //! [`Engine::receive`] first stores every notification of a delivery in the inbox, in one transaction (so the
-//! HTTP 2xx is only sent for what is durable), then applies each one to its dispute: in the request, or after
-//! the answer for a large batch ([`Engine::receive_later`], Adyen). The rows are claimed under a short lease
+//! HTTP 2xx is only sent for what is durable), then applies each one to its dispute. The webhooks answer once
+//! the delivery is stored and apply it right after ([`Engine::receive_then_apply`]): up to
+//! [`APPLIES_AFTER_ANSWER`] at once per replica, beyond which a delivery is applied before its answer, so a
+//! flood slows its senders instead of piling up in memory. A large batch (Adyen) is always applied after the
+//! answer ([`Engine::receive_later`]). The rows are claimed under a short lease
 //! ([`INBOX_LEASE`]) renewed while they are applied, and every write of an outcome is fenced by the lease
 //! token: a replica that died leaves rows free again within one lease, and of two appliers only the current
 //! holder commits. A processor's redelivery of a row still pending takes it over and applies it at once.
@@ -42,6 +45,8 @@ pub const INBOX_LEASE_RENEWAL: std::time::Duration = std::time::Duration::from_s
 pub const MAX_APPLY_ATTEMPTS: i32 = 10;
 /// How long a row whose apply failed waits before the sweep tries it again.
 pub const RETRY_BACKOFF: Duration = Duration::seconds(60);
+/// Deliveries a replica applies after answering, at most, at one time (see [`Engine::receive_then_apply`]).
+pub const APPLIES_AFTER_ANSWER: usize = 64;
 /// More steps than any walk needs (the processor's word is one event, a note another); a guard against a logic loop.
 const MAX_STEPS: usize = 8;
 /// Plans re-made from fresh state after losing a race for the dispute (analysts, other deliveries).
@@ -561,6 +566,38 @@ impl Engine {
         let (mut received, claim) = self.record(source, &parsed, raw_body).await?;
         received.outcomes = self.apply_claim(source, claim).await;
         Ok(received)
+    }
+
+    /// Stores a delivery and returns once it is durable; applies it right after in a task of its own, or before
+    /// returning when [`APPLIES_AFTER_ANSWER`] deliveries are already being applied that way. The processor's
+    /// answer then waits for storing only (one group commit), not for the dispute's walk, its triage and their
+    /// commit. If the process stops first, the rows' lease lapses and the sweep of any replica applies them.
+    pub async fn receive_then_apply(
+        &self,
+        source: Source,
+        parsed: Vec<Parsed>,
+        raw_body: impl AsRef<[u8]>,
+    ) -> Result<Received, EngineError> {
+        let (mut received, claim) = self.record(source, &parsed, raw_body).await?;
+        if claim.rows.is_empty() {
+            return Ok(received);
+        }
+        match self.applies_after_answer.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    engine.apply_claim(source, claim).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => received.outcomes = self.apply_claim(source, claim).await,
+        }
+        Ok(received)
+    }
+
+    /// Deliveries answered and still being applied by [`Engine::receive_then_apply`] in this process.
+    pub fn applying_after_answer(&self) -> usize {
+        APPLIES_AFTER_ANSWER - self.applies_after_answer.available_permits()
     }
 
     /// Stores a delivery (each item with its own raw body) and applies it after returning, in a task of its

@@ -68,6 +68,8 @@ pub struct Engine {
     economics: Arc<verdict_domain::EconomicsConfig>,
     /// Observed win rates, counted at most once a minute (triage.rs).
     win_rates: Arc<triage::WinRateCache>,
+    /// Room for deliveries applied after their answer (ingest.rs).
+    applies_after_answer: Arc<tokio::sync::Semaphore>,
 }
 
 impl Engine {
@@ -84,6 +86,7 @@ impl Engine {
             seller_rate_threshold_bps: 100,
             economics: Arc::default(),
             win_rates: Arc::default(),
+            applies_after_answer: Arc::new(tokio::sync::Semaphore::new(ingest::APPLIES_AFTER_ANSWER)),
         }
     }
 

@@ -10,8 +10,11 @@
 //!    then to evidence gathering, with the version its previous answer returned), from `concurrency`
 //!    connections: throughput and latency.
 //!
-//! A 2xx means stored (and applied, for a webhook) durably; every answer is checked, and the run fails if
-//! anything was refused or lost. Figures go in docs/benchmarks.md; this is a benchmark, never a test.
+//! A webhook's 2xx means stored durably; the server applies it after answering (before, when it is already
+//! applying as many as it allows), so phases 1 and 2 also wait for every notification to be applied and report
+//! the rate at which they were (from the first request to the last one applied) and each one's time from stored
+//! to applied, read from the inbox. Every answer is checked, and the run fails if anything was refused or lost.
+//! Figures go in docs/benchmarks.md; this is a benchmark, never a test.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,6 +154,38 @@ async fn at_rate(base: &str, tag: &str, rate: f64, seconds: f64) -> anyhow::Resu
     Ok((total, latencies))
 }
 
+/// Waits until every webhook of run `tag` (`total` of them, the first sent at `started`) is applied, then
+/// gives the rate at which they were (up to the last one applied) and each one's time from stored to applied.
+async fn applying(
+    store: &verdict_store::Store,
+    tag: &str,
+    total: u64,
+    started: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(f64, Vec<Duration>)> {
+    let of_run = format!("FROM notifications WHERE event_id LIKE 'evt_{tag}_%'");
+    let waiting = Instant::now();
+    while count(store.db(), &format!("SELECT COUNT(*) {of_run} AND status = 'pending'")).await? > 0 {
+        if waiting.elapsed() > Duration::from_secs(600) {
+            bail!("webhooks of {tag} still pending 10 minutes after they were acknowledged");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut last = started;
+    let mut lags = Vec::with_capacity(total as usize);
+    for row in rows(store.db(), &format!("SELECT received_at, applied_at {of_run}")).await? {
+        let received: chrono::DateTime<chrono::Utc> = row.try_get("", "received_at")?;
+        let applied: Option<chrono::DateTime<chrono::Utc>> = row.try_get("", "applied_at")?;
+        let applied = applied.context("a webhook's notification was acknowledged but not applied")?;
+        last = last.max(applied);
+        lags.push((applied - received).to_std().unwrap_or_default());
+    }
+    if lags.len() as u64 != total {
+        bail!("{total} webhooks of {tag} acknowledged but {} stored", lags.len());
+    }
+    let seconds = (last - started).num_microseconds().unwrap_or(1).max(1) as f64 / 1e6;
+    Ok((total as f64 / seconds, lags))
+}
+
 const CURRENT: &str = "query($id: ID!) { dispute(id: $id) { version } }";
 const TRANSITION: &str = "mutation($i: TransitionDisputeInput!) { transitionDispute(input: $i) { dispute { status version } userErrors { code message } } }";
 
@@ -271,19 +306,25 @@ async fn run(ctx: &Ctx, db: &Db, webhooks: u64, concurrency: usize, half_rate_se
         store.execute_unprepared("ANALYZE").await?;
     }
 
-    let (rate, mut latencies) = saturate(&base, &format!("{tag}a"), webhooks, concurrency).await?;
+    let started = chrono::Utc::now();
+    let (acked, mut latencies) = saturate(&base, &format!("{tag}a"), webhooks, concurrency).await?;
+    let (rate, mut lags) = applying(&store, &format!("{tag}a"), webhooks, started).await?;
     println!(
-        "http-load [{backend}]: {webhooks} Stripe webhooks acknowledged (verified, stored, deduplicated, applied) \
-         from {concurrency} connections at {rate:.0}/s; ack {}",
-        summary(&mut latencies)
+        "http-load [{backend}]: {webhooks} Stripe webhooks from {concurrency} connections, acknowledged (verified, \
+         stored, deduplicated) at {acked:.0}/s and applied at {rate:.0}/s; ack {}; stored to applied {}",
+        summary(&mut latencies),
+        summary(&mut lags)
     );
     drained(&store, "the saturation phase").await?;
     let half = rate / 2.0;
+    let started = chrono::Utc::now();
     let (sent, mut latencies) = at_rate(&base, &format!("{tag}b"), half, half_rate_seconds).await?;
+    let (_, mut lags) = applying(&store, &format!("{tag}b"), sent, started).await?;
     println!(
-        "http-load [{backend}]: {sent} webhooks at {half:.0}/s (half that rate, open loop, {half_rate_seconds:.0} s); \
-         ack {}",
-        summary(&mut latencies)
+        "http-load [{backend}]: {sent} webhooks at {half:.0}/s (half the applied rate, open loop, \
+         {half_rate_seconds:.0} s); ack {}; stored to applied {}",
+        summary(&mut latencies),
+        summary(&mut lags)
     );
 
     let opened = count(store.db(), "SELECT COUNT(*) FROM disputes").await?;

@@ -16,7 +16,8 @@ pub const BACKTEST_PAGE: u64 = 5_000;
 /// The longest window a backtest replays.
 pub const MAX_BACKTEST_MONTHS: u32 = 36;
 const LEASE_SECONDS: i64 = 60;
-const POLL: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often an idle worker looks for a backtest another replica created (one created here wakes it at once).
+const POLL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Engine {
     /// Starts a backtest of `draft` (TOML, validated) over the disputes opened in the last `months` months,
@@ -131,6 +132,7 @@ impl Engine {
 
 /// Works backtests until `stop`: one at a time, polling when there is none.
 pub async fn run_backtests(engine: Engine, worker: String, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let added = engine.store().backtests_added();
     while !*stop.borrow() {
         match engine.work_one_backtest(&worker, &stop).await {
             Ok(true) => continue,
@@ -139,7 +141,8 @@ pub async fn run_backtests(engine: Engine, worker: String, mut stop: tokio::sync
         }
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(POLL) => {}
+            () = added.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
         }
     }
 }

@@ -126,6 +126,7 @@ impl Store {
         policy_backtest::Entity::insert(active)
             .exec_without_returning(self.db())
             .await?;
+        self.backtests_added().notify_one();
         Ok(row.into())
     }
 

@@ -143,6 +143,7 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
+        self.bulk_jobs_added().notify_one();
         Ok(())
     }
 

@@ -48,6 +48,11 @@ pub struct Store {
     backend: Backend,
     /// Wakes this process's workers after a commit that added timers or steps (see queue.rs).
     wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Wake this process's bulk job and backtest workers when one is created here, so that they need not
+    /// look often: an idle replica asks the database next to nothing (other replicas' jobs are found by the
+    /// next look).
+    bulk_jobs_added: std::sync::Arc<tokio::sync::Notify>,
+    backtests_added: std::sync::Arc<tokio::sync::Notify>,
     /// Subscribers of this process and the outbound webhook routes (see changes.rs).
     pub(crate) changes: std::sync::Arc<crate::changes::ChangeHub>,
     /// The queue of the group committer (group.rs), shared by every clone.
@@ -201,6 +206,8 @@ impl Store {
             db,
             backend,
             wake: std::sync::Arc::default(),
+            bulk_jobs_added: std::sync::Arc::default(),
+            backtests_added: std::sync::Arc::default(),
             changes: std::sync::Arc::default(),
             committer: std::sync::Arc::default(),
         })
@@ -225,6 +232,16 @@ impl Store {
     /// Signalled after every commit that adds timers or steps; workers of this process wait on it.
     pub fn work_signal(&self) -> std::sync::Arc<tokio::sync::Notify> {
         self.wake.clone()
+    }
+
+    /// Signalled when a bulk job is created through this store (its worker loop waits on it).
+    pub fn bulk_jobs_added(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.bulk_jobs_added.clone()
+    }
+
+    /// Signalled when a backtest is created through this store (its worker loop waits on it).
+    pub fn backtests_added(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.backtests_added.clone()
     }
 
     /// Applies every pending migration.

@@ -36,8 +36,8 @@ const JOB_BATCH: u64 = 100;
 /// How long a worker holds a job between batches; another takes over once it lapses.
 const JOB_LEASE_SECONDS: i64 = 60;
 
-/// How often an idle worker looks for a job.
-const JOB_POLL: StdDuration = StdDuration::from_secs(1);
+/// How often an idle worker looks for a job another replica created (one created here wakes it at once).
+const JOB_POLL: StdDuration = StdDuration::from_secs(30);
 
 /// What a bulk action does to each dispute; stored with a job, so it is plain data.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -589,6 +589,7 @@ pub(crate) async fn bulk_job(ctx: &Context<'_>, id: ID) -> async_graphql::Result
 /// requester, records their results with the lease renewed, and marks the job done when nothing is left. A
 /// stop lets the running batch finish and record, then releases the job for the next replica or start.
 pub async fn run_bulk_jobs(engine: Engine, worker: String, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let added = engine.store().bulk_jobs_added();
     while !*stop.borrow() {
         match work_one_job(&engine, &worker, &stop).await {
             Ok(true) => continue,
@@ -597,7 +598,8 @@ pub async fn run_bulk_jobs(engine: Engine, worker: String, mut stop: tokio::sync
         }
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(JOB_POLL) => {}
+            () = added.notified() => {}
+            () = tokio::time::sleep(JOB_POLL) => {}
         }
     }
 }

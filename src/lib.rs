@@ -122,6 +122,7 @@ async fn serve_http(
         format!("backtest-{}", uuid::Uuid::now_v7()),
         stop_bulk.subscribe(),
     ));
+    let engine = state.engine.clone();
     let app = verdict_api::router(state);
     // Without TCP_NODELAY a response written in two parts waits for the client's delayed ACK (~40 ms).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
@@ -133,6 +134,12 @@ async fn serve_http(
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP");
+    if tokio::time::timeout(WORKER_SHUTDOWN_GRACE, engine.finish_applying_after_answer())
+        .await
+        .is_err()
+    {
+        tracing::warn!("webhooks answered before this stop are still being applied; the sweep will finish them");
+    }
     sweeper.abort();
     changes.abort();
     // The running batch finishes and records its results; the job is released for the next start.

@@ -854,7 +854,6 @@ async fn post_adyen(app: &TestApp, item: Value) {
         .await
         .unwrap();
     assert!(response.status().is_success(), "{}: {}", app.label, response.status());
-    app.applied().await;
 }
 
 /// Adyen batches are applied after the answer: waits for the dispute to appear.

@@ -18,6 +18,8 @@ pub const MAX_BACKTEST_MONTHS: u32 = 36;
 const LEASE_SECONDS: i64 = 60;
 /// How often an idle worker looks for a backtest another replica created (one created here wakes it at once).
 const POLL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How soon the worker tries again after failing to read or work a backtest (the database was away).
+const RETRY_AFTER_ERROR: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Engine {
     /// Starts a backtest of `draft` (TOML, validated) over the disputes opened in the last `months` months,
@@ -134,15 +136,18 @@ impl Engine {
 pub async fn run_backtests(engine: Engine, worker: String, mut stop: tokio::sync::watch::Receiver<bool>) {
     let added = engine.store().backtests_added();
     while !*stop.borrow() {
-        match engine.work_one_backtest(&worker, &stop).await {
+        let wait = match engine.work_one_backtest(&worker, &stop).await {
             Ok(true) => continue,
-            Ok(false) => {}
-            Err(err) => tracing::warn!(%err, "working a backtest failed; retrying"),
-        }
+            Ok(false) => POLL,
+            Err(err) => {
+                tracing::warn!(%err, "working a backtest failed; retrying");
+                RETRY_AFTER_ERROR
+            }
+        };
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
             () = added.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -24,7 +24,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
-use tracing::instrument;
+use tracing::{Instrument as _, instrument};
 use uuid::Uuid;
 use verdict_domain::{
     Action, Actor, ActorKind, CardNetwork, Command, Currency, Customer, Decision, Dispute, DisputeId, DomainError,
@@ -585,14 +585,26 @@ impl Engine {
         match self.applies_after_answer.clone().try_acquire_owned() {
             Ok(permit) => {
                 let engine = self.clone();
-                tokio::spawn(async move {
-                    engine.apply_claim(source, claim).await;
-                    drop(permit);
-                });
+                tokio::spawn(
+                    async move {
+                        engine.apply_claim(source, claim).await;
+                        drop(permit);
+                    }
+                    .in_current_span(),
+                );
             }
             Err(_) => received.outcomes = self.apply_claim(source, claim).await,
         }
         Ok(received)
+    }
+
+    /// Waits until every delivery answered before it was applied has been (a graceful stop: their rows are
+    /// held under this replica's lease, which the sweep would otherwise wait out).
+    pub async fn finish_applying_after_answer(&self) {
+        let _every = self
+            .applies_after_answer
+            .acquire_many(APPLIES_AFTER_ANSWER as u32)
+            .await;
     }
 
     /// Deliveries answered and still being applied by [`Engine::receive_then_apply`] in this process.

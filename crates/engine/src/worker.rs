@@ -877,6 +877,8 @@ const MIN_CLAIM: usize = 16;
 /// this only bounds how late it sees a tick another replica's configuration moved earlier (that replica fires
 /// it meanwhile). Reading every second made two queries a second of an idle replica's three.
 const SCHEDULES_READ_EVERY: StdDuration = StdDuration::from_secs(30);
+/// How soon the schedule task tries again after failing to read or claim the schedules.
+const SCHEDULES_RETRY: StdDuration = StdDuration::from_secs(1);
 
 /// The cron schedules of one replica, beside its worker loop: due ticks are claimed and their jobs run one at
 /// a time (each bounded by the tick's lease, see [`Scheduler::run_due`]), then the task sleeps until the next
@@ -889,12 +891,17 @@ async fn run_schedules(
     mut stopping: watch::Receiver<bool>,
 ) {
     while !*stopping.borrow() {
-        if let Err(err) = scheduler.run_due(&worker_id).await {
-            tracing::warn!(%err, "running the cron schedules failed; trying again shortly");
-        }
+        let failed = match scheduler.run_due(&worker_id).await {
+            Ok(_) => false,
+            Err(err) => {
+                tracing::warn!(%err, "running the cron schedules failed; trying again shortly");
+                true
+            }
+        };
         let sleep = match scheduler.next_tick().await {
-            Ok(Some(tick)) => (tick - clock.now()).to_std().unwrap_or(StdDuration::ZERO),
-            _ => SCHEDULES_READ_EVERY,
+            Ok(Some(tick)) if !failed => (tick - clock.now()).to_std().unwrap_or(StdDuration::ZERO),
+            Ok(None) if !failed => SCHEDULES_READ_EVERY,
+            _ => SCHEDULES_RETRY,
         }
         .clamp(StdDuration::from_millis(5), SCHEDULES_READ_EVERY);
         tokio::select! {

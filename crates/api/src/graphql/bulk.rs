@@ -38,6 +38,8 @@ const JOB_LEASE_SECONDS: i64 = 60;
 
 /// How often an idle worker looks for a job another replica created (one created here wakes it at once).
 const JOB_POLL: StdDuration = StdDuration::from_secs(30);
+/// How soon a worker tries again after failing to read or work a job (the database was away).
+const RETRY_AFTER_ERROR: StdDuration = StdDuration::from_secs(2);
 
 /// What a bulk action does to each dispute; stored with a job, so it is plain data.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -591,15 +593,18 @@ pub(crate) async fn bulk_job(ctx: &Context<'_>, id: ID) -> async_graphql::Result
 pub async fn run_bulk_jobs(engine: Engine, worker: String, mut stop: tokio::sync::watch::Receiver<bool>) {
     let added = engine.store().bulk_jobs_added();
     while !*stop.borrow() {
-        match work_one_job(&engine, &worker, &stop).await {
+        let wait = match work_one_job(&engine, &worker, &stop).await {
             Ok(true) => continue,
-            Ok(false) => {}
-            Err(err) => tracing::warn!(error = %err.message(), "working a bulk job failed; retrying"),
-        }
+            Ok(false) => JOB_POLL,
+            Err(err) => {
+                tracing::warn!(error = %err.message(), "working a bulk job failed; retrying");
+                RETRY_AFTER_ERROR
+            }
+        };
         tokio::select! {
             _ = stop.wait_for(|stop| *stop) => return,
             () = added.notified() => {}
-            () = tokio::time::sleep(JOB_POLL) => {}
+            () = tokio::time::sleep(wait) => {}
         }
     }
 }

@@ -1,6 +1,5 @@
-//! A lease token now exists only on a `pending` timer or step: the fenced statements match on
-//! `(id, lease_token)` alone (see `verdict_store::queue`). Timers cancelled while leased kept their token until
-//! now; this clears it, so no holder of such a lease can complete a cancelled timer after the upgrade.
+//! A lease token now exists only on a `pending` timer or step (see `verdict_store::queue`). Timers cancelled
+//! while leased kept their token until now; this clears it, so a finished row carries no lease.
 
 use sea_orm_migration::prelude::*;
 

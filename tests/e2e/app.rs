@@ -295,13 +295,12 @@ impl TestApp {
     /// Waits until every webhook delivery answered before it was applied has been (a webhook's 2xx means
     /// stored; applying follows, see `Engine::receive_then_apply`).
     pub async fn applied(&self) {
-        for _ in 0..24_000 {
-            if self.engine.applying_after_answer() == 0 {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        panic!("{}: webhook deliveries still being applied after 120 s", self.label);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            self.engine.finish_applying_after_answer(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{}: webhook deliveries still being applied after 120 s", self.label));
     }
 
     /// Stops the server gracefully and starts a new one on the same database, keeping the keys.

@@ -439,13 +439,9 @@ async fn a_burst_of_graphql_reads_cannot_starve_a_webhook() {
         assert_eq!(webhook.status().as_u16(), 200, "{}", app.label);
         assert_eq!(gate.in_use(), gate.limit(), "{}: GraphQL is still blocked", app.label);
         // Answered once stored; applying it follows the answer.
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while app.state.engine.applying_after_answer() > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the webhook is applied while GraphQL is blocked");
+        tokio::time::timeout(Duration::from_secs(10), app.state.engine.finish_applying_after_answer())
+            .await
+            .expect("the webhook is applied while GraphQL is blocked");
         let stored = app
             .state
             .engine

@@ -106,13 +106,12 @@ impl App {
 
     /// Waits until every delivery answered before it was applied has been (see `Engine::receive_then_apply`).
     async fn applied(&self) {
-        for _ in 0..24_000 {
-            if self.engine.applying_after_answer() == 0 {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-        panic!("{}: deliveries still being applied after 120 s", self.label);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            self.engine.finish_applying_after_answer(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{}: deliveries still being applied after 120 s", self.label));
     }
 
     /// Waits until no notification is pending (Adyen batches are applied after the answer).

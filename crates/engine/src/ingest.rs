@@ -598,18 +598,14 @@ impl Engine {
         Ok(received)
     }
 
-    /// Waits until every delivery answered before it was applied has been (a graceful stop: their rows are
-    /// held under this replica's lease, which the sweep would otherwise wait out).
+    /// Waits until every delivery [`Engine::receive_then_apply`] answered before applying it has been applied
+    /// (a graceful stop: their rows are held under this replica's lease, which the sweep would otherwise wait
+    /// out; and tests that read what a webhook did).
     pub async fn finish_applying_after_answer(&self) {
         let _every = self
             .applies_after_answer
             .acquire_many(APPLIES_AFTER_ANSWER as u32)
             .await;
-    }
-
-    /// Deliveries answered and still being applied by [`Engine::receive_then_apply`] in this process.
-    pub fn applying_after_answer(&self) -> usize {
-        APPLIES_AFTER_ANSWER - self.applies_after_answer.available_permits()
     }
 
     /// Stores a delivery (each item with its own raw body) and applies it after returning, in a task of its

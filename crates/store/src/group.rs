@@ -442,7 +442,7 @@ impl Store {
         if !cancelling.is_empty() {
             timer::Entity::update_many()
                 .col_expr(timer::Column::Status, Expr::value("cancelled"))
-                // Its holder's lease ends with it (see crate::queue: the token alone fences).
+                // Its holder's lease ends with it (see crate::queue: a token lives only on a pending row).
                 .col_expr(timer::Column::LockedBy, Expr::value(Option::<String>::None))
                 .col_expr(timer::Column::LockedUntil, Expr::value(Option::<DateTime<Utc>>::None))
                 .col_expr(Alias::new("lease_token"), Expr::value(Option::<Uuid>::None))

@@ -8,6 +8,10 @@
 #
 #   bench/peer/run.sh                  # RUNS=3 JOBS=200000 PROBES=1000 RATE=100
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres VERDICT_BIN=target/release/verdict bench/peer/run.sh
+#
+# Both sides connect with PG_PARAMS (default sslmode=disable): node-postgres, the peer's client, uses no TLS
+# unless told to, while sqlx (Verdict's) negotiates TLS whenever the server offers it (Debian's PostgreSQL
+# does), which cost Verdict about a tenth of its throughput on loopback. The same settings for both.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}
@@ -15,9 +19,11 @@ JOBS=${JOBS:-200000}
 PROBES=${PROBES:-1000}
 RATE=${RATE:-100}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-server=${PG_URL%/*}
-peer_db="$server/verdict_peer_graphile"
-verdict_db="$server/verdict_peer_verdict"
+PG_PARAMS=${PG_PARAMS:-sslmode=disable}
+server=${PG_URL%%\?*}
+server=${server%/*}
+peer_db="$server/verdict_peer_graphile?$PG_PARAMS"
+verdict_db="$server/verdict_peer_verdict?$PG_PARAMS"
 
 command -v node >/dev/null || { echo "node (20) and npm are required"; exit 1; }
 scratch=${PEER_SCRATCH:-$(mktemp -d /tmp/verdict-peer.XXXXXX)}

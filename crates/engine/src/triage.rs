@@ -239,7 +239,8 @@ impl Engine {
         if !after.status.is_open() || !decision.events.iter().any(|e| triggers(&e.change)) {
             return Ok(());
         }
-        let stored = if stored {
+        let existing = stored;
+        let stored = if existing {
             self.store.events(after.id).await?
         } else {
             Vec::new()
@@ -281,8 +282,10 @@ impl Engine {
             };
             apply(after, &event);
             decision.events.push(event);
+            // A dispute this decision opens has no policy actions yet.
             let taken = match triage.autonomy {
                 Autonomy::Manual => false,
+                _ if !existing => false,
                 _ => self.store.policy_action_taken(after.id, triage.action.as_str()).await?,
             };
             match triage.autonomy {

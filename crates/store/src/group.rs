@@ -122,6 +122,8 @@ impl Store {
             &self.committer.decisions,
             request,
             |r| Some(r.after.id.as_uuid()),
+            // A fired timer or a step's result: background work that nobody waits on.
+            |r| r.fence.is_some(),
             |store, batch| Box::pin(async move { store.commit_many(batch).await }),
         )
         .await
@@ -129,19 +131,27 @@ impl Store {
 
     /// Hands `job` to the writer task of `queue` (started here by the first job) and waits for its answer.
     /// The task takes what is queued, at most [`MAX_BATCH`] jobs with distinct keys, runs them together with
-    /// `run`, answers each, and repeats; a job whose key is already in the batch waits for the next.
+    /// `run`, answers each, and repeats; a job whose key is already in the batch waits for the next. A
+    /// `patient` job (background work: nobody waits on its answer) that finds a batch of patient jobs in
+    /// flight waits for that one to finish, unless a full batch is waiting, so that a claim's decisions are
+    /// written together instead of the first of them alone.
     pub(crate) async fn queued<T: Send + 'static, R: Send + 'static>(
         &self,
         queue: &Queue<T, R>,
         job: T,
         key: fn(&T) -> Option<Uuid>,
+        patient: fn(&T) -> bool,
         run: Run<T, R>,
     ) -> Result<R, StoreError> {
         let sender = queue.sender.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
             // The task's store has queues of its own that it never uses: holding these would keep them (and
             // the pool) alive after the last handle on the store is dropped.
-            tokio::spawn(writer(self.with_own_committer(), receiver, key, run));
+            let most = match self.backend() {
+                Backend::Postgres => IN_FLIGHT_POSTGRES,
+                Backend::Sqlite => 1,
+            };
+            tokio::spawn(writer(self.with_own_committer(), receiver, key, patient, run, most));
             sender
         });
         let (reply, answer) = oneshot::channel();
@@ -571,16 +581,16 @@ async fn writer<T: Send + 'static, R: Send + 'static>(
     store: Store,
     mut receiver: mpsc::UnboundedReceiver<(T, Reply<R>)>,
     key: fn(&T) -> Option<Uuid>,
+    patient: fn(&T) -> bool,
     run: Run<T, R>,
+    most: usize,
 ) {
-    let most = match store.backend() {
-        Backend::Postgres => IN_FLIGHT_POSTGRES,
-        Backend::Sqlite => 1,
-    };
     let mut waiting: VecDeque<(T, Reply<R>)> = VecDeque::new();
     // The keys of the batches in flight: a job on one of them waits until that batch is answered.
     let mut busy: HashSet<Uuid> = HashSet::new();
     let mut running = tokio::task::JoinSet::new();
+    // The running batches of patient jobs only.
+    let mut patient_running: HashSet<tokio::task::Id> = HashSet::new();
     let mut open = true;
     loop {
         while waiting.len() < 4 * MAX_BATCH {
@@ -605,6 +615,14 @@ async fn writer<T: Send + 'static, R: Send + 'static>(
                     later.push_back(job);
                 }
             }
+            let all_patient = batch.iter().all(|job| patient(&job.0));
+            if all_patient && !patient_running.is_empty() && batch.len() < MAX_BATCH {
+                // Joined by the decisions still coming when the patient batch in flight finishes: timer
+                // claims otherwise wrote their first decision alone, ~8% of rows in 90% of transactions.
+                batch.append(&mut later.into());
+                waiting = batch.into();
+                break;
+            }
             waiting = later;
             if batch.is_empty() {
                 break;
@@ -612,7 +630,7 @@ async fn writer<T: Send + 'static, R: Send + 'static>(
             busy.extend(keys.iter().copied());
             let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let store = store.clone();
-            running.spawn(async move {
+            let handle = running.spawn(async move {
                 let results = run(store, jobs).await;
                 for (reply, result) in replies.into_iter().zip(results) {
                     // A caller that stopped waiting (a dropped request) gets its write stored all the same.
@@ -620,6 +638,9 @@ async fn writer<T: Send + 'static, R: Send + 'static>(
                 }
                 keys
             });
+            if all_patient {
+                patient_running.insert(handle.id());
+            }
         }
         if !open && waiting.is_empty() && running.is_empty() {
             return;
@@ -629,15 +650,19 @@ async fn writer<T: Send + 'static, R: Send + 'static>(
                 Some(job) => waiting.push_back(job),
                 None => open = false,
             },
-            Some(done) = running.join_next() => match done {
-                Ok(keys) => {
+            Some(done) = running.join_next_with_id() => match done {
+                Ok((id, keys)) => {
+                    patient_running.remove(&id);
                     for k in keys {
                         busy.remove(&k);
                     }
                 }
                 // Its callers see their answers dropped (`stopped`); its keys stay busy rather than risk two
                 // transactions on one dispute.
-                Err(err) => tracing::error!(%err, "a group commit panicked"),
+                Err(err) => {
+                    patient_running.remove(&err.id());
+                    tracing::error!(%err, "a group commit panicked");
+                }
             },
             else => {}
         }
@@ -710,4 +735,86 @@ fn event_records(after: &Dispute, decision: &Decision) -> Result<Vec<EventRecord
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::{Semaphore, mpsc};
+
+    use super::*;
+
+    /// A job that reports the batch it ran in and holds its transaction open until its gate opens.
+    struct Probe {
+        name: &'static str,
+        patient: bool,
+        started: mpsc::UnboundedSender<Vec<&'static str>>,
+        gate: Arc<Semaphore>,
+    }
+
+    type Answers = Pin<Box<dyn Future<Output = Vec<Result<(), StoreError>>> + Send>>;
+
+    fn run_probes(_: Store, jobs: Vec<Probe>) -> Answers {
+        Box::pin(async move {
+            let names = jobs.iter().map(|j| j.name).collect();
+            let _ = jobs[0].started.send(names);
+            let _open = jobs[0].gate.acquire().await;
+            jobs.iter().map(|_| Ok(())).collect()
+        })
+    }
+
+    async fn next(started: &mut mpsc::UnboundedReceiver<Vec<&'static str>>) -> Vec<&'static str> {
+        tokio::time::timeout(Duration::from_secs(5), started.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_patient_job_waits_for_the_patient_batch_in_flight_and_an_impatient_one_never_does()
+    -> Result<(), StoreError> {
+        let db = crate::testing::TestDatabase::sqlite().await?;
+        let store = db.store().await?;
+        let (jobs, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(writer(store, receiver, |_| None, |p: &Probe| p.patient, run_probes, 4));
+        let (started_tx, mut started) = mpsc::unbounded_channel();
+        let send = |name, patient, gate: &Arc<Semaphore>| {
+            let (reply, answer) = oneshot::channel();
+            let probe = Probe {
+                name,
+                patient,
+                started: started_tx.clone(),
+                gate: gate.clone(),
+            };
+            assert!(jobs.send((probe, reply)).is_ok(), "the writer stopped");
+            answer
+        };
+        let first_gate = Arc::new(Semaphore::new(0));
+        let _first = send("first timer", true, &first_gate);
+        assert_eq!(next(&mut started).await, vec!["first timer"]);
+
+        // A second patient job waits while the first batch is in flight...
+        let second_gate = Arc::new(Semaphore::new(0));
+        let second = send("second timer", true, &second_gate);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            started.try_recv().is_err(),
+            "a patient job started beside a patient batch"
+        );
+        // ...and starts once it is done.
+        first_gate.add_permits(1);
+        assert_eq!(next(&mut started).await, vec!["second timer"]);
+
+        // An impatient job starts at once, beside the patient batch still in flight.
+        let open = Arc::new(Semaphore::new(1));
+        let request = send("graphql transition", false, &open);
+        assert_eq!(next(&mut started).await, vec!["graphql transition"]);
+        assert!(matches!(request.await, Ok(Ok(()))));
+        second_gate.add_permits(1);
+        assert!(matches!(second.await, Ok(Ok(()))));
+        Ok(())
+    }
 }

@@ -370,6 +370,7 @@ impl Store {
             &self.committer.inbox,
             delivery,
             |_| None,
+            |_| false,
             |store, deliveries| {
                 Box::pin(async move {
                     crate::group::together_or_alone(&store, deliveries, |store, deliveries| {

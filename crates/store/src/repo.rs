@@ -24,6 +24,9 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
 /// Connections of one replica's PostgreSQL pool.
 const MAX_CONNECTIONS: u32 = 32;
 
+/// A pooled connection idle at least this long is pinged before it is handed out (see `connect_sized`).
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
+
 /// Other replicas are told about new work (`NOTIFY`) only when it is due within this many seconds; workers
 /// never sleep longer than this, so later work is found by their own next look.
 pub const WAKE_HORIZON_SECONDS: i64 = 60;
@@ -194,6 +197,10 @@ impl Store {
                 min_connections.clamp(1, max_connections)
             })
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings a pooled connection on every checkout by default: a round trip before each statement
+            // or transaction outside one. Only a connection idle this long (one a server, proxy or firewall
+            // may have dropped) is pinged; a failure on a live one surfaces as the statement's error.
+            .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)

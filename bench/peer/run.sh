@@ -19,7 +19,8 @@ JOBS=${JOBS:-200000}
 PROBES=${PROBES:-1000}
 RATE=${RATE:-100}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-PG_PARAMS=${PG_PARAMS:-sslmode=disable}
+query=; [[ $PG_URL == *\?* ]] && query=${PG_URL#*\?}
+PG_PARAMS=${PG_PARAMS:-${query:+$query&}sslmode=disable}
 server=${PG_URL%%\?*}
 server=${server%/*}
 peer_db="$server/verdict_peer_graphile?$PG_PARAMS"

@@ -616,7 +616,11 @@ async fn writer<T: Send + 'static, R: Send + 'static>(
                 }
             }
             let all_patient = batch.iter().all(|job| patient(&job.0));
-            if all_patient && !patient_running.is_empty() && batch.len() < MAX_BATCH {
+            // A job someone waits on behind one of these (same dispute) must not wait for their deferral.
+            let holds_up_impatient = later
+                .iter()
+                .any(|job| !patient(&job.0) && key(&job.0).is_some_and(|k| keys.contains(&k)));
+            if all_patient && !holds_up_impatient && !patient_running.is_empty() && batch.len() < MAX_BATCH {
                 // Joined by the decisions still coming when the patient batch in flight finishes: timer
                 // claims otherwise wrote their first decision alone, ~8% of rows in 90% of transactions.
                 batch.append(&mut later.into());

@@ -198,8 +198,9 @@ impl Store {
             })
             .acquire_timeout(Duration::from_secs(10))
             // sqlx pings a pooled connection on every checkout by default: a round trip before each statement
-            // or transaction outside one. Only a connection idle this long (one a server, proxy or firewall
-            // may have dropped) is pinged; a failure on a live one surfaces as the statement's error.
+            // or transaction outside one. On PostgreSQL only a connection idle this long (one a server, proxy
+            // or firewall may have dropped) is pinged; a failure on a live one surfaces as the statement's
+            // error. SQLite's pool replaces this hook with its own (sqlite_pool.rs), which needs no ping.
             .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(SqliteJournalMode::Wal)

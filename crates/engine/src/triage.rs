@@ -226,12 +226,12 @@ impl Engine {
         })
     }
 
-    /// Runs the triage when `decision` (leaving the dispute as `after`; `stored`: on a dispute already stored,
+    /// Runs the triage when `decision` (leaving the dispute as `after`; `existing`: on a dispute already stored,
     /// not one it opens) triggers it: adds the run, a `triage_decided` event when the decision changed, and
     /// what the policy does alone, to `decision`.
     pub(crate) async fn triage_into(
         &self,
-        stored: bool,
+        existing: bool,
         after: &mut Dispute,
         decision: &mut Decision,
         now: DateTime<Utc>,
@@ -239,7 +239,6 @@ impl Engine {
         if !after.status.is_open() || !decision.events.iter().any(|e| triggers(&e.change)) {
             return Ok(());
         }
-        let existing = stored;
         let stored = if existing {
             self.store.events(after.id).await?
         } else {

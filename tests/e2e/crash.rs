@@ -631,6 +631,8 @@ async fn kill_9_while_timers_fire_and_steps_run_loses_nothing_and_refunds_once()
 
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("verdict.toml");
+        // The disputes were closed five days ago by the seed's clock: a retention shorter than that would let
+        // the ten-minute finished-work purge delete the steps this test reads back if a run crosses its tick.
         std::fs::write(
             &config,
             format!(
@@ -643,7 +645,8 @@ async fn kill_9_while_timers_fire_and_steps_run_loses_nothing_and_refunds_once()
                  lease_seconds = 5\n\
                  retry_base_seconds = 1\n\
                  retry_max_seconds = 2\n\
-                 max_idle_seconds = 1\n"
+                 max_idle_seconds = 1\n\
+                 finished_work_retention_minutes = 43200\n"
             ),
         )
         .unwrap();

@@ -566,11 +566,23 @@ impl verdict_engine::effects::StepPerformer for StartRecorder {
     }
 }
 
-/// How long after it is added a step starts on an idle pool: one step at a time, inserted and announced the way
-/// another replica would (`NOTIFY` on PostgreSQL), `latency_rate` a second.
+/// How long after it is added a step starts on an idle pool: one step at a time, `latency_rate` a second, each
+/// inserted and announced the way a replica's commit adds work (`NOTIFY` in the adding transaction on
+/// PostgreSQL, then the committing process's own wake-up), timed from the moment its commit returned.
 async fn step_latency(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
     let store = engine.store();
     seed_projection(engine, 1_000).await?;
+    // What a replica's `queue_vacuum` job does within a minute where autovacuum is off (as on this machine's
+    // server): an earlier drain's dead rows leave the pending indexes the claims walk.
+    let vacuumed = store
+        .vacuum_queue_tables(verdict_engine::schedules::QUEUE_VACUUM_DEAD_ROWS)
+        .await?;
+    if !vacuumed.is_empty() {
+        println!(
+            "vacuumed before the probes, as the queue_vacuum job would: {}",
+            vacuumed.join(", ")
+        );
+    }
     let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
     let worker = step_pool(engine, Arc::new(StartRecorder(started_tx)), options.step_concurrency);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -585,11 +597,17 @@ async fn step_latency(engine: &Engine, options: &BenchOptions) -> anyhow::Result
     for i in 0..probes {
         let due = Instant::now() + interval;
         let key_tag = format!("{tag}-{i}");
-        store
-            .execute_unprepared(&insert_steps_sql(store.backend(), &key_tag, 1))
-            .await?;
+        let insert = insert_steps_sql(store.backend(), &key_tag, 1);
+        let add = match store.backend() {
+            // As a replica's commit adds work, and as the peer's `add_job` does: the NOTIFY in the adding
+            // transaction, delivered to every listener when it commits; one round trip.
+            Backend::Postgres => format!("BEGIN; {insert}; NOTIFY {}; COMMIT", verdict_store::WORK_CHANNEL),
+            Backend::Sqlite => insert,
+        };
+        store.execute_unprepared(&add).await?;
         let added = Instant::now();
-        store.signal_work().await;
+        // The committing replica also wakes its own workers at once (as the group committer does).
+        store.work_signal().notify_one();
         let prefix = format!("bench-{key_tag}-");
         let started = tokio::time::timeout(Duration::from_secs(5), async {
             while let Some((key, at)) = started_rx.recv().await {

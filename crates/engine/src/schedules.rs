@@ -1,5 +1,5 @@
-//! Cron schedules: the daily digest, the hourly timer sweep, processor reconciliation, retention and the
-//! pattern summary.
+//! Cron schedules: the daily digest, the hourly timer sweep, processor reconciliation, retention, the
+//! pattern summary and the queue tables' vacuum.
 //!
 //! Expressions use the `cron` crate's syntax, which starts with a seconds field (`0 0 7 * * *` is 07:00:00
 //! daily), evaluated in the schedule's IANA time zone. Each replica runs [`Scheduler::run_due`] in a task of
@@ -37,7 +37,16 @@ pub enum Job {
     /// Summarises the months whose disputes changed since its last run, so patterns and monitoring read the
     /// summary instead of every dispute (the store's `pattern_summary` module).
     RefreshPatternSummary,
+    /// On PostgreSQL, vacuums the queue tables (timers, steps, notifications, schedules) holding at least
+    /// [`QUEUE_VACUUM_DEAD_ROWS`] dead rows, so that claims on an emptied queue stay cheap where autovacuum is
+    /// off or behind; nothing on SQLite.
+    VacuumQueues,
 }
+
+/// Dead rows in a queue table that make the `vacuum_queues` job vacuum it: four times autovacuum's threshold
+/// for these tables (migration 12), so the job stays idle where autovacuum keeps up and only steps in where it
+/// is off or behind.
+pub const QUEUE_VACUUM_DEAD_ROWS: i64 = 20_000;
 
 /// Raw bodies purged per statement, and statements per run: a run is bounded, the next tick carries on.
 const PURGE_BATCH: u64 = 1_000;
@@ -99,6 +108,12 @@ impl ScheduleConfig {
                 cron: "0 * * * * *".into(),
                 time_zone: utc(),
                 job: Job::RefreshPatternSummary,
+            },
+            Self {
+                name: "queue_vacuum".into(),
+                cron: "30 * * * * *".into(),
+                time_zone: utc(),
+                job: Job::VacuumQueues,
             },
         ]
     }
@@ -328,6 +343,16 @@ impl Scheduler {
         Ok(purged)
     }
 
+    /// Vacuums the queue tables with at least [`QUEUE_VACUUM_DEAD_ROWS`] dead rows; returns how many it vacuumed.
+    pub async fn vacuum_queues(&self) -> Result<usize, EngineError> {
+        let vacuumed = self.engine.store().vacuum_queue_tables(QUEUE_VACUUM_DEAD_ROWS).await?;
+        for table in &vacuumed {
+            tracing::info!(%table, "queue table vacuumed");
+            metrics::counter!("verdict_queue_vacuums_total", "table" => table.clone()).increment(1);
+        }
+        Ok(vacuumed.len())
+    }
+
     /// Deletes the finished timers and steps of disputes closed and untouched for longer than the retention;
     /// returns how many rows went. Bounded per run; what is left goes at the next tick.
     pub async fn purge_finished_work(&self, now: DateTime<Utc>) -> Result<usize, EngineError> {
@@ -465,6 +490,7 @@ impl Scheduler {
             Job::PurgePayloads => self.purge_payloads(now).await,
             Job::PurgeFinishedWork => self.purge_finished_work(now).await,
             Job::RefreshPatternSummary => self.refresh_pattern_summary(now).await,
+            Job::VacuumQueues => self.vacuum_queues().await,
             Job::Reconcile => {
                 let mut touched = 0;
                 for reconciler in self.reconcilers.iter() {

@@ -998,3 +998,57 @@ async fn the_finished_work_purge_keeps_a_closed_disputes_work_for_its_own_retent
         assert_eq!(again, 0, "{label}");
     }
 }
+
+#[tokio::test]
+async fn the_queue_vacuum_cleans_a_queue_table_full_of_dead_rows_once() {
+    for setup in Setup::all().await {
+        let label = setup.db.label;
+        let r = setup.replica("a", &SchedulingConfig::default()).await;
+        let store = r.engine.store();
+        let scheduler = Scheduler::new(r.engine.clone(), &[], Duration::days(3)).unwrap();
+        if !store.is_postgres() {
+            // SQLite reuses freed pages by itself: nothing to vacuum, nothing done.
+            assert_eq!(scheduler.vacuum_queues().await.unwrap(), 0, "{label}");
+            assert!(store.queue_dead_rows().await.unwrap().is_empty(), "{label}");
+            continue;
+        }
+        // A burst of steps, all completed: every one leaves a dead row behind. The forced flush makes the
+        // server's statistics count them when this statement ends rather than seconds later.
+        store
+            .execute_unprepared(
+                "INSERT INTO steps (id, kind, idempotency_key, status, attempts, max_attempts, next_attempt_at, \
+                 created_at, updated_at) SELECT gen_random_uuid(), 'notify_assignee', 'vacuum-' || n, 'pending', \
+                 0, 8, now(), now(), now() FROM generate_series(1, 25000) AS n; \
+                 UPDATE steps SET status = 'succeeded' WHERE idempotency_key LIKE 'vacuum-%'; \
+                 SELECT pg_stat_force_next_flush()",
+            )
+            .await
+            .unwrap();
+        let steps_dead = || async {
+            store
+                .queue_dead_rows()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|(table, _)| table == "steps")
+                .map_or(0, |(_, dead)| dead)
+        };
+        let mut waited = 0;
+        while steps_dead().await < verdict_engine::schedules::QUEUE_VACUUM_DEAD_ROWS && waited < 300 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            waited += 1;
+        }
+        assert!(
+            steps_dead().await >= verdict_engine::schedules::QUEUE_VACUUM_DEAD_ROWS,
+            "{label}: the statistics never counted the dead rows"
+        );
+
+        assert!(scheduler.vacuum_queues().await.unwrap() >= 1, "{label}");
+        assert!(
+            steps_dead().await < verdict_engine::schedules::QUEUE_VACUUM_DEAD_ROWS,
+            "{label}: steps still counts its dead rows after the vacuum"
+        );
+        // Nothing left over the threshold: the next run vacuums nothing.
+        assert_eq!(scheduler.vacuum_queues().await.unwrap(), 0, "{label}");
+    }
+}

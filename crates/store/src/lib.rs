@@ -54,7 +54,7 @@ pub use queue::{
     WORK_CHANNEL,
 };
 pub use repo::{Backend, EventRecord, Page, PageCursor, StepRecord, Store, TimerRecord, WAKE_HORIZON_SECONDS};
-pub use schedules::{DueSoon, ScheduleClaim, ScheduleRow};
+pub use schedules::{DueSoon, QUEUE_TABLES, ScheduleClaim, ScheduleRow};
 pub use search::{
     AmountRange, AssigneeMatch, AuditCursor, AuditFilter, AuditPage, DisputeFilter, DisputeSort, PageWindow,
     SearchPage, SortCursor, SortDirection, SortValue, TimeWindow,

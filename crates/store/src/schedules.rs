@@ -14,6 +14,10 @@ use crate::convert::to_domain;
 use crate::entity::dispute;
 use crate::{Store, StoreError};
 
+/// The tables of claimed and completed work, whose dead rows pile up fastest (see
+/// [`Store::vacuum_queue_tables`]).
+pub const QUEUE_TABLES: [&str; 4] = ["notifications", "schedules", "steps", "timers"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleRow {
     pub name: String,
@@ -239,6 +243,55 @@ impl Store {
             .await?
             .rows_affected();
         Ok((timers, steps))
+    }
+
+    /// On PostgreSQL, vacuums and analyses each queue table ([`QUEUE_TABLES`]) the server's statistics count
+    /// at least `dead_rows` dead rows in; returns the tables vacuumed (none on SQLite, which reuses freed pages
+    /// by itself). Every claim, renewal and completion leaves a dead row behind, and the claim queries walk
+    /// partial indexes of pending rows: until a vacuum, those keep the entries of every finished row, so an
+    /// empty queue costs a claim hundreds of index pages after a burst. Autovacuum does this when it is on and
+    /// keeping up (migration 12 sets its thresholds for these tables); this covers a server where it is off or
+    /// behind. Each `VACUUM` is a statement of its own (it cannot run inside a transaction) and takes no lock
+    /// that claims or completions wait for.
+    pub async fn vacuum_queue_tables(&self, dead_rows: i64) -> Result<Vec<String>, StoreError> {
+        let mut vacuumed = Vec::new();
+        for (name, dead) in self.queue_dead_rows().await? {
+            if dead < dead_rows {
+                continue;
+            }
+            // The name comes from the fixed list, never from input.
+            let Some(table) = QUEUE_TABLES.iter().find(|t| **t == name) else {
+                continue;
+            };
+            self.db()
+                .execute_unprepared(&format!("VACUUM (ANALYZE) {table}"))
+                .await?;
+            vacuumed.push(name);
+        }
+        Ok(vacuumed)
+    }
+
+    /// The dead rows PostgreSQL's statistics count in each queue table ([`QUEUE_TABLES`]), by table name;
+    /// empty on SQLite. The statistics trail the writes by up to a few seconds.
+    pub async fn queue_dead_rows(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        if !self.is_postgres() {
+            return Ok(Vec::new());
+        }
+        let tables = in_list(1, QUEUE_TABLES.len());
+        let values: Vec<Value> = QUEUE_TABLES.iter().map(|t| Value::from(*t)).collect();
+        let rows = self
+            .db()
+            .query_all_raw(self.stmt(
+                &format!(
+                    "SELECT relname::text AS name, n_dead_tup AS dead FROM pg_stat_user_tables \
+                     WHERE schemaname = current_schema() AND relname IN ({tables}) ORDER BY relname"
+                ),
+                values,
+            ))
+            .await?;
+        rows.into_iter()
+            .map(|row| Ok((row.try_get("", "name")?, row.try_get("", "dead")?)))
+            .collect()
     }
 
     /// When the dispute last entered `status` (from its event log).

@@ -16,6 +16,7 @@ use verdict_engine::worker::{Worker, WorkerOptions};
 use verdict_store::{Backend, Store};
 
 use crate::bench::{BenchOptions, NoopPerformer};
+use crate::bench_cpu::CpuSample;
 
 /// The deadline policy of the measurement: fraud disputes are accepted, the rest submitted.
 fn timing() -> TimingPolicy {
@@ -160,6 +161,7 @@ async fn run(engine: &Engine, options: &BenchOptions, replicas: usize) -> anyhow
     }
     let mut stops = Vec::new();
     let mut running = Vec::new();
+    let cpu_before = CpuSample::now();
     let started = Instant::now();
     for (i, engine) in engines.iter().enumerate() {
         let mut worker_options = WorkerOptions::from_config(
@@ -182,6 +184,9 @@ async fn run(engine: &Engine, options: &BenchOptions, replicas: usize) -> anyhow
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_before
+        .zip(CpuSample::now())
+        .and_then(|(before, after)| before.until(&after));
     for stop in stops {
         let _ = stop.send(());
     }
@@ -205,5 +210,8 @@ async fn run(engine: &Engine, options: &BenchOptions, replicas: usize) -> anyhow
         fired as f64 / elapsed.as_secs_f64(),
         statuses(store, &tag).await?
     );
+    if let Some(cpu) = cpu {
+        println!("timer-transitions: CPU while firing, {replicas} replica(s): {cpu}");
+    }
     Ok(())
 }

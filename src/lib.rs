@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod bench_api;
+mod bench_cpu;
 mod bench_timers;
 pub mod config;
 pub mod database;

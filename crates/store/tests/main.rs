@@ -345,6 +345,47 @@ async fn a_timer_leased_by_a_dead_replica_does_not_hide_sooner_work() {
     }
 }
 
+/// A claim turns off the wait for its WAL flush for its own commit only: the connection it ran on commits the
+/// next write durably again (a leaked setting would make completions and commands asynchronous too).
+#[tokio::test]
+async fn a_claims_asynchronous_commit_ends_with_the_claim() {
+    for db in test_databases().await.unwrap() {
+        db.store().await.unwrap();
+        // One connection, so the reads below run on the connection that claimed.
+        let store = Store::connect_sized(&db.url, 1, 1).await.unwrap();
+        open_in(&store, "dp_async_claim", Some(10)).await;
+        let claimed = store
+            .claim_due_timers("w1", t0() + Duration::days(11), 10, Duration::minutes(5))
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 5, "{}", db.label);
+        store
+            .claim_steps("w1", t0() + Duration::days(11), 10, Duration::minutes(5))
+            .await
+            .unwrap();
+        if store.is_postgres() {
+            let setting = store
+                .db()
+                .query_one_raw(Statement::from_string(
+                    store.db().get_database_backend(),
+                    "SELECT current_setting('synchronous_commit') AS s",
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<String>("", "s")
+                .unwrap();
+            assert_eq!(setting, "on");
+        }
+        // The claim itself holds: claimed again at once, nothing is due.
+        let again = store
+            .claim_due_timers("w2", t0() + Duration::days(11), 10, Duration::minutes(5))
+            .await
+            .unwrap();
+        assert!(again.is_empty(), "{}: {again:?}", db.label);
+    }
+}
+
 /// The webhook path plans several commands in memory and commits them as one decision with the inbox row's
 /// outcome: the timers the opening set are cancelled by the later accept, and a refused commit (stale version)
 /// leaves the inbox row pending.

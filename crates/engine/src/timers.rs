@@ -148,9 +148,11 @@ impl Default for SchedulingConfig {
             outcome_check_days: verdict_domain::machine::OUTCOME_CHECK_DAYS,
             deadline_default: DeadlineAction::Expire,
             deadline_rules: Vec::new(),
-            worker_concurrency: 128,
+            // With 128 and 256 a replica's commits ran mostly one after the other (PostgreSQL busy on one core,
+            // the other idle); twice as many keep two in flight (docs/benchmarks.md, 2026-12-02).
+            worker_concurrency: 256,
             step_concurrency: 32,
-            worker_batch_size: 256,
+            worker_batch_size: 1_024,
             lease_seconds: 60,
             retry_base_seconds: 10,
             retry_max_seconds: 3_600,

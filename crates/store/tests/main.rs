@@ -48,6 +48,21 @@ async fn open_in(store: &Store, pid: &str, due_in_days: Option<i64>) -> Dispute 
     dispute
 }
 
+/// The column `v` of the one row `sql` answers.
+async fn scalar<T: sea_orm::TryGetable>(store: &Store, sql: &str) -> T {
+    store
+        .db()
+        .query_one_raw(Statement::from_string(
+            store.db().get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<T>("", "v")
+        .unwrap()
+}
+
 async fn act(store: &Store, dispute: &Dispute, action: Action) -> Result<Dispute, StoreError> {
     let command = Command::new(Actor::analyst("test"), action).because("test");
     let decision = decide(dispute, &command, t0() + Duration::hours(1)).unwrap();
@@ -215,17 +230,11 @@ async fn a_timer_cancelled_while_leased_is_fenced_off_from_its_holder() {
             "{}: {timers:?}",
             db.label
         );
-        let leases = store
-            .db()
-            .query_one_raw(Statement::from_string(
-                store.db().get_database_backend(),
-                "SELECT COUNT(*) AS n FROM timers WHERE lease_token IS NOT NULL OR locked_by IS NOT NULL",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "n")
-            .unwrap();
+        let leases: i64 = scalar(
+            &store,
+            "SELECT COUNT(*) AS v FROM timers WHERE lease_token IS NOT NULL OR locked_by IS NOT NULL",
+        )
+        .await;
         assert_eq!(leases, 0, "{}", db.label);
     }
 }
@@ -364,17 +373,7 @@ async fn a_claims_asynchronous_commit_ends_with_the_claim() {
             .await
             .unwrap();
         if store.is_postgres() {
-            let setting = store
-                .db()
-                .query_one_raw(Statement::from_string(
-                    store.db().get_database_backend(),
-                    "SELECT current_setting('synchronous_commit') AS s",
-                ))
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get::<String>("", "s")
-                .unwrap();
+            let setting: String = scalar(&store, "SELECT current_setting('synchronous_commit') AS v").await;
             assert_eq!(setting, "on");
         }
         // The claim itself holds: claimed again at once, nothing is due.

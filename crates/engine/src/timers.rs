@@ -148,8 +148,9 @@ impl Default for SchedulingConfig {
             outcome_check_days: verdict_domain::machine::OUTCOME_CHECK_DAYS,
             deadline_default: DeadlineAction::Expire,
             deadline_rules: Vec::new(),
-            // With 128 and 256 a replica's commits ran mostly one after the other (PostgreSQL busy on one core,
-            // the other idle); twice as many keep two in flight (docs/benchmarks.md, 2026-12-02).
+            // With 128 fired at once and 256 per claim, a replica's commits ran mostly one after the other
+            // (PostgreSQL busy on one core, the other idle); twice as many keep two in flight
+            // (docs/benchmarks.md, 2026-12-02).
             worker_concurrency: 256,
             step_concurrency: 32,
             worker_batch_size: 1_024,

@@ -607,7 +607,7 @@ impl Worker {
         let perform = self.inner.performer.perform(ctx);
         tokio::pin!(perform);
         // The first renewal one period from now. (Awaiting an interval's immediate first tick instead waited
-        // for the timer wheel's next millisecond: 0.5 ms of a step's start, measured.)
+        // for the timer wheel's next millisecond: 0.65 ms of a step's median start, measured.)
         let mut renew =
             tokio::time::interval_at(tokio::time::Instant::now() + options.renew_every, options.renew_every);
         loop {

@@ -33,9 +33,9 @@ use crate::{Store, StoreError};
 /// "Still pending", written so that no partial index over `status = 'pending'` is implied (see the module doc).
 const STILL_PENDING: &str = "CASE WHEN status = 'pending' THEN 1 END = 1";
 
-/// A condition that turns off the wait for the WAL flush at the commit of the statement it is part of; true.
+/// A condition (always true) that turns off the wait for the WAL flush at the commit of the statement it ends.
 /// An uncorrelated subquery, so PostgreSQL evaluates it once, before the statement reads a row.
-const ASYNC_COMMIT: &str = "(SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
+const ASYNC_COMMIT: &str = "AND (SELECT set_config('synchronous_commit', 'off', true)) = 'off'";
 
 /// The PostgreSQL channel that wakes workers in every replica when work was added.
 pub const WORK_CHANNEL: &str = "verdict_work";
@@ -197,13 +197,9 @@ impl Store {
         }
     }
 
-    /// `AND` [`ASYNC_COMMIT`] on PostgreSQL (see the module doc); nothing on SQLite, which commits in process.
-    fn async_commit(&self) -> String {
-        if self.is_postgres() {
-            format!("AND {ASYNC_COMMIT}")
-        } else {
-            String::new()
-        }
+    /// [`ASYNC_COMMIT`] on PostgreSQL (see the module doc); nothing on SQLite, which commits in process.
+    fn async_commit(&self) -> &'static str {
+        if self.is_postgres() { ASYNC_COMMIT } else { "" }
     }
 
     /// Wakes this process's workers at once and, on PostgreSQL, every replica's (after the transaction commits).

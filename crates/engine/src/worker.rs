@@ -109,6 +109,8 @@ struct Inner {
     claim_size: AtomicU64,
     /// Steps this pool brought to an end (succeeded, retried, dead-lettered), for benchmarks and tests.
     steps_finished: AtomicU64,
+    /// Step claims of the run loop that found work, for benchmarks (steps per claim).
+    step_claims: AtomicU64,
     stopping: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
 }
@@ -154,6 +156,7 @@ impl Worker {
                 step_slots,
                 claim_size: AtomicU64::new(MIN_CLAIM as u64),
                 steps_finished: AtomicU64::new(0),
+                step_claims: AtomicU64::new(0),
                 stopping,
                 stop,
             }),
@@ -198,6 +201,11 @@ impl Worker {
     /// Steps this pool has brought to an end since it started.
     pub fn steps_finished(&self) -> u64 {
         self.inner.steps_finished.load(Ordering::Relaxed)
+    }
+
+    /// How many step claims of the run loop found work (the steps they took over this is the mean claim).
+    pub fn step_claims(&self) -> u64 {
+        self.inner.step_claims.load(Ordering::Relaxed)
     }
 
     /// One round: due cron ticks, a batch of due timers, then as many due steps as the pool runs at once.
@@ -482,6 +490,7 @@ impl Worker {
         if count == 0 {
             return Ok(0);
         }
+        self.inner.step_claims.fetch_add(1, Ordering::Relaxed);
         // The slots no step was found for go back at once.
         drop(slots.split(free - count));
         let worker = self.clone();

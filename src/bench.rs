@@ -526,9 +526,7 @@ async fn noop_steps(engine: &Engine, options: &BenchOptions) -> anyhow::Result<(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_before
-        .zip(crate::bench_cpu::CpuSample::now())
-        .and_then(|(before, after)| before.until(&after));
+    let cpu = crate::bench_cpu::CpuSample::since(cpu_before);
     let done = worker.steps_finished();
     let _ = stop.send(());
     let _ = running.await;

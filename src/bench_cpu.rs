@@ -73,6 +73,11 @@ impl CpuSample {
         })
     }
 
+    /// The CPU used from `before` (a sample taken with [`CpuSample::now`]) until now.
+    pub(crate) fn since(before: Option<Self>) -> Option<CpuUse> {
+        before?.until(&Self::now()?)
+    }
+
     /// The CPU used from `self` to `later`.
     pub(crate) fn until(&self, later: &Self) -> Option<CpuUse> {
         let total = later.total.checked_sub(self.total)?;

@@ -184,9 +184,7 @@ async fn run(engine: &Engine, options: &BenchOptions, replicas: usize) -> anyhow
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_before
-        .zip(CpuSample::now())
-        .and_then(|(before, after)| before.until(&after));
+    let cpu = CpuSample::since(cpu_before);
     for stop in stops {
         let _ = stop.send(());
     }

@@ -203,7 +203,7 @@ impl Worker {
         self.inner.steps_finished.load(Ordering::Relaxed)
     }
 
-    /// How many step claims of the run loop found work (the steps they took over this is the mean claim).
+    /// How many step claims of the run loop found work; steps finished over this is the mean claim's size.
     pub fn step_claims(&self) -> u64 {
         self.inner.step_claims.load(Ordering::Relaxed)
     }

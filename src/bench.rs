@@ -246,13 +246,18 @@ pub(crate) async fn seed_projection(engine: &Engine, count: u64) -> anyhow::Resu
     Ok(())
 }
 
-/// Queue pages at the head, deep behind a cursor, and filtered by status, over the whole table.
+/// Queue pages at the head, deep behind a cursor, and filtered by status (three, and one), over the whole table.
 async fn queue_pages(engine: &Engine, options: &BenchOptions) -> anyhow::Result<()> {
     seed_projection(engine, options.disputes).await?;
     let store = engine.store();
     let total = store.count(&DisputeFilter::default()).await?;
     let open = DisputeFilter {
         statuses: vec![Status::Notified, Status::Triaged, Status::EvidenceGathering],
+        ..DisputeFilter::default()
+    };
+    // One status reads `dispute_statuses_order` joined to the disputes (migration 27).
+    let won = DisputeFilter {
+        statuses: vec![Status::Won],
         ..DisputeFilter::default()
     };
     // Cursors spread through the table, collected by walking with big pages.
@@ -271,6 +276,7 @@ async fn queue_pages(engine: &Engine, options: &BenchOptions) -> anyhow::Result<
         ("head page", DisputeFilter::default(), false),
         ("page after a cursor", DisputeFilter::default(), true),
         ("open statuses", open, false),
+        ("one status", won, false),
     ] {
         let mut samples = Vec::new();
         for round in 0..200 {

@@ -47,6 +47,7 @@ mod m20261203_000022_policy_backtests;
 mod m20261204_000024_policy_actions;
 mod m20261205_000025_pattern_summary;
 mod m20261206_000026_leases_end_with_pending;
+mod m20261207_000027_dispute_statuses;
 
 pub struct Migrator;
 
@@ -78,6 +79,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000024_policy_actions::Migration),
             Box::new(m20261205_000025_pattern_summary::Migration),
             Box::new(m20261206_000026_leases_end_with_pending::Migration),
+            Box::new(m20261207_000027_dispute_statuses::Migration),
         ]
     }
 }

@@ -472,7 +472,8 @@ impl Store {
         })
     }
 
-    /// The opened months of the disputes changed at or after `since` (of every dispute without it).
+    /// The opened months of the disputes changed at or after `since` (of every dispute without it), read from
+    /// `dispute_statuses`, which has the index on `updated_at` that `disputes` no longer keeps (migration 27).
     async fn changed_months(
         &self,
         conn: &impl ConnectionTrait,
@@ -485,7 +486,7 @@ impl Store {
         };
         let rows = conn
             .query_all_raw(self.stmt(
-                &format!("SELECT DISTINCT {month} AS month FROM disputes {condition}"),
+                &format!("SELECT DISTINCT {month} AS month FROM dispute_statuses {condition}"),
                 values,
             ))
             .await?;

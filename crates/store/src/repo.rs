@@ -16,7 +16,7 @@ use verdict_migrations::{Migrator, MigratorTrait};
 use crate::StoreError;
 use crate::convert::to_domain;
 use crate::entity::{dispute, dispute_event, step, timer};
-use crate::search::DisputeFilter;
+use crate::search::{DisputeFilter, DisputeSort};
 
 /// Attempts a step gets before it is dead-lettered, unless its handler says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
@@ -508,16 +508,17 @@ impl Store {
         first: u64,
         after: Option<PageCursor>,
     ) -> Result<Page, StoreError> {
-        let mut query = filter.select();
+        let order = filter.ordered(DisputeSort::DueBy);
+        let mut query = order.query;
         if let Some(cursor) = after {
             query = query.filter(
-                Expr::tuple([Expr::col(dispute::Column::SortDueAt), Expr::col(dispute::Column::Id)])
+                Expr::tuple([order.key.clone(), order.id.clone()])
                     .gt(Expr::tuple([Expr::value(cursor.sort_due_at), Expr::value(cursor.id)])),
             );
         }
         let mut rows = query
-            .order_by_asc(dispute::Column::SortDueAt)
-            .order_by_asc(dispute::Column::Id)
+            .order_by_asc(order.key)
+            .order_by_asc(order.id)
             .limit(first + 1)
             .all(&self.db)
             .await?;
@@ -537,7 +538,7 @@ impl Store {
     }
 
     pub async fn count(&self, filter: &DisputeFilter) -> Result<u64, StoreError> {
-        Ok(filter.select().count(&self.db).await?)
+        Ok(filter.select_for_count().count(&self.db).await?)
     }
 
     /// Runs a raw statement; for tests and administration only.

@@ -8,12 +8,14 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, SimpleExpr};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, EntityTrait, JoinType, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RelationTrait,
+};
 use uuid::Uuid;
 use verdict_domain::{CardNetwork, Dispute, Processor, Queue, ReasonCategory, Stage, Status};
 
 use crate::convert::to_domain;
-use crate::entity::{dispute, dispute_event};
+use crate::entity::{dispute, dispute_event, dispute_status};
 use crate::{EventRecord, Store, StoreError};
 
 /// An interval of time: `from` included, `to` excluded; an open end is unbounded.
@@ -174,10 +176,17 @@ fn value_expr(value: SortValue) -> SimpleExpr {
 }
 
 /// Rows strictly after `cursor` when reading ascending, strictly before it when reading descending.
-fn beyond(column: dispute::Column, cursor: SortCursor, ascending: bool) -> SimpleExpr {
-    let row = Expr::tuple([Expr::col(column), Expr::col(dispute::Column::Id)]);
+fn beyond(order: &Ordered, cursor: SortCursor, ascending: bool) -> SimpleExpr {
+    let row = Expr::tuple([order.key.clone(), order.id.clone()]);
     let at = Expr::tuple([value_expr(cursor.value), Expr::value(cursor.id)]);
     if ascending { row.gt(at) } else { row.lt(at) }
+}
+
+/// A filter's select and the two columns of its order (the sort key, then the dispute id), qualified by table.
+pub(crate) struct Ordered {
+    pub(crate) query: sea_orm::Select<dispute::Entity>,
+    pub(crate) key: SimpleExpr,
+    pub(crate) id: SimpleExpr,
 }
 
 fn strings<T: ToString>(values: &[T]) -> Vec<String> {
@@ -192,6 +201,43 @@ impl DisputeFilter {
             || self.payment_reference.is_some()
             || self.order_reference.is_some()
             || self.customer_email.is_some()
+    }
+
+    /// [`DisputeFilter::select`] with the order `sort` reads it in. One status in due order is read from
+    /// `dispute_statuses_order` (that status's disputes by due date, migration 27) joined to `disputes`: the
+    /// dispute row keeps no index on its status, so that a transition's update of it is heap-only.
+    pub(crate) fn ordered(&self, sort: DisputeSort) -> Ordered {
+        if let ([status], DisputeSort::DueBy) = (self.statuses.as_slice(), sort) {
+            let query = self
+                .select()
+                .join(JoinType::InnerJoin, dispute_status::Relation::Dispute.def().rev())
+                .filter(dispute_status::Column::Status.eq(status.to_string()));
+            return Ordered {
+                query,
+                key: Expr::col((dispute_status::Entity, dispute_status::Column::SortDueAt)),
+                id: Expr::col((dispute_status::Entity, dispute_status::Column::DisputeId)),
+            };
+        }
+        Ordered {
+            query: self.select(),
+            key: Expr::col((dispute::Entity, sort.column())),
+            id: Expr::col((dispute::Entity, dispute::Column::Id)),
+        }
+    }
+
+    /// [`DisputeFilter::select`] for a count: a status is also looked up in `dispute_statuses_order`, which the
+    /// planner may read instead of the whole table.
+    pub(crate) fn select_for_count(&self) -> sea_orm::Select<dispute::Entity> {
+        let query = self.select();
+        if self.statuses.is_empty() {
+            return query;
+        }
+        let listed = sea_orm::sea_query::Query::select()
+            .column(dispute_status::Column::DisputeId)
+            .from(dispute_status::Entity)
+            .and_where(dispute_status::Column::Status.is_in(strings(&self.statuses)))
+            .to_owned();
+        query.filter(dispute::Column::Id.in_subquery(listed))
     }
 
     pub(crate) fn select(&self) -> sea_orm::Select<dispute::Entity> {
@@ -287,25 +333,25 @@ impl Store {
         direction: SortDirection,
         window: PageWindow,
     ) -> Result<SearchPage, StoreError> {
-        let column = sort.column();
         let (limit, cursor, forwards) = match window {
             PageWindow::Forward { first, after } => (first, after, true),
             PageWindow::Backward { last, before } => (last, before, false),
         };
         // The order the rows are read in: the requested one forwards, its reverse backwards.
         let ascending = (direction == SortDirection::Ascending) == forwards;
-        let mut query = filter.select();
+        let order = filter.ordered(sort);
+        let mut query = order.query.clone();
         if let Some(cursor) = cursor {
-            query = query.filter(beyond(column, cursor, ascending));
+            query = query.filter(beyond(&order, cursor, ascending));
         }
-        let (order, id_order) = if ascending {
+        let (key_order, id_order) = if ascending {
             (sea_orm::Order::Asc, sea_orm::Order::Asc)
         } else {
             (sea_orm::Order::Desc, sea_orm::Order::Desc)
         };
         let mut rows = query
-            .order_by(column, order)
-            .order_by(dispute::Column::Id, id_order)
+            .order_by(order.key.clone(), key_order)
+            .order_by(order.id.clone(), id_order)
             .limit(limit + 1)
             .all(self.db())
             .await?;
@@ -318,13 +364,8 @@ impl Store {
         let behind = match cursor {
             None => false,
             Some(cursor) => {
-                filter
-                    .select()
-                    .filter(beyond(column, cursor, !ascending).or(dispute::Column::Id.eq(cursor.id)))
-                    .limit(1)
-                    .count(self.db())
-                    .await?
-                    > 0
+                let behind = beyond(&order, cursor, !ascending).or(dispute::Column::Id.eq(cursor.id));
+                order.query.filter(behind).limit(1).count(self.db()).await? > 0
             }
         };
         let items = rows

@@ -261,6 +261,58 @@ async fn the_same_processor_dispute_cannot_be_opened_twice() {
     }
 }
 
+/// Every page of `filter` in due order, `page` at a time, through `list`.
+async fn list_all(store: &Store, filter: &DisputeFilter, page: u64) -> Vec<DisputeId> {
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let listed = store.list(filter, page, after).await.unwrap();
+        seen.extend(listed.items.iter().map(|(_, d)| d.id));
+        after = listed.items.last().map(|(c, _)| *c);
+        if !listed.has_next_page {
+            return seen;
+        }
+    }
+}
+
+/// Every page of `filter` in ascending due order through `search`, read forwards or backwards.
+async fn search_all(store: &Store, filter: &DisputeFilter, forwards: bool) -> Vec<DisputeId> {
+    use verdict_store::{DisputeSort, PageWindow, SortDirection};
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let window = if forwards {
+            PageWindow::Forward {
+                first: 1,
+                after: cursor,
+            }
+        } else {
+            PageWindow::Backward {
+                last: 2,
+                before: cursor,
+            }
+        };
+        let page = store
+            .search(filter, DisputeSort::DueBy, SortDirection::Ascending, window)
+            .await
+            .unwrap();
+        let ids = page.items.iter().map(|(_, d)| d.id);
+        if forwards {
+            seen.extend(ids);
+            cursor = page.items.last().map(|(c, _)| *c);
+            if !page.has_next_page {
+                return seen;
+            }
+        } else {
+            seen.splice(0..0, ids);
+            cursor = page.items.first().map(|(c, _)| *c);
+            if !page.has_previous_page {
+                return seen;
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn queue_pages_follow_due_date_then_id_and_respect_filters() {
     for db in test_databases().await.unwrap() {
@@ -276,17 +328,7 @@ async fn queue_pages_follow_due_date_then_id_and_respect_filters() {
         expected.sort_by_key(|(due, id)| (due.unwrap_or(i64::MAX), *id));
         let expected: Vec<_> = expected.into_iter().map(|(_, id)| id).collect();
         let filter = DisputeFilter::default();
-        let mut seen = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store.list(&filter, 2, after).await.unwrap();
-            seen.extend(page.items.iter().map(|(_, d)| d.id));
-            after = page.items.last().map(|(c, _)| *c);
-            if !page.has_next_page {
-                break;
-            }
-        }
-        assert_eq!(seen, expected, "{}", db.label);
+        assert_eq!(list_all(&store, &filter, 2).await, expected, "{}", db.label);
         assert_eq!(store.count(&filter).await.unwrap(), 6);
         let due_soon = DisputeFilter {
             due: vec![verdict_store::TimeWindow {
@@ -301,6 +343,57 @@ async fn queue_pages_follow_due_date_then_id_and_respect_filters() {
             ..Default::default()
         };
         assert_eq!(store.count(&triaged).await.unwrap(), 0);
+    }
+}
+
+/// A status's disputes in due order come from `dispute_statuses`, which triggers keep in step with every
+/// opening, status change and due-date change of the dispute rows.
+#[tokio::test]
+async fn one_status_reads_in_due_order_through_every_change() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let mut triaged = Vec::new();
+        for (i, due) in [Some(5), None, Some(1), Some(3), Some(20), Some(4)]
+            .into_iter()
+            .enumerate()
+        {
+            let dispute = open_in(&store, &format!("dp_status_{i}"), due).await;
+            if i % 2 == 1 {
+                triaged.push(act(&store, &dispute, Action::Triage { queue: None }).await.unwrap());
+            }
+        }
+        // Triaged: due none, 3 and 4 days; the 4-day one moves to 2 days, and a notified one leaves the set.
+        let moved = act(
+            &store,
+            &triaged[2],
+            Action::ChangeDueBy {
+                due_by: Some(t0() + Duration::days(2)),
+            },
+        )
+        .await
+        .unwrap();
+        let expected = vec![moved.id, triaged[1].id, triaged[0].id];
+        let filter = DisputeFilter {
+            statuses: vec![Status::Triaged],
+            ..Default::default()
+        };
+        assert_eq!(store.count(&filter).await.unwrap(), 3, "{}", db.label);
+        assert_eq!(search_all(&store, &filter, true).await, expected, "{}", db.label);
+        assert_eq!(search_all(&store, &filter, false).await, expected, "{}", db.label);
+        assert_eq!(list_all(&store, &filter, 2).await, expected, "{}", db.label);
+        let accepted = act(&store, &moved, Action::Accept).await.unwrap();
+        assert_eq!(accepted.status, Status::Accepted);
+        assert_eq!(store.count(&filter).await.unwrap(), 2, "{}", db.label);
+        let out_of_step: i64 = scalar(
+            &store,
+            "SELECT COUNT(*) AS v FROM disputes d LEFT JOIN dispute_statuses s ON s.dispute_id = d.id \
+             WHERE s.dispute_id IS NULL OR s.status <> d.status OR s.sort_due_at <> d.sort_due_at \
+             OR s.opened_at <> d.opened_at OR s.updated_at <> d.updated_at",
+        )
+        .await;
+        assert_eq!(out_of_step, 0, "{}", db.label);
+        let rows: i64 = scalar(&store, "SELECT COUNT(*) AS v FROM dispute_statuses").await;
+        assert_eq!(rows, 6, "{}", db.label);
     }
 }
 

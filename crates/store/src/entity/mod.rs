@@ -5,6 +5,7 @@ pub mod bulk_job;
 pub mod bulk_job_item;
 pub mod dispute;
 pub mod dispute_event;
+pub mod dispute_status;
 pub mod dispute_triage;
 pub mod document;
 pub mod evidence_file;

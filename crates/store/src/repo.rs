@@ -15,7 +15,7 @@ use verdict_migrations::{Migrator, MigratorTrait};
 
 use crate::StoreError;
 use crate::convert::to_domain;
-use crate::entity::{dispute, dispute_event, step, timer};
+use crate::entity::{dispute, dispute_event, dispute_status, step, timer};
 use crate::search::{DisputeFilter, DisputeSort};
 
 /// Attempts a step gets before it is dead-lettered, unless its handler says otherwise.
@@ -538,7 +538,13 @@ impl Store {
     }
 
     pub async fn count(&self, filter: &DisputeFilter) -> Result<u64, StoreError> {
-        Ok(filter.select_for_count().count(&self.db).await?)
+        if let Some(statuses) = filter.only_statuses() {
+            return Ok(dispute_status::Entity::find()
+                .filter(dispute_status::Column::Status.is_in(statuses))
+                .count(&self.db)
+                .await?);
+        }
+        Ok(filter.select().count(&self.db).await?)
     }
 
     /// Runs a raw statement; for tests and administration only.

@@ -384,6 +384,11 @@ async fn one_status_reads_in_due_order_through_every_change() {
         let accepted = act(&store, &moved, Action::Accept).await.unwrap();
         assert_eq!(accepted.status, Status::Accepted);
         assert_eq!(store.count(&filter).await.unwrap(), 2, "{}", db.label);
+        let of_seller = DisputeFilter {
+            seller_id: Some("seller-a".into()),
+            ..filter.clone()
+        };
+        assert_eq!(store.count(&of_seller).await.unwrap(), 2, "{}", db.label);
         let out_of_step: i64 = scalar(
             &store,
             "SELECT COUNT(*) AS v FROM disputes d LEFT JOIN dispute_statuses s ON s.dispute_id = d.id \

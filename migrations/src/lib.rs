@@ -48,6 +48,7 @@ mod m20261204_000024_policy_actions;
 mod m20261205_000025_pattern_summary;
 mod m20261206_000026_leases_end_with_pending;
 mod m20261207_000027_dispute_statuses;
+mod m20261207_000028_dispute_statuses_by_key;
 
 pub struct Migrator;
 
@@ -80,6 +81,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000025_pattern_summary::Migration),
             Box::new(m20261206_000026_leases_end_with_pending::Migration),
             Box::new(m20261207_000027_dispute_statuses::Migration),
+            Box::new(m20261207_000028_dispute_statuses_by_key::Migration),
         ]
     }
 }

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
@@ -16,7 +15,7 @@ use verdict_migrations::{Migrator, MigratorTrait};
 use crate::StoreError;
 use crate::convert::to_domain;
 use crate::entity::{dispute, dispute_event, dispute_status, step, timer};
-use crate::search::{DisputeFilter, DisputeSort};
+use crate::search::{DisputeFilter, DisputeSort, SortCursor, SortValue, beyond};
 
 /// Attempts a step gets before it is dead-lettered, unless its handler says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 8;
@@ -509,12 +508,13 @@ impl Store {
         after: Option<PageCursor>,
     ) -> Result<Page, StoreError> {
         let order = filter.ordered(DisputeSort::DueBy);
-        let mut query = order.query;
+        let mut query = order.query.clone();
         if let Some(cursor) = after {
-            query = query.filter(
-                Expr::tuple([order.key.clone(), order.id.clone()])
-                    .gt(Expr::tuple([Expr::value(cursor.sort_due_at), Expr::value(cursor.id)])),
-            );
+            let cursor = SortCursor {
+                value: SortValue::At(cursor.sort_due_at),
+                id: cursor.id,
+            };
+            query = query.filter(beyond(&order, cursor, true));
         }
         let mut rows = query
             .order_by_asc(order.key)

@@ -176,7 +176,7 @@ fn value_expr(value: SortValue) -> SimpleExpr {
 }
 
 /// Rows strictly after `cursor` when reading ascending, strictly before it when reading descending.
-fn beyond(order: &Ordered, cursor: SortCursor, ascending: bool) -> SimpleExpr {
+pub(crate) fn beyond(order: &Ordered, cursor: SortCursor, ascending: bool) -> SimpleExpr {
     let row = Expr::tuple([order.key.clone(), order.id.clone()]);
     let at = Expr::tuple([value_expr(cursor.value), Expr::value(cursor.id)]);
     if ascending { row.gt(at) } else { row.lt(at) }

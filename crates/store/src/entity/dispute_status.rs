@@ -24,10 +24,4 @@ pub enum Relation {
     Dispute,
 }
 
-impl Related<super::dispute::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Dispute.def()
-    }
-}
-
 impl ActiveModelBehavior for ActiveModel {}

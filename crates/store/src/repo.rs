@@ -508,13 +508,16 @@ impl Store {
         after: Option<PageCursor>,
     ) -> Result<Page, StoreError> {
         let order = filter.ordered(DisputeSort::DueBy);
-        let mut query = order.query.clone();
-        if let Some(cursor) = after {
+        let past_cursor = after.map(|cursor| {
             let cursor = SortCursor {
                 value: SortValue::At(cursor.sort_due_at),
                 id: cursor.id,
             };
-            query = query.filter(beyond(&order, cursor, true));
+            beyond(&order, cursor, true)
+        });
+        let mut query = order.query;
+        if let Some(past_cursor) = past_cursor {
+            query = query.filter(past_cursor);
         }
         let mut rows = query
             .order_by_asc(order.key)

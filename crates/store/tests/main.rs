@@ -50,12 +50,12 @@ async fn open_in(store: &Store, pid: &str, due_in_days: Option<i64>) -> Dispute 
 
 /// The column `v` of the one row `sql` answers.
 async fn scalar<T: sea_orm::TryGetable>(store: &Store, sql: &str) -> T {
-    store
-        .db()
-        .query_one_raw(Statement::from_string(
-            store.db().get_database_backend(),
-            sql.to_owned(),
-        ))
+    scalar_on(store.db(), sql).await
+}
+
+/// [`scalar`] on a given connection or transaction.
+async fn scalar_on<T: sea_orm::TryGetable>(conn: &impl ConnectionTrait, sql: &str) -> T {
+    conn.query_one_raw(Statement::from_string(conn.get_database_backend(), sql.to_owned()))
         .await
         .unwrap()
         .unwrap()
@@ -425,16 +425,11 @@ async fn the_status_trigger_updates_by_key_on_a_tiny_table() {
         ))
         .await
         .unwrap();
-        let scans = txn
-            .query_one_raw(Statement::from_string(
-                backend,
-                "SELECT seq_scan AS v FROM pg_stat_xact_user_tables WHERE relname = 'dispute_statuses'",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get::<i64>("", "v")
-            .unwrap();
+        let scans: i64 = scalar_on(
+            &txn,
+            "SELECT seq_scan AS v FROM pg_stat_xact_user_tables WHERE relname = 'dispute_statuses'",
+        )
+        .await;
         txn.rollback().await.unwrap();
         assert_eq!(scans, 0, "{}", db.label);
     }

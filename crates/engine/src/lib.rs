@@ -223,7 +223,8 @@ impl Engine {
     }
 
     /// [`Engine::decide_commit_marked`] whose first attempt decides on `loaded` (the dispute its caller just
-    /// read, a timer's say); a lost race re-reads it as always.
+    /// read: a claimed timer's or step's). A lost race re-reads it as always, and so does a command that copy
+    /// refuses, since the stored dispute may have moved to where it applies.
     pub(crate) async fn decide_commit_from(
         &self,
         id: DisputeId,
@@ -235,12 +236,21 @@ impl Engine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let dispute = match loaded.take() {
-                Some(dispute) => dispute,
-                None => self.store.load(id).await?.ok_or(EngineError::NotFound(id))?,
+            let (dispute, callers_copy) = match loaded.take() {
+                Some(dispute) => (dispute, true),
+                None => (self.store.load(id).await?.ok_or(EngineError::NotFound(id))?, false),
             };
             let now = self.clock.now();
-            let mut decision = self.timing.adjust(decide(&dispute, &command, now)?, now);
+            let mut decision = match decide(&dispute, &command, now) {
+                Ok(decision) => self.timing.adjust(decision, now),
+                // The caller's copy may be behind the stored dispute: only fresh state may refuse a command.
+                // Not counted as an attempt: nothing was committed or lost.
+                Err(_) if callers_copy => {
+                    attempt -= 1;
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            };
             let mut after = dispute.clone();
             for event in &decision.events {
                 apply(&mut after, event);

@@ -491,10 +491,14 @@ impl Engine {
         })
     }
 
-    /// [`Engine::handle`] whose commit also completes a claimed timer or step, and writes nothing if that
-    /// lease was lost.
-    pub async fn handle_fenced(&self, id: DisputeId, command: Command, fence: Fence) -> Result<Dispute, EngineError> {
-        self.decide_and_commit(id, command, Some(fence)).await
+    /// [`Engine::handle`] whose commit also completes a claimed timer or step (nothing is written if that lease
+    /// was lost), deciding first on `loaded`, the dispute as the claim read it: it is read again only if the
+    /// commit finds it moved or that copy refuses the command.
+    pub async fn handle_fenced(&self, loaded: Dispute, command: Command, fence: Fence) -> Result<Dispute, EngineError> {
+        Ok(self
+            .decide_commit_from(loaded.id, command, Some(fence), None, Some(loaded))
+            .await?
+            .0)
     }
 
     /// Fires one claimed timer that belongs to a dispute, reading its dispute first.

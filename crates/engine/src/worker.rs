@@ -674,7 +674,11 @@ impl Worker {
                     },
                     action,
                 );
-                match engine.handle_fenced(ctx.dispute.id, command, Fence::Step(leased)).await {
+                // Decided on the dispute the claim read; the commit's version check catches a move since.
+                match engine
+                    .handle_fenced(ctx.dispute.clone(), command, Fence::Step(leased))
+                    .await
+                {
                     Ok(_) => Ok(true),
                     Err(EngineError::Store(StoreError::LeaseLost)) => Ok(false),
                     Err(EngineError::Domain(

@@ -29,6 +29,8 @@ struct Recorder {
     fail_first: Mutex<HashMap<String, i32>>,
     always_fail: Mutex<bool>,
     follow_up: Mutex<Option<(Action, Option<Duration>)>>,
+    /// Done while a submission step is being performed (after its claim read the dispute).
+    meanwhile: Mutex<Option<(Engine, Command)>>,
 }
 
 impl Recorder {
@@ -61,6 +63,12 @@ impl StepPerformer for Recorder {
             .unwrap_or(0);
         if ctx.attempt <= fail_first {
             return Err(StepError::Transient(format!("try {} failed", ctx.attempt)));
+        }
+        let meanwhile = self.meanwhile.lock().unwrap().take();
+        if ctx.kind == verdict_domain::StepKind::SubmitEvidence
+            && let Some((engine, command)) = meanwhile
+        {
+            engine.handle(ctx.dispute.id, command).await.unwrap();
         }
         if ctx.kind == verdict_domain::StepKind::SubmitEvidence
             && let Some((action, after)) = self.follow_up.lock().unwrap().clone()
@@ -148,6 +156,14 @@ async fn act(engine: &Engine, dispute: &Dispute, action: Action) -> Dispute {
         .handle(dispute.id, Command::new(Actor::analyst("test"), action).because("test"))
         .await
         .unwrap()
+}
+
+/// A dispute due in ten days, triaged, gathered and submitted by an analyst (its submission step enqueued).
+async fn submitted(engine: &Engine, pid: &str) -> Dispute {
+    let dispute = open(engine, pid, "13.1", 9_900, Some(Duration::days(10))).await;
+    let dispute = act(engine, &dispute, Action::Triage { queue: None }).await;
+    let dispute = act(engine, &dispute, Action::StartEvidenceGathering).await;
+    act(engine, &dispute, Action::Submit).await
 }
 
 async fn status(engine: &Engine, dispute: &Dispute) -> Status {
@@ -430,10 +446,7 @@ async fn a_delayed_follow_up_becomes_a_timer_that_feeds_the_engine() {
         let label = setup.db.label;
         let r = setup.replica("w1", &SchedulingConfig::default()).await;
         *r.performer.follow_up.lock().unwrap() = Some((Action::RecordOutcome { won: true }, Some(Duration::hours(2))));
-        let dispute = open(&r.engine, "dp_follow", "13.1", 9_900, Some(Duration::days(10))).await;
-        let dispute = act(&r.engine, &dispute, Action::Triage { queue: None }).await;
-        let dispute = act(&r.engine, &dispute, Action::StartEvidenceGathering).await;
-        act(&r.engine, &dispute, Action::Submit).await;
+        let dispute = submitted(&r.engine, "dp_follow").await;
         r.worker.drain().await.unwrap();
         assert_eq!(status(&r.engine, &dispute).await, Status::Submitted, "{label}");
         setup.clock.advance(Duration::hours(2));
@@ -443,6 +456,68 @@ async fn a_delayed_follow_up_becomes_a_timer_that_feeds_the_engine() {
         assert_eq!(
             events_by(&r.engine, &dispute, "step:follow_up").await,
             vec!["outcome_received"],
+            "{label}"
+        );
+    }
+}
+
+/// A step's follow-up is decided first on the dispute its claim read. When the dispute moved while the step
+/// was performed, the commit's version check sends it back to the stored dispute: applied once, there.
+#[tokio::test]
+async fn a_follow_up_after_the_dispute_moved_is_decided_on_the_stored_dispute() {
+    for setup in Setup::all().await {
+        let label = setup.db.label;
+        let r = setup.replica("w1", &SchedulingConfig::default()).await;
+        // Legal on the claim's copy and on the stored dispute: a conflict, then applied on the stored one.
+        *r.performer.follow_up.lock().unwrap() = Some((Action::RecordOutcome { won: true }, None));
+        *r.performer.meanwhile.lock().unwrap() = Some((
+            r.engine.clone(),
+            Command::new(
+                Actor::analyst("jane"),
+                Action::AddNote {
+                    note: "processor called".into(),
+                },
+            ),
+        ));
+        let dispute = submitted(&r.engine, "dp_moved_note").await;
+        r.worker.drain().await.unwrap();
+        assert_eq!(status(&r.engine, &dispute).await, Status::Won, "{label}");
+        assert_eq!(
+            events_by(&r.engine, &dispute, "step:submit_evidence").await,
+            vec!["outcome_received"],
+            "{label}"
+        );
+
+        // Refused on the claim's copy (a submitted dispute cannot reopen) but legal on the stored one (lost
+        // meanwhile): the stored dispute decides.
+        *r.performer.follow_up.lock().unwrap() = Some((
+            Action::Reopen {
+                stage: Stage::PreArbitration,
+                due_by: Some(t0() + Duration::days(20)),
+            },
+            None,
+        ));
+        *r.performer.meanwhile.lock().unwrap() = Some((
+            r.engine.clone(),
+            Command::new(
+                Actor::processor(Processor::Stripe),
+                Action::ReceiveOutcome {
+                    won: false,
+                    stage: None,
+                },
+            ),
+        ));
+        let dispute = submitted(&r.engine, "dp_moved_lost").await;
+        r.worker.drain().await.unwrap();
+        let stored = r.engine.store().load(dispute.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.stage),
+            (Status::EvidenceGathering, Stage::PreArbitration),
+            "{label}"
+        );
+        assert_eq!(
+            events_by(&r.engine, &dispute, "step:submit_evidence").await,
+            vec!["reopened"],
             "{label}"
         );
     }

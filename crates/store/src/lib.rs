@@ -46,8 +46,8 @@ pub use keys::{ApiKeyRecord, KeySelector, Revocation, hash_token};
 pub use mailbox::{MailboxChannel, MailboxInsert, MailboxMessage, NewMailboxMessage};
 pub use patterns::{MAX_PATTERN_GROUPS, MonitoringCount, MonitoringQuery, PatternKey, PatternQuery, PatternRow};
 pub use policy::{
-    APPROVAL_APPROVED, APPROVAL_PENDING, APPROVAL_REJECTED, ApprovalRecord, NewApproval, PolicyVersionRecord,
-    fail_after_claiming,
+    ACTIVE_POLICY_REUSED_FOR, APPROVAL_APPROVED, APPROVAL_PENDING, APPROVAL_REJECTED, ApprovalRecord, NewApproval,
+    PolicyVersionRecord, fail_after_claiming,
 };
 pub use queue::{
     Backoff, ClaimedStep, ClaimedTimer, Completion, Fence, Leased, LiveCounts, NewStep, NewTimer, StepFailure, StepRow,

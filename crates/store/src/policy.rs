@@ -14,6 +14,46 @@ use crate::entity::{dispute_triage, policy_approval, policy_version};
 use crate::error::is_unique_violation;
 use crate::{Store, StoreError};
 
+/// How long a read of the active policy version is used again. Triage reads it for every dispute it decides (a
+/// round trip per webhook), and it changes only when a lead activates another version: this process sees that
+/// at once, other replicas within this long. Each triage run records the version it used.
+pub const ACTIVE_POLICY_REUSED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The last read of the active policy version, shared by a store's clones.
+#[derive(Debug, Default)]
+pub(crate) struct ActivePolicyCache(std::sync::Mutex<CachedActivePolicy>);
+
+#[derive(Debug, Default)]
+struct CachedActivePolicy {
+    /// Counts activations made here: a read that started before one is not kept.
+    activations: u64,
+    read: Option<(std::time::Instant, Option<PolicyVersionRecord>)>,
+}
+
+impl ActivePolicyCache {
+    /// The cached read while it is fresh, else the activation count to hand back to [`Self::keep`].
+    fn fresh(&self) -> Result<Option<PolicyVersionRecord>, u64> {
+        let cached = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &cached.read {
+            Some((at, record)) if at.elapsed() < ACTIVE_POLICY_REUSED_FOR => Ok(record.clone()),
+            _ => Err(cached.activations),
+        }
+    }
+
+    fn keep(&self, activations: u64, read_at: std::time::Instant, record: &Option<PolicyVersionRecord>) {
+        let mut cached = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cached.activations == activations {
+            cached.read = Some((read_at, record.clone()));
+        }
+    }
+
+    fn activated(&self) {
+        let mut cached = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cached.activations += 1;
+        cached.read = None;
+    }
+}
+
 /// A stored policy version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyVersionRecord {
@@ -354,17 +394,29 @@ impl Store {
         model.activated_by = Set(Some(by.to_owned()));
         model.activated_at = Set(Some(now));
         let updated = sea_orm::ActiveModelTrait::update(model, &txn).await?;
-        txn.commit().await?;
+        // Before the commit too: a read between the commit and this must not be kept as fresh.
+        self.active_policy.activated();
+        let committed = txn.commit().await;
+        self.active_policy.activated();
+        committed?;
         Ok(Some(updated.into()))
     }
 
-    /// The active policy version; `None` before a lead activated one (the built-in default applies).
+    /// The active policy version; `None` before a lead activated one (the built-in default applies). Read again
+    /// at most every [`ACTIVE_POLICY_REUSED_FOR`], and at once after an activation through this store.
     pub async fn active_policy(&self) -> Result<Option<PolicyVersionRecord>, StoreError> {
-        Ok(policy_version::Entity::find()
+        let activations = match self.active_policy.fresh() {
+            Ok(record) => return Ok(record),
+            Err(activations) => activations,
+        };
+        let read_at = std::time::Instant::now();
+        let record: Option<PolicyVersionRecord> = policy_version::Entity::find()
             .filter(policy_version::Column::Active.eq(true))
             .one(self.db())
             .await?
-            .map(Into::into))
+            .map(Into::into);
+        self.active_policy.keep(activations, read_at, &record);
+        Ok(record)
     }
 
     pub async fn policy_version(&self, version: i64) -> Result<Option<PolicyVersionRecord>, StoreError> {
@@ -574,5 +626,55 @@ impl Store {
             Some(row) => row.try_get("", "n")?,
             None => 0,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn record(version: i64) -> Option<PolicyVersionRecord> {
+        Some(PolicyVersionRecord {
+            version,
+            id: Uuid::now_v7(),
+            source: String::new(),
+            note: None,
+            active: true,
+            created_by: "lead".into(),
+            created_at: Utc::now(),
+            activated_by: None,
+            activated_at: None,
+        })
+    }
+
+    #[test]
+    fn a_fresh_read_is_reused_and_an_old_one_is_not() {
+        let cache = ActivePolicyCache::default();
+        let activations = cache.fresh().unwrap_err();
+        cache.keep(activations, Instant::now(), &record(3));
+        assert_eq!(cache.fresh().unwrap().map(|r| r.version), Some(3));
+
+        let cache = ActivePolicyCache::default();
+        let long_ago = Instant::now()
+            .checked_sub(ACTIVE_POLICY_REUSED_FOR + Duration::from_millis(1))
+            .unwrap();
+        cache.keep(cache.fresh().unwrap_err(), long_ago, &record(3));
+        assert!(cache.fresh().is_err());
+    }
+
+    #[test]
+    fn a_read_that_an_activation_overtook_is_not_kept() {
+        let cache = ActivePolicyCache::default();
+        cache.keep(cache.fresh().unwrap_err(), Instant::now(), &record(1));
+        cache.activated();
+        assert!(cache.fresh().is_err(), "an activation forgets the last read");
+
+        let activations = cache.fresh().unwrap_err();
+        cache.activated();
+        cache.keep(activations, Instant::now(), &record(1));
+        assert!(cache.fresh().is_err(), "read before the activation");
     }
 }

@@ -59,6 +59,8 @@ pub struct Store {
     pub(crate) changes: std::sync::Arc<crate::changes::ChangeHub>,
     /// The queue of the group committer (group.rs), shared by every clone.
     pub(crate) committer: std::sync::Arc<crate::group::Committer>,
+    /// The active policy version as last read (policy.rs), shared by every clone.
+    pub(crate) active_policy: std::sync::Arc<crate::policy::ActivePolicyCache>,
 }
 
 /// Position in the queue order (due date, then id): the last row of the previous page.
@@ -217,6 +219,7 @@ impl Store {
             backtests_added: std::sync::Arc::default(),
             changes: std::sync::Arc::default(),
             committer: std::sync::Arc::default(),
+            active_policy: std::sync::Arc::default(),
         })
     }
 

@@ -645,6 +645,41 @@ async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
     }
 }
 
+/// Triage reads the active policy version for every dispute; the store reuses a read for a moment. An
+/// activation through the store is seen at once, one through another replica's store within
+/// `ACTIVE_POLICY_REUSED_FOR`.
+#[tokio::test]
+async fn the_active_policy_is_read_again_after_an_activation() {
+    for db in test_databases().await.unwrap() {
+        let label = db.label;
+        let here = db.store().await.unwrap();
+        let elsewhere = db.store().await.unwrap();
+        assert_eq!(here.active_policy().await.unwrap(), None, "{label}");
+        let first = here.save_policy("# first", None, "lead", t0()).await.unwrap();
+        here.activate_policy(first.version, "lead", t0()).await.unwrap();
+        let active = |record: Option<verdict_store::PolicyVersionRecord>| record.map(|r| r.version);
+        assert_eq!(
+            active(here.active_policy().await.unwrap()),
+            Some(first.version),
+            "{label}"
+        );
+
+        let second = elsewhere.save_policy("# second", None, "lead", t0()).await.unwrap();
+        elsewhere.activate_policy(second.version, "lead", t0()).await.unwrap();
+        assert_eq!(
+            active(elsewhere.active_policy().await.unwrap()),
+            Some(second.version),
+            "{label}"
+        );
+        tokio::time::sleep(verdict_store::ACTIVE_POLICY_REUSED_FOR).await;
+        assert_eq!(
+            active(here.active_policy().await.unwrap()),
+            Some(second.version),
+            "{label}"
+        );
+    }
+}
+
 mod evidence;
 mod group_commit;
 mod patterns;

@@ -235,20 +235,19 @@ impl Engine {
     ) -> Result<(Dispute, Decision), EngineError> {
         let mut attempt = 0;
         loop {
-            attempt += 1;
             let (dispute, callers_copy) = match loaded.take() {
                 Some(dispute) => (dispute, true),
                 None => (self.store.load(id).await?.ok_or(EngineError::NotFound(id))?, false),
             };
+            // The attempts are for races with fresh state; the caller's copy may simply be behind.
+            if !callers_copy {
+                attempt += 1;
+            }
             let now = self.clock.now();
             let mut decision = match decide(&dispute, &command, now) {
                 Ok(decision) => self.timing.adjust(decision, now),
-                // The caller's copy may be behind the stored dispute: only fresh state may refuse a command.
-                // Not counted as an attempt: nothing was committed or lost.
-                Err(_) if callers_copy => {
-                    attempt -= 1;
-                    continue;
-                }
+                // Only fresh state may refuse a command.
+                Err(_) if callers_copy => continue,
                 Err(err) => return Err(err.into()),
             };
             let mut after = dispute.clone();
@@ -278,7 +277,7 @@ impl Engine {
                 .await
             {
                 Ok(()) => return Ok((after, decision)),
-                Err(StoreError::Conflict(_)) if attempt < ATTEMPTS_ON_CONFLICT => continue,
+                Err(StoreError::Conflict(_)) if callers_copy || attempt < ATTEMPTS_ON_CONFLICT => continue,
                 Err(err) => return Err(err.into()),
             }
         }

@@ -54,6 +54,15 @@ impl ActivePolicyCache {
     }
 }
 
+/// Counts an activation when dropped.
+struct ActivationGuard<'a>(&'a ActivePolicyCache);
+
+impl Drop for ActivationGuard<'_> {
+    fn drop(&mut self) {
+        self.0.activated();
+    }
+}
+
 /// A stored policy version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyVersionRecord {
@@ -394,11 +403,11 @@ impl Store {
         model.activated_by = Set(Some(by.to_owned()));
         model.activated_at = Set(Some(now));
         let updated = sea_orm::ActiveModelTrait::update(model, &txn).await?;
-        // Before the commit too: a read between the commit and this must not be kept as fresh.
+        // Before the commit and after it (also if this is cancelled while committing): a read that started
+        // before the commit is not kept as fresh.
         self.active_policy.activated();
-        let committed = txn.commit().await;
-        self.active_policy.activated();
-        committed?;
+        let _after_the_commit = ActivationGuard(&self.active_policy);
+        txn.commit().await?;
         Ok(Some(updated.into()))
     }
 

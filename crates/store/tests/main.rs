@@ -693,6 +693,48 @@ async fn a_connection_returns_to_the_pool_clean_after_a_dropped_transaction_or_s
     }
 }
 
+/// A transaction whose `BEGIN` was sent but whose answer was never read (a request timed out right then) is
+/// rolled back before its connection serves anyone else: the next statement on that connection runs in a
+/// transaction of its own (vendor/sqlx-postgres/VERDICT.md).
+#[tokio::test]
+async fn a_begin_cancelled_in_flight_leaves_no_transaction_open_on_its_connection() {
+    let Some(db) = test_databases()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|db| db.label == "postgres")
+    else {
+        return;
+    };
+    let mut options = sea_orm::ConnectOptions::new(db.url.clone());
+    options.max_connections(1).min_connections(1);
+    let conn = sea_orm::Database::connect(options).await.unwrap();
+    let mut cancelled_in_flight = 0;
+    for i in 0..200 {
+        // Polled once: the connection is taken, `BEGIN` written and sent, and the future dropped while it
+        // waits for the answer (or earlier, which leaves nothing to clean up).
+        if tokio::time::timeout(std::time::Duration::ZERO, conn.begin())
+            .await
+            .is_err()
+        {
+            cancelled_in_flight += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        // Two statements outside a transaction are two transactions; inside one a cancelled BEGIN left open,
+        // they are the same.
+        let first: i64 = scalar_on(&conn, "SELECT txid_current() AS v").await;
+        let second: i64 = scalar_on(&conn, "SELECT txid_current() AS v").await;
+        assert_ne!(
+            first, second,
+            "{i}: statements ran inside a transaction a cancelled BEGIN left open"
+        );
+    }
+    assert!(
+        cancelled_in_flight > 0,
+        "no BEGIN was cancelled: the test tried nothing"
+    );
+}
+
 /// Triage reads the active policy version for every dispute; the store reuses a read for a moment. An
 /// activation through the store is seen at once, one through another replica's store within
 /// `ACTIVE_POLICY_REUSED_FOR`.

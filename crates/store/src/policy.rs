@@ -403,9 +403,8 @@ impl Store {
         model.activated_by = Set(Some(by.to_owned()));
         model.activated_at = Set(Some(now));
         let updated = sea_orm::ActiveModelTrait::update(model, &txn).await?;
-        // Before the commit and after it (also if this is cancelled while committing): a read that started
-        // before the commit is not kept as fresh.
-        self.active_policy.activated();
+        // Counted once the commit is done, or cancelled: a read kept before then is forgotten, and one that
+        // started before then is not kept.
         let _after_the_commit = ActivationGuard(&self.active_policy);
         txn.commit().await?;
         Ok(Some(updated.into()))

@@ -645,6 +645,13 @@ async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
     }
 }
 
+/// A pool of one connection, so that each use gets the connection the one before left behind.
+async fn one_connection_pool(url: &str) -> sea_orm::DatabaseConnection {
+    let mut options = sea_orm::ConnectOptions::new(url.to_owned());
+    options.max_connections(1).min_connections(1);
+    sea_orm::Database::connect(options).await.unwrap()
+}
+
 /// A connection goes back to the pool clean whatever its user left behind: a transaction dropped before its
 /// commit, a statement dropped while the server was still running it (the pool skips its ping on release for
 /// a PostgreSQL connection with nothing left to send: vendor/sqlx-core/VERDICT.md).
@@ -652,9 +659,7 @@ async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
 async fn a_connection_returns_to_the_pool_clean_after_a_dropped_transaction_or_statement() {
     for db in test_databases().await.unwrap() {
         let label = db.label;
-        let mut options = sea_orm::ConnectOptions::new(db.url.clone());
-        options.max_connections(1).min_connections(1);
-        let conn = sea_orm::Database::connect(options).await.unwrap();
+        let conn = one_connection_pool(&db.url).await;
         conn.execute_unprepared("CREATE TABLE pool_probe (n INTEGER)")
             .await
             .unwrap();
@@ -706,9 +711,7 @@ async fn a_begin_cancelled_in_flight_leaves_no_transaction_open_on_its_connectio
     else {
         return;
     };
-    let mut options = sea_orm::ConnectOptions::new(db.url.clone());
-    options.max_connections(1).min_connections(1);
-    let conn = sea_orm::Database::connect(options).await.unwrap();
+    let conn = one_connection_pool(&db.url).await;
     let mut cancelled_in_flight = 0;
     for i in 0..200 {
         // Polled once: the connection is taken, `BEGIN` written and sent, and the future dropped while it

@@ -26,7 +26,8 @@ pub(crate) async fn commit(txn: DatabaseTransaction) -> Result<(), DbErr> {
     Ok(())
 }
 
-fn after_commit() {
+/// The crash point after a write that committed by itself (one statement outside a transaction).
+pub(crate) fn after_commit() {
     let target = TARGET.get_or_init(|| {
         std::env::var(CRASH_AFTER_COMMIT)
             .ok()

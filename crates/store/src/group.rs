@@ -101,11 +101,17 @@ impl<T, R> Default for Queue<T, R> {
 }
 
 /// The writer queues of one process, shared by every clone of a store: decisions, and the inbox inserts
-/// that come before a webhook's 2xx.
+/// that come before a webhook's 2xx; and its queues of coalesced reads (coalesce.rs).
 #[derive(Default)]
 pub(crate) struct Committer {
     decisions: Queue<CommitRequest, ()>,
     pub(crate) inbox: Queue<crate::inbox::Delivery, Vec<crate::inbox::InboxInsert>>,
+    /// Disputes by id.
+    pub(crate) disputes: crate::coalesce::Reads<Uuid, crate::entity::dispute::Model>,
+    /// Disputes by processor and the processor's dispute id.
+    pub(crate) disputes_by_processor_id: crate::coalesce::Reads<(String, String), crate::entity::dispute::Model>,
+    /// Active API keys by the hash of their token.
+    pub(crate) api_keys: crate::coalesce::Reads<String, crate::entity::api_key::Model>,
 }
 
 /// What one transaction did: committed everything, or refused some decisions (by their index) and wrote

@@ -383,15 +383,40 @@ impl Store {
         .await
     }
 
-    /// Every delivery's rows in one transaction: one multi-row insert per [`INSERT_CHUNK`] rows, then a
-    /// take-over for each event id that was already stored.
+    /// Every delivery's rows: one multi-row insert per [`INSERT_CHUNK`] rows, then a take-over for each event
+    /// id that was already stored. Rows that fit one insert are written by that statement alone, which commits
+    /// them atomically without the two round trips of `BEGIN` and `COMMIT` (a take-over after it is a write of
+    /// its own: a delivery that fails there is answered 5xx, and its redelivery takes its rows over); more rows
+    /// are written in one transaction.
     async fn insert_deliveries(
         &self,
         deliveries: &[Delivery],
     ) -> Result<Vec<Result<Vec<InboxInsert>, StoreError>>, StoreError> {
         use sea_orm::TransactionTrait;
-        use sea_orm::sea_query::OnConflict;
+        let rows: usize = deliveries.iter().map(|d| d.rows.len()).sum();
+        if rows <= INSERT_CHUNK {
+            return self.insert_deliveries_on(self.db(), deliveries, true).await;
+        }
         let txn = self.db().begin().await?;
+        let answers = self.insert_deliveries_on(&txn, deliveries, false).await?;
+        crate::crash::commit(txn).await?;
+        Ok(answers)
+    }
+
+    /// [`Store::insert_deliveries`] on `conn`; `autocommit` when each statement commits by itself (a crash
+    /// point after each write).
+    async fn insert_deliveries_on(
+        &self,
+        conn: &impl ConnectionTrait,
+        deliveries: &[Delivery],
+        autocommit: bool,
+    ) -> Result<Vec<Result<Vec<InboxInsert>, StoreError>>, StoreError> {
+        use sea_orm::sea_query::OnConflict;
+        let committed = || {
+            if autocommit {
+                crate::crash::after_commit();
+            }
+        };
         let mut ids = Vec::new();
         let mut models = Vec::new();
         for delivery in deliveries {
@@ -435,13 +460,14 @@ impl Store {
                         .do_nothing()
                         .to_owned(),
                 )
-                .exec_with_returning_keys(&txn)
+                .exec_with_returning_keys(conn)
                 .await
             {
                 Ok(keys) => inserted.extend(keys),
                 Err(sea_orm::DbErr::RecordNotInserted) => {}
                 Err(err) => return Err(err.into()),
             }
+            committed();
         }
         let mut ids = ids.into_iter();
         let mut answers = Vec::with_capacity(deliveries.len());
@@ -452,7 +478,7 @@ impl Store {
                     inserts.push(InboxInsert::Inserted(id));
                     continue;
                 }
-                let retaken = txn
+                let retaken = conn
                     .query_one_raw(self.stmt(
                         "UPDATE notifications SET lease_token = $1, locked_until = $2 \
                          WHERE processor = $3 AND event_id = $4 AND status = 'pending' RETURNING id",
@@ -464,6 +490,7 @@ impl Store {
                         ],
                     ))
                     .await?;
+                committed();
                 inserts.push(match retaken {
                     Some(row) => InboxInsert::Retaken(row.try_get("", "id")?),
                     None => InboxInsert::Duplicate,
@@ -471,7 +498,6 @@ impl Store {
             }
             answers.push(Ok(inserts));
         }
-        crate::crash::commit(txn).await?;
         Ok(answers)
     }
 

@@ -10,6 +10,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, Query
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::coalesce::Lookup;
 use crate::entity::api_key;
 use crate::error::is_unique_violation;
 use crate::{Store, StoreError};
@@ -94,11 +95,27 @@ impl Store {
     }
 
     /// The active (not revoked) key whose token hashes to `token_hash`.
+    /// Read afresh for every request (a revocation applies from the next one), coalesced with concurrent
+    /// requests' reads (coalesce.rs).
     pub async fn find_api_key(&self, token_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let found = api_key::Entity::find()
-            .filter(api_key::Column::TokenHash.eq(token_hash))
-            .filter(api_key::Column::RevokedAt.is_null())
-            .one(self.db())
+        let lookup: Lookup<String, api_key::Model> = |store, hashes| {
+            Box::pin(async move {
+                let rows = api_key::Entity::find()
+                    .filter(api_key::Column::TokenHash.is_in(hashes))
+                    .filter(api_key::Column::RevokedAt.is_null())
+                    .all(store.db())
+                    .await?;
+                Ok(rows.into_iter().map(|row| (row.token_hash.clone(), row)).collect())
+            })
+        };
+        let found = self
+            .read_coalesced(&self.committer.api_keys, token_hash.to_owned(), lookup, || async {
+                Ok(api_key::Entity::find()
+                    .filter(api_key::Column::TokenHash.eq(token_hash))
+                    .filter(api_key::Column::RevokedAt.is_null())
+                    .one(self.db())
+                    .await?)
+            })
             .await?;
         Ok(found.map(ApiKeyRecord::from))
     }

@@ -9,6 +9,7 @@ mod backtests;
 mod batch;
 mod bulk;
 mod changes;
+mod coalesce;
 mod convert;
 mod crash;
 mod documents;

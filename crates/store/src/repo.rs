@@ -13,6 +13,7 @@ use verdict_domain::{Decision, Dispute, DisputeId, Processor};
 use verdict_migrations::{Migrator, MigratorTrait};
 
 use crate::StoreError;
+use crate::coalesce::Lookup;
 use crate::convert::to_domain;
 use crate::entity::{dispute, dispute_event, dispute_status, step, timer};
 use crate::search::{DisputeFilter, DisputeSort, SortCursor, SortValue, beyond};
@@ -325,12 +326,23 @@ impl Store {
         Ok(self.db.execute_raw(statement).await?.rows_affected())
     }
 
+    /// The dispute as it is now (coalesced with concurrent loads: coalesce.rs).
     pub async fn load(&self, id: DisputeId) -> Result<Option<Dispute>, StoreError> {
-        dispute::Entity::find_by_id(id.as_uuid())
-            .one(&self.db)
-            .await?
-            .map(to_domain)
-            .transpose()
+        let lookup: Lookup<Uuid, dispute::Model> = |store, ids| {
+            Box::pin(async move {
+                let rows = dispute::Entity::find()
+                    .filter(dispute::Column::Id.is_in(ids))
+                    .all(&store.db)
+                    .await?;
+                Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+            })
+        };
+        self.read_coalesced(&self.committer.disputes, id.as_uuid(), lookup, || async {
+            Ok(dispute::Entity::find_by_id(id.as_uuid()).one(&self.db).await?)
+        })
+        .await?
+        .map(to_domain)
+        .transpose()
     }
 
     /// Several disputes in one query (workers load a claimed batch at once).
@@ -352,13 +364,31 @@ impl Store {
         processor: Processor,
         processor_dispute_id: &str,
     ) -> Result<Option<Dispute>, StoreError> {
-        dispute::Entity::find()
-            .filter(dispute::Column::Processor.eq(processor.as_str()))
-            .filter(dispute::Column::ProcessorDisputeId.eq(processor_dispute_id))
-            .one(&self.db)
-            .await?
-            .map(to_domain)
-            .transpose()
+        let lookup: Lookup<(String, String), dispute::Model> = |store, keys| {
+            Box::pin(async move {
+                // By the index on the processor's dispute id alone; a row of another processor with the same id
+                // answers no key.
+                let rows = dispute::Entity::find()
+                    .filter(dispute::Column::ProcessorDisputeId.is_in(keys.into_iter().map(|(_, id)| id)))
+                    .all(&store.db)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|row| ((row.processor.clone(), row.processor_dispute_id.clone()), row))
+                    .collect())
+            })
+        };
+        let key = (processor.as_str().to_owned(), processor_dispute_id.to_owned());
+        self.read_coalesced(&self.committer.disputes_by_processor_id, key, lookup, || async {
+            Ok(dispute::Entity::find()
+                .filter(dispute::Column::Processor.eq(processor.as_str()))
+                .filter(dispute::Column::ProcessorDisputeId.eq(processor_dispute_id))
+                .one(&self.db)
+                .await?)
+        })
+        .await?
+        .map(to_domain)
+        .transpose()
     }
 
     /// Writes a decision atomically. `expected_version` is the version the decision was made on (`None` for a

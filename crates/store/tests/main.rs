@@ -776,3 +776,86 @@ async fn the_active_policy_is_read_again_after_an_activation() {
 mod evidence;
 mod group_commit;
 mod patterns;
+
+/// Reads by key that arrive together are answered by a few shared statements on PostgreSQL (coalesce.rs), each
+/// with its own row: a dispute by id or by processor id, none for an unknown key or another processor, an API
+/// key only while it is not revoked. SQLite reads each alone, with the same answers.
+#[tokio::test]
+async fn reads_by_key_asked_together_each_get_their_own_row() {
+    for db in test_databases().await.unwrap() {
+        let store = db.store().await.unwrap();
+        let mut disputes = Vec::new();
+        for i in 0..20 {
+            disputes.push(open_in(&store, &format!("dp_together_{i}"), Some(10)).await);
+        }
+        let active = verdict_store::hash_token("token-active");
+        let revoked = verdict_store::hash_token("token-revoked");
+        store.create_api_key("active", "analyst", &active, t0()).await.unwrap();
+        store
+            .create_api_key("revoked", "analyst", &revoked, t0())
+            .await
+            .unwrap();
+        store
+            .revoke_api_key(&verdict_store::KeySelector::Name("revoked".into()), t0())
+            .await
+            .unwrap();
+        let before = store.coalesced_read_statements();
+
+        let by_id = futures::future::join_all((0..100).map(|i| {
+            let id = if i % 5 == 4 {
+                DisputeId::new_v7()
+            } else {
+                disputes[i % disputes.len()].id
+            };
+            let store = &store;
+            async move { (id, store.load(id).await.unwrap()) }
+        }));
+        let by_processor_id = futures::future::join_all((0..100).map(|i| {
+            let processor = if i % 7 == 6 {
+                Processor::Paypal
+            } else {
+                Processor::Stripe
+            };
+            let pid = format!("dp_together_{}", i % 25);
+            let store = &store;
+            async move {
+                let found = store.find_by_processor_id(processor, &pid).await.unwrap();
+                (processor, pid, found)
+            }
+        }));
+        let keys = futures::future::join_all((0..100).map(|i| {
+            let hash = if i % 2 == 0 { active.clone() } else { revoked.clone() };
+            let store = &store;
+            async move {
+                let found = store.find_api_key(&hash).await.unwrap();
+                (hash, found)
+            }
+        }));
+        let (by_id, by_processor_id, keys) = tokio::join!(by_id, by_processor_id, keys);
+
+        for (id, found) in by_id {
+            let expected = disputes.iter().find(|d| d.id == id);
+            assert_eq!(found.as_ref(), expected, "{}", db.label);
+        }
+        for (processor, pid, found) in by_processor_id {
+            let expected = disputes
+                .iter()
+                .find(|d| processor == Processor::Stripe && d.processor_dispute_id == pid);
+            assert_eq!(found.as_ref(), expected, "{} {processor} {pid}", db.label);
+        }
+        for (hash, found) in keys {
+            let name = found.map(|key| key.name);
+            let expected = (hash == active).then(|| "active".to_owned());
+            assert_eq!(name, expected, "{}", db.label);
+        }
+        let statements = store.coalesced_read_statements() - before;
+        if db.label == "postgres" {
+            assert!(
+                (3..=12).contains(&statements),
+                "300 reads asked together took {statements} statements"
+            );
+        } else {
+            assert_eq!(statements, 0);
+        }
+    }
+}

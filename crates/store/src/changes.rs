@@ -26,6 +26,7 @@ use verdict_domain::{Dispute, DisputeId, EventKind};
 
 use crate::convert::to_domain;
 use crate::entity::{dispute, dispute_event};
+use crate::queue::WORK_CHANNEL;
 use crate::{EventRecord, Store, StoreError};
 
 /// The PostgreSQL channel that carries change notices between replicas.
@@ -159,54 +160,49 @@ impl Store {
     }
 
     /// Inside a commit on PostgreSQL: the feed rows of a batch's changes (dispute, first and last version) and
-    /// their notices, all visible only if the transaction commits. One insert, and one `NOTIFY` per
-    /// [`NOTICES_PER_PAYLOAD`] changes.
+    /// their notices, all visible only if the transaction commits; with `wake`, the `verdict_work` notice too
+    /// (work due soon). One statement: the insert, and one `pg_notify` per [`NOTICES_PER_PAYLOAD`] changes
+    /// built from what it returned (each a round trip of its own before).
     pub(crate) async fn record_changes(
         &self,
         txn: &DatabaseTransaction,
         changes: &[(DisputeId, i64, i64)],
+        wake: bool,
     ) -> Result<(), StoreError> {
         if changes.is_empty() {
+            if wake {
+                txn.execute_unprepared(&format!("NOTIFY {WORK_CHANNEL}")).await?;
+            }
             return Ok(());
         }
         let now = Utc::now();
-        let mut values: Vec<Value> = Vec::with_capacity(changes.len() * 4);
+        let mut values: Vec<Value> = Vec::with_capacity(changes.len() * 4 + 1);
+        values.push(CHANGE_CHANNEL.into());
         let mut tuples = Vec::with_capacity(changes.len());
         for (dispute, first, last) in changes {
             let n = values.len();
             tuples.push(format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
             values.extend([dispute.as_uuid().into(), (*first).into(), (*last).into(), now.into()]);
         }
-        let insert = self.stmt(
+        let wake = if wake {
+            format!(" UNION ALL SELECT pg_notify('{WORK_CHANNEL}', '')")
+        } else {
+            String::new()
+        };
+        // The payload is what `Payload::Batch` reads: `[{"p": position, "d": dispute, "f": first, "l": last}]`.
+        let statement = self.stmt(
             &format!(
-                "INSERT INTO change_feed (dispute_id, first_version, last_version, committed_at) VALUES {} \
-                 RETURNING position, dispute_id, first_version, last_version",
+                "WITH fed AS (INSERT INTO change_feed (dispute_id, first_version, last_version, committed_at) \
+                 VALUES {} RETURNING position, dispute_id, first_version, last_version), \
+                 parts AS (SELECT fed.*, (row_number() OVER (ORDER BY position) - 1) / {NOTICES_PER_PAYLOAD} AS part \
+                 FROM fed) \
+                 SELECT pg_notify($1, json_agg(json_build_object('p', position, 'd', dispute_id, \
+                 'f', first_version, 'l', last_version) ORDER BY position)::text) FROM parts GROUP BY part{wake}",
                 tuples.join(", ")
             ),
             values,
         );
-        let notices = txn
-            .query_all_raw(insert)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(Notice {
-                    p: row.try_get("", "position")?,
-                    d: row.try_get("", "dispute_id")?,
-                    f: row.try_get("", "first_version")?,
-                    l: row.try_get("", "last_version")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sea_orm::DbErr>>()?;
-        for chunk in notices.chunks(NOTICES_PER_PAYLOAD) {
-            let payload = serde_json::to_string(chunk)
-                .map_err(|e| StoreError::Corrupt(format!("a change notice does not serialise: {e}")))?;
-            txn.execute_raw(self.stmt(
-                "SELECT pg_notify($1, $2)",
-                vec![CHANGE_CHANNEL.into(), Value::from(payload)],
-            ))
-            .await?;
-        }
+        txn.execute_raw(statement).await?;
         Ok(())
     }
 

@@ -518,13 +518,10 @@ impl Store {
                 .zip(records)
                 .filter_map(|(w, r)| Some((w.after.id, r.first()?.version, r.last()?.version)))
                 .collect();
-            self.record_changes(txn, &changes).await?;
-            if wakes_replicas {
-                // Delivered to every replica's listener when (and only if) the transaction commits. Only for
-                // work due soon: NOTIFY serialises committing transactions on a database-wide lock, and a
-                // replica never sleeps past WAKE_HORIZON_SECONDS anyway.
-                txn.execute_unprepared("NOTIFY verdict_work").await?;
-            }
+            // The work notice is delivered to every replica's listener when (and only if) the transaction
+            // commits. Only for work due soon: NOTIFY serialises committing transactions on a database-wide
+            // lock, and a replica never sleeps past WAKE_HORIZON_SECONDS anyway.
+            self.record_changes(txn, &changes, wakes_replicas).await?;
         }
         Ok(adds_work)
     }

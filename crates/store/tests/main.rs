@@ -859,3 +859,43 @@ async fn reads_by_key_asked_together_each_get_their_own_row() {
         }
     }
 }
+
+/// A commit that adds work due now wakes the workers of another replica, and its change reaches that replica's
+/// change listener (both notices are sent by the change feed's insert statement).
+#[tokio::test]
+async fn a_commit_with_work_due_now_wakes_another_replica() {
+    for db in test_databases().await.unwrap() {
+        if db.label != "postgres" {
+            continue;
+        }
+        let listening = db.store().await.unwrap();
+        let committing = Store::connect(&db.url).await.unwrap();
+        let _listener = listening.listen_for_work().await.unwrap().unwrap();
+        let woken = listening.work_signal();
+        let mut changes = listening.subscribe_changes();
+        tokio::spawn(listening.clone().run_change_listener());
+        // The listeners are up once a commit's notices reach them; earlier ones would be lost.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+        let command = Command::new(
+            Actor::analyst("test"),
+            Action::Open(Box::new(new_dispute("dp_wakes_another", Some(10)))),
+        );
+        let mut decision = open(DisputeId::new_v7(), &command, t0()).unwrap();
+        decision.steps.push(verdict_domain::StepRequest {
+            kind: verdict_domain::StepKind::LinkOrder,
+            idempotency_key: "wakes-another".into(),
+            payload: None,
+        });
+        let dispute = replay(&decision.events).unwrap();
+        committing.commit(None, &dispute, &decision).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), woken.notified())
+            .await
+            .expect("the other replica's workers were not woken");
+        let change = tokio::time::timeout(std::time::Duration::from_secs(10), changes.recv())
+            .await
+            .expect("the change did not reach the other replica")
+            .unwrap();
+        assert_eq!(change.dispute.id, dispute.id);
+    }
+}

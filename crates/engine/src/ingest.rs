@@ -554,7 +554,8 @@ impl Engine {
     /// Stores every notification of a delivery, then applies each new one (and each redelivered one still
     /// pending) to its dispute.
     ///
-    /// An `Err` means nothing was stored: answer 5xx so the processor redelivers. Once this returns `Ok`,
+    /// An `Err` means the delivery is not stored as a whole: answer 5xx so the processor redelivers (rows of it
+    /// already stored are pending, and its redelivery takes them over: store's `insert_notifications`). Once this returns `Ok`,
     /// everything is durable; failures while applying leave rows `pending` for [`Engine::apply_pending`] and
     /// are reported in the outcomes, not as an error.
     pub async fn receive(

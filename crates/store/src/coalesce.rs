@@ -31,6 +31,10 @@ pub(crate) const MAX_KEYS: usize = 64;
 /// and 4,499 for their dispute; with one, 3,253 and under 1,186 (docs/benchmarks.md).
 pub(crate) const IN_FLIGHT: usize = 1;
 
+/// How long a shared statement may take before its callers stop waiting for it and each read alone: a statement
+/// that never returns (a connection gone half-open) must not hold up every later read of its kind.
+pub(crate) const SHARED_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The rows found for some keys, each with the key it answers (rows for keys not asked are ignored).
 pub(crate) type Lookup<K, V> =
     fn(Store, Vec<K>) -> Pin<Box<dyn Future<Output = Result<Vec<(K, V)>, StoreError>> + Send>>;
@@ -140,16 +144,22 @@ async fn reader<K, V>(
         statements.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let _slot = slot;
-            match lookup(store, keys).await {
-                Ok(rows) => {
+            match tokio::time::timeout(SHARED_READ_TIMEOUT, lookup(store, keys)).await {
+                Ok(Ok(rows)) => {
                     let found: HashMap<K, V> = rows.into_iter().collect();
                     for (key, reply) in batch {
                         // A caller that stopped waiting needs no answer.
                         let _ = reply.send(found.get(&key).cloned());
                     }
                 }
-                Err(err) => {
+                Ok(Err(err)) => {
                     tracing::debug!(error = %err, reads = batch.len(), "a coalesced read failed; its callers read alone");
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        reads = batch.len(),
+                        "a coalesced read took too long; its callers read alone"
+                    );
                 }
             }
         });
@@ -200,6 +210,20 @@ mod tests {
             for (k, answer) in answers.into_iter().enumerate() {
                 assert_eq!(answer.unwrap(), Some(k as u32 * 2), "{}", db.label);
             }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_statement_that_never_returns_lets_its_callers_and_later_ones_read_alone() {
+        for db in crate::testing::test_databases().await.unwrap() {
+            let store = db.store().await.unwrap();
+            let reads: Reads<u32, u32> = Reads::default();
+            let stuck: Lookup<u32, u32> = |_, _| Box::pin(std::future::pending());
+            let started = std::time::Instant::now();
+            let first = store.read_coalesced(&reads, 1, stuck, || async { Ok(Some(10)) }).await;
+            let second = store.read_coalesced(&reads, 2, stuck, || async { Ok(Some(20)) }).await;
+            assert_eq!((first.unwrap(), second.unwrap()), (Some(10), Some(20)), "{}", db.label);
+            assert!(started.elapsed() < SHARED_READ_TIMEOUT * 3, "{}", db.label);
         }
     }
 }

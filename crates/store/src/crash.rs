@@ -6,7 +6,8 @@
 //! transaction has committed, so the harness can stop a run at each commit in turn and check what a crash
 //! there leaves behind. Unset, a commit costs one load of a cached `None`.
 //!
-//! Every writing transaction of the store commits through [`commit`], so that each commit is a crash point.
+//! Every writing transaction of the store commits through [`commit`], and a write that commits by itself (the
+//! inbox insert outside a transaction) calls [`after_commit`], so that each commit is a crash point.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -349,8 +349,10 @@ impl Store {
         Ok(self.db().execute_raw(statement).await?.rows_affected())
     }
 
-    /// Stores a delivery's notifications in one transaction (all or nothing, so a 5xx makes the processor
-    /// redeliver the whole of it). Pending rows are claimed under `lease`; an event id already stored is a
+    /// Stores a delivery's notifications, all or none of its new rows (a delivery that fits one insert: in that
+    /// statement; a larger one in one transaction), so a 5xx makes the processor redeliver the whole of it. A
+    /// take-over after the insert that fails answers `Err` for its delivery although its new rows are stored:
+    /// pending, they are taken over by the redelivery (or applied by the sweep), never applied twice or lost. Pending rows are claimed under `lease`; an event id already stored is a
     /// [`InboxInsert::Duplicate`], or [`InboxInsert::Retaken`] when that row is still pending: it is taken over
     /// under `lease` whoever held it, since a redelivery means the processor is still waiting for it.
     ///
@@ -472,33 +474,53 @@ impl Store {
         let mut ids = ids.into_iter();
         let mut answers = Vec::with_capacity(deliveries.len());
         for delivery in deliveries {
-            let mut inserts = Vec::with_capacity(delivery.rows.len());
-            for (new, id) in delivery.rows.iter().zip(ids.by_ref()) {
-                if inserted.contains(&id) {
-                    inserts.push(InboxInsert::Inserted(id));
-                    continue;
-                }
-                let retaken = conn
-                    .query_one_raw(self.stmt(
-                        "UPDATE notifications SET lease_token = $1, locked_until = $2 \
-                         WHERE processor = $3 AND event_id = $4 AND status = 'pending' RETURNING id",
-                        vec![
-                            delivery.lease.token.into(),
-                            delivery.lease.until.into(),
-                            new.processor.clone().into(),
-                            new.event_id.clone().into(),
-                        ],
-                    ))
-                    .await?;
-                committed();
-                inserts.push(match retaken {
-                    Some(row) => InboxInsert::Retaken(row.try_get("", "id")?),
-                    None => InboxInsert::Duplicate,
-                });
+            let ids: Vec<Uuid> = ids.by_ref().take(delivery.rows.len()).collect();
+            match self.take_over(conn, delivery, &ids, &inserted, &committed).await {
+                Ok(inserts) => answers.push(Ok(inserts)),
+                // The insert has committed: only this delivery failed (its 5xx makes the processor redeliver it,
+                // and the redelivery takes over whatever of it is stored and still pending).
+                Err(err) if autocommit => answers.push(Err(err)),
+                Err(err) => return Err(err),
             }
-            answers.push(Ok(inserts));
         }
         Ok(answers)
+    }
+
+    /// What became of each row of `delivery` (inserted under `ids`): inserted, or taken over under its lease when
+    /// its event id was stored and is still pending, or a duplicate.
+    async fn take_over(
+        &self,
+        conn: &impl ConnectionTrait,
+        delivery: &Delivery,
+        ids: &[Uuid],
+        inserted: &std::collections::HashSet<Uuid>,
+        committed: &impl Fn(),
+    ) -> Result<Vec<InboxInsert>, StoreError> {
+        let mut inserts = Vec::with_capacity(delivery.rows.len());
+        for (new, id) in delivery.rows.iter().zip(ids) {
+            if inserted.contains(id) {
+                inserts.push(InboxInsert::Inserted(*id));
+                continue;
+            }
+            let retaken = conn
+                .query_one_raw(self.stmt(
+                    "UPDATE notifications SET lease_token = $1, locked_until = $2 \
+                     WHERE processor = $3 AND event_id = $4 AND status = 'pending' RETURNING id",
+                    vec![
+                        delivery.lease.token.into(),
+                        delivery.lease.until.into(),
+                        new.processor.clone().into(),
+                        new.event_id.clone().into(),
+                    ],
+                ))
+                .await?;
+            committed();
+            inserts.push(match retaken {
+                Some(row) => InboxInsert::Retaken(row.try_get("", "id")?),
+                None => InboxInsert::Duplicate,
+            });
+        }
+        Ok(inserts)
     }
 
     pub async fn notification(&self, id: Uuid) -> Result<Option<NotificationRecord>, StoreError> {

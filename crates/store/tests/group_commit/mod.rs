@@ -428,3 +428,70 @@ async fn a_timer_claim_brings_each_timers_dispute_in_due_order() {
         assert!(again.is_empty(), "{}: claimed twice within the lease", db.label);
     }
 }
+
+/// A delivery that fits one insert is stored by that statement alone; when taking over one of its events
+/// (stored before, still pending) fails after it, the delivery is refused although its new rows are stored,
+/// and its redelivery takes every row over: nothing is lost or stored twice.
+#[tokio::test]
+async fn a_failed_take_over_refuses_its_delivery_and_the_redelivery_takes_its_rows_over() {
+    use verdict_store::{InboxInsert, InboxLease, InboxStatus, NewNotification};
+    for db in test_databases().await.unwrap() {
+        if db.label != "postgres" {
+            continue;
+        }
+        let store = db.store().await.unwrap();
+        let row = |event_id: &str| NewNotification {
+            processor: "stripe".into(),
+            event_id: event_id.into(),
+            event_type: "charge.dispute.created".into(),
+            kind: Some("chargeback_opened".into()),
+            processor_dispute_id: Some("dp_take_over".into()),
+            received_at: t0(),
+            occurred_at: Some(t0()),
+            body: b"{}".to_vec(),
+            notification: None,
+            status: InboxStatus::Pending,
+            note: None,
+        };
+        let lease = || InboxLease {
+            token: uuid::Uuid::now_v7(),
+            until: t0() + chrono::Duration::seconds(20),
+        };
+        let first = store.insert_notifications(&[row("evt_held")], lease()).await.unwrap();
+        assert!(matches!(first[..], [InboxInsert::Inserted(_)]));
+        store
+            .execute_unprepared(
+                "CREATE FUNCTION refuse_take_over() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.event_id = 'evt_held' THEN RAISE EXCEPTION 'take-over refused'; END IF; RETURN NEW; \
+                 END $$ LANGUAGE plpgsql; \
+                 CREATE TRIGGER refuse_take_over BEFORE UPDATE ON notifications \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_take_over()",
+            )
+            .await
+            .unwrap();
+
+        let refused = store
+            .insert_notifications(&[row("evt_held"), row("evt_new")], lease())
+            .await;
+        assert!(refused.is_err(), "{refused:?}");
+        let stored = store.find_notifications("stripe", Some("evt_new")).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].status, InboxStatus::Pending);
+
+        store
+            .execute_unprepared("DROP TRIGGER refuse_take_over ON notifications")
+            .await
+            .unwrap();
+        let again = store
+            .insert_notifications(&[row("evt_held"), row("evt_new")], lease())
+            .await
+            .unwrap();
+        assert!(
+            matches!(again[..], [InboxInsert::Retaken(_), InboxInsert::Retaken(_)]),
+            "{again:?}"
+        );
+        for event in ["evt_held", "evt_new"] {
+            assert_eq!(store.find_notifications("stripe", Some(event)).await.unwrap().len(), 1);
+        }
+    }
+}

@@ -48,6 +48,23 @@ async fn open_in(store: &Store, pid: &str, due_in_days: Option<i64>) -> Dispute 
     dispute
 }
 
+/// A pending Stripe notification opening `dispute`, as the inbox stores it.
+fn pending_row(event_id: &str, dispute: &str) -> verdict_store::NewNotification {
+    verdict_store::NewNotification {
+        processor: "stripe".into(),
+        event_id: event_id.into(),
+        event_type: "charge.dispute.created".into(),
+        kind: Some("chargeback_opened".into()),
+        processor_dispute_id: Some(dispute.into()),
+        received_at: t0(),
+        occurred_at: Some(t0()),
+        body: b"{}".to_vec(),
+        notification: None,
+        status: verdict_store::InboxStatus::Pending,
+        note: None,
+    }
+}
+
 /// The column `v` of the one row `sql` answers.
 async fn scalar<T: sea_orm::TryGetable>(store: &Store, sql: &str) -> T {
     scalar_on(store.db(), sql).await
@@ -575,17 +592,9 @@ async fn chained_decisions_commit_as_one_with_the_inbox_outcome() {
     for db in test_databases().await.unwrap() {
         let store = db.store().await.unwrap();
         let row = |event_id: &str| NewNotification {
-            processor: "stripe".into(),
-            event_id: event_id.into(),
             event_type: "charge.dispute.closed".into(),
             kind: Some("accepted".into()),
-            processor_dispute_id: Some("dp_chain".into()),
-            received_at: t0(),
-            occurred_at: Some(t0()),
-            body: b"{}".to_vec(),
-            notification: None,
-            status: InboxStatus::Pending,
-            note: None,
+            ..pending_row(event_id, "dp_chain")
         };
         let lease = InboxLease {
             token: uuid::Uuid::now_v7(),

@@ -7,7 +7,7 @@ use verdict_domain::{Action, Actor, Command, Decision, Dispute, DisputeId, decid
 use verdict_store::testing::test_databases;
 use verdict_store::{CommitRequest, Fence, Leased, Store, StoreError};
 
-use super::{act, new_dispute, open_in, t0};
+use super::{act, new_dispute, open_in, pending_row, t0};
 
 fn note(dispute: &Dispute, text: &str) -> (Dispute, Decision) {
     let command = Command::new(Actor::analyst("test"), Action::AddNote { note: text.into() });
@@ -255,22 +255,10 @@ async fn a_database_error_fails_every_caller_and_stores_nothing() {
 
 #[tokio::test]
 async fn concurrent_deliveries_store_each_event_once_as_serial_inserts_would() {
-    use verdict_store::{InboxInsert, InboxLease, InboxStatus, NewNotification};
+    use verdict_store::{InboxInsert, InboxLease};
     for db in test_databases().await.unwrap() {
         let store = db.store().await.unwrap();
-        let row = |event_id: String| NewNotification {
-            processor: "stripe".into(),
-            event_id,
-            event_type: "charge.dispute.created".into(),
-            kind: Some("chargeback_opened".into()),
-            processor_dispute_id: Some("dp_inbox".into()),
-            received_at: t0(),
-            occurred_at: Some(t0()),
-            body: b"{}".to_vec(),
-            notification: None,
-            status: InboxStatus::Pending,
-            note: None,
-        };
+        let row = |event_id: String| pending_row(&event_id, "dp_inbox");
         // 60 deliveries of two events each, over 30 distinct event ids: every id arrives four times.
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..60 {
@@ -434,25 +422,13 @@ async fn a_timer_claim_brings_each_timers_dispute_in_due_order() {
 /// and its redelivery takes every row over: nothing is lost or stored twice.
 #[tokio::test]
 async fn a_failed_take_over_refuses_its_delivery_and_the_redelivery_takes_its_rows_over() {
-    use verdict_store::{InboxInsert, InboxLease, InboxStatus, NewNotification};
+    use verdict_store::{InboxInsert, InboxLease, InboxStatus};
     for db in test_databases().await.unwrap() {
         if db.label != "postgres" {
             continue;
         }
         let store = db.store().await.unwrap();
-        let row = |event_id: &str| NewNotification {
-            processor: "stripe".into(),
-            event_id: event_id.into(),
-            event_type: "charge.dispute.created".into(),
-            kind: Some("chargeback_opened".into()),
-            processor_dispute_id: Some("dp_take_over".into()),
-            received_at: t0(),
-            occurred_at: Some(t0()),
-            body: b"{}".to_vec(),
-            notification: None,
-            status: InboxStatus::Pending,
-            note: None,
-        };
+        let row = |event_id: &str| pending_row(event_id, "dp_take_over");
         let lease = || InboxLease {
             token: uuid::Uuid::now_v7(),
             until: t0() + chrono::Duration::seconds(20),
